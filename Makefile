@@ -1,0 +1,19 @@
+# Two commands from a fresh clone: `make run` (service on the development LiveKit) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test install
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/dev
+
+test: install
+	$(PY) -m pytest

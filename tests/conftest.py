@@ -1,0 +1,142 @@
+"""Fixtures: a LiveKit emulator on a loopback port, apps wired to it, and tenant tokens."""
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import jwt
+import pytest
+from livekit import api
+from werkzeug.serving import make_server
+
+from tokensvc import create_app
+from tokensvc.testing import LiveKitEmulator
+
+LIVEKIT_KEY = "test-key"
+LIVEKIT_SECRET = "test-livekit-secret-at-least-32-bytes-long"
+TENANT_SECRET = "test-tenant-secret-at-least-32-bytes-long!"
+BODY = {"room_name": "room-1", "participant_name": "Alice Smith", "participant_identity": "alice"}
+
+
+@pytest.fixture(scope="session")
+def emulator():
+    """One LiveKit emulator for the whole run."""
+    with LiveKitEmulator(keys={LIVEKIT_KEY: LIVEKIT_SECRET}) as server:
+        yield server
+
+
+@pytest.fixture
+def livekit(emulator):
+    """The emulator with no rooms, calls or faults, and accepting connections."""
+    emulator.reset()
+    yield emulator
+    emulator.reset()
+
+
+@pytest.fixture
+def make_app(livekit):
+    """Build apps wired to the emulator; extra settings override the defaults."""
+    apps = []
+
+    def build(**settings):
+        config = {
+            "TESTING": True,
+            "LIVEKIT_URL": livekit.ws_url,
+            "LIVEKIT_API_KEY": LIVEKIT_KEY,
+            "LIVEKIT_API_SECRET": LIVEKIT_SECRET,
+            "AUTH_JWT_SECRET": TENANT_SECRET,
+            **settings,
+        }
+        app = create_app({k: v for k, v in config.items() if v is not None})
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        app.extensions["tokensvc"].close()
+
+
+@pytest.fixture
+def app(make_app):
+    """The service with default settings (authentication optional)."""
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    """A test client for `app`."""
+    return app.test_client()
+
+
+class Tenants:
+    """Mints tenant JWTs the way the authentication service would."""
+
+    def token(self, tenant="acme", secret=TENANT_SECRET, algorithm="HS256", ttl=300, **claims):
+        """Return a signed tenant token (`sub` = tenant unless overridden)."""
+        now = int(time.time())
+        payload = {"sub": tenant, "iat": now, "exp": now + ttl, **claims}
+        return jwt.encode({k: v for k, v in payload.items() if v is not None}, secret, algorithm)
+
+    def headers(self, tenant="acme", **kwargs):
+        """Return an Authorization header for `tenant`."""
+        return {"Authorization": f"Bearer {self.token(tenant, **kwargs)}"}
+
+
+@pytest.fixture
+def tenants():
+    """The tenant-token helper."""
+    return Tenants()
+
+
+def verify_token(token: str):
+    """Decode a minted token with LiveKit's own verifier; return (claims, raw payload)."""
+    claims = api.TokenVerifier(LIVEKIT_KEY, LIVEKIT_SECRET).verify(token)
+    raw = jwt.decode(token, LIVEKIT_SECRET, algorithms=["HS256"], issuer=LIVEKIT_KEY)
+    return claims, raw
+
+
+class ServedApp:
+    """An app served by a threaded WSGI server on a loopback port (a real socket)."""
+
+    def __init__(self, app):
+        """Start serving `app` in a background thread."""
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def post(self, path, body, headers=None, timeout=30):
+        """POST JSON and return (status, parsed JSON body, headers)."""
+        data = json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.url + path,
+            data=data,
+            headers={"Content-Type": "application/json", **(headers or {})},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, json.loads(response.read()), response.headers
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read()), error.headers
+
+    def close(self):
+        """Stop the server."""
+        self.server.shutdown()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def serve():
+    """Serve apps over real sockets; stopped at teardown."""
+    served = []
+
+    def start(app):
+        served.append(ServedApp(app))
+        return served[-1]
+
+    yield start
+    for server in served:
+        server.close()

@@ -1,0 +1,105 @@
+"""Every row of the ownership table, through HTTP into the app and over a socket to LiveKit."""
+
+import json
+
+import pytest
+
+from conftest import BODY, verify_token
+
+ROOM = BODY["room_name"]
+
+
+def post(client, tenants, tenant, room=ROOM):
+    """Ask for a token for `room` as `tenant`."""
+    return client.post(
+        "/livekit/token", json={**BODY, "room_name": room}, headers=tenants.headers(tenant)
+    )
+
+
+def test_missing_room_is_created_owned_by_the_tenant(client, tenants, livekit):
+    """Room doesn't exist: created with metadata.auth_id = tenant; token issued."""
+    response = post(client, tenants, "acme")
+    assert response.status_code == 200
+    room = livekit.get_room(ROOM)
+    assert json.loads(room.metadata) == {"auth_id": "acme"}
+    assert livekit.calls == {"ListRooms": 1, "CreateRoom": 1}
+
+
+def test_own_room_gets_token_and_nothing_is_written(client, tenants, livekit):
+    """Room exists and the caller owns it: token issued, one ListRooms, no write."""
+    existing = livekit.add_room(ROOM, json.dumps({"auth_id": "acme", "topic": "standup"}))
+    response = post(client, tenants, "acme")
+    assert response.status_code == 200
+    room = livekit.get_room(ROOM)
+    assert (room.sid, room.metadata) == (existing.sid, existing.metadata)
+    assert livekit.calls == {"ListRooms": 1}
+    claims, _ = verify_token(response.json["token"])
+    assert claims.room_config.metadata == existing.metadata
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        json.dumps({"auth_id": "globex"}),
+        json.dumps({"owner": "acme"}),
+        json.dumps({"auth_id": 42}),
+        json.dumps({"auth_id": ""}),
+        json.dumps({"auth_id": ["acme"]}),
+        json.dumps(["acme"]),
+        json.dumps("acme"),
+        "acme",
+        "",
+        "{not json",
+        "[" * 100000,
+    ],
+    ids=[
+        "other-owner", "no-auth-id", "numeric-auth-id", "empty-auth-id", "list-auth-id",
+        "json-list", "json-string", "plain-text", "empty", "broken-json", "deep-nesting",
+    ],
+)
+def test_foreign_or_unowned_room_is_refused_and_untouched(client, tenants, livekit, metadata):
+    """Another owner, no string auth_id, or metadata that is not a JSON object: 403, no write."""
+    existing = livekit.add_room(ROOM, metadata)
+    response = post(client, tenants, "acme")
+    assert response.status_code == 403
+    assert response.json["code"] == "room_forbidden"
+    assert "token" not in response.json
+    room = livekit.get_room(ROOM)
+    assert (room.sid, room.metadata) == (existing.sid, existing.metadata)
+    assert livekit.calls == {"ListRooms": 1}
+
+
+def test_race_lost_between_lookup_and_create_is_refused(client, tenants, livekit):
+    """Ownership is decided on what CreateRoom returns, not on the earlier ListRooms."""
+    rival = json.dumps({"auth_id": "globex"})
+    livekit.after_next_call("ListRooms", lambda: livekit.add_room(ROOM, rival))
+    response = post(client, tenants, "acme")
+    assert response.status_code == 403
+    assert livekit.get_room(ROOM).metadata == rival
+    assert livekit.calls == {"ListRooms": 1, "CreateRoom": 1}
+
+
+def test_closed_room_can_be_claimed_again(client, tenants, livekit):
+    """A room LiveKit closed (it emptied out) is free: the next tenant to ask owns it."""
+    assert post(client, tenants, "acme").status_code == 200
+    livekit.close_room(ROOM)
+    assert post(client, tenants, "globex").status_code == 200
+    assert json.loads(livekit.get_room(ROOM).metadata) == {"auth_id": "globex"}
+    assert post(client, tenants, "acme").status_code == 403
+
+
+def test_tenant_id_with_json_characters_round_trips(client, tenants, livekit):
+    """Metadata is built with a JSON encoder: quotes, braces and backslashes survive exactly."""
+    tenant = 'ac"me}\\{"auth_id":"x"'
+    assert post(client, tenants, tenant).status_code == 200
+    assert json.loads(livekit.get_room(ROOM).metadata) == {"auth_id": tenant}
+    assert post(client, tenants, tenant).status_code == 200
+    assert post(client, tenants, "x").status_code == 403
+
+
+def test_unauthenticated_request_skips_ownership_entirely(client, livekit):
+    """Unauthenticated mode: even a foreign room gets a token, and LiveKit is not called."""
+    livekit.add_room(ROOM, json.dumps({"auth_id": "globex"}))
+    response = client.post("/livekit/token", json=BODY)
+    assert response.status_code == 200
+    assert livekit.call_count() == 0

@@ -1,0 +1,99 @@
+"""The success path: response body, and the minted token's claims read with LiveKit's verifier."""
+
+import json
+import time
+
+import pytest
+
+from conftest import BODY, verify_token
+
+FORBIDDEN_GRANTS = ("roomAdmin", "roomCreate", "roomList", "roomRecord")
+
+
+def test_unauthenticated_token_echoes_request_and_calls_no_livekit(client, livekit):
+    """Without a bearer token: 200, the request echoed, and LiveKit never called."""
+    response = client.post("/livekit/token", json=BODY)
+    assert response.status_code == 200
+    assert set(response.json) == {"token", "room_name", "participant_identity", "livekit_url"}
+    assert response.json["room_name"] == BODY["room_name"]
+    assert response.json["participant_identity"] == BODY["participant_identity"]
+    assert response.json["livekit_url"] == livekit.ws_url
+    assert livekit.call_count() == 0
+    assert livekit.get_room(BODY["room_name"]) is None
+
+
+def test_token_claims_are_join_only_for_one_room(client):
+    """The token names the participant and grants exactly join/publish/subscribe/data."""
+    before = int(time.time())
+    token = client.post("/livekit/token", json=BODY).json["token"]
+    claims, raw = verify_token(token)
+    assert claims.identity == BODY["participant_identity"]
+    assert claims.name == BODY["participant_name"]
+    assert raw["video"] == {
+        "roomJoin": True,
+        "room": BODY["room_name"],
+        "canPublish": True,
+        "canSubscribe": True,
+        "canPublishData": True,
+    }
+    assert before + 3600 <= raw["exp"] <= int(time.time()) + 3600
+    assert "roomConfig" not in raw
+
+
+def test_authenticated_token_carries_room_owner_in_room_config(client, tenants, livekit):
+    """With a tenant, roomConfig.metadata holds the same JSON as the room's metadata."""
+    response = client.post("/livekit/token", json=BODY, headers=tenants.headers("acme"))
+    assert response.status_code == 200
+    claims, raw = verify_token(response.json["token"])
+    room = livekit.get_room(BODY["room_name"])
+    assert json.loads(claims.room_config.metadata) == {"auth_id": "acme"}
+    assert claims.room_config.metadata == room.metadata
+    assert not any(raw["video"].get(grant) for grant in FORBIDDEN_GRANTS)
+
+
+@pytest.mark.parametrize("ttl", [60, 7200])
+def test_token_ttl_setting_sets_exp(make_app, ttl):
+    """TOKEN_TTL (seconds) decides `exp`."""
+    client = make_app(TOKEN_TTL=str(ttl)).test_client()
+    before = int(time.time())
+    _, raw = verify_token(client.post("/livekit/token", json=BODY).json["token"])
+    assert before + ttl <= raw["exp"] <= int(time.time()) + ttl
+
+
+def test_public_url_is_returned_to_clients(make_app, livekit):
+    """LIVEKIT_PUBLIC_URL, when set, is the URL clients are told; the API still uses LIVEKIT_URL."""
+    client = make_app(LIVEKIT_PUBLIC_URL="wss://rtc.example.com").test_client()
+    response = client.post("/livekit/token", json=BODY, headers=None)
+    assert response.json["livekit_url"] == "wss://rtc.example.com"
+
+
+def test_room_options_reach_new_rooms_and_token(make_app, tenants, livekit):
+    """ROOM_* settings shape the rooms the service creates, and ride in roomConfig."""
+    client = make_app(
+        ROOM_EMPTY_TIMEOUT="120", ROOM_DEPARTURE_TIMEOUT="15", ROOM_MAX_PARTICIPANTS="4"
+    ).test_client()
+    response = client.post("/livekit/token", json=BODY, headers=tenants.headers())
+    room = livekit.get_room(BODY["room_name"])
+    assert (room.empty_timeout, room.departure_timeout, room.max_participants) == (120, 15, 4)
+    claims, _ = verify_token(response.json["token"])
+    config = claims.room_config
+    assert (config.empty_timeout, config.departure_timeout, config.max_participants) == (120, 15, 4)
+
+
+def test_unknown_fields_are_ignored(client):
+    """Fields the contract does not list do not change the answer."""
+    response = client.post("/livekit/token", json={**BODY, "role": "admin", "roomAdmin": True})
+    assert response.status_code == 200
+    _, raw = verify_token(response.json["token"])
+    assert "roomAdmin" not in raw["video"]
+
+
+def test_names_keep_their_white_space_and_unicode(client):
+    """Names are passed to LiveKit as given: no trimming, full Unicode."""
+    body = {"room_name": " Zimmer ü ", "participant_name": "Zoë 🎧", "participant_identity": "id ‏x"}
+    response = client.post("/livekit/token", json=body)
+    claims, raw = verify_token(response.json["token"])
+    assert response.json["room_name"] == body["room_name"]
+    assert (raw["video"]["room"], claims.name, claims.identity) == (
+        body["room_name"], body["participant_name"], body["participant_identity"]
+    )

@@ -1,0 +1,33 @@
+"""tokensvc: LiveKit access tokens for one room, with the authenticated tenant as its owner."""
+
+import logging
+
+from flask import Flask
+from werkzeug.exceptions import HTTPException
+
+from .config import ConfigError, environ_config, load_settings
+from .errors import error_response, http_error_response
+from .extension import TokenService
+
+__all__ = ["ConfigError", "TokenService", "create_app", "environ_config", "load_settings"]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+def create_app(config=None) -> Flask:
+    """Build the standalone service: settings from the environment, overridden by `config`."""
+    app = Flask(__name__)
+    app.config.from_mapping(environ_config())
+    if config:
+        app.config.from_mapping(config)
+    state = TokenService().init_app(app)
+    app.config["MAX_CONTENT_LENGTH"] = state.settings.max_content_length
+    app.register_error_handler(HTTPException, http_error_response)
+    app.register_error_handler(Exception, _internal_error)
+    return app
+
+
+def _internal_error(error):
+    """Answer an unexpected failure outside the token route with a JSON 500."""
+    logging.getLogger(__name__).exception("request failed unexpectedly")
+    return error_response(500, "internal_error", "internal error")

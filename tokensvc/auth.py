@@ -1,0 +1,237 @@
+"""Tenant authentication: verify the caller's bearer JWT and put its tenant on `g.tenant`."""
+
+import logging
+import re
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import click
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from flask import current_app, g, request
+
+from .config import HMAC_ALGORITHMS, PUBLIC_KEY_ALGORITHMS, ConfigError, Settings
+from .errors import AuthUnavailable, Unauthorized
+
+log = logging.getLogger(__name__)
+
+BEARER = re.compile(r"Bearer +([^\s]+)", re.IGNORECASE)
+MAX_TENANT_BYTES = 256
+RSA_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+EC_ALGORITHMS_BY_CURVE = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+KEY_TYPE_BY_FAMILY = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
+
+
+def load_tenant():
+    """Before each request: verify the bearer token, if any, and set `g.tenant` (None: anonymous)."""
+    g.tenant = None
+    if request.method == "OPTIONS":
+        return
+    settings = current_app.extensions["tokensvc"].settings
+    header = request.headers.get("Authorization")
+    if header is None:
+        if settings.auth_required:
+            raise Unauthorized("a bearer token is required", invalid_token=False)
+        return
+    match = BEARER.fullmatch(header.strip())
+    if match is None:
+        raise Unauthorized("the Authorization header must be 'Bearer <token>'")
+    verifier = current_app.extensions["tokensvc"].verifier
+    if verifier is None:
+        raise Unauthorized("this service has no key to verify bearer tokens with")
+    g.tenant = verifier.tenant(match.group(1))
+
+
+class TenantVerifier:
+    """Verifies tenant JWTs with the configured secret, public key and/or JWKS."""
+
+    def __init__(self, settings: Settings):
+        """Load the keys and fix the algorithm allow-list; refuse unusable settings."""
+        self.secret = settings.auth_jwt_secret.encode() if settings.auth_jwt_secret else None
+        self.public_key, public_algorithms = _load_public_key(settings.auth_jwt_public_key)
+        self.jwks = JwksKeys(settings) if settings.auth_jwks_url else None
+        derived = set(public_algorithms)
+        if self.secret:
+            derived.update(HMAC_ALGORITHMS)
+        if self.jwks:
+            derived.update(PUBLIC_KEY_ALGORITHMS)
+        wanted = settings.auth_jwt_algorithms or tuple(sorted(derived))
+        self.algorithms = tuple(alg for alg in wanted if alg in derived)
+        if not self.algorithms:
+            raise ConfigError(
+                "AUTH_JWT_ALGORITHMS: none of " + ", ".join(wanted) + " fits the configured keys"
+            )
+        self.public_algorithms = public_algorithms
+        self.issuer = settings.auth_jwt_issuer
+        self.audience = list(settings.auth_jwt_audience) or None
+        self.leeway = settings.auth_jwt_leeway
+        self.tenant_claim = settings.auth_tenant_claim
+
+    def tenant(self, token: str) -> str:
+        """Return the tenant id of a valid token, or raise Unauthorized saying what is wrong."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            raise Unauthorized("the bearer token is not a well-formed JWT") from None
+        algorithm = header.get("alg")
+        if algorithm not in self.algorithms:
+            raise Unauthorized("the bearer token's algorithm is not accepted")
+        key = self._key_for(algorithm, header.get("kid"))
+        claims = self._decode(token, key, algorithm)
+        return self._tenant_of(claims)
+
+    def _key_for(self, algorithm: str, kid):
+        """Return the key that verifies `algorithm`: never a public key for an HMAC token."""
+        if algorithm in HMAC_ALGORITHMS:
+            return self.secret
+        if algorithm in self.public_algorithms:
+            return self.public_key
+        return self.jwks.key_for(kid, algorithm)
+
+    def _decode(self, token: str, key, algorithm: str) -> dict:
+        """Verify signature and registered claims; translate PyJWT's errors into messages."""
+        try:
+            return jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                issuer=self.issuer,
+                audience=self.audience,
+                leeway=self.leeway,
+                options={"require": ["exp"], "verify_aud": self.audience is not None},
+            )
+        except jwt.ExpiredSignatureError:
+            message = "the bearer token has expired"
+        except jwt.ImmatureSignatureError:
+            message = "the bearer token is not valid yet"
+        except jwt.InvalidIssuerError:
+            message = "the bearer token has the wrong issuer"
+        except jwt.InvalidAudienceError:
+            message = "the bearer token has the wrong audience"
+        except jwt.InvalidSignatureError:
+            message = "the bearer token's signature does not verify"
+        except jwt.MissingRequiredClaimError as exc:
+            message = f"the bearer token has no {exc.claim!r} claim"
+        except (jwt.InvalidTokenError, jwt.InvalidKeyError, TypeError, ValueError):
+            message = "the bearer token is invalid"
+        raise Unauthorized(message)
+
+    def _tenant_of(self, claims: dict) -> str:
+        """Return the trimmed tenant claim if it is a non-empty string of at most 256 bytes."""
+        value = claims.get(self.tenant_claim)
+        tenant = value.strip() if isinstance(value, str) else ""
+        try:
+            size = len(tenant.encode("utf-8"))
+        except UnicodeEncodeError:
+            size = 0
+        if not 0 < size <= MAX_TENANT_BYTES:
+            raise Unauthorized(f"the bearer token has no usable tenant claim {self.tenant_claim!r}")
+        return tenant
+
+
+class JwksKeys:
+    """The authentication service's JWKS: cached, refreshed on an unknown `kid`, rate limited."""
+
+    MAX_AGE = 300.0
+
+    def __init__(self, settings: Settings):
+        """Fetch lazily from `AUTH_JWKS_URL`, with the LiveKit timeout as a bound."""
+        self.client = jwt.PyJWKClient(
+            settings.auth_jwks_url,
+            cache_keys=False,
+            cache_jwk_set=False,
+            timeout=settings.livekit_timeout,
+        )
+        self.min_interval = settings.auth_jwks_refresh_seconds
+        self.keys = {}
+        self.fetched_at = None
+        self.attempted_at = None
+        self.last_fetch_failed = False
+        self._lock = threading.Lock()
+
+    def key_for(self, kid, algorithm: str):
+        """Return the key for `kid` that can verify `algorithm`."""
+        entry = self.keys.get(kid)
+        now = time.monotonic()
+        if entry is None or self.fetched_at is None or now - self.fetched_at > self.MAX_AGE:
+            self._refresh(now)
+            entry = self.keys.get(kid)
+        if entry is None:
+            if self.last_fetch_failed:
+                raise AuthUnavailable("the authentication service's keys could not be fetched")
+            raise Unauthorized("the bearer token's key id is unknown")
+        key_type, declared, key = entry
+        if key_type != KEY_TYPE_BY_FAMILY.get(algorithm[:2]) or declared not in (None, algorithm):
+            raise Unauthorized("the bearer token's algorithm does not match its key")
+        return key
+
+    def _refresh(self, now: float) -> None:
+        """Fetch the key set, at most once per `min_interval`; keep old keys if it fails."""
+        with self._lock:
+            if self.attempted_at is not None and now - self.attempted_at < self.min_interval:
+                return
+            self.attempted_at = now
+            try:
+                document = self.client.fetch_data()
+                entries = document["keys"]
+            except (jwt.PyJWKClientError, ValueError, TypeError, KeyError) as exc:
+                log.warning("JWKS fetch failed: %s", type(exc).__name__)
+                self.last_fetch_failed = True
+                return
+            self.keys = dict(_parse_jwks(entries))
+            self.fetched_at = now
+            self.last_fetch_failed = False
+
+
+def _parse_jwks(entries):
+    """Yield `kid -> (kty, declared alg, key)` for each usable public key of a JWKS."""
+    for entry in entries if isinstance(entries, list) else ():
+        if not isinstance(entry, dict) or entry.get("kty") == "oct":
+            continue
+        try:
+            key = jwt.PyJWK(entry).key
+        except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError, KeyError):
+            continue
+        yield entry.get("kid"), (entry.get("kty"), entry.get("alg"), key)
+
+
+def _load_public_key(pem: str | None):
+    """Load a PEM public key and return it with the algorithms its kind allows."""
+    if not pem:
+        return None, ()
+    try:
+        key = load_pem_public_key(pem.encode())
+    except (ValueError, TypeError):
+        raise ConfigError("AUTH_JWT_PUBLIC_KEY: not a PEM public key") from None
+    if isinstance(key, rsa.RSAPublicKey):
+        return key, RSA_ALGORITHMS
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in EC_ALGORITHMS_BY_CURVE:
+        return key, (EC_ALGORITHMS_BY_CURVE[key.curve.name],)
+    if isinstance(key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+        return key, ("EdDSA",)
+    raise ConfigError("AUTH_JWT_PUBLIC_KEY: unsupported key type")
+
+
+@click.command("tenant-token")
+@click.option("--tenant", required=True, help="Tenant id to put in the tenant claim.")
+@click.option("--ttl", default=3600, show_default=True, help="Lifetime in seconds.")
+def tenant_token_command(tenant: str, ttl: int) -> None:
+    """Print a tenant JWT signed with AUTH_JWT_SECRET, for trying the service with curl."""
+    settings = current_app.extensions["tokensvc"].settings
+    if not settings.auth_jwt_secret:
+        raise click.ClickException("AUTH_JWT_SECRET is not set; tenant-token signs with it")
+    now = datetime.now(timezone.utc)
+    claims = {settings.auth_tenant_claim: tenant, "iat": now, "exp": now + timedelta(seconds=ttl)}
+    if settings.auth_jwt_issuer:
+        claims["iss"] = settings.auth_jwt_issuer
+    if settings.auth_jwt_audience:
+        claims["aud"] = settings.auth_jwt_audience[0]
+    algorithm = next((alg for alg in HMAC_ALGORITHMS if alg in _allowed(settings)), "HS256")
+    click.echo(jwt.encode(claims, settings.auth_jwt_secret, algorithm=algorithm))
+
+
+def _allowed(settings: Settings):
+    """Return the configured allow-list, or every HMAC algorithm when none is set."""
+    return settings.auth_jwt_algorithms or HMAC_ALGORITHMS

@@ -1,0 +1,212 @@
+"""Settings: the one place that reads the environment, parses and validates every key."""
+
+import os
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+#: Every setting the service reads, in the order the README documents them.
+KEYS = (
+    "LIVEKIT_URL",
+    "LIVEKIT_PUBLIC_URL",
+    "LIVEKIT_API_KEY",
+    "LIVEKIT_API_SECRET",
+    "LIVEKIT_TIMEOUT",
+    "TOKEN_TTL",
+    "ROOM_EMPTY_TIMEOUT",
+    "ROOM_DEPARTURE_TIMEOUT",
+    "ROOM_MAX_PARTICIPANTS",
+    "AUTH_REQUIRED",
+    "AUTH_JWT_SECRET",
+    "AUTH_JWT_PUBLIC_KEY",
+    "AUTH_JWKS_URL",
+    "AUTH_JWT_ALGORITHMS",
+    "AUTH_JWT_ISSUER",
+    "AUTH_JWT_AUDIENCE",
+    "AUTH_JWT_LEEWAY",
+    "AUTH_JWKS_REFRESH_SECONDS",
+    "AUTH_TENANT_CLAIM",
+    "MAX_CONTENT_LENGTH",
+)
+
+#: Secrets that may instead be read from a file named by `<KEY>_FILE`.
+FILE_KEYS = ("LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "AUTH_JWT_SECRET", "AUTH_JWT_PUBLIC_KEY")
+
+HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
+PUBLIC_KEY_ALGORITHMS = (
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
+)
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot run with; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings of one service instance."""
+
+    livekit_url: str | None = None
+    livekit_public_url: str | None = None
+    livekit_api_key: str | None = None
+    livekit_api_secret: str | None = field(default=None, repr=False)
+    livekit_timeout: float = 5.0
+    token_ttl: int = 3600
+    room_empty_timeout: int | None = None
+    room_departure_timeout: int | None = None
+    room_max_participants: int | None = None
+    auth_required: bool = False
+    auth_jwt_secret: str | None = field(default=None, repr=False)
+    auth_jwt_public_key: str | None = None
+    auth_jwks_url: str | None = None
+    auth_jwt_algorithms: tuple[str, ...] = ()
+    auth_jwt_issuer: str | None = None
+    auth_jwt_audience: tuple[str, ...] = ()
+    auth_jwt_leeway: int = 30
+    auth_jwks_refresh_seconds: float = 30.0
+    auth_tenant_claim: str = "sub"
+    max_content_length: int = 65536
+
+    @property
+    def livekit_configured(self) -> bool:
+        """Whether the server URL and the API key pair are all present."""
+        return bool(self.livekit_url and self.livekit_api_key and self.livekit_api_secret)
+
+    @property
+    def client_url(self) -> str | None:
+        """The URL handed to clients: the public one, else the server one."""
+        return self.livekit_public_url or self.livekit_url
+
+    @property
+    def auth_configured(self) -> bool:
+        """Whether any tenant-token verification key is configured."""
+        return bool(self.auth_jwt_secret or self.auth_jwt_public_key or self.auth_jwks_url)
+
+
+def environ_config(environ=None) -> dict:
+    """Return the service's keys (and their `_FILE` forms) that are set in the environment."""
+    environ = os.environ if environ is None else environ
+    names = KEYS + tuple(f"{key}_FILE" for key in FILE_KEYS)
+    return {name: environ[name] for name in names if name in environ}
+
+
+def load_settings(config) -> Settings:
+    """Parse and validate the service's keys from a mapping such as `app.config`."""
+    values = _resolve_files(config)
+    settings = Settings(
+        livekit_url=_url(values, "LIVEKIT_URL"),
+        livekit_public_url=_url(values, "LIVEKIT_PUBLIC_URL"),
+        livekit_api_key=_text(values, "LIVEKIT_API_KEY"),
+        livekit_api_secret=_text(values, "LIVEKIT_API_SECRET"),
+        livekit_timeout=_number(values, "LIVEKIT_TIMEOUT", 5.0, float, minimum=0.001),
+        token_ttl=_number(values, "TOKEN_TTL", 3600, int, minimum=1),
+        room_empty_timeout=_number(values, "ROOM_EMPTY_TIMEOUT", None, int, minimum=0),
+        room_departure_timeout=_number(values, "ROOM_DEPARTURE_TIMEOUT", None, int, minimum=0),
+        room_max_participants=_number(values, "ROOM_MAX_PARTICIPANTS", None, int, minimum=0),
+        auth_required=_flag(values, "AUTH_REQUIRED"),
+        auth_jwt_secret=_text(values, "AUTH_JWT_SECRET"),
+        auth_jwt_public_key=_text(values, "AUTH_JWT_PUBLIC_KEY"),
+        auth_jwks_url=_url(values, "AUTH_JWKS_URL", schemes=("http", "https")),
+        auth_jwt_algorithms=_words(values, "AUTH_JWT_ALGORITHMS"),
+        auth_jwt_issuer=_text(values, "AUTH_JWT_ISSUER"),
+        auth_jwt_audience=_words(values, "AUTH_JWT_AUDIENCE"),
+        auth_jwt_leeway=_number(values, "AUTH_JWT_LEEWAY", 30, int, minimum=0),
+        auth_jwks_refresh_seconds=_number(
+            values, "AUTH_JWKS_REFRESH_SECONDS", 30.0, float, minimum=0
+        ),
+        auth_tenant_claim=_text(values, "AUTH_TENANT_CLAIM") or "sub",
+        max_content_length=_number(values, "MAX_CONTENT_LENGTH", 65536, int, minimum=1),
+    )
+    _check_auth(settings)
+    return settings
+
+
+def _resolve_files(config) -> dict:
+    """Copy the known keys, replacing each `<KEY>_FILE` by the file's contents."""
+    values = {key: config.get(key) for key in KEYS}
+    for key in FILE_KEYS:
+        path = config.get(f"{key}_FILE")
+        if not path:
+            continue
+        if values.get(key) not in (None, ""):
+            raise ConfigError(f"{key}: set either {key} or {key}_FILE, not both")
+        try:
+            with open(path, encoding="utf-8") as handle:
+                values[key] = handle.read().strip()
+        except OSError as exc:
+            raise ConfigError(f"{key}_FILE: cannot read {path!r}: {exc.strerror}") from None
+    return values
+
+
+def _text(values, key):
+    """Return a non-empty stripped string, or None when unset or blank."""
+    value = values.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: expected text, got {type(value).__name__}")
+    return value.strip() or None
+
+
+def _url(values, key, schemes=("ws", "wss", "http", "https")):
+    """Return a URL with one of `schemes` and a host, or None when unset."""
+    value = _text(values, key)
+    if value is None:
+        return None
+    parsed = urlparse(value)
+    if parsed.scheme not in schemes or not parsed.netloc:
+        raise ConfigError(f"{key}: expected a {'/'.join(schemes)} URL with a host, got {value!r}")
+    return value.rstrip("/")
+
+
+def _number(values, key, default, kind, minimum):
+    """Return a number of `kind` no smaller than `minimum`, or `default` when unset."""
+    value = values.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = kind(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        noun = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{key}: expected {noun}, got {value!r}") from None
+    if number < minimum or number != number:
+        raise ConfigError(f"{key}: must be at least {minimum}, got {value!r}")
+    return number
+
+
+def _flag(values, key):
+    """Return a boolean from true/1/yes/on or false/0/no/off."""
+    value = values.get(key)
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    word = str(value).strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ConfigError(f"{key}: expected true/1/yes or false/0/no, got {value!r}")
+
+
+def _words(values, key):
+    """Return the comma-separated items of a setting (or of a list) as a tuple."""
+    value = values.get(key)
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(item.strip() for item in items if item.strip())
+
+
+def _check_auth(settings: Settings) -> None:
+    """Refuse authentication settings that would leave the service open or unusable."""
+    if settings.auth_required and not settings.auth_configured:
+        raise ConfigError(
+            "AUTH_REQUIRED: is on but no key is configured "
+            "(set AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY or AUTH_JWKS_URL)"
+        )
+    known = set(HMAC_ALGORITHMS + PUBLIC_KEY_ALGORITHMS)
+    unknown = [alg for alg in settings.auth_jwt_algorithms if alg not in known]
+    if unknown:
+        raise ConfigError(f"AUTH_JWT_ALGORITHMS: unsupported algorithm(s) {', '.join(unknown)}")

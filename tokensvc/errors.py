@@ -1,0 +1,172 @@
+"""Every failure the service reports, and the one function that renders them as JSON."""
+
+import json
+
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
+
+#: The `code` for werkzeug's own errors (routing, body size), by HTTP status.
+CODES_BY_STATUS = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    500: "internal_error",
+}
+
+#: Short messages for werkzeug's own errors, instead of its HTML-era descriptions.
+MESSAGES_BY_STATUS = {
+    404: "no such route",
+    405: "method not allowed on this route",
+    413: "request body is too large",
+}
+
+
+def error_response(status: int, code: str, message: str, headers=(), **extra) -> Response:
+    """Build the JSON error response `{"error", "code", ...}` with `status`."""
+    body = json.dumps({"error": message, "code": code, **extra}, ensure_ascii=False)
+    response = Response(body, status=status, content_type="application/json")
+    for name, value in headers:
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
+
+
+def http_error_response(error: HTTPException) -> Response:
+    """Render any werkzeug HTTP exception, ours or Flask's, as a JSON error."""
+    if isinstance(error, ApiError):
+        return error.get_response()
+    status = error.code or 500
+    code = CODES_BY_STATUS.get(status, "http_error")
+    message = MESSAGES_BY_STATUS.get(status) or _first_line(error.description)
+    return error_response(status, code, message, headers=error.get_headers())
+
+
+def _first_line(text):
+    """Return the first sentence of a werkzeug description, or the status phrase."""
+    return (text or "request failed").split(". ")[0].rstrip(".")
+
+
+class ApiError(HTTPException):
+    """Base of the service's errors: an HTTP exception with a stable snake_case `error_code`."""
+
+    code = 500
+    error_code = "internal_error"
+    description = "internal error"
+
+    def __init__(self, description=None, **extra):
+        """Keep the message and any extra body fields (such as `fields`)."""
+        super().__init__(description)
+        self.extra = extra
+
+    def response_headers(self):
+        """Headers to add to the error response."""
+        return ()
+
+    def get_response(self, environ=None, scope=None):
+        """Render this error through `error_response`."""
+        return error_response(
+            self.code, self.error_code, self.description, self.response_headers(), **self.extra
+        )
+
+
+class InvalidRequest(ApiError):
+    """The body is missing, not JSON, not an object, or a field is invalid."""
+
+    code = 400
+    error_code = "invalid_request"
+    description = "invalid request"
+
+
+class FieldNotAllowed(ApiError):
+    """The body sets a field that clients may not set."""
+
+    code = 400
+    error_code = "field_not_allowed"
+    description = "field not allowed"
+
+
+class Unauthorized(ApiError):
+    """No usable bearer token where one is required, or one that fails verification."""
+
+    code = 401
+    error_code = "unauthorized"
+    description = "authentication required"
+
+    def __init__(self, description=None, invalid_token=True):
+        """Say whether a token was presented (RFC 6750 `error="invalid_token"`)."""
+        super().__init__(description)
+        self.invalid_token = invalid_token
+
+    def response_headers(self):
+        """Ask for a bearer token, saying when the one sent was not accepted."""
+        if self.invalid_token:
+            return (("WWW-Authenticate", 'Bearer error="invalid_token"'),)
+        return (("WWW-Authenticate", "Bearer"),)
+
+
+class AuthUnavailable(ApiError):
+    """The authentication service's keys could not be fetched and none are cached."""
+
+    code = 503
+    error_code = "auth_unavailable"
+    description = "the authentication service's keys are unavailable"
+
+
+class RoomForbidden(ApiError):
+    """The room exists and is not the caller's tenant's."""
+
+    code = 403
+    error_code = "room_forbidden"
+    description = "this room belongs to another tenant"
+
+
+class UnsupportedMediaType(ApiError):
+    """The body is not `application/json`."""
+
+    code = 415
+    error_code = "unsupported_media_type"
+    description = "the body must be application/json"
+
+
+class LiveKitNotConfigured(ApiError):
+    """LIVEKIT_URL, LIVEKIT_API_KEY or LIVEKIT_API_SECRET is missing."""
+
+    code = 500
+    error_code = "livekit_not_configured"
+    description = "LiveKit is not configured on this service"
+
+
+class TokenGenerationFailed(ApiError):
+    """Minting the participant token failed."""
+
+    code = 500
+    error_code = "token_generation_failed"
+    description = "the token could not be generated"
+
+
+class LiveKitError(ApiError):
+    """LiveKit answered with an error or with a body that is not a valid answer."""
+
+    code = 502
+    error_code = "livekit_error"
+    description = "LiveKit answered with an error"
+
+
+class LiveKitUnavailable(ApiError):
+    """LiveKit could not be reached."""
+
+    code = 503
+    error_code = "livekit_unavailable"
+    description = "LiveKit could not be reached"
+
+
+class LiveKitTimeout(ApiError):
+    """LiveKit did not answer within LIVEKIT_TIMEOUT."""
+
+    code = 504
+    error_code = "livekit_timeout"
+    description = "LiveKit did not answer in time"

@@ -1,0 +1,47 @@
+"""The Flask extension: `TokenService(app)` or `TokenService().init_app(app)` mounts the service."""
+
+from dataclasses import dataclass
+
+from flask import Flask
+
+from .auth import TenantVerifier, tenant_token_command
+from .config import Settings, load_settings
+from .service import TokenIssuer
+from .views import bp
+
+EXTENSION_KEY = "tokensvc"
+
+
+@dataclass
+class ServiceState:
+    """What one app's routes need, kept in `app.extensions["tokensvc"]`."""
+
+    settings: Settings
+    verifier: TenantVerifier | None
+    issuer: TokenIssuer
+
+    def close(self) -> None:
+        """Release the LiveKit client's loop thread and connections."""
+        self.issuer.close()
+
+
+class TokenService:
+    """Mounts the token blueprint on an app, configured from `app.config`."""
+
+    def __init__(self, app: Flask | None = None, url_prefix: str | None = None):
+        """Initialise at once when given an app (otherwise call `init_app` later)."""
+        self.url_prefix = url_prefix
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask, url_prefix: str | None = None) -> ServiceState:
+        """Validate the settings in `app.config`, register the blueprint, keep state on the app."""
+        if EXTENSION_KEY in app.extensions:
+            raise RuntimeError("tokensvc is already initialised on this app")
+        settings = load_settings(app.config)
+        verifier = TenantVerifier(settings) if settings.auth_configured else None
+        state = ServiceState(settings, verifier, TokenIssuer(settings))
+        app.extensions[EXTENSION_KEY] = state
+        app.register_blueprint(bp, url_prefix=url_prefix or self.url_prefix)
+        app.cli.add_command(tenant_token_command)
+        return state

@@ -1,0 +1,139 @@
+"""The LiveKit-facing service: room ownership and token minting, with no Flask in sight.
+
+Ownership is decided on the room LiveKit returns. `ListRooms` answers "who owns it now" for an
+existing room without writing anything; for a missing room `CreateRoom` is get-or-create, so when
+two tenants race for one new room, LiveKit hands both the same room and only the one whose
+`auth_id` it carries is its owner. There is no read-then-write of metadata anywhere.
+"""
+
+import json
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from livekit import api
+
+from .config import Settings
+from .errors import LiveKitNotConfigured, RoomForbidden, TokenGenerationFailed
+from .livekit_client import RoomServiceClient
+
+OWNER_KEY = "auth_id"
+
+
+@dataclass(frozen=True)
+class TokenRequest:
+    """What a participant asks for: one room, a display name and an identity."""
+
+    room_name: str
+    participant_name: str
+    participant_identity: str
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A minted participant token and what the client needs to use it."""
+
+    token: str = field(repr=False)
+    room_name: str
+    participant_identity: str
+    livekit_url: str
+
+
+def owner_metadata(tenant: str) -> str:
+    """Return the room metadata that makes `tenant` the owner (always JSON-encoded)."""
+    return json.dumps({OWNER_KEY: tenant}, ensure_ascii=False, separators=(",", ":"))
+
+
+def room_owner(metadata: str) -> str | None:
+    """Return the tenant that owns a room by its metadata, or None when it has no valid owner."""
+    try:
+        document = json.loads(metadata) if metadata else None
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(document, dict):
+        return None
+    owner = document.get(OWNER_KEY)
+    return owner if isinstance(owner, str) and owner else None
+
+
+class TokenIssuer:
+    """Issues participant tokens; with a tenant, first makes sure the tenant owns the room."""
+
+    def __init__(self, settings: Settings, rooms: RoomServiceClient | None = None):
+        """Use `rooms` for LiveKit calls (built from the settings when not given)."""
+        self.settings = settings
+        if rooms is None and settings.livekit_configured:
+            rooms = RoomServiceClient(
+                settings.livekit_url,
+                settings.livekit_api_key,
+                settings.livekit_api_secret,
+                settings.livekit_timeout,
+            )
+        self.rooms = rooms
+
+    def issue(self, request: TokenRequest, tenant: str | None) -> IssuedToken:
+        """Return a token for `request`; with a tenant, only for a room the tenant owns."""
+        if not self.settings.livekit_configured:
+            raise LiveKitNotConfigured(
+                "LiveKit is not configured: set LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET"
+            )
+        metadata = None if tenant is None else self.ensure_room_owner(request.room_name, tenant)
+        return IssuedToken(
+            token=self.mint_token(request, metadata),
+            room_name=request.room_name,
+            participant_identity=request.participant_identity,
+            livekit_url=self.settings.client_url,
+        )
+
+    def ensure_room_owner(self, room_name: str, tenant: str) -> str:
+        """Create the room for `tenant` if missing; return its metadata, or refuse a foreign room."""
+        room = self.rooms.find_room(room_name)
+        if room is None:
+            room = self.rooms.create_room(self._create_request(room_name, tenant))
+        if room_owner(room.metadata) != tenant:
+            raise RoomForbidden(f"room {room_name!r} is not owned by this tenant")
+        return room.metadata
+
+    def mint_token(self, request: TokenRequest, room_metadata: str | None) -> str:
+        """Sign a join-only token for one room; `room_metadata` rides along in `roomConfig`."""
+        settings = self.settings
+        grants = api.VideoGrants(
+            room_join=True,
+            room=request.room_name,
+            can_publish=True,
+            can_subscribe=True,
+            can_publish_data=True,
+        )
+        token = (
+            api.AccessToken(settings.livekit_api_key, settings.livekit_api_secret)
+            .with_identity(request.participant_identity)
+            .with_name(request.participant_name)
+            .with_grants(grants)
+            .with_ttl(timedelta(seconds=settings.token_ttl))
+        )
+        config = api.RoomConfiguration(metadata=room_metadata or "", **self._room_options())
+        if config.ByteSize():
+            token.with_room_config(config)
+        try:
+            return token.to_jwt()
+        except Exception as exc:
+            raise TokenGenerationFailed(f"the token could not be signed ({type(exc).__name__})")
+
+    def _create_request(self, room_name: str, tenant: str) -> "api.CreateRoomRequest":
+        """Build the CreateRoom request that makes `tenant` the owner of a new room."""
+        return api.CreateRoomRequest(
+            name=room_name, metadata=owner_metadata(tenant), **self._room_options()
+        )
+
+    def _room_options(self) -> dict:
+        """Return the configured options for rooms (timeouts, participant limit)."""
+        options = {
+            "empty_timeout": self.settings.room_empty_timeout,
+            "departure_timeout": self.settings.room_departure_timeout,
+            "max_participants": self.settings.room_max_participants,
+        }
+        return {name: value for name, value in options.items() if value is not None}
+
+    def close(self) -> None:
+        """Release the LiveKit client's loop and connections."""
+        if self.rooms is not None:
+            self.rooms.close()

@@ -1,0 +1,417 @@
+"""A LiveKit-compatible RoomService for development and tests. It is not a media server.
+
+It speaks Twirp over HTTP as livekit-server does: `POST /twirp/livekit.RoomService/<Method>`
+with protobuf or JSON bodies, HS256 bearer tokens checked for the grant each method needs,
+Twirp JSON errors, get-or-create `CreateRoom`, `ListRooms` by exact names, `UpdateRoomMetadata`,
+`DeleteRoom`, rooms that close after `empty_timeout`, and LiveKit's size limits. Switches inject
+faults (latency, Twirp errors, a 200 with a malformed body, refused connections), and counters
+record every call, so tests can assert what the service did over the wire.
+"""
+
+import asyncio
+import json
+import secrets
+import string
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import jwt
+from aiohttp import web
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from livekit.protocol import models, room as room_pb
+
+SERVICE_PREFIX = "/twirp/livekit.RoomService/"
+MAX_NAME_BYTES = 256
+MAX_METADATA_BYTES = 512 * 1024
+MAX_BODY_BYTES = 10 * 1024 * 1024
+DEFAULT_EMPTY_TIMEOUT = 300
+DEFAULT_DEPARTURE_TIMEOUT = 20
+TOKEN_LEEWAY = 60
+CONTROL_PREFIX = "/emulator/"
+
+#: HTTP status for each Twirp error code.
+TWIRP_STATUS = {
+    "invalid_argument": 400, "malformed": 400, "out_of_range": 400,
+    "unauthenticated": 401, "permission_denied": 403, "not_found": 404, "bad_route": 404,
+    "canceled": 408, "deadline_exceeded": 408, "already_exists": 409, "aborted": 409,
+    "failed_precondition": 412, "resource_exhausted": 429, "unimplemented": 501,
+    "unavailable": 503, "internal": 500, "unknown": 500, "dataloss": 500,
+}
+
+
+class TwirpError(Exception):
+    """A Twirp error answer: code, message and optional metadata."""
+
+    def __init__(self, code: str, msg: str, meta: dict | None = None):
+        """Keep the Twirp code, message and metadata."""
+        super().__init__(msg)
+        self.code, self.msg, self.meta = code, msg, meta or {}
+
+    def response(self) -> web.Response:
+        """Render as Twirp does: JSON body, status by code."""
+        body = {"code": self.code, "msg": self.msg}
+        if self.meta:
+            body["meta"] = self.meta
+        return web.json_response(body, status=TWIRP_STATUS.get(self.code, 500))
+
+
+@dataclass
+class Faults:
+    """Fault switches: applied to every RoomService call while set."""
+
+    latency: float = 0.0
+    error: str | None = None
+    malformed: bool = False
+
+
+@dataclass(frozen=True)
+class Method:
+    """One RoomService method: its request and response types and the grant check."""
+
+    request: type
+    grant: str
+
+
+METHODS = {
+    "CreateRoom": Method(room_pb.CreateRoomRequest, "roomCreate"),
+    "DeleteRoom": Method(room_pb.DeleteRoomRequest, "roomCreate"),
+    "ListRooms": Method(room_pb.ListRoomsRequest, "roomList"),
+    "UpdateRoomMetadata": Method(room_pb.UpdateRoomMetadataRequest, "roomAdmin"),
+}
+
+
+class LiveKitEmulator:
+    """A RoomService on a loopback port, served from its own thread."""
+
+    def __init__(self, host="127.0.0.1", port=0, keys=None):
+        """Serve on `host:port` (0: any free port) accepting `keys` (API key -> secret)."""
+        self.host = host
+        self.port = port
+        self.keys = dict(keys or {"devkey": "secret"})
+        self.rooms: dict[str, models.Room] = {}
+        self.calls: Counter = Counter()
+        self.faults = Faults()
+        self._after_call = {}
+        self._lock = threading.Lock()
+        self._loop = None
+        self._thread = None
+        self._runner = None
+        self._site = None
+        self.accepting = False
+
+    @property
+    def url(self) -> str:
+        """The HTTP URL of the server API."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """The WebSocket form of the URL, as clients are given it."""
+        return f"ws://{self.host}:{self.port}"
+
+    def start(self) -> "LiveKitEmulator":
+        """Start serving in a background thread; return self once the port is bound."""
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="livekit-emulator", daemon=True
+        )
+        self._thread.start()
+        self._run(self._serve())
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and end the thread."""
+        if self._loop is None:
+            return
+        self._run(self._runner.cleanup())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
+        self._loop = None
+
+    def __enter__(self):
+        """Start on entering a `with` block."""
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        """Stop on leaving a `with` block."""
+        self.stop()
+
+    def refuse_connections(self) -> None:
+        """Close the listening socket and drop every open connection, as a dead server would."""
+        self._run(self._close_site())
+
+    def accept_connections(self) -> None:
+        """Listen again on the same port after `refuse_connections` (no-op when listening)."""
+        if not self.accepting:
+            self._run(self._open_site())
+
+    def reset(self) -> None:
+        """Forget every room, call count and fault, and accept connections again."""
+        self.accept_connections()
+        with self._lock:
+            self.rooms.clear()
+            self.calls.clear()
+            self.faults = Faults()
+            self._after_call.clear()
+
+    def add_room(self, name: str, metadata: str = "", **options) -> models.Room:
+        """Create a room directly, as another client of LiveKit would (not counted as a call)."""
+        with self._lock:
+            return self._get_or_create(room_pb.CreateRoomRequest(name=name, metadata=metadata, **options))
+
+    def get_room(self, name: str) -> models.Room | None:
+        """Return a copy of the live room called `name`, or None."""
+        with self._lock:
+            self._expire_rooms()
+            room = self.rooms.get(name)
+            return None if room is None else _copy(room)
+
+    def close_room(self, name: str) -> bool:
+        """Close a room as LiveKit does when it empties out; True if it was live."""
+        with self._lock:
+            return self.rooms.pop(name, None) is not None
+
+    def after_next_call(self, method: str, action) -> None:
+        """Run `action()` once, right after the next `method` call is answered (e.g. a rival
+        client creating the room between a service's ListRooms and its CreateRoom)."""
+        with self._lock:
+            self._after_call[method] = action
+
+    def call_count(self, method: str | None = None) -> int:
+        """Return how many calls were answered for `method` (all methods when None)."""
+        with self._lock:
+            return self.calls[method] if method else sum(self.calls.values())
+
+    def _run(self, coroutine):
+        """Run a coroutine on the server's loop and wait for it."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
+
+    async def _serve(self) -> None:
+        """Build the aiohttp app and start listening."""
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app.router.add_route("*", "/{path:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        await self._open_site()
+
+    async def _open_site(self) -> None:
+        """Listen on the configured port (remembering the one chosen when it was 0)."""
+        self._site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        await self._site.start()
+        self.port = self._site._server.sockets[0].getsockname()[1]
+        self.accepting = True
+
+    async def _close_site(self) -> None:
+        """Stop listening and abort the open connections."""
+        self.accepting = False
+        await self._site.stop()
+        for handler in list(self._runner.server.connections):
+            if handler.transport is not None:
+                handler.transport.abort()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        """Serve one HTTP request: a control call or a RoomService call."""
+        if request.path.startswith(CONTROL_PREFIX):
+            return await self._control(request)
+        claims = self._authenticate(request.headers.get("Authorization"))
+        if claims is None:
+            return web.Response(status=401, text="invalid authorization token")
+        try:
+            return await self._twirp(request, claims)
+        except TwirpError as error:
+            return error.response()
+
+    def _authenticate(self, header: str | None):
+        """Return the API token's claims ({} without a header), or None when it does not verify."""
+        if header is None:
+            return {}
+        scheme, _, token = header.partition(" ")
+        if scheme != "Bearer" or not token:
+            return None
+        try:
+            issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
+            return jwt.decode(
+                token,
+                self.keys[issuer],
+                algorithms=["HS256"],
+                issuer=issuer,
+                leeway=TOKEN_LEEWAY,
+                options={"require": ["exp"], "verify_aud": False},
+            )
+        except (jwt.InvalidTokenError, KeyError, TypeError):
+            return None
+
+    async def _twirp(self, request: web.Request, claims: dict) -> web.Response:
+        """Route, decode, authorise and answer one RoomService call."""
+        method = METHODS.get(request.path.removeprefix(SERVICE_PREFIX))
+        json_body = request.content_type == "application/json"
+        if (
+            request.method != "POST"
+            or not request.path.startswith(SERVICE_PREFIX)
+            or method is None
+            or request.content_type not in ("application/json", "application/protobuf")
+        ):
+            raise TwirpError("bad_route", f"no handler for path {request.path!r}", {"twirp_invalid_route": f"{request.method} {request.path}"})
+        body = await request.read()
+        message = _decode(method.request, body, json_body)
+        _authorise(claims.get("video") or {}, method.grant, getattr(message, "room", None))
+        faults = self.faults
+        if faults.latency:
+            await asyncio.sleep(faults.latency)
+        if faults.error:
+            raise TwirpError(faults.error, "injected fault")
+        name = request.path.removeprefix(SERVICE_PREFIX)
+        with self._lock:
+            self.calls[name] += 1
+            self._expire_rooms()
+            answer = getattr(self, f"_{_snake(name)}")(message)
+            after = self._after_call.pop(name, None)
+        if after is not None:
+            after()
+        if faults.malformed:
+            return web.Response(body=b"\xff\xfe not a protobuf message", content_type="application/protobuf")
+        return _encode(answer, json_body)
+
+    def _create_room(self, request) -> models.Room:
+        """CreateRoom: get-or-create; an existing room comes back unchanged."""
+        return self._get_or_create(request)
+
+    def _list_rooms(self, request) -> room_pb.ListRoomsResponse:
+        """ListRooms: every room, or those whose names match exactly."""
+        wanted = set(request.names)
+        rooms = [_copy(r) for name, r in self.rooms.items() if not wanted or name in wanted]
+        return room_pb.ListRoomsResponse(rooms=rooms)
+
+    def _delete_room(self, request) -> room_pb.DeleteRoomResponse:
+        """DeleteRoom: not_found for a room that is not live."""
+        if self.rooms.pop(request.room, None) is None:
+            raise TwirpError("not_found", "requested room does not exist")
+        return room_pb.DeleteRoomResponse()
+
+    def _update_room_metadata(self, request) -> models.Room:
+        """UpdateRoomMetadata: replace the whole string, unconditionally."""
+        _check_metadata(request.metadata)
+        room = self.rooms.get(request.room)
+        if room is None:
+            raise TwirpError("not_found", "requested room does not exist")
+        room.metadata = request.metadata
+        return _copy(room)
+
+    def _get_or_create(self, request) -> models.Room:
+        """Return the live room of that name, or create it from the request (lock held)."""
+        _check_name(request.name)
+        _check_metadata(request.metadata)
+        self._expire_rooms()
+        room = self.rooms.get(request.name)
+        if room is None:
+            now = time.time()
+            room = models.Room(
+                sid="RM_" + "".join(secrets.choice(_SID_ALPHABET) for _ in range(12)),
+                name=request.name,
+                empty_timeout=request.empty_timeout or DEFAULT_EMPTY_TIMEOUT,
+                departure_timeout=request.departure_timeout or DEFAULT_DEPARTURE_TIMEOUT,
+                max_participants=request.max_participants,
+                creation_time=int(now),
+                creation_time_ms=int(now * 1000),
+                metadata=request.metadata,
+            )
+            self.rooms[request.name] = room
+        return _copy(room)
+
+    def _expire_rooms(self) -> None:
+        """Close rooms nobody joined within their `empty_timeout` (lock held)."""
+        now_ms = time.time() * 1000
+        for name, room in list(self.rooms.items()):
+            if now_ms - room.creation_time_ms > room.empty_timeout * 1000:
+                del self.rooms[name]
+
+    async def _control(self, request: web.Request) -> web.Response:
+        """The emulator's own control API (not part of LiveKit), for out-of-process tests."""
+        action = request.path.removeprefix(CONTROL_PREFIX)
+        if action == "state" and request.method == "GET":
+            with self._lock:
+                self._expire_rooms()
+                rooms = {n: json_format.MessageToDict(r, preserving_proto_field_name=True) for n, r in self.rooms.items()}
+                return web.json_response({"rooms": rooms, "calls": dict(self.calls)})
+        if action == "faults" and request.method == "POST":
+            self.faults = Faults(**await request.json())
+            return web.json_response({"faults": vars(self.faults)})
+        if action == "reset" and request.method == "POST":
+            self.reset()
+            return web.json_response({"reset": True})
+        if action == "rooms" and request.method == "POST":
+            document = await request.json()
+            room = self.add_room(document["name"], document.get("metadata", ""))
+            return web.json_response(json_format.MessageToDict(room, preserving_proto_field_name=True))
+        if action.startswith("rooms/") and request.method == "DELETE":
+            return web.json_response({"closed": self.close_room(action.removeprefix("rooms/"))})
+        return web.json_response({"error": "unknown control call"}, status=404)
+
+
+_SID_ALPHABET = string.ascii_letters + string.digits
+
+
+def _snake(name: str) -> str:
+    """CreateRoom -> create_room."""
+    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+
+
+def _copy(room: models.Room) -> models.Room:
+    """Return an independent copy of a room, so answers never alias stored state."""
+    copy = models.Room()
+    copy.CopyFrom(room)
+    return copy
+
+
+def _decode(message_type, body: bytes, json_body: bool):
+    """Decode a request body as protobuf or protojson (unknown JSON keys discarded)."""
+    message = message_type()
+    try:
+        if json_body:
+            json_format.Parse(body or b"{}", message, ignore_unknown_fields=True)
+        else:
+            message.ParseFromString(body)
+    except (DecodeError, json_format.ParseError, ValueError, UnicodeDecodeError):
+        raise TwirpError("malformed", "the request could not be decoded") from None
+    return message
+
+
+def _encode(message, json_body: bool) -> web.Response:
+    """Encode an answer in the request's encoding (protojson: proto names, unpopulated fields)."""
+    if json_body:
+        text = json_format.MessageToJson(
+            message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
+        return web.Response(text=text, content_type="application/json")
+    return web.Response(body=message.SerializeToString(), content_type="application/protobuf")
+
+
+def _authorise(video: dict, grant: str, room: str | None) -> None:
+    """Refuse a call whose token lacks the grant (roomAdmin also needs the same room)."""
+    allowed = video.get(grant) is True
+    if grant == "roomAdmin":
+        allowed = allowed and video.get("room") == room
+    if not allowed:
+        raise TwirpError("unauthenticated", "permissions denied")
+
+
+def _check_name(name: str) -> None:
+    """Apply LiveKit's room name rules."""
+    if not name:
+        raise TwirpError("invalid_argument", "room name is required")
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise TwirpError("invalid_argument", f"room name length exceeds limits: max length {MAX_NAME_BYTES}")
+
+
+def _check_metadata(metadata: str) -> None:
+    """Apply LiveKit's room metadata size limit."""
+    if len(metadata.encode("utf-8")) > MAX_METADATA_BYTES:
+        raise TwirpError(
+            "invalid_argument",
+            f"metadata size exceeds limits {MAX_METADATA_BYTES}",
+            {"argument": "metadata"},
+        )

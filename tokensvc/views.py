@@ -1,0 +1,74 @@
+"""The HTTP layer: the blueprint and its token route. Thin: parse, call the service, render."""
+
+import json
+import logging
+
+from flask import Blueprint, current_app, g, request
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from .auth import load_tenant
+from .errors import InvalidRequest, UnsupportedMediaType, error_response, http_error_response
+from .schemas import TokenRequestSchema, TokenResponseSchema
+from .service import TokenRequest
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("tokensvc", __name__)
+
+request_schema = TokenRequestSchema()
+response_schema = TokenResponseSchema()
+
+
+@bp.before_request
+def limit_body_size():
+    """Apply the service's own body limit to its routes, whatever the host app's limit is."""
+    request.max_content_length = current_app.extensions["tokensvc"].settings.max_content_length
+
+
+bp.before_request(load_tenant)
+
+
+@bp.post("/livekit/token")
+def issue_token():
+    """Issue a LiveKit token for one room; with a tenant, only for a room the tenant owns."""
+    fields = load_token_request()
+    issued = current_app.extensions["tokensvc"].issuer.issue(TokenRequest(**fields), g.tenant)
+    return response_schema.dump(issued)
+
+
+def load_token_request() -> dict:
+    """Validate the body against the request schema; 400 naming each bad field."""
+    try:
+        return request_schema.load(read_json_object())
+    except ValidationError as exc:
+        raise InvalidRequest("some fields are missing or invalid", fields=exc.messages) from None
+
+
+def read_json_object() -> dict:
+    """Return the body as a JSON object, or raise 400/413/415 saying what is wrong with it."""
+    body = request.get_data(cache=False)
+    if not body:
+        raise InvalidRequest("the request body is missing; send a JSON object")
+    if not request.is_json:
+        raise UnsupportedMediaType("the body must be sent as Content-Type: application/json")
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        raise InvalidRequest("the request body is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    return document
+
+
+@bp.errorhandler(HTTPException)
+def render_http_error(error):
+    """Render every HTTP error raised on the blueprint's routes as JSON."""
+    return http_error_response(error)
+
+
+@bp.errorhandler(Exception)
+def render_unexpected_error(error):
+    """Log an unexpected failure with its traceback; answer 500 without details."""
+    log.exception("token request failed unexpectedly")
+    return error_response(500, "token_generation_failed", "the token could not be generated")

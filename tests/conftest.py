@@ -1,6 +1,11 @@
 """Fixtures: a LiveKit emulator on a loopback port, apps wired to it, and tenant tokens."""
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -11,7 +16,7 @@ import pytest
 from livekit import api
 from werkzeug.serving import make_server
 
-from tokensvc import create_app
+from tokensvc import create_app, environ_config
 from tokensvc.testing import LiveKitEmulator
 
 LIVEKIT_KEY = "test-key"
@@ -97,15 +102,10 @@ def verify_token(token: str):
     return claims, raw
 
 
-class ServedApp:
-    """An app served by a threaded WSGI server on a loopback port (a real socket)."""
+class HttpService:
+    """Something answering HTTP on a loopback URL."""
 
-    def __init__(self, app):
-        """Start serving `app` in a background thread."""
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+    url = ""
 
     def post(self, path, body, headers=None, timeout=30):
         """POST JSON and return (status, parsed JSON body, headers)."""
@@ -121,6 +121,17 @@ class ServedApp:
                 return response.status, json.loads(response.read()), response.headers
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read()), error.headers
+
+
+class ServedApp(HttpService):
+    """An app served by a threaded WSGI server on a loopback port (a real socket)."""
+
+    def __init__(self, app):
+        """Start serving `app` in a background thread."""
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
 
     def close(self):
         """Stop the server."""
@@ -140,3 +151,74 @@ def serve():
     yield start
     for server in served:
         server.close()
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def find_free_port() -> int:
+    """Return a loopback port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def free_port():
+    """A free loopback port."""
+    return find_free_port()
+
+
+class GunicornProcess(HttpService):
+    """`gunicorn app:app` from the project root, with the shipped gunicorn.conf.py."""
+
+    def __init__(self, env, port):
+        """Start gunicorn and wait until it accepts connections."""
+        base = {k: v for k, v in os.environ.items() if k not in environ_config(os.environ)}
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "app:app"],
+            cwd=ROOT,
+            env={**base, "PORT": str(port), **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("gunicorn exited: " + self.process.stdout.read())
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        self.close()
+        raise RuntimeError("gunicorn did not start listening within 30 s")
+
+    def close(self):
+        """Stop gunicorn gracefully and return what it printed."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            output, _ = self.process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            output, _ = self.process.communicate()
+        return output
+
+
+@pytest.fixture
+def gunicorn(livekit, free_port):
+    """The service under gunicorn (2 workers) on the emulator, authentication optional."""
+    server = GunicornProcess(
+        {
+            "LIVEKIT_URL": livekit.ws_url,
+            "LIVEKIT_API_KEY": LIVEKIT_KEY,
+            "LIVEKIT_API_SECRET": LIVEKIT_SECRET,
+            "AUTH_JWT_SECRET": TENANT_SECRET,
+            "WEB_CONCURRENCY": "2",
+        },
+        free_port,
+    )
+    yield server
+    server.close()

@@ -54,8 +54,10 @@ def read_json_object() -> dict:
         raise UnsupportedMediaType("the body must be sent as Content-Type: application/json")
     try:
         document = json.loads(body)
-    except (ValueError, RecursionError):
+    except ValueError:
         raise InvalidRequest("the request body is not valid JSON") from None
+    except RecursionError:
+        raise InvalidRequest("the request body is nested too deeply") from None
     if not isinstance(document, dict):
         raise InvalidRequest("the request body must be a JSON object")
     return document

@@ -1,0 +1,49 @@
+"""Two tenants asking for one new room at the same moment: exactly one owner, every time."""
+
+import json
+import threading
+
+from conftest import BODY, verify_token
+
+ROUNDS = 40
+
+
+def race(server, tenants, room):
+    """Fire acme and globex at `room` together; return {tenant: (status, body)}."""
+    barrier = threading.Barrier(2)
+    results = {}
+
+    def ask(tenant):
+        headers = tenants.headers(tenant)
+        barrier.wait()
+        results[tenant] = server.post("/livekit/token", {**BODY, "room_name": room}, headers)[:2]
+
+    threads = [threading.Thread(target=ask, args=(tenant,)) for tenant in ("acme", "globex")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return results
+
+
+def test_two_tenants_one_new_room_one_owner(make_app, serve, tenants, livekit):
+    """Over many rounds: one 200 and one 403, the winner owns the room and its token says so."""
+    server = serve(make_app())
+    livekit.faults.latency = 0.02  # widen the window so both lookups see the room missing
+    both_created = 0
+    for round_no in range(ROUNDS):
+        room = f"race-{round_no}"
+        creates_before = livekit.call_count("CreateRoom")
+        results = race(server, tenants, room)
+        statuses = sorted(status for status, _ in results.values())
+        assert statuses == [200, 403], results
+        winner = next(tenant for tenant, (status, _) in results.items() if status == 200)
+        loser_body = next(body for status, body in results.values() if status == 403)
+        metadata = livekit.get_room(room).metadata
+        assert json.loads(metadata) == {"auth_id": winner}
+        assert loser_body["code"] == "room_forbidden"
+        claims, _ = verify_token(results[winner][1]["token"])
+        assert claims.room_config.metadata == metadata
+        both_created += livekit.call_count("CreateRoom") - creates_before == 2
+    # The race was really run: in most rounds both requests got past ListRooms to CreateRoom.
+    assert both_created >= ROUNDS // 2

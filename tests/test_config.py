@@ -1,0 +1,117 @@
+"""Settings: parsing, defaults, and refusing to start half-configured."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tokensvc import ConfigError, environ_config, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_defaults():
+    """With nothing set: LiveKit unconfigured, auth optional, SPEC defaults."""
+    settings = load_settings({})
+    assert not settings.livekit_configured
+    assert (settings.livekit_timeout, settings.token_ttl, settings.max_content_length) == (
+        5.0, 3600, 65536,
+    )
+    assert (settings.auth_required, settings.auth_tenant_claim) == (False, "sub")
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"TOKEN_TTL": "abc"}, "TOKEN_TTL: expected a whole number, got 'abc'"),
+        ({"TOKEN_TTL": "0"}, "TOKEN_TTL: must be at least 1"),
+        ({"TOKEN_TTL": "1.5"}, "TOKEN_TTL: expected a whole number"),
+        ({"LIVEKIT_TIMEOUT": "soon"}, "LIVEKIT_TIMEOUT: expected a number"),
+        ({"LIVEKIT_TIMEOUT": "nan"}, "LIVEKIT_TIMEOUT: must be at least"),
+        ({"ROOM_MAX_PARTICIPANTS": "-1"}, "ROOM_MAX_PARTICIPANTS: must be at least 0"),
+        ({"MAX_CONTENT_LENGTH": "big"}, "MAX_CONTENT_LENGTH: expected a whole number"),
+        ({"AUTH_REQUIRED": "maybe"}, "AUTH_REQUIRED: expected true/1/yes or false/0/no"),
+        ({"AUTH_REQUIRED": "true"}, "AUTH_REQUIRED: is on but no key is configured"),
+        ({"LIVEKIT_URL": "localhost:7880"}, "LIVEKIT_URL: expected a ws/wss/http/https URL"),
+        ({"LIVEKIT_PUBLIC_URL": "ftp://x"}, "LIVEKIT_PUBLIC_URL: expected a ws/wss/http/https"),
+        ({"AUTH_JWT_ALGORITHMS": "HS256,none"}, "AUTH_JWT_ALGORITHMS: unsupported algorithm(s) none"),
+        ({"LIVEKIT_API_SECRET_FILE": "/nonexistent/secret"}, "LIVEKIT_API_SECRET_FILE: cannot read"),
+    ],
+)
+def test_unusable_value_names_the_setting(config, message):
+    """Each unusable value raises ConfigError whose message starts with the setting's name."""
+    with pytest.raises(ConfigError) as error:
+        load_settings(config)
+    assert str(error.value).startswith(message)
+
+
+@pytest.mark.parametrize("word", ["true", "1", "yes", "TRUE", " Yes "])
+def test_auth_required_true_words(word):
+    """true/1/yes (any case) turn AUTH_REQUIRED on."""
+    assert load_settings({"AUTH_REQUIRED": word, "AUTH_JWT_SECRET": "k" * 32}).auth_required
+
+
+@pytest.mark.parametrize("word", ["false", "0", "no", "", "NO"])
+def test_auth_required_false_words(word):
+    """false/0/no and empty leave AUTH_REQUIRED off."""
+    assert not load_settings({"AUTH_REQUIRED": word}).auth_required
+
+
+def test_secret_from_file(tmp_path):
+    """LIVEKIT_API_SECRET_FILE is read (trailing newline stripped); both forms at once refused."""
+    path = tmp_path / "secret"
+    path.write_text("from-a-file\n")
+    assert load_settings({"LIVEKIT_API_SECRET_FILE": str(path)}).livekit_api_secret == "from-a-file"
+    with pytest.raises(ConfigError, match="not both"):
+        load_settings({"LIVEKIT_API_SECRET_FILE": str(path), "LIVEKIT_API_SECRET": "x"})
+
+
+def test_environ_config_reads_only_known_keys():
+    """Only the service's keys (and their _FILE forms) are taken from the environment."""
+    environ = {"TOKEN_TTL": "60", "LIVEKIT_API_KEY_FILE": "/k", "HOME": "/root", "PORT": "80"}
+    assert environ_config(environ) == {"TOKEN_TTL": "60", "LIVEKIT_API_KEY_FILE": "/k"}
+
+
+def test_secrets_are_not_in_settings_repr():
+    """A logged Settings object does not show the secrets."""
+    settings = load_settings({"LIVEKIT_API_SECRET": "s3cr3t-value", "AUTH_JWT_SECRET": "t0k3n-key"})
+    assert "s3cr3t-value" not in repr(settings) and "t0k3n-key" not in repr(settings)
+
+
+def clean_env(**settings):
+    """The current environment without any tokensvc key, plus `settings`."""
+    env = {k: v for k, v in os.environ.items() if k not in environ_config(os.environ)}
+    return {**env, **settings}
+
+
+@pytest.mark.parametrize(
+    ("settings", "line"),
+    [
+        ({"TOKEN_TTL": "abc"}, "tokensvc: configuration error: TOKEN_TTL: expected a whole number"),
+        ({"AUTH_REQUIRED": "yes"}, "tokensvc: configuration error: AUTH_REQUIRED: is on but no key"),
+        ({"AUTH_JWT_PUBLIC_KEY": "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"},
+         "tokensvc: configuration error: AUTH_JWT_PUBLIC_KEY: not a PEM public key"),
+    ],
+)
+def test_wsgi_module_refuses_to_start_with_one_line(settings, line):
+    """Importing app.py with a bad setting exits 4 and prints exactly one line naming it."""
+    result = subprocess.run(
+        [sys.executable, "-c", "import app"],
+        cwd=ROOT, env=clean_env(**settings), capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 4
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith(line)
+
+
+def test_gunicorn_refuses_to_start_and_stops(free_port):
+    """`gunicorn app:app` with a bad setting exits non-zero (no restart loop), naming the setting."""
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "app:app"],
+        cwd=ROOT, env=clean_env(TOKEN_TTL="soon", PORT=str(free_port)),
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode != 0
+    assert "tokensvc: configuration error: TOKEN_TTL: expected a whole number" in result.stderr

@@ -1,0 +1,170 @@
+"""The LiveKit emulator behaves as livekit-server does on the wire (see livekit-facts)."""
+
+import asyncio
+import json
+import time
+import urllib.error
+import urllib.request
+
+import jwt
+import pytest
+from livekit import api
+
+from conftest import LIVEKIT_KEY, LIVEKIT_SECRET
+
+ROOM_SERVICE = "/twirp/livekit.RoomService/"
+
+
+def server_token(secret=LIVEKIT_SECRET, key=LIVEKIT_KEY, ttl=600, **video):
+    """Mint a server API token with the given video grants."""
+    now = int(time.time())
+    return jwt.encode({"iss": key, "exp": now + ttl, "nbf": now, "video": video}, secret, "HS256")
+
+
+def twirp(livekit, method, body, token=None, content_type="application/json", http_method="POST"):
+    """Call a RoomService method with a JSON body; return (status, content type, body text)."""
+    headers = {"Content-Type": content_type}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if isinstance(body, dict) else body
+    request = urllib.request.Request(
+        livekit.url + ROOM_SERVICE + method, data=data, headers=headers, method=http_method
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers.get_content_type(), response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get_content_type(), error.read().decode()
+
+
+def run(livekit, make_call):
+    """Run one livekit-api call against the emulator with a fresh LiveKitAPI."""
+    async def call():
+        async with api.LiveKitAPI(livekit.ws_url, LIVEKIT_KEY, LIVEKIT_SECRET) as lkapi:
+            return await make_call(lkapi)
+    return asyncio.run(call())
+
+
+def test_create_room_is_get_or_create(livekit):
+    """CreateRoom of a live room returns it unchanged: same sid and metadata, no error."""
+    first = run(livekit, lambda lk: lk.room.create_room(
+        api.CreateRoomRequest(name="r", metadata="one", empty_timeout=60)))
+    second = run(livekit, lambda lk: lk.room.create_room(
+        api.CreateRoomRequest(name="r", metadata="two", empty_timeout=10)))
+    assert first.sid.startswith("RM_") and first.creation_time > 0
+    assert (second.sid, second.metadata, second.empty_timeout) == (first.sid, "one", 60)
+
+
+def test_list_rooms_matches_names_exactly(livekit):
+    """ListRooms(names): exact, case-sensitive; missing names absent; no names: every room."""
+    for name in ("Alpha", "alpha", "beta"):
+        livekit.add_room(name)
+    named = run(livekit, lambda lk: lk.room.list_rooms(api.ListRoomsRequest(names=["alpha", "x"])))
+    assert [room.name for room in named.rooms] == ["alpha"]
+    every = run(livekit, lambda lk: lk.room.list_rooms(api.ListRoomsRequest()))
+    assert sorted(room.name for room in every.rooms) == ["Alpha", "alpha", "beta"]
+
+
+def test_update_metadata_replaces_and_delete_missing_is_not_found(livekit):
+    """UpdateRoomMetadata replaces the whole string; DeleteRoom of a missing room: not_found."""
+    livekit.add_room("r", '{"auth_id": "acme"}')
+    updated = run(livekit, lambda lk: lk.room.update_room_metadata(
+        api.UpdateRoomMetadataRequest(room="r", metadata="replaced")))
+    assert updated.metadata == "replaced"
+    run(livekit, lambda lk: lk.room.delete_room(api.DeleteRoomRequest(room="r")))
+    with pytest.raises(api.ServerError) as error:
+        run(livekit, lambda lk: lk.room.delete_room(api.DeleteRoomRequest(room="r")))
+    assert (error.value.status, error.value.code) == (404, "not_found")
+
+
+def test_json_requests_get_protojson_answers(livekit):
+    """JSON in (snake or camel case, unknown keys dropped), JSON out with proto field names."""
+    token = server_token(roomCreate=True)
+    status, ctype, text = twirp(
+        livekit, "CreateRoom", {"name": "j", "emptyTimeout": 42, "metadata": "m", "bogus": 1}, token
+    )
+    assert (status, ctype) == (200, "application/json")
+    room = json.loads(text)
+    assert (room["name"], room["empty_timeout"], room["metadata"]) == ("j", 42, "m")
+    assert room["num_participants"] == 0
+
+
+@pytest.mark.parametrize(
+    ("grant", "method", "body"),
+    [
+        ({"roomList": True}, "CreateRoom", {"name": "x"}),
+        ({"roomCreate": True}, "ListRooms", {}),
+        ({"roomAdmin": True, "room": "other"}, "UpdateRoomMetadata", {"room": "x", "metadata": ""}),
+        ({"roomJoin": True, "room": "x"}, "DeleteRoom", {"room": "x"}),
+    ],
+)
+def test_missing_grant_is_twirp_unauthenticated(livekit, grant, method, body):
+    """A valid token without the method's grant: 401 Twirp permissions denied."""
+    status, ctype, text = twirp(livekit, method, body, server_token(**grant))
+    assert (status, ctype) == (401, "application/json")
+    assert json.loads(text) == {"code": "unauthenticated", "msg": "permissions denied"}
+
+
+def test_no_authorization_header_is_twirp_unauthenticated(livekit):
+    """No header at all: 401 Twirp permissions denied."""
+    status, _, text = twirp(livekit, "ListRooms", {})
+    assert (status, json.loads(text)["code"]) == (401, "unauthenticated")
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        server_token(secret="wrong-secret-wrong-secret-wrong-secret", roomList=True),
+        server_token(key="unknown-key", roomList=True),
+        server_token(ttl=-120, roomList=True),
+        "not-a-jwt",
+    ],
+    ids=["bad-signature", "unknown-key", "expired", "garbage"],
+)
+def test_token_that_fails_verification_is_plain_text_401(livekit, token):
+    """A token that does not verify: 401 with a plain-text body, not Twirp JSON."""
+    status, ctype, text = twirp(livekit, "ListRooms", {}, token)
+    assert (status, ctype, text) == (401, "text/plain", "invalid authorization token")
+
+
+def test_bad_route_and_content_type(livekit):
+    """Unknown method or content type: 404 bad_route."""
+    token = server_token(roomList=True)
+    assert json.loads(twirp(livekit, "Nope", {}, token)[2])["code"] == "bad_route"
+    status, _, text = twirp(livekit, "ListRooms", b"", token, content_type="text/plain")
+    assert (status, json.loads(text)["code"]) == (404, "bad_route")
+
+
+def test_limits(livekit):
+    """Room names over 256 bytes and metadata over 512 KiB: invalid_argument."""
+    token = server_token(roomCreate=True)
+    status, _, text = twirp(livekit, "CreateRoom", {"name": "x" * 257}, token)
+    assert status == 400
+    assert json.loads(text) == {
+        "code": "invalid_argument", "msg": "room name length exceeds limits: max length 256"
+    }
+    status, _, text = twirp(livekit, "CreateRoom", {"name": "m", "metadata": "x" * 524289}, token)
+    assert json.loads(text)["msg"] == "metadata size exceeds limits 524288"
+    assert json.loads(text)["meta"] == {"argument": "metadata"}
+
+
+def test_body_over_10_mib_is_plain_413(livekit):
+    """A request body over 10 MiB: plain-text 413."""
+    status, ctype, _ = twirp(livekit, "ListRooms", b"x" * (10 * 1024 * 1024 + 1), server_token())
+    assert (status, ctype) == (413, "text/plain")
+
+
+def test_rooms_close_after_empty_timeout(livekit):
+    """A room nobody joins closes after empty_timeout, and its name is free again."""
+    livekit.add_room("short", empty_timeout=1)
+    assert livekit.get_room("short") is not None
+    time.sleep(1.2)
+    assert livekit.get_room("short") is None
+
+
+def test_participant_token_cannot_use_server_api(livekit):
+    """A join-only token (what the service mints) can't list, create or delete rooms."""
+    token = server_token(roomJoin=True, room="x", canPublish=True)
+    for method, body in (("ListRooms", {}), ("CreateRoom", {"name": "x"}), ("DeleteRoom", {"room": "x"}),
+                         ("UpdateRoomMetadata", {"room": "x", "metadata": "mine"})):
+        assert twirp(livekit, method, body, token)[0] == 401

@@ -1,0 +1,107 @@
+"""LiveKit missing, failing, slow, unreachable or answering garbage: SPEC codes, never a hang."""
+
+import time
+
+import pytest
+
+from conftest import BODY
+
+
+def ask(client, tenants, room="room-1"):
+    """Ask for a token as tenant acme (which needs LiveKit)."""
+    return client.post(
+        "/livekit/token", json={**BODY, "room_name": room}, headers=tenants.headers("acme")
+    )
+
+
+@pytest.mark.parametrize("missing", ["LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"])
+def test_livekit_not_configured(make_app, tenants, missing):
+    """Any LiveKit setting absent: the service starts, and the token route answers 500."""
+    app = make_app(**{missing: None})
+    for headers in ({}, tenants.headers()):
+        response = app.test_client().post("/livekit/token", json=BODY, headers=headers)
+        assert response.status_code == 500
+        assert response.json["code"] == "livekit_not_configured"
+        assert missing in response.json["error"]
+
+
+@pytest.mark.parametrize("code", ["internal", "unavailable", "unknown"])
+def test_livekit_5xx_is_502(client, tenants, livekit, code):
+    """LiveKit answers a Twirp 5xx error: 502 livekit_error."""
+    livekit.faults.error = code
+    response = ask(client, tenants)
+    assert response.status_code == 502
+    assert response.json["code"] == "livekit_error"
+
+
+def test_livekit_4xx_is_502_and_not_retried(client, tenants, livekit):
+    """A Twirp 4xx (say, permission denied) is LiveKit's error too: 502, one call."""
+    livekit.faults.error = "permission_denied"
+    assert ask(client, tenants).json["code"] == "livekit_error"
+
+
+def test_wrong_api_secret_is_502(make_app, tenants, livekit):
+    """LiveKit refusing the service's own API key pair is a LiveKit error, reported as 502."""
+    client = make_app(LIVEKIT_API_SECRET="not-the-right-secret-but-long-enough-0123").test_client()
+    response = ask(client, tenants)
+    assert response.status_code == 502
+    assert "not-the-right-secret" not in response.get_data(as_text=True)
+
+
+def test_malformed_200_body_is_502(client, tenants, livekit):
+    """A 200 whose body is not protobuf: 502 livekit_error."""
+    livekit.faults.malformed = True
+    response = ask(client, tenants)
+    assert response.status_code == 502
+    assert response.json["code"] == "livekit_error"
+
+
+def test_refused_connection_is_503_and_recovery_is_immediate(client, tenants, livekit):
+    """LiveKit down: 503 livekit_unavailable; back up: the very next request succeeds."""
+    assert ask(client, tenants, "warm-up").status_code == 200
+    livekit.refuse_connections()
+    response = ask(client, tenants)
+    assert response.status_code == 503
+    assert response.json["code"] == "livekit_unavailable"
+    livekit.accept_connections()
+    assert ask(client, tenants).status_code == 200
+
+
+def test_slow_livekit_is_504_within_the_timeout(make_app, tenants, livekit):
+    """LiveKit slower than LIVEKIT_TIMEOUT: 504 livekit_timeout after about that long."""
+    client = make_app(LIVEKIT_TIMEOUT="0.3").test_client()
+    livekit.faults.latency = 2.0
+    started = time.monotonic()
+    response = ask(client, tenants)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 504
+    assert response.json["code"] == "livekit_timeout"
+    assert elapsed < 1.5
+    livekit.faults.latency = 0
+    assert ask(client, tenants, "after-timeout").status_code == 200
+
+
+def test_unreachable_host_is_503(make_app, tenants):
+    """Nothing listening at LIVEKIT_URL: 503."""
+    client = make_app(LIVEKIT_URL="http://127.0.0.1:9").test_client()
+    response = ask(client, tenants)
+    assert response.status_code == 503
+    assert response.json["code"] == "livekit_unavailable"
+
+
+def test_errors_never_leak_secrets_or_tokens(make_app, tenants, livekit):
+    """No API secret, tenant secret or tenant token appears in any error body."""
+    from conftest import LIVEKIT_SECRET, TENANT_SECRET
+
+    client = make_app().test_client()
+    headers = tenants.headers()
+    livekit.faults.error = "internal"
+    bodies = [ask(client, tenants).get_data(as_text=True)]
+    livekit.faults.error = None
+    livekit.faults.malformed = True
+    bodies.append(client.post("/livekit/token", json=BODY, headers=headers).get_data(as_text=True))
+    bad = {"Authorization": headers["Authorization"] + "x"}
+    bodies.append(client.post("/livekit/token", json=BODY, headers=bad).get_data(as_text=True))
+    token = headers["Authorization"].split()[1]
+    for body in bodies:
+        assert LIVEKIT_SECRET not in body and TENANT_SECRET not in body and token not in body

@@ -18,3 +18,7 @@ preload_app = True
 timeout = 30
 graceful_timeout = 10
 keepalive = 5
+
+# The service is managed by signals (PaaS, systemd); without this, every instance on a host
+# would contend for the same per-user control socket path.
+control_socket_disable = True

@@ -21,7 +21,7 @@ from tokensvc.testing import LiveKitEmulator
 
 LIVEKIT_KEY = "test-key"
 LIVEKIT_SECRET = "test-livekit-secret-at-least-32-bytes-long"
-TENANT_SECRET = "test-tenant-secret-at-least-32-bytes-long!"
+TENANT_SECRET = "test-tenant-secret-long-enough-for-hs512-" + "0123456789abcdef" * 2
 BODY = {"room_name": "room-1", "participant_name": "Alice Smith", "participant_identity": "alice"}
 
 

@@ -93,6 +93,12 @@ def clean_env(**settings):
         ({"AUTH_REQUIRED": "yes"}, "tokensvc: configuration error: AUTH_REQUIRED: is on but no key"),
         ({"AUTH_JWT_PUBLIC_KEY": "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"},
          "tokensvc: configuration error: AUTH_JWT_PUBLIC_KEY: not a PEM public key"),
+        ({"AUTH_REQUIRED": "1", "AUTH_JWT_PUBLIC_KEY_FILE": "/nonexistent/auth.pem"},
+         "tokensvc: configuration error: AUTH_JWT_PUBLIC_KEY_FILE: cannot read"),
+        ({"AUTH_JWT_SECRET": "k" * 32, "AUTH_JWT_ALGORITHMS": "RS256"},
+         "tokensvc: configuration error: AUTH_JWT_ALGORITHMS: none of RS256 fits the configured keys"),
+        ({"AUTH_JWKS_URL": "file:///etc/passwd"},
+         "tokensvc: configuration error: AUTH_JWKS_URL: expected a http/https URL"),
     ],
 )
 def test_wsgi_module_refuses_to_start_with_one_line(settings, line):

@@ -105,3 +105,13 @@ def test_errors_never_leak_secrets_or_tokens(make_app, tenants, livekit):
     token = headers["Authorization"].split()[1]
     for body in bodies:
         assert LIVEKIT_SECRET not in body and TENANT_SECRET not in body and token not in body
+
+
+def test_token_generation_failure_is_500(make_app, livekit):
+    """A LiveKit secret PyJWT refuses to sign with (a pasted PEM key): 500, no key in the body."""
+    pem = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----"
+    client = make_app(LIVEKIT_API_SECRET=pem).test_client()
+    response = client.post("/livekit/token", json=BODY)
+    assert response.status_code == 500
+    assert response.json["code"] == "token_generation_failed"
+    assert "BEGIN PUBLIC KEY" not in response.get_data(as_text=True)

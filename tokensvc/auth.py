@@ -11,6 +11,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from flask import current_app, g, request
+from flask.cli import with_appcontext
 
 from .config import HMAC_ALGORITHMS, PUBLIC_KEY_ALGORITHMS, ConfigError, Settings
 from .errors import AuthUnavailable, Unauthorized
@@ -112,6 +113,10 @@ class TenantVerifier:
             message = "the bearer token has the wrong audience"
         except jwt.InvalidSignatureError:
             message = "the bearer token's signature does not verify"
+        except jwt.exceptions.InvalidSubjectError:
+            message = "the bearer token has an invalid 'sub' claim"
+        except jwt.exceptions.InvalidIssuedAtError:
+            message = "the bearer token has an invalid 'iat' claim"
         except jwt.MissingRequiredClaimError as exc:
             message = f"the bearer token has no {exc.claim!r} claim"
         except (jwt.InvalidTokenError, jwt.InvalidKeyError, TypeError, ValueError):
@@ -217,6 +222,7 @@ def _load_public_key(pem: str | None):
 @click.command("tenant-token")
 @click.option("--tenant", required=True, help="Tenant id to put in the tenant claim.")
 @click.option("--ttl", default=3600, show_default=True, help="Lifetime in seconds.")
+@with_appcontext
 def tenant_token_command(tenant: str, ttl: int) -> None:
     """Print a tenant JWT signed with AUTH_JWT_SECRET, for trying the service with curl."""
     settings = current_app.extensions["tokensvc"].settings

@@ -1,0 +1,439 @@
+"""Tenant authentication: every key kind, every rejection, fail-closed, through HTTP."""
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from conftest import BODY, TENANT_SECRET, verify_token
+
+ROOM = BODY["room_name"]
+
+
+def private_key(kind):
+    """Generate a private key of `kind` (RSA for RS*/PS*, P-256 for ES256, Ed25519)."""
+    if kind == "rsa":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if kind == "ec":
+        return ec.generate_private_key(ec.SECP256R1())
+    return ed25519.Ed25519PrivateKey.generate()
+
+
+def public_pem(key) -> str:
+    """The PEM text of a private key's public half."""
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def claims(tenant="acme", ttl=300, **extra):
+    """Standard tenant claims; None values are left out."""
+    now = int(time.time())
+    payload = {"sub": tenant, "iat": now, "exp": now + ttl, **extra}
+    return {k: v for k, v in payload.items() if v is not None}
+
+
+def sign(payload, key, algorithm, kid=None):
+    """Encode a JWT with PyJWT."""
+    return jwt.encode(payload, key, algorithm, headers={"kid": kid} if kid else None)
+
+
+def b64(data: bytes) -> str:
+    """base64url without padding."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def forge_hs256(payload, secret: bytes) -> str:
+    """An HS256 JWT signed with arbitrary bytes (PyJWT refuses PEM keys as HMAC secrets)."""
+    signing_input = b64(b'{"alg":"HS256","typ":"JWT"}') + "." + b64(json.dumps(payload).encode())
+    signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return signing_input + "." + b64(signature)
+
+
+def ask(client, token=None, header=None, query=""):
+    """POST the standard body with a bearer token (or a raw Authorization header)."""
+    headers = {}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    if header is not None:
+        headers["Authorization"] = header
+    return client.post("/livekit/token" + query, json=BODY, headers=headers)
+
+
+def assert_refused(response, livekit, message=None, invalid_token=True):
+    """401 unauthorized with the bearer challenge, no token, and no LiveKit call."""
+    assert response.status_code == 401, response.json
+    assert response.json["code"] == "unauthorized"
+    expected = 'Bearer error="invalid_token"' if invalid_token else "Bearer"
+    assert response.headers["WWW-Authenticate"] == expected
+    if message:
+        assert response.json["error"] == message
+    assert livekit.call_count() == 0
+    assert livekit.get_room(ROOM) is None
+
+
+# --- the key kinds ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("kind", "algorithm"),
+    [("rsa", "RS256"), ("rsa", "PS256"), ("ec", "ES256"), ("ed", "EdDSA")],
+)
+def test_public_key_kinds(make_app, livekit, kind, algorithm):
+    """A PEM public key verifies its own algorithms; the tenant becomes the room's owner."""
+    key = private_key(kind)
+    client = make_app(AUTH_JWT_SECRET=None, AUTH_JWT_PUBLIC_KEY=public_pem(key),
+                      AUTH_REQUIRED="true").test_client()
+    response = ask(client, sign(claims("acme"), key, algorithm))
+    assert response.status_code == 200
+    assert json.loads(livekit.get_room(ROOM).metadata) == {"auth_id": "acme"}
+
+
+@pytest.mark.parametrize("algorithm", ["HS256", "HS384", "HS512"])
+def test_hmac_algorithms(make_app, livekit, algorithm):
+    """AUTH_JWT_SECRET verifies HS256/384/512."""
+    client = make_app(AUTH_REQUIRED="true").test_client()
+    assert ask(client, sign(claims(), TENANT_SECRET, algorithm)).status_code == 200
+
+
+def test_public_key_from_file(make_app, livekit, tmp_path):
+    """AUTH_JWT_PUBLIC_KEY_FILE reads the PEM from a file."""
+    key = private_key("ec")
+    path = tmp_path / "auth.pem"
+    path.write_text(public_pem(key))
+    client = make_app(AUTH_JWT_SECRET=None, AUTH_JWT_PUBLIC_KEY_FILE=str(path)).test_client()
+    assert ask(client, sign(claims(), key, "ES256")).status_code == 200
+
+
+def test_tenant_claim_setting(make_app, livekit, tenants):
+    """AUTH_TENANT_CLAIM names the claim that holds the tenant id."""
+    client = make_app(AUTH_TENANT_CLAIM="org_id").test_client()
+    token = sign(claims("user-1", org_id="  acme  "), TENANT_SECRET, "HS256")
+    assert ask(client, token).status_code == 200
+    assert json.loads(livekit.get_room(ROOM).metadata) == {"auth_id": "acme"}
+
+
+# --- every rejection -------------------------------------------------------------------------
+
+@pytest.fixture
+def strict(make_app):
+    """An app that requires auth, with issuer and audience configured."""
+    return make_app(AUTH_REQUIRED="true", AUTH_JWT_ISSUER="https://auth.example",
+                    AUTH_JWT_AUDIENCE="tokensvc,other").test_client()
+
+
+def good(**extra):
+    """Claims the strict app accepts."""
+    return claims(iss="https://auth.example", aud="tokensvc", **extra)
+
+
+def test_strict_app_accepts_good_token(strict, livekit):
+    """The baseline for the rejections below: a correct token passes."""
+    assert ask(strict, sign(good(), TENANT_SECRET, "HS256")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (good(ttl=-120), "the bearer token has expired"),
+        (good(nbf=int(time.time()) + 600), "the bearer token is not valid yet"),
+        (good(iat=int(time.time()) + 600), "the bearer token is not valid yet"),
+        ({**good(), "iss": "https://evil.example"}, "the bearer token has the wrong issuer"),
+        ({**good(), "aud": "someone-else"}, "the bearer token has the wrong audience"),
+        ({k: v for k, v in good().items() if k != "exp"}, "the bearer token has no 'exp' claim"),
+        ({k: v for k, v in good().items() if k != "iss"}, "the bearer token has no 'iss' claim"),
+        ({**good(), "sub": None}, "the bearer token has an invalid 'sub' claim"),
+        ({**good(), "sub": "   "}, "the bearer token has no usable tenant claim 'sub'"),
+        ({**good(), "sub": 42}, "the bearer token has an invalid 'sub' claim"),
+        ({**good(), "sub": ["acme"]}, "the bearer token has an invalid 'sub' claim"),
+        ({**good(), "sub": "t" * 257}, "the bearer token has no usable tenant claim 'sub'"),
+    ],
+    ids=["expired", "not-before", "issued-in-future", "issuer", "audience", "no-exp", "no-iss",
+         "null-tenant", "blank-tenant", "numeric-tenant", "list-tenant", "long-tenant"],
+)
+def test_claim_rejections(strict, livekit, payload, message):
+    """Each bad claim is refused with a message saying what was wrong."""
+    assert_refused(ask(strict, sign(payload, TENANT_SECRET, "HS256")), livekit, message)
+
+
+def test_leeway_accepts_small_clock_skew(make_app, livekit):
+    """A token expired 10 s ago passes with the default 30 s leeway, and fails with leeway 0."""
+    token = sign(claims(ttl=-10), TENANT_SECRET, "HS256")
+    assert ask(make_app().test_client(), token).status_code == 200
+    livekit.reset()
+    assert_refused(ask(make_app(AUTH_JWT_LEEWAY="0").test_client(), token), livekit)
+
+
+def test_tampered_payload_and_signature(strict, livekit):
+    """Changing the payload or the signature of a valid token breaks it."""
+    token = sign(good(), TENANT_SECRET, "HS256")
+    header, payload, signature = token.split(".")
+    other_payload = sign(good(tenant="globex"), TENANT_SECRET, "HS256").split(".")[1]
+    message = "the bearer token's signature does not verify"
+    assert_refused(ask(strict, f"{header}.{other_payload}.{signature}"), livekit, message)
+    flipped = ("A" if signature[0] != "A" else "B") + signature[1:]
+    assert_refused(ask(strict, f"{header}.{payload}.{flipped}"), livekit, message)
+
+
+def test_alg_none_is_refused(strict, livekit):
+    """An unsigned token (`alg: none`) is never accepted."""
+    token = jwt.encode(good(), None, algorithm="none")
+    assert_refused(ask(strict, token), livekit, "the bearer token's algorithm is not accepted")
+
+
+def test_hs256_signed_with_the_public_key_is_refused(make_app, livekit):
+    """Algorithm confusion: HS256 keyed with the public PEM fails, with or without a secret."""
+    key = private_key("rsa")
+    pem = public_pem(key)
+    forged = forge_hs256(claims("acme"), pem.encode())
+    only_pem = make_app(AUTH_JWT_SECRET=None, AUTH_JWT_PUBLIC_KEY=pem).test_client()
+    assert_refused(ask(only_pem, forged), livekit, "the bearer token's algorithm is not accepted")
+    both = make_app(AUTH_JWT_PUBLIC_KEY=pem).test_client()
+    assert_refused(ask(both, forged), livekit, "the bearer token's signature does not verify")
+
+
+def test_algorithm_outside_allow_list(make_app, livekit):
+    """AUTH_JWT_ALGORITHMS narrows what the key allows."""
+    client = make_app(AUTH_JWT_ALGORITHMS="HS512").test_client()
+    assert ask(client, sign(claims(), TENANT_SECRET, "HS512")).status_code == 200
+    livekit.reset()
+    assert_refused(ask(client, sign(claims(), TENANT_SECRET, "HS256")), livekit,
+                   "the bearer token's algorithm is not accepted")
+
+
+def test_wrong_key_kind_for_algorithm(make_app, livekit):
+    """An ES256 token against an RSA public key is refused (the key fixes the algorithms)."""
+    client = make_app(AUTH_JWT_SECRET=None,
+                      AUTH_JWT_PUBLIC_KEY=public_pem(private_key("rsa"))).test_client()
+    token = sign(claims(), private_key("ec"), "ES256")
+    assert_refused(ask(client, token), livekit, "the bearer token's algorithm is not accepted")
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Bearer a.b.c d.e.f", "Token abc", "bearer"],
+    ids=["bearer-alone", "bearer-space", "basic", "two-tokens", "other-scheme", "lowercase-alone"],
+)
+def test_malformed_authorization_header(make_app, livekit, header):
+    """Anything but `Bearer <token>` is a malformed header: 401 (auth optional or not)."""
+    for required in ("true", "false"):
+        client = make_app(AUTH_REQUIRED=required).test_client()
+        assert_refused(ask(client, header=header), livekit,
+                       "the Authorization header must be 'Bearer <token>'")
+
+
+@pytest.mark.parametrize("template", ["bearer {}", "BEARER {}", "Bearer   {}"])
+def test_scheme_is_case_insensitive_and_spaces_are_flexible(client, livekit, tenants, template):
+    """The scheme is case-insensitive and may be followed by one space or more."""
+    response = ask(client, header=template.format(tenants.token("acme")))
+    assert response.status_code == 200
+    assert json.loads(livekit.get_room(ROOM).metadata) == {"auth_id": "acme"}
+
+
+def test_garbage_token(client, livekit):
+    """A bearer value that is not a JWT: 401 saying so."""
+    assert_refused(ask(client, "not-a-jwt"), livekit, "the bearer token is not a well-formed JWT")
+
+
+def test_token_in_query_string_is_ignored(make_app, livekit, tenants):
+    """A token in the URL is never read: required -> 401 (no token); optional -> anonymous."""
+    query = f"?access_token={tenants.token('acme')}"
+    required = make_app(AUTH_REQUIRED="true").test_client()
+    assert_refused(ask(required, query=query), livekit, "a bearer token is required",
+                   invalid_token=False)
+    optional = make_app().test_client()
+    assert ask(optional, query=query).status_code == 200
+    assert livekit.call_count() == 0
+
+
+def test_missing_token_when_required(make_app, livekit):
+    """AUTH_REQUIRED and no header: 401 with a bare `Bearer` challenge."""
+    client = make_app(AUTH_REQUIRED="true").test_client()
+    assert_refused(ask(client), livekit, "a bearer token is required", invalid_token=False)
+
+
+def test_bad_token_when_optional_is_still_refused(client, livekit, tenants):
+    """AUTH_REQUIRED off: a header that is present is verified; a bad one is never ignored."""
+    token = tenants.token("acme", secret="some-other-secret-of-at-least-32-bytes")
+    assert_refused(ask(client, token), livekit)
+
+
+def test_header_without_any_configured_key_is_refused(make_app, livekit, tenants):
+    """No key configured and a bearer token sent: refused, not treated as anonymous."""
+    client = make_app(AUTH_JWT_SECRET=None).test_client()
+    assert_refused(ask(client, tenants.token()), livekit,
+                   "this service has no key to verify bearer tokens with")
+
+
+def test_messages_never_echo_the_token(strict, livekit):
+    """Error bodies say what is wrong without repeating the token."""
+    token = sign(good(ttl=-120), TENANT_SECRET, "HS256")
+    body = ask(strict, token).get_data(as_text=True)
+    assert token not in body and token.split(".")[1] not in body
+
+
+# --- JWKS ------------------------------------------------------------------------------------
+
+class JwksServer:
+    """A JWKS endpoint on a loopback port that can rotate keys and go down."""
+
+    def __init__(self):
+        """Serve an empty key set; count fetches."""
+        self.keys = []
+        self.fetches = 0
+        self.server = None
+        self.port = 0
+        self.start()
+
+    @property
+    def url(self):
+        """The JWKS URL."""
+        return f"http://127.0.0.1:{self.port}/.well-known/jwks.json"
+
+    def publish(self, key, kid, algorithm=None):
+        """Add a private key's public half to the set."""
+        jwk = json.loads(jwt.get_algorithm_by_name(algorithm or "RS256").to_jwk(key.public_key()))
+        jwk["kid"] = kid
+        if algorithm:
+            jwk["alg"] = algorithm
+        self.keys.append(jwk)
+
+    def start(self):
+        """Listen (again) on the same port."""
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                owner.fetches += 1
+                body = json.dumps({"keys": owner.keys}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        """Stop listening (connections are refused)."""
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def jwks():
+    """A running JWKS server."""
+    server = JwksServer()
+    yield server
+    server.stop()
+
+
+def jwks_app(make_app, jwks, **settings):
+    """A client for an app verifying with the JWKS server only."""
+    return make_app(AUTH_JWT_SECRET=None, AUTH_JWKS_URL=jwks.url, AUTH_REQUIRED="true",
+                    **settings).test_client()
+
+
+def test_jwks_key_verifies(make_app, livekit, jwks):
+    """A token whose kid is in the JWKS is verified with that key."""
+    key = private_key("rsa")
+    jwks.publish(key, "k1")
+    client = jwks_app(make_app, jwks)
+    assert ask(client, sign(claims(), key, "RS256", kid="k1")).status_code == 200
+    assert ask(client, sign(claims(), key, "PS256", kid="k1")).status_code == 200
+    assert jwks.fetches == 1
+
+
+def test_jwks_rotation_without_restart(make_app, livekit, jwks):
+    """A new kid published later is fetched when a token names it."""
+    old, new = private_key("rsa"), private_key("ec")
+    jwks.publish(old, "old")
+    client = jwks_app(make_app, jwks, AUTH_JWKS_REFRESH_SECONDS="0")
+    assert ask(client, sign(claims(), old, "RS256", kid="old")).status_code == 200
+    jwks.publish(new, "new", "ES256")
+    response = ask(client, sign(claims(), new, "ES256", kid="new"))
+    assert response.status_code == 200
+    assert jwks.fetches == 2
+
+
+def test_jwks_down_cached_keys_keep_working(make_app, livekit, jwks):
+    """With the JWKS unreachable, keys already fetched still verify."""
+    key = private_key("ed")
+    jwks.publish(key, "k1", "EdDSA")
+    client = jwks_app(make_app, jwks, AUTH_JWKS_REFRESH_SECONDS="0")
+    assert ask(client, sign(claims(), key, "EdDSA", kid="k1")).status_code == 200
+    jwks.stop()
+    assert ask(client, sign(claims(), key, "EdDSA", kid="k1")).status_code == 200
+
+
+def test_unknown_kid_with_jwks_down_is_503(make_app, livekit, jwks):
+    """An unknown kid while the JWKS is unreachable: 503 auth_unavailable, LiveKit not called."""
+    jwks.stop()
+    client = jwks_app(make_app, jwks, LIVEKIT_TIMEOUT="1")
+    response = ask(client, sign(claims(), private_key("rsa"), "RS256", kid="k9"))
+    assert response.status_code == 503
+    assert response.json["code"] == "auth_unavailable"
+    assert livekit.call_count() == 0
+
+
+def test_unknown_kid_with_jwks_up_is_401_and_rate_limited(make_app, livekit, jwks):
+    """An unknown kid: 401; repeated unknown kids fetch the JWKS at most once per interval."""
+    jwks.publish(private_key("rsa"), "k1")
+    client = jwks_app(make_app, jwks)
+    stranger = private_key("rsa")
+    for attempt in range(5):
+        assert_refused(ask(client, sign(claims(), stranger, "RS256", kid=f"x{attempt}")), livekit,
+                       "the bearer token's key id is unknown")
+    assert jwks.fetches == 1
+
+
+def test_jwks_alg_must_match_the_token(make_app, livekit, jwks):
+    """A JWK that declares RS256 does not verify a PS256 token, nor an EC key an RS256 one."""
+    key = private_key("rsa")
+    jwks.publish(key, "rs", "RS256")
+    client = jwks_app(make_app, jwks)
+    assert_refused(ask(client, sign(claims(), key, "PS256", kid="rs")), livekit,
+                   "the bearer token's algorithm does not match its key")
+
+
+# --- the CLI ---------------------------------------------------------------------------------
+
+def test_tenant_token_command(make_app, livekit):
+    """`flask tenant-token --tenant acme` prints a token the service accepts as tenant acme."""
+    app = make_app(AUTH_REQUIRED="true", AUTH_JWT_ISSUER="https://auth.example",
+                   AUTH_JWT_AUDIENCE="tokensvc")
+    result = app.test_cli_runner().invoke(args=["tenant-token", "--tenant", "acme"])
+    assert result.exit_code == 0, result.output
+    response = ask(app.test_client(), result.output.strip())
+    assert response.status_code == 200
+    assert json.loads(livekit.get_room(ROOM).metadata) == {"auth_id": "acme"}
+    assert verify_token(response.json["token"])[0].identity == BODY["participant_identity"]
+
+
+def test_tenant_token_command_needs_the_secret(make_app):
+    """Without AUTH_JWT_SECRET the command says so and fails."""
+    app = make_app(AUTH_JWT_SECRET=None)
+    result = app.test_cli_runner().invoke(args=["tenant-token", "--tenant", "acme"])
+    assert result.exit_code != 0
+    assert "AUTH_JWT_SECRET is not set" in result.output
+
+
+@pytest.mark.parametrize("value", [42, "", "  ", None, "x" * 257])
+def test_custom_tenant_claim_must_be_usable(make_app, livekit, value):
+    """With AUTH_TENANT_CLAIM set, a missing, blank, non-string or long value is refused."""
+    client = make_app(AUTH_TENANT_CLAIM="org_id").test_client()
+    token = sign(claims("user-1", org_id=value), TENANT_SECRET, "HS256")
+    assert_refused(ask(client, token), livekit,
+                   "the bearer token has no usable tenant claim 'org_id'")

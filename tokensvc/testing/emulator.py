@@ -144,6 +144,10 @@ class LiveKitEmulator:
         """Close the listening socket and drop every open connection, as a dead server would."""
         self._run(self._close_site())
 
+    def drop_connections(self) -> None:
+        """Close every open (kept-alive) connection but keep listening, as a restarted proxy would."""
+        self._run(self._abort_connections())
+
     def accept_connections(self) -> None:
         """Listen again on the same port after `refuse_connections` (no-op when listening)."""
         if not self.accepting:
@@ -166,8 +170,7 @@ class LiveKitEmulator:
     def get_room(self, name: str) -> models.Room | None:
         """Return a copy of the live room called `name`, or None."""
         with self._lock:
-            self._expire_rooms()
-            room = self.rooms.get(name)
+            room = self._live_room(name)
             return None if room is None else _copy(room)
 
     def close_room(self, name: str) -> bool:
@@ -209,6 +212,10 @@ class LiveKitEmulator:
         """Stop listening and abort the open connections."""
         self.accepting = False
         await self._site.stop()
+        await self._abort_connections()
+
+    async def _abort_connections(self) -> None:
+        """Abort every open connection."""
         for handler in list(self._runner.server.connections):
             if handler.transport is not None:
                 handler.transport.abort()
@@ -267,7 +274,6 @@ class LiveKitEmulator:
         name = request.path.removeprefix(SERVICE_PREFIX)
         with self._lock:
             self.calls[name] += 1
-            self._expire_rooms()
             answer = getattr(self, f"_{_snake(name)}")(message)
             after = self._after_call.pop(name, None)
         if after is not None:
@@ -282,20 +288,24 @@ class LiveKitEmulator:
 
     def _list_rooms(self, request) -> room_pb.ListRoomsResponse:
         """ListRooms: every room, or those whose names match exactly."""
-        wanted = set(request.names)
-        rooms = [_copy(r) for name, r in self.rooms.items() if not wanted or name in wanted]
-        return room_pb.ListRoomsResponse(rooms=rooms)
+        if request.names:
+            rooms = (self._live_room(name) for name in dict.fromkeys(request.names))
+        else:
+            self._expire_rooms()
+            rooms = self.rooms.values()
+        return room_pb.ListRoomsResponse(rooms=[_copy(room) for room in rooms if room])
 
     def _delete_room(self, request) -> room_pb.DeleteRoomResponse:
         """DeleteRoom: not_found for a room that is not live."""
-        if self.rooms.pop(request.room, None) is None:
+        if self._live_room(request.room) is None:
             raise TwirpError("not_found", "requested room does not exist")
+        del self.rooms[request.room]
         return room_pb.DeleteRoomResponse()
 
     def _update_room_metadata(self, request) -> models.Room:
         """UpdateRoomMetadata: replace the whole string, unconditionally."""
         _check_metadata(request.metadata)
-        room = self.rooms.get(request.room)
+        room = self._live_room(request.room)
         if room is None:
             raise TwirpError("not_found", "requested room does not exist")
         room.metadata = request.metadata
@@ -305,8 +315,7 @@ class LiveKitEmulator:
         """Return the live room of that name, or create it from the request (lock held)."""
         _check_name(request.name)
         _check_metadata(request.metadata)
-        self._expire_rooms()
-        room = self.rooms.get(request.name)
+        room = self._live_room(request.name)
         if room is None:
             now = time.time()
             room = models.Room(
@@ -322,12 +331,19 @@ class LiveKitEmulator:
             self.rooms[request.name] = room
         return _copy(room)
 
+    def _live_room(self, name: str) -> models.Room | None:
+        """Return the stored room called `name`, closing it first if its time is up (lock held)."""
+        room = self.rooms.get(name)
+        if room is not None and _expired(room, time.time() * 1000):
+            del self.rooms[name]
+            return None
+        return room
+
     def _expire_rooms(self) -> None:
-        """Close rooms nobody joined within their `empty_timeout` (lock held)."""
+        """Close every room nobody joined within its `empty_timeout` (lock held)."""
         now_ms = time.time() * 1000
-        for name, room in list(self.rooms.items()):
-            if now_ms - room.creation_time_ms > room.empty_timeout * 1000:
-                del self.rooms[name]
+        for name in [name for name, room in self.rooms.items() if _expired(room, now_ms)]:
+            del self.rooms[name]
 
     async def _control(self, request: web.Request) -> web.Response:
         """The emulator's own control API (not part of LiveKit), for out-of-process tests."""
@@ -358,6 +374,11 @@ _SID_ALPHABET = string.ascii_letters + string.digits
 def _snake(name: str) -> str:
     """CreateRoom -> create_room."""
     return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+
+
+def _expired(room: models.Room, now_ms: float) -> bool:
+    """Whether a room nobody joined has outlived its `empty_timeout`."""
+    return now_ms - room.creation_time_ms > room.empty_timeout * 1000
 
 
 def _copy(room: models.Room) -> models.Room:

@@ -1,9 +1,10 @@
 # Two commands from a fresh clone: `make run` (service on the development LiveKit) and `make test`.
+# `make bench` runs the benchmark (installs wrk from Debian's packages when missing).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test install
+.PHONY: run test install bench
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,3 +18,7 @@ run: install
 
 test: install
 	$(PY) -m pytest
+
+bench: install
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PY) bench/run.py

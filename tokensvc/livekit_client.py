@@ -12,7 +12,9 @@ import concurrent.futures
 import logging
 import os
 import threading
+import time
 import weakref
+from datetime import timedelta
 
 import aiohttp
 from google.protobuf.message import DecodeError
@@ -21,6 +23,10 @@ from livekit import api
 from .errors import LiveKitError, LiveKitTimeout, LiveKitUnavailable
 
 log = logging.getLogger(__name__)
+
+#: The service's own server-API token: minted once, renewed long before it expires.
+SERVER_TOKEN_TTL = timedelta(hours=6)
+SERVER_TOKEN_RENEW_SECONDS = 3600.0
 
 _CLIENTS = weakref.WeakSet()
 
@@ -61,13 +67,13 @@ class RoomServiceClient:
     def close(self) -> None:
         """Close the HTTP session and stop the loop thread, if this process started them."""
         with self._lock:
-            loop, lkapi, thread = self._loop, self._api, self._thread
+            loop, session, thread = self._loop, self._session, self._thread
             owned = self._pid == os.getpid()
             self._reset(keep_lock=True)
         if not owned or loop is None:
             return
         try:
-            asyncio.run_coroutine_threadsafe(lkapi.aclose(), loop).result(self._timeout)
+            asyncio.run_coroutine_threadsafe(session.close(), loop).result(self._timeout)
         except Exception:  # closing is best effort; the process is going away
             log.debug("LiveKit client session did not close cleanly", exc_info=True)
         loop.call_soon_threadsafe(loop.stop)
@@ -82,7 +88,9 @@ class RoomServiceClient:
         self._pid = None
         self._loop = None
         self._thread = None
+        self._session = None
         self._api = None
+        self._api_renew_at = 0.0
 
     def _running_loop(self):
         """Return this process's loop, starting it and the session on first use."""
@@ -94,23 +102,39 @@ class RoomServiceClient:
         return self._loop
 
     def _start(self) -> None:
-        """Start the loop thread and build the `LiveKitAPI` on it."""
+        """Start the loop thread and open the HTTP session on it."""
         loop = asyncio.new_event_loop()
         thread = threading.Thread(target=loop.run_forever, name="livekit-client", daemon=True)
         thread.start()
-        self._api = asyncio.run_coroutine_threadsafe(self._open(), loop).result()
+        self._session = asyncio.run_coroutine_threadsafe(self._open(), loop).result()
         self._loop, self._thread = loop, thread
         self._pid = os.getpid()
 
-    async def _open(self):
-        """Create the `LiveKitAPI` (its aiohttp session must be made inside the loop)."""
-        return api.LiveKitAPI(
-            self._url,
-            self._api_key,
-            self._api_secret,
-            timeout=aiohttp.ClientTimeout(total=self._timeout),
-            failover=False,
-        )
+    async def _open(self) -> aiohttp.ClientSession:
+        """Create the keep-alive HTTP session (aiohttp needs it made inside the loop)."""
+        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout))
+
+    def _livekit(self) -> "api.LiveKitAPI":
+        """Return the `LiveKitAPI` on the shared session, renewing its server token hourly.
+
+        `livekit-api` would otherwise sign a fresh JWT for every call; one token with the two
+        grants the service uses (roomList, roomCreate) is signed once and never leaves the process.
+        Runs on the loop thread only, so it needs no lock.
+        """
+        now = time.monotonic()
+        if self._api is None or now >= self._api_renew_at:
+            grants = api.VideoGrants(room_list=True, room_create=True)
+            token = (
+                api.AccessToken(self._api_key, self._api_secret)
+                .with_grants(grants)
+                .with_ttl(SERVER_TOKEN_TTL)
+                .to_jwt()
+            )
+            self._api = api.LiveKitAPI(
+                self._url, token=token, session=self._session, failover=False
+            )
+            self._api_renew_at = now + SERVER_TOKEN_RENEW_SECONDS
+        return self._api
 
     def _call(self, make_call):
         """Run one RoomService call on the loop and wait for it, bounded by the timeout."""
@@ -126,10 +150,10 @@ class RoomServiceClient:
         """Await the call, retrying once when a kept-alive connection turns out closed."""
         try:
             try:
-                return await make_call(self._api)
+                return await make_call(self._livekit())
             except aiohttp.ServerDisconnectedError:
                 log.debug("LiveKit closed a kept-alive connection; retrying once")
-                return await make_call(self._api)
+                return await make_call(self._livekit())
         except api.ServerError as exc:
             log.warning("LiveKit answered %s %s: %s", exc.status, exc.code, exc.message)
             raise LiveKitError(f"LiveKit answered HTTP {exc.status} ({exc.code})") from None

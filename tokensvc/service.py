@@ -6,11 +6,15 @@ two tenants race for one new room, LiveKit hands both the same room and only the
 `auth_id` it carries is its owner. There is no read-then-write of metadata anywhere.
 """
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cache
 
+from google.protobuf.json_format import MessageToDict
 from livekit import api
+from livekit.api.access_token import Claims, snake_to_lower_camel
 
 from .config import Settings
 from .errors import LiveKitNotConfigured, RoomForbidden, TokenGenerationFailed
@@ -53,6 +57,42 @@ def room_owner(metadata: str) -> str | None:
         return None
     owner = document.get(OWNER_KEY)
     return owner if isinstance(owner, str) and owner else None
+
+
+class FlatClaims(Claims):
+    """LiveKit's `Claims`, serialised without `dataclasses.asdict`'s recursive deep copies.
+
+    `asdict()` returns exactly what `Claims.asdict()` returns (a test checks this over arbitrary
+    claims); it is the hot part of minting, and the stock one costs more than the rest together.
+    """
+
+    def asdict(self) -> dict:
+        """Claims as a JWT payload: lowerCamel keys, None and "" left out, grants one level down."""
+        claims = _flat_dict(self)
+        if self.room_config:
+            claims["roomConfig"] = MessageToDict(self.room_config)
+        return claims
+
+
+@cache
+def _field_names(kind: type) -> tuple:
+    """(attribute, lowerCamel key) for each field of a dataclass type."""
+    return tuple((f.name, snake_to_lower_camel(f.name)) for f in dataclasses.fields(kind))
+
+
+def _flat_dict(instance) -> dict:
+    """One dataclass as a dict the way `Claims.asdict` builds it, copying only containers."""
+    result = {}
+    for name, key in _field_names(type(instance)):
+        value = getattr(instance, name)
+        if value is None or value == "":
+            continue
+        if dataclasses.is_dataclass(value):
+            value = _flat_dict(value)
+        elif isinstance(value, (list, dict)):
+            value = type(value)(value)
+        result[key] = value
+    return result
 
 
 class TokenIssuer:
@@ -103,9 +143,10 @@ class TokenIssuer:
             can_subscribe=True,
             can_publish_data=True,
         )
-        token = (
-            api.AccessToken(settings.livekit_api_key, settings.livekit_api_secret)
-            .with_identity(request.participant_identity)
+        token = api.AccessToken(settings.livekit_api_key, settings.livekit_api_secret)
+        token.claims = FlatClaims()
+        (
+            token.with_identity(request.participant_identity)
             .with_name(request.participant_name)
             .with_grants(grants)
             .with_ttl(timedelta(seconds=settings.token_ttl))

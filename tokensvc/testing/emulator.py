@@ -95,6 +95,7 @@ class LiveKitEmulator:
         self.calls: Counter = Counter()
         self.faults = Faults()
         self._after_call = {}
+        self._verified = {}
         self._lock = threading.Lock()
         self._loop = None
         self._thread = None
@@ -239,6 +240,18 @@ class LiveKitEmulator:
         scheme, _, token = header.partition(" ")
         if scheme != "Bearer" or not token:
             return None
+        claims = self._verified.get(token)
+        if claims is not None and claims["exp"] + TOKEN_LEEWAY > time.time():
+            return claims
+        claims = self._verify(token)
+        if claims is not None:
+            if len(self._verified) > 1000:
+                self._verified.clear()
+            self._verified[token] = claims
+        return claims
+
+    def _verify(self, token: str):
+        """Verify an API token: HS256, a known key as `iss`, its secret, `exp` required."""
         try:
             issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
             return jwt.decode(

@@ -1,0 +1,291 @@
+"""Benchmark the token route under gunicorn (shipped gunicorn.conf.py) against the LiveKit emulator.
+
+Run: `make bench` (or `python bench/run.py`; needs `wrk` on PATH). Every row's server runs for
+the whole benchmark and the rows are measured in interleaved rounds, so drift on a shared
+machine hits every row alike; the table shows medians over the rounds. Everything is on
+loopback and bounded in time: a warm-up until --warmup requests, then rounds sized from the
+warm-up's rate to reach --requests in all, each wrk run capped at --seconds.
+"""
+
+import argparse
+import json
+import math
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from statistics import median
+from pathlib import Path
+
+import jwt
+
+ROOT = Path(__file__).resolve().parent.parent
+LUA = Path(__file__).resolve().parent / "token.lua"
+API_KEY = "bench-key"
+API_SECRET = "bench-livekit-secret-0123456789abcdef0123456789"
+TENANT_SECRET = "bench-tenant-secret-0123456789abcdef0123456789ab"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One benchmark row: which app, whether authenticated, and which room."""
+
+    title: str
+    app: str
+    authenticated: bool
+    room: str  # empty: a new room on every request
+
+
+ROWS = (
+    Row("1. service, authenticated, existing room", "app:app", True, "bench-existing"),
+    Row("2. service, authenticated, new room each request", "app:app", True, ""),
+    Row("3. service, unauthenticated", "app:app", False, "bench-open"),
+    Row("4. naive asyncio.run + fresh LiveKitAPI, auth, existing room", "bench.naive_app:app",
+        True, "bench-existing-naive"),
+    Row("5. bare Flask route, constant JSON (floor)", "bench.floor_app:app", False, "bench-floor"),
+)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, seconds=30) -> None:
+    """Wait until something accepts connections on `port`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"process exited early: {process.args}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"nothing listened on port {port} within {seconds} s")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def children(pid: int) -> list[int]:
+    """The direct children of a process (gunicorn's workers)."""
+    with open(f"/proc/{pid}/task/{pid}/children") as handle:
+        return [int(child) for child in handle.read().split()]
+
+
+def rss_mib(pid: int) -> float:
+    """Resident set size of one process, MiB."""
+    with open(f"/proc/{pid}/status") as handle:
+        match = re.search(r"VmRSS:\s+(\d+) kB", handle.read())
+    return int(match.group(1)) / 1024
+
+
+def emulator_calls(url: str) -> int:
+    """Total RoomService calls the emulator has answered."""
+    with urllib.request.urlopen(url + "/emulator/state", timeout=10) as response:
+        return sum(json.loads(response.read())["calls"].values())
+
+
+def run_wrk(url, clients, threads, seconds, env) -> dict:
+    """Run wrk with the token script for `seconds`; return its summary."""
+    command = ["wrk", "-t", str(threads), "-c", str(clients), "-d", f"{math.ceil(seconds)}s",
+               "--timeout", "10s", "-s", str(LUA), url]
+    output = subprocess.run(
+        command, env={**os.environ, **env, "BENCH_NONCE": str(time.time_ns())},
+        capture_output=True, text=True, timeout=seconds + 60, check=True,
+    ).stdout
+    line = next(line for line in output.splitlines() if line.startswith("BENCH "))
+    return json.loads(line[len("BENCH "):])
+
+
+def run_warmup(url, args, env) -> dict:
+    """Warm up until at least --warmup requests were answered (bounded by --seconds)."""
+    seconds, total = 1, None
+    while True:
+        result = run_wrk(url, args.clients, args.threads, seconds, env)
+        if total is None:
+            total = result
+        else:
+            total = {k: total[k] + result[k] for k in ("requests", "duration_us", "failed")}
+        if total["requests"] >= args.warmup or total["duration_us"] / 1e6 >= args.seconds:
+            return total
+        seconds = min(args.seconds, 2 * seconds)
+
+
+class Server:
+    """One row's gunicorn, with the shipped config, and its measurements."""
+
+    def __init__(self, row: Row, livekit_url: str):
+        """Start gunicorn for `row` on a free port."""
+        self.row = row
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "PORT": str(self.port),
+            "LIVEKIT_URL": livekit_url,
+            "LIVEKIT_API_KEY": API_KEY,
+            "LIVEKIT_API_SECRET": API_SECRET,
+            "AUTH_JWT_SECRET": TENANT_SECRET,
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", row.app],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self.url = f"http://127.0.0.1:{self.port}/livekit/token"
+        self.wrk_env = {"BENCH_ROOM": row.room, "BENCH_AUTH": ""}
+        if row.authenticated:
+            now = int(time.time())
+            token = jwt.encode({"sub": "bench-tenant", "iat": now, "exp": now + 3600},
+                               TENANT_SECRET, "HS256")
+            self.wrk_env["BENCH_AUTH"] = f"Bearer {token}"
+        self.runs = []
+        self.calls = 0
+        self.cpu = 0.0
+
+    def pids(self) -> list[int]:
+        """The master and its workers."""
+        return [self.process.pid, *children(self.process.pid)]
+
+    def rss(self) -> float:
+        """Total RSS of the workers, MiB."""
+        return sum(rss_mib(pid) for pid in children(self.process.pid))
+
+    def run(self, args, seconds, emulator_url) -> None:
+        """One measured wrk run: latency, throughput, app CPU and LiveKit calls."""
+        pids = self.pids()
+        cpu_before = sum(cpu_seconds(pid) for pid in pids)
+        calls_before = emulator_calls(emulator_url)
+        self.runs.append(run_wrk(self.url, args.clients, args.threads, seconds, self.wrk_env))
+        self.calls += emulator_calls(emulator_url) - calls_before
+        self.cpu += sum(cpu_seconds(pid) for pid in pids) - cpu_before
+
+    def stop(self) -> None:
+        """Stop gunicorn."""
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(30)
+
+
+def summarise(server: Server, warm: dict, rss_before: float) -> dict:
+    """Medians over the rounds; totals for CPU and LiveKit calls."""
+    runs = server.runs
+    requests = sum(run["requests"] for run in runs)
+    return {
+        "row": server.row.title,
+        "requests": requests,
+        "total": warm["requests"] + requests,
+        "rps": median(run["requests"] / (run["duration_us"] / 1e6) for run in runs),
+        "p50_ms": median(run["p50_us"] for run in runs) / 1000,
+        "p95_ms": median(run["p95_us"] for run in runs) / 1000,
+        "p99_ms": median(run["p99_us"] for run in runs) / 1000,
+        "calls_per_request": server.calls / requests,
+        "cpu_ms_per_request": server.cpu * 1000 / requests,
+        "rss_before_mib": rss_before,
+        "rss_after_mib": server.rss(),
+        "failed": warm["failed"] + sum(run["failed"] + run["socket_errors"] for run in runs),
+        "workers": len(children(server.process.pid)),
+    }
+
+
+def table(results) -> str:
+    """The results as a Markdown table."""
+    lines = [
+        "| row | req/s | p50 ms | p95 ms | p99 ms | LiveKit calls/req | app CPU ms/req "
+        "| worker RSS MiB after 2k -> 20k | failed |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['row']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} "
+            f"| {r['p99_ms']:.2f} | {r['calls_per_request']:.2f} | {r['cpu_ms_per_request']:.3f} "
+            f"| {r['rss_before_mib']:.1f} -> {r['rss_after_mib']:.1f} | {r['failed']} |"
+        )
+    return "\n".join(lines)
+
+
+def targets(results) -> str:
+    """The issue's targets, as ratios from this run."""
+    one, three, four, five = results[0], results[2], results[3], results[4]
+    checks = [
+        ("row 1 req/s >= 1.5x row 4", one["rps"] / four["rps"], 1.5, True),
+        ("row 1 CPU/req <= 0.75x row 4", one["cpu_ms_per_request"] / four["cpu_ms_per_request"],
+         0.75, False),
+        ("row 3 req/s >= 0.7x row 5", three["rps"] / five["rps"], 0.7, True),
+        ("row 1 p99 <= 2x its p50", one["p99_ms"] / one["p50_ms"], 2.0, False),
+        ("row 1 RSS after 20k within 10% of after 2k",
+         one["rss_after_mib"] / one["rss_before_mib"], 1.10, False),
+    ]
+    lines = []
+    for name, ratio, bound, at_least in checks:
+        met = ratio >= bound if at_least else ratio <= bound
+        lines.append(f"- {name}: {ratio:.2f} ({'met' if met else 'MISSED'})")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Run every row in one go and print the table and the target ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=8, help="concurrent connections")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--requests", type=int, default=20000, help="requests per row, in all")
+    parser.add_argument("--warmup", type=int, default=2000, help="of which warm-up")
+    parser.add_argument("--seconds", type=float, default=60, help="time bound per wrk run")
+    parser.add_argument("--rows", default="1,2,3,4,5", help="which rows, e.g. 1,4")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="interleaved rounds over the rows; the table shows medians")
+    args = parser.parse_args()
+    chosen = [ROWS[int(n) - 1] for n in args.rows.split(",")]
+
+    port = free_port()
+    emulator_url = f"http://127.0.0.1:{port}"
+    emulator = subprocess.Popen(
+        [sys.executable, "-m", "tokensvc.testing", "--port", str(port),
+         "--keys", f"{API_KEY}:{API_SECRET}"],
+        cwd=ROOT, stdout=subprocess.DEVNULL,
+    )
+    servers = []
+    try:
+        wait_for_port(port, emulator)
+        servers = [Server(row, f"ws://127.0.0.1:{port}") for row in chosen]
+        for server in servers:
+            wait_for_port(server.port, server.process)
+        warm, rss_before, seconds = {}, {}, {}
+        for server in servers:
+            warm[server] = run_warmup(server.url, args, server.wrk_env)
+            rss_before[server] = server.rss()
+            rate = warm[server]["requests"] / (warm[server]["duration_us"] / 1e6)
+            left = args.requests - warm[server]["requests"]
+            seconds[server] = min(args.seconds, max(2.0, 1.15 * left / rate / args.rounds))
+        for round_no in range(args.rounds):
+            for server in servers:
+                server.run(args, seconds[server], emulator_url)
+            print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+        results = [summarise(server, warm[server], rss_before[server]) for server in servers]
+    finally:
+        for server in servers:
+            server.stop()
+        emulator.send_signal(signal.SIGTERM)
+        emulator.wait(30)
+    print(f"\n{os.cpu_count()} cores; {args.clients} concurrent clients; "
+          f"{args.requests} requests per row ({args.warmup} warm-up), measured in "
+          f"{args.rounds} interleaved rounds (medians); "
+          f"gunicorn.conf.py as shipped ({results[0]['workers']} workers)\n")
+    print(table(results))
+    if len(chosen) == len(ROWS):
+        print("\nTargets:\n" + targets(results))
+
+
+if __name__ == "__main__":
+    main()

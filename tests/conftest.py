@@ -1,7 +1,10 @@
 """Fixtures: a LiveKit emulator on a loopback port, apps wired to it, and tenant tokens."""
 
+import asyncio
 import json
+import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -207,18 +210,94 @@ class GunicornProcess(HttpService):
         return output
 
 
+def gunicorn_env(livekit, **settings):
+    """The environment for the service under gunicorn on the emulator (2 workers)."""
+    return {
+        "LIVEKIT_URL": livekit.ws_url,
+        "LIVEKIT_API_KEY": LIVEKIT_KEY,
+        "LIVEKIT_API_SECRET": LIVEKIT_SECRET,
+        "AUTH_JWT_SECRET": TENANT_SECRET,
+        "WEB_CONCURRENCY": "2",
+        **settings,
+    }
+
+
 @pytest.fixture
-def gunicorn(livekit, free_port):
+def make_gunicorn(livekit):
+    """Start the service under gunicorn with extra settings; stopped at teardown."""
+    servers = []
+
+    def start(**settings):
+        servers.append(GunicornProcess(gunicorn_env(livekit, **settings), find_free_port()))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        if server.process.poll() is None:
+            assert_no_secrets(server.close())
+
+
+@pytest.fixture
+def gunicorn(make_gunicorn):
     """The service under gunicorn (2 workers) on the emulator, authentication optional."""
-    server = GunicornProcess(
-        {
-            "LIVEKIT_URL": livekit.ws_url,
-            "LIVEKIT_API_KEY": LIVEKIT_KEY,
-            "LIVEKIT_API_SECRET": LIVEKIT_SECRET,
-            "AUTH_JWT_SECRET": TENANT_SECRET,
-            "WEB_CONCURRENCY": "2",
-        },
-        free_port,
-    )
-    yield server
-    server.close()
+    return make_gunicorn()
+
+
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+SECRETS = (LIVEKIT_SECRET, TENANT_SECRET, "Bearer ey")
+
+
+def assert_no_secrets(text: str) -> None:
+    """No JWT (participant or tenant), API secret or bearer value appears in `text`."""
+    assert not JWT.search(text), f"a JWT leaked: {JWT.search(text).group()[:40]}..."
+    for secret in SECRETS:
+        assert secret not in text, f"a secret leaked: {secret[:12]}..."
+
+
+@pytest.fixture(autouse=True)
+def no_secrets_in_logs(caplog):
+    """Every test runs with logs captured at DEBUG; none may carry a token or a secret."""
+    caplog.set_level(logging.DEBUG)
+    yield
+    for record in caplog.records:
+        text = record.getMessage()
+        if record.exc_info:
+            text += logging.Formatter().formatException(record.exc_info)
+        assert_no_secrets(text)
+
+
+GRANTS = {"roomJoin", "room", "canPublish", "canSubscribe", "canPublishData"}
+
+
+def audit_token(token: str, room: str, identity: str, ttl: int, livekit) -> dict:
+    """Check a minted token is least-privilege and useless on the server API; return its payload."""
+    claims, raw = verify_token(token)
+    assert set(raw["video"]) == GRANTS
+    assert raw["video"]["room"] == room and raw["video"]["roomJoin"] is True
+    assert claims.identity == identity
+    assert raw["exp"] - raw["nbf"] == ttl
+    assert set(raw) <= {"name", "video", "roomConfig", "sub", "iss", "nbf", "exp", "metadata",
+                        "attributes"}
+
+    async def try_server_api():
+        refused = 0
+        lkapi = api.LiveKitAPI.with_token(token, livekit.ws_url, failover=False)
+        calls = (
+            lambda: lkapi.room.list_rooms(api.ListRoomsRequest()),
+            lambda: lkapi.room.create_room(api.CreateRoomRequest(name=room)),
+            lambda: lkapi.room.delete_room(api.DeleteRoomRequest(room=room)),
+            lambda: lkapi.room.update_room_metadata(
+                api.UpdateRoomMetadataRequest(room=room, metadata='{"auth_id":"mallory"}')),
+        )
+        try:
+            for call in calls:
+                try:
+                    await call()
+                except api.ServerError as error:
+                    refused += error.status == 401
+        finally:
+            await lkapi.aclose()
+        return refused
+
+    assert asyncio.run(try_server_api()) == 4
+    return raw

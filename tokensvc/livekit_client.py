@@ -137,7 +137,11 @@ class RoomServiceClient:
         return self._api
 
     def _call(self, make_call):
-        """Run one RoomService call on the loop and wait for it, bounded by the timeout."""
+        """Run one RoomService call on the loop and wait for it, bounded by the timeout.
+
+        The call bounds itself (`_attempt`); waiting one more second here only guards against a
+        loop that cannot run at all.
+        """
         self._counter.calls = getattr(self._counter, "calls", 0) + 1
         future = asyncio.run_coroutine_threadsafe(self._attempt(make_call), self._running_loop())
         try:
@@ -149,11 +153,14 @@ class RoomServiceClient:
     async def _attempt(self, make_call):
         """Await the call, retrying once when a kept-alive connection turns out closed."""
         try:
-            try:
-                return await make_call(self._livekit())
-            except aiohttp.ServerDisconnectedError:
-                log.debug("LiveKit closed a kept-alive connection; retrying once")
-                return await make_call(self._livekit())
+            # livekit-api passes `timeout=None` to aiohttp, which switches the session's own
+            # timeout off; so the bound is enforced here, around both attempts.
+            async with asyncio.timeout(self._timeout):
+                try:
+                    return await make_call(self._livekit())
+                except aiohttp.ServerDisconnectedError:
+                    log.debug("LiveKit closed a kept-alive connection; retrying once")
+                    return await make_call(self._livekit())
         except api.ServerError as exc:
             log.warning("LiveKit answered %s %s: %s", exc.status, exc.code, exc.message)
             raise LiveKitError(f"LiveKit answered HTTP {exc.status} ({exc.code})") from None

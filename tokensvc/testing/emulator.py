@@ -59,6 +59,17 @@ class TwirpError(Exception):
 
 
 @dataclass
+class RoomLife:
+    """One room's life, for tests that must know who owned a name at a given moment."""
+
+    name: str
+    sid: str
+    metadata: str
+    created: float
+    closed: float | None = None
+
+
+@dataclass
 class Faults:
     """Fault switches: applied to every RoomService call while set."""
 
@@ -96,6 +107,9 @@ class LiveKitEmulator:
         self.faults = Faults()
         self._after_call = {}
         self._verified = {}
+        self._generation = 0
+        self.history: list[RoomLife] = []
+        self._lives: dict[str, RoomLife] = {}
         self._lock = threading.Lock()
         self._loop = None
         self._thread = None
@@ -155,10 +169,13 @@ class LiveKitEmulator:
             self._run(self._open_site())
 
     def reset(self) -> None:
-        """Forget every room, call count and fault, and accept connections again."""
+        """Forget every room, call count and fault (and calls still in flight); accept again."""
         self.accept_connections()
         with self._lock:
+            self._generation += 1
             self.rooms.clear()
+            self.history.clear()
+            self._lives.clear()
             self.calls.clear()
             self.faults = Faults()
             self._after_call.clear()
@@ -177,7 +194,19 @@ class LiveKitEmulator:
     def close_room(self, name: str) -> bool:
         """Close a room as LiveKit does when it empties out; True if it was live."""
         with self._lock:
-            return self.rooms.pop(name, None) is not None
+            if self._live_room(name) is None:
+                return False
+            self._close(name)
+            return True
+
+    def owners_between(self, name: str, start: float, end: float) -> list[str]:
+        """The metadata of every life of room `name` that overlapped [start, end] (epoch s)."""
+        with self._lock:
+            return [
+                life.metadata for life in self.history
+                if life.name == name and life.created <= end
+                and (life.closed is None or life.closed >= start)
+            ]
 
     def after_next_call(self, method: str, action) -> None:
         """Run `action()` once, right after the next `method` call is answered (e.g. a rival
@@ -279,13 +308,15 @@ class LiveKitEmulator:
         body = await request.read()
         message = _decode(method.request, body, json_body)
         _authorise(claims.get("video") or {}, method.grant, getattr(message, "room", None))
-        faults = self.faults
+        faults, generation = self.faults, self._generation
         if faults.latency:
             await asyncio.sleep(faults.latency)
         if faults.error:
             raise TwirpError(faults.error, "injected fault")
         name = request.path.removeprefix(SERVICE_PREFIX)
         with self._lock:
+            if generation != self._generation:  # reset() while this call was delayed
+                raise TwirpError("unavailable", "the emulator was reset during this call")
             self.calls[name] += 1
             answer = getattr(self, f"_{_snake(name)}")(message)
             after = self._after_call.pop(name, None)
@@ -312,7 +343,7 @@ class LiveKitEmulator:
         """DeleteRoom: not_found for a room that is not live."""
         if self._live_room(request.room) is None:
             raise TwirpError("not_found", "requested room does not exist")
-        del self.rooms[request.room]
+        self._close(request.room)
         return room_pb.DeleteRoomResponse()
 
     def _update_room_metadata(self, request) -> models.Room:
@@ -322,6 +353,8 @@ class LiveKitEmulator:
         if room is None:
             raise TwirpError("not_found", "requested room does not exist")
         room.metadata = request.metadata
+        self._close(request.room, keep_room=True)
+        self._record(room)
         return _copy(room)
 
     def _get_or_create(self, request) -> models.Room:
@@ -342,13 +375,14 @@ class LiveKitEmulator:
                 metadata=request.metadata,
             )
             self.rooms[request.name] = room
+            self._record(room)
         return _copy(room)
 
     def _live_room(self, name: str) -> models.Room | None:
         """Return the stored room called `name`, closing it first if its time is up (lock held)."""
         room = self.rooms.get(name)
         if room is not None and _expired(room, time.time() * 1000):
-            del self.rooms[name]
+            self._close(name)
             return None
         return room
 
@@ -356,6 +390,20 @@ class LiveKitEmulator:
         """Close every room nobody joined within its `empty_timeout` (lock held)."""
         now_ms = time.time() * 1000
         for name in [name for name, room in self.rooms.items() if _expired(room, now_ms)]:
+            self._close(name)
+
+    def _record(self, room: models.Room) -> None:
+        """Start a new life in the history: a room created, or its metadata replaced (lock held)."""
+        life = RoomLife(room.name, room.sid, room.metadata, time.time())
+        self.history.append(life)
+        self._lives[room.name] = life
+
+    def _close(self, name: str, keep_room: bool = False) -> None:
+        """End the room's current life in the history, and the room itself (lock held)."""
+        life = self._lives.pop(name, None)
+        if life is not None:
+            life.closed = time.time()
+        if not keep_room:
             del self.rooms[name]
 
     async def _control(self, request: web.Request) -> web.Response:

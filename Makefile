@@ -6,9 +6,10 @@ PY := $(VENV)/bin/python
 
 .PHONY: run test install bench soak
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt tests/node/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	if command -v npm >/dev/null; then npm ci --prefix tests/node --silent --no-audit --no-fund; fi
 	touch $@
 
 install: $(VENV)/.installed

@@ -14,7 +14,12 @@ def test_unauthenticated_token_echoes_request_and_calls_no_livekit(client, livek
     """Without a bearer token: 200, the request echoed, and LiveKit never called."""
     response = client.post("/livekit/token", json=BODY)
     assert response.status_code == 200
-    assert set(response.json) == {"token", "room_name", "participant_identity", "livekit_url"}
+    assert set(response.json) == {
+        "token", "room_name", "participant_identity", "livekit_url", "server_url",
+        "participant_token",
+    }
+    assert response.json["participant_token"] == response.json["token"]
+    assert response.json["server_url"] == response.json["livekit_url"]
     assert response.json["room_name"] == BODY["room_name"]
     assert response.json["participant_identity"] == BODY["participant_identity"]
     assert response.json["livekit_url"] == livekit.ws_url

@@ -1,9 +1,38 @@
 """Marshmallow schemas for the token route's request and response bodies."""
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validates
 
 #: LiveKit's limit for room names, participant identities and names, in UTF-8 bytes.
 MAX_NAME_BYTES = 256
+#: LiveKit's limit for a participant's attributes, keys and values together, in UTF-8 bytes.
+MAX_ATTRIBUTES_BYTES = 64 * 1024
+#: What a client may put in `room_config` (LiveKit TokenSource): agent dispatch, nothing else.
+ALLOWED_ROOM_CONFIG = {"agents"}
+ALLOWED_AGENT_DISPATCH = {"agent_name", "metadata"}
+
+
+def fields_not_allowed(document: dict) -> list[str]:
+    """Name every `room_config` key a client may not set (room name, metadata above all)."""
+    config = document.get("room_config")
+    if not isinstance(config, dict):
+        return []
+    refused = [f"room_config.{key}" for key in config if key not in ALLOWED_ROOM_CONFIG]
+    agents = config.get("agents")
+    for number, agent in enumerate(agents if isinstance(agents, list) else []):
+        if isinstance(agent, dict):
+            refused += [
+                f"room_config.agents.{number}.{key}"
+                for key in agent if key not in ALLOWED_AGENT_DISPATCH
+            ]
+    return refused
+
+
+def _utf8_size(text: str) -> int:
+    """Size in UTF-8 bytes; a lone surrogate cannot be encoded and is refused."""
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValidationError("Must be valid Unicode text (no lone surrogates).") from None
 
 
 class LiveKitName(fields.String):
@@ -14,13 +43,29 @@ class LiveKitName(fields.String):
         text = super()._deserialize(value, attr, data, **kwargs)
         if not text.strip():
             raise ValidationError("Must not be empty.")
-        try:
-            size = len(text.encode("utf-8"))
-        except UnicodeEncodeError:
-            raise ValidationError("Must be valid Unicode text (no lone surrogates).") from None
+        size = _utf8_size(text)
         if size > MAX_NAME_BYTES:
             raise ValidationError(f"Must be at most {MAX_NAME_BYTES} bytes in UTF-8, got {size}.")
         return text
+
+
+class AgentDispatchSchema(Schema):
+    """One agent to dispatch to the room when it starts (TokenSource `room_config.agents[]`)."""
+
+    class Meta:
+        unknown = RAISE
+
+    agent_name = fields.String(load_default="", metadata={"example": "support-agent"})
+    metadata = fields.String(load_default="", metadata={"example": "{\"language\": \"en\"}"})
+
+
+class RoomConfigSchema(Schema):
+    """The part of LiveKit's room configuration a client may set: agent dispatch only."""
+
+    class Meta:
+        unknown = RAISE
+
+    agents = fields.List(fields.Nested(AgentDispatchSchema), load_default=list)
 
 
 class TokenRequestSchema(Schema):
@@ -44,6 +89,33 @@ class TokenRequestSchema(Schema):
             "example": "user-alice-456",
         },
     )
+    participant_metadata = fields.String(
+        load_default="",
+        metadata={"description": "Participant metadata, as LiveKit's TokenSource sends it."},
+    )
+    participant_attributes = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        load_default=dict,
+        metadata={"description": "Participant attributes (64 KiB in all)."},
+    )
+    room_config = fields.Nested(
+        RoomConfigSchema,
+        load_default=None,
+        metadata={"description": "Only `agents` (agent dispatch); other keys: 400."},
+    )
+
+    @validates("participant_metadata")
+    def check_metadata(self, value, **kwargs):
+        """Metadata must be encodable as UTF-8."""
+        _utf8_size(value)
+
+    @validates("participant_attributes")
+    def check_attributes(self, value, **kwargs):
+        """Attributes must fit LiveKit's 64 KiB limit."""
+        size = sum(_utf8_size(key) + _utf8_size(text) for key, text in value.items())
+        if size > MAX_ATTRIBUTES_BYTES:
+            raise ValidationError(f"Must be at most {MAX_ATTRIBUTES_BYTES} bytes in all, got {size}.")
 
 
 class TokenResponseSchema(Schema):
@@ -57,6 +129,14 @@ class TokenResponseSchema(Schema):
     livekit_url = fields.String(
         required=True,
         metadata={"description": "URL clients connect to.", "example": "ws://localhost:7880"},
+    )
+    server_url = fields.String(
+        required=True,
+        metadata={"description": "Same as livekit_url (LiveKit TokenSource).",
+                  "example": "ws://localhost:7880"},
+    )
+    participant_token = fields.String(
+        required=True, metadata={"description": "Same as token (LiveKit TokenSource)."}
     )
 
 

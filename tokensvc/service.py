@@ -30,6 +30,9 @@ class TokenRequest:
     room_name: str
     participant_name: str
     participant_identity: str
+    participant_metadata: str = ""
+    participant_attributes: dict = field(default_factory=dict)
+    room_config: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,16 @@ class IssuedToken:
     room_name: str
     participant_identity: str
     livekit_url: str
+
+    @property
+    def participant_token(self) -> str:
+        """The token under LiveKit TokenSource's name."""
+        return self.token
+
+    @property
+    def server_url(self) -> str:
+        """The URL under LiveKit TokenSource's name."""
+        return self.livekit_url
 
 
 def owner_metadata(tenant: str) -> str:
@@ -151,7 +164,17 @@ class TokenIssuer:
             .with_grants(grants)
             .with_ttl(timedelta(seconds=settings.token_ttl))
         )
-        config = api.RoomConfiguration(metadata=room_metadata or "", **self._room_options())
+        if request.participant_metadata:
+            token.with_metadata(request.participant_metadata)
+        if request.participant_attributes:
+            token.with_attributes(dict(request.participant_attributes))
+        agents = [
+            api.RoomAgentDispatch(agent_name=agent["agent_name"], metadata=agent["metadata"])
+            for agent in (request.room_config or {}).get("agents", ())
+        ]
+        config = api.RoomConfiguration(
+            metadata=room_metadata or "", agents=agents, **self._room_options()
+        )
         if config.ByteSize():
             token.with_room_config(config)
         try:

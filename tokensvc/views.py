@@ -8,8 +8,14 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from .auth import load_tenant
-from .errors import InvalidRequest, UnsupportedMediaType, error_response, http_error_response
-from .schemas import TokenRequestSchema, TokenResponseSchema
+from .errors import (
+    FieldNotAllowed,
+    InvalidRequest,
+    UnsupportedMediaType,
+    error_response,
+    http_error_response,
+)
+from .schemas import TokenRequestSchema, TokenResponseSchema, fields_not_allowed
 from .service import TokenRequest
 
 log = logging.getLogger(__name__)
@@ -38,9 +44,16 @@ def issue_token():
 
 
 def load_token_request() -> dict:
-    """Validate the body against the request schema; 400 naming each bad field."""
+    """Validate the body against the request schema; 400 naming each bad or forbidden field."""
+    document = read_json_object()
+    refused = fields_not_allowed(document)
+    if refused:
+        raise FieldNotAllowed(
+            "clients may not set " + ", ".join(refused),
+            fields={name: ["Clients may not set this field."] for name in refused},
+        )
     try:
-        return request_schema.load(read_json_object())
+        return request_schema.load(document)
     except ValidationError as exc:
         raise InvalidRequest("some fields are missing or invalid", fields=exc.messages) from None
 

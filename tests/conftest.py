@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -179,18 +180,20 @@ class GunicornProcess(HttpService):
         """Start gunicorn and wait until it accepts connections."""
         base = {k: v for k, v in os.environ.items() if k not in environ_config(os.environ)}
         self.url = f"http://127.0.0.1:{port}"
+        # A file, not a pipe: nobody reads while it runs, and a full pipe would block the workers.
+        self.output = tempfile.TemporaryFile(mode="w+")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "app:app"],
             cwd=ROOT,
             env={**base, "PORT": str(port), **env},
-            stdout=subprocess.PIPE,
+            stdout=self.output,
             stderr=subprocess.STDOUT,
             text=True,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError("gunicorn exited: " + self.process.stdout.read())
+                raise RuntimeError("gunicorn exited: " + self.read_output())
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 return
@@ -199,14 +202,21 @@ class GunicornProcess(HttpService):
         self.close()
         raise RuntimeError("gunicorn did not start listening within 30 s")
 
+    def read_output(self) -> str:
+        """Everything gunicorn and the service printed so far."""
+        self.output.seek(0)
+        return self.output.read()
+
     def close(self):
         """Stop gunicorn gracefully and return what it printed."""
         self.process.send_signal(signal.SIGTERM)
         try:
-            output, _ = self.process.communicate(timeout=30)
+            self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            output, _ = self.process.communicate()
+            self.process.wait()
+        output = self.read_output()
+        self.output.close()
         return output
 
 

@@ -4,6 +4,7 @@ import logging
 
 from flask import Flask
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import ConfigError, environ_config, load_settings
 from .errors import error_response, http_error_response
@@ -21,10 +22,25 @@ def create_app(config=None) -> Flask:
     if config:
         app.config.from_mapping(config)
     state = TokenService().init_app(app)
-    app.config["MAX_CONTENT_LENGTH"] = state.settings.max_content_length
+    settings = state.settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
+    _configure_logging(settings.log_level)
+    if settings.proxy_fix:
+        hops = settings.proxy_fix
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
     app.register_error_handler(HTTPException, http_error_response)
     app.register_error_handler(Exception, _internal_error)
     return app
+
+
+def _configure_logging(level: str) -> None:
+    """Send the service's logs to stderr, one line each, unless the host configured them."""
+    logger = logging.getLogger(__name__)
+    logger.setLevel(level)
+    if not any(not isinstance(h, logging.NullHandler) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
 
 
 def _internal_error(error):

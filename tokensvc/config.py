@@ -26,6 +26,10 @@ KEYS = (
     "AUTH_JWKS_REFRESH_SECONDS",
     "AUTH_TENANT_CLAIM",
     "MAX_CONTENT_LENGTH",
+    "CORS_ALLOWED_ORIGINS",
+    "LOG_FORMAT",
+    "LOG_LEVEL",
+    "PROXY_FIX",
 )
 
 #: Secrets that may instead be read from a file named by `<KEY>_FILE`.
@@ -67,6 +71,10 @@ class Settings:
     auth_jwks_refresh_seconds: float = 30.0
     auth_tenant_claim: str = "sub"
     max_content_length: int = 65536
+    cors_allowed_origins: tuple[str, ...] = ()
+    log_format: str = "json"
+    log_level: str = "INFO"
+    proxy_fix: int = 0
 
     @property
     def livekit_configured(self) -> bool:
@@ -117,6 +125,10 @@ def load_settings(config) -> Settings:
         ),
         auth_tenant_claim=_text(values, "AUTH_TENANT_CLAIM") or "sub",
         max_content_length=_number(values, "MAX_CONTENT_LENGTH", 65536, int, minimum=1),
+        cors_allowed_origins=_origins(values, "CORS_ALLOWED_ORIGINS"),
+        log_format=_choice(values, "LOG_FORMAT", ("json", "logfmt"), "json"),
+        log_level=_choice(values, "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+        proxy_fix=_number(values, "PROXY_FIX", 0, int, minimum=0),
     )
     _check_auth(settings)
     return settings
@@ -197,6 +209,29 @@ def _words(values, key):
         return ()
     items = value.split(",") if isinstance(value, str) else list(value)
     return tuple(item.strip() for item in items if item.strip())
+
+
+def _origins(values, key):
+    """Return `*` or a tuple of scheme://host[:port] origins."""
+    origins = _words(values, key)
+    if origins == ("*",):
+        return origins
+    for origin in origins:
+        parsed = urlparse(origin)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.path not in ("", "/"):
+            raise ConfigError(f"{key}: expected '*' or origins like https://app.example, got {origin!r}")
+    return tuple(origin.rstrip("/") for origin in origins)
+
+
+def _choice(values, key, choices, default):
+    """Return one of `choices` (case-insensitive), or `default` when unset."""
+    value = _text(values, key)
+    if value is None:
+        return default
+    for choice in choices:
+        if value.lower() == choice.lower():
+            return choice
+    raise ConfigError(f"{key}: expected one of {', '.join(choices)}, got {value!r}")
 
 
 def _check_auth(settings: Settings) -> None:

@@ -3,9 +3,12 @@
 from dataclasses import dataclass
 
 from flask import Flask
+from flask_cors import CORS
 
 from .auth import TenantVerifier, tenant_token_command
 from .config import Settings, load_settings
+from .health import Readiness
+from .health import bp as health_bp
 from .service import TokenIssuer
 from .views import bp
 
@@ -19,6 +22,7 @@ class ServiceState:
     settings: Settings
     verifier: TenantVerifier | None
     issuer: TokenIssuer
+    readiness: Readiness
 
     def close(self) -> None:
         """Release the LiveKit client's loop thread and connections."""
@@ -40,8 +44,21 @@ class TokenService:
             raise RuntimeError("tokensvc is already initialised on this app")
         settings = load_settings(app.config)
         verifier = TenantVerifier(settings) if settings.auth_configured else None
-        state = ServiceState(settings, verifier, TokenIssuer(settings))
+        issuer = TokenIssuer(settings)
+        state = ServiceState(settings, verifier, issuer, Readiness(settings, issuer.rooms))
         app.extensions[EXTENSION_KEY] = state
-        app.register_blueprint(bp, url_prefix=url_prefix or self.url_prefix)
+        prefix = (url_prefix or self.url_prefix or "").rstrip("/")
+        app.register_blueprint(bp, url_prefix=prefix or None)
+        app.register_blueprint(health_bp, url_prefix=prefix or None)
         app.cli.add_command(tenant_token_command)
+        if settings.cors_allowed_origins:
+            CORS(
+                app,
+                resources={prefix + "/*": {}},
+                origins=list(settings.cors_allowed_origins),
+                allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                expose_headers=["X-Request-ID"],
+                methods=["GET", "HEAD", "POST", "OPTIONS"],
+                max_age=600,
+            )
         return state

@@ -8,6 +8,7 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from .auth import load_tenant
+from .requestlog import finish_request, start_request
 from .errors import (
     FieldNotAllowed,
     InvalidRequest,
@@ -26,6 +27,10 @@ request_schema = TokenRequestSchema()
 response_schema = TokenResponseSchema()
 
 
+bp.before_request(start_request)
+bp.after_request(finish_request)
+
+
 @bp.before_request
 def limit_body_size():
     """Apply the service's own body limit to its routes, whatever the host app's limit is."""
@@ -39,6 +44,7 @@ bp.before_request(load_tenant)
 def issue_token():
     """Issue a LiveKit token for one room; with a tenant, only for a room the tenant owns."""
     fields = load_token_request()
+    g.room = fields["room_name"]
     issued = current_app.extensions["tokensvc"].issuer.issue(TokenRequest(**fields), g.tenant)
     return response_schema.dump(issued)
 

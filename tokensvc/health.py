@@ -1,0 +1,64 @@
+"""Health endpoints: liveness (`/healthz`) and readiness (`/readyz`), never behind auth."""
+
+import threading
+import time
+
+from flask import Blueprint, current_app
+
+from .errors import ApiError, error_response
+from .requestlog import finish_request, start_request
+
+bp = Blueprint("health", __name__)
+bp.before_request(start_request)
+bp.after_request(finish_request)
+
+READINESS_CACHE_SECONDS = 5.0
+PROBE_ROOM = "tokensvc-readiness-probe"
+
+
+@bp.route("/healthz", methods=["GET", "HEAD"])
+def healthz():
+    """The process is up and serving; LiveKit is not called."""
+    return {"status": "ok"}
+
+
+@bp.get("/readyz")
+def readyz():
+    """Settings are usable and LiveKit answers a cheap call (result cached a few seconds)."""
+    problem = current_app.extensions["tokensvc"].readiness.problem()
+    if problem is None:
+        return {"status": "ready"}
+    code, message = problem
+    return error_response(503, code, message)
+
+
+class Readiness:
+    """Asks LiveKit one cheap question (ListRooms of one name) at most every few seconds."""
+
+    def __init__(self, settings, rooms):
+        """Check with `rooms`, the service's LiveKit client."""
+        self.settings = settings
+        self.rooms = rooms
+        self._lock = threading.Lock()
+        self._checked_at = None
+        self._problem = None
+
+    def problem(self):
+        """Return None when ready, else (code, message) naming what is wrong (no secrets)."""
+        if not self.settings.livekit_configured:
+            return ("livekit_not_configured",
+                    "LiveKit is not configured: set LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET")
+        with self._lock:
+            now = time.monotonic()
+            if self._checked_at is None or now - self._checked_at > READINESS_CACHE_SECONDS:
+                self._problem = self._check()
+                self._checked_at = now
+            return self._problem
+
+    def _check(self):
+        """One ListRooms call; a failure becomes its SPEC code and message."""
+        try:
+            self.rooms.find_room(PROBE_ROOM)
+        except ApiError as error:
+            return (error.error_code, error.description)
+        return None

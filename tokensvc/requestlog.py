@@ -1,0 +1,65 @@
+"""Request ids and one access log line per request (JSON lines or logfmt)."""
+
+import json
+import logging
+import re
+import time
+import uuid
+
+from flask import current_app, g, request
+
+log = logging.getLogger("tokensvc.access")
+
+#: An incoming X-Request-ID is kept only if it looks like an id, never anything longer or odder.
+SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def start_request():
+    """Before each request: take or make its id, start its clock, zero its LiveKit calls."""
+    incoming = request.headers.get("X-Request-ID", "")
+    g.request_id = incoming if SANE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+    g.request_started = time.perf_counter()
+    _livekit_calls()
+
+
+def finish_request(response):
+    """After each request: echo the id and write the access line (no token, no secret)."""
+    response.headers["X-Request-ID"] = g.get("request_id", "")
+    if log.isEnabledFor(logging.INFO):
+        outcome = "ok"
+        if response.status_code >= 400:
+            outcome = (response.get_json(silent=True) or {}).get("code", "error")
+        fields = {
+            "request_id": g.get("request_id"),
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "tenant": g.get("tenant"),
+            "room": g.get("room"),
+            "outcome": outcome,
+            "livekit_calls": _livekit_calls(),
+            "duration_ms": round((time.perf_counter() - g.get("request_started", 0)) * 1000, 2),
+        }
+        log.info(format_line(fields, current_app.extensions["tokensvc"].settings.log_format))
+    return response
+
+
+def format_line(fields: dict, style: str) -> str:
+    """Render fields as one JSON object or as logfmt `key=value` pairs."""
+    if style == "json":
+        return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+    return " ".join(f"{key}={_logfmt_value(value)}" for key, value in fields.items())
+
+
+def _logfmt_value(value) -> str:
+    """A logfmt value: bare when simple, else a JSON-quoted string."""
+    text = "" if value is None else str(value)
+    if text and re.fullmatch(r"[A-Za-z0-9._:/@+-]+", text):
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _livekit_calls() -> int:
+    """Take this thread's LiveKit call count since the last time (0 without LiveKit)."""
+    rooms = current_app.extensions["tokensvc"].issuer.rooms
+    return rooms.take_call_count() if rooms is not None else 0

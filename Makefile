@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test install bench soak
+.PHONY: run test install browser bench soak
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt tests/node/package-lock.json
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,13 @@ install: $(VENV)/.installed
 run: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/dev
 
-test: install
+# The browser test needs Debian's chromium; install it when missing and we may (CI runs as root).
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+	  echo "chromium not installed: the browser test will be skipped"
+
+test: install browser
 	$(PY) -m pytest
 
 bench: install

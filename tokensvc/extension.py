@@ -9,6 +9,7 @@ from .auth import TenantVerifier, tenant_token_command
 from .config import Settings, load_settings
 from .health import Readiness
 from .health import bp as health_bp
+from .openapi import bp as openapi_bp
 from .service import TokenIssuer
 from .views import bp
 
@@ -50,6 +51,7 @@ class TokenService:
         prefix = (url_prefix or self.url_prefix or "").rstrip("/")
         app.register_blueprint(bp, url_prefix=prefix or None)
         app.register_blueprint(health_bp, url_prefix=prefix or None)
+        app.register_blueprint(openapi_bp, url_prefix=prefix or None)
         app.cli.add_command(tenant_token_command)
         if settings.cors_allowed_origins:
             CORS(

@@ -38,6 +38,14 @@ def _utf8_size(text: str) -> int:
 class LiveKitName(fields.String):
     """A string LiveKit accepts as a name: not blank, valid UTF-8, at most 256 bytes."""
 
+    def __init__(self, **kwargs):
+        """Document the limits (JSON Schema counts characters; the 256 is bytes of UTF-8)."""
+        metadata = {"minLength": 1, "maxLength": MAX_NAME_BYTES, "pattern": r"\S",
+                    **kwargs.pop("metadata", {})}
+        metadata["description"] = metadata.get("description", "") + (
+            " Not blank; at most 256 bytes in UTF-8.")
+        super().__init__(metadata=metadata, **kwargs)
+
     def _deserialize(self, value, attr, data, **kwargs):
         """Check the string and return it unchanged (white space is significant to LiveKit)."""
         text = super()._deserialize(value, attr, data, **kwargs)

@@ -8,7 +8,6 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from .auth import load_tenant
-from .requestlog import finish_request, start_request
 from .errors import (
     FieldNotAllowed,
     InvalidRequest,
@@ -16,6 +15,7 @@ from .errors import (
     error_response,
     http_error_response,
 )
+from .requestlog import finish_request, start_request
 from .schemas import TokenRequestSchema, TokenResponseSchema, fields_not_allowed
 from .service import TokenRequest
 
@@ -33,7 +33,7 @@ bp.after_request(finish_request)
 
 @bp.before_request
 def limit_body_size():
-    """Apply the service's own body limit to its routes, whatever the host app's limit is."""
+    """Apply the service's body limit (MAX_CONTENT_LENGTH, default 64 KiB) to its routes only."""
     request.max_content_length = current_app.extensions["tokensvc"].settings.max_content_length
 
 

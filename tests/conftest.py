@@ -14,6 +14,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
 import pytest
@@ -155,6 +156,48 @@ def serve():
     yield start
     for server in served:
         server.close()
+
+
+class StaticServer:
+    """Answers every GET on a loopback port with `body()` (a page, a JWKS); counts fetches."""
+
+    def __init__(self, body, content_type: str):
+        """Serve what `body()` returns at the moment of each request."""
+        self.fetches = 0
+        self.port = 0
+        self._body, self._content_type = body, content_type
+        self.start()
+
+    @property
+    def url(self) -> str:
+        """The server's origin."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Listen (again, on the same port after `stop`)."""
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                owner.fetches += 1
+                data = owner._body().encode()
+                self.send_response(200)
+                self.send_header("Content-Type", owner._content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop listening: connections are refused."""
+        self.server.shutdown()
+        self.server.server_close()
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

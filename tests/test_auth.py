@@ -4,16 +4,14 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from conftest import BODY, TENANT_SECRET, verify_token
+from conftest import BODY, TENANT_SECRET, StaticServer, verify_token
 
 ROOM = BODY["room_name"]
 
@@ -281,16 +279,13 @@ def test_messages_never_echo_the_token(strict, livekit):
 
 # --- JWKS ------------------------------------------------------------------------------------
 
-class JwksServer:
+class JwksServer(StaticServer):
     """A JWKS endpoint on a loopback port that can rotate keys and go down."""
 
     def __init__(self):
-        """Serve an empty key set; count fetches."""
+        """Serve an empty key set."""
         self.keys = []
-        self.fetches = 0
-        self.server = None
-        self.port = 0
-        self.start()
+        super().__init__(lambda: json.dumps({"keys": self.keys}), "application/json")
 
     @property
     def url(self):
@@ -304,32 +299,6 @@ class JwksServer:
         if algorithm:
             jwk["alg"] = algorithm
         self.keys.append(jwk)
-
-    def start(self):
-        """Listen (again) on the same port."""
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                owner.fetches += 1
-                body = json.dumps({"keys": owner.keys}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        """Stop listening (connections are refused)."""
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

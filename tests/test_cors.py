@@ -3,12 +3,9 @@
 import json
 import shutil
 import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 
-from conftest import BODY
+from conftest import BODY, StaticServer
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PAGE = """<!doctype html><html><body><p id="out">pending</p><script>
@@ -55,34 +52,13 @@ def test_other_origin_gets_no_allow_header(make_app):
     assert "Access-Control-Allow-Origin" not in response.headers
 
 
-class PageServer:
-    """Serves one HTML page (set after start) from its own loopback origin."""
+class PageServer(StaticServer):
+    """One HTML page, set after start, on its own loopback origin."""
 
     def __init__(self):
-        """Serve `self.html` at / on a free port."""
+        """Serve `self.html` at every path."""
         self.html = ""
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                page = owner.html.encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html")
-                self.send_header("Content-Length", str(len(page)))
-                self.end_headers()
-                self.wfile.write(page)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        """Stop serving."""
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(lambda: self.html, "text/html")
 
 
 @pytest.fixture
@@ -91,7 +67,7 @@ def pages():
     servers = [PageServer(), PageServer()]
     yield servers
     for server in servers:
-        server.close()
+        server.stop()
 
 
 def browser_result(page_url: str, profile) -> str:

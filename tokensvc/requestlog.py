@@ -33,6 +33,7 @@ def finish_request(response):
             "request_id": g.get("request_id"),
             "method": request.method,
             "path": request.path,
+            "client": request.remote_addr,
             "status": response.status_code,
             "tenant": g.get("tenant"),
             "room": g.get("room"),

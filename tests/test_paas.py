@@ -1,0 +1,58 @@
+"""PaaS fit: app.json documents every setting, the Procfile and gunicorn honour the platform."""
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import BODY
+from tokensvc.config import FILE_KEYS, KEYS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_app_json_documents_every_setting():
+    """Every setting the service reads is in app.json with a description and `required`."""
+    document = json.loads((ROOT / "app.json").read_text())
+    env = document["env"]
+    assert set(KEYS) <= set(env)
+    for name, spec in env.items():
+        assert spec["description"] and isinstance(spec["required"], bool), name
+    required = {name for name, spec in env.items() if spec["required"]}
+    assert required == {"LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"}
+    assert set(FILE_KEYS) <= set(KEYS)
+
+
+def test_procfile_and_python_version():
+    """The Procfile runs gunicorn on app:app; .python-version names the Python we test on."""
+    assert (ROOT / "Procfile").read_text().strip() == "web: gunicorn app:app"
+    assert (ROOT / ".python-version").read_text().strip() == "3.11"
+
+
+@pytest.mark.slow
+def test_web_concurrency_sets_the_worker_count(make_gunicorn, tenants):
+    """WEB_CONCURRENCY=3: gunicorn runs three workers, and they serve."""
+    server = make_gunicorn(WEB_CONCURRENCY="3")
+    pid = server.process.pid
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            workers = handle.read().split()
+        if len(workers) == 3:
+            break
+        time.sleep(0.1)
+    assert len(workers) == 3
+    assert server.post("/livekit/token", BODY, tenants.headers())[0] == 200
+
+
+@pytest.mark.parametrize(("hops", "client"), [("0", "127.0.0.1"), ("1", "203.0.113.9")])
+def test_proxy_fix_trusts_forwarded_headers_only_when_told(make_app, caplog, hops, client):
+    """PROXY_FIX=1 takes the client address from X-Forwarded-For; 0 ignores the header."""
+    caplog.set_level(logging.INFO, "tokensvc.access")
+    app = make_app(PROXY_FIX=hops)
+    app.test_client().post("/livekit/token", json=BODY, headers={
+        "X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"})
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "tokensvc.access"]
+    assert json.loads(line)["client"] == client

@@ -137,7 +137,9 @@ class LiveKitNotConfigured(ApiError):
 
     code = 500
     error_code = "livekit_not_configured"
-    description = "LiveKit is not configured on this service"
+    description = (
+        "LiveKit is not configured: set LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET"
+    )
 
 
 class TokenGenerationFailed(ApiError):

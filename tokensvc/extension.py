@@ -46,7 +46,7 @@ class TokenService:
         settings = load_settings(app.config)
         verifier = TenantVerifier(settings) if settings.auth_configured else None
         issuer = TokenIssuer(settings)
-        state = ServiceState(settings, verifier, issuer, Readiness(settings, issuer.rooms))
+        state = ServiceState(settings, verifier, issuer, Readiness(issuer))
         app.extensions[EXTENSION_KEY] = state
         prefix = (url_prefix or self.url_prefix or "").rstrip("/")
         app.register_blueprint(bp, url_prefix=prefix or None)

@@ -35,19 +35,15 @@ def readyz():
 class Readiness:
     """Asks LiveKit one cheap question (ListRooms of one name) at most every few seconds."""
 
-    def __init__(self, settings, rooms):
-        """Check with `rooms`, the service's LiveKit client."""
-        self.settings = settings
-        self.rooms = rooms
+    def __init__(self, issuer):
+        """Check through `issuer`, the service that needs LiveKit."""
+        self.issuer = issuer
         self._lock = threading.Lock()
         self._checked_at = None
         self._problem = None
 
     def problem(self):
         """Return None when ready, else (code, message) naming what is wrong (no secrets)."""
-        if not self.settings.livekit_configured:
-            return ("livekit_not_configured",
-                    "LiveKit is not configured: set LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET")
         with self._lock:
             now = time.monotonic()
             if self._checked_at is None or now - self._checked_at > READINESS_CACHE_SECONDS:
@@ -56,9 +52,9 @@ class Readiness:
             return self._problem
 
     def _check(self):
-        """One ListRooms call; a failure becomes its SPEC code and message."""
+        """Settings present and one ListRooms call; a failure becomes its SPEC code and message."""
         try:
-            self.rooms.find_room(PROBE_ROOM)
+            self.issuer.require_livekit().find_room(PROBE_ROOM)
         except ApiError as error:
             return (error.error_code, error.description)
         return None

@@ -125,10 +125,7 @@ class TokenIssuer:
 
     def issue(self, request: TokenRequest, tenant: str | None) -> IssuedToken:
         """Return a token for `request`; with a tenant, only for a room the tenant owns."""
-        if not self.settings.livekit_configured:
-            raise LiveKitNotConfigured(
-                "LiveKit is not configured: set LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET"
-            )
+        self.require_livekit()
         metadata = None if tenant is None else self.ensure_room_owner(request.room_name, tenant)
         return IssuedToken(
             token=self.mint_token(request, metadata),
@@ -136,6 +133,12 @@ class TokenIssuer:
             participant_identity=request.participant_identity,
             livekit_url=self.settings.client_url,
         )
+
+    def require_livekit(self) -> RoomServiceClient:
+        """Return the LiveKit client, or raise 500 livekit_not_configured naming the settings."""
+        if not self.settings.livekit_configured:
+            raise LiveKitNotConfigured()
+        return self.rooms
 
     def ensure_room_owner(self, room_name: str, tenant: str) -> str:
         """Create the room for `tenant` if missing; return its metadata, or refuse a foreign room."""

@@ -245,6 +245,12 @@ class GunicornProcess(HttpService):
         self.close()
         raise RuntimeError("gunicorn did not start listening within 30 s")
 
+    def workers(self) -> list[int]:
+        """The pids of gunicorn's worker processes (the master's children)."""
+        pid = self.process.pid
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return [int(child) for child in handle.read().split()]
+
     def read_output(self) -> str:
         """Everything gunicorn and the service printed so far."""
         self.output.seek(0)

@@ -18,21 +18,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
 from conftest import (  # noqa: E402
-    LIVEKIT_KEY, LIVEKIT_SECRET, GunicornProcess, Tenants, find_free_port, gunicorn_env,
+    GRANTS, LIVEKIT_KEY, LIVEKIT_SECRET, GunicornProcess, Tenants, find_free_port, gunicorn_env,
     verify_token,
 )
 from tokensvc.testing import LiveKitEmulator  # noqa: E402
 
-GRANTS = {"roomJoin", "room", "canPublish", "canSubscribe", "canPublishData"}
-
 
 def worker_rss_mib(server) -> float:
     """Total RSS of the gunicorn workers, MiB."""
-    pid = server.process.pid
-    with open(f"/proc/{pid}/task/{pid}/children") as handle:
-        pids = handle.read().split()
     total = 0
-    for child in pids:
+    for child in server.workers():
         with open(f"/proc/{child}/status") as handle:
             total += next(int(line.split()[1]) for line in handle if line.startswith("VmRSS"))
     return total / 1024
@@ -40,12 +35,8 @@ def worker_rss_mib(server) -> float:
 
 def warm_up(server, names, header, workers=2, seconds=30) -> None:
     """Wait for every worker, then send enough concurrent requests to start each one's client."""
-    pid = server.process.pid
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with open(f"/proc/{pid}/task/{pid}/children") as handle:
-            if len(handle.read().split()) >= workers:
-                break
+    while time.monotonic() < deadline and len(server.workers()) < workers:
         time.sleep(0.1)
 
     def burst():

@@ -55,6 +55,48 @@ def test_create_room_is_get_or_create(livekit):
     assert (second.sid, second.metadata, second.empty_timeout) == (first.sid, "one", 60)
 
 
+def listed(livekit, name):
+    """The metadata ListRooms reports for `name` (the store's view), or None."""
+    rooms = run(livekit, lambda lk: lk.room.list_rooms(api.ListRoomsRequest(names=[name]))).rooms
+    return rooms[0].metadata if rooms else None
+
+
+@pytest.mark.parametrize(("live_winner", "live", "stored"), [("caller", "A", "B"), ("rival", "B", "A")])
+def test_concurrent_create_leaves_the_two_views_disagreeing(livekit, live_winner, live, stored):
+    """race_next_create: CreateRoom answers with the live room's winner; ListRooms reads the
+    store, which the later creator overwrote; a second CreateRoom reads the live room unchanged."""
+    def create(lk):
+        return lk.room.create_room(api.CreateRoomRequest(name="r", metadata="A"))
+
+    livekit.race_next_create("r", "B", live_winner=live_winner)
+    assert run(livekit, create).metadata == live
+    assert listed(livekit, "r") == stored
+    assert run(livekit, create).metadata == live
+    assert listed(livekit, "r") == stored
+
+
+def test_store_only_room_is_overwritten_by_create(livekit):
+    """add_stored_room: not live, so CreateRoom goes through the allocator and its metadata and
+    options replace the stored ones, as on livekit-server after a node failure."""
+    livekit.add_stored_room("r", "owner-A", empty_timeout=77)
+    assert livekit.get_room("r") is None and listed(livekit, "r") == "owner-A"
+    room = run(livekit, lambda lk: lk.room.create_room(
+        api.CreateRoomRequest(name="r", metadata="owner-B", empty_timeout=9)))
+    assert (room.metadata, room.empty_timeout) == ("owner-B", 9)
+    assert listed(livekit, "r") == "owner-B"
+
+
+def test_update_metadata_rewrites_the_store_only_on_change(livekit):
+    """UpdateRoomMetadata with the live room's own value cannot repair a store that disagrees."""
+    livekit.race_next_create("r", "B", live_winner="caller")
+    livekit.add_room("r", "A")
+    token = server_token(roomAdmin=True, room="r")
+    twirp(livekit, "UpdateRoomMetadata", {"room": "r", "metadata": "A"}, token)
+    assert (livekit.get_room("r").metadata, listed(livekit, "r")) == ("A", "B")
+    twirp(livekit, "UpdateRoomMetadata", {"room": "r", "metadata": "C"}, token)
+    assert (livekit.get_room("r").metadata, listed(livekit, "r")) == ("C", "C")
+
+
 def test_list_rooms_matches_names_exactly(livekit):
     """ListRooms(names): exact, case-sensitive; missing names absent; no names: every room."""
     for name in ("Alpha", "alpha", "beta"):

@@ -2,10 +2,27 @@
 
 It speaks Twirp over HTTP as livekit-server does: `POST /twirp/livekit.RoomService/<Method>`
 with protobuf or JSON bodies, HS256 bearer tokens checked for the grant each method needs,
-Twirp JSON errors, get-or-create `CreateRoom`, `ListRooms` by exact names, `UpdateRoomMetadata`,
-`DeleteRoom`, rooms that close after `empty_timeout`, and LiveKit's size limits. Switches inject
-faults (latency, Twirp errors, a 200 with a malformed body, refused connections), and counters
-record every call, so tests can assert what the service did over the wire.
+Twirp JSON errors, `CreateRoom`, `ListRooms` by exact names, `UpdateRoomMetadata`, `DeleteRoom`,
+rooms that close after `empty_timeout`, and LiveKit's size limits. Switches inject faults
+(latency, Twirp errors, a 200 with a malformed body, refused connections), and counters record
+every call, so tests can assert what the service did over the wire.
+
+Like livekit-server (pkg/service/roomservice.go, roommanager.go, roomallocator.go, localstore.go),
+it keeps two views of each room, and its calls read and write them as the real server does:
+
+- the **live room** (`rooms`): what `CreateRoom` answers from and what participants join. A
+  `CreateRoom` for a live room returns it unchanged and touches nothing (`getOrCreateRoom`);
+- the **store entry** (`store`): what `ListRooms` reads. A `CreateRoom` for a room that is not live
+  goes through the allocator, which creates the entry or, when one exists, overwrites its metadata
+  (when the request's is non-empty) and its timeouts and limit (when > 0), then makes it live;
+- `UpdateRoomMetadata` needs the store entry, replaces the live room's metadata unconditionally,
+  and re-writes the store only when the value changed; `DeleteRoom` needs the store entry and
+  removes both; a live room that outlives `empty_timeout` closes and its store entry goes with it.
+
+Two switches reproduce, without timing luck, what the real server does in the windows a test
+cannot hit on purpose: `race_next_create` (two concurrent creates of one new room: the second
+creator overwrites the store, whichever registered first keeps the live room, so the two views
+disagree) and `add_stored_room` (an entry in the store with no live room, as after a node failure).
 """
 
 import asyncio
@@ -79,6 +96,14 @@ class Faults:
 
 
 @dataclass(frozen=True)
+class RivalCreate:
+    """A rival CreateRoom that the next create of a room races (see `race_next_create`)."""
+
+    metadata: str
+    live_winner: str
+
+
+@dataclass(frozen=True)
 class Method:
     """One RoomService method: its request and response types and the grant check."""
 
@@ -102,7 +127,9 @@ class LiveKitEmulator:
         self.host = host
         self.port = port
         self.keys = dict(keys or {"devkey": "secret"})
-        self.rooms: dict[str, models.Room] = {}
+        self.rooms: dict[str, models.Room] = {}  # live rooms
+        self.store: dict[str, models.Room] = {}  # store entries
+        self._rivals: dict[str, RivalCreate] = {}
         self.calls: Counter = Counter()
         self.faults = Faults()
         self._after_call = {}
@@ -174,6 +201,8 @@ class LiveKitEmulator:
         with self._lock:
             self._generation += 1
             self.rooms.clear()
+            self.store.clear()
+            self._rivals.clear()
             self.history.clear()
             self._lives.clear()
             self.calls.clear()
@@ -183,7 +212,25 @@ class LiveKitEmulator:
     def add_room(self, name: str, metadata: str = "", **options) -> models.Room:
         """Create a room directly, as another client of LiveKit would (not counted as a call)."""
         with self._lock:
-            return self._get_or_create(room_pb.CreateRoomRequest(name=name, metadata=metadata, **options))
+            return self._create_room(room_pb.CreateRoomRequest(name=name, metadata=metadata, **options))
+
+    def add_stored_room(self, name: str, metadata: str = "", **options) -> models.Room:
+        """Put a room in the store only, with no live room, as a failed node leaves it."""
+        with self._lock:
+            request = room_pb.CreateRoomRequest(name=name, metadata=metadata, **options)
+            _check_name(name)
+            self._close(name)
+            return _copy(self._allocate(request))
+
+    def race_next_create(self, name: str, rival_metadata: str, live_winner: str = "caller") -> None:
+        """Make the next CreateRoom of the missing room `name` race a rival creator (metadata
+        `rival_metadata`), as two concurrent creates do on livekit-server: both pass the allocator,
+        the second overwriting the store, and `live_winner` ("caller" or "rival") keeps the live
+        room that both are answered with. The views then disagree until the live room changes."""
+        if live_winner not in ("caller", "rival"):
+            raise ValueError("live_winner is 'caller' or 'rival'")
+        with self._lock:
+            self._rivals[name] = RivalCreate(rival_metadata, live_winner)
 
     def get_room(self, name: str) -> models.Room | None:
         """Return a copy of the live room called `name`, or None."""
@@ -191,10 +238,17 @@ class LiveKitEmulator:
             room = self._live_room(name)
             return None if room is None else _copy(room)
 
-    def close_room(self, name: str) -> bool:
-        """Close a room as LiveKit does when it empties out; True if it was live."""
+    def stored_room(self, name: str) -> models.Room | None:
+        """Return a copy of the store entry called `name` (what ListRooms reads), or None."""
         with self._lock:
-            if self._live_room(name) is None:
+            self._live_room(name)  # a live room past its empty_timeout closes, store and all
+            room = self.store.get(name)
+            return None if room is None else _copy(room)
+
+    def close_room(self, name: str) -> bool:
+        """Close a room as LiveKit does when it empties out; True if it was live or stored."""
+        with self._lock:
+            if self._live_room(name) is None and name not in self.store:
                 return False
             self._close(name)
             return True
@@ -327,44 +381,65 @@ class LiveKitEmulator:
         return _encode(answer, json_body)
 
     def _create_room(self, request) -> models.Room:
-        """CreateRoom: get-or-create; an existing room comes back unchanged."""
-        return self._get_or_create(request)
+        """CreateRoom: the live room unchanged if there is one; else allocate and make it live."""
+        _check_name(request.name)
+        _check_metadata(request.metadata)
+        room = self._live_room(request.name)
+        if room is not None:
+            return _copy(room)
+        rival = self._rivals.pop(request.name, None)
+        if rival is None:
+            return self._make_live(self._allocate(request))
+        rival_request = room_pb.CreateRoomRequest(name=request.name, metadata=rival.metadata)
+        first, second = (request, rival_request)
+        if rival.live_winner == "rival":
+            first, second = second, first
+        live = self._make_live(self._allocate(first))
+        self._allocate(second)  # the later creator finds the entry and overwrites the store only
+        return live
 
     def _list_rooms(self, request) -> room_pb.ListRoomsResponse:
-        """ListRooms: every room, or those whose names match exactly."""
+        """ListRooms: the store's entries, every one or those whose names match exactly."""
+        self._expire_rooms()
         if request.names:
-            rooms = (self._live_room(name) for name in dict.fromkeys(request.names))
+            rooms = (self.store.get(name) for name in dict.fromkeys(request.names))
         else:
-            self._expire_rooms()
-            rooms = self.rooms.values()
+            rooms = self.store.values()
         return room_pb.ListRoomsResponse(rooms=[_copy(room) for room in rooms if room])
 
     def _delete_room(self, request) -> room_pb.DeleteRoomResponse:
-        """DeleteRoom: not_found for a room that is not live."""
-        if self._live_room(request.room) is None:
+        """DeleteRoom: not_found for a room the store does not hold; else close it everywhere."""
+        self._live_room(request.room)
+        if request.room not in self.store:
             raise TwirpError("not_found", "requested room does not exist")
         self._close(request.room)
         return room_pb.DeleteRoomResponse()
 
     def _update_room_metadata(self, request) -> models.Room:
-        """UpdateRoomMetadata: replace the whole string, unconditionally."""
+        """UpdateRoomMetadata: replace the live room's metadata; the store follows on change."""
         _check_metadata(request.metadata)
-        room = self._live_room(request.room)
-        if room is None:
+        self._live_room(request.room)
+        stored = self.store.get(request.room)
+        if stored is None:
             raise TwirpError("not_found", "requested room does not exist")
-        room.metadata = request.metadata
-        self._close(request.room, keep_room=True)
-        self._record(room)
+        room = self.rooms.get(request.room)
+        if room is None:
+            self._make_live(stored)
+            room = self.rooms[request.room]
+        if room.metadata != request.metadata:
+            room.metadata = request.metadata
+            self.store[request.room] = _copy(room)
+            self._end_life(request.room)
+            self._record(room)
         return _copy(room)
 
-    def _get_or_create(self, request) -> models.Room:
-        """Return the live room of that name, or create it from the request (lock held)."""
-        _check_name(request.name)
-        _check_metadata(request.metadata)
-        room = self._live_room(request.name)
-        if room is None:
+    def _allocate(self, request) -> models.Room:
+        """The allocator: store a new entry, or overwrite the existing one's metadata and options
+        with the request's non-empty ones (lock held). Returns the entry itself."""
+        stored = self.store.get(request.name)
+        if stored is None:
             now = time.time()
-            room = models.Room(
+            stored = models.Room(
                 sid="RM_" + "".join(secrets.choice(_SID_ALPHABET) for _ in range(12)),
                 name=request.name,
                 empty_timeout=request.empty_timeout or DEFAULT_EMPTY_TIMEOUT,
@@ -374,12 +449,26 @@ class LiveKitEmulator:
                 creation_time_ms=int(now * 1000),
                 metadata=request.metadata,
             )
-            self.rooms[request.name] = room
-            self._record(room)
+            self.store[request.name] = stored
+            return stored
+        if request.metadata:
+            stored.metadata = request.metadata
+        for option in ("empty_timeout", "departure_timeout", "max_participants"):
+            if getattr(request, option) > 0:
+                setattr(stored, option, getattr(request, option))
+        return stored
+
+    def _make_live(self, stored: models.Room) -> models.Room:
+        """Start the live room from a store entry (lock held); return a copy of it."""
+        room = _copy(stored)
+        now = time.time()
+        room.creation_time, room.creation_time_ms = int(now), int(now * 1000)
+        self.rooms[room.name] = room
+        self._record(room)
         return _copy(room)
 
     def _live_room(self, name: str) -> models.Room | None:
-        """Return the stored room called `name`, closing it first if its time is up (lock held)."""
+        """Return the live room called `name`, closing it first if its time is up (lock held)."""
         room = self.rooms.get(name)
         if room is not None and _expired(room, time.time() * 1000):
             self._close(name)
@@ -387,24 +476,28 @@ class LiveKitEmulator:
         return room
 
     def _expire_rooms(self) -> None:
-        """Close every room nobody joined within its `empty_timeout` (lock held)."""
+        """Close every live room nobody joined within its `empty_timeout` (lock held)."""
         now_ms = time.time() * 1000
         for name in [name for name, room in self.rooms.items() if _expired(room, now_ms)]:
             self._close(name)
 
     def _record(self, room: models.Room) -> None:
-        """Start a new life in the history: a room created, or its metadata replaced (lock held)."""
+        """Start a new life in the history: a room made live, or its metadata replaced (lock held)."""
         life = RoomLife(room.name, room.sid, room.metadata, time.time())
         self.history.append(life)
         self._lives[room.name] = life
 
-    def _close(self, name: str, keep_room: bool = False) -> None:
-        """End the room's current life in the history, and the room itself (lock held)."""
+    def _end_life(self, name: str) -> None:
+        """End the room's current life in the history (lock held)."""
         life = self._lives.pop(name, None)
         if life is not None:
             life.closed = time.time()
-        if not keep_room:
-            del self.rooms[name]
+
+    def _close(self, name: str) -> None:
+        """Close the room: its live room and its store entry go, as LiveKit deletes by name."""
+        self._end_life(name)
+        self.rooms.pop(name, None)
+        self.store.pop(name, None)
 
     async def _control(self, request: web.Request) -> web.Response:
         """The emulator's own control API (not part of LiveKit), for out-of-process tests."""
@@ -412,8 +505,12 @@ class LiveKitEmulator:
         if action == "state" and request.method == "GET":
             with self._lock:
                 self._expire_rooms()
-                rooms = {n: json_format.MessageToDict(r, preserving_proto_field_name=True) for n, r in self.rooms.items()}
-                return web.json_response({"rooms": rooms, "calls": dict(self.calls)})
+                views = {
+                    view: {n: json_format.MessageToDict(r, preserving_proto_field_name=True)
+                           for n, r in rooms.items()}
+                    for view, rooms in (("rooms", self.rooms), ("store", self.store))
+                }
+                return web.json_response({**views, "calls": dict(self.calls)})
         if action == "faults" and request.method == "POST":
             self.faults = Faults(**await request.json())
             return web.json_response({"faults": vars(self.faults)})

@@ -1,10 +1,11 @@
 # Two commands from a fresh clone: `make run` (service on the development LiveKit) and `make test`.
+# `make livekit-server` finds or builds the pinned real server and prints its path last.
 # `make bench` runs the benchmark (installs wrk from Debian's packages when missing).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test install browser bench soak
+.PHONY: run test install browser livekit-server bench soak
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt tests/node/package-lock.json
 	$(PYTHON) -m venv $(VENV)
@@ -17,14 +18,21 @@ install: $(VENV)/.installed
 run: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/dev
 
+livekit-server:
+	@scripts/livekit-server
+
 # The browser test needs Debian's chromium; install it when missing and we may (CI runs as root).
 browser:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
 	  echo "chromium not installed: the browser test will be skipped"
 
+# The suite runs in a private network namespace (scripts/in-private-network) on the real
+# livekit-server and the emulator; without the server, its cases skip (fail with
+# TOKENSVC_REQUIRE_LIVEKIT=1, as .ci/run sets).
 test: install browser
-	$(PY) -m pytest
+	server=$$(scripts/livekit-server | tail -n 1) || server=""; \
+	TOKENSVC_LIVEKIT_SERVER="$$server" scripts/in-private-network $(PY) -m pytest
 
 bench: install
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)

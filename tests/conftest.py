@@ -1,9 +1,15 @@
-"""Fixtures: a LiveKit emulator on a loopback port, apps wired to it, and tenant tokens."""
+"""Fixtures: LiveKit (the emulator, or the real livekit-server), apps wired to it, tenant tokens.
+
+Tests get the emulator as `livekit`. A test or module marked `livekit_server` runs twice, once on
+the emulator and once on the real livekit-server; the real one is skipped with its reason when the
+binary is missing, and fails instead under TOKENSVC_REQUIRE_LIVEKIT=1 (as CI sets it).
+"""
 
 import asyncio
 import json
 import logging
 import os
+import random
 import re
 import signal
 import socket
@@ -22,6 +28,7 @@ from livekit import api
 from werkzeug.serving import make_server
 
 from tokensvc import create_app, environ_config
+from livekit_server import MEDIA_IP, RealLiveKit, find_livekit_server
 from tokensvc.testing import LiveKitEmulator
 
 LIVEKIT_KEY = "test-key"
@@ -37,12 +44,58 @@ def emulator():
         yield server
 
 
+def unavailable(message: str):
+    """Skip for a missing real part; fail instead under TOKENSVC_REQUIRE_LIVEKIT=1 (CI)."""
+    if os.environ.get("TOKENSVC_REQUIRE_LIVEKIT") == "1":
+        pytest.fail(message + " (TOKENSVC_REQUIRE_LIVEKIT=1)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def real_livekit():
+    """One real livekit-server (behind a recording proxy) for the whole run."""
+    binary, reason = find_livekit_server()
+    if binary is None:
+        unavailable(f"the real livekit-server is not available: {reason}")
+    server = RealLiveKit(binary, {LIVEKIT_KEY: LIVEKIT_SECRET}, lambda: tuple(find_free_port() for _ in range(3)))
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def livekit(emulator):
-    """The emulator with no rooms, calls or faults, and accepting connections."""
-    emulator.reset()
-    yield emulator
-    emulator.reset()
+def media_network():
+    """Participants can join: the run has a media address (make test runs the suite in a
+    private network namespace; WebRTC offers no loopback candidates)."""
+    if MEDIA_IP is None:
+        unavailable("real participants need the private network of `make test` (root, unshare)")
+
+
+LIVEKIT_KINDS = ("emulator", "livekit-server")
+
+
+def pytest_generate_tests(metafunc):
+    """Run a test marked `livekit_server` on both LiveKits (or on the kinds the mark names)."""
+    marker = metafunc.definition.get_closest_marker("livekit_server")
+    if marker is not None and "livekit" in metafunc.fixturenames:
+        metafunc.parametrize("livekit", marker.args or LIVEKIT_KINDS, indirect=True)
+
+
+@pytest.fixture
+def livekit(request):
+    """A LiveKit with no rooms, recorded calls or faults: the emulator unless parametrized."""
+    kind = getattr(request, "param", "emulator")
+    server = request.getfixturevalue("emulator" if kind == "emulator" else "real_livekit")
+    server.reset()
+    yield server
+    server.reset()
+
+
+def livekit_settings(livekit) -> dict:
+    """The LIVEKIT_* settings that point an app at `livekit` (through the proxy when real)."""
+    settings = {"LIVEKIT_URL": getattr(livekit, "api_url", livekit.ws_url)}
+    if settings["LIVEKIT_URL"] != livekit.ws_url:
+        settings["LIVEKIT_PUBLIC_URL"] = livekit.ws_url
+    return {**settings, "LIVEKIT_API_KEY": LIVEKIT_KEY, "LIVEKIT_API_SECRET": LIVEKIT_SECRET}
 
 
 @pytest.fixture
@@ -53,9 +106,7 @@ def make_app(livekit):
     def build(**settings):
         config = {
             "TESTING": True,
-            "LIVEKIT_URL": livekit.ws_url,
-            "LIVEKIT_API_KEY": LIVEKIT_KEY,
-            "LIVEKIT_API_SECRET": LIVEKIT_SECRET,
+            **livekit_settings(livekit),
             "AUTH_JWT_SECRET": TENANT_SECRET,
             **settings,
         }
@@ -204,10 +255,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def find_free_port() -> int:
-    """Return a loopback port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """Return a loopback port nothing listens on right now, below the kernel's ephemeral range
+    (so no outgoing connection of the suite can take it before the server under test binds it)."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as handle:
+        ephemeral_start = int(handle.read().split()[0])
+    while True:
+        port = random.randrange(10000, ephemeral_start)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
 
 
 @pytest.fixture
@@ -272,9 +331,7 @@ class GunicornProcess(HttpService):
 def gunicorn_env(livekit, **settings):
     """The environment for the service under gunicorn on the emulator (2 workers)."""
     return {
-        "LIVEKIT_URL": livekit.ws_url,
-        "LIVEKIT_API_KEY": LIVEKIT_KEY,
-        "LIVEKIT_API_SECRET": LIVEKIT_SECRET,
+        **livekit_settings(livekit),
         "AUTH_JWT_SECRET": TENANT_SECRET,
         "WEB_CONCURRENCY": "2",
         **settings,

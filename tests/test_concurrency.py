@@ -3,7 +3,11 @@
 import json
 import threading
 
+import pytest
+
 from conftest import BODY, verify_token
+
+pytestmark = pytest.mark.livekit_server
 
 ROUNDS = 40
 

@@ -10,6 +10,8 @@ import pytest
 
 from conftest import BODY, verify_token
 
+pytestmark = pytest.mark.livekit_server
+
 NODE_DIR = Path(__file__).resolve().parent / "node"
 
 

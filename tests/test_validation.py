@@ -4,6 +4,8 @@ import pytest
 
 from conftest import BODY
 
+pytestmark = pytest.mark.livekit_server
+
 LONG = "x" * 257
 
 

@@ -1,0 +1,285 @@
+"""The real livekit-server for the behaviour suite, with a recording proxy in front of it.
+
+The binary is found, never built, by `scripts/livekit-server --no-build` (`make test` builds it
+first) or named by `TOKENSVC_LIVEKIT_SERVER`. `RealLiveKit` offers the emulator's test-facing
+calls (add_room, get_room, close_room, calls, after_next_call, reset) on the real server, so one
+test runs against both. The app under test calls the server through `RecordingProxy`, which
+forwards each RoomService call unchanged and counts it; participants connect to the server itself.
+"""
+
+import http.client
+import json
+import os
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import jwt
+from google.protobuf import json_format
+from livekit.protocol import models, room as room_pb
+
+from tokensvc.testing import Faults
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The address participants' media uses, set by scripts/in-private-network (none: no joins).
+MEDIA_IP = os.environ.get("TOKENSVC_MEDIA_IP")
+ROOM_SERVICE = "/twirp/livekit.RoomService/"
+
+
+def find_livekit_server() -> tuple[str | None, str]:
+    """Return (path to the pinned livekit-server or None, what the lookup said)."""
+    named = os.environ.get("TOKENSVC_LIVEKIT_SERVER")
+    if named:
+        return (named, "") if os.access(named, os.X_OK) else (None, f"not executable: {named}")
+    lookup = subprocess.run(
+        [str(ROOT / "scripts" / "livekit-server"), "--no-build"], capture_output=True, text=True
+    )
+    if lookup.returncode == 0:
+        return lookup.stdout.strip().splitlines()[-1], ""
+    return None, lookup.stderr.strip()
+
+
+class LiveKitServer:
+    """A livekit-server process listening on free loopback ports only."""
+
+    def __init__(self, binary: str, keys: dict, ports: tuple[int, int, int]):
+        """Remember the binary, API keys and the (HTTP, WebRTC TCP, WebRTC UDP) ports to use."""
+        self.binary, self.keys, self.ports = binary, keys, ports
+        self.process = None
+        self.log = tempfile.TemporaryFile(mode="w+")
+
+    @property
+    def ws_url(self) -> str:
+        """The URL participants and the server API use."""
+        return f"ws://127.0.0.1:{self.ports[0]}"
+
+    def start(self) -> "LiveKitServer":
+        """Start the server and wait until its HTTP port answers."""
+        http_port, tcp_port, udp_port = self.ports
+        # The API and signalling on loopback; media on the private namespace's address
+        # (scripts/in-private-network), since WebRTC clients offer no loopback candidates.
+        media_ip = MEDIA_IP or "127.0.0.1"
+        config = {
+            "port": http_port,
+            "bind_addresses": ["127.0.0.1"],
+            "rtc": {"tcp_port": tcp_port, "udp_port": udp_port, "use_external_ip": False,
+                    "node_ip": media_ip, "ips": {"includes": [f"{media_ip}/32"]}},
+            "keys": self.keys,
+            "logging": {"level": "warn"},
+        }
+        self.process = subprocess.Popen(
+            [self.binary, "--config-body", json.dumps(config)],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.log.seek(0)
+                output = self.log.read()[-2000:]
+                self.stop()
+                raise RuntimeError("livekit-server exited: " + output)
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{http_port}/", timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("livekit-server did not answer within 30 s")
+
+    def stop(self) -> None:
+        """Stop the server and drop its log."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+class RecordingProxy:
+    """Forwards HTTP requests to `target` unchanged; counts RoomService calls by method and the
+    rooms each CreateRoom named; runs a queued action right after a given call is answered."""
+
+    def __init__(self, target_port: int):
+        """Listen on a free loopback port; forward to `target_port`."""
+        self.calls: Counter = Counter()
+        self.creates: Counter = Counter()
+        self.faults = Faults()
+        self._after_call = {}
+        self._lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler(target_port))
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def reset(self) -> None:
+        """Forget counts, queued actions and latency."""
+        with self._lock:
+            self.calls.clear()
+            self.creates.clear()
+            self._after_call.clear()
+            self.faults = Faults()
+
+    def close(self) -> None:
+        """Stop listening."""
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _record(self, method: str, body: bytes, content_type: str):
+        """Count one forwarded call; return the action queued for after it, if any."""
+        with self._lock:
+            self.calls[method] += 1
+            if method == "CreateRoom" and content_type == "application/protobuf":
+                self.creates[room_pb.CreateRoomRequest.FromString(body).name] += 1
+            return self._after_call.pop(method, None)
+
+    def _handler(self, target_port: int):
+        """The request handler class, bound to this proxy."""
+        proxy = self
+
+        class Forward(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if proxy.faults.latency:
+                    time.sleep(proxy.faults.latency)
+                upstream = http.client.HTTPConnection("127.0.0.1", target_port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                upstream.request("POST", self.path, body, headers)
+                answer = upstream.getresponse()
+                data = answer.read()
+                upstream.close()
+                after = None
+                if self.path.startswith(ROOM_SERVICE) and answer.status == 200:
+                    method = self.path.removeprefix(ROOM_SERVICE)
+                    after = proxy._record(method, body, self.headers.get_content_type())
+                if after is not None:
+                    after()
+                self.send_response(answer.status)
+                self.send_header("Content-Type", answer.getheader("Content-Type", "text/plain"))
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        return Forward
+
+
+class RealLiveKit:
+    """The real server and its proxy, with the emulator's test-facing calls."""
+
+    def __init__(self, binary: str, keys: dict, ports):
+        """Start livekit-server on free ports from `ports()` and a recording proxy in front."""
+        self.keys = keys
+        for attempt in range(3):  # a port found free can be taken before the server binds it
+            try:
+                self.server = LiveKitServer(binary, keys, ports()).start()
+                break
+            except RuntimeError:
+                if attempt == 2:
+                    raise
+        self.proxy = RecordingProxy(self.server.ports[0])
+
+    @property
+    def ws_url(self) -> str:
+        """What clients connect to: the server itself."""
+        return self.server.ws_url
+
+    @property
+    def api_url(self) -> str:
+        """What the app under test calls: the recording proxy."""
+        return f"ws://127.0.0.1:{self.proxy.port}"
+
+    @property
+    def calls(self) -> Counter:
+        """RoomService calls the app made, by method."""
+        return self.proxy.calls
+
+    @property
+    def faults(self) -> Faults:
+        """The proxy's switches; only `latency` applies to the real server."""
+        return self.proxy.faults
+
+    def call_count(self, method: str | None = None) -> int:
+        """How many calls the app made for `method` (all methods when None)."""
+        return self.calls[method] if method else sum(self.calls.values())
+
+    def after_next_call(self, method: str, action) -> None:
+        """Run `action()` once, right after the app's next `method` call is answered."""
+        self.proxy._after_call[method] = action
+
+    def add_room(self, name: str, metadata: str = "", **options) -> models.Room:
+        """Create a room directly, as another client of LiveKit would (not counted)."""
+        return self._room(self._twirp("CreateRoom", {"name": name, "metadata": metadata, **options}))
+
+    def stored_room(self, name: str) -> models.Room | None:
+        """The room as ListRooms reports it (the store's view), or None."""
+        rooms = self._twirp("ListRooms", {"names": [name]}).get("rooms", [])
+        return next((self._room(room) for room in rooms if room["name"] == name), None)
+
+    def get_room(self, name: str) -> models.Room | None:
+        """The live room (what participants join), or None when the store has no such room.
+
+        CreateRoom answers from the live room and changes nothing there; for a room that is only
+        in the store it writes back the store's own metadata, so nothing changes either way.
+        """
+        stored = self.stored_room(name)
+        if stored is None:
+            return None
+        return self._room(self._twirp("CreateRoom", {"name": name, "metadata": stored.metadata}))
+
+    def close_room(self, name: str) -> bool:
+        """Delete a room (DeleteRoom); True if it existed."""
+        try:
+            self._twirp("DeleteRoom", {"room": name})
+            return True
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                return False
+            raise
+
+    def reset(self) -> None:
+        """Delete every room and forget the proxy's counts, actions and latency."""
+        for room in self._twirp("ListRooms", {}).get("rooms", []):
+            self.close_room(room["name"])
+        self.proxy.reset()
+
+    def stop(self) -> None:
+        """Stop the proxy and the server."""
+        self.proxy.close()
+        self.server.stop()
+
+    def _twirp(self, method: str, body: dict) -> dict:
+        """Call a RoomService method on the server directly, with protojson."""
+        key, secret = next(iter(self.keys.items()))
+        now = int(time.time())
+        token = jwt.encode(
+            {"iss": key, "nbf": now, "exp": now + 600,
+             "video": {"roomCreate": True, "roomList": True}},
+            secret, "HS256",
+        )
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.server.ports[0]}{ROOM_SERVICE}{method}",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    @staticmethod
+    def _room(document: dict) -> models.Room:
+        """A protojson Room as the protobuf message."""
+        return json_format.ParseDict(document, models.Room(), ignore_unknown_fields=True)

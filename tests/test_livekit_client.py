@@ -16,14 +16,14 @@ def loop_threads():
 
 
 def test_round_trips_per_token(client, tenants, livekit):
-    """Unauthenticated 0 calls; room missing 2 (ListRooms, CreateRoom); room owned 1 (ListRooms)."""
+    """Unauthenticated 0 calls; room missing or owned 2 (ListRooms, CreateRoom); never an update."""
     client.post("/livekit/token", json=BODY)
     assert livekit.calls == {}
     client.post("/livekit/token", json=BODY, headers=tenants.headers("acme"))
     assert livekit.calls == {"ListRooms": 1, "CreateRoom": 1}
     livekit.calls.clear()
     client.post("/livekit/token", json=BODY, headers=tenants.headers("acme"))
-    assert livekit.calls == {"ListRooms": 1}
+    assert livekit.calls == {"ListRooms": 1, "CreateRoom": 1}
     assert livekit.call_count("UpdateRoomMetadata") == 0
 
 
@@ -40,7 +40,8 @@ def test_one_loop_thread_serves_many_request_threads(app, tenants, livekit):
         statuses = [response.status_code for response in pool.map(ask, range(64))]
     assert statuses == [200] * 64
     assert len(loop_threads()) == before + 1
-    assert livekit.call_count("CreateRoom") <= 16
+    assert livekit.calls == {"ListRooms": 64, "CreateRoom": 64}
+    assert sorted(livekit.rooms) == [f"room-{number}" for number in range(8)]
 
 
 def test_loop_is_started_lazily(app, livekit):

@@ -5,6 +5,9 @@ import json
 import pytest
 
 from conftest import BODY, verify_token
+from tokensvc.service import owner_metadata
+
+pytestmark = pytest.mark.livekit_server
 
 ROOM = BODY["room_name"]
 
@@ -26,13 +29,14 @@ def test_missing_room_is_created_owned_by_the_tenant(client, tenants, livekit):
 
 
 def test_own_room_gets_token_and_nothing_is_written(client, tenants, livekit):
-    """Room exists and the caller owns it: token issued, one ListRooms, no write."""
+    """Room exists and the caller owns it: token issued; CreateRoom only reads the live room."""
     existing = livekit.add_room(ROOM, json.dumps({"auth_id": "acme", "topic": "standup"}))
     response = post(client, tenants, "acme")
     assert response.status_code == 200
     room = livekit.get_room(ROOM)
     assert (room.sid, room.metadata) == (existing.sid, existing.metadata)
-    assert livekit.calls == {"ListRooms": 1}
+    assert livekit.stored_room(ROOM).metadata == existing.metadata
+    assert livekit.calls == {"ListRooms": 1, "CreateRoom": 1}
     claims, _ = verify_token(response.json["token"])
     assert claims.room_config.metadata == existing.metadata
 
@@ -66,6 +70,7 @@ def test_foreign_or_unowned_room_is_refused_and_untouched(client, tenants, livek
     assert "token" not in response.json
     room = livekit.get_room(ROOM)
     assert (room.sid, room.metadata) == (existing.sid, existing.metadata)
+    assert livekit.stored_room(ROOM).metadata == existing.metadata
     assert livekit.calls == {"ListRooms": 1}
 
 
@@ -103,3 +108,65 @@ def test_unauthenticated_request_skips_ownership_entirely(client, livekit):
     response = client.post("/livekit/token", json=BODY)
     assert response.status_code == 200
     assert livekit.call_count() == 0
+
+
+ACME, GLOBEX = owner_metadata("acme"), owner_metadata("globex")
+
+
+def views(livekit):
+    """(live metadata, stored metadata) of the room; None where a view has no room."""
+    live, stored = livekit.get_room(ROOM), livekit.stored_room(ROOM)
+    return (live and live.metadata, stored and stored.metadata)
+
+
+@pytest.mark.livekit_server("emulator")
+def test_create_race_won_live_room_keeps_the_room(client, tenants, livekit):
+    """Divergence, the caller's create wins the live room while a rival's overwrites the store:
+    the caller gets the token, the rival never does, and nothing is written on either's retry."""
+    livekit.race_next_create(ROOM, GLOBEX, live_winner="caller")
+    assert post(client, tenants, "acme").status_code == 200
+    assert views(livekit) == (ACME, GLOBEX)
+    refused = post(client, tenants, "globex")
+    assert refused.status_code == 403 and refused.json["code"] == "room_forbidden"
+    # The winner is refused on the store's word until a participant joins (fail closed).
+    assert post(client, tenants, "acme").status_code == 403
+    assert views(livekit) == (ACME, GLOBEX)
+    assert livekit.calls == {"ListRooms": 3, "CreateRoom": 2}
+
+
+@pytest.mark.livekit_server("emulator")
+def test_create_race_lost_live_room_is_refused(client, tenants, livekit):
+    """Divergence, the rival's create wins the live room while the caller's overwrites the store:
+    the caller is refused on CreateRoom's answer, now and on every retry; nothing is written."""
+    livekit.race_next_create(ROOM, GLOBEX, live_winner="rival")
+    assert post(client, tenants, "acme").status_code == 403
+    assert views(livekit) == (GLOBEX, ACME)
+    assert post(client, tenants, "acme").status_code == 403
+    assert views(livekit) == (GLOBEX, ACME)
+
+
+@pytest.mark.livekit_server("emulator")
+def test_store_only_room_of_another_tenant_is_never_recreated(client, tenants, livekit):
+    """A room only in the store (its node failed) that another tenant owns: 403 on ListRooms
+    alone; CreateRoom, which would overwrite its owner, is never called."""
+    livekit.add_stored_room(ROOM, GLOBEX)
+    response = post(client, tenants, "acme")
+    assert response.status_code == 403
+    assert views(livekit) == (None, GLOBEX)
+    assert livekit.calls == {"ListRooms": 1}
+
+
+@pytest.mark.livekit_server("emulator")
+def test_store_only_room_of_the_caller_comes_back_as_it_was(make_app, tenants, livekit):
+    """The caller's own store-only room is made live again with its own metadata and options,
+    even when the service is configured with other options for new rooms."""
+    metadata = json.dumps({"auth_id": "acme", "topic": "standup"})
+    livekit.add_stored_room(ROOM, metadata, empty_timeout=77, max_participants=3)
+    client = make_app(ROOM_EMPTY_TIMEOUT="10", ROOM_MAX_PARTICIPANTS="50").test_client()
+    response = post(client, tenants, "acme")
+    assert response.status_code == 200
+    live = livekit.get_room(ROOM)
+    assert (live.metadata, live.empty_timeout, live.max_participants) == (metadata, 77, 3)
+    assert livekit.stored_room(ROOM).metadata == metadata
+    claims, _ = verify_token(response.json["token"])
+    assert claims.room_config.metadata == metadata

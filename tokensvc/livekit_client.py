@@ -45,7 +45,7 @@ class RoomServiceClient:
         _CLIENTS.add(self)
 
     def find_room(self, name: str):
-        """Return the live room called `name`, or None (ListRooms)."""
+        """Return the room called `name` as the store holds it, or None (ListRooms)."""
         request = api.ListRoomsRequest(names=[name])
         answer = self._call(lambda lk: lk.room.list_rooms(request))
         return next((room for room in answer.rooms if room.name == name), None)

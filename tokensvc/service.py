@@ -1,9 +1,25 @@
 """The LiveKit-facing service: room ownership and token minting, with no Flask in sight.
 
-Ownership is decided on the room LiveKit returns. `ListRooms` answers "who owns it now" for an
-existing room without writing anything; for a missing room `CreateRoom` is get-or-create, so when
-two tenants race for one new room, LiveKit hands both the same room and only the one whose
-`auth_id` it carries is its owner. There is no read-then-write of metadata anywhere.
+livekit-server keeps two views of a room: the live room (what `CreateRoom` answers from and what
+participants join) and the store entry (what `ListRooms` reads). After two concurrent creates of
+one new room they can disagree until the live room next changes, and a `CreateRoom` for a room that
+is only in the store overwrites the stored metadata. So ownership is decided in two steps, and
+neither writes anything that belongs to another tenant:
+
+1. `ListRooms`: a room the store holds whose `auth_id` is not the caller's (or that has no valid
+   `auth_id`) is refused at once, with no write. A room only in the store (its node failed) is
+   therefore never re-created for a tenant that does not own it.
+2. `CreateRoom`: for a new room with the caller as owner; for the caller's own stored room with the
+   store's own metadata and options, so it changes nothing (a live room comes back untouched; a
+   store-only one is made live as it was). The answer is the live room, and only its `auth_id`
+   decides: the tenant whose create made the live room gets tokens, every other tenant gets 403,
+   whatever the store says meanwhile.
+
+LiveKit calls per request: unauthenticated 0; a room the store gives another owner 1 (ListRooms);
+a new room, or the caller's own room, 2 (ListRooms, CreateRoom). UpdateRoomMetadata is never used.
+A store that names the caller while the live room names another tenant (the loser of a create
+race) is refused on the CreateRoom answer; the opposite case (the winner, before anyone joined) is
+refused on ListRooms until the first participant joins and the server re-writes its store.
 """
 
 import dataclasses
@@ -141,10 +157,12 @@ class TokenIssuer:
         return self.rooms
 
     def ensure_room_owner(self, room_name: str, tenant: str) -> str:
-        """Create the room for `tenant` if missing; return its metadata, or refuse a foreign room."""
-        room = self.rooms.find_room(room_name)
-        if room is None:
-            room = self.rooms.create_room(self._create_request(room_name, tenant))
+        """Create the room for `tenant` if missing; return its live metadata, or refuse a room
+        that the store or the live room gives to anyone else (see the module docstring)."""
+        stored = self.rooms.find_room(room_name)
+        if stored is not None and room_owner(stored.metadata) != tenant:
+            raise RoomForbidden(f"room {room_name!r} is not owned by this tenant")
+        room = self.rooms.create_room(self._create_request(room_name, tenant, stored))
         if room_owner(room.metadata) != tenant:
             raise RoomForbidden(f"room {room_name!r} is not owned by this tenant")
         return room.metadata
@@ -185,10 +203,18 @@ class TokenIssuer:
         except Exception as exc:
             raise TokenGenerationFailed(f"the token could not be signed ({type(exc).__name__})")
 
-    def _create_request(self, room_name: str, tenant: str) -> "api.CreateRoomRequest":
-        """Build the CreateRoom request that makes `tenant` the owner of a new room."""
+    def _create_request(self, room_name: str, tenant: str, stored) -> "api.CreateRoomRequest":
+        """The CreateRoom request: a new room owned by `tenant`, or the stored room as it is."""
+        if stored is None:
+            return api.CreateRoomRequest(
+                name=room_name, metadata=owner_metadata(tenant), **self._room_options()
+            )
         return api.CreateRoomRequest(
-            name=room_name, metadata=owner_metadata(tenant), **self._room_options()
+            name=room_name,
+            metadata=stored.metadata,
+            empty_timeout=stored.empty_timeout,
+            departure_timeout=stored.departure_timeout,
+            max_participants=stored.max_participants,
         )
 
     def _room_options(self) -> dict:

@@ -17,7 +17,7 @@ def test_defaults():
     settings = load_settings({})
     assert not settings.livekit_configured
     assert (settings.livekit_timeout, settings.token_ttl, settings.max_content_length) == (
-        5.0, 3600, 65536,
+        5.0, 600, 65536,
     )
     assert (settings.auth_required, settings.auth_tenant_claim) == (False, "sub")
 

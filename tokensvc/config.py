@@ -56,7 +56,7 @@ class Settings:
     livekit_api_key: str | None = None
     livekit_api_secret: str | None = field(default=None, repr=False)
     livekit_timeout: float = 5.0
-    token_ttl: int = 3600
+    token_ttl: int = 600
     room_empty_timeout: int | None = None
     room_departure_timeout: int | None = None
     room_max_participants: int | None = None
@@ -108,7 +108,7 @@ def load_settings(config) -> Settings:
         livekit_api_key=_text(values, "LIVEKIT_API_KEY"),
         livekit_api_secret=_text(values, "LIVEKIT_API_SECRET"),
         livekit_timeout=_number(values, "LIVEKIT_TIMEOUT", 5.0, float, minimum=0.001),
-        token_ttl=_number(values, "TOKEN_TTL", 3600, int, minimum=1),
+        token_ttl=_number(values, "TOKEN_TTL", 600, int, minimum=1),
         room_empty_timeout=_number(values, "ROOM_EMPTY_TIMEOUT", None, int, minimum=0),
         room_departure_timeout=_number(values, "ROOM_DEPARTURE_TIMEOUT", None, int, minimum=0),
         room_max_participants=_number(values, "ROOM_MAX_PARTICIPANTS", None, int, minimum=0),

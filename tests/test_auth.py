@@ -113,7 +113,7 @@ def test_public_key_from_file(make_app, livekit, tmp_path):
 def test_tenant_claim_setting(make_app, livekit, tenants):
     """AUTH_TENANT_CLAIM names the claim that holds the tenant id."""
     client = make_app(AUTH_TENANT_CLAIM="org_id").test_client()
-    token = sign(claims("user-1", org_id="  acme  "), TENANT_SECRET, "HS256")
+    token = sign(claims("user-1", org_id="acme"), TENANT_SECRET, "HS256")
     assert ask(client, token).status_code == 200
     assert json.loads(livekit.get_room(ROOM).metadata) == {"auth_id": "acme"}
 
@@ -132,6 +132,9 @@ def good(**extra):
     return claims(iss="https://auth.example", aud="tokensvc", **extra)
 
 
+TENANT_CLAIM = "the bearer token's tenant claim 'sub'"
+
+
 def test_strict_app_accepts_good_token(strict, livekit):
     """The baseline for the rejections below: a correct token passes."""
     assert ask(strict, sign(good(), TENANT_SECRET, "HS256")).status_code == 200
@@ -148,10 +151,10 @@ def test_strict_app_accepts_good_token(strict, livekit):
         ({k: v for k, v in good().items() if k != "exp"}, "the bearer token has no 'exp' claim"),
         ({k: v for k, v in good().items() if k != "iss"}, "the bearer token has no 'iss' claim"),
         ({**good(), "sub": None}, "the bearer token has an invalid 'sub' claim"),
-        ({**good(), "sub": "   "}, "the bearer token has no usable tenant claim 'sub'"),
+        ({**good(), "sub": "   "}, f"{TENANT_CLAIM} has leading or trailing white space"),
         ({**good(), "sub": 42}, "the bearer token has an invalid 'sub' claim"),
         ({**good(), "sub": ["acme"]}, "the bearer token has an invalid 'sub' claim"),
-        ({**good(), "sub": "t" * 257}, "the bearer token has no usable tenant claim 'sub'"),
+        ({**good(), "sub": "t" * 257}, f"{TENANT_CLAIM} is longer than 256 bytes in UTF-8"),
     ],
     ids=["expired", "not-before", "issued-in-future", "issuer", "audience", "no-exp", "no-iss",
          "null-tenant", "blank-tenant", "numeric-tenant", "list-tenant", "long-tenant"],
@@ -399,10 +402,19 @@ def test_tenant_token_command_needs_the_secret(make_app):
     assert "AUTH_JWT_SECRET is not set" in result.output
 
 
-@pytest.mark.parametrize("value", [42, "", "  ", None, "x" * 257])
-def test_custom_tenant_claim_must_be_usable(make_app, livekit, value):
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (42, "is missing or not a non-empty string"),
+        ("", "is missing or not a non-empty string"),
+        (None, "is missing or not a non-empty string"),
+        ("  ", "has leading or trailing white space"),
+        ("x" * 257, "is longer than 256 bytes in UTF-8"),
+    ],
+)
+def test_custom_tenant_claim_must_be_usable(make_app, livekit, value, problem):
     """With AUTH_TENANT_CLAIM set, a missing, blank, non-string or long value is refused."""
     client = make_app(AUTH_TENANT_CLAIM="org_id").test_client()
     token = sign(claims("user-1", org_id=value), TENANT_SECRET, "HS256")
-    assert_refused(ask(client, token), livekit,
-                   "the bearer token has no usable tenant claim 'org_id'")
+    message = f"the bearer token's tenant claim 'org_id' {problem}"
+    assert_refused(ask(client, token), livekit, message)

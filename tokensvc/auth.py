@@ -4,6 +4,7 @@ import logging
 import re
 import threading
 import time
+import unicodedata
 from datetime import datetime, timedelta, timezone
 
 import click
@@ -124,16 +125,33 @@ class TenantVerifier:
         raise Unauthorized(message)
 
     def _tenant_of(self, claims: dict) -> str:
-        """Return the trimmed tenant claim if it is a non-empty string of at most 256 bytes."""
-        value = claims.get(self.tenant_claim)
-        tenant = value.strip() if isinstance(value, str) else ""
-        try:
-            size = len(tenant.encode("utf-8"))
-        except UnicodeEncodeError:
-            size = 0
-        if not 0 < size <= MAX_TENANT_BYTES:
-            raise Unauthorized(f"the bearer token has no usable tenant claim {self.tenant_claim!r}")
+        """Return the tenant claim exactly as signed, or refuse it saying why (never its value)."""
+        tenant = claims.get(self.tenant_claim)
+        problem = tenant_problem(tenant)
+        if problem:
+            raise Unauthorized(f"the bearer token's tenant claim {self.tenant_claim!r} {problem}")
         return tenant
+
+
+def tenant_problem(tenant) -> str | None:
+    """Say what makes `tenant` unusable as a tenant id, or None when it is usable as it is.
+
+    A tenant id is used exactly as the authentication service signed it, never trimmed or
+    normalised: two ids it tells apart (" acme" and "acme") must never name one room owner.
+    """
+    if not isinstance(tenant, str) or not tenant:
+        return "is missing or not a non-empty string"
+    try:
+        size = len(tenant.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "is not valid Unicode text"
+    if size > MAX_TENANT_BYTES:
+        return f"is longer than {MAX_TENANT_BYTES} bytes in UTF-8"
+    if tenant != tenant.strip():
+        return "has leading or trailing white space"
+    if any(unicodedata.category(char) == "Cc" for char in tenant):
+        return "holds a control character"
+    return None
 
 
 class JwksKeys:
@@ -228,6 +246,9 @@ def tenant_token_command(tenant: str, ttl: int) -> None:
     settings = current_app.extensions["tokensvc"].settings
     if not settings.auth_jwt_secret:
         raise click.ClickException("AUTH_JWT_SECRET is not set; tenant-token signs with it")
+    problem = tenant_problem(tenant)
+    if problem:
+        raise click.ClickException(f"--tenant {problem}; the service would refuse it")
     now = datetime.now(timezone.utc)
     claims = {settings.auth_tenant_claim: tenant, "iat": now, "exp": now + timedelta(seconds=ttl)}
     if settings.auth_jwt_issuer:

@@ -14,23 +14,26 @@ from tokensvc.livekit_client import RoomServiceClient
 
 
 class NaiveRoomServiceClient(RoomServiceClient):
-    """The obvious synchronous wrapper: one `asyncio.run()` and one session per call."""
+    """The obvious synchronous wrapper: one `asyncio.run()` and one fresh client per call."""
 
-    def _call(self, make_call):
-        """Run the call on a brand-new loop with a brand-new client."""
+    def _call(self, method, request):
+        """Run the call on a brand-new loop with a brand-new `LiveKitAPI`."""
 
         async def once():
             lkapi = api.LiveKitAPI(
-                self._url,
+                self._base,
                 self._api_key,
                 self._api_secret,
                 timeout=aiohttp.ClientTimeout(total=self._timeout),
             )
             try:
-                return await make_call(lkapi)
+                if method == "ListRooms":
+                    return await lkapi.room.list_rooms(request)
+                return await lkapi.room.create_room(request)
             finally:
                 await lkapi.aclose()
 
+        self._counter.calls = getattr(self._counter, "calls", 0) + 1
         return asyncio.run(once())
 
 

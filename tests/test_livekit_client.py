@@ -1,4 +1,4 @@
-"""The synchronous LiveKit bridge: fewest round trips, one loop per process, fork safety."""
+"""The synchronous LiveKit client: fewest round trips, kept-alive connections, fork safety."""
 
 import json
 import multiprocessing
@@ -8,11 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from conftest import BODY
-
-
-def loop_threads():
-    """The LiveKit client loop threads alive in this process."""
-    return [t for t in threading.enumerate() if t.name == "livekit-client"]
 
 
 def test_round_trips_per_token(client, tenants, livekit):
@@ -27,10 +22,8 @@ def test_round_trips_per_token(client, tenants, livekit):
     assert livekit.call_count("UpdateRoomMetadata") == 0
 
 
-def test_one_loop_thread_serves_many_request_threads(app, tenants, livekit):
-    """Sixty-four requests from eight threads share one loop thread and one session."""
-    before = len(loop_threads())
-
+def test_many_request_threads_share_a_few_kept_alive_connections(app, tenants, livekit):
+    """Sixty-four requests from eight threads: one pool, at most eight connections opened."""
     def ask(number):
         with app.test_client() as client:
             body = {**BODY, "room_name": f"room-{number % 8}"}
@@ -39,39 +32,41 @@ def test_one_loop_thread_serves_many_request_threads(app, tenants, livekit):
     with ThreadPoolExecutor(8) as pool:
         statuses = [response.status_code for response in pool.map(ask, range(64))]
     assert statuses == [200] * 64
-    assert len(loop_threads()) == before + 1
     assert livekit.calls == {"ListRooms": 64, "CreateRoom": 64}
     assert sorted(livekit.rooms) == [f"room-{number}" for number in range(8)]
+    connections = app.extensions["tokensvc"].issuer.rooms._pool.connection_from_url(livekit.url)
+    assert 1 <= connections.num_connections <= 8
+    assert not [t for t in threading.enumerate() if t.name == "livekit-client"]
 
 
-def test_loop_is_started_lazily(app, livekit):
-    """Building the app starts no thread and opens no connection (safe before fork)."""
-    rooms = app.extensions["tokensvc"].issuer.rooms
-    assert rooms._loop is None
+def test_no_connection_before_the_first_call(app, livekit):
+    """Building the app opens no connection (safe before gunicorn forks its workers)."""
+    assert app.extensions["tokensvc"].issuer.rooms._pool is None
 
 
-def _child_request(app, headers, queue):
-    """In a forked child: ask for a token and report status and the loop thread's identity."""
+def _child_request(app, headers, parent_pool_id, queue):
+    """In a forked child: ask for a token; report the status and whether it had its own pool."""
     response = app.test_client().post("/livekit/token", json=BODY, headers=headers)
-    rooms = app.extensions["tokensvc"].issuer.rooms
-    queue.put((response.status_code, rooms._thread.ident if rooms._thread else None))
+    pool = app.extensions["tokensvc"].issuer.rooms._pool
+    queue.put((response.status_code, pool is not None and id(pool) != parent_pool_id))
 
 
-def test_forked_child_starts_its_own_loop(app, tenants, livekit):
-    """After fork a child never uses the parent's loop or sockets: it starts its own and works."""
+def test_forked_child_uses_its_own_connections(app, tenants, livekit):
+    """After fork a child never uses the parent's sockets: it opens its own, and both work."""
     headers = tenants.headers("acme")
-    assert app.test_client().post("/livekit/token", json=BODY, headers=headers).status_code == 200
-    parent_thread = app.extensions["tokensvc"].issuer.rooms._thread
+    client = app.test_client()
+    assert client.post("/livekit/token", json=BODY, headers=headers).status_code == 200
+    parent_pool = app.extensions["tokensvc"].issuer.rooms._pool
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
-    child = context.Process(target=_child_request, args=(app, headers, queue))
+    child = context.Process(target=_child_request, args=(app, headers, id(parent_pool), queue))
     child.start()
-    status, child_thread = queue.get(timeout=30)
+    status, own_pool = queue.get(timeout=30)
     child.join(30)
-    assert status == 200
-    assert child_thread is not None and child.exitcode == 0
-    assert parent_thread.is_alive()
-    assert livekit.calls["ListRooms"] == 2
+    assert (status, own_pool, child.exitcode) == (200, True, 0)
+    assert client.post("/livekit/token", json=BODY, headers=headers).status_code == 200
+    assert app.extensions["tokensvc"].issuer.rooms._pool is parent_pool
+    assert livekit.calls["ListRooms"] == 3
 
 
 def test_server_closed_keepalive_connection_is_replaced(client, tenants, livekit):
@@ -83,15 +78,14 @@ def test_server_closed_keepalive_connection_is_replaced(client, tenants, livekit
         assert client.post("/livekit/token", json=BODY, headers=headers).status_code == 200
 
 
-def test_close_stops_the_loop_thread(make_app, tenants, livekit):
-    """close() ends the loop thread; a later call starts a fresh one."""
+def test_close_drops_the_connections(make_app, tenants, livekit):
+    """close() lets go of the pool; a later call opens a fresh one."""
     app = make_app()
     client = app.test_client()
     assert client.post("/livekit/token", json=BODY, headers=tenants.headers()).status_code == 200
     rooms = app.extensions["tokensvc"].issuer.rooms
-    thread = rooms._thread
+    pool = rooms._pool
     app.extensions["tokensvc"].close()
-    assert not thread.is_alive()
+    assert rooms._pool is None
     assert client.post("/livekit/token", json=BODY, headers=tenants.headers()).status_code == 200
-    assert rooms._thread is not thread and rooms._thread.is_alive()
-
+    assert rooms._pool is not None and rooms._pool is not pool

@@ -1,62 +1,62 @@
-"""A synchronous LiveKit RoomService client: one event loop thread and one HTTP session per process.
+"""A synchronous LiveKit RoomService client: Twirp over a thread-safe keep-alive connection pool.
 
-`livekit-api` is asyncio-only and its `LiveKitAPI` must live on one running loop. A WSGI worker
-is synchronous and may serve from several threads, so each process gets one background loop
-thread, created on first use (never in a gunicorn master that forks it away), and every call is
-handed to it and waited for with a bound of `timeout` seconds.
+The service is a synchronous WSGI app, so it calls LiveKit's server API directly: protobuf
+messages from `livekit-protocol`, POSTed with urllib3, with the server-API token from
+`livekit-api`'s `AccessToken`, signed once and renewed long before it expires. Each call is
+bounded by `timeout` seconds in all (connect and read, both attempts).
 """
 
-import asyncio
-import atexit
-import concurrent.futures
+import json
 import logging
 import os
 import threading
 import time
-import weakref
 from datetime import timedelta
+from urllib.parse import urlsplit
 
-import aiohttp
+import urllib3
 from google.protobuf.message import DecodeError
 from livekit import api
+from livekit.protocol import room as room_pb
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, ProtocolError, ReadTimeoutError
 
 from .errors import LiveKitError, LiveKitTimeout, LiveKitUnavailable
 
 log = logging.getLogger(__name__)
 
-#: The service's own server-API token: minted once, renewed long before it expires.
+#: The service's own server-API token (roomList, roomCreate): signed once, renewed hourly.
 SERVER_TOKEN_TTL = timedelta(hours=6)
 SERVER_TOKEN_RENEW_SECONDS = 3600.0
-
-_CLIENTS = weakref.WeakSet()
+SCHEMES = {"ws": "http", "wss": "https", "http": "http", "https": "https"}
 
 
 class RoomServiceClient:
     """Blocking calls to LiveKit's RoomService, safe from many threads and across `fork`."""
 
     def __init__(self, url: str, api_key: str, api_secret: str, timeout: float):
-        """Remember where and how to call; connect lazily on the first call."""
-        self._url = url
-        self._api_key = api_key
-        self._api_secret = api_secret
+        """Remember where and how to call; connections open on the first call."""
+        parts = urlsplit(url)
+        self.host = parts.netloc
+        self._base = f"{SCHEMES[parts.scheme]}://{parts.netloc}{parts.path.rstrip('/')}"
+        self._api_key, self._api_secret = api_key, api_secret
         self._timeout = timeout
         self._counter = threading.local()
-        self._reset()
-        _CLIENTS.add(self)
+        self._lock = threading.Lock()
+        self._token, self._renew_at = "", 0.0
+        self._pool, self._pid = None, None
 
     def find_room(self, name: str):
         """Return the room called `name` as the store holds it, or None (ListRooms)."""
-        request = api.ListRoomsRequest(names=[name])
-        answer = self._call(lambda lk: lk.room.list_rooms(request))
+        answer = self._call("ListRooms", room_pb.ListRoomsRequest(names=[name]))
         return next((room for room in answer.rooms if room.name == name), None)
 
     def create_room(self, request: "api.CreateRoomRequest"):
-        """Get or create a room and return it as LiveKit holds it (CreateRoom)."""
-        return self._call(lambda lk: lk.room.create_room(request))
+        """Get or create a room and return the live room (CreateRoom)."""
+        return self._call("CreateRoom", request)
 
     def list_rooms(self):
-        """Return every live room (ListRooms with no names): the cheap readiness probe."""
-        return list(self._call(lambda lk: lk.room.list_rooms(api.ListRoomsRequest())).rooms)
+        """Return every room (ListRooms with no names): the cheap readiness probe."""
+        return list(self._call("ListRooms", room_pb.ListRoomsRequest()).rooms)
 
     def take_call_count(self) -> int:
         """Return how many calls this thread made since the last time it asked, and reset."""
@@ -65,128 +65,79 @@ class RoomServiceClient:
         return count
 
     def close(self) -> None:
-        """Close the HTTP session and stop the loop thread, if this process started them."""
+        """Close the pooled connections (a later call opens new ones)."""
         with self._lock:
-            loop, session, thread = self._loop, self._session, self._thread
-            owned = self._pid == os.getpid()
-            self._reset(keep_lock=True)
-        if not owned or loop is None:
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(session.close(), loop).result(self._timeout)
-        except Exception:  # closing is best effort; the process is going away
-            log.debug("LiveKit client session did not close cleanly", exc_info=True)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(self._timeout)
-        if not thread.is_alive():
-            loop.close()
+            pool, self._pool = self._pool, None
+        if pool is not None and self._pid == os.getpid():
+            pool.clear()
 
-    def _reset(self, keep_lock=False) -> None:
-        """Forget the loop, thread and session (after close, or in a forked child)."""
-        if not keep_lock:
-            self._lock = threading.Lock()
-        self._pid = None
-        self._loop = None
-        self._thread = None
-        self._session = None
-        self._api = None
-        self._api_renew_at = 0.0
-
-    def _running_loop(self):
-        """Return this process's loop, starting it and the session on first use."""
-        if self._pid == os.getpid():
-            return self._loop
-        with self._lock:
-            if self._pid != os.getpid():
-                self._start()
-        return self._loop
-
-    def _start(self) -> None:
-        """Start the loop thread and open the HTTP session on it."""
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_forever, name="livekit-client", daemon=True)
-        thread.start()
-        self._session = asyncio.run_coroutine_threadsafe(self._open(), loop).result()
-        self._loop, self._thread = loop, thread
-        self._pid = os.getpid()
-
-    async def _open(self) -> aiohttp.ClientSession:
-        """Create the keep-alive HTTP session (aiohttp needs it made inside the loop)."""
-        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout))
-
-    def _livekit(self) -> "api.LiveKitAPI":
-        """Return the `LiveKitAPI` on the shared session, renewing its server token hourly.
-
-        `livekit-api` would otherwise sign a fresh JWT for every call; one token with the two
-        grants the service uses (roomList, roomCreate) is signed once and never leaves the process.
-        Runs on the loop thread only, so it needs no lock.
-        """
-        now = time.monotonic()
-        if self._api is None or now >= self._api_renew_at:
-            grants = api.VideoGrants(room_list=True, room_create=True)
-            token = (
-                api.AccessToken(self._api_key, self._api_secret)
-                .with_grants(grants)
-                .with_ttl(SERVER_TOKEN_TTL)
-                .to_jwt()
-            )
-            self._api = api.LiveKitAPI(
-                self._url, token=token, session=self._session, failover=False
-            )
-            self._api_renew_at = now + SERVER_TOKEN_RENEW_SECONDS
-        return self._api
-
-    def _call(self, make_call):
-        """Run one RoomService call on the loop and wait for it, bounded by the timeout.
-
-        The call bounds itself (`_attempt`); waiting one more second here only guards against a
-        loop that cannot run at all.
-        """
+    def _call(self, method: str, request):
+        """POST one RoomService call and return the decoded answer, or raise 502/503/504."""
         self._counter.calls = getattr(self._counter, "calls", 0) + 1
-        future = asyncio.run_coroutine_threadsafe(self._attempt(make_call), self._running_loop())
-        try:
-            return future.result(self._timeout + 1.0)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise LiveKitTimeout(f"LiveKit did not answer within {self._timeout:g} s") from None
-
-    async def _attempt(self, make_call):
-        """Await the call, retrying once when a kept-alive connection turns out closed."""
-        try:
-            # livekit-api passes `timeout=None` to aiohttp, which switches the session's own
-            # timeout off; so the bound is enforced here, around both attempts.
-            async with asyncio.timeout(self._timeout):
-                try:
-                    return await make_call(self._livekit())
-                except aiohttp.ServerDisconnectedError:
+        url = f"{self._base}/twirp/livekit.RoomService/{method}"
+        headers = {"Content-Type": "application/protobuf", "Authorization": self._bearer()}
+        body = request.SerializeToString()
+        deadline = time.monotonic() + self._timeout
+        for attempt in (1, 2):
+            timeout = urllib3.Timeout(total=max(deadline - time.monotonic(), 0.001))
+            try:
+                answer = self._connections().request(
+                    "POST", url, body=body, headers=headers, timeout=timeout, retries=False
+                )
+                break
+            except ConnectTimeoutError:
+                raise LiveKitUnavailable("LiveKit could not be reached (connect timed out)") from None
+            except ReadTimeoutError:
+                raise LiveKitTimeout(f"LiveKit did not answer within {self._timeout:g} s") from None
+            except ProtocolError:
+                if attempt == 1:  # a kept-alive connection LiveKit had closed: once more
                     log.debug("LiveKit closed a kept-alive connection; retrying once")
-                    return await make_call(self._livekit())
-        except api.ServerError as exc:
-            log.warning("LiveKit answered %s %s: %s", exc.status, exc.code, exc.message)
-            raise LiveKitError(f"LiveKit answered HTTP {exc.status} ({exc.code})") from None
-        except aiohttp.ConnectionTimeoutError:
-            raise LiveKitUnavailable("LiveKit could not be reached (connect timed out)") from None
-        except asyncio.TimeoutError:
-            raise LiveKitTimeout(f"LiveKit did not answer within {self._timeout:g} s") from None
-        except aiohttp.ClientConnectionError as exc:
-            log.warning("LiveKit could not be reached: %s", type(exc).__name__)
-            raise LiveKitUnavailable("LiveKit could not be reached") from None
-        except (aiohttp.ClientError, DecodeError, ValueError) as exc:
-            log.warning("LiveKit answered something unreadable: %s", type(exc).__name__)
+                    continue
+                raise self._unreachable("connection dropped") from None
+            except HTTPError as exc:
+                raise self._unreachable(type(exc).__name__) from None
+        if answer.status != 200:
+            code = _twirp_code(answer.data)
+            log.warning("LiveKit at %s answered %s %s to %s", self.host, answer.status, code, method)
+            raise LiveKitError(f"LiveKit answered HTTP {answer.status} ({code})")
+        try:
+            return RESPONSES[method].FromString(answer.data)
+        except DecodeError:
+            log.warning("LiveKit at %s answered %s with a body that is not protobuf", self.host, method)
             raise LiveKitError("LiveKit answered with a body that is not a valid answer") from None
 
+    def _unreachable(self, why: str) -> LiveKitUnavailable:
+        """Log and build the 503 for a transport failure."""
+        log.warning("LiveKit at %s could not be reached: %s", self.host, why)
+        return LiveKitUnavailable("LiveKit could not be reached")
 
-def _forget_in_child() -> None:
-    """After `fork`, make every client start its own loop instead of using the parent's."""
-    for client in list(_CLIENTS):
-        client._reset()
+    def _connections(self) -> urllib3.PoolManager:
+        """This process's pool, made on first use (a forked child never uses its parent's)."""
+        if self._pid != os.getpid() or self._pool is None:
+            with self._lock:
+                if self._pid != os.getpid() or self._pool is None:
+                    self._pool = urllib3.PoolManager(maxsize=16, block=False)
+                    self._pid = os.getpid()
+        return self._pool
+
+    def _bearer(self) -> str:
+        """The Authorization header: one server-API token, renewed an hour after it was signed."""
+        now = time.monotonic()
+        if now >= self._renew_at:
+            grants = api.VideoGrants(room_list=True, room_create=True)
+            token = api.AccessToken(self._api_key, self._api_secret).with_grants(grants)
+            self._token = "Bearer " + token.with_ttl(SERVER_TOKEN_TTL).to_jwt()
+            self._renew_at = now + SERVER_TOKEN_RENEW_SECONDS
+        return self._token
 
 
-def _close_all() -> None:
-    """Close every client at interpreter exit."""
-    for client in list(_CLIENTS):
-        client.close()
+RESPONSES = {"ListRooms": room_pb.ListRoomsResponse, "CreateRoom": api.Room}
 
 
-os.register_at_fork(after_in_child=_forget_in_child)
-atexit.register(_close_all)
+def _twirp_code(data: bytes) -> str:
+    """The Twirp error code of an error body, or "unknown" (plain-text 401s have none)."""
+    try:
+        code = json.loads(data).get("code")
+    except (ValueError, AttributeError):
+        return "unknown"
+    return code if isinstance(code, str) else "unknown"

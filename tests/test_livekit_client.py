@@ -34,8 +34,7 @@ def test_many_request_threads_share_a_few_kept_alive_connections(app, tenants, l
     assert statuses == [200] * 64
     assert livekit.calls == {"ListRooms": 64, "CreateRoom": 64}
     assert sorted(livekit.rooms) == [f"room-{number}" for number in range(8)]
-    connections = app.extensions["tokensvc"].issuer.rooms._pool.connection_from_url(livekit.url)
-    assert 1 <= connections.num_connections <= 8
+    assert 1 <= app.extensions["tokensvc"].issuer.rooms._pool.num_connections <= 8
     assert not [t for t in threading.enumerate() if t.name == "livekit-client"]
 
 

@@ -37,12 +37,13 @@ class RoomServiceClient:
         """Remember where and how to call; connections open on the first call."""
         parts = urlsplit(url)
         self.host = parts.netloc
-        self._base = f"{SCHEMES[parts.scheme]}://{parts.netloc}{parts.path.rstrip('/')}"
+        self._base = f"{SCHEMES[parts.scheme]}://{parts.netloc}"
+        self._path = f"{parts.path.rstrip('/')}/twirp/livekit.RoomService/"
         self._api_key, self._api_secret = api_key, api_secret
         self._timeout = timeout
         self._counter = threading.local()
         self._lock = threading.Lock()
-        self._token, self._renew_at = "", 0.0
+        self._headers_now, self._renew_at = {}, 0.0
         self._pool, self._pid = None, None
 
     def find_room(self, name: str):
@@ -69,20 +70,19 @@ class RoomServiceClient:
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None and self._pid == os.getpid():
-            pool.clear()
+            pool.close()
 
     def _call(self, method: str, request):
         """POST one RoomService call and return the decoded answer, or raise 502/503/504."""
         self._counter.calls = getattr(self._counter, "calls", 0) + 1
-        url = f"{self._base}/twirp/livekit.RoomService/{method}"
-        headers = {"Content-Type": "application/protobuf", "Authorization": self._bearer()}
+        path, headers = self._path + method, self._headers()
         body = request.SerializeToString()
         deadline = time.monotonic() + self._timeout
         for attempt in (1, 2):
             timeout = urllib3.Timeout(total=max(deadline - time.monotonic(), 0.001))
             try:
-                answer = self._connections().request(
-                    "POST", url, body=body, headers=headers, timeout=timeout, retries=False
+                answer = self._connections().urlopen(
+                    "POST", path, body=body, headers=headers, timeout=timeout, retries=False
                 )
                 break
             except ConnectTimeoutError:
@@ -111,24 +111,25 @@ class RoomServiceClient:
         log.warning("LiveKit at %s could not be reached: %s", self.host, why)
         return LiveKitUnavailable("LiveKit could not be reached")
 
-    def _connections(self) -> urllib3.PoolManager:
+    def _connections(self) -> urllib3.HTTPConnectionPool:
         """This process's pool, made on first use (a forked child never uses its parent's)."""
         if self._pid != os.getpid() or self._pool is None:
             with self._lock:
                 if self._pid != os.getpid() or self._pool is None:
-                    self._pool = urllib3.PoolManager(maxsize=16, block=False)
+                    self._pool = urllib3.connection_from_url(self._base, maxsize=16, block=False)
                     self._pid = os.getpid()
         return self._pool
 
-    def _bearer(self) -> str:
-        """The Authorization header: one server-API token, renewed an hour after it was signed."""
+    def _headers(self) -> dict:
+        """The request headers, with one server-API token renewed an hour after it was signed."""
         now = time.monotonic()
         if now >= self._renew_at:
             grants = api.VideoGrants(room_list=True, room_create=True)
             token = api.AccessToken(self._api_key, self._api_secret).with_grants(grants)
-            self._token = "Bearer " + token.with_ttl(SERVER_TOKEN_TTL).to_jwt()
+            bearer = "Bearer " + token.with_ttl(SERVER_TOKEN_TTL).to_jwt()
+            self._headers_now = {"Content-Type": "application/protobuf", "Authorization": bearer}
             self._renew_at = now + SERVER_TOKEN_RENEW_SECONDS
-        return self._token
+        return self._headers_now
 
 
 RESPONSES = {"ListRooms": room_pb.ListRoomsResponse, "CreateRoom": api.Room}

@@ -11,7 +11,6 @@ import http.client
 import json
 import os
 import subprocess
-import tempfile
 import threading
 import time
 import urllib.error
@@ -24,7 +23,7 @@ import jwt
 from google.protobuf import json_format
 from livekit.protocol import models, room as room_pb
 
-from tokensvc.testing import Faults
+from tokensvc.testing import Faults, LiveKitServer
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The address participants' media uses, set by scripts/in-private-network (none: no joins).
@@ -43,65 +42,6 @@ def find_livekit_server() -> tuple[str | None, str]:
     if lookup.returncode == 0:
         return lookup.stdout.strip().splitlines()[-1], ""
     return None, lookup.stderr.strip()
-
-
-class LiveKitServer:
-    """A livekit-server process listening on free loopback ports only."""
-
-    def __init__(self, binary: str, keys: dict, ports: tuple[int, int, int]):
-        """Remember the binary, API keys and the (HTTP, WebRTC TCP, WebRTC UDP) ports to use."""
-        self.binary, self.keys, self.ports = binary, keys, ports
-        self.process = None
-        self.log = tempfile.TemporaryFile(mode="w+")
-
-    @property
-    def ws_url(self) -> str:
-        """The URL participants and the server API use."""
-        return f"ws://127.0.0.1:{self.ports[0]}"
-
-    def start(self) -> "LiveKitServer":
-        """Start the server and wait until its HTTP port answers."""
-        http_port, tcp_port, udp_port = self.ports
-        # The API and signalling on loopback; media on the private namespace's address
-        # (scripts/in-private-network), since WebRTC clients offer no loopback candidates.
-        media_ip = MEDIA_IP or "127.0.0.1"
-        config = {
-            "port": http_port,
-            "bind_addresses": ["127.0.0.1"],
-            "rtc": {"tcp_port": tcp_port, "udp_port": udp_port, "use_external_ip": False,
-                    "node_ip": media_ip, "ips": {"includes": [f"{media_ip}/32"]}},
-            "keys": self.keys,
-            "logging": {"level": "warn"},
-        }
-        self.process = subprocess.Popen(
-            [self.binary, "--config-body", json.dumps(config)],
-            stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self.log.seek(0)
-                output = self.log.read()[-2000:]
-                self.stop()
-                raise RuntimeError("livekit-server exited: " + output)
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{http_port}/", timeout=1).close()
-                return self
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("livekit-server did not answer within 30 s")
-
-    def stop(self) -> None:
-        """Stop the server and drop its log."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
 
 
 class RecordingProxy:
@@ -185,7 +125,7 @@ class RealLiveKit:
         self.keys = keys
         for attempt in range(3):  # a port found free can be taken before the server binds it
             try:
-                self.server = LiveKitServer(binary, keys, ports()).start()
+                self.server = LiveKitServer(binary, keys, ports(), MEDIA_IP).start()
                 break
             except RuntimeError:
                 if attempt == 2:

@@ -36,7 +36,7 @@ test: install browser
 
 bench: install
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
-	$(PY) bench/run.py
+	$(PY) -m bench.run
 
 soak: install
 	$(PY) tests/soak.py --seconds 120

@@ -1,10 +1,12 @@
 -- wrk script: POST /livekit/token, optionally with a bearer token, to a fixed or fresh room.
 -- Environment: BENCH_AUTH (Authorization value, or empty), BENCH_ROOM (room name, or empty for
 -- a new room on every request), BENCH_NONCE (unique per wrk run, so fresh rooms never repeat),
+-- BENCH_CLOSE (non-empty: "Connection: close", one connection per request, as curl makes them).
 
 local auth = os.getenv("BENCH_AUTH") or ""
 local fixed_room = os.getenv("BENCH_ROOM") or ""
 local nonce = os.getenv("BENCH_NONCE") or "0"
+local close = (os.getenv("BENCH_CLOSE") or "") ~= ""
 local threads = {}
 
 function setup(thread)
@@ -17,6 +19,7 @@ function init(args)
   failures = 0
   headers = { ["Content-Type"] = "application/json" }
   if auth ~= "" then headers["Authorization"] = auth end
+  if close then headers["Connection"] = "close" end
 end
 
 function request()

@@ -418,3 +418,18 @@ def test_custom_tenant_claim_must_be_usable(make_app, livekit, value, problem):
     token = sign(claims("user-1", org_id=value), TENANT_SECRET, "HS256")
     message = f"the bearer token's tenant claim 'org_id' {problem}"
     assert_refused(ask(client, token), livekit, message)
+
+
+def test_pem_key_and_jwks_together(make_app, livekit, jwks):
+    """With AUTH_JWT_PUBLIC_KEY (RSA) and AUTH_JWKS_URL both set, a token with a kid from the
+    JWKS is verified with the JWKS's key, and one without a kid with the PEM key; each key
+    signs nothing for the other."""
+    pem_key, jwks_key = private_key("rsa"), private_key("rsa")
+    jwks.publish(jwks_key, "k1")
+    client = make_app(AUTH_JWT_SECRET=None, AUTH_JWT_PUBLIC_KEY=public_pem(pem_key),
+                      AUTH_JWKS_URL=jwks.url, AUTH_REQUIRED="true").test_client()
+    assert ask(client, sign(claims(), jwks_key, "RS256", kid="k1")).status_code == 200
+    assert ask(client, sign(claims(), pem_key, "RS256")).status_code == 200
+    assert ask(client, sign(claims(), jwks_key, "PS256", kid="k1")).status_code == 200
+    assert ask(client, sign(claims(), pem_key, "RS256", kid="k1")).status_code == 401
+    assert ask(client, sign(claims(), jwks_key, "RS256")).status_code == 401

@@ -85,11 +85,14 @@ class TenantVerifier:
         return self._tenant_of(claims)
 
     def _key_for(self, algorithm: str, kid):
-        """Return the key that verifies `algorithm`: never a public key for an HMAC token."""
+        """Return the key that verifies `algorithm`: never a public key for an HMAC token. With
+        both a PEM key and a JWKS, a token that names a `kid` is the JWKS's, one without the PEM's."""
         if algorithm in HMAC_ALGORITHMS:
             return self.secret
-        if algorithm in self.public_algorithms:
+        if algorithm in self.public_algorithms and (kid is None or self.jwks is None):
             return self.public_key
+        if self.jwks is None:
+            raise Unauthorized("the bearer token's algorithm is not accepted")
         return self.jwks.key_for(kid, algorithm)
 
     def _decode(self, token: str, key, algorithm: str) -> dict:

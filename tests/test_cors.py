@@ -3,9 +3,11 @@
 import json
 import shutil
 import subprocess
+
 import pytest
 
 from conftest import BODY, StaticServer
+from tokensvc import ConfigError
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PAGE = """<!doctype html><html><body><p id="out">pending</p><script>
@@ -50,6 +52,28 @@ def test_other_origin_gets_no_allow_header(make_app):
     client = make_app(CORS_ALLOWED_ORIGINS="https://a.example").test_client()
     response = client.post("/livekit/token", json=BODY, headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in response.headers
+
+
+@pytest.mark.parametrize(
+    "origin", ["https://*.trusted.example", "https://app.trusted.example|https://x.example",
+               "https://[a-z]+.trusted.example", "https://app.trusted.example$"],
+)
+def test_wildcard_or_pattern_origin_is_refused_at_start_up(make_app, origin):
+    """An origin flask-cors would read as a regular expression stops the app at start-up: with
+    it, https://xtrusted.example.evil.com would pass and https://a.trusted.example would not."""
+    with pytest.raises(ConfigError, match="CORS_ALLOWED_ORIGINS: list each origin exactly"):
+        make_app(CORS_ALLOWED_ORIGINS=f"https://a.example,{origin}")
+
+
+def test_pattern_lookalike_origins_are_refused_with_exact_origins(make_app):
+    """With exact origins, a near-miss origin gets no CORS header (no pattern matching)."""
+    client = make_app(CORS_ALLOWED_ORIGINS="https://a.trusted.example").test_client()
+    for origin, allowed in (("https://a.trusted.example", True),
+                            ("https://xtrusted.example.evil.com", False),
+                            ("https://a.trusted.example.evil.com", False)):
+        response = client.options("/livekit/token", headers={
+            "Origin": origin, "Access-Control-Request-Method": "POST"})
+        assert ("Access-Control-Allow-Origin" in response.headers) is allowed, origin
 
 
 class PageServer(StaticServer):

@@ -1,6 +1,7 @@
 """Settings: the one place that reads the environment, parses and validates every key."""
 
 import os
+import re
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
@@ -39,6 +40,8 @@ HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 PUBLIC_KEY_ALGORITHMS = (
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
 )
+#: Characters that make flask-cors treat an origin as a regular expression.
+PATTERN_CHARACTERS = re.compile(r"[*?\[\]()^$|\\+{}]")
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 
@@ -217,6 +220,11 @@ def _origins(values, key):
     if origins == ("*",):
         return origins
     for origin in origins:
+        if PATTERN_CHARACTERS.search(origin):
+            # flask-cors would read it as a regular expression: https://*.a.example would let
+            # https://xa.example.evil.com in and keep https://b.a.example out.
+            raise ConfigError(f"{key}: list each origin exactly; wildcards and patterns such as "
+                              f"{origin!r} are not supported (only '*' alone allows every origin)")
         parsed = urlparse(origin)
         if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.path not in ("", "/"):
             raise ConfigError(f"{key}: expected '*' or origins like https://app.example, got {origin!r}")

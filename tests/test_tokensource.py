@@ -101,3 +101,22 @@ def test_livekit_client_token_source(make_app, serve, tenants, livekit, tmp_path
         {"agentName": "support-agent", "metadata": '{"language":"en"}'}
     ]
     assert json.loads(livekit.get_room("sdk-room").metadata) == {"auth_id": "acme"}
+
+
+def test_agent_dispatches_are_capped(client, tenants, livekit):
+    """Four agents are minted in; a fifth is 400 invalid_request naming room_config, and
+    nothing is written to LiveKit."""
+    def agents(count):
+        return {"agents": [{"agent_name": f"agent-{n}", "metadata": ""} for n in range(count)]}
+
+    ok = client.post("/livekit/token", json={**BODY, "room_config": agents(4)},
+                     headers=tenants.headers("acme"))
+    assert ok.status_code == 200
+    assert len(verify_token(ok.json["token"])[1]["roomConfig"]["agents"]) == 4
+    livekit.calls.clear()
+    refused = client.post("/livekit/token", json={**BODY, "room_name": "other",
+                                                  "room_config": agents(5)},
+                          headers=tenants.headers("acme"))
+    assert (refused.status_code, refused.json["code"]) == (400, "invalid_request")
+    assert "room_config" in refused.json["fields"]
+    assert livekit.call_count() == 0

@@ -1,11 +1,13 @@
 """Marshmallow schemas for the token route's request and response bodies."""
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validates
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates
 
 #: LiveKit's limit for room names, participant identities and names, in UTF-8 bytes.
 MAX_NAME_BYTES = 256
 #: LiveKit's limit for a participant's attributes, keys and values together, in UTF-8 bytes.
 MAX_ATTRIBUTES_BYTES = 64 * 1024
+#: Agents one token may dispatch: each rides in the token, and LiveKit starts each one.
+MAX_AGENT_DISPATCHES = 4
 #: What a client may put in `room_config` (LiveKit TokenSource): agent dispatch, nothing else.
 ALLOWED_ROOM_CONFIG = {"agents"}
 ALLOWED_AGENT_DISPATCH = {"agent_name", "metadata"}
@@ -73,7 +75,12 @@ class RoomConfigSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    agents = fields.List(fields.Nested(AgentDispatchSchema), load_default=list)
+    agents = fields.List(
+        fields.Nested(AgentDispatchSchema),
+        load_default=list,
+        validate=validate.Length(max=MAX_AGENT_DISPATCHES),
+        metadata={"description": f"At most {MAX_AGENT_DISPATCHES} agents."},
+    )
 
 
 class TokenRequestSchema(Schema):

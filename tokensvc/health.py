@@ -33,23 +33,38 @@ def readyz():
 
 
 class Readiness:
-    """Asks LiveKit one cheap question (ListRooms of one name) at most every few seconds."""
+    """Asks LiveKit one cheap question (ListRooms of one name) at most every few seconds, and
+    never twice at once: while a check runs, every other caller gets the last result at once
+    (only the very first check, with no result yet, is waited for)."""
 
-    def __init__(self, issuer):
+    def __init__(self, issuer, cache_seconds: float = READINESS_CACHE_SECONDS):
         """Check through `issuer`, the service that needs LiveKit."""
         self.issuer = issuer
-        self._lock = threading.Lock()
+        self.cache_seconds = cache_seconds
+        self._state = threading.Condition()
+        self._checking = False
         self._checked_at = None
         self._problem = None
 
     def problem(self):
         """Return None when ready, else (code, message) naming what is wrong (no secrets)."""
-        with self._lock:
-            now = time.monotonic()
-            if self._checked_at is None or now - self._checked_at > READINESS_CACHE_SECONDS:
-                self._problem = self._check()
-                self._checked_at = now
-            return self._problem
+        with self._state:
+            if self._checked_at is not None and (
+                self._checking or time.monotonic() - self._checked_at <= self.cache_seconds
+            ):
+                return self._problem
+            if self._checking:
+                self._state.wait_for(lambda: not self._checking)
+                return self._problem
+            self._checking = True
+        problem = ("livekit_error", "the readiness check failed")
+        try:
+            problem = self._check()
+        finally:
+            with self._state:
+                self._problem, self._checked_at, self._checking = problem, time.monotonic(), False
+                self._state.notify_all()
+        return problem
 
     def _check(self):
         """Settings present and one ListRooms call; a failure becomes its SPEC code and message."""

@@ -2,10 +2,14 @@
 
 import json
 import logging
+import re
+import sys
 
 import pytest
+from flask import g
 
 from conftest import BODY
+from tokensvc.requestlog import ServiceFormatter
 
 
 def access_lines(caplog):
@@ -70,3 +74,74 @@ def test_unauthorized_request_is_logged_without_the_token(client, caplog, tenant
     (line,) = access_lines(caplog)
     assert json.loads(line)["outcome"] == "unauthorized"
     assert token not in line and "Bearer" not in line
+
+
+@pytest.mark.slow
+def test_every_service_line_is_json_with_request_id_and_livekit_host(make_gunicorn, tenants,
+                                                                     livekit):
+    """Under gunicorn, every line the service writes parses as JSON: the start-up line names the
+    LiveKit host, a warning carries the request id and the host, access lines as ever."""
+    server = make_gunicorn()
+    livekit.faults.error = "internal"
+    status, _, headers = server.post("/livekit/token", BODY, tenants.headers("acme"))
+    assert status == 502
+    livekit.faults.error = None
+    output = server.close()
+    gunicorn_own = re.compile(r"^\[\d{4}-\d\d-\d\d ")  # gunicorn's own lines: [date] [pid] [LEVEL]
+    lines = [json.loads(line) for line in output.splitlines() if not gunicorn_own.match(line)]
+    host = livekit.ws_url.removeprefix("ws://")
+    assert {"level": "info", "logger": "tokensvc",
+            "message": f"starting: LiveKit server API at {host}"} in lines
+    (warning,) = [line for line in lines if line.get("level") == "warning"]
+    assert warning["request_id"] == headers["X-Request-ID"]
+    assert host in warning["message"] and "ListRooms" in warning["message"]
+    (access,) = [line for line in lines if "status" in line]
+    assert (access["status"], access["outcome"]) == (502, "livekit_error")
+
+
+def test_start_up_line_says_livekit_is_not_configured(make_app, caplog):
+    """Without the LiveKit settings, one warning at start-up says so and what the route answers."""
+    make_app(LIVEKIT_URL=None)
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("starting:")]
+    assert "LiveKit is not configured" in line and "livekit_not_configured" in line
+
+
+@pytest.mark.parametrize("style", ["json", "logfmt"])
+def test_error_line_with_traceback_is_one_line(app, style):
+    """An error with a traceback is one LOG_FORMAT line, the traceback a field of it."""
+    formatter = ServiceFormatter(style)
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        record = logging.LogRecord("tokensvc.views", logging.ERROR, __file__, 1,
+                                   "token request failed unexpectedly", None, sys.exc_info())
+    with app.test_request_context():
+        g.request_id = "req-7"
+        line = formatter.format(record)
+    assert "\n" not in line
+    if style == "json":
+        fields = json.loads(line)
+        assert (fields["level"], fields["request_id"]) == ("error", "req-7")
+        assert "RuntimeError: boom" in fields["exception"]
+    else:
+        assert line.startswith("level=error logger=tokensvc.views ") and "request_id=req-7" in line
+
+
+RAW = "a\u2028b\u2029c\u0085d\u009be\u007ff\u0000g\nh\u001bi"
+
+
+@pytest.mark.parametrize("style", ["json", "logfmt"])
+def test_control_characters_are_escaped_and_read_back(make_app, tenants, caplog, style):
+    """A room name and tenant id full of C0/C1 controls, DEL and U+2028/2029: the access line has
+    none of them raw, stays one line, and its values parse back to exactly what was sent."""
+    caplog.set_level(logging.INFO, "tokensvc.access")
+    client = make_app(LOG_FORMAT=style).test_client()
+    client.post("/livekit/token", json={**BODY, "room_name": RAW})
+    (line,) = access_lines(caplog)
+    unsafe = {chr(c) for c in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]}
+    assert not unsafe & set(line) and len(line.splitlines()) == 1
+    if style == "json":
+        assert json.loads(line)["room"] == RAW
+    else:
+        quoted = re.search(r'room=("(?:[^"\\]|\\.)*")', line).group(1)
+        assert json.loads(quoted) == RAW

@@ -9,6 +9,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from .config import ConfigError, environ_config, load_settings
 from .errors import error_response, http_error_response
 from .extension import TokenService
+from .requestlog import ServiceFormatter
 
 __all__ = ["ConfigError", "TokenService", "create_app", "environ_config", "load_settings"]
 
@@ -24,7 +25,8 @@ def create_app(config=None) -> Flask:
     state = TokenService().init_app(app)
     settings = state.settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format)
+    _log_livekit_target(state.issuer)
     if settings.proxy_fix:
         hops = settings.proxy_fix
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
@@ -33,14 +35,25 @@ def create_app(config=None) -> Flask:
     return app
 
 
-def _configure_logging(level: str) -> None:
-    """Send the service's logs to stderr, one line each, unless the host configured them."""
+def _configure_logging(level: str, style: str) -> None:
+    """Send the service's logs to stderr, one LOG_FORMAT line each, unless the host configured
+    them."""
     logger = logging.getLogger(__name__)
     logger.setLevel(level)
     if not any(not isinstance(h, logging.NullHandler) for h in logger.handlers):
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.setFormatter(ServiceFormatter(style))
         logger.addHandler(handler)
+
+
+def _log_livekit_target(issuer) -> None:
+    """One start-up line: which LiveKit the service will call, or that none is configured."""
+    log = logging.getLogger(__name__)
+    if issuer.settings.livekit_configured:
+        log.info("starting: LiveKit server API at %s", issuer.rooms.host)
+    else:
+        log.warning("starting: LiveKit is not configured (LIVEKIT_URL, LIVEKIT_API_KEY, "
+                    "LIVEKIT_API_SECRET); the token route answers 500 livekit_not_configured")
 
 
 def _internal_error(error):

@@ -6,7 +6,7 @@ import re
 import time
 import uuid
 
-from flask import current_app, g, request
+from flask import current_app, g, has_request_context, request
 
 log = logging.getLogger("tokensvc.access")
 
@@ -45,11 +45,43 @@ def finish_request(response):
     return response
 
 
+class ServiceFormatter(logging.Formatter):
+    """Renders every line of the service's loggers in LOG_FORMAT: access lines as they are, any
+    other (warnings, errors) with its level, logger, message and the request id, if any."""
+
+    def __init__(self, style: str):
+        """Format as `style` ("json" or "logfmt")."""
+        super().__init__()
+        self.style = style
+
+    def format(self, record: logging.LogRecord) -> str:
+        """One line for one record."""
+        if record.name == log.name:
+            return record.getMessage()
+        fields = {"level": record.levelname.lower(), "logger": record.name,
+                  "message": record.getMessage()}
+        if has_request_context() and "request_id" in g:
+            fields["request_id"] = g.request_id
+        if record.exc_info:
+            fields["exception"] = self.formatException(record.exc_info)
+        return format_line(fields, self.style)
+
+
+#: Characters JSON may leave raw that split or corrupt lines in log viewers and terminals: DEL,
+#: the C1 controls (U+0085 is a line break to some) and the Unicode line and paragraph separators.
+#: (json.dumps escapes the C0 controls itself.)
+UNSAFE_IN_LOGS = str.maketrans(
+    {code: f"\\u{code:04x}" for code in [*range(0x7F, 0xA0), 0x2028, 0x2029]}
+)
+
+
 def format_line(fields: dict, style: str) -> str:
-    """Render fields as one JSON object or as logfmt `key=value` pairs."""
+    """Render fields as one JSON object or as logfmt `key=value` pairs, on one safe line."""
     if style == "json":
-        return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
-    return " ".join(f"{key}={_logfmt_value(value)}" for key, value in fields.items())
+        line = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+    else:
+        line = " ".join(f"{key}={_logfmt_value(value)}" for key, value in fields.items())
+    return line.translate(UNSAFE_IN_LOGS)
 
 
 def _logfmt_value(value) -> str:

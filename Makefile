@@ -5,18 +5,28 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test install browser livekit-server bench soak
+.PHONY: run token test install browser livekit-server bench soak
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt tests/node/package-lock.json
+# make run's key for tenant tokens: public, for development only (make run binds loopback).
+DEV_TENANT_SECRET := development-tenant-secret-change-me
+TENANT ?= acme
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt setup.cfg pyproject.toml tests/node/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	if command -v npm >/dev/null; then npm ci --prefix tests/node --silent --no-audit --no-fund; fi
 	touch $@
 
 install: $(VENV)/.installed
 
 run: install
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/dev
+	AUTH_JWT_SECRET="$${AUTH_JWT_SECRET:-$(DEV_TENANT_SECRET)}" PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/dev
+
+# A tenant token that make run's service accepts: make token TENANT=acme
+token: install
+	@AUTH_JWT_SECRET="$${AUTH_JWT_SECRET:-$(DEV_TENANT_SECRET)}" LOG_LEVEL=ERROR \
+	  $(VENV)/bin/flask --app app tenant-token --tenant "$(TENANT)"
 
 livekit-server:
 	@scripts/livekit-server

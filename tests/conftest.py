@@ -21,6 +21,7 @@ import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import jwt
 import pytest
@@ -251,7 +252,7 @@ class StaticServer:
         self.server.server_close()
 
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def find_free_port() -> int:

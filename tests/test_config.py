@@ -3,13 +3,11 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from conftest import ROOT
 from tokensvc import ConfigError, environ_config, load_settings
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_defaults():
@@ -121,3 +119,23 @@ def test_gunicorn_refuses_to_start_and_stops(free_port):
     )
     assert result.returncode != 0
     assert "tokensvc: configuration error: TOKEN_TTL: expected a whole number" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "allowed"),
+    [("WEB_CONCURRENCY", "0", "1 to 256"), ("WEB_CONCURRENCY", "300", "1 to 256"),
+     ("GUNICORN_THREADS", "x", "1 to 1024"), ("GUNICORN_THREADS", "-4", "1 to 1024"),
+     ("PORT", "abc", "1 to 65535"), ("PORT", "70000", "1 to 65535")],
+)
+def test_gunicorn_settings_refuse_with_one_line_and_exit_4(free_port, name, value, allowed):
+    """gunicorn's own settings fail as the service's do: exit 4 and one line naming the setting."""
+    settings = {"PORT": str(free_port), name: value}
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "app:app"],
+        cwd=ROOT, env=clean_env(**settings), capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 4
+    assert result.stderr.strip().splitlines() == [
+        f"tokensvc: configuration error: {name}: expected a whole number from {allowed}, "
+        f"got {value!r}"
+    ]

@@ -1,15 +1,22 @@
 """The embedding example (examples/embed): the blueprint under /api/rtc, the host untouched."""
 
 import json
+import os
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import BODY, LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET
+from conftest import (
+    BODY, LIVEKIT_KEY, LIVEKIT_SECRET, ROOT, TENANT_SECRET, HttpService, assert_no_secrets,
+    livekit_settings,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples" / "embed"))
-from host import create_host_app  # noqa: E402
+from host import create_app as create_host_app  # noqa: E402
 
 
 @pytest.fixture
@@ -46,3 +53,38 @@ def test_errors_on_the_service_routes_are_json(host, tenants):
     client = host.test_client()
     response = client.post("/api/rtc/livekit/token", data="x", content_type="text/plain")
     assert (response.status_code, response.json["code"]) == (415, "unsupported_media_type")
+
+
+@pytest.mark.slow
+def test_example_runs_as_documented(livekit, free_port):
+    """`flask --app examples/embed/host.py run` serves the token route under /api/rtc; the
+    documented `tenant-token` command mints with the host's own key; access lines are written."""
+    flask = [str(Path(sys.executable).parent / "flask"), "--app", "examples/embed/host.py"]
+    env = {**os.environ, **livekit_settings(livekit)}
+    token = subprocess.run(flask + ["tenant-token", "--tenant", "acme"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    output = tempfile.TemporaryFile(mode="w+")
+    server = subprocess.Popen(flask + ["run", "--port", str(free_port)], cwd=ROOT, env=env,
+                              stdout=output, stderr=subprocess.STDOUT)
+    try:
+        service = HttpService()
+        service.url = f"http://127.0.0.1:{free_port}/api/rtc"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                status, body, _ = service.post("/livekit/token", BODY,
+                                               {"Authorization": f"Bearer {token}"})
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert status == 200 and body["room_name"] == BODY["room_name"]
+        assert json.loads(livekit.get_room(BODY["room_name"]).metadata) == {"auth_id": "acme"}
+    finally:
+        server.terminate()
+        server.wait(30)
+        output.seek(0)
+        printed = output.read()
+        output.close()
+    assert_no_secrets(printed)
+    access = [json.loads(line) for line in printed.splitlines() if line.startswith("{")]
+    assert [(line["path"], line["status"]) for line in access] == [("/api/rtc/livekit/token", 200)]

@@ -2,15 +2,14 @@
 
 import json
 import logging
+import os
+import secrets
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import BODY
-from tokensvc.config import FILE_KEYS, KEYS
-
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import BODY, ROOT, GunicornProcess, assert_no_secrets, livekit_settings
+from tokensvc.config import FILE_KEYS, KEYS, environ_config
 
 
 def test_app_json_documents_every_setting():
@@ -51,3 +50,25 @@ def test_proxy_fix_trusts_forwarded_headers_only_when_told(make_app, caplog, hop
         "X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"})
     (line,) = [r.getMessage() for r in caplog.records if r.name == "tokensvc.access"]
     assert json.loads(line)["client"] == client
+
+
+@pytest.mark.slow
+def test_button_deploy_starts_with_app_json_defaults(livekit, tenants, free_port):
+    """Exactly what a one-click deploy sets (app.json's values and generated secrets, plus the
+    required LiveKit settings the deployer fills in) starts the service, with auth required."""
+    env = {}
+    for name, spec in json.loads((ROOT / "app.json").read_text())["env"].items():
+        if spec.get("generator") == "secret":
+            env[name] = secrets.token_hex(32)  # what the platform's "secret" generator makes
+        elif "value" in spec:
+            env[name] = spec["value"]
+    env.update(livekit_settings(livekit))
+    base = {k: v for k, v in os.environ.items() if k not in environ_config(os.environ)}
+    server = GunicornProcess({**base, **env, "PORT": str(free_port)}, free_port)
+    try:
+        assert env["AUTH_REQUIRED"] == "true"
+        assert server.post("/livekit/token", BODY)[0] == 401
+        signed = tenants.headers("acme", secret=env["AUTH_JWT_SECRET"])
+        assert server.post("/livekit/token", BODY, signed)[0] == 200
+    finally:
+        assert_no_secrets(server.close())

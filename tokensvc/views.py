@@ -5,7 +5,7 @@ import logging
 
 from flask import Blueprint, current_app, g, request
 from marshmallow import ValidationError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .auth import load_tenant
 from .errors import (
@@ -67,6 +67,8 @@ def load_token_request() -> dict:
 def read_json_object() -> dict:
     """Return the body as a JSON object, or raise 400/413/415 saying what is wrong with it."""
     body = request.get_data(cache=False)
+    if _cut_at_the_limit(body):
+        raise RequestEntityTooLarge()
     if not body:
         raise InvalidRequest("the request body is missing; send a JSON object")
     if not request.is_json:
@@ -80,6 +82,15 @@ def read_json_object() -> dict:
     if not isinstance(document, dict):
         raise InvalidRequest("the request body must be a JSON object")
     return document
+
+
+def _cut_at_the_limit(body: bytes) -> bool:
+    """Whether a body sent without Content-Length (chunked) went on past the limit: werkzeug
+    stops reading there without a word, so look for one more byte on the raw input."""
+    limit = request.max_content_length
+    if request.content_length is not None or limit is None or len(body) < limit:
+        return False
+    return bool(request.environ["wsgi.input"].read(1))
 
 
 @bp.errorhandler(HTTPException)

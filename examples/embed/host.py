@@ -1,19 +1,35 @@
-"""A host Flask app with its own routes that mounts tokensvc under /api/rtc."""
+"""A host Flask app with its own routes that mounts tokensvc under /api/rtc.
+
+Run it after `make install`, with a LiveKit on 127.0.0.1:7880 (e.g. the one `make run` starts;
+LIVEKIT_URL and the other settings in the environment override the defaults below):
+
+    .venv/bin/flask --app examples/embed/host.py run --port 5000
+    .venv/bin/flask --app examples/embed/host.py tenant-token --tenant acme
+"""
+
+import logging
 
 from flask import Flask, request
 
-from tokensvc import TokenService
+from tokensvc import TokenService, environ_config
+
+#: The host's own development key for tenant tokens; a real host uses its auth service's key.
+DEVELOPMENT_TENANT_SECRET = "host-development-tenant-secret-change-me-0123456789"
 
 
-def create_host_app(config=None) -> Flask:
+def create_app(config=None) -> Flask:
     """The host site: its own config and pages, plus the token service under /api/rtc."""
     app = Flask(__name__)
     app.config.update(
         LIVEKIT_URL="ws://127.0.0.1:7880",
         LIVEKIT_API_KEY="devkey",
         LIVEKIT_API_SECRET="secret",
+        AUTH_JWT_SECRET=DEVELOPMENT_TENANT_SECRET,
     )
+    app.config.update(environ_config())
     app.config.update(config or {})
+    # The host decides where logs go; tokensvc's access lines are INFO on "tokensvc.access".
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     @app.get("/")
     def home():

@@ -20,17 +20,24 @@ def setting(name: str, default: int, minimum: int, maximum: int = 1 << 31) -> in
 # A PaaS sets $PORT; elsewhere default to 8000 on every interface.
 bind = f"0.0.0.0:{setting('PORT', 8000, 1, 65535)}"
 
-# gthread: a token request mostly waits on LiveKit, and each worker process keeps one
-# keep-alive LiveKit connection pool, shared by its request threads.
-# Chosen by measurement (bench/run.py, 2 cores, 8 concurrent clients, authenticated request on
-# an existing room): 2 workers x 4 threads gave ~780-860 req/s at ~1.9-2.0 ms CPU/request;
-# 2 x 8 gave ~720-750 req/s at 2.1 ms (more GIL contention, longer tail); 2 x 2 starved the
-# kept-alive connections (~280 req/s); 1 x 4 or 1 x 8 left a core idle (~350-400 req/s);
-# 4 x 2 was no faster than 2 x 4 on two cores and doubled memory. Workers default to the
-# core count; on a PaaS set WEB_CONCURRENCY to the cores the dyno really has.
-worker_class = "gthread"
+# gevent: every connection is a greenlet, so an idle or slow client (a slowloris trickling its
+# headers, a keep-alive connection left open) costs a little memory, never a worker thread. With
+# gthread, 16 such connections took /healthz down (tests/test_slow_clients.py holds 64 idle and
+# 64 trickling ones open and asks for answers within 1 s). A token request is a little CPU and
+# one or two LiveKit round trips, which gevent's patched sockets wait on without a thread each.
+# Patched here, in the master, before the app is loaded (preload_app below), so the locks,
+# thread-locals and sockets the app makes at start-up are gevent's too.
+import gevent  # noqa: E402
+from gevent import monkey  # noqa: E402
+
+monkey.patch_all()
+
+worker_class = "gevent"
+# Workers default to the core count; on a PaaS set WEB_CONCURRENCY to the cores the dyno has.
 workers = setting("WEB_CONCURRENCY", os.cpu_count() or 2, 1, 256)
-threads = setting("GUNICORN_THREADS", 4, 1, 1024)
+# Connections one worker holds open at once (idle, slow or busy); over it, new ones wait in the
+# listen queue.
+worker_connections = setting("GUNICORN_WORKER_CONNECTIONS", 1000, 1, 100_000)
 
 # Load the app once in the master: a configuration error stops the service with one line,
 # and workers share the loaded code. Each worker opens its own LiveKit connections on first use.
@@ -43,3 +50,9 @@ keepalive = 5
 # The service is managed by signals (PaaS, systemd); without this, every instance on a host
 # would contend for the same per-user control socket path.
 control_socket_disable = True
+
+
+def post_request(worker, req, environ, resp):
+    """Yield to the worker's other connections after every request: a kept-alive client whose
+    next request is already waiting would otherwise be served again and again before them."""
+    gevent.sleep(0)

@@ -34,6 +34,7 @@ API_KEY = "bench-key"
 API_SECRET = "bench-livekit-secret-0123456789abcdef0123456789"
 TENANT_SECRET = "bench-tenant-secret-0123456789abcdef0123456789ab"
 TICKS = os.sysconf("SC_CLK_TCK")
+NAIVE_CONFIG = "bench/naive_gunicorn.conf.py"
 
 
 @dataclass(frozen=True)
@@ -46,20 +47,21 @@ class Row:
     authenticated: bool
     room: str  # empty: a new room on every request
     livekit: str = "emulator"
+    config: str = "gunicorn.conf.py"
 
 
 ROWS = (
     Row("1", "service, authenticated, existing room", "app:app", True, "bench-existing"),
     Row("2", "service, authenticated, new room each request", "app:app", True, ""),
     Row("3", "service, unauthenticated", "app:app", False, "bench-open"),
-    Row("4", "naive asyncio.run + fresh LiveKitAPI, auth, existing room", "bench.naive_app:app",
-        True, "bench-existing-naive"),
+    Row("4", "naive asyncio.run + fresh LiveKitAPI, auth, existing room (gthread)",
+        "bench.naive_app:app", True, "bench-existing-naive", config=NAIVE_CONFIG),
     Row("5", "bare Flask route, constant JSON (floor)", "bench.floor_app:app", False,
         "bench-floor"),
     Row("1r", "as 1, on livekit-server", "app:app", True, "bench-existing", "livekit-server"),
     Row("2r", "as 2, on livekit-server", "app:app", True, "", "livekit-server"),
     Row("4r", "as 4, on livekit-server", "bench.naive_app:app", True, "bench-existing-naive",
-        "livekit-server"),
+        "livekit-server", NAIVE_CONFIG),
 )
 MODES = ("keep-alive", "close")  # close: one connection per request, as curl and some routers
 
@@ -153,7 +155,7 @@ class Server:
             "AUTH_JWT_SECRET": TENANT_SECRET,
         }
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", row.app],
+            [sys.executable, "-m", "gunicorn", "-c", row.config, row.app],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         self.url = f"http://127.0.0.1:{self.port}/livekit/token"

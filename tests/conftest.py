@@ -179,6 +179,14 @@ class HttpService:
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read()), error.headers
 
+    def get(self, path, timeout=30):
+        """GET and return (status, parsed JSON body, headers)."""
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=timeout) as response:
+                return response.status, json.loads(response.read()), response.headers
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read()), error.headers
+
 
 class ServedApp(HttpService):
     """An app served by a threaded WSGI server on a loopback port (a real socket)."""

@@ -124,7 +124,8 @@ def test_gunicorn_refuses_to_start_and_stops(free_port):
 @pytest.mark.parametrize(
     ("name", "value", "allowed"),
     [("WEB_CONCURRENCY", "0", "1 to 256"), ("WEB_CONCURRENCY", "300", "1 to 256"),
-     ("GUNICORN_THREADS", "x", "1 to 1024"), ("GUNICORN_THREADS", "-4", "1 to 1024"),
+     ("GUNICORN_WORKER_CONNECTIONS", "x", "1 to 100000"),
+     ("GUNICORN_WORKER_CONNECTIONS", "-4", "1 to 100000"),
      ("PORT", "abc", "1 to 65535"), ("PORT", "70000", "1 to 65535")],
 )
 def test_gunicorn_settings_refuse_with_one_line_and_exit_4(free_port, name, value, allowed):

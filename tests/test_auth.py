@@ -4,7 +4,10 @@ import base64
 import hashlib
 import hmac
 import json
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
 import pytest
@@ -433,3 +436,98 @@ def test_pem_key_and_jwks_together(make_app, livekit, jwks):
     assert ask(client, sign(claims(), jwks_key, "PS256", kid="k1")).status_code == 200
     assert ask(client, sign(claims(), pem_key, "RS256", kid="k1")).status_code == 401
     assert ask(client, sign(claims(), jwks_key, "RS256")).status_code == 401
+
+
+class TricklingJwks(JwksServer):
+    """A JWKS that, once told to trickle, sends its whole answer one byte every 0.2 s."""
+
+    def __init__(self):
+        """Serve normally until `trickle` is set."""
+        self.trickle = False
+        super().__init__()
+
+    def start(self) -> None:
+        """Listen with a handler that trickles when asked."""
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                owner.fetches += 1
+                data = json.dumps({"keys": owner.keys}).encode()
+                answer = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(data), data))
+                if not owner.trickle:
+                    self.wfile.write(answer)
+                    return
+                for byte in answer:
+                    try:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                    except OSError:
+                        return
+                    time.sleep(0.2)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def trickling_jwks():
+    """A JWKS server that can be made to trickle."""
+    server = TricklingJwks()
+    yield server
+    server.stop()
+
+
+def timed_ask(client, token):
+    """(response, seconds it took)."""
+    start = time.monotonic()
+    response = ask(client, token)
+    return response, time.monotonic() - start
+
+
+def test_trickling_jwks_never_holds_a_cached_key(make_app, livekit, trickling_jwks):
+    """With the JWKS trickling (its answer would take minutes) and LIVEKIT_TIMEOUT=1: a cached
+    key answers at once while a refresh for an unknown kid runs, and again after the cache has
+    passed its maximum age (the refresh then runs in the background)."""
+    key = private_key("rsa")
+    trickling_jwks.publish(key, "k1")
+    app = make_app(AUTH_JWT_SECRET=None, AUTH_JWKS_URL=trickling_jwks.url, AUTH_REQUIRED="true",
+                   AUTH_JWKS_REFRESH_SECONDS="0", LIVEKIT_TIMEOUT="1")
+    client = app.test_client()
+    assert ask(client, sign(claims(), key, "RS256", kid="k1")).status_code == 200
+    trickling_jwks.trickle = True
+    with ThreadPoolExecutor(1) as pool:
+        unknown = pool.submit(timed_ask, client, sign(claims(), private_key("rsa"), "RS256",
+                                                      kid="k2"))
+        time.sleep(0.2)  # the unknown kid's refresh is under way
+        cached, seconds = timed_ask(client, sign(claims(), key, "RS256", kid="k1"))
+        assert cached.status_code == 200 and seconds < 1
+        refused, waited = unknown.result()
+    assert (refused.status_code, refused.json["code"]) == (503, "auth_unavailable")
+    assert waited < 2
+    app.extensions["tokensvc"].verifier.jwks.MAX_AGE = 0
+    fetches = trickling_jwks.fetches
+    cached, seconds = timed_ask(client, sign(claims(), key, "RS256", kid="k1"))
+    assert cached.status_code == 200 and seconds < 1
+    time.sleep(0.2)
+    assert trickling_jwks.fetches == fetches + 1  # the stale cache started a refresh
+
+
+def test_trickling_jwks_with_no_key_is_503_within_the_timeout(make_app, livekit,
+                                                              trickling_jwks):
+    """No key cached and the JWKS trickling: 503 auth_unavailable once LIVEKIT_TIMEOUT (1 s) has
+    passed, not when the JWKS finally finishes; LiveKit is not called."""
+    trickling_jwks.publish(private_key("rsa"), "k1")
+    trickling_jwks.trickle = True
+    client = make_app(AUTH_JWT_SECRET=None, AUTH_JWKS_URL=trickling_jwks.url,
+                      AUTH_REQUIRED="true", LIVEKIT_TIMEOUT="1").test_client()
+    response, seconds = timed_ask(client, sign(claims(), private_key("rsa"), "RS256", kid="k1"))
+    assert (response.status_code, response.json["code"]) == (503, "auth_unavailable")
+    assert 0.9 < seconds < 2
+    assert livekit.call_count() == 0

@@ -2,8 +2,6 @@
 
 import logging
 import re
-import threading
-import time
 import unicodedata
 from datetime import datetime, timedelta, timezone
 
@@ -15,7 +13,8 @@ from flask import current_app, g, request
 from flask.cli import with_appcontext
 
 from .config import HMAC_ALGORITHMS, PUBLIC_KEY_ALGORITHMS, ConfigError, Settings
-from .errors import AuthUnavailable, Unauthorized
+from .errors import Unauthorized
+from .jwks import JwksKeys
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +22,6 @@ BEARER = re.compile(r"Bearer +([^\s]+)", re.IGNORECASE)
 MAX_TENANT_BYTES = 256
 RSA_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
 EC_ALGORITHMS_BY_CURVE = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
-KEY_TYPE_BY_FAMILY = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
 
 
 def load_tenant():
@@ -53,7 +51,10 @@ class TenantVerifier:
         """Load the keys and fix the algorithm allow-list; refuse unusable settings."""
         self.secret = settings.auth_jwt_secret.encode() if settings.auth_jwt_secret else None
         self.public_key, public_algorithms = _load_public_key(settings.auth_jwt_public_key)
-        self.jwks = JwksKeys(settings) if settings.auth_jwks_url else None
+        self.jwks = None
+        if settings.auth_jwks_url:
+            self.jwks = JwksKeys(settings.auth_jwks_url, settings.livekit_timeout,
+                                 settings.auth_jwks_refresh_seconds)
         derived = set(public_algorithms)
         if self.secret:
             derived.update(HMAC_ALGORITHMS)
@@ -155,72 +156,6 @@ def tenant_problem(tenant) -> str | None:
     if any(unicodedata.category(char) == "Cc" for char in tenant):
         return "holds a control character"
     return None
-
-
-class JwksKeys:
-    """The authentication service's JWKS: cached, refreshed on an unknown `kid`, rate limited."""
-
-    MAX_AGE = 300.0
-
-    def __init__(self, settings: Settings):
-        """Fetch lazily from `AUTH_JWKS_URL`, with the LiveKit timeout as a bound."""
-        self.client = jwt.PyJWKClient(
-            settings.auth_jwks_url,
-            cache_keys=False,
-            cache_jwk_set=False,
-            timeout=settings.livekit_timeout,
-        )
-        self.min_interval = settings.auth_jwks_refresh_seconds
-        self.keys = {}
-        self.fetched_at = None
-        self.attempted_at = None
-        self.last_fetch_failed = False
-        self._lock = threading.Lock()
-
-    def key_for(self, kid, algorithm: str):
-        """Return the key for `kid` that can verify `algorithm`."""
-        entry = self.keys.get(kid)
-        now = time.monotonic()
-        if entry is None or self.fetched_at is None or now - self.fetched_at > self.MAX_AGE:
-            self._refresh(now)
-            entry = self.keys.get(kid)
-        if entry is None:
-            if self.last_fetch_failed:
-                raise AuthUnavailable("the authentication service's keys could not be fetched")
-            raise Unauthorized("the bearer token's key id is unknown")
-        key_type, declared, key = entry
-        if key_type != KEY_TYPE_BY_FAMILY.get(algorithm[:2]) or declared not in (None, algorithm):
-            raise Unauthorized("the bearer token's algorithm does not match its key")
-        return key
-
-    def _refresh(self, now: float) -> None:
-        """Fetch the key set, at most once per `min_interval`; keep old keys if it fails."""
-        with self._lock:
-            if self.attempted_at is not None and now - self.attempted_at < self.min_interval:
-                return
-            self.attempted_at = now
-            try:
-                document = self.client.fetch_data()
-                entries = document["keys"]
-            except (jwt.PyJWKClientError, ValueError, TypeError, KeyError) as exc:
-                log.warning("JWKS fetch failed: %s", type(exc).__name__)
-                self.last_fetch_failed = True
-                return
-            self.keys = dict(_parse_jwks(entries))
-            self.fetched_at = now
-            self.last_fetch_failed = False
-
-
-def _parse_jwks(entries):
-    """Yield `kid -> (kty, declared alg, key)` for each usable public key of a JWKS."""
-    for entry in entries if isinstance(entries, list) else ():
-        if not isinstance(entry, dict) or entry.get("kty") == "oct":
-            continue
-        try:
-            key = jwt.PyJWK(entry).key
-        except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError, KeyError):
-            continue
-        yield entry.get("kid"), (entry.get("kty"), entry.get("alg"), key)
 
 
 def _load_public_key(pem: str | None):

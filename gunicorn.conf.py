@@ -32,6 +32,10 @@ from gevent import monkey  # noqa: E402
 
 monkey.patch_all()
 
+from gunicorn import util as gunicorn_util  # noqa: E402
+
+from tokensvc import serving  # noqa: E402
+
 worker_class = "gevent"
 # Workers default to the core count; on a PaaS set WEB_CONCURRENCY to the cores the dyno has.
 workers = setting("WEB_CONCURRENCY", os.cpu_count() or 2, 1, 256)
@@ -46,6 +50,13 @@ preload_app = True
 timeout = 30
 graceful_timeout = 10
 keepalive = 5
+
+# Errors gunicorn answers itself (a malformed request line or header, a 414 or 431) are JSON
+# like every other error, and its log lines never carry an Authorization value: its parser
+# quotes a header line that lacks its colon whole, bearer token and all. gunicorn has no hook for
+# the error page, so its one writer is replaced.
+gunicorn_util.write_error = serving.write_json_error
+logger_class = serving.GunicornLogger
 
 # The service is managed by signals (PaaS, systemd); without this, every instance on a host
 # would contend for the same per-user control socket path.

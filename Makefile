@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run token test install browser livekit-server bench soak
+.PHONY: run token test install system-packages livekit-server bench soak
 
 # make run's key for tenant tokens: public, for development only (make run binds loopback).
 DEV_TENANT_SECRET := development-tenant-secret-change-me
@@ -31,16 +31,19 @@ token: install
 livekit-server:
 	@scripts/livekit-server
 
-# The browser test needs Debian's chromium; install it when missing and we may (CI runs as root).
-browser:
-	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
-	  echo "chromium not installed: the browser test will be skipped"
+# The browser test needs Debian's chromium, the rate-limit tests Debian's redis-server; install
+# what is missing when we may (CI runs as root).
+system-packages:
+	@missing=""; command -v chromium >/dev/null || missing="chromium chromium-driver"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } || \
+	  echo "not installed: $$missing (their tests will be skipped)"
 
 # The suite runs in a private network namespace (scripts/in-private-network) on the real
 # livekit-server and the emulator; without the server, its cases skip (fail with
 # TOKENSVC_REQUIRE_LIVEKIT=1, as .ci/run sets).
-test: install browser
+test: install system-packages
 	server=$$(scripts/livekit-server | tail -n 1) || server=""; \
 	TOKENSVC_LIVEKIT_SERVER="$$server" scripts/in-private-network $(PY) -m pytest
 

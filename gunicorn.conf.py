@@ -1,7 +1,10 @@
 """Gunicorn settings, read by `gunicorn app:app` from the working directory."""
 
+import glob
 import os
+import shutil
 import sys
+import tempfile
 
 
 def setting(name: str, default: int, minimum: int, maximum: int = 1 << 31) -> int:
@@ -31,6 +34,19 @@ import gevent  # noqa: E402
 from gevent import monkey  # noqa: E402
 
 monkey.patch_all()
+
+# Metrics (METRICS_ENABLED): every worker writes its samples to files in
+# PROMETHEUS_MULTIPROC_DIR and /metrics adds them up. prometheus_client reads the variable when it
+# is imported, so it is set here, before the app is: a fresh directory per start (an operator's
+# own directory is emptied of an earlier run's files), forgotten for each dead worker, removed at
+# exit when it was made here.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    for stale in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
+        os.remove(stale)
+    made_metrics_dir = None
+else:
+    made_metrics_dir = tempfile.mkdtemp(prefix="tokensvc-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = made_metrics_dir
 
 from gunicorn import util as gunicorn_util  # noqa: E402
 
@@ -67,3 +83,16 @@ def post_request(worker, req, environ, resp):
     """Yield to the worker's other connections after every request: a kept-alive client whose
     next request is already waiting would otherwise be served again and again before them."""
     gevent.sleep(0)
+
+
+def child_exit(server, worker):
+    """Forget a dead worker's live-only samples (prometheus_client's multiprocess mode)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the metrics directory made at start."""
+    if made_metrics_dir:
+        shutil.rmtree(made_metrics_dir, ignore_errors=True)

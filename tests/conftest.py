@@ -11,6 +11,7 @@ import logging
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -426,3 +427,50 @@ def audit_token(token: str, room: str, identity: str, ttl: int, livekit) -> dict
 
     assert asyncio.run(try_server_api()) == 4
     return raw
+
+
+class RedisServer:
+    """A real redis-server on a loopback port, in a temporary directory, without persistence."""
+
+    def __init__(self, binary: str, port: int):
+        """Remember how to start it; `start()` starts it."""
+        self.binary, self.port = binary, port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.directory = tempfile.mkdtemp(prefix="tokensvc-redis-")
+        self.process = None
+
+    def start(self) -> "RedisServer":
+        """Start the server and wait until it answers PING."""
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.directory],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not answer PING within 10 s")
+
+    def stop(self) -> None:
+        """Stop the server (connections are refused afterwards)."""
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+@pytest.fixture
+def redis_server():
+    """A fresh redis-server for one test; `make test` installs it (Debian's redis-server)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        unavailable("redis-server is not installed (make test installs it)")
+    server = RedisServer(binary, find_free_port()).start()
+    yield server
+    server.stop()

@@ -47,14 +47,15 @@ def load_tenant():
 class TenantVerifier:
     """Verifies tenant JWTs with the configured secret, public key and/or JWKS."""
 
-    def __init__(self, settings: Settings):
-        """Load the keys and fix the algorithm allow-list; refuse unusable settings."""
+    def __init__(self, settings: Settings, observe_jwks_fetch=None):
+        """Load the keys and fix the algorithm allow-list; refuse unusable settings. JWKS
+        fetches are reported to `observe_jwks_fetch(outcome)` when given."""
         self.secret = settings.auth_jwt_secret.encode() if settings.auth_jwt_secret else None
         self.public_key, public_algorithms = _load_public_key(settings.auth_jwt_public_key)
         self.jwks = None
         if settings.auth_jwks_url:
             self.jwks = JwksKeys(settings.auth_jwks_url, settings.livekit_timeout,
-                                 settings.auth_jwks_refresh_seconds)
+                                 settings.auth_jwks_refresh_seconds, observe_jwks_fetch)
         derived = set(public_algorithms)
         if self.secret:
             derived.update(HMAC_ALGORITHMS)

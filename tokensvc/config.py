@@ -5,6 +5,8 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
+from limits import parse_many
+
 #: Every setting the service reads, in the order the README documents them.
 KEYS = (
     "LIVEKIT_URL",
@@ -31,6 +33,13 @@ KEYS = (
     "LOG_FORMAT",
     "LOG_LEVEL",
     "PROXY_FIX",
+    "METRICS_ENABLED",
+    "METRICS_BEARER_TOKEN",
+    "RATE_LIMIT_PER_TENANT",
+    "RATE_LIMIT_ROOM_CREATES_PER_TENANT",
+    "RATE_LIMIT_PER_IP",
+    "RATE_LIMIT_STORAGE_URL",
+    "RATE_LIMIT_FAIL_OPEN",
 )
 
 #: Secrets that may instead be read from a file named by `<KEY>_FILE`.
@@ -42,6 +51,8 @@ PUBLIC_KEY_ALGORITHMS = (
 )
 #: Characters that make flask-cors treat an origin as a regular expression.
 PATTERN_CHARACTERS = re.compile(r"[*?\[\]()^$|\\+{}]")
+#: Where rate-limit counters may live (the `limits` library's storage URLs).
+STORAGE_SCHEMES = ("memory", "redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster")
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 
@@ -78,6 +89,19 @@ class Settings:
     log_format: str = "json"
     log_level: str = "INFO"
     proxy_fix: int = 0
+    metrics_enabled: bool = False
+    metrics_bearer_token: str | None = field(default=None, repr=False)
+    rate_limit_per_tenant: str | None = None
+    rate_limit_room_creates_per_tenant: str | None = None
+    rate_limit_per_ip: str | None = None
+    rate_limit_storage_url: str = field(default="memory://", repr=False)
+    rate_limit_fail_open: bool = False
+
+    @property
+    def rate_limited(self) -> bool:
+        """Whether any rate limit is configured."""
+        return bool(self.rate_limit_per_tenant or self.rate_limit_room_creates_per_tenant
+                    or self.rate_limit_per_ip)
 
     @property
     def livekit_configured(self) -> bool:
@@ -132,6 +156,13 @@ def load_settings(config) -> Settings:
         log_format=_choice(values, "LOG_FORMAT", ("json", "logfmt"), "json"),
         log_level=_choice(values, "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
         proxy_fix=_number(values, "PROXY_FIX", 0, int, minimum=0),
+        metrics_enabled=_flag(values, "METRICS_ENABLED"),
+        metrics_bearer_token=_text(values, "METRICS_BEARER_TOKEN"),
+        rate_limit_per_tenant=_rate(values, "RATE_LIMIT_PER_TENANT"),
+        rate_limit_room_creates_per_tenant=_rate(values, "RATE_LIMIT_ROOM_CREATES_PER_TENANT"),
+        rate_limit_per_ip=_rate(values, "RATE_LIMIT_PER_IP"),
+        rate_limit_storage_url=_storage_url(values, "RATE_LIMIT_STORAGE_URL"),
+        rate_limit_fail_open=_flag(values, "RATE_LIMIT_FAIL_OPEN"),
     )
     _check_auth(settings)
     return settings
@@ -229,6 +260,27 @@ def _origins(values, key):
         if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.path not in ("", "/"):
             raise ConfigError(f"{key}: expected '*' or origins like https://app.example, got {origin!r}")
     return tuple(origin.rstrip("/") for origin in origins)
+
+
+def _rate(values, key):
+    """Return a rate limit in flask-limiter's syntax (`60/minute`, `10 per second; 100/hour`)."""
+    value = _text(values, key)
+    if value is None:
+        return None
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ConfigError(f"{key}: expected a rate such as 60/minute, got {value!r}") from None
+    return value
+
+
+def _storage_url(values, key):
+    """Return `memory://` (the default) or a Redis URL for the rate-limit counters."""
+    value = _text(values, key) or "memory://"
+    if urlparse(value).scheme not in STORAGE_SCHEMES:
+        raise ConfigError(f"{key}: expected memory:// or a redis:// URL, got a "
+                          f"{urlparse(value).scheme or 'schemeless'} URL")
+    return value
 
 
 def _choice(values, key, choices, default):

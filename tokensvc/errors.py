@@ -172,3 +172,28 @@ class LiveKitTimeout(ApiError):
     code = 504
     error_code = "livekit_timeout"
     description = "LiveKit did not answer in time"
+
+
+class RateLimited(ApiError):
+    """A rate limit (per tenant, per tenant's new rooms, per client address) is used up."""
+
+    code = 429
+    error_code = "rate_limited"
+    description = "too many requests"
+
+    def __init__(self, description=None, retry_after: int = 1):
+        """Say when the caller may try again, in whole seconds."""
+        super().__init__(description)
+        self.retry_after = retry_after
+
+    def response_headers(self):
+        """`Retry-After`, seconds."""
+        return (("Retry-After", str(self.retry_after)),)
+
+
+class RateLimitUnavailable(ApiError):
+    """The rate-limit storage (Redis) could not be reached and the limits fail closed."""
+
+    code = 503
+    error_code = "rate_limit_unavailable"
+    description = "the rate limit storage could not be reached"

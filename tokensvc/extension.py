@@ -9,7 +9,10 @@ from .auth import TenantVerifier, tenant_token_command
 from .config import Settings, load_settings
 from .health import Readiness
 from .health import bp as health_bp
+from .metrics import Instruments, instruments
+from .metrics import bp as metrics_bp
 from .openapi import bp as openapi_bp
+from .ratelimit import RateLimits
 from .service import TokenIssuer
 from .views import bp
 
@@ -24,6 +27,8 @@ class ServiceState:
     verifier: TenantVerifier | None
     issuer: TokenIssuer
     readiness: Readiness
+    rate_limits: RateLimits | None = None
+    metrics: Instruments | None = None
 
     def close(self) -> None:
         """Release the LiveKit client's loop thread and connections."""
@@ -44,14 +49,21 @@ class TokenService:
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError("tokensvc is already initialised on this app")
         settings = load_settings(app.config)
-        verifier = TenantVerifier(settings) if settings.auth_configured else None
-        issuer = TokenIssuer(settings)
-        state = ServiceState(settings, verifier, issuer, Readiness(issuer))
+        metrics = instruments() if settings.metrics_enabled else None
+        rate_limits = RateLimits(settings) if settings.rate_limited else None
+        verifier = None
+        if settings.auth_configured:
+            verifier = TenantVerifier(settings, metrics and metrics.jwks_fetch)
+        issuer = TokenIssuer(settings, room_creations=rate_limits,
+                             observe_call=metrics and metrics.livekit_call)
+        state = ServiceState(settings, verifier, issuer, Readiness(issuer), rate_limits, metrics)
         app.extensions[EXTENSION_KEY] = state
         prefix = (url_prefix or self.url_prefix or "").rstrip("/")
         app.register_blueprint(bp, url_prefix=prefix or None)
         app.register_blueprint(health_bp, url_prefix=prefix or None)
         app.register_blueprint(openapi_bp, url_prefix=prefix or None)
+        if metrics is not None:
+            app.register_blueprint(metrics_bp, url_prefix=prefix or None)
         app.cli.add_command(tenant_token_command)
         if settings.cors_allowed_origins:
             CORS(

@@ -33,10 +33,11 @@ class JwksKeys:
 
     MAX_AGE = 300.0
 
-    def __init__(self, url: str, timeout: float, min_interval: float):
+    def __init__(self, url: str, timeout: float, min_interval: float, observe=None):
         """Fetch from `url` lazily, each fetch within `timeout`, at most once per `min_interval`
-        for unknown key ids."""
+        for unknown key ids; tell `observe("ok" or "failed")` of each fetch, when given."""
         self.url, self.timeout, self.min_interval = url, timeout, min_interval
+        self._observe = observe
         self.keys = {}  # replaced whole by a refresh, never changed in place
         self.fetched_at = None
         self.last_fetch_failed = False
@@ -87,6 +88,8 @@ class JwksKeys:
             log.warning("JWKS fetch from %s failed: %s", urlsplit(self.url).netloc,
                         type(exc).__name__)
             keys, failed = self.keys, True
+        if self._observe is not None:
+            self._observe("failed" if failed else "ok")
         with self._lock:
             self.keys, self.last_fetch_failed = keys, failed
             if not failed:
@@ -104,12 +107,12 @@ def fetch_json(url: str, timeout: float):
     timer = threading.Timer(timeout, _cut, args=(connection,))
     timer.daemon = True
     timer.start()
+    path = parts.path or "/"
     try:
-        path = parts.path or "/"
         connection.request("GET", f"{path}?{parts.query}" if parts.query else path,
                            headers={"Accept": "application/json"})
-        response = connection.getresponse()
-        body = response.read(MAX_JWKS_BYTES + 1)
+        with connection.getresponse() as response:
+            body = response.read(MAX_JWKS_BYTES + 1)
         if response.status != 200 or len(body) > MAX_JWKS_BYTES:
             raise ValueError(f"JWKS answered HTTP {response.status} with {len(body)} bytes")
         return json.loads(body)

@@ -20,7 +20,7 @@ from livekit import api
 from livekit.protocol import room as room_pb
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, ProtocolError, ReadTimeoutError
 
-from .errors import LiveKitError, LiveKitTimeout, LiveKitUnavailable
+from .errors import ApiError, LiveKitError, LiveKitTimeout, LiveKitUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,9 @@ SCHEMES = {"ws": "http", "wss": "https", "http": "http", "https": "https"}
 class RoomServiceClient:
     """Blocking calls to LiveKit's RoomService, safe from many threads and across `fork`."""
 
-    def __init__(self, url: str, api_key: str, api_secret: str, timeout: float):
-        """Remember where and how to call; connections open on the first call."""
+    def __init__(self, url: str, api_key: str, api_secret: str, timeout: float, observe=None):
+        """Remember where and how to call; connections open on the first call. `observe`, when
+        given, is told of every call: `observe(method, outcome code or "ok", seconds)`."""
         parts = urlsplit(url)
         self.host = parts.netloc
         self._base = f"{SCHEMES[parts.scheme]}://{parts.netloc}"
@@ -45,6 +46,7 @@ class RoomServiceClient:
         self._lock = threading.Lock()
         self._headers_now, self._renew_at = {}, 0.0
         self._pool, self._pid = None, None
+        self._observe = observe
 
     def find_room(self, name: str):
         """Return the room called `name` as the store holds it, or None (ListRooms)."""
@@ -75,6 +77,19 @@ class RoomServiceClient:
     def _call(self, method: str, request):
         """POST one RoomService call and return the decoded answer, or raise 502/503/504."""
         self._counter.calls = getattr(self._counter, "calls", 0) + 1
+        if self._observe is None:
+            return self._round_trip(method, request)
+        started, outcome = time.perf_counter(), "ok"
+        try:
+            return self._round_trip(method, request)
+        except ApiError as exc:
+            outcome = exc.error_code
+            raise
+        finally:
+            self._observe(method, outcome, time.perf_counter() - started)
+
+    def _round_trip(self, method: str, request):
+        """The call itself: POST with one retry on a stale connection, then decode."""
         path, headers = self._path + method, self._headers()
         body = request.SerializeToString()
         deadline = time.monotonic() + self._timeout

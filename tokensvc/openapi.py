@@ -18,9 +18,10 @@ TOKEN_ERRORS = {
     403: "room_forbidden: the room belongs to another tenant",
     413: "payload_too_large: body over MAX_CONTENT_LENGTH",
     415: "unsupported_media_type: body not application/json",
+    429: "rate_limited: a rate limit is used up (with `Retry-After`, seconds); nothing written",
     500: "livekit_not_configured or token_generation_failed",
     502: "livekit_error: LiveKit answered an error or garbage",
-    503: "livekit_unavailable or auth_unavailable",
+    503: "livekit_unavailable, auth_unavailable or rate_limit_unavailable",
     504: "livekit_timeout: LiveKit did not answer within LIVEKIT_TIMEOUT",
 }
 REQUEST_EXAMPLE = {
@@ -80,6 +81,7 @@ def build_spec(prefix: str, auth_required: bool) -> APISpec:
         for status, text in TOKEN_ERRORS.items()
     }
     errors["401"]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+    errors["429"]["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
     spec.path(
         path="/livekit/token",
         operations={

@@ -23,12 +23,21 @@ def start_request():
 
 
 def finish_request(response):
-    """After each request: echo the id and write the access line (no token, no secret)."""
+    """After each request: echo the id, write the access line (no token, no secret) and count
+    it in the metrics when they are on."""
     response.headers["X-Request-ID"] = g.get("request_id", "")
-    if log.isEnabledFor(logging.INFO):
-        outcome = "ok"
-        if response.status_code >= 400:
-            outcome = (response.get_json(silent=True) or {}).get("code", "error")
+    state = current_app.extensions["tokensvc"]
+    logged = log.isEnabledFor(logging.INFO)
+    if not logged and state.metrics is None:
+        return response
+    outcome = "ok"
+    if response.status_code >= 400:
+        outcome = (response.get_json(silent=True) or {}).get("code", "error")
+    seconds = time.perf_counter() - g.get("request_started", 0)
+    if state.metrics is not None:
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        state.metrics.request_done(route, outcome, seconds)
+    if logged:
         fields = {
             "request_id": g.get("request_id"),
             "method": request.method,
@@ -39,9 +48,9 @@ def finish_request(response):
             "room": g.get("room"),
             "outcome": outcome,
             "livekit_calls": _livekit_calls(),
-            "duration_ms": round((time.perf_counter() - g.get("request_started", 0)) * 1000, 2),
+            "duration_ms": round(seconds * 1000, 2),
         }
-        log.info(format_line(fields, current_app.extensions["tokensvc"].settings.log_format))
+        log.info(format_line(fields, state.settings.log_format))
     return response
 
 

@@ -15,6 +15,9 @@ neither writes anything that belongs to another tenant:
    decides: the tenant whose create made the live room gets tokens, every other tenant gets 403,
    whatever the store says meanwhile.
 
+With `RATE_LIMIT_ROOM_CREATES_PER_TENANT`, a tenant over its limit is refused with 429 between the
+two steps, before anything is written; a room is counted once `CreateRoom` gave it to the caller.
+
 LiveKit calls per request: unauthenticated 0; a room the store gives another owner 1 (ListRooms);
 a new room, or the caller's own room, 2 (ListRooms, CreateRoom). UpdateRoomMetadata is never used.
 A store that names the caller while the live room names another tenant (the loser of a create
@@ -59,6 +62,7 @@ class IssuedToken:
     room_name: str
     participant_identity: str
     livekit_url: str
+    room_created: bool = False
 
     @property
     def participant_token(self) -> str:
@@ -127,8 +131,11 @@ def _flat_dict(instance) -> dict:
 class TokenIssuer:
     """Issues participant tokens; with a tenant, first makes sure the tenant owns the room."""
 
-    def __init__(self, settings: Settings, rooms: RoomServiceClient | None = None):
-        """Use `rooms` for LiveKit calls (built from the settings when not given)."""
+    def __init__(self, settings: Settings, rooms: RoomServiceClient | None = None,
+                 room_creations=None, observe_call=None):
+        """Use `rooms` for LiveKit calls (built from the settings, reporting each call to
+        `observe_call`, when not given); `room_creations`, when given, is asked before a room
+        is created (`test_room_create(tenant)`) and told after (`count_room_create(tenant)`)."""
         self.settings = settings
         if rooms is None and settings.livekit_configured:
             rooms = RoomServiceClient(
@@ -136,18 +143,23 @@ class TokenIssuer:
                 settings.livekit_api_key,
                 settings.livekit_api_secret,
                 settings.livekit_timeout,
+                observe_call,
             )
         self.rooms = rooms
+        self.room_creations = room_creations
 
     def issue(self, request: TokenRequest, tenant: str | None) -> IssuedToken:
         """Return a token for `request`; with a tenant, only for a room the tenant owns."""
         self.require_livekit()
-        metadata = None if tenant is None else self.ensure_room_owner(request.room_name, tenant)
+        metadata, created = None, False
+        if tenant is not None:
+            metadata, created = self.ensure_room_owner(request.room_name, tenant)
         return IssuedToken(
             token=self.mint_token(request, metadata),
             room_name=request.room_name,
             participant_identity=request.participant_identity,
             livekit_url=self.settings.client_url,
+            room_created=created,
         )
 
     def require_livekit(self) -> RoomServiceClient:
@@ -156,16 +168,22 @@ class TokenIssuer:
             raise LiveKitNotConfigured()
         return self.rooms
 
-    def ensure_room_owner(self, room_name: str, tenant: str) -> str:
-        """Create the room for `tenant` if missing; return its live metadata, or refuse a room
-        that the store or the live room gives to anyone else (see the module docstring)."""
+    def ensure_room_owner(self, room_name: str, tenant: str) -> tuple[str, bool]:
+        """Create the room for `tenant` if missing; return (its live metadata, whether this
+        call created it), or refuse a room that the store or the live room gives to anyone else
+        (see the module docstring)."""
         stored = self.rooms.find_room(room_name)
         if stored is not None and room_owner(stored.metadata) != tenant:
             raise RoomForbidden(f"room {room_name!r} is not owned by this tenant")
+        if stored is None and self.room_creations is not None:
+            self.room_creations.test_room_create(tenant)
         room = self.rooms.create_room(self._create_request(room_name, tenant, stored))
         if room_owner(room.metadata) != tenant:
             raise RoomForbidden(f"room {room_name!r} is not owned by this tenant")
-        return room.metadata
+        created = stored is None
+        if created and self.room_creations is not None:
+            self.room_creations.count_room_create(tenant)
+        return room.metadata, created
 
     def mint_token(self, request: TokenRequest, room_metadata: str | None) -> str:
         """Sign a join-only token for one room; `room_metadata` rides along in `roomConfig`."""

@@ -43,9 +43,14 @@ bp.before_request(load_tenant)
 @bp.post("/livekit/token")
 def issue_token():
     """Issue a LiveKit token for one room; with a tenant, only for a room the tenant owns."""
+    state = current_app.extensions["tokensvc"]
+    if state.rate_limits is not None:
+        state.rate_limits.hit_request(g.tenant, request.remote_addr)
     fields = load_token_request()
     g.room = fields["room_name"]
-    issued = current_app.extensions["tokensvc"].issuer.issue(TokenRequest(**fields), g.tenant)
+    issued = state.issuer.issue(TokenRequest(**fields), g.tenant)
+    if state.metrics is not None:
+        state.metrics.token_issued(g.tenant, issued.room_created)
     return response_schema.dump(issued)
 
 

@@ -1,0 +1,99 @@
+"""Prometheus metrics (`prometheus_client`) and the `/metrics` blueprint, on when METRICS_ENABLED.
+
+Under gunicorn every worker writes its samples to files in `PROMETHEUS_MULTIPROC_DIR`, which
+gunicorn.conf.py sets up (and cleans for dead workers), and `/metrics` adds them up, so one
+scrape shows the whole service whichever worker answers it. Labels are bounded: route, outcome
+code, mode, LiveKit method; never a tenant id, room name or identity (unbounded cardinality).
+"""
+
+import hmac
+import os
+from functools import cache
+
+from flask import Blueprint, Response, current_app, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from werkzeug.exceptions import HTTPException
+
+from .errors import Unauthorized, http_error_response
+from .requestlog import finish_request, start_request
+
+bp = Blueprint("metrics", __name__)
+bp.before_request(start_request)
+bp.after_request(finish_request)
+bp.register_error_handler(HTTPException, http_error_response)
+
+#: Request and LiveKit latency buckets, seconds.
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Instruments:
+    """The service's metrics; made once per process (prometheus_client keeps them globally)."""
+
+    def __init__(self):
+        """Declare every metric."""
+        self.requests = Counter("tokensvc_requests", "HTTP requests by route and outcome code.",
+                                ["route", "code"])
+        self.request_seconds = Histogram("tokensvc_request_duration_seconds",
+                                         "Time to answer a request, by route.", ["route"],
+                                         buckets=BUCKETS)
+        self.tokens = Counter("tokensvc_tokens_issued", "Participant tokens issued, by mode.",
+                              ["mode"])
+        self.rooms_created = Counter("tokensvc_rooms_created", "Rooms the service created.")
+        self.livekit_calls = Counter("tokensvc_livekit_calls",
+                                     "LiveKit RoomService calls by method and outcome.",
+                                     ["method", "outcome"])
+        self.livekit_seconds = Histogram("tokensvc_livekit_call_duration_seconds",
+                                         "Time of one LiveKit call, by method.", ["method"],
+                                         buckets=BUCKETS)
+        self.jwks_fetches = Counter("tokensvc_jwks_fetches", "JWKS fetches by outcome.",
+                                    ["outcome"])
+
+    def request_done(self, route: str, code: str, seconds: float) -> None:
+        """Record one answered request."""
+        self.requests.labels(route, code).inc()
+        self.request_seconds.labels(route).observe(seconds)
+
+    def token_issued(self, tenant: str | None, room_created: bool) -> None:
+        """Record one issued token (and the room it created, if any)."""
+        self.tokens.labels("anonymous" if tenant is None else "tenant").inc()
+        if room_created:
+            self.rooms_created.inc()
+
+    def livekit_call(self, method: str, outcome: str, seconds: float) -> None:
+        """Record one LiveKit call."""
+        self.livekit_calls.labels(method, outcome).inc()
+        self.livekit_seconds.labels(method).observe(seconds)
+
+    def jwks_fetch(self, outcome: str) -> None:
+        """Record one JWKS fetch."""
+        self.jwks_fetches.labels(outcome).inc()
+
+
+@cache
+def instruments() -> Instruments:
+    """This process's metrics, made on first use."""
+    return Instruments()
+
+
+@bp.get("/metrics")
+def metrics():
+    """The Prometheus text exposition of every worker's metrics."""
+    expected = current_app.extensions["tokensvc"].settings.metrics_bearer_token
+    if expected is not None:
+        sent = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(sent.encode(), f"Bearer {expected}".encode()):
+            raise Unauthorized("a valid metrics bearer token is required")
+    registry = REGISTRY
+    # prometheus_client's own variable: set, every worker writes its samples to files there.
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

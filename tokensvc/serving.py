@@ -7,7 +7,9 @@ import re
 
 from gunicorn import glogging
 
+from .config import ConfigError, environ_config, load_settings
 from .errors import CODES_BY_STATUS
+from .requestlog import ServiceFormatter
 
 #: A bearer value, a JWT anywhere, or whatever follows an Authorization header name (a header
 #: line without its colon is logged whole by gunicorn's parser errors).
@@ -47,14 +49,27 @@ class RedactSecrets(logging.Filter):
 
 
 class GunicornLogger(glogging.Logger):
-    """gunicorn's logger, with `RedactSecrets` on its error and access logs."""
+    """gunicorn's logger, writing LOG_FORMAT lines like the service's own, through
+    `RedactSecrets`."""
 
     def setup(self, cfg):
-        """Set up as gunicorn does, then add the filter (again after every reopen)."""
+        """Set up as gunicorn does, then format in LOG_FORMAT and add the filter."""
         super().setup(cfg)
+        formatter = ServiceFormatter(_log_format())
         for logger in (self.error_log, self.access_log):
             if not any(isinstance(f, RedactSecrets) for f in logger.filters):
                 logger.addFilter(RedactSecrets())
+            for handler in logger.handlers:
+                handler.setFormatter(formatter)
+
+
+def _log_format() -> str:
+    """LOG_FORMAT from the environment; with any unusable setting "json", since the app's own
+    start-up then stops with the one line that names it."""
+    try:
+        return load_settings(environ_config()).log_format
+    except ConfigError:
+        return "json"
 
 
 def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:

@@ -35,6 +35,9 @@ API_SECRET = "bench-livekit-secret-0123456789abcdef0123456789"
 TENANT_SECRET = "bench-tenant-secret-0123456789abcdef0123456789ab"
 TICKS = os.sysconf("SC_CLK_TCK")
 NAIVE_CONFIG = "bench/naive_gunicorn.conf.py"
+#: Row 2 makes a room per request; rooms that close after 2 s keep the LiveKit it shares with the
+#: other rows from sweeping tens of thousands of idle rooms every second (which slowed every row).
+SHORT_LIVED_ROOMS = (("ROOM_EMPTY_TIMEOUT", "2"),)
 
 
 @dataclass(frozen=True)
@@ -48,18 +51,21 @@ class Row:
     room: str  # empty: a new room on every request
     livekit: str = "emulator"
     config: str = "gunicorn.conf.py"
+    env: tuple = ()  # extra settings for this row's service
 
 
 ROWS = (
     Row("1", "service, authenticated, existing room", "app:app", True, "bench-existing"),
-    Row("2", "service, authenticated, new room each request", "app:app", True, ""),
+    Row("2", "service, authenticated, new room each request", "app:app", True, "",
+        env=SHORT_LIVED_ROOMS),
     Row("3", "service, unauthenticated", "app:app", False, "bench-open"),
     Row("4", "naive asyncio.run + fresh LiveKitAPI, auth, existing room (gthread)",
         "bench.naive_app:app", True, "bench-existing-naive", config=NAIVE_CONFIG),
     Row("5", "bare Flask route, constant JSON (floor)", "bench.floor_app:app", False,
         "bench-floor"),
     Row("1r", "as 1, on livekit-server", "app:app", True, "bench-existing", "livekit-server"),
-    Row("2r", "as 2, on livekit-server", "app:app", True, "", "livekit-server"),
+    Row("2r", "as 2, on livekit-server", "app:app", True, "", "livekit-server",
+        env=SHORT_LIVED_ROOMS),
     Row("4r", "as 4, on livekit-server", "bench.naive_app:app", True, "bench-existing-naive",
         "livekit-server", NAIVE_CONFIG),
 )
@@ -153,6 +159,7 @@ class Server:
             "LIVEKIT_API_KEY": API_KEY,
             "LIVEKIT_API_SECRET": API_SECRET,
             "AUTH_JWT_SECRET": TENANT_SECRET,
+            **dict(row.env),
         }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", row.config, row.app],

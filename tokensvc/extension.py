@@ -31,7 +31,7 @@ class ServiceState:
     metrics: Instruments | None = None
 
     def close(self) -> None:
-        """Release the LiveKit client's loop thread and connections."""
+        """Close the LiveKit client's pooled connections."""
         self.issuer.close()
 
 

@@ -245,6 +245,6 @@ class TokenIssuer:
         return {name: value for name, value in options.items() if value is not None}
 
     def close(self) -> None:
-        """Release the LiveKit client's loop and connections."""
+        """Close the LiveKit client's pooled connections."""
         if self.rooms is not None:
             self.rooms.close()

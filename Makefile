@@ -47,9 +47,14 @@ test: install system-packages
 	server=$$(scripts/livekit-server | tail -n 1) || server=""; \
 	TOKENSVC_LIVEKIT_SERVER="$$server" scripts/in-private-network $(PY) -m pytest
 
+# make bench takes about 20 minutes (every row, both connection modes); a short form:
+#   make bench BENCH_ARGS="--rows 1,3,4,5 --modes keep-alive --requests 8000 --rounds 3"
+BENCH_ARGS ?=
 bench: install
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
-	$(PY) -m bench.run
+	$(PY) -m bench.run $(BENCH_ARGS)
 
+# make soak runs 120 s; make soak SOAK_SECONDS=20 for a short one.
+SOAK_SECONDS ?= 120
 soak: install
-	$(PY) tests/soak.py --seconds 120
+	$(PY) tests/soak.py --seconds $(SOAK_SECONDS)

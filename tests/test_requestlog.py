@@ -147,3 +147,16 @@ def test_control_characters_are_escaped_and_read_back(make_app, tenants, caplog,
     else:
         quoted = re.search(r'room=("(?:[^"\\]|\\.)*")', line).group(1)
         assert json.loads(quoted) == RAW
+
+
+@pytest.mark.slow
+def test_python_warnings_are_log_lines_too(make_gunicorn):
+    """A Python warning (PyJWT's, for a LiveKit secret under 32 bytes) is a LOG_FORMAT line
+    from the py.warnings logger, not raw interpreter text; the secret is not in it."""
+    server = make_gunicorn(LIVEKIT_API_SECRET="short-secret")
+    assert server.post("/livekit/token", BODY)[0] == 200
+    output = server.close()
+    lines = [json.loads(line) for line in output.splitlines()]
+    (warning,) = [line for line in lines if line.get("logger") == "py.warnings"]
+    assert warning["level"] == "warning" and "InsecureKeyLengthWarning" in warning["message"]
+    assert "short-secret" not in output

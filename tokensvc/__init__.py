@@ -44,6 +44,12 @@ def _configure_logging(level: str, style: str) -> None:
         handler = logging.StreamHandler()
         handler.setFormatter(ServiceFormatter(style))
         logger.addHandler(handler)
+        # Python warnings (PyJWT's for a short LiveKit secret, say) as LOG_FORMAT lines too.
+        logging.captureWarnings(True)
+        warnings_logger = logging.getLogger("py.warnings")
+        if not warnings_logger.handlers:
+            warnings_logger.addHandler(handler)
+            warnings_logger.propagate = False
 
 
 def _log_livekit_target(issuer) -> None:

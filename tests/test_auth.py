@@ -511,7 +511,11 @@ def test_trickling_jwks_never_holds_a_cached_key(make_app, livekit, trickling_jw
         refused, waited = unknown.result()
     assert (refused.status_code, refused.json["code"]) == (503, "auth_unavailable")
     assert waited < 2
-    app.extensions["tokensvc"].verifier.jwks.MAX_AGE = 0
+    keys = app.extensions["tokensvc"].verifier.jwks
+    deadline = time.monotonic() + 3
+    while keys._refreshing is not None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the unknown kid's refresh is cut off at its own deadline
+    keys.MAX_AGE = 0
     fetches = trickling_jwks.fetches
     cached, seconds = timed_ask(client, sign(claims(), key, "RS256", kid="k1"))
     assert cached.status_code == 200 and seconds < 1

@@ -91,9 +91,9 @@ class JwksKeys:
         if self._observe is not None:
             self._observe("failed" if failed else "ok")
         with self._lock:
-            self.keys, self.last_fetch_failed = keys, failed
-            if not failed:
+            if not failed:  # before the keys: a reader that sees new keys sees their age too
                 self.fetched_at = time.monotonic()
+            self.keys, self.last_fetch_failed = keys, failed
             self._refreshing = None
         done.set()
 

@@ -241,12 +241,7 @@ class StaticServer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 owner.fetches += 1
-                data = owner._body().encode()
-                self.send_response(200)
-                self.send_header("Content-Type", owner._content_type)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                owner.respond(self)
 
             def log_message(self, *args):
                 pass
@@ -254,6 +249,15 @@ class StaticServer:
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def respond(self, handler: BaseHTTPRequestHandler) -> None:
+        """Answer one GET with `body()` (a subclass may answer otherwise)."""
+        data = self._body().encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", self._content_type)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
 
     def stop(self) -> None:
         """Stop listening: connections are refused."""

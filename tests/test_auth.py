@@ -4,10 +4,8 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
 import pytest
@@ -446,34 +444,21 @@ class TricklingJwks(JwksServer):
         self.trickle = False
         super().__init__()
 
-    def start(self) -> None:
-        """Listen with a handler that trickles when asked."""
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                owner.fetches += 1
-                data = json.dumps({"keys": owner.keys}).encode()
-                answer = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                          b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(data), data))
-                if not owner.trickle:
-                    self.wfile.write(answer)
-                    return
-                for byte in answer:
-                    try:
-                        self.wfile.write(bytes([byte]))
-                        self.wfile.flush()
-                    except OSError:
-                        return
-                    time.sleep(0.2)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def respond(self, handler) -> None:
+        """Answer at once, or one byte every 0.2 s when trickling."""
+        data = json.dumps({"keys": self.keys}).encode()
+        answer = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(data), data))
+        if not self.trickle:
+            handler.wfile.write(answer)
+            return
+        for byte in answer:
+            try:
+                handler.wfile.write(bytes([byte]))
+                handler.wfile.flush()
+            except OSError:
+                return
+            time.sleep(0.2)
 
 
 @pytest.fixture

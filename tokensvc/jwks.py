@@ -43,7 +43,7 @@ class JwksKeys:
         self.last_fetch_failed = False
         self._attempted_at = None
         self._refreshing = None  # an Event set when the running refresh ends
-        self._lock = threading.Lock()  # guards the three fields above; never held across I/O
+        self._lock = threading.Lock()  # guards the fields a refresh sets; never held across I/O
 
     def key_for(self, kid, algorithm: str):
         """Return the key for `kid` that can verify `algorithm`."""

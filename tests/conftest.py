@@ -101,8 +101,16 @@ def livekit_settings(livekit) -> dict:
 
 
 @pytest.fixture
-def make_app(livekit):
-    """Build apps wired to the emulator; extra settings override the defaults."""
+def storage_url(tmp_path):
+    """This test's own embedded ownership record (a fresh SQLite file)."""
+    return f"sqlite:///{tmp_path}/holds.sqlite3"
+
+
+@pytest.fixture
+def make_app(livekit, storage_url):
+    """Build apps wired to the emulator; extra settings override the defaults: a tenant key with
+    AUTH_REQUIRED=false set explicitly (anonymous tokens for names no tenant holds), and this
+    test's own storage. A setting given as None is left unset (AUTH_REQUIRED=None: the default)."""
     apps = []
 
     def build(**settings):
@@ -110,6 +118,8 @@ def make_app(livekit):
             "TESTING": True,
             **livekit_settings(livekit),
             "AUTH_JWT_SECRET": TENANT_SECRET,
+            "AUTH_REQUIRED": "false",
+            "STORAGE_URL": storage_url,
             **settings,
         }
         app = create_app({k: v for k, v in config.items() if v is not None})
@@ -123,7 +133,7 @@ def make_app(livekit):
 
 @pytest.fixture
 def app(make_app):
-    """The service with default settings (authentication optional)."""
+    """The service with make_app's defaults (a tenant key, AUTH_REQUIRED=false)."""
     return make_app()
 
 
@@ -353,12 +363,13 @@ def gunicorn_env(livekit, **settings):
 
 
 @pytest.fixture
-def make_gunicorn(livekit):
+def make_gunicorn(livekit, storage_url):
     """Start the service under gunicorn with extra settings; stopped at teardown."""
     servers = []
 
     def start(**settings):
-        servers.append(GunicornProcess(gunicorn_env(livekit, **settings), find_free_port()))
+        env = gunicorn_env(livekit, STORAGE_URL=storage_url, **settings)
+        servers.append(GunicornProcess(env, find_free_port()))
         return servers[-1]
 
     yield start

@@ -20,10 +20,11 @@ from host import create_app as create_host_app  # noqa: E402
 
 
 @pytest.fixture
-def host(livekit):
+def host(livekit, storage_url):
     """The host app wired to the emulator."""
     app = create_host_app({"LIVEKIT_URL": livekit.ws_url, "LIVEKIT_API_KEY": LIVEKIT_KEY,
-                           "LIVEKIT_API_SECRET": LIVEKIT_SECRET, "AUTH_JWT_SECRET": TENANT_SECRET})
+                           "LIVEKIT_API_SECRET": LIVEKIT_SECRET, "AUTH_JWT_SECRET": TENANT_SECRET,
+                           "STORAGE_URL": storage_url})
     yield app
     app.extensions["tokensvc"].close()
 
@@ -38,21 +39,24 @@ def test_token_route_is_mounted_under_the_prefix(host, tenants, livekit):
     assert client.get("/api/rtc/healthz").json == {"status": "ok"}
 
 
-def test_host_keeps_its_own_routes_and_limits(host):
+def test_host_keeps_its_own_routes_and_limits(host, tenants):
     """The host's routes keep working and unlimited; the service's routes get its 64 KiB."""
     client = host.test_client()
     assert client.get("/").get_data(as_text=True) == "<h1>Host site</h1>"
     assert client.post("/upload", data=b"x" * 200000).json == {"received": 200000}
     big = {**BODY, "pad": "x" * 70000}
-    response = client.post("/api/rtc/livekit/token", json=big)
+    response = client.post("/api/rtc/livekit/token", json=big, headers=tenants.headers())
     assert (response.status_code, response.json["code"]) == (413, "payload_too_large")
 
 
 def test_errors_on_the_service_routes_are_json(host, tenants):
     """Errors raised on the mounted routes are the service's JSON errors."""
     client = host.test_client()
-    response = client.post("/api/rtc/livekit/token", data="x", content_type="text/plain")
+    response = client.post("/api/rtc/livekit/token", data="x", content_type="text/plain",
+                           headers=tenants.headers())
     assert (response.status_code, response.json["code"]) == (415, "unsupported_media_type")
+    anonymous = client.post("/api/rtc/livekit/token", json=BODY)
+    assert (anonymous.status_code, anonymous.json["code"]) == (401, "unauthorized")
 
 
 @pytest.mark.slow

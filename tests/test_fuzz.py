@@ -9,16 +9,18 @@ from conftest import BODY, LIVEKIT_SECRET, TENANT_SECRET, Tenants, verify_token
 
 #: Every status the token route may answer, with the codes the SPEC allows for it.
 CONTRACT = {
-    400: {"invalid_request"},
+    400: {"invalid_request", "field_not_allowed"},
     401: {"unauthorized"},
     403: {"room_forbidden"},
     404: {"not_found"},
     405: {"method_not_allowed"},
     413: {"payload_too_large"},
     415: {"unsupported_media_type"},
+    429: {"rate_limited"},
     500: {"livekit_not_configured", "token_generation_failed"},
     502: {"livekit_error"},
-    503: {"livekit_unavailable", "auth_unavailable"},
+    503: {"livekit_unavailable", "auth_unavailable", "storage_unavailable",
+          "rate_limit_unavailable"},
     504: {"livekit_timeout"},
 }
 FIELDS = ("room_name", "participant_name", "participant_identity")

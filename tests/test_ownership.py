@@ -84,13 +84,17 @@ def test_race_lost_between_lookup_and_create_is_refused(client, tenants, livekit
     assert livekit.calls == {"ListRooms": 1, "CreateRoom": 1}
 
 
-def test_closed_room_can_be_claimed_again(client, tenants, livekit):
-    """A room LiveKit closed (it emptied out) is free: the next tenant to ask owns it."""
+def test_closed_room_stays_its_holders(client, tenants, livekit):
+    """A room LiveKit closed is still its holder's name: another tenant gets 403 with no LiveKit
+    call, and the holder gets its room back."""
     assert post(client, tenants, "acme").status_code == 200
     livekit.close_room(ROOM)
-    assert post(client, tenants, "globex").status_code == 200
-    assert json.loads(livekit.get_room(ROOM).metadata) == {"auth_id": "globex"}
-    assert post(client, tenants, "acme").status_code == 403
+    livekit.calls.clear()
+    refused = post(client, tenants, "globex")
+    assert (refused.status_code, refused.json["code"]) == (403, "room_forbidden")
+    assert livekit.calls == {} and livekit.stored_room(ROOM) is None
+    assert post(client, tenants, "acme").status_code == 200
+    assert json.loads(livekit.get_room(ROOM).metadata) == {"auth_id": "acme"}
 
 
 def test_tenant_id_with_json_characters_round_trips(client, tenants, livekit):
@@ -102,9 +106,10 @@ def test_tenant_id_with_json_characters_round_trips(client, tenants, livekit):
     assert post(client, tenants, "x").status_code == 403
 
 
-def test_unauthenticated_request_skips_ownership_entirely(client, livekit):
+def test_unauthenticated_request_skips_ownership_entirely(make_app, livekit):
     """Unauthenticated mode: even a foreign room gets a token, and LiveKit is not called."""
     livekit.add_room(ROOM, json.dumps({"auth_id": "globex"}))
+    client = make_app(AUTH_JWT_SECRET=None, AUTH_REQUIRED=None).test_client()
     response = client.post("/livekit/token", json=BODY)
     assert response.status_code == 200
     assert livekit.call_count() == 0
@@ -128,10 +133,11 @@ def test_create_race_won_live_room_keeps_the_room(client, tenants, livekit):
     assert views(livekit) == (ACME, GLOBEX)
     refused = post(client, tenants, "globex")
     assert refused.status_code == 403 and refused.json["code"] == "room_forbidden"
-    # The winner is refused on the store's word until a participant joins (fail closed).
-    assert post(client, tenants, "acme").status_code == 403
+    # The winner holds the name in the service's record: its next token costs one CreateRoom,
+    # which answers from the live room; the diverged store is never read again.
+    assert post(client, tenants, "acme").status_code == 200
     assert views(livekit) == (ACME, GLOBEX)
-    assert livekit.calls == {"ListRooms": 3, "CreateRoom": 2}
+    assert livekit.calls == {"ListRooms": 1, "CreateRoom": 2}
 
 
 @pytest.mark.livekit_server("emulator")
@@ -157,9 +163,11 @@ def test_store_only_room_of_another_tenant_is_never_recreated(client, tenants, l
 
 
 @pytest.mark.livekit_server("emulator")
-def test_store_only_room_of_the_caller_comes_back_as_it_was(make_app, tenants, livekit):
-    """The caller's own store-only room is made live again with its own metadata and options,
-    even when the service is configured with other options for new rooms."""
+@pytest.mark.livekit_server("emulator")
+def test_unrecorded_store_only_room_of_the_caller_comes_back_as_it_was(make_app, tenants,
+                                                                        livekit):
+    """A store-only room the record does not know, whose metadata names the caller, is made live
+    again with its own metadata and options, even when the service has other options."""
     metadata = json.dumps({"auth_id": "acme", "topic": "standup"})
     livekit.add_stored_room(ROOM, metadata, empty_timeout=77, max_participants=3)
     client = make_app(ROOM_EMPTY_TIMEOUT="10", ROOM_MAX_PARTICIPANTS="50").test_client()
@@ -170,3 +178,21 @@ def test_store_only_room_of_the_caller_comes_back_as_it_was(make_app, tenants, l
     assert livekit.stored_room(ROOM).metadata == metadata
     claims, _ = verify_token(response.json["token"])
     assert claims.room_config.metadata == metadata
+
+
+@pytest.mark.livekit_server("emulator")
+def test_store_only_room_of_the_holder_is_made_live_for_it(make_app, tenants, livekit):
+    """The holder's own store-only room (its node failed) is made live again for the holder,
+    with the service's metadata and options (the documented cost of one LiveKit call)."""
+    client = make_app(ROOM_EMPTY_TIMEOUT="10", ROOM_MAX_PARTICIPANTS="50").test_client()
+    assert post(client, tenants, "acme").status_code == 200
+    livekit.close_room(ROOM)
+    livekit.add_stored_room(ROOM, json.dumps({"auth_id": "acme", "topic": "standup"}),
+                            empty_timeout=77, max_participants=3)
+    response = post(client, tenants, "acme")
+    assert response.status_code == 200
+    live = livekit.get_room(ROOM)
+    assert (live.metadata, live.empty_timeout, live.max_participants) == (ACME, 10, 50)
+    claims, _ = verify_token(response.json["token"])
+    assert claims.room_config.metadata == ACME
+    assert post(client, tenants, "globex").status_code == 403

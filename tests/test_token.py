@@ -10,9 +10,15 @@ from conftest import BODY, verify_token
 FORBIDDEN_GRANTS = ("roomAdmin", "roomCreate", "roomList", "roomRecord")
 
 
-def test_unauthenticated_token_echoes_request_and_calls_no_livekit(client, livekit):
+@pytest.fixture
+def unauthenticated(make_app):
+    """A client of the service with no tenant key at all (the seed's unauthenticated mode)."""
+    return make_app(AUTH_JWT_SECRET=None, AUTH_REQUIRED=None).test_client()
+
+
+def test_unauthenticated_token_echoes_request_and_calls_no_livekit(unauthenticated, livekit):
     """Without a bearer token: 200, the request echoed, and LiveKit never called."""
-    response = client.post("/livekit/token", json=BODY)
+    response = unauthenticated.post("/livekit/token", json=BODY)
     assert response.status_code == 200
     assert set(response.json) == {
         "token", "room_name", "participant_identity", "livekit_url", "server_url",
@@ -27,10 +33,10 @@ def test_unauthenticated_token_echoes_request_and_calls_no_livekit(client, livek
     assert livekit.get_room(BODY["room_name"]) is None
 
 
-def test_token_claims_are_join_only_for_one_room(client):
+def test_token_claims_are_join_only_for_one_room(unauthenticated):
     """The token names the participant and grants exactly join/publish/subscribe/data."""
     before = int(time.time())
-    token = client.post("/livekit/token", json=BODY).json["token"]
+    token = unauthenticated.post("/livekit/token", json=BODY).json["token"]
     claims, raw = verify_token(token)
     assert claims.identity == BODY["participant_identity"]
     assert claims.name == BODY["participant_name"]

@@ -19,6 +19,8 @@ KEYS = (
     "ROOM_DEPARTURE_TIMEOUT",
     "ROOM_MAX_PARTICIPANTS",
     "AUTH_REQUIRED",
+    "STORAGE_URL",
+    "STORAGE_TIMEOUT",
     "AUTH_JWT_SECRET",
     "AUTH_JWT_PUBLIC_KEY",
     "AUTH_JWKS_URL",
@@ -44,6 +46,8 @@ KEYS = (
 
 #: Secrets that may instead be read from a file named by `<KEY>_FILE`.
 FILE_KEYS = ("LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "AUTH_JWT_SECRET", "AUTH_JWT_PUBLIC_KEY")
+#: The settings that configure a key for tenant tokens (any one turns AUTH_REQUIRED on).
+TENANT_KEYS = ("AUTH_JWT_SECRET", "AUTH_JWT_PUBLIC_KEY", "AUTH_JWKS_URL")
 
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 PUBLIC_KEY_ALGORITHMS = (
@@ -53,6 +57,8 @@ PUBLIC_KEY_ALGORITHMS = (
 PATTERN_CHARACTERS = re.compile(r"[*?\[\]()^$|\\+{}]")
 #: Where rate-limit counters may live (the `limits` library's storage URLs).
 STORAGE_SCHEMES = ("memory", "redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster")
+#: Where the ownership record may live (STORAGE_URL).
+HOLD_SCHEMES = ("sqlite", "redis", "rediss", "redis+sentinel")
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 
@@ -75,6 +81,8 @@ class Settings:
     room_departure_timeout: int | None = None
     room_max_participants: int | None = None
     auth_required: bool = False
+    storage_url: str | None = field(default=None, repr=False)
+    storage_timeout: float = 2.0
     auth_jwt_secret: str | None = field(default=None, repr=False)
     auth_jwt_public_key: str | None = None
     auth_jwks_url: str | None = None
@@ -114,6 +122,12 @@ class Settings:
         return self.livekit_public_url or self.livekit_url
 
     @property
+    def anonymous_checked(self) -> bool:
+        """Whether anonymous tokens are possible beside tenants (a key, AUTH_REQUIRED=false):
+        then they are never for a name a tenant holds."""
+        return self.auth_configured and not self.auth_required
+
+    @property
     def auth_configured(self) -> bool:
         """Whether any tenant-token verification key is configured."""
         return bool(self.auth_jwt_secret or self.auth_jwt_public_key or self.auth_jwks_url)
@@ -139,7 +153,9 @@ def load_settings(config) -> Settings:
         room_empty_timeout=_number(values, "ROOM_EMPTY_TIMEOUT", None, int, minimum=0),
         room_departure_timeout=_number(values, "ROOM_DEPARTURE_TIMEOUT", None, int, minimum=0),
         room_max_participants=_number(values, "ROOM_MAX_PARTICIPANTS", None, int, minimum=0),
-        auth_required=_flag(values, "AUTH_REQUIRED"),
+        auth_required=_auth_required(values),
+        storage_url=_hold_storage_url(values, "STORAGE_URL"),
+        storage_timeout=_number(values, "STORAGE_TIMEOUT", 2.0, float, minimum=0.001),
         auth_jwt_secret=_text(values, "AUTH_JWT_SECRET"),
         auth_jwt_public_key=_text(values, "AUTH_JWT_PUBLIC_KEY"),
         auth_jwks_url=_url(values, "AUTH_JWKS_URL", schemes=("http", "https")),
@@ -280,6 +296,27 @@ def _storage_url(values, key):
     if urlparse(value).scheme not in STORAGE_SCHEMES:
         raise ConfigError(f"{key}: expected memory:// or a redis:// URL, got a "
                           f"{urlparse(value).scheme or 'schemeless'} URL")
+    return value
+
+
+def _auth_required(values) -> bool:
+    """AUTH_REQUIRED as set; unset, true whenever a tenant key is configured."""
+    if values.get("AUTH_REQUIRED") in (None, ""):
+        return any(_text(values, key) for key in TENANT_KEYS)
+    return _flag(values, "AUTH_REQUIRED")
+
+
+def _hold_storage_url(values, key):
+    """Return a sqlite:/// or Redis URL for the ownership record, or None (the default file)."""
+    value = _text(values, key)
+    if value is None:
+        return None
+    scheme = urlparse(value).scheme
+    if scheme not in HOLD_SCHEMES:
+        raise ConfigError(f"{key}: expected sqlite:///path or a redis://, rediss:// or "
+                          f"redis+sentinel:// URL, got a {scheme or 'schemeless'} URL")
+    if scheme == "sqlite" and not value.split("://", 1)[1].lstrip("/"):
+        raise ConfigError(f"{key}: a sqlite URL names a file, as in sqlite:////var/lib/tokensvc.db")
     return value
 
 

@@ -166,6 +166,10 @@ class LiveKitUnavailable(ApiError):
     description = "LiveKit could not be reached"
 
 
+class LiveKitUnreached(LiveKitUnavailable):
+    """No connection to LiveKit could be made: the request never reached it."""
+
+
 class LiveKitTimeout(ApiError):
     """LiveKit did not answer within LIVEKIT_TIMEOUT."""
 
@@ -189,6 +193,22 @@ class RateLimited(ApiError):
     def response_headers(self):
         """`Retry-After`, seconds."""
         return (("Retry-After", str(self.retry_after)),)
+
+
+class StorageUnavailable(ApiError):
+    """The ownership record's storage (STORAGE_URL) could not be reached or failed."""
+
+    code = 503
+    error_code = "storage_unavailable"
+    description = "the service's storage could not be reached; nothing was written"
+
+
+class RoomBusy(ApiError):
+    """Another request is creating this room and did not finish within the wait."""
+
+    code = 503
+    error_code = "livekit_unavailable"
+    description = "another request is creating this room; try again"
 
 
 class RateLimitUnavailable(ApiError):

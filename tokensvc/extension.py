@@ -1,5 +1,7 @@
 """The Flask extension: `TokenService(app)` or `TokenService().init_app(app)` mounts the service."""
 
+import logging
+import os
 from dataclasses import dataclass
 
 from flask import Flask
@@ -8,6 +10,7 @@ from flask_cors import CORS
 from .auth import TenantVerifier, tenant_token_command
 from .config import Settings, load_settings
 from .health import Readiness
+from .holds import open_holds
 from .health import bp as health_bp
 from .metrics import Instruments, instruments
 from .metrics import bp as metrics_bp
@@ -17,6 +20,10 @@ from .service import TokenIssuer
 from .views import bp
 
 EXTENSION_KEY = "tokensvc"
+#: The embedded ownership record, in the app's instance folder unless STORAGE_URL names another.
+DEFAULT_STORAGE_FILE = "tokensvc.sqlite3"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -31,7 +38,7 @@ class ServiceState:
     metrics: Instruments | None = None
 
     def close(self) -> None:
-        """Close the LiveKit client's pooled connections."""
+        """Close the LiveKit client's pooled connections and the storage's."""
         self.issuer.close()
 
 
@@ -54,8 +61,14 @@ class TokenService:
         verifier = None
         if settings.auth_configured:
             verifier = TenantVerifier(settings, metrics and metrics.jwks_fetch)
+        holds = None
+        if settings.auth_configured:
+            url = settings.storage_url or "sqlite:///" + os.path.join(
+                app.instance_path, DEFAULT_STORAGE_FILE)
+            holds = open_holds(url, settings.storage_timeout, metrics and metrics.storage_call)
         issuer = TokenIssuer(settings, room_creations=rate_limits,
-                             observe_call=metrics and metrics.livekit_call)
+                             observe_call=metrics and metrics.livekit_call, holds=holds)
+        _warn_if_anonymous(settings)
         state = ServiceState(settings, verifier, issuer, Readiness(issuer), rate_limits, metrics)
         app.extensions[EXTENSION_KEY] = state
         prefix = (url_prefix or self.url_prefix or "").rstrip("/")
@@ -76,3 +89,13 @@ class TokenService:
                 max_age=600,
             )
         return state
+
+
+def _warn_if_anonymous(settings: Settings) -> None:
+    """One start-up line whenever tokens can be had without a tenant bearer token."""
+    if not settings.auth_configured:
+        log.warning("starting: no tenant key is configured (AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY, "
+                    "AUTH_JWKS_URL): anyone who reaches the service gets tokens for any room")
+    elif not settings.auth_required:
+        log.warning("starting: AUTH_REQUIRED=false: requests without a bearer token get anonymous "
+                    "tokens, for room names no tenant holds")

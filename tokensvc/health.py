@@ -67,9 +67,11 @@ class Readiness:
         return problem
 
     def _check(self):
-        """Settings present and one ListRooms call; a failure becomes its SPEC code and message."""
+        """Settings present, one ListRooms call and one storage read; a failure becomes its SPEC code and message."""
         try:
             self.issuer.require_livekit().find_room(PROBE_ROOM)
+            if self.issuer.holds is not None:
+                self.issuer.holds.get(PROBE_ROOM)
         except ApiError as error:
             return (error.error_code, error.description)
         return None

@@ -18,9 +18,15 @@ import urllib3
 from google.protobuf.message import DecodeError
 from livekit import api
 from livekit.protocol import room as room_pb
-from urllib3.exceptions import ConnectTimeoutError, HTTPError, ProtocolError, ReadTimeoutError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+)
 
-from .errors import ApiError, LiveKitError, LiveKitTimeout, LiveKitUnavailable
+from .errors import ApiError, LiveKitError, LiveKitTimeout, LiveKitUnavailable, LiveKitUnreached
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +107,7 @@ class RoomServiceClient:
                 )
                 break
             except ConnectTimeoutError:
-                raise LiveKitUnavailable("LiveKit could not be reached (connect timed out)") from None
+                raise LiveKitUnreached("LiveKit could not be reached (connect timed out)") from None
             except ReadTimeoutError:
                 raise LiveKitTimeout(f"LiveKit did not answer within {self._timeout:g} s") from None
             except ProtocolError:
@@ -109,6 +115,9 @@ class RoomServiceClient:
                     log.debug("LiveKit closed a kept-alive connection; retrying once")
                     continue
                 raise self._unreachable("connection dropped") from None
+            except NewConnectionError:
+                log.warning("LiveKit at %s could not be reached: connection refused", self.host)
+                raise LiveKitUnreached("LiveKit could not be reached (connection refused)") from None
             except HTTPError as exc:
                 raise self._unreachable(type(exc).__name__) from None
         if answer.status != 200:

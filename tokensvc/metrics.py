@@ -53,6 +53,12 @@ class Instruments:
         self.livekit_seconds = Histogram("tokensvc_livekit_call_duration_seconds",
                                          "Time of one LiveKit call, by method.", ["method"],
                                          buckets=BUCKETS)
+        self.storage_calls = Counter("tokensvc_storage_calls",
+                                     "Calls to the ownership record's storage by operation "
+                                     "and outcome.", ["operation", "outcome"])
+        self.storage_seconds = Histogram("tokensvc_storage_call_duration_seconds",
+                                         "Time of one storage call, by operation.",
+                                         ["operation"], buckets=BUCKETS)
         self.jwks_fetches = Counter("tokensvc_jwks_fetches", "JWKS fetches by outcome.",
                                     ["outcome"])
 
@@ -71,6 +77,11 @@ class Instruments:
         """Record one LiveKit call."""
         self.livekit_calls.labels(method, outcome).inc()
         self.livekit_seconds.labels(method).observe(seconds)
+
+    def storage_call(self, operation: str, outcome: str, seconds: float) -> None:
+        """Record one storage call."""
+        self.storage_calls.labels(operation, outcome).inc()
+        self.storage_seconds.labels(operation).observe(seconds)
 
     def jwks_fetch(self, outcome: str) -> None:
         """Record one JWKS fetch."""

@@ -1,32 +1,31 @@
 """The LiveKit-facing service: room ownership and token minting, with no Flask in sight.
 
-livekit-server keeps two views of a room: the live room (what `CreateRoom` answers from and what
-participants join) and the store entry (what `ListRooms` reads). After two concurrent creates of
-one new room they can disagree until the live room next changes, and a `CreateRoom` for a room that
-is only in the store overwrites the stored metadata. So ownership is decided in two steps, and
-neither writes anything that belongs to another tenant:
+Ownership is a property of the room **name**, kept in the service's own record (`holds.py`),
+because a token names a room, not one life of it, and LiveKit keeps refreshing the tokens of
+connected participants. `metadata.auth_id` in LiveKit is the mirror other systems read. For a
+tenant (or, with AUTH_REQUIRED=false beside a key, the anonymous namespace "") asking for name N:
 
-1. `ListRooms`: a room the store holds whose `auth_id` is not the caller's (or that has no valid
-   `auth_id`) is refused at once, with no write. A room only in the store (its node failed) is
-   therefore never re-created for a tenant that does not own it.
-2. `CreateRoom`: for a new room with the caller as owner; for the caller's own stored room with the
-   store's own metadata and options, so it changes nothing (a live room comes back untouched; a
-   store-only one is made live as it was). The answer is the live room, and only its `auth_id`
-   decides: the tenant whose create made the live room gets tokens, every other tenant gets 403,
-   whatever the store says meanwhile.
+1. `claim(N)`: one atomic storage step. Another holder whose hold has not run out: 403, no
+   LiveKit call. The caller's own hold is extended to now + TOKEN_TTL + 60 s.
+2. Another holder whose hold ran out: ask LiveKit (ListRooms). Listed: the holder keeps it for
+   another grace (max(600 s, TOKEN_TTL) + 60 s, the life of a token LiveKit refreshed), 403.
+   Absent and not yet seen gone: the grace starts now, 403. Absent once the grace after it was
+   seen gone is over: the name is free, and passes to the caller (compare-and-set, so a
+   concurrent token of the holder wins).
+3. Under the per-name lock (one creator per name across every instance): for a name the record
+   had not held (new record or taken over), LiveKit's word first: a room the store lists with
+   another owner (or no valid `auth_id`) is refused with no write, and recorded as that owner's.
+   Then CreateRoom with the caller's metadata: a live room comes back unchanged, a missing one is
+   created; only the live room's `auth_id` in the answer decides.
 
-With `RATE_LIMIT_ROOM_CREATES_PER_TENANT`, a tenant over its limit is refused with 429 between the
-two steps, before anything is written; a room is counted once `CreateRoom` gave it to the caller.
-
-LiveKit calls per request: unauthenticated 0; a room the store gives another owner 1 (ListRooms);
-a new room, or the caller's own room, 2 (ListRooms, CreateRoom). UpdateRoomMetadata is never used.
-A store that names the caller while the live room names another tenant (the loser of a create
-race) is refused on the CreateRoom answer; the opposite case (the winner, before anyone joined) is
-refused on ListRooms until the first participant joins and the server re-writes its store.
+LiveKit calls per request: unauthenticated 0; a name another holds 0; the caller's own name 1
+(CreateRoom); a new name 2 (ListRooms, CreateRoom). A CreateRoom that timed out keeps the lock
+until it expires (LOCK_TTL_MS outlasts what LiveKit may still be running).
 """
 
 import dataclasses
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cache
@@ -36,10 +35,29 @@ from livekit import api
 from livekit.api.access_token import Claims, snake_to_lower_camel
 
 from .config import Settings
-from .errors import LiveKitNotConfigured, RoomForbidden, TokenGenerationFailed
+from .errors import (
+    LiveKitNotConfigured,
+    LiveKitTimeout,
+    LiveKitUnavailable,
+    LiveKitUnreached,
+    RoomBusy,
+    RoomForbidden,
+    StorageUnavailable,
+    TokenGenerationFailed,
+)
+from .holds import Hold, now_ms
 from .livekit_client import RoomServiceClient
 
 OWNER_KEY = "auth_id"
+#: The holder of names used by anonymous tokens (never a tenant id: those are 1 to 256 bytes).
+ANONYMOUS = ""
+#: LiveKit's own CreateRoom may run create_room_attempts (3) x create_room_timeout (10 s) after
+#: the service gave up; the per-name lock outlasts that.
+LOCK_TTL_MS = 40_000
+#: LiveKit accepts a token until about 60 s past its exp.
+LIVEKIT_LEEWAY_MS = 60_000
+#: LiveKit's refreshed tokens are valid for at least 10 minutes.
+REFRESHED_TOKEN_MS = 600_000
 
 
 @dataclass(frozen=True)
@@ -76,8 +94,10 @@ class IssuedToken:
 
 
 def owner_metadata(tenant: str) -> str:
-    """Return the room metadata that makes `tenant` the owner (always JSON-encoded)."""
-    return json.dumps({OWNER_KEY: tenant}, ensure_ascii=False, separators=(",", ":"))
+    """Return the room metadata that makes `tenant` the owner (always JSON-encoded); for the
+    anonymous namespace, an object without an owner."""
+    document = {OWNER_KEY: tenant} if tenant != ANONYMOUS else {}
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
 
 
 def room_owner(metadata: str) -> str | None:
@@ -90,6 +110,11 @@ def room_owner(metadata: str) -> str | None:
         return None
     owner = document.get(OWNER_KEY)
     return owner if isinstance(owner, str) and owner else None
+
+
+def holder_of(metadata: str) -> str:
+    """The holder a room's metadata names: its tenant, or ANONYMOUS when it has no valid owner."""
+    return room_owner(metadata) or ANONYMOUS
 
 
 class FlatClaims(Claims):
@@ -132,11 +157,15 @@ class TokenIssuer:
     """Issues participant tokens; with a tenant, first makes sure the tenant owns the room."""
 
     def __init__(self, settings: Settings, rooms: RoomServiceClient | None = None,
-                 room_creations=None, observe_call=None):
+                 room_creations=None, observe_call=None, holds=None):
         """Use `rooms` for LiveKit calls (built from the settings, reporting each call to
-        `observe_call`, when not given); `room_creations`, when given, is asked before a room
-        is created (`test_room_create(tenant)`) and told after (`count_room_create(tenant)`)."""
+        `observe_call`, when not given) and `holds` as the ownership record; `room_creations`,
+        when given, is asked before a room is created (`test_room_create(tenant)`) and told
+        after (`count_room_create(tenant)`)."""
         self.settings = settings
+        self.holds = holds
+        self.hold_ms = settings.token_ttl * 1000 + LIVEKIT_LEEWAY_MS
+        self.grace_ms = max(REFRESHED_TOKEN_MS, settings.token_ttl * 1000) + LIVEKIT_LEEWAY_MS
         if rooms is None and settings.livekit_configured:
             rooms = RoomServiceClient(
                 settings.livekit_url,
@@ -149,11 +178,13 @@ class TokenIssuer:
         self.room_creations = room_creations
 
     def issue(self, request: TokenRequest, tenant: str | None) -> IssuedToken:
-        """Return a token for `request`; with a tenant, only for a room the tenant owns."""
+        """Return a token for `request`; with a tenant (or anonymous beside a key), only for a
+        room name that is the caller's."""
         self.require_livekit()
         metadata, created = None, False
-        if tenant is not None:
-            metadata, created = self.ensure_room_owner(request.room_name, tenant)
+        holder = tenant if tenant is not None else ANONYMOUS
+        if tenant is not None or self.settings.anonymous_checked:
+            metadata, created = self.ensure_room_owner(request.room_name, holder)
         return IssuedToken(
             token=self.mint_token(request, metadata),
             room_name=request.room_name,
@@ -168,22 +199,98 @@ class TokenIssuer:
             raise LiveKitNotConfigured()
         return self.rooms
 
-    def ensure_room_owner(self, room_name: str, tenant: str) -> tuple[str, bool]:
-        """Create the room for `tenant` if missing; return (its live metadata, whether this
-        call created it), or refuse a room that the store or the live room gives to anyone else
-        (see the module docstring)."""
+    def ensure_room_owner(self, room_name: str, holder: str) -> tuple[str, bool]:
+        """Make sure `room_name` is `holder`'s, creating the room if missing; return (the live
+        room's metadata, whether this call created it), or raise 403 (see the module docstring)."""
+        hold = self.holds.claim(room_name, holder, now_ms() + self.hold_ms)
+        if hold.holder != holder:
+            hold = self._take_over(room_name, hold, holder)
+        token = self._lock(room_name)
+        release, stored = True, None
+        try:
+            if hold.new:
+                stored = self._check_livekit_word(room_name, hold)
+            absent = hold.new and stored is None
+            if self.room_creations is not None and absent:
+                self.room_creations.test_room_create(holder)
+            room = self.rooms.create_room(self._create_request(room_name, holder, stored))
+        except LiveKitUnreached:
+            if hold.new:  # the request never reached LiveKit: nothing to hold
+                self.holds.drop(room_name, hold)
+            raise
+        except (LiveKitTimeout, LiveKitUnavailable):
+            # LiveKit may still be creating the room for the caller: keep the hold, and the
+            # lock until it expires.
+            release = False
+            raise
+        except (RoomForbidden, StorageUnavailable):
+            raise
+        except Exception:
+            if hold.new:  # refused (429) or LiveKit answered an error: the claim goes too
+                self.holds.drop(room_name, hold)
+            raise
+        finally:
+            if release:
+                self._unlock(room_name, token)
+        if holder_of(room.metadata) != holder:
+            self._record_owner(room_name, hold, holder_of(room.metadata))
+            raise RoomForbidden(f"room {room_name!r} is not owned by this tenant")
+        if absent and self.room_creations is not None:
+            self.room_creations.count_room_create(holder)
+        return room.metadata, absent
+
+    def _take_over(self, room_name: str, hold: Hold, holder: str) -> Hold:
+        """Another holder has the name: refuse while its hold lasts; once it ran out, ask
+        LiveKit, and pass the name on only after a full grace with the room gone."""
+        forbidden = RoomForbidden(f"room {room_name!r} is not owned by this tenant")
+        now = now_ms()
+        if hold.until > now:
+            raise forbidden
+        if self.rooms.find_room(room_name) is not None:
+            self.holds.claim(room_name, hold.holder, now + self.grace_ms)
+            raise forbidden
+        if not hold.gone:
+            self.holds.mark_gone(room_name, hold, now + self.grace_ms)
+            raise forbidden
+        if not self.holds.transfer(room_name, hold, holder, now + self.hold_ms):
+            raise forbidden  # the holder got a token meanwhile
+        return Hold(holder, now + self.hold_ms, new=True)
+
+    def _check_livekit_word(self, room_name: str, hold: Hold):
+        """For a name the record had not held: a room LiveKit's store lists with another owner
+        (or none) is that owner's; record it and refuse, writing nothing to LiveKit. Return the
+        stored room (the caller's), or None."""
         stored = self.rooms.find_room(room_name)
-        if stored is not None and room_owner(stored.metadata) != tenant:
+        if stored is not None and holder_of(stored.metadata) != hold.holder:
+            self._record_owner(room_name, hold, holder_of(stored.metadata))
             raise RoomForbidden(f"room {room_name!r} is not owned by this tenant")
-        if stored is None and self.room_creations is not None:
-            self.room_creations.test_room_create(tenant)
-        room = self.rooms.create_room(self._create_request(room_name, tenant, stored))
-        if room_owner(room.metadata) != tenant:
-            raise RoomForbidden(f"room {room_name!r} is not owned by this tenant")
-        created = stored is None
-        if created and self.room_creations is not None:
-            self.room_creations.count_room_create(tenant)
-        return room.metadata, created
+        return stored
+
+    def _record_owner(self, room_name: str, ours: Hold, owner: str) -> None:
+        """LiveKit says the room is `owner`'s: the record follows (if still as we made it)."""
+        current = self.holds.get(room_name)
+        if current is not None and current.holder == ours.holder:
+            self.holds.transfer(room_name, current, owner, now_ms() + self.grace_ms)
+
+    def _lock(self, room_name: str) -> str:
+        """Take the per-name lock, waiting up to LIVEKIT_TIMEOUT for another creator."""
+        deadline = time.monotonic() + self.settings.livekit_timeout
+        pause = 0.005
+        while True:
+            token = self.holds.lock(room_name, LOCK_TTL_MS)
+            if token is not None:
+                return token
+            if time.monotonic() >= deadline:
+                raise RoomBusy()
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    def _unlock(self, room_name: str, token: str) -> None:
+        """Release the lock; a storage failure here only leaves it to expire."""
+        try:
+            self.holds.unlock(room_name, token)
+        except Exception:  # already logged by the store; the lock expires by itself
+            pass
 
     def mint_token(self, request: TokenRequest, room_metadata: str | None) -> str:
         """Sign a join-only token for one room; `room_metadata` rides along in `roomConfig`."""
@@ -221,11 +328,12 @@ class TokenIssuer:
         except Exception as exc:
             raise TokenGenerationFailed(f"the token could not be signed ({type(exc).__name__})")
 
-    def _create_request(self, room_name: str, tenant: str, stored) -> "api.CreateRoomRequest":
-        """The CreateRoom request: a new room owned by `tenant`, or the stored room as it is."""
+    def _create_request(self, room_name: str, holder: str, stored=None) -> "api.CreateRoomRequest":
+        """The CreateRoom request: the room owned by `holder` with the configured options, or a
+        room LiveKit's store already gives the holder replayed as it is (nothing changes)."""
         if stored is None:
             return api.CreateRoomRequest(
-                name=room_name, metadata=owner_metadata(tenant), **self._room_options()
+                name=room_name, metadata=owner_metadata(holder), **self._room_options()
             )
         return api.CreateRoomRequest(
             name=room_name,
@@ -245,6 +353,8 @@ class TokenIssuer:
         return {name: value for name, value in options.items() if value is not None}
 
     def close(self) -> None:
-        """Close the LiveKit client's pooled connections."""
+        """Close the LiveKit client's pooled connections and the storage's."""
         if self.rooms is not None:
             self.rooms.close()
+        if self.holds is not None:
+            self.holds.close()

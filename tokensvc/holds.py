@@ -1,0 +1,437 @@
+"""The ownership record: which tenant holds which room name, and one creator per name at a time.
+
+A LiveKit token names a room, not one life of it, so the service keeps its own record of who
+holds each name (`STORAGE_URL`) and LiveKit's `metadata.auth_id` is only its mirror. A hold is
+`(holder, until, gone)`: the holder's tenant id ("" for the anonymous namespace), the time (epoch
+ms) before which it cannot end, and whether the service has seen the room gone from LiveKit since
+the holder's last token. Every operation is one atomic step on its backend:
+
+- `claim(name, holder, until)`: give the name to `holder` unless another holder has it; the
+  holder's own hold is extended to `until` (never shortened) and its `gone` mark cleared;
+- `mark_gone(name, seen, until)` and `transfer(name, seen, holder, until)`: change a hold only if
+  it is still exactly as `seen` (compare-and-set), so a concurrent token of the holder wins;
+- `lock(name, ttl)` / `unlock(name, token)`: an expiring per-name lock released only by its
+  holder, held across "absent in LiveKit? then CreateRoom" by every instance.
+
+Backends: SQLite on local disk (the default; one file serves every worker of one host) and Redis
+(`redis://`, `rediss://`, `redis+sentinel://`; shared by every instance). A record is kept until
+`RETENTION_MS` past its `until` (Redis key expiry; a sweep on SQLite), so the storage does not
+grow with every name ever used. Any failure of the storage is `StorageUnavailable` (503).
+No Flask here.
+"""
+
+import logging
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from .errors import StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+#: How long a record is kept past its hold's `until`: a name whose room still lives is decided
+#: by the live room's `auth_id` (and recorded again) once its record is gone.
+RETENTION_MS = 24 * 3600 * 1000
+#: The embedded store sweeps expired records at most this often (per process).
+SWEEP_INTERVAL_S = 60.0
+#: The prefix of every Redis key the record writes.
+REDIS_PREFIX = "tokensvc:"
+
+
+@dataclass(frozen=True)
+class Hold:
+    """One name's hold: who has it, until when at least (epoch ms), whether seen gone."""
+
+    holder: str
+    until: int
+    gone: bool = False
+    new: bool = False  # this claim made the record (no one held the name before)
+
+
+def now_ms() -> int:
+    """The current time in epoch milliseconds."""
+    return int(time.time() * 1000)
+
+
+class HoldStore(Protocol):
+    """What the service needs of a storage backend."""
+
+    where: str
+
+    def claim(self, name: str, holder: str, until: int) -> Hold:
+        """Give `name` to `holder` unless held by another; return the hold as it now is."""
+
+    def get(self, name: str) -> Hold | None:
+        """Return the hold on `name`, or None."""
+
+    def mark_gone(self, name: str, seen: Hold, until: int) -> bool:
+        """If the hold is still `seen`: mark it gone and extend it to `until`."""
+
+    def transfer(self, name: str, seen: Hold | None, holder: str, until: int) -> bool:
+        """If the hold is still `seen` (None: no record): give the name to `holder`."""
+
+    def drop(self, name: str, seen: Hold) -> bool:
+        """If the hold is still `seen`: delete it (a claim whose request was refused)."""
+
+    def lock(self, name: str, ttl_ms: int) -> str | None:
+        """Take the per-name lock for `ttl_ms`; return its token, or None when taken."""
+
+    def unlock(self, name: str, token: str) -> None:
+        """Release the lock if `token` still holds it."""
+
+    def close(self) -> None:
+        """Close connections."""
+
+
+def open_holds(url: str, timeout: float, observe=None) -> "ObservedHolds":
+    """The hold store named by `url` (sqlite:///path or a Redis URL), reporting each call to
+    `observe(operation, outcome, seconds)` when given."""
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        store = SqliteHolds(sqlite_path(url), timeout)
+    else:
+        store = RedisHolds(url, timeout)
+    return ObservedHolds(store, observe)
+
+
+def sqlite_path(url: str) -> str:
+    """The file of a `sqlite:///relative` or `sqlite:////absolute` URL."""
+    path = unquote(url.split("://", 1)[1])
+    return path[1:] if path.startswith("/") else path
+
+
+class ObservedHolds:
+    """A hold store whose every call is timed, counted, and failures turned into 503."""
+
+    def __init__(self, store: HoldStore, observe=None):
+        """Wrap `store`; `observe(operation, outcome, seconds)` is told of every call."""
+        self.store = store
+        self.where = store.where
+        self._observe = observe
+
+    def __getattr__(self, operation: str):
+        """Each store operation, wrapped."""
+        method = getattr(self.store, operation)
+        if operation == "close":
+            return method
+
+        def call(*args):
+            started, outcome = time.perf_counter(), "ok"
+            try:
+                return method(*args)
+            except StorageUnavailable:
+                outcome = "storage_unavailable"
+                raise
+            except Exception as exc:  # sqlite3, redis-py and socket errors alike
+                outcome = "storage_unavailable"
+                log.warning("storage at %s failed (%s)", self.where, type(exc).__name__)
+                raise StorageUnavailable() from None
+            finally:
+                if self._observe is not None:
+                    self._observe(operation, outcome, time.perf_counter() - started)
+
+        return call
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS holds (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until INTEGER NOT NULL,
+    gone INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS holds_until ON holds (until);
+CREATE TABLE IF NOT EXISTS locks (
+    name TEXT PRIMARY KEY,
+    token TEXT NOT NULL,
+    expires INTEGER NOT NULL
+);
+"""
+
+
+class SqliteHolds:
+    """Holds in one SQLite file (WAL), shared by every process of one host."""
+
+    def __init__(self, path: str, timeout: float):
+        """Open (creating it and its folder on first use) the database at `path`."""
+        self.path = os.path.abspath(path)
+        self.where = self.path
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._connection, self._pid = None, None
+        self._swept_at = 0.0
+
+    def claim(self, name, holder, until):
+        """Insert, extend the holder's own hold, or return another's (one transaction)."""
+        with self._write() as db:
+            row = db.execute("SELECT holder, until, gone FROM holds WHERE name = ?",
+                             (name,)).fetchone()
+            if row is None:
+                db.execute("INSERT INTO holds (name, holder, until, gone) VALUES (?, ?, ?, 0)",
+                           (name, holder, until))
+                return Hold(holder, until, False, new=True)
+            if row[0] != holder:
+                return Hold(row[0], row[1], bool(row[2]))
+            until = max(until, row[1])
+            db.execute("UPDATE holds SET until = ?, gone = 0 WHERE name = ?", (until, name))
+            return Hold(holder, until, False)
+
+    def get(self, name):
+        """The hold on `name`, or None."""
+        with self._read() as db:
+            row = db.execute("SELECT holder, until, gone FROM holds WHERE name = ?",
+                             (name,)).fetchone()
+        return None if row is None else Hold(row[0], row[1], bool(row[2]))
+
+    def mark_gone(self, name, seen, until):
+        """Compare-and-set the gone mark."""
+        with self._write() as db:
+            changed = db.execute(
+                "UPDATE holds SET gone = 1, until = max(until, ?) "
+                "WHERE name = ? AND holder = ? AND until = ? AND gone = ?",
+                (until, name, seen.holder, seen.until, int(seen.gone)),
+            ).rowcount
+        return changed == 1
+
+    def transfer(self, name, seen, holder, until):
+        """Compare-and-set the holder."""
+        with self._write() as db:
+            if seen is None:
+                changed = db.execute(
+                    "INSERT OR IGNORE INTO holds (name, holder, until, gone) VALUES (?, ?, ?, 0)",
+                    (name, holder, until)).rowcount
+            else:
+                changed = db.execute(
+                    "UPDATE holds SET holder = ?, until = ?, gone = 0 "
+                    "WHERE name = ? AND holder = ? AND until = ? AND gone = ?",
+                    (holder, until, name, seen.holder, seen.until, int(seen.gone)),
+                ).rowcount
+        return changed == 1
+
+    def drop(self, name, seen):
+        """Compare-and-delete."""
+        with self._write() as db:
+            changed = db.execute(
+                "DELETE FROM holds WHERE name = ? AND holder = ? AND until = ? AND gone = ?",
+                (name, seen.holder, seen.until, int(seen.gone))).rowcount
+        return changed == 1
+
+    def lock(self, name, ttl_ms):
+        """Take the lock unless someone else's has not expired."""
+        token, now = secrets.token_hex(16), now_ms()
+        with self._write() as db:
+            changed = db.execute(
+                "INSERT INTO locks (name, token, expires) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET token = excluded.token, "
+                "expires = excluded.expires WHERE locks.expires <= ?",
+                (name, token, now + ttl_ms, now),
+            ).rowcount
+        return token if changed == 1 else None
+
+    def unlock(self, name, token):
+        """Delete the lock if it is still ours."""
+        with self._write() as db:
+            db.execute("DELETE FROM locks WHERE name = ? AND token = ?", (name, token))
+
+    def close(self):
+        """Close this process's connection."""
+        with self._lock:
+            if self._connection is not None and self._pid == os.getpid():
+                self._connection.close()
+            self._connection = None
+
+    def _db(self) -> sqlite3.Connection:
+        """This process's connection (a forked child opens its own)."""
+        if self._connection is None or self._pid != os.getpid():
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
+                                 check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(SCHEMA)
+            self._connection, self._pid = db, os.getpid()
+        return self._connection
+
+    def _write(self):
+        """A write transaction (BEGIN IMMEDIATE: no other writer between read and write)."""
+        return _Transaction(self, "BEGIN IMMEDIATE")
+
+    def _read(self):
+        """A read (autocommit)."""
+        return _Transaction(self, None)
+
+    def sweep(self, db: sqlite3.Connection) -> None:
+        """Delete records and locks long expired (at most once a minute per process)."""
+        if time.monotonic() - self._swept_at < SWEEP_INTERVAL_S:
+            return
+        self._swept_at = time.monotonic()
+        now = now_ms()
+        db.execute("DELETE FROM holds WHERE until < ?", (now - RETENTION_MS,))
+        db.execute("DELETE FROM locks WHERE expires < ?", (now,))
+
+
+class _Transaction:
+    """`with` block around one SQLite transaction, holding the process's connection lock."""
+
+    def __init__(self, holds: SqliteHolds, begin: str | None):
+        """Remember the store and how to begin."""
+        self.holds, self.begin = holds, begin
+
+    def __enter__(self) -> sqlite3.Connection:
+        """Lock, connect, begin."""
+        self.holds._lock.acquire()
+        try:
+            self.db = self.holds._db()
+            if self.begin:
+                self.db.execute(self.begin)
+        except BaseException:
+            self.holds._lock.release()
+            raise
+        return self.db
+
+    def __exit__(self, kind, value, traceback):
+        """Commit (sweeping first) or roll back, then unlock."""
+        try:
+            if self.begin:
+                if kind is None:
+                    self.holds.sweep(self.db)
+                    self.db.execute("COMMIT")
+                else:
+                    self.db.execute("ROLLBACK")
+        finally:
+            self.holds._lock.release()
+
+
+# Redis: one hash per name {holder, until, gone}, expiring RETENTION_MS after `until`.
+_CLAIM = """
+local holder = redis.call('HGET', KEYS[1], 'holder')
+if not holder then
+  redis.call('HSET', KEYS[1], 'holder', ARGV[1], 'until', ARGV[2], 'gone', '0')
+  redis.call('PEXPIREAT', KEYS[1], tonumber(ARGV[2]) + tonumber(ARGV[3]))
+  return {ARGV[1], ARGV[2], '0', '1'}
+end
+local stored = redis.call('HGET', KEYS[1], 'until')
+if holder ~= ARGV[1] then
+  return {holder, stored, redis.call('HGET', KEYS[1], 'gone'), '0'}
+end
+local until = math.max(tonumber(stored), tonumber(ARGV[2]))
+redis.call('HSET', KEYS[1], 'until', string.format('%d', until), 'gone', '0')
+redis.call('PEXPIREAT', KEYS[1], until + tonumber(ARGV[3]))
+return {holder, string.format('%d', until), '0', '0'}
+"""
+# ARGV: the hold as seen (holder, until, gone, and '1' for "no record"), then the new holder,
+# until, the retention, and the mode: 'transfer', 'gone' or 'drop'.
+_COMPARE_AND_SET = """
+local holder = redis.call('HGET', KEYS[1], 'holder')
+if ARGV[4] == '1' then
+  if holder then return 0 end
+else
+  if holder ~= ARGV[1] or redis.call('HGET', KEYS[1], 'until') ~= ARGV[2]
+     or redis.call('HGET', KEYS[1], 'gone') ~= ARGV[3] then return 0 end
+end
+local until = tonumber(ARGV[6])
+if ARGV[8] == 'drop' then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+if ARGV[8] == 'gone' then
+  until = math.max(until, tonumber(ARGV[2]))
+  redis.call('HSET', KEYS[1], 'until', string.format('%d', until), 'gone', '1')
+else
+  redis.call('HSET', KEYS[1], 'holder', ARGV[5], 'until', ARGV[6], 'gone', '0')
+end
+redis.call('PEXPIREAT', KEYS[1], until + tonumber(ARGV[7]))
+return 1
+"""
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class RedisHolds:
+    """Holds in Redis, shared by every instance (redis-py; Lua scripts for atomic steps)."""
+
+    def __init__(self, url: str, timeout: float):
+        """Connect lazily to the Redis at `url` (`redis+sentinel://host:port[,host:port]/name`
+        for Sentinel); every call is bounded by `timeout` seconds."""
+        import redis  # imported here: the embedded default needs no Redis client
+
+        parts = urlsplit(url)
+        self.where = parts.hostname or "redis"
+        options = {"socket_timeout": timeout, "socket_connect_timeout": timeout,
+                   "retry_on_timeout": False}
+        if parts.scheme == "redis+sentinel":
+            from redis.sentinel import Sentinel
+
+            hosts = [(h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1]) if ":" in h else 26379)
+                     for h in parts.netloc.rsplit("@", 1)[-1].split(",")]
+            service = parts.path.strip("/").split("/")[0] or "mymaster"
+            query = parse_qs(parts.query)
+            sentinel = Sentinel(hosts, sentinel_kwargs=options, password=parts.password,
+                                db=int(query.get("db", ["0"])[0]), **options)
+            self.client = sentinel.master_for(service)
+            self.where = hosts[0][0]
+        else:
+            self.client = redis.Redis.from_url(url, **options)
+        self._claim = self.client.register_script(_CLAIM)
+        self._cas = self.client.register_script(_COMPARE_AND_SET)
+        self._unlock = self.client.register_script(_UNLOCK)
+
+    @staticmethod
+    def _key(kind: str, name: str) -> str:
+        """The key of a name's hold or lock."""
+        return f"{REDIS_PREFIX}{kind}:{name}"
+
+    def claim(self, name, holder, until):
+        """One script: insert, extend the holder's own hold, or return another's."""
+        found = self._claim(keys=[self._key("hold", name)], args=[holder, until, RETENTION_MS])
+        holder, until, gone, new = (part.decode() for part in found)
+        return Hold(holder, int(until), gone == "1", new == "1")
+
+    def get(self, name):
+        """The hold on `name`, or None."""
+        found = self.client.hgetall(self._key("hold", name))
+        if not found:
+            return None
+        return Hold(found[b"holder"].decode(), int(found[b"until"]), found[b"gone"] == b"1")
+
+    def mark_gone(self, name, seen, until):
+        """Compare-and-set the gone mark."""
+        return self._compare_and_set(name, seen, seen.holder, until, "gone")
+
+    def transfer(self, name, seen, holder, until):
+        """Compare-and-set the holder."""
+        return self._compare_and_set(name, seen, holder, until, "transfer")
+
+    def drop(self, name, seen):
+        """Compare-and-delete."""
+        return self._compare_and_set(name, seen, seen.holder, seen.until, "drop")
+
+    def _compare_and_set(self, name, seen, holder, until, mode) -> bool:
+        """Run the compare-and-set script."""
+        expected = ("", "", "", "1") if seen is None else (
+            seen.holder, str(seen.until), "1" if seen.gone else "0", "0")
+        done = self._cas(keys=[self._key("hold", name)],
+                         args=[*expected, holder, until, RETENTION_MS, mode])
+        return done == 1
+
+    def lock(self, name, ttl_ms):
+        """SET NX PX."""
+        token = secrets.token_hex(16)
+        taken = self.client.set(self._key("lock", name), token, nx=True, px=ttl_ms)
+        return token if taken else None
+
+    def unlock(self, name, token):
+        """Compare-and-delete."""
+        self._unlock(keys=[self._key("lock", name)], args=[token])
+
+    def close(self):
+        """Close the connection pool."""
+        self.client.close()

@@ -353,10 +353,12 @@ class GunicornProcess(HttpService):
 
 
 def gunicorn_env(livekit, **settings):
-    """The environment for the service under gunicorn on the emulator (2 workers)."""
+    """The environment for the service under gunicorn on the emulator (2 workers), with
+    make_app's defaults (a tenant key, AUTH_REQUIRED=false)."""
     return {
         **livekit_settings(livekit),
         "AUTH_JWT_SECRET": TENANT_SECRET,
+        "AUTH_REQUIRED": "false",
         "WEB_CONCURRENCY": "2",
         **settings,
     }
@@ -471,6 +473,14 @@ class RedisServer:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("redis-server did not answer PING within 10 s")
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections are accepted and never answered."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused server go on (SIGCONT)."""
+        self.process.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         """Stop the server (connections are refused afterwards)."""

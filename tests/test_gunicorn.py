@@ -25,11 +25,11 @@ def curl(url, body, headers=()):
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_gunicorn_serves_tokens_to_curl(gunicorn, tenants, livekit):
-    """Unauthenticated and authenticated tokens over a real socket, through gunicorn workers."""
-    status, body = curl(f"{gunicorn.url}/livekit/token", BODY)
+    """Anonymous and tenant tokens over a real socket, through gunicorn workers."""
+    status, body = curl(f"{gunicorn.url}/livekit/token", {**BODY, "room_name": "open"})
     assert status == 200
     assert verify_token(body["token"])[0].identity == BODY["participant_identity"]
-    assert livekit.call_count() == 0
+    assert livekit.get_room("open").metadata == "{}"
 
     auth = f"Authorization: {tenants.headers('acme')['Authorization']}"
     status, body = curl(f"{gunicorn.url}/livekit/token", BODY, [auth])
@@ -49,6 +49,7 @@ def test_race_across_worker_processes(gunicorn, tenants, livekit):
     livekit.faults.latency = 0.02
     for round_no in range(10):
         results = race(gunicorn, tenants, f"worker-race-{round_no}")
+        results.pop("overlapped")
         assert sorted(status for status, _ in results.values()) == [200, 403]
         winner = next(tenant for tenant, (status, _) in results.items() if status == 200)
         metadata = livekit.get_room(f"worker-race-{round_no}").metadata

@@ -8,14 +8,11 @@ deterministically in test_ownership.py.
 """
 
 import json
-import threading
-from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import BODY
 from participants import join_all
+from racing import Tally, ask_at_once
 
 ROUNDS = 200
 TENANTS = ("acme", "globex", "initech", "umbrella")
@@ -27,20 +24,6 @@ pytestmark = [
 ]
 
 
-def ask_at_once(server, tenants, asks):
-    """Send every (tenant, room) request at the same moment; return (tenant, room, status, body)."""
-    barrier = threading.Barrier(len(asks))
-
-    def ask(tenant, room):
-        headers = tenants.headers(tenant)
-        barrier.wait()
-        status, body, _ = server.post("/livekit/token", {**BODY, "room_name": room}, headers)
-        return tenant, room, status, body
-
-    with ThreadPoolExecutor(len(asks)) as pool:
-        return list(pool.map(lambda pair: ask(*pair), asks))
-
-
 def owner(metadata: str) -> str:
     """The auth_id in a room's metadata."""
     return json.loads(metadata)["auth_id"]
@@ -50,40 +33,36 @@ def test_no_room_ever_gives_tokens_to_two_tenants(make_gunicorn, tenants, liveki
     """200 rounds of 2 to 4 tenants; then all again at once; then again after a participant joined."""
     # Rooms outlive the test, so a name never closes and opens again between the phases.
     server = make_gunicorn(ROOM_EMPTY_TIMEOUT="900", ROOM_DEPARTURE_TIMEOUT="900")
-    contenders, granted, tokens = {}, defaultdict(set), {}
+    contenders, tally, raced = {}, Tally(), 0
 
-    def record(results):
-        for tenant, room, status, body in results:
-            assert status in (200, 403), body
-            if status == 200:
-                granted[room].add(tenant)
-                tokens.setdefault(room, (tenant, body["token"]))
+    def race(room):
+        results, overlapped = ask_at_once([(server, t, room) for t in contenders[room]], tenants)
+        tally.record(results)
+        return overlapped
 
     for round_no in range(ROUNDS):
         room, count = f"race-{round_no}", 2 + round_no % 3
         start = round_no % len(TENANTS)
         contenders[room] = (TENANTS * 2)[start:start + count]
-        record(ask_at_once(server, tenants, [(tenant, room) for tenant in contenders[room]]))
-    raced = sum(livekit.proxy.creates[room] >= 2 for room in contenders)
-
-    for room, who in contenders.items():
-        record(ask_at_once(server, tenants, [(tenant, room) for tenant in who]))
+        raced += race(room)
+    for room in contenders:
+        race(room)
     diverged = sum(
         owner(livekit.stored_room(room).metadata) != owner(livekit.get_room(room).metadata)
         for room in contenders
     )
-
-    seen = join_all(livekit.ws_url, [tokens[room][1] for room in contenders])
+    seen = join_all(livekit.ws_url, [tally.tokens[room][1] for room in contenders])
     for room, (name, metadata) in zip(contenders, seen):
-        assert name == room and owner(metadata) == tokens[room][0]
-        assert owner(livekit.stored_room(room).metadata) == tokens[room][0]
-    for room, who in contenders.items():
-        record(ask_at_once(server, tenants, [(tenant, room) for tenant in who]))
+        assert name == room and owner(metadata) == tally.tokens[room][0]
+        assert owner(livekit.stored_room(room).metadata) == tally.tokens[room][0]
+    for room in contenders:
+        race(room)
 
-    shared = {room: sorted(who) for room, who in granted.items() if len(who) > 1}
+    shared = tally.shared()
     with capsys.disabled():
-        print(f"\nrace on livekit-server: {ROUNDS} rounds, {raced} with concurrent CreateRoom, "
-              f"{diverged} rooms whose store and live room disagreed, {len(shared)} shared")
+        print(f"\nrace on livekit-server: {ROUNDS} rounds, {raced} with every request in the "
+              f"service at once, {diverged} rooms whose store and live room disagreed, "
+              f"{len(shared)} shared")
     assert shared == {}
-    assert sorted(granted) == sorted(contenders)  # every room has exactly one owner with tokens
-    assert raced >= ROUNDS // 4, "the tenants' CreateRoom calls hardly ever overlapped"
+    assert sorted(tally.granted) == sorted(contenders)  # every room has exactly one owner
+    assert raced >= ROUNDS // 4, "the tenants' requests hardly ever overlapped"

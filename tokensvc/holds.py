@@ -320,10 +320,10 @@ local stored = redis.call('HGET', KEYS[1], 'until')
 if holder ~= ARGV[1] then
   return {holder, stored, redis.call('HGET', KEYS[1], 'gone'), '0'}
 end
-local until = math.max(tonumber(stored), tonumber(ARGV[2]))
-redis.call('HSET', KEYS[1], 'until', string.format('%d', until), 'gone', '0')
-redis.call('PEXPIREAT', KEYS[1], until + tonumber(ARGV[3]))
-return {holder, string.format('%d', until), '0', '0'}
+local till = math.max(tonumber(stored), tonumber(ARGV[2]))
+redis.call('HSET', KEYS[1], 'until', string.format('%d', till), 'gone', '0')
+redis.call('PEXPIREAT', KEYS[1], till + tonumber(ARGV[3]))
+return {holder, string.format('%d', till), '0', '0'}
 """
 # ARGV: the hold as seen (holder, until, gone, and '1' for "no record"), then the new holder,
 # until, the retention, and the mode: 'transfer', 'gone' or 'drop'.
@@ -335,18 +335,18 @@ else
   if holder ~= ARGV[1] or redis.call('HGET', KEYS[1], 'until') ~= ARGV[2]
      or redis.call('HGET', KEYS[1], 'gone') ~= ARGV[3] then return 0 end
 end
-local until = tonumber(ARGV[6])
+local till = tonumber(ARGV[6])
 if ARGV[8] == 'drop' then
   redis.call('DEL', KEYS[1])
   return 1
 end
 if ARGV[8] == 'gone' then
-  until = math.max(until, tonumber(ARGV[2]))
-  redis.call('HSET', KEYS[1], 'until', string.format('%d', until), 'gone', '1')
+  till = math.max(till, tonumber(ARGV[2]))
+  redis.call('HSET', KEYS[1], 'until', string.format('%d', till), 'gone', '1')
 else
   redis.call('HSET', KEYS[1], 'holder', ARGV[5], 'until', ARGV[6], 'gone', '0')
 end
-redis.call('PEXPIREAT', KEYS[1], until + tonumber(ARGV[7]))
+redis.call('PEXPIREAT', KEYS[1], till + tonumber(ARGV[7]))
 return 1
 """
 _UNLOCK = """

@@ -205,32 +205,38 @@ class TokenIssuer:
         hold = self.holds.claim(room_name, holder, now_ms() + self.hold_ms)
         if hold.holder != holder:
             hold = self._take_over(room_name, hold, holder)
-        token = self._lock(room_name)
-        release, stored = True, None
         try:
+            token = self._lock(room_name)
+        except RoomBusy:
             if hold.new:
-                stored = self._check_livekit_word(room_name, hold)
-            absent = hold.new and stored is None
-            if self.room_creations is not None and absent:
-                self.room_creations.test_room_create(holder)
-            room = self.rooms.create_room(self._create_request(room_name, holder, stored))
-        except LiveKitUnreached:
-            if hold.new:  # the request never reached LiveKit: nothing to hold
                 self.holds.drop(room_name, hold)
             raise
-        except (LiveKitTimeout, LiveKitUnavailable):
-            # LiveKit may still be creating the room for the caller: keep the hold, and the
-            # lock until it expires.
-            release = False
-            raise
+        keep_lock = False
+        try:
+            if not hold.new:
+                hold = self._hold_under_lock(room_name, holder)
+            stored = self._check_livekit_word(room_name, hold) if hold.new else None
+            absent = hold.new and stored is None
+            try:
+                if self.room_creations is not None and absent:
+                    self.room_creations.test_room_create(holder)
+                room = self.rooms.create_room(self._create_request(room_name, holder, stored))
+            except (LiveKitTimeout, LiveKitUnavailable) as exc:
+                if isinstance(exc, LiveKitUnreached):
+                    raise  # the request never reached LiveKit: nothing to hold
+                # LiveKit may still be creating the room for the caller: keep the hold, and
+                # the lock until it expires.
+                keep_lock = True
+                hold = dataclasses.replace(hold, new=False)
+                raise
         except (RoomForbidden, StorageUnavailable):
             raise
         except Exception:
-            if hold.new:  # refused (429) or LiveKit answered an error: the claim goes too
+            if hold.new:  # refused (429) or LiveKit failed: the unverified claim goes too
                 self.holds.drop(room_name, hold)
             raise
         finally:
-            if release:
+            if not keep_lock:
                 self._unlock(room_name, token)
         if holder_of(room.metadata) != holder:
             self._record_owner(room_name, hold, holder_of(room.metadata))
@@ -238,6 +244,16 @@ class TokenIssuer:
         if absent and self.room_creations is not None:
             self.room_creations.count_room_create(holder)
         return room.metadata, absent
+
+    def _hold_under_lock(self, room_name: str, holder: str) -> Hold:
+        """The caller's hold, read again under the lock: a claim another request of the same
+        holder made may have been refused by LiveKit's word (or dropped) meanwhile."""
+        current = self.holds.get(room_name)
+        if current is None:
+            current = self.holds.claim(room_name, holder, now_ms() + self.hold_ms)
+        if current.holder != holder:
+            raise RoomForbidden(f"room {room_name!r} is not owned by this tenant")
+        return current
 
     def _take_over(self, room_name: str, hold: Hold, holder: str) -> Hold:
         """Another holder has the name: refuse while its hold lasts; once it ran out, ask
@@ -267,10 +283,14 @@ class TokenIssuer:
         return stored
 
     def _record_owner(self, room_name: str, ours: Hold, owner: str) -> None:
-        """LiveKit says the room is `owner`'s: the record follows (if still as we made it)."""
-        current = self.holds.get(room_name)
-        if current is not None and current.holder == ours.holder:
-            self.holds.transfer(room_name, current, owner, now_ms() + self.grace_ms)
+        """LiveKit says the room is `owner`'s: the record follows while it still names us (a
+        concurrent request of ours may extend the hold between the read and the write)."""
+        for _ in range(10):
+            current = self.holds.get(room_name)
+            if current is None or current.holder != ours.holder:
+                return
+            if self.holds.transfer(room_name, current, owner, now_ms() + self.grace_ms):
+                return
 
     def _lock(self, room_name: str) -> str:
         """Take the per-name lock, waiting up to LIVEKIT_TIMEOUT for another creator."""

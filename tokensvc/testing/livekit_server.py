@@ -17,11 +17,15 @@ def _die_with_parent() -> None:
 class LiveKitServer:
     """A livekit-server process: API on loopback, media on `media_ip`."""
 
-    def __init__(self, binary: str, keys: dict, ports: tuple[int, int, int], media_ip=None):
+    def __init__(self, binary: str, keys: dict, ports: tuple[int, int, int], media_ip=None,
+                 redis_url: str | None = None, extra: dict | None = None):
         """Remember the binary, API keys, the (HTTP, WebRTC TCP, WebRTC UDP) ports, and the
-        address for media (participants' WebRTC; loopback when None, where none can join)."""
+        address for media (participants' WebRTC; loopback when None, where none can join).
+        With `redis_url` (redis://host:port) the node joins every other node sharing that
+        Redis; `extra` is merged into the server's config (e.g. webhook, room)."""
         self.binary, self.keys, self.ports = binary, keys, ports
         self.media_ip = media_ip or "127.0.0.1"
+        self.redis_url, self.extra = redis_url, extra or {}
         self.process = None
         self.log = tempfile.TemporaryFile(mode="w+")
 
@@ -43,7 +47,10 @@ class LiveKitServer:
                     "node_ip": media_ip, "ips": {"includes": [f"{media_ip}/32"]}},
             "keys": self.keys,
             "logging": {"level": "warn"},
+            **self.extra,
         }
+        if self.redis_url:
+            config["redis"] = {"address": self.redis_url.split("://", 1)[1].split("/")[0]}
         self.process = subprocess.Popen(
             [self.binary, "--config-body", json.dumps(config)],
             stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
@@ -62,6 +69,12 @@ class LiveKitServer:
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError("livekit-server did not answer within 30 s")
+
+    def kill(self) -> None:
+        """End the server at once with SIGKILL, as a crashed node (its rooms stay in Redis)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
     def stop(self) -> None:
         """Stop the server and drop its log."""

@@ -1,0 +1,167 @@
+"""Several LiveKit nodes sharing one Redis, several service instances sharing one storage: two
+real livekit-server nodes on a real redis-server, two gunicorn instances (one per node) with
+STORAGE_URL on the same Redis. No room name ever gives tokens to two tenants, the owner's
+participants land in one room whichever node they join through, and a node killed with SIGKILL
+gives none of its rooms to another tenant."""
+
+import json
+import shutil
+import time
+
+import pytest
+import redis
+
+from conftest import (
+    BODY, LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET, GunicornProcess, RedisServer,
+    find_free_port, unavailable,
+)
+from livekit_server import MEDIA_IP, find_livekit_server
+from participants import meet
+from racing import Tally, ask_at_once
+from tokensvc.testing import LiveKitServer
+
+ROUNDS = 300
+TENANTS = ("acme", "globex", "initech", "umbrella")
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("media_network")]
+
+
+class Cluster:
+    """A redis-server, two livekit-server nodes on it, and one gunicorn instance per node."""
+
+    def __init__(self, binary: str, redis_binary: str):
+        """Start everything, node 1 first (so each node's id in Redis is known)."""
+        self.redis = RedisServer(redis_binary, find_free_port()).start()
+        self.client = redis.Redis.from_url(self.redis.url)
+        self.nodes, self.node_ids, self.services = [], [], []
+        keys = {LIVEKIT_KEY: LIVEKIT_SECRET}
+        for _ in range(2):
+            known = set(self.client.hkeys("nodes"))
+            ports = tuple(find_free_port() for _ in range(3))
+            node = LiveKitServer(binary, keys, ports, MEDIA_IP, redis_url=self.redis.url).start()
+            self.nodes.append(node)
+            self.node_ids.append(self._new_node_id(known))
+        for node in self.nodes:
+            env = {"LIVEKIT_URL": node.ws_url, "LIVEKIT_API_KEY": LIVEKIT_KEY,
+                   "LIVEKIT_API_SECRET": LIVEKIT_SECRET, "AUTH_JWT_SECRET": TENANT_SECRET,
+                   "STORAGE_URL": self.redis.url, "WEB_CONCURRENCY": "2",
+                   "ROOM_EMPTY_TIMEOUT": "900", "ROOM_DEPARTURE_TIMEOUT": "900"}
+            self.services.append(GunicornProcess(env, find_free_port()))
+
+    def _new_node_id(self, known: set) -> bytes:
+        """The id the node that just started registered in Redis."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            new = set(self.client.hkeys("nodes")) - known
+            if new:
+                return new.pop()
+            time.sleep(0.1)
+        raise RuntimeError("the livekit-server node did not register in Redis")
+
+    def node_of(self, room: str) -> int | None:
+        """Which node (0 or 1) LiveKit's room->node map sends `room` to."""
+        node_id = self.client.hget("room_node_map", room)
+        return self.node_ids.index(node_id) if node_id in self.node_ids else None
+
+    def close(self) -> None:
+        """Stop the services, the nodes and Redis."""
+        for service in self.services:
+            service.close()
+        for node in self.nodes:
+            node.stop()
+        self.redis.stop()
+
+
+@pytest.fixture
+def cluster():
+    """The two-node cluster; the real parts are required where CI runs."""
+    binary, reason = find_livekit_server()
+    if binary is None:
+        unavailable(f"the real livekit-server is not available: {reason}")
+    redis_binary = shutil.which("redis-server")
+    if redis_binary is None:
+        unavailable("redis-server is not installed (make test installs it)")
+    cluster = Cluster(binary, redis_binary)
+    yield cluster
+    cluster.close()
+
+
+def owner(metadata: str) -> str:
+    """The auth_id in a room's metadata."""
+    return json.loads(metadata)["auth_id"]
+
+
+def test_no_room_gives_tokens_to_two_tenants_across_nodes(cluster, tenants, capsys):
+    """300 rounds of 2 to 4 tenants racing for new rooms across both instances, then every
+    tenant again: one owner per room. The owner's participants joining through either node
+    land in one room."""
+    contenders, tally, raced = {}, Tally(), 0
+    for round_no in range(ROUNDS):
+        room, count = f"nodes-{round_no}", 2 + round_no % 3
+        start = round_no % len(TENANTS)
+        contenders[room] = (TENANTS * 2)[start:start + count]
+        asks = [(cluster.services[i % 2], t, room) for i, t in enumerate(contenders[room])]
+        results, overlapped = ask_at_once(asks, tenants)
+        tally.record(results)
+        raced += overlapped
+    for room, who in contenders.items():
+        asks = [(cluster.services[(i + 1) % 2], t, room) for i, t in enumerate(who)]
+        tally.record(ask_at_once(asks, tenants)[0])
+    shared = tally.shared()
+    with capsys.disabled():
+        print(f"\nrace on two livekit-server nodes: {ROUNDS} rounds, {raced} with every request "
+              f"in the service at once, {len(shared)} rooms gave tokens to two tenants")
+    assert shared == {}
+    assert sorted(tally.granted) == sorted(contenders)
+    assert raced >= ROUNDS // 4, "the tenants' requests hardly ever overlapped"
+
+    for room in list(contenders)[:3]:
+        winner = tally.tokens[room][0]
+        tokens = []
+        for index, service in enumerate(cluster.services):
+            body = {**BODY, "room_name": room, "participant_identity": f"{winner}-{index}"}
+            status, answer, _ = service.post("/livekit/token", body, tenants.headers(winner))
+            assert status == 200, answer
+            tokens.append((cluster.nodes[index].ws_url, answer["token"]))
+        first, second = meet(tokens)
+        assert (first, second) == ({f"{winner}-1"}, {f"{winner}-0"})
+
+
+def test_killed_node_gives_none_of_its_rooms_to_another_tenant(cluster, tenants):
+    """A node dies (SIGKILL) while it hosts rooms: other tenants are refused every time; the
+    owner gets JSON 502/503/504 while LiveKit fails over, then 200, and its room comes back
+    with its owner."""
+    rooms = {}
+    for number in range(12):
+        room = f"failover-{number}"
+        status, _, _ = cluster.services[0].post("/livekit/token", {**BODY, "room_name": room},
+                                                tenants.headers("acme"))
+        assert status == 200
+        rooms[room] = cluster.node_of(room)
+    doomed = [room for room, node in rooms.items() if node == 1]
+    assert doomed, f"no room was placed on node 2: {rooms}"
+    cluster.nodes[1].kill()
+    survivor = cluster.services[0]
+    errors, recovered = [], set()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and len(recovered) < len(doomed):
+        for room in doomed:
+            status, body, _ = survivor.post("/livekit/token", {**BODY, "room_name": room},
+                                            tenants.headers("globex"))
+            assert (status, body["code"]) == (403, "room_forbidden")
+            if room in recovered:
+                continue
+            status, body, _ = survivor.post("/livekit/token", {**BODY, "room_name": room},
+                                            tenants.headers("acme"), timeout=60)
+            if status == 200:
+                recovered.add(room)
+            else:
+                assert status in (502, 503, 504) and body["code"].startswith("livekit_"), body
+                errors.append(status)
+        time.sleep(0.5)
+    assert recovered == set(doomed)
+    for room in doomed:
+        assert cluster.node_of(room) == 0
+    status, _, _ = survivor.post("/livekit/token", {**BODY, "room_name": doomed[0]},
+                                 tenants.headers("initech"))
+    assert status == 403

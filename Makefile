@@ -42,10 +42,11 @@ system-packages:
 
 # The suite runs in a private network namespace (scripts/in-private-network) on the real
 # livekit-server and the emulator; without the server, its cases skip (fail with
-# TOKENSVC_REQUIRE_LIVEKIT=1, as .ci/run sets).
+# TOKENSVC_REQUIRE_LIVEKIT=1, as .ci/run sets). scripts/run-tests runs the tests that wait
+# minutes of real time (marked `waits`, about 13 minutes) beside the rest.
 test: install system-packages
 	server=$$(scripts/livekit-server | tail -n 1) || server=""; \
-	TOKENSVC_LIVEKIT_SERVER="$$server" scripts/in-private-network $(PY) -m pytest
+	TOKENSVC_LIVEKIT_SERVER="$$server" PYTHON=$(PY) scripts/in-private-network scripts/run-tests
 
 # make bench takes about 20 minutes (every row, both connection modes); a short form:
 #   make bench BENCH_ARGS="--rows 1,3,4,5 --modes keep-alive --requests 8000 --rounds 3"

@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -52,12 +53,17 @@ class Row:
     livekit: str = "emulator"
     config: str = "gunicorn.conf.py"
     env: tuple = ()  # extra settings for this row's service
+    storage: str = "sqlite"  # where the service keeps its ownership record: sqlite or redis
 
 
 ROWS = (
     Row("1", "service, authenticated, existing room", "app:app", True, "bench-existing"),
+    Row("1s", "as 1, ownership record in Redis", "app:app", True, "bench-existing-redis",
+        storage="redis"),
     Row("2", "service, authenticated, new room each request", "app:app", True, "",
         env=SHORT_LIVED_ROOMS),
+    Row("2s", "as 2, ownership record in Redis", "app:app", True, "", env=SHORT_LIVED_ROOMS,
+        storage="redis"),
     Row("3", "service, unauthenticated", "app:app", False, "bench-open"),
     Row("4", "naive asyncio.run + fresh LiveKitAPI, auth, existing room (gthread)",
         "bench.naive_app:app", True, "bench-existing-naive", config=NAIVE_CONFIG),
@@ -148,17 +154,26 @@ def run_warmup(url, args, env) -> dict:
 class Server:
     """One row's gunicorn, with the shipped config, and its measurements."""
 
-    def __init__(self, row: Row, mode: str, livekit_url: str):
-        """Start gunicorn for `row` on a free port; wrk will use connection `mode`."""
+    def __init__(self, row: Row, mode: str, livekit_url: str, redis_url: str | None):
+        """Start gunicorn for `row` on a free port; wrk will use connection `mode`. The
+        service's rows keep their ownership record in a SQLite file of their own or in the
+        Redis at `redis_url`, and count storage calls in their /metrics."""
         self.row, self.mode = row, mode
         self.port = free_port()
+        self.service = row.app == "app:app"
+        scratch = tempfile.mkdtemp(prefix="tokensvc-bench-")
+        storage = redis_url if row.storage == "redis" else f"sqlite:///{scratch}/holds.sqlite3"
+        service_env = {"STORAGE_URL": storage, "METRICS_ENABLED": "true",
+                       "PROMETHEUS_MULTIPROC_DIR": scratch} if self.service else {}
         env = {
             **os.environ,
             "PORT": str(self.port),
             "LIVEKIT_URL": livekit_url,
             "LIVEKIT_API_KEY": API_KEY,
             "LIVEKIT_API_SECRET": API_SECRET,
-            "AUTH_JWT_SECRET": TENANT_SECRET,
+            # Unauthenticated rows run with no tenant key at all: the seed's open mode.
+            "AUTH_JWT_SECRET": TENANT_SECRET if row.authenticated else "",
+            **service_env,
             **dict(row.env),
         }
         self.process = subprocess.Popen(
@@ -175,6 +190,7 @@ class Server:
             self.wrk_env["BENCH_AUTH"] = f"Bearer {token}"
         self.runs = []
         self.calls = 0
+        self.storage_calls = 0.0
         self.cpu = 0.0
 
     def pids(self) -> list[int]:
@@ -191,9 +207,21 @@ class Server:
         counted = self.row.livekit == "emulator"
         cpu_before = sum(cpu_seconds(pid) for pid in pids)
         calls_before = emulator_calls(emulator_url) if counted else 0
+        storage_before = self.counted_storage_calls()
         self.runs.append(run_wrk(self.url, args.clients, args.threads, seconds, self.wrk_env))
-        self.calls += emulator_calls(emulator_url) - calls_before if counted else 0
         self.cpu += sum(cpu_seconds(pid) for pid in pids) - cpu_before
+        self.calls += emulator_calls(emulator_url) - calls_before if counted else 0
+        self.storage_calls += self.counted_storage_calls() - storage_before
+
+    def counted_storage_calls(self) -> float:
+        """Storage calls the service has made so far, from its /metrics (0 for other apps)."""
+        if not self.service:
+            return 0.0
+        url = self.url.replace("/livekit/token", "/metrics")
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("tokensvc_storage_calls_total{"))
 
     def stop(self) -> None:
         """Stop gunicorn."""
@@ -215,6 +243,7 @@ def summarise(server: Server, warm: dict, rss_before: float) -> dict:
         "p95_ms": median(run["p95_us"] for run in runs) / 1000,
         "p99_ms": median(run["p99_us"] for run in runs) / 1000,
         "calls_per_request": server.calls / requests if server.row.livekit == "emulator" else None,
+        "storage_per_request": server.storage_calls / requests if server.service else None,
         "cpu_ms_per_request": server.cpu * 1000 / requests,
         "rss_before_mib": rss_before,
         "rss_after_mib": server.rss(),
@@ -226,14 +255,14 @@ def summarise(server: Server, warm: dict, rss_before: float) -> dict:
 def table(results) -> str:
     """The results as a Markdown table."""
     lines = [
-        "| row | req/s | p50 ms | p95 ms | p99 ms | LiveKit calls/req | app CPU ms/req "
-        "| worker RSS MiB after 2k -> 20k | failed |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| row | req/s | p50 ms | p95 ms | p99 ms | LiveKit calls/req | storage calls/req "
+        "| app CPU ms/req | worker RSS MiB after 2k -> 20k | failed |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r['row']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} "
-            f"| {r['p99_ms']:.2f} | {calls(r)} | {r['cpu_ms_per_request']:.3f} "
+            f"| {r['p99_ms']:.2f} | {calls(r)} | {storage(r)} | {r['cpu_ms_per_request']:.3f} "
             f"| {r['rss_before_mib']:.1f} -> {r['rss_after_mib']:.1f} | {r['failed']} |"
         )
     return "\n".join(lines)
@@ -242,6 +271,12 @@ def table(results) -> str:
 def calls(result) -> str:
     """LiveKit calls per request, counted by the emulator ("-" on the real server)."""
     per_request = result["calls_per_request"]
+    return "-" if per_request is None else f"{per_request:.2f}"
+
+
+def storage(result) -> str:
+    """Storage calls per request, from the service's /metrics ("-" for the other apps)."""
+    per_request = result["storage_per_request"]
     return "-" if per_request is None else f"{per_request:.2f}"
 
 
@@ -257,7 +292,16 @@ def targets(rows: dict) -> str:
         ("row 1 p99 <= 2.5x its p50", one["p99_ms"] / one["p50_ms"], 2.5, False),
         ("row 1 RSS after 20k within 10% of after 2k",
          one["rss_after_mib"] / one["rss_before_mib"], 1.10, False),
+        ("row 1 LiveKit calls/req <= 1", one["calls_per_request"], 1.0, False),
     ]
+    if "1s" in rows:
+        checks.append(("row 1s CPU/req <= 0.5x row 4", rows["1s"][cpu] / four[cpu], 0.5, False))
+        checks.append(("row 1s LiveKit calls/req <= 1", rows["1s"]["calls_per_request"], 1.0,
+                       False))
+    for key in ("2", "2s"):
+        if key in rows:
+            checks.append((f"row {key} LiveKit calls/req <= 2", rows[key]["calls_per_request"],
+                           2.0, False))
     lines = []
     for name, ratio, bound, at_least in checks:
         met = ratio >= bound if at_least else ratio <= bound
@@ -294,13 +338,21 @@ def main() -> None:
          "--keys", f"{API_KEY}:{API_SECRET}"],
         cwd=ROOT, stdout=subprocess.DEVNULL,
     )
-    servers = []
+    servers, redis = [], None
+    if any(row.storage == "redis" for row in chosen):
+        redis_port = free_port()
+        redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind",
+                                  "127.0.0.1", "--save", "", "--appendonly", "no"],
+                                 stdout=subprocess.DEVNULL)
+        wait_for_port(redis_port, redis)
+    redis_url = f"redis://127.0.0.1:{redis_port}/0" if redis else None
     try:
         wait_for_port(port, emulator)
         urls = {"emulator": f"ws://127.0.0.1:{port}"}
         if real is not None:
             urls["livekit-server"] = real.start().ws_url
-        servers = [Server(row, mode, urls[row.livekit]) for mode in modes for row in chosen]
+        servers = [Server(row, mode, urls[row.livekit], redis_url)
+                   for mode in modes for row in chosen]
         for server in servers:
             wait_for_port(server.port, server.process)
         warm, rss_before, seconds = {}, {}, {}
@@ -324,6 +376,9 @@ def main() -> None:
         emulator.wait(30)
         if real is not None:
             real.stop()
+        if redis is not None:
+            redis.terminate()
+            redis.wait(30)
     print(f"\n{os.cpu_count()} cores; {args.clients} concurrent clients; "
           f"{args.requests} requests per row ({args.warmup} warm-up), measured in "
           f"{args.rounds} interleaved rounds (medians); gunicorn.conf.py as shipped "

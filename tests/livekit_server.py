@@ -203,23 +203,29 @@ class RealLiveKit:
 
     def _twirp(self, method: str, body: dict) -> dict:
         """Call a RoomService method on the server directly, with protojson."""
-        key, secret = next(iter(self.keys.items()))
-        now = int(time.time())
-        token = jwt.encode(
-            {"iss": key, "nbf": now, "exp": now + 600,
-             "video": {"roomCreate": True, "roomList": True}},
-            secret, "HS256",
-        )
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.server.ports[0]}{ROOM_SERVICE}{method}",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
+        return twirp(self.server.ports[0], self.keys, method, body)
 
     @staticmethod
     def _room(document: dict) -> models.Room:
         """A protojson Room as the protobuf message."""
         return json_format.ParseDict(document, models.Room(), ignore_unknown_fields=True)
+
+
+def twirp(port: int, keys: dict, method: str, body: dict) -> dict:
+    """Call a RoomService method of the livekit-server on `port` directly, with protojson and an
+    API token of the first of `keys` (roomCreate, roomList)."""
+    key, secret = next(iter(keys.items()))
+    now = int(time.time())
+    token = jwt.encode(
+        {"iss": key, "nbf": now, "exp": now + 600,
+         "video": {"roomCreate": True, "roomList": True}},
+        secret, "HS256",
+    )
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{ROOM_SERVICE}{method}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())

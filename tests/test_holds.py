@@ -2,6 +2,8 @@
 expiry, and a storage that is down (503 storage_unavailable, nothing written to LiveKit)."""
 
 import logging
+import os
+import signal
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -192,3 +194,37 @@ def test_unusable_storage_url_stops_start_up(make_app, url, message):
 
     with pytest.raises(ConfigError, match=message):
         make_app(STORAGE_URL=url)
+
+
+@pytest.mark.slow
+def test_every_worker_sees_the_same_holds_and_a_restart_keeps_them(make_gunicorn, tenants,
+                                                                   livekit):
+    """gunicorn with 2 workers on the embedded store: with only one worker running at a time
+    (the other stopped), each refuses globex acme's name; after a restart on the same file the
+    hold is still there, and acme's next token costs only its CreateRoom."""
+    server = make_gunicorn()
+    assert server.post("/livekit/token", BODY, tenants.headers("acme"))[0] == 200
+    workers = server.workers()
+    assert len(workers) == 2
+    for serving in workers:
+        others = [pid for pid in workers if pid != serving]
+        for pid in others:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            livekit.calls.clear()
+            status, body, _ = server.post("/livekit/token", BODY, tenants.headers("globex"),
+                                          timeout=10)
+            assert (status, body["code"]) == (403, "room_forbidden")
+            assert livekit.calls == {}
+        finally:
+            for pid in others:
+                os.kill(pid, signal.SIGCONT)
+    server.close()
+    livekit.close_room(BODY["room_name"])
+    restarted = make_gunicorn()
+    livekit.calls.clear()
+    assert restarted.post("/livekit/token", BODY, tenants.headers("globex"))[1]["code"] == (
+        "room_forbidden")
+    assert livekit.calls == {}
+    assert restarted.post("/livekit/token", BODY, tenants.headers("acme"))[0] == 200
+    assert livekit.calls == {"CreateRoom": 1}

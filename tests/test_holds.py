@@ -29,18 +29,24 @@ def holds(request, tmp_path):
 def test_claim_gives_a_free_name_and_refuses_a_held_one(holds):
     """The first claimant holds the name; another gets the hold as it is; nothing changes."""
     until = now_ms() + 60_000
-    assert holds.claim("room", "acme", until) == Hold("acme", until, False, new=True)
-    assert holds.claim("room", "globex", until + 5) == Hold("acme", until, False)
-    assert holds.get("room") == Hold("acme", until, False)
+    assert holds.claim("room", "acme", until) == Hold("acme", until, False, pending=True)
+    assert holds.claim("room", "globex", until + 5) == Hold("acme", until, False, True)
+    assert holds.get("room") == Hold("acme", until, False, True)
+    holds.verify("room", "globex")  # not globex's: nothing changes
+    assert holds.get("room").pending
+    holds.verify("room", "acme")
+    assert holds.get("room") == Hold("acme", until, False, False)
 
 
 def test_claim_extends_the_holders_own_hold_and_never_shortens_it(holds):
-    """The holder's claim moves `until` forward only, and clears the gone mark."""
+    """The holder's claim moves `until` forward only, clears the gone mark and keeps pending."""
     until = now_ms() + 60_000
     first = holds.claim("room", "acme", until)
     assert holds.mark_gone("room", first, until)
-    assert holds.claim("room", "acme", until - 1000) == Hold("acme", until, False)
-    assert holds.claim("room", "acme", until + 1000) == Hold("acme", until + 1000, False)
+    assert holds.get("room") == Hold("acme", until, True, True)
+    assert holds.claim("room", "acme", until - 1000) == Hold("acme", until, False, True)
+    holds.verify("room", "acme")
+    assert holds.claim("room", "acme", until + 1000) == Hold("acme", until + 1000, False, False)
 
 
 def test_compare_and_set_applies_only_to_the_hold_as_seen(holds):
@@ -49,15 +55,18 @@ def test_compare_and_set_applies_only_to_the_hold_as_seen(holds):
     seen = holds.claim("room", "acme", until)
     holds.claim("room", "acme", until + 1)  # the holder got a token meanwhile
     assert not holds.mark_gone("room", seen, until + 10)
-    assert not holds.transfer("room", seen, "globex", until + 10)
+    assert not holds.transfer("room", seen, "globex", until + 10, False)
     assert not holds.drop("room", seen)
     current = holds.get("room")
-    assert current == Hold("acme", until + 1, False)
-    assert holds.transfer("room", current, "globex", until + 10)
-    assert holds.get("room") == Hold("globex", until + 10, False)
-    assert not holds.transfer("other", current, "globex", until)  # no record: nothing to change
-    assert holds.transfer("other", None, "globex", until)
-    assert not holds.transfer("other", None, "acme", until)
+    assert current == Hold("acme", until + 1, False, True)
+    holds.verify("room", "acme")
+    assert not holds.transfer("room", current, "globex", until + 10, False)  # pending changed
+    current = holds.get("room")
+    assert holds.transfer("room", current, "globex", until + 10, True)
+    assert holds.get("room") == Hold("globex", until + 10, False, True)
+    assert not holds.transfer("other", current, "globex", until, False)  # no record to change
+    assert holds.transfer("other", None, "globex", until, False)
+    assert not holds.transfer("other", None, "acme", until, False)
     assert holds.drop("other", holds.get("other")) and holds.get("other") is None
 
 

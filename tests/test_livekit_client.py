@@ -39,7 +39,9 @@ def test_many_request_threads_share_a_few_kept_alive_connections(app, tenants, l
     with ThreadPoolExecutor(8) as pool:
         statuses = [response.status_code for response in pool.map(ask, range(64))]
     assert statuses == [200] * 64
-    assert livekit.calls == {"ListRooms": 8, "CreateRoom": 64}
+    # One ListRooms per new name; a request that finds another of acme's creating its room at
+    # that moment mints without a CreateRoom of its own.
+    assert livekit.calls["ListRooms"] == 8 and 8 <= livekit.calls["CreateRoom"] <= 64
     assert sorted(livekit.rooms) == [f"room-{number}" for number in range(8)]
     assert 1 <= app.extensions["tokensvc"].issuer.rooms._pool.num_connections <= 8
     assert not [t for t in threading.enumerate() if t.name == "livekit-client"]

@@ -196,3 +196,33 @@ def test_store_only_room_of_the_holder_is_made_live_for_it(make_app, tenants, li
     claims, _ = verify_token(response.json["token"])
     assert claims.room_config.metadata == ACME
     assert post(client, tenants, "globex").status_code == 403
+
+
+@pytest.mark.livekit_server("emulator")
+def test_pending_claim_of_the_same_tenant_still_checks_livekit(app, tenants, livekit):
+    """A claim another request of acme just made (still pending) does not let acme skip
+    LiveKit's word: a store-only room of globex is refused on ListRooms and never re-created."""
+    livekit.add_stored_room(ROOM, GLOBEX)
+    app.extensions["tokensvc"].issuer.holds.claim(ROOM, "acme", 2 ** 42)
+    response = post(app.test_client(), tenants, "acme")
+    assert response.status_code == 403
+    assert views(livekit) == (None, GLOBEX)
+    assert livekit.calls == {"ListRooms": 1}
+    assert app.extensions["tokensvc"].issuer.holds.get(ROOM).holder == "globex"
+
+
+@pytest.mark.livekit_server("emulator")
+def test_holder_mints_without_a_call_while_its_room_is_being_created(app, tenants, livekit):
+    """The holder's name, while another of its requests holds the creation lock: the token is
+    minted at once with the holder's metadata and no LiveKit call (no queue behind the lock)."""
+    client = app.test_client()
+    assert post(client, tenants, "acme").status_code == 200
+    holds = app.extensions["tokensvc"].issuer.holds
+    lock = holds.lock(ROOM, 5000)
+    livekit.calls.clear()
+    response = post(client, tenants, "acme")
+    assert response.status_code == 200 and livekit.calls == {}
+    claims, _ = verify_token(response.json["token"])
+    assert claims.room_config.metadata == ACME
+    assert post(client, tenants, "globex").status_code == 403
+    holds.unlock(ROOM, lock)

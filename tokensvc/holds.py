@@ -2,14 +2,16 @@
 
 A LiveKit token names a room, not one life of it, so the service keeps its own record of who
 holds each name (`STORAGE_URL`) and LiveKit's `metadata.auth_id` is only its mirror. A hold is
-`(holder, until, gone)`: the holder's tenant id ("" for the anonymous namespace), the time (epoch
-ms) before which it cannot end, and whether the service has seen the room gone from LiveKit since
-the holder's last token. Every operation is one atomic step on its backend:
+`(holder, until, gone, pending)`: the holder's tenant id ("" for the anonymous namespace), the
+time (epoch ms) before which it cannot end, whether the service has seen the room gone from
+LiveKit since the holder's last token, and whether LiveKit's word on the name is still to be
+checked (a fresh claim). Every operation is one atomic step on its backend:
 
-- `claim(name, holder, until)`: give the name to `holder` unless another holder has it; the
-  holder's own hold is extended to `until` (never shortened) and its `gone` mark cleared;
-- `mark_gone(name, seen, until)` and `transfer(name, seen, holder, until)`: change a hold only if
-  it is still exactly as `seen` (compare-and-set), so a concurrent token of the holder wins;
+- `claim(name, holder, until)`: give the name to `holder` unless another holder has it (a new
+  hold is pending); the holder's own hold is extended to `until` (never shortened) and its
+  `gone` mark cleared; `verify` clears `pending` once LiveKit's word was checked;
+- `mark_gone`, `transfer` and `drop`: change a hold only if it is still exactly as `seen`
+  (compare-and-set), so a concurrent token of the holder wins;
 - `lock(name, ttl)` / `unlock(name, token)`: an expiring per-name lock released only by its
   holder, held across "absent in LiveKit? then CreateRoom" by every instance.
 
@@ -46,12 +48,13 @@ REDIS_PREFIX = "tokensvc:"
 
 @dataclass(frozen=True)
 class Hold:
-    """One name's hold: who has it, until when at least (epoch ms), whether seen gone."""
+    """One name's hold: who has it, until when at least (epoch ms), whether its room was seen
+    gone, and whether it is pending (claimed, but LiveKit's word on the name not checked yet)."""
 
     holder: str
     until: int
     gone: bool = False
-    new: bool = False  # this claim made the record (no one held the name before)
+    pending: bool = False
 
 
 def now_ms() -> int:
@@ -65,15 +68,20 @@ class HoldStore(Protocol):
     where: str
 
     def claim(self, name: str, holder: str, until: int) -> Hold:
-        """Give `name` to `holder` unless held by another; return the hold as it now is."""
+        """Give `name` to `holder` unless held by another (a new hold is pending); extend the
+        holder's own; return the hold as it now is."""
 
     def get(self, name: str) -> Hold | None:
         """Return the hold on `name`, or None."""
 
+    def verify(self, name: str, holder: str) -> None:
+        """Clear the pending mark of `holder`'s hold (LiveKit's word was checked)."""
+
     def mark_gone(self, name: str, seen: Hold, until: int) -> bool:
         """If the hold is still `seen`: mark it gone and extend it to `until`."""
 
-    def transfer(self, name: str, seen: Hold | None, holder: str, until: int) -> bool:
+    def transfer(self, name: str, seen: Hold | None, holder: str, until: int,
+                 pending: bool) -> bool:
         """If the hold is still `seen` (None: no record): give the name to `holder`."""
 
     def drop(self, name: str, seen: Hold) -> bool:
@@ -144,7 +152,8 @@ CREATE TABLE IF NOT EXISTS holds (
     name TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
     until INTEGER NOT NULL,
-    gone INTEGER NOT NULL DEFAULT 0
+    gone INTEGER NOT NULL DEFAULT 0,
+    pending INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS holds_until ON holds (until);
 CREATE TABLE IF NOT EXISTS locks (
@@ -153,6 +162,13 @@ CREATE TABLE IF NOT EXISTS locks (
     expires INTEGER NOT NULL
 );
 """
+#: The WHERE clause that matches a hold exactly as it was seen.
+AS_SEEN = "name = ? AND holder = ? AND until = ? AND gone = ? AND pending = ?"
+
+
+def _seen(name: str, seen: Hold) -> tuple:
+    """The parameters of AS_SEEN."""
+    return (name, seen.holder, seen.until, int(seen.gone), int(seen.pending))
 
 
 class SqliteHolds:
@@ -170,56 +186,56 @@ class SqliteHolds:
     def claim(self, name, holder, until):
         """Insert, extend the holder's own hold, or return another's (one transaction)."""
         with self._write() as db:
-            row = db.execute("SELECT holder, until, gone FROM holds WHERE name = ?",
+            row = db.execute("SELECT holder, until, gone, pending FROM holds WHERE name = ?",
                              (name,)).fetchone()
             if row is None:
-                db.execute("INSERT INTO holds (name, holder, until, gone) VALUES (?, ?, ?, 0)",
-                           (name, holder, until))
-                return Hold(holder, until, False, new=True)
+                db.execute("INSERT INTO holds (name, holder, until, gone, pending) "
+                           "VALUES (?, ?, ?, 0, 1)", (name, holder, until))
+                return Hold(holder, until, False, True)
             if row[0] != holder:
-                return Hold(row[0], row[1], bool(row[2]))
+                return Hold(row[0], row[1], bool(row[2]), bool(row[3]))
             until = max(until, row[1])
             db.execute("UPDATE holds SET until = ?, gone = 0 WHERE name = ?", (until, name))
-            return Hold(holder, until, False)
+            return Hold(holder, until, False, bool(row[3]))
 
     def get(self, name):
         """The hold on `name`, or None."""
         with self._read() as db:
-            row = db.execute("SELECT holder, until, gone FROM holds WHERE name = ?",
+            row = db.execute("SELECT holder, until, gone, pending FROM holds WHERE name = ?",
                              (name,)).fetchone()
-        return None if row is None else Hold(row[0], row[1], bool(row[2]))
+        return None if row is None else Hold(row[0], row[1], bool(row[2]), bool(row[3]))
+
+    def verify(self, name, holder):
+        """Clear the pending mark."""
+        with self._write() as db:
+            db.execute("UPDATE holds SET pending = 0 WHERE name = ? AND holder = ?",
+                       (name, holder))
 
     def mark_gone(self, name, seen, until):
         """Compare-and-set the gone mark."""
         with self._write() as db:
-            changed = db.execute(
-                "UPDATE holds SET gone = 1, until = max(until, ?) "
-                "WHERE name = ? AND holder = ? AND until = ? AND gone = ?",
-                (until, name, seen.holder, seen.until, int(seen.gone)),
-            ).rowcount
+            changed = db.execute(f"UPDATE holds SET gone = 1, until = max(until, ?) "
+                                 f"WHERE {AS_SEEN}", (until, *_seen(name, seen))).rowcount
         return changed == 1
 
-    def transfer(self, name, seen, holder, until):
+    def transfer(self, name, seen, holder, until, pending):
         """Compare-and-set the holder."""
         with self._write() as db:
             if seen is None:
                 changed = db.execute(
-                    "INSERT OR IGNORE INTO holds (name, holder, until, gone) VALUES (?, ?, ?, 0)",
-                    (name, holder, until)).rowcount
+                    "INSERT OR IGNORE INTO holds (name, holder, until, gone, pending) "
+                    "VALUES (?, ?, ?, 0, ?)", (name, holder, until, int(pending))).rowcount
             else:
                 changed = db.execute(
-                    "UPDATE holds SET holder = ?, until = ?, gone = 0 "
-                    "WHERE name = ? AND holder = ? AND until = ? AND gone = ?",
-                    (holder, until, name, seen.holder, seen.until, int(seen.gone)),
+                    f"UPDATE holds SET holder = ?, until = ?, gone = 0, pending = ? "
+                    f"WHERE {AS_SEEN}", (holder, until, int(pending), *_seen(name, seen)),
                 ).rowcount
         return changed == 1
 
     def drop(self, name, seen):
         """Compare-and-delete."""
         with self._write() as db:
-            changed = db.execute(
-                "DELETE FROM holds WHERE name = ? AND holder = ? AND until = ? AND gone = ?",
-                (name, seen.holder, seen.until, int(seen.gone))).rowcount
+            changed = db.execute(f"DELETE FROM holds WHERE {AS_SEEN}", _seen(name, seen)).rowcount
         return changed == 1
 
     def lock(self, name, ttl_ms):
@@ -308,46 +324,55 @@ class _Transaction:
             self.holds._lock.release()
 
 
-# Redis: one hash per name {holder, until, gone}, expiring RETENTION_MS after `until`.
+# Redis: one hash per name {holder, until, gone, pending}, expiring RETENTION_MS after `until`.
 _CLAIM = """
 local holder = redis.call('HGET', KEYS[1], 'holder')
 if not holder then
-  redis.call('HSET', KEYS[1], 'holder', ARGV[1], 'until', ARGV[2], 'gone', '0')
+  redis.call('HSET', KEYS[1], 'holder', ARGV[1], 'until', ARGV[2], 'gone', '0', 'pending', '1')
   redis.call('PEXPIREAT', KEYS[1], tonumber(ARGV[2]) + tonumber(ARGV[3]))
   return {ARGV[1], ARGV[2], '0', '1'}
 end
 local stored = redis.call('HGET', KEYS[1], 'until')
+local pending = redis.call('HGET', KEYS[1], 'pending')
 if holder ~= ARGV[1] then
-  return {holder, stored, redis.call('HGET', KEYS[1], 'gone'), '0'}
+  return {holder, stored, redis.call('HGET', KEYS[1], 'gone'), pending}
 end
 local till = math.max(tonumber(stored), tonumber(ARGV[2]))
 redis.call('HSET', KEYS[1], 'until', string.format('%d', till), 'gone', '0')
 redis.call('PEXPIREAT', KEYS[1], till + tonumber(ARGV[3]))
-return {holder, string.format('%d', till), '0', '0'}
+return {holder, string.format('%d', till), '0', pending}
 """
-# ARGV: the hold as seen (holder, until, gone, and '1' for "no record"), then the new holder,
-# until, the retention, and the mode: 'transfer', 'gone' or 'drop'.
+# ARGV: the hold as seen (holder, until, gone, pending, and '1' for "no record"), then the new
+# holder, until, pending, the retention, and the mode: 'transfer', 'gone' or 'drop'.
 _COMPARE_AND_SET = """
 local holder = redis.call('HGET', KEYS[1], 'holder')
-if ARGV[4] == '1' then
+if ARGV[5] == '1' then
   if holder then return 0 end
 else
   if holder ~= ARGV[1] or redis.call('HGET', KEYS[1], 'until') ~= ARGV[2]
-     or redis.call('HGET', KEYS[1], 'gone') ~= ARGV[3] then return 0 end
+     or redis.call('HGET', KEYS[1], 'gone') ~= ARGV[3]
+     or redis.call('HGET', KEYS[1], 'pending') ~= ARGV[4] then return 0 end
 end
-local till = tonumber(ARGV[6])
-if ARGV[8] == 'drop' then
+if ARGV[10] == 'drop' then
   redis.call('DEL', KEYS[1])
   return 1
 end
-if ARGV[8] == 'gone' then
+local till = tonumber(ARGV[7])
+if ARGV[10] == 'gone' then
   till = math.max(till, tonumber(ARGV[2]))
   redis.call('HSET', KEYS[1], 'until', string.format('%d', till), 'gone', '1')
 else
-  redis.call('HSET', KEYS[1], 'holder', ARGV[5], 'until', ARGV[6], 'gone', '0')
+  redis.call('HSET', KEYS[1], 'holder', ARGV[6], 'until', ARGV[7], 'gone', '0',
+             'pending', ARGV[8])
 end
-redis.call('PEXPIREAT', KEYS[1], till + tonumber(ARGV[7]))
+redis.call('PEXPIREAT', KEYS[1], till + tonumber(ARGV[9]))
 return 1
+"""
+_VERIFY = """
+if redis.call('HGET', KEYS[1], 'holder') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'pending', '0')
+end
+return 0
 """
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -383,6 +408,7 @@ class RedisHolds:
         self._claim = self.client.register_script(_CLAIM)
         self._cas = self.client.register_script(_COMPARE_AND_SET)
         self._unlock = self.client.register_script(_UNLOCK)
+        self._verify = self.client.register_script(_VERIFY)
 
     @staticmethod
     def _key(kind: str, name: str) -> str:
@@ -392,34 +418,42 @@ class RedisHolds:
     def claim(self, name, holder, until):
         """One script: insert, extend the holder's own hold, or return another's."""
         found = self._claim(keys=[self._key("hold", name)], args=[holder, until, RETENTION_MS])
-        holder, until, gone, new = (part.decode() for part in found)
-        return Hold(holder, int(until), gone == "1", new == "1")
+        holder, until, gone, pending = (part.decode() for part in found)
+        return Hold(holder, int(until), gone == "1", pending == "1")
 
     def get(self, name):
         """The hold on `name`, or None."""
         found = self.client.hgetall(self._key("hold", name))
         if not found:
             return None
-        return Hold(found[b"holder"].decode(), int(found[b"until"]), found[b"gone"] == b"1")
+        return Hold(found[b"holder"].decode(), int(found[b"until"]), found[b"gone"] == b"1",
+                    found[b"pending"] == b"1")
+
+    def verify(self, name, holder):
+        """Clear the pending mark."""
+        self._verify(keys=[self._key("hold", name)], args=[holder])
 
     def mark_gone(self, name, seen, until):
         """Compare-and-set the gone mark."""
-        return self._compare_and_set(name, seen, seen.holder, until, "gone")
+        return self._compare_and_set(name, seen, (seen.holder, until, False), "gone")
 
-    def transfer(self, name, seen, holder, until):
+    def transfer(self, name, seen, holder, until, pending):
         """Compare-and-set the holder."""
-        return self._compare_and_set(name, seen, holder, until, "transfer")
+        return self._compare_and_set(name, seen, (holder, until, pending), "transfer")
 
     def drop(self, name, seen):
         """Compare-and-delete."""
-        return self._compare_and_set(name, seen, seen.holder, seen.until, "drop")
+        return self._compare_and_set(name, seen, (seen.holder, seen.until, False), "drop")
 
-    def _compare_and_set(self, name, seen, holder, until, mode) -> bool:
+    def _compare_and_set(self, name, seen, new, mode) -> bool:
         """Run the compare-and-set script."""
-        expected = ("", "", "", "1") if seen is None else (
-            seen.holder, str(seen.until), "1" if seen.gone else "0", "0")
+        expected = ("", "", "", "", "1") if seen is None else (
+            seen.holder, str(seen.until), "1" if seen.gone else "0",
+            "1" if seen.pending else "0", "0")
+        holder, until, pending = new
         done = self._cas(keys=[self._key("hold", name)],
-                         args=[*expected, holder, until, RETENTION_MS, mode])
+                         args=[*expected, holder, until, "1" if pending else "0", RETENTION_MS,
+                               mode])
         return done == 1
 
     def lock(self, name, ttl_ms):

@@ -200,54 +200,62 @@ class TokenIssuer:
         return self.rooms
 
     def ensure_room_owner(self, room_name: str, holder: str) -> tuple[str, bool]:
-        """Make sure `room_name` is `holder`'s, creating the room if missing; return (the live
-        room's metadata, whether this call created it), or raise 403 (see the module docstring)."""
+        """Make sure `room_name` is `holder`'s, creating the room if missing; return (the room
+        metadata for the token, whether this call created the room), or raise 403 (see the
+        module docstring)."""
         hold = self.holds.claim(room_name, holder, now_ms() + self.hold_ms)
         if hold.holder != holder:
             hold = self._take_over(room_name, hold, holder)
+        if not hold.pending:
+            token = self.holds.lock(room_name, LOCK_TTL_MS)
+            if token is None:  # a request of this holder is creating the room right now
+                return owner_metadata(holder), False
+            return self._create_locked(room_name, holder, token, None)
+        token = self._lock(room_name)
         try:
-            token = self._lock(room_name)
-        except RoomBusy:
-            if hold.new:
-                self.holds.drop(room_name, hold)
+            hold = self._hold_under_lock(room_name, holder)
+            stored = None
+            if hold.pending:
+                stored = self._check_livekit_word(room_name, hold)
+                if self.room_creations is not None and stored is None:
+                    self.room_creations.test_room_create(holder)
+                self.holds.verify(room_name, holder)
+        except BaseException as exc:
+            try:
+                if hold.holder == holder and hold.pending and not isinstance(
+                        exc, (RoomForbidden, StorageUnavailable)):
+                    self.holds.drop(room_name, hold)  # refused (429) or LiveKit failed
+            finally:
+                self._unlock(room_name, token)
             raise
+        metadata, _ = self._create_locked(room_name, holder, token, stored)
+        created = hold.pending and stored is None
+        if created and self.room_creations is not None:
+            self.room_creations.count_room_create(holder)
+        return metadata, created
+
+    def _create_locked(self, room_name: str, holder: str, token: str, stored):
+        """Under the lock: CreateRoom for `holder` (or `stored` replayed as it is), then release
+        the lock; only the live room's `auth_id` in the answer decides."""
         keep_lock = False
         try:
-            if not hold.new:
-                hold = self._hold_under_lock(room_name, holder)
-            stored = self._check_livekit_word(room_name, hold) if hold.new else None
-            absent = hold.new and stored is None
-            try:
-                if self.room_creations is not None and absent:
-                    self.room_creations.test_room_create(holder)
-                room = self.rooms.create_room(self._create_request(room_name, holder, stored))
-            except (LiveKitTimeout, LiveKitUnavailable) as exc:
-                if isinstance(exc, LiveKitUnreached):
-                    raise  # the request never reached LiveKit: nothing to hold
-                # LiveKit may still be creating the room for the caller: keep the hold, and
-                # the lock until it expires.
-                keep_lock = True
-                hold = dataclasses.replace(hold, new=False)
-                raise
-        except (RoomForbidden, StorageUnavailable):
-            raise
-        except Exception:
-            if hold.new:  # refused (429) or LiveKit failed: the unverified claim goes too
-                self.holds.drop(room_name, hold)
+            room = self.rooms.create_room(self._create_request(room_name, holder, stored))
+        except (LiveKitTimeout, LiveKitUnavailable) as exc:
+            # LiveKit may still be creating the room: keep the lock until it expires (not when
+            # the request never reached LiveKit).
+            keep_lock = not isinstance(exc, LiveKitUnreached)
             raise
         finally:
             if not keep_lock:
                 self._unlock(room_name, token)
         if holder_of(room.metadata) != holder:
-            self._record_owner(room_name, hold, holder_of(room.metadata))
+            self._record_owner(room_name, holder, holder_of(room.metadata))
             raise RoomForbidden(f"room {room_name!r} is not owned by this tenant")
-        if absent and self.room_creations is not None:
-            self.room_creations.count_room_create(holder)
-        return room.metadata, absent
+        return room.metadata, False
 
     def _hold_under_lock(self, room_name: str, holder: str) -> Hold:
-        """The caller's hold, read again under the lock: a claim another request of the same
-        holder made may have been refused by LiveKit's word (or dropped) meanwhile."""
+        """The caller's hold, read again under the lock: another request of the same holder may
+        have checked it (no longer pending), had it refused by LiveKit's word, or dropped it."""
         current = self.holds.get(room_name)
         if current is None:
             current = self.holds.claim(room_name, holder, now_ms() + self.hold_ms)
@@ -268,28 +276,28 @@ class TokenIssuer:
         if not hold.gone:
             self.holds.mark_gone(room_name, hold, now + self.grace_ms)
             raise forbidden
-        if not self.holds.transfer(room_name, hold, holder, now + self.hold_ms):
+        if not self.holds.transfer(room_name, hold, holder, now + self.hold_ms, True):
             raise forbidden  # the holder got a token meanwhile
-        return Hold(holder, now + self.hold_ms, new=True)
+        return Hold(holder, now + self.hold_ms, pending=True)
 
     def _check_livekit_word(self, room_name: str, hold: Hold):
-        """For a name the record had not held: a room LiveKit's store lists with another owner
-        (or none) is that owner's; record it and refuse, writing nothing to LiveKit. Return the
-        stored room (the caller's), or None."""
+        """For a pending hold: a room LiveKit's store lists with another owner (or none) is that
+        owner's; record it and refuse, writing nothing to LiveKit. Return the stored room (the
+        caller's), or None."""
         stored = self.rooms.find_room(room_name)
         if stored is not None and holder_of(stored.metadata) != hold.holder:
-            self._record_owner(room_name, hold, holder_of(stored.metadata))
+            self._record_owner(room_name, hold.holder, holder_of(stored.metadata))
             raise RoomForbidden(f"room {room_name!r} is not owned by this tenant")
         return stored
 
-    def _record_owner(self, room_name: str, ours: Hold, owner: str) -> None:
+    def _record_owner(self, room_name: str, ours: str, owner: str) -> None:
         """LiveKit says the room is `owner`'s: the record follows while it still names us (a
         concurrent request of ours may extend the hold between the read and the write)."""
         for _ in range(10):
             current = self.holds.get(room_name)
-            if current is None or current.holder != ours.holder:
+            if current is None or current.holder != ours:
                 return
-            if self.holds.transfer(room_name, current, owner, now_ms() + self.grace_ms):
+            if self.holds.transfer(room_name, current, owner, now_ms() + self.grace_ms, False):
                 return
 
     def _lock(self, room_name: str) -> str:

@@ -1,7 +1,9 @@
 """Benchmark row 4: the service with the naive LiveKit pattern, for comparison only.
 
 Every LiveKit call runs in `asyncio.run()` with a fresh `LiveKitAPI`: a new event loop, aiohttp
-session and TCP connection per call. Same route, schemas, auth and minting as the service.
+session and TCP connection per call, and ownership is decided the way a service without a record
+of its own must: ListRooms, then CreateRoom, on every request. Same route, schemas, auth and
+minting as the service.
 """
 
 import asyncio
@@ -10,7 +12,9 @@ import aiohttp
 from livekit import api
 
 from tokensvc import create_app
+from tokensvc.errors import RoomForbidden
 from tokensvc.livekit_client import RoomServiceClient
+from tokensvc.service import holder_of, owner_metadata
 
 
 class NaiveRoomServiceClient(RoomServiceClient):
@@ -37,6 +41,19 @@ class NaiveRoomServiceClient(RoomServiceClient):
         return asyncio.run(once())
 
 
+def naive_ensure_room_owner(room_name: str, holder: str) -> tuple[str, bool]:
+    """The room's owner from LiveKit alone: refuse on the store's word, create, check the live
+    room's answer."""
+    stored = _issuer.rooms.find_room(room_name)
+    if stored is not None and holder_of(stored.metadata) != holder:
+        raise RoomForbidden(f"room {room_name!r} is not owned by this tenant")
+    request = api.CreateRoomRequest(name=room_name, metadata=owner_metadata(holder))
+    room = _issuer.rooms.create_room(request)
+    if holder_of(room.metadata) != holder:
+        raise RoomForbidden(f"room {room_name!r} is not owned by this tenant")
+    return room.metadata, stored is None
+
+
 app = create_app()
 _issuer = app.extensions["tokensvc"].issuer
 _issuer.rooms = NaiveRoomServiceClient(
@@ -45,3 +62,4 @@ _issuer.rooms = NaiveRoomServiceClient(
     _issuer.settings.livekit_api_secret,
     _issuer.settings.livekit_timeout,
 )
+_issuer.ensure_room_owner = naive_ensure_room_owner

@@ -1,14 +1,18 @@
-"""Tenant-isolation soak: many threads, several tenants, a few shared rooms that keep closing.
+"""Tenant-isolation soak: many threads, several tenants, a few shared room names whose rooms keep
+closing and being re-created by joins (the emulator's `add_room` with a token's roomConfig, as a
+participant's join does).
 
 Run: `make soak` (or `python tests/soak.py --seconds 120`). Loopback only, bounded in time.
-Every token returned is decoded and checked against who owned the room while the request was in
-flight (from the emulator's room history). Prints the counts; exits non-zero on any violation.
+Every token returned is decoded and checked: its owner is its tenant, no life of the room while
+the request was in flight (from the emulator's room history) was another tenant's, and no name
+ever gives tokens to two tenants. Prints the counts; exits non-zero on any violation.
 """
 
 import argparse
 import json
 import random
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -59,8 +63,8 @@ def check_token(body, tenant, room, livekit, started, finished) -> str | None:
     if json.loads(raw.get("roomConfig", {}).get("metadata", "{}")).get("auth_id") != tenant:
         return "token names another owner"
     owners = [json.loads(m).get("auth_id") for m in livekit.owners_between(room, started, finished)]
-    if tenant not in owners:
-        return "room was not the tenant's"
+    if any(owner != tenant for owner in owners):
+        return "room was another tenant's"
     return None
 
 
@@ -72,12 +76,15 @@ def soak(seconds=60.0, threads=16, tenants=4, rooms=5, close_every=0.05, out=sys
     tenant_ids = [f"tenant-{n}" for n in range(tenants)]
     headers = {t: helper.headers(t, ttl=int(seconds) + 600) for t in tenant_ids}
     with LiveKitEmulator(keys={LIVEKIT_KEY: LIVEKIT_SECRET}) as livekit:
-        server = GunicornProcess(gunicorn_env(livekit), find_free_port())
+        storage = tempfile.mkdtemp(prefix="tokensvc-soak-")
+        env = gunicorn_env(livekit, STORAGE_URL=f"sqlite:///{storage}/holds.sqlite3")
+        server = GunicornProcess(env, find_free_port())
         try:
             warm_up(server, names, headers[tenant_ids[0]])
             rss_before = worker_rss_mib(server)
             deadline = time.monotonic() + seconds
             lock = threading.Lock()
+            holders, joinable = {}, []
 
             def client(number):
                 rng = random.Random(number)
@@ -95,6 +102,11 @@ def soak(seconds=60.0, threads=16, tenants=4, rooms=5, close_every=0.05, out=sys
                     if status == 200:
                         problem = check_token(answer, tenant, room, livekit, started, finished)
                     with lock:
+                        if status == 200:
+                            if holders.setdefault(room, tenant) != tenant:
+                                problem = problem or "a name gave tokens to two tenants"
+                            joinable.append((room, verify_token(answer["token"])[0]))
+                            del joinable[:-50]
                         counts["requests"] += 1
                         counts[{200: "tokens", 403: "forbidden"}.get(status, f"status {status}")] += 1
                         if problem:
@@ -106,6 +118,11 @@ def soak(seconds=60.0, threads=16, tenants=4, rooms=5, close_every=0.05, out=sys
                 while time.monotonic() < deadline:
                     if livekit.close_room(rng.choice(names)):
                         counts["rooms closed"] += 1
+                    with lock:
+                        chosen = rng.choice(joinable) if joinable else None
+                    if chosen is not None:  # a participant joins with a token it was given
+                        room, claims = chosen
+                        livekit.add_room(room, claims.room_config.metadata)
                     time.sleep(close_every)
 
             pool = [threading.Thread(target=client, args=(n,)) for n in range(threads)]

@@ -60,11 +60,11 @@ def test_errors_on_the_service_routes_are_json(host, tenants):
 
 
 @pytest.mark.slow
-def test_example_runs_as_documented(livekit, free_port):
+def test_example_runs_as_documented(livekit, free_port, storage_url):
     """`flask --app examples/embed/host.py run` serves the token route under /api/rtc; the
     documented `tenant-token` command mints with the host's own key; access lines are written."""
     flask = [str(Path(sys.executable).parent / "flask"), "--app", "examples/embed/host.py"]
-    env = {**os.environ, **livekit_settings(livekit)}
+    env = {**os.environ, **livekit_settings(livekit), "STORAGE_URL": storage_url}
     token = subprocess.run(flask + ["tenant-token", "--tenant", "acme"], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=60, check=True).stdout.strip()
     output = tempfile.TemporaryFile(mode="w+")

@@ -11,7 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from conftest import BODY, find_free_port
-from tokensvc.holds import RETENTION_MS, Hold, now_ms, open_holds, sqlite_path
+from tokensvc.holds import EXTEND_SLACK_MS, RETENTION_MS, Hold, now_ms, open_holds, sqlite_path
+
+SLACK = EXTEND_SLACK_MS
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -29,36 +31,40 @@ def holds(request, tmp_path):
 def test_claim_gives_a_free_name_and_refuses_a_held_one(holds):
     """The first claimant holds the name; another gets the hold as it is; nothing changes."""
     until = now_ms() + 60_000
-    assert holds.claim("room", "acme", until) == Hold("acme", until, False, pending=True)
-    assert holds.claim("room", "globex", until + 5) == Hold("acme", until, False, True)
-    assert holds.get("room") == Hold("acme", until, False, True)
+    held = until + SLACK  # a hold is made (and extended) a little longer than asked
+    assert holds.claim("room", "acme", until) == Hold("acme", held, False, pending=True)
+    assert holds.claim("room", "globex", until + 5) == Hold("acme", held, False, True)
+    assert holds.get("room") == Hold("acme", held, False, True)
     holds.verify("room", "globex")  # not globex's: nothing changes
     assert holds.get("room").pending
     holds.verify("room", "acme")
-    assert holds.get("room") == Hold("acme", until, False, False)
+    assert holds.get("room") == Hold("acme", held, False, False)
 
 
 def test_claim_extends_the_holders_own_hold_and_never_shortens_it(holds):
     """The holder's claim moves `until` forward only, clears the gone mark and keeps pending."""
     until = now_ms() + 60_000
+    held = until + SLACK
     first = holds.claim("room", "acme", until)
     assert holds.mark_gone("room", first, until)
-    assert holds.get("room") == Hold("acme", until, True, True)
-    assert holds.claim("room", "acme", until - 1000) == Hold("acme", until, False, True)
+    assert holds.get("room") == Hold("acme", held, True, True)
+    assert holds.claim("room", "acme", until - 1000) == Hold("acme", held, False, True)
     holds.verify("room", "acme")
-    assert holds.claim("room", "acme", until + 1000) == Hold("acme", until + 1000, False, False)
+    # Long enough already: nothing is written; past it, extended with the slack again.
+    assert holds.claim("room", "acme", until + 1000) == Hold("acme", held, False, False)
+    assert holds.claim("room", "acme", held + 1) == Hold("acme", held + 1 + SLACK, False, False)
 
 
 def test_compare_and_set_applies_only_to_the_hold_as_seen(holds):
     """mark_gone, transfer and drop change nothing once the hold changed since it was read."""
     until = now_ms() + 60_000
     seen = holds.claim("room", "acme", until)
-    holds.claim("room", "acme", until + 1)  # the holder got a token meanwhile
+    holds.claim("room", "acme", until + SLACK + 1)  # the holder got a token meanwhile
     assert not holds.mark_gone("room", seen, until + 10)
     assert not holds.transfer("room", seen, "globex", until + 10, False)
     assert not holds.drop("room", seen)
     current = holds.get("room")
-    assert current == Hold("acme", until + 1, False, True)
+    assert current == Hold("acme", until + 2 * SLACK + 1, False, True)
     holds.verify("room", "acme")
     assert not holds.transfer("room", current, "globex", until + 10, False)  # pending changed
     current = holds.get("room")
@@ -107,7 +113,7 @@ def test_sqlite_sweep_removes_records_long_expired(tmp_path):
     """Records past `until` + the retention are deleted by the sweep; others stay."""
     url = f"sqlite:///{tmp_path}/holds.sqlite3"
     store = open_holds(url, timeout=2.0)
-    old = now_ms() - RETENTION_MS - 1000
+    old = now_ms() - RETENTION_MS - SLACK - 1000
     store.claim("old", "acme", old)
     store.claim("recent", "acme", now_ms() - 1000)
     store.store._swept_at = 0.0  # the next write sweeps (it runs at most once a minute)
@@ -127,7 +133,7 @@ def test_redis_records_expire_with_the_retention(redis_server):
     store.claim("room", "acme", until)
     client = redis.Redis.from_url(redis_server.url)
     expires_at = client.pexpiretime("tokensvc:hold:room")
-    assert abs(expires_at - (until + RETENTION_MS)) < 5
+    assert abs(expires_at - (until + SLACK + RETENTION_MS)) < 5
     assert client.pttl("tokensvc:lock:room") == -2
     store.lock("room", 5000)
     assert 0 < client.pttl("tokensvc:lock:room") <= 5000
@@ -210,9 +216,12 @@ def test_every_worker_sees_the_same_holds_and_a_restart_keeps_them(make_gunicorn
                                                                    livekit):
     """gunicorn with 2 workers on the embedded store: with only one worker running at a time
     (the other stopped), each refuses globex acme's name; after a restart on the same file the
-    hold is still there, and acme's next token costs only its CreateRoom."""
+    hold is still there, and acme's next token costs no LiveKit call."""
     server = make_gunicorn()
     assert server.post("/livekit/token", BODY, tenants.headers("acme"))[0] == 200
+    deadline = time.monotonic() + 10
+    while len(server.workers()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
     workers = server.workers()
     assert len(workers) == 2
     for serving in workers:
@@ -236,4 +245,29 @@ def test_every_worker_sees_the_same_holds_and_a_restart_keeps_them(make_gunicorn
         "room_forbidden")
     assert livekit.calls == {}
     assert restarted.post("/livekit/token", BODY, tenants.headers("acme"))[0] == 200
-    assert livekit.calls == {"CreateRoom": 1}
+    assert livekit.calls == {}
+
+
+def test_names_of_lists_only_what_the_holder_holds_now(holds):
+    """A holder's names come from the record; a name passed on leaves its list."""
+    until = now_ms() + 60_000
+    for name in ("b-room", "a-room"):
+        holds.claim(name, "acme", until)
+    holds.claim("c-room", "globex", until)
+    assert holds.names_of("acme") == ["a-room", "b-room"]
+    seen = holds.get("b-room")
+    assert holds.transfer("b-room", seen, "globex", until, False)
+    assert holds.names_of("acme") == ["a-room"]
+    assert holds.names_of("globex") == ["b-room", "c-room"]
+    assert holds.drop("a-room", holds.get("a-room"))
+    assert holds.names_of("acme") == [] and holds.names_of("nobody") == []
+
+
+def test_removal_holds_until_it_runs_out(holds):
+    """A removal is per room and identity, extended but never shortened, and runs out."""
+    holds.remove("room", "bob", now_ms() + 60_000)
+    holds.remove("room", "bob", now_ms() + 1000)  # never shortened
+    assert holds.removed("room", "bob")
+    assert not holds.removed("room", "alice") and not holds.removed("other", "bob")
+    holds.remove("room", "carol", now_ms() - 1)
+    assert not holds.removed("room", "carol")

@@ -86,15 +86,18 @@ def test_race_lost_between_lookup_and_create_is_refused(client, tenants, livekit
 
 def test_closed_room_stays_its_holders(client, tenants, livekit):
     """A room LiveKit closed is still its holder's name: another tenant gets 403 with no LiveKit
-    call, and the holder gets its room back."""
+    call; the holder gets a token with no call either, whose roomConfig makes the room its own
+    again when a participant joins."""
     assert post(client, tenants, "acme").status_code == 200
     livekit.close_room(ROOM)
     livekit.calls.clear()
     refused = post(client, tenants, "globex")
     assert (refused.status_code, refused.json["code"]) == (403, "room_forbidden")
     assert livekit.calls == {} and livekit.stored_room(ROOM) is None
-    assert post(client, tenants, "acme").status_code == 200
-    assert json.loads(livekit.get_room(ROOM).metadata) == {"auth_id": "acme"}
+    response = post(client, tenants, "acme")
+    assert response.status_code == 200 and livekit.calls == {}
+    claims, _ = verify_token(response.json["token"])
+    assert json.loads(claims.room_config.metadata) == {"auth_id": "acme"}
 
 
 def test_tenant_id_with_json_characters_round_trips(client, tenants, livekit):
@@ -133,11 +136,11 @@ def test_create_race_won_live_room_keeps_the_room(client, tenants, livekit):
     assert views(livekit) == (ACME, GLOBEX)
     refused = post(client, tenants, "globex")
     assert refused.status_code == 403 and refused.json["code"] == "room_forbidden"
-    # The winner holds the name in the service's record: its next token costs one CreateRoom,
-    # which answers from the live room; the diverged store is never read again.
+    # The winner holds the name in the service's record: its next token needs no LiveKit call,
+    # and the diverged store is never read again.
     assert post(client, tenants, "acme").status_code == 200
     assert views(livekit) == (ACME, GLOBEX)
-    assert livekit.calls == {"ListRooms": 1, "CreateRoom": 2}
+    assert livekit.calls == {"ListRooms": 1, "CreateRoom": 1}
 
 
 @pytest.mark.livekit_server("emulator")
@@ -181,20 +184,22 @@ def test_unrecorded_store_only_room_of_the_caller_comes_back_as_it_was(make_app,
 
 
 @pytest.mark.livekit_server("emulator")
-def test_store_only_room_of_the_holder_is_made_live_for_it(make_app, tenants, livekit):
-    """The holder's own store-only room (its node failed) is made live again for the holder,
-    with the service's metadata and options (the documented cost of one LiveKit call)."""
+def test_store_only_room_of_the_holder_is_left_to_the_join(make_app, tenants, livekit):
+    """The holder's own store-only room (its node failed): the holder's token is minted with no
+    LiveKit call and nothing written; its roomConfig (owner and options) is what a join applies
+    when it makes the room live again. Another tenant is refused."""
     client = make_app(ROOM_EMPTY_TIMEOUT="10", ROOM_MAX_PARTICIPANTS="50").test_client()
     assert post(client, tenants, "acme").status_code == 200
     livekit.close_room(ROOM)
-    livekit.add_stored_room(ROOM, json.dumps({"auth_id": "acme", "topic": "standup"}),
-                            empty_timeout=77, max_participants=3)
+    stored = json.dumps({"auth_id": "acme", "topic": "standup"})
+    livekit.add_stored_room(ROOM, stored, empty_timeout=77, max_participants=3)
+    livekit.calls.clear()
     response = post(client, tenants, "acme")
-    assert response.status_code == 200
-    live = livekit.get_room(ROOM)
-    assert (live.metadata, live.empty_timeout, live.max_participants) == (ACME, 10, 50)
+    assert response.status_code == 200 and livekit.calls == {}
+    assert views(livekit) == (None, stored)
     claims, _ = verify_token(response.json["token"])
-    assert claims.room_config.metadata == ACME
+    config = claims.room_config
+    assert (config.metadata, config.empty_timeout, config.max_participants) == (ACME, 10, 50)
     assert post(client, tenants, "globex").status_code == 403
 
 
@@ -213,8 +218,8 @@ def test_pending_claim_of_the_same_tenant_still_checks_livekit(app, tenants, liv
 
 @pytest.mark.livekit_server("emulator")
 def test_holder_mints_without_a_call_while_its_room_is_being_created(app, tenants, livekit):
-    """The holder's name, while another of its requests holds the creation lock: the token is
-    minted at once with the holder's metadata and no LiveKit call (no queue behind the lock)."""
+    """The holder's checked name, while the creation lock is taken: the token is minted at once
+    with the holder's metadata and no LiveKit call (no queue behind the lock)."""
     client = app.test_client()
     assert post(client, tenants, "acme").status_code == 200
     holds = app.extensions["tokensvc"].issuer.holds

@@ -53,7 +53,7 @@ def test_proxy_fix_trusts_forwarded_headers_only_when_told(make_app, caplog, hop
 
 
 @pytest.mark.slow
-def test_button_deploy_starts_with_app_json_defaults(livekit, tenants, free_port):
+def test_button_deploy_starts_with_app_json_defaults(livekit, tenants, free_port, storage_url):
     """Exactly what a one-click deploy sets (app.json's values and generated secrets, plus the
     required LiveKit settings the deployer fills in) starts the service, with auth required."""
     env = {}
@@ -63,6 +63,8 @@ def test_button_deploy_starts_with_app_json_defaults(livekit, tenants, free_port
         elif "value" in spec:
             env[name] = spec["value"]
     env.update(livekit_settings(livekit))
+    # STORAGE_URL is empty in app.json (the instance folder's file); here this test's own file.
+    env["STORAGE_URL"] = storage_url
     base = {k: v for k, v in os.environ.items() if k not in environ_config(os.environ)}
     server = GunicornProcess({**base, **env, "PORT": str(free_port)}, free_port)
     try:

@@ -9,7 +9,8 @@ from soak import soak
 
 @pytest.mark.slow
 def test_short_soak_has_no_violations():
-    """Ten seconds of 8 threads and 4 tenants on 3 rooms: contention, no violation, no 5xx."""
+    """Ten seconds of 8 threads and 4 tenants on 3 names whose rooms close and are re-created by
+    joins: contention, no violation, no 5xx."""
     out = io.StringIO()
     counts = soak(seconds=10, threads=8, tenants=4, rooms=3, out=out)
     report = out.getvalue()

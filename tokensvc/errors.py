@@ -124,6 +124,38 @@ class RoomForbidden(ApiError):
     description = "this room belongs to another tenant"
 
 
+class RoomNotFound(ApiError):
+    """(Management) no such room of this tenant: missing and not the tenant's answer alike."""
+
+    code = 404
+    error_code = "room_not_found"
+    description = "no such room of this tenant"
+
+
+class ParticipantNotFound(ApiError):
+    """(Management) no such participant in the room."""
+
+    code = 404
+    error_code = "participant_not_found"
+    description = "no such participant in this room"
+
+
+class TrackNotFound(ApiError):
+    """(Management) the participant has no such published track."""
+
+    code = 404
+    error_code = "track_not_found"
+    description = "the participant has no such published track"
+
+
+class ParticipantRemoved(ApiError):
+    """The identity was removed from the room and may not get a token for it yet."""
+
+    code = 403
+    error_code = "participant_removed"
+    description = "this participant was removed from the room"
+
+
 class UnsupportedMediaType(ApiError):
     """The body is not `application/json`."""
 
@@ -168,6 +200,10 @@ class LiveKitUnavailable(ApiError):
 
 class LiveKitUnreached(LiveKitUnavailable):
     """No connection to LiveKit could be made: the request never reached it."""
+
+
+class LiveKitNotFound(LiveKitError):
+    """LiveKit answered `not_found` (no such room or participant); routes that expect it say so."""
 
 
 class LiveKitTimeout(ApiError):

@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 #: How long a record is kept past its hold's `until`: a name whose room still lives is decided
 #: by the live room's `auth_id` (and recorded again) once its record is gone.
 RETENTION_MS = 24 * 3600 * 1000
+#: A hold extended is extended this much further, so the holder's next tokens for a while find
+#: it long enough and write nothing (the hold only ever ends later for it).
+EXTEND_SLACK_MS = 30_000
 #: The embedded store sweeps expired records at most this often (per process).
 SWEEP_INTERVAL_S = 60.0
 #: The prefix of every Redis key the record writes.
@@ -86,6 +89,15 @@ class HoldStore(Protocol):
 
     def drop(self, name: str, seen: Hold) -> bool:
         """If the hold is still `seen`: delete it (a claim whose request was refused)."""
+
+    def names_of(self, holder: str) -> list[str]:
+        """The names `holder` holds (from the record: no scan of LiveKit's rooms)."""
+
+    def remove(self, name: str, identity: str, until: int) -> None:
+        """Record that `identity` was removed from room `name`, until `until` (epoch ms)."""
+
+    def removed(self, name: str, identity: str) -> bool:
+        """Whether `identity` was removed from room `name` and the removal still holds."""
 
     def lock(self, name: str, ttl_ms: int) -> str | None:
         """Take the per-name lock for `ttl_ms`; return its token, or None when taken."""
@@ -156,6 +168,13 @@ CREATE TABLE IF NOT EXISTS holds (
     pending INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS holds_until ON holds (until);
+CREATE INDEX IF NOT EXISTS holds_holder ON holds (holder);
+CREATE TABLE IF NOT EXISTS removals (
+    name TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    until INTEGER NOT NULL,
+    PRIMARY KEY (name, identity)
+);
 CREATE TABLE IF NOT EXISTS locks (
     name TEXT PRIMARY KEY,
     token TEXT NOT NULL,
@@ -184,7 +203,14 @@ class SqliteHolds:
         self._swept_at = 0.0
 
     def claim(self, name, holder, until):
-        """Insert, extend the holder's own hold, or return another's (one transaction)."""
+        """Insert, extend the holder's own hold, or return another's (one transaction; a read
+        alone when the hold is already long enough)."""
+        with self._read() as db:
+            row = db.execute("SELECT holder, until, gone, pending FROM holds WHERE name = ?",
+                             (name,)).fetchone()
+        if row is not None and (row[0] != holder or (row[1] >= until and not row[2])):
+            return Hold(row[0], row[1], bool(row[2]), bool(row[3]))
+        until += EXTEND_SLACK_MS
         with self._write() as db:
             row = db.execute("SELECT holder, until, gone, pending FROM holds WHERE name = ?",
                              (name,)).fetchone()
@@ -238,6 +264,26 @@ class SqliteHolds:
             changed = db.execute(f"DELETE FROM holds WHERE {AS_SEEN}", _seen(name, seen)).rowcount
         return changed == 1
 
+    def names_of(self, holder):
+        """Every name the holder holds (an index on holder)."""
+        with self._read() as db:
+            return [row[0] for row in db.execute(
+                "SELECT name FROM holds WHERE holder = ? ORDER BY name", (holder,))]
+
+    def remove(self, name, identity, until):
+        """Insert or extend a removal."""
+        with self._write() as db:
+            db.execute("INSERT INTO removals (name, identity, until) VALUES (?, ?, ?) "
+                       "ON CONFLICT (name, identity) DO UPDATE SET "
+                       "until = max(until, excluded.until)", (name, identity, until))
+
+    def removed(self, name, identity):
+        """A removal that has not run out."""
+        with self._read() as db:
+            row = db.execute("SELECT until FROM removals WHERE name = ? AND identity = ?",
+                             (name, identity)).fetchone()
+        return row is not None and row[0] > now_ms()
+
     def lock(self, name, ttl_ms):
         """Take the lock unless someone else's has not expired."""
         token, now = secrets.token_hex(16), now_ms()
@@ -290,6 +336,7 @@ class SqliteHolds:
         now = now_ms()
         db.execute("DELETE FROM holds WHERE until < ?", (now - RETENTION_MS,))
         db.execute("DELETE FROM locks WHERE expires < ?", (now,))
+        db.execute("DELETE FROM removals WHERE until < ?", (now,))
 
 
 class _Transaction:
@@ -324,26 +371,40 @@ class _Transaction:
             self.holds._lock.release()
 
 
-# Redis: one hash per name {holder, until, gone, pending}, expiring RETENTION_MS after `until`.
+# Redis: one hash per name {holder, until, gone, pending}, expiring RETENTION_MS after `until`,
+# and one set per holder of the names it holds (checked against the hashes when read).
 _CLAIM = """
 local holder = redis.call('HGET', KEYS[1], 'holder')
 if not holder then
-  redis.call('HSET', KEYS[1], 'holder', ARGV[1], 'until', ARGV[2], 'gone', '0', 'pending', '1')
-  redis.call('PEXPIREAT', KEYS[1], tonumber(ARGV[2]) + tonumber(ARGV[3]))
-  return {ARGV[1], ARGV[2], '0', '1'}
+  local till = string.format('%d', tonumber(ARGV[2]) + tonumber(ARGV[4]))
+  redis.call('HSET', KEYS[1], 'holder', ARGV[1], 'until', till, 'gone', '0', 'pending', '1')
+  redis.call('PEXPIREAT', KEYS[1], tonumber(till) + tonumber(ARGV[3]))
+  local names = ARGV[5] .. ARGV[1]
+  redis.call('SADD', names, ARGV[6])
+  if redis.call('PEXPIRETIME', names) < tonumber(till) + tonumber(ARGV[3]) then
+    redis.call('PEXPIREAT', names, tonumber(till) + tonumber(ARGV[3]))
+  end
+  return {ARGV[1], till, '0', '1'}
 end
 local stored = redis.call('HGET', KEYS[1], 'until')
 local pending = redis.call('HGET', KEYS[1], 'pending')
-if holder ~= ARGV[1] then
-  return {holder, stored, redis.call('HGET', KEYS[1], 'gone'), pending}
+local gone = redis.call('HGET', KEYS[1], 'gone')
+if holder ~= ARGV[1] or (tonumber(stored) >= tonumber(ARGV[2]) and gone == '0') then
+  return {holder, stored, gone, pending}
 end
-local till = math.max(tonumber(stored), tonumber(ARGV[2]))
+local till = math.max(tonumber(stored), tonumber(ARGV[2]) + tonumber(ARGV[4]))
 redis.call('HSET', KEYS[1], 'until', string.format('%d', till), 'gone', '0')
 redis.call('PEXPIREAT', KEYS[1], till + tonumber(ARGV[3]))
+local names = ARGV[5] .. holder
+redis.call('SADD', names, ARGV[6])
+if redis.call('PEXPIRETIME', names) < till + tonumber(ARGV[3]) then
+  redis.call('PEXPIREAT', names, till + tonumber(ARGV[3]))
+end
 return {holder, string.format('%d', till), '0', pending}
 """
 # ARGV: the hold as seen (holder, until, gone, pending, and '1' for "no record"), then the new
-# holder, until, pending, the retention, and the mode: 'transfer', 'gone' or 'drop'.
+# holder, until, pending, the retention, the mode ('transfer', 'gone' or 'drop'), the prefix of
+# the holders' name sets and the name.
 _COMPARE_AND_SET = """
 local holder = redis.call('HGET', KEYS[1], 'holder')
 if ARGV[5] == '1' then
@@ -352,6 +413,9 @@ else
   if holder ~= ARGV[1] or redis.call('HGET', KEYS[1], 'until') ~= ARGV[2]
      or redis.call('HGET', KEYS[1], 'gone') ~= ARGV[3]
      or redis.call('HGET', KEYS[1], 'pending') ~= ARGV[4] then return 0 end
+end
+if ARGV[10] == 'drop' or (ARGV[10] == 'transfer' and holder) then
+  if holder then redis.call('SREM', ARGV[11] .. holder, ARGV[12]) end
 end
 if ARGV[10] == 'drop' then
   redis.call('DEL', KEYS[1])
@@ -364,9 +428,21 @@ if ARGV[10] == 'gone' then
 else
   redis.call('HSET', KEYS[1], 'holder', ARGV[6], 'until', ARGV[7], 'gone', '0',
              'pending', ARGV[8])
+  local names = ARGV[11] .. ARGV[6]
+  redis.call('SADD', names, ARGV[12])
+  if redis.call('PEXPIRETIME', names) < till + tonumber(ARGV[9]) then
+    redis.call('PEXPIREAT', names, till + tonumber(ARGV[9]))
+  end
 end
 redis.call('PEXPIREAT', KEYS[1], till + tonumber(ARGV[9]))
 return 1
+"""
+_REMOVE = """
+local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+local till = math.max(current, tonumber(ARGV[2]))
+redis.call('HSET', KEYS[1], ARGV[1], string.format('%d', till))
+if redis.call('PEXPIRETIME', KEYS[1]) < till then redis.call('PEXPIREAT', KEYS[1], till) end
+return 0
 """
 _VERIFY = """
 if redis.call('HGET', KEYS[1], 'holder') == ARGV[1] then
@@ -409,6 +485,7 @@ class RedisHolds:
         self._cas = self.client.register_script(_COMPARE_AND_SET)
         self._unlock = self.client.register_script(_UNLOCK)
         self._verify = self.client.register_script(_VERIFY)
+        self._remove = self.client.register_script(_REMOVE)
 
     @staticmethod
     def _key(kind: str, name: str) -> str:
@@ -417,7 +494,9 @@ class RedisHolds:
 
     def claim(self, name, holder, until):
         """One script: insert, extend the holder's own hold, or return another's."""
-        found = self._claim(keys=[self._key("hold", name)], args=[holder, until, RETENTION_MS])
+        found = self._claim(keys=[self._key("hold", name)],
+                            args=[holder, until, RETENTION_MS, EXTEND_SLACK_MS,
+                                  self._key("names", ""), name])
         holder, until, gone, pending = (part.decode() for part in found)
         return Hold(holder, int(until), gone == "1", pending == "1")
 
@@ -453,8 +532,32 @@ class RedisHolds:
         holder, until, pending = new
         done = self._cas(keys=[self._key("hold", name)],
                          args=[*expected, holder, until, "1" if pending else "0", RETENTION_MS,
-                               mode])
+                               mode, self._key("names", ""), name])
         return done == 1
+
+    def names_of(self, holder):
+        """The holder's set of names, each checked against its hold (stale ones dropped)."""
+        key = self._key("names", holder)
+        names = sorted(member.decode() for member in self.client.smembers(key))
+        if not names:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.hget(self._key("hold", name), "holder")
+        holders = pipe.execute()
+        stale = [name for name, found in zip(names, holders) if found != holder.encode()]
+        if stale:
+            self.client.srem(key, *stale)
+        return [name for name in names if name not in stale]
+
+    def remove(self, name, identity, until):
+        """One hash of removals per room, expiring with its last removal."""
+        self._remove(keys=[self._key("removed", name)], args=[identity, until])
+
+    def removed(self, name, identity):
+        """A removal that has not run out."""
+        until = self.client.hget(self._key("removed", name), identity)
+        return until is not None and int(until) > now_ms()
 
     def lock(self, name, ttl_ms):
         """SET NX PX."""

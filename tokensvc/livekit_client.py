@@ -26,7 +26,14 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
-from .errors import ApiError, LiveKitError, LiveKitTimeout, LiveKitUnavailable, LiveKitUnreached
+from .errors import (
+    ApiError,
+    LiveKitError,
+    LiveKitNotFound,
+    LiveKitTimeout,
+    LiveKitUnavailable,
+    LiveKitUnreached,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +70,42 @@ class RoomServiceClient:
         """Get or create a room and return the live room (CreateRoom)."""
         return self._call("CreateRoom", request)
 
-    def list_rooms(self):
-        """Return every room (ListRooms with no names): the cheap readiness probe."""
-        return list(self._call("ListRooms", room_pb.ListRoomsRequest()).rooms)
+    def list_rooms(self, names: list[str]):
+        """Return the rooms the store holds among `names` (ListRooms; never every room)."""
+        if not names:
+            return []
+        return list(self._call("ListRooms", room_pb.ListRoomsRequest(names=names)).rooms)
+
+    def delete_room(self, room: str) -> None:
+        """End a room for everyone (DeleteRoom); LiveKitNotFound when there is none."""
+        self._call("DeleteRoom", room_pb.DeleteRoomRequest(room=room))
+
+    def list_participants(self, room: str):
+        """The participants of a room (ListParticipants, with a token scoped to that room)."""
+        request = room_pb.ListParticipantsRequest(room=room)
+        return list(self._call("ListParticipants", request, admin_of=room).participants)
+
+    def get_participant(self, room: str, identity: str):
+        """One participant (GetParticipant); LiveKitNotFound when it is not in the room."""
+        request = room_pb.RoomParticipantIdentity(room=room, identity=identity)
+        return self._call("GetParticipant", request, admin_of=room)
+
+    def remove_participant(self, room: str, identity: str) -> None:
+        """Disconnect a participant (RemoveParticipant); it can rejoin with a token it holds."""
+        request = room_pb.RoomParticipantIdentity(room=room, identity=identity)
+        self._call("RemoveParticipant", request, admin_of=room)
+
+    def mute_track(self, room: str, identity: str, track_sid: str, muted: bool):
+        """Mute or unmute one published track (MutePublishedTrack); return the track."""
+        request = room_pb.MuteRoomTrackRequest(room=room, identity=identity,
+                                               track_sid=track_sid, muted=muted)
+        return self._call("MutePublishedTrack", request, admin_of=room).track
+
+    def update_permission(self, room: str, identity: str, permission):
+        """Change a connected participant's permissions live (UpdateParticipant)."""
+        request = room_pb.UpdateParticipantRequest(room=room, identity=identity,
+                                                   permission=permission)
+        return self._call("UpdateParticipant", request, admin_of=room)
 
     def take_call_count(self) -> int:
         """Return how many calls this thread made since the last time it asked, and reset."""
@@ -80,23 +120,25 @@ class RoomServiceClient:
         if pool is not None and self._pid == os.getpid():
             pool.close()
 
-    def _call(self, method: str, request):
-        """POST one RoomService call and return the decoded answer, or raise 502/503/504."""
+    def _call(self, method: str, request, admin_of: str | None = None):
+        """POST one RoomService call and return the decoded answer, or raise 502/503/504.
+        `admin_of`: the call needs `roomAdmin` on that one room, with a token signed for it."""
         self._counter.calls = getattr(self._counter, "calls", 0) + 1
         if self._observe is None:
-            return self._round_trip(method, request)
+            return self._round_trip(method, request, admin_of)
         started, outcome = time.perf_counter(), "ok"
         try:
-            return self._round_trip(method, request)
+            return self._round_trip(method, request, admin_of)
         except ApiError as exc:
             outcome = exc.error_code
             raise
         finally:
             self._observe(method, outcome, time.perf_counter() - started)
 
-    def _round_trip(self, method: str, request):
+    def _round_trip(self, method: str, request, admin_of: str | None = None):
         """The call itself: POST with one retry on a stale connection, then decode."""
-        path, headers = self._path + method, self._headers()
+        path = self._path + method
+        headers = self._headers() if admin_of is None else self._admin_headers(admin_of)
         body = request.SerializeToString()
         deadline = time.monotonic() + self._timeout
         for attempt in (1, 2):
@@ -122,6 +164,8 @@ class RoomServiceClient:
                 raise self._unreachable(type(exc).__name__) from None
         if answer.status != 200:
             code = _twirp_code(answer.data)
+            if code == "not_found":
+                raise LiveKitNotFound(f"LiveKit found no such {method} target")
             log.warning("LiveKit at %s answered %s %s to %s", self.host, answer.status, code, method)
             raise LiveKitError(f"LiveKit answered HTTP {answer.status} ({code})")
         try:
@@ -156,7 +200,27 @@ class RoomServiceClient:
         return self._headers_now
 
 
-RESPONSES = {"ListRooms": room_pb.ListRoomsResponse, "CreateRoom": api.Room}
+    def _admin_headers(self, room: str) -> dict:
+        """Headers with a one-minute token of `roomAdmin` on `room` alone, for one call; it is
+        never returned or logged."""
+        grants = api.VideoGrants(room_admin=True, room=room)
+        token = api.AccessToken(self._api_key, self._api_secret).with_grants(grants)
+        bearer = "Bearer " + token.with_ttl(ADMIN_TOKEN_TTL).to_jwt()
+        return {"Content-Type": "application/protobuf", "Authorization": bearer}
+
+
+#: A room-scoped admin token lives for one call, with margin for clock skew.
+ADMIN_TOKEN_TTL = timedelta(minutes=1)
+RESPONSES = {
+    "ListRooms": room_pb.ListRoomsResponse,
+    "CreateRoom": api.Room,
+    "DeleteRoom": room_pb.DeleteRoomResponse,
+    "ListParticipants": room_pb.ListParticipantsResponse,
+    "GetParticipant": api.ParticipantInfo,
+    "RemoveParticipant": room_pb.RemoveParticipantResponse,
+    "MutePublishedTrack": room_pb.MuteRoomTrackResponse,
+    "UpdateParticipant": api.ParticipantInfo,
+}
 
 
 def _twirp_code(data: bytes) -> str:

@@ -6,21 +6,24 @@ connected participants. `metadata.auth_id` in LiveKit is the mirror other system
 tenant (or, with AUTH_REQUIRED=false beside a key, the anonymous namespace "") asking for name N:
 
 1. `claim(N)`: one atomic storage step. Another holder whose hold has not run out: 403, no
-   LiveKit call. The caller's own hold is extended to now + TOKEN_TTL + 60 s.
+   LiveKit call. The caller's own hold is extended to at least now + TOKEN_TTL + 60 s.
 2. Another holder whose hold ran out: ask LiveKit (ListRooms). Listed: the holder keeps it for
    another grace (max(600 s, TOKEN_TTL) + 60 s, the life of a token LiveKit refreshed), 403.
    Absent and not yet seen gone: the grace starts now, 403. Absent once the grace after it was
    seen gone is over: the name is free, and passes to the caller (compare-and-set, so a
    concurrent token of the holder wins).
-3. Under the per-name lock (one creator per name across every instance): for a name the record
-   had not held (new record or taken over), LiveKit's word first: a room the store lists with
-   another owner (or no valid `auth_id`) is refused with no write, and recorded as that owner's.
-   Then CreateRoom with the caller's metadata: a live room comes back unchanged, a missing one is
-   created; only the live room's `auth_id` in the answer decides.
+3. The caller's checked hold: the token is minted at once. No other tenant can get a token for
+   N while the hold lasts, and a join re-creates a missing room from the token's `roomConfig`,
+   owned by the holder.
+4. A pending hold (a fresh claim, or a name just passed on), under the per-name lock (one
+   creator per name across every instance): LiveKit's word first. A room the store lists with
+   another owner (or no valid `auth_id`) is refused with no write and recorded as that owner's.
+   Then CreateRoom with the caller's metadata (or the caller's own stored room replayed as it
+   is); only the live room's `auth_id` in the answer decides, and the hold is checked.
 
-LiveKit calls per request: unauthenticated 0; a name another holds 0; the caller's own name 1
-(CreateRoom); a new name 2 (ListRooms, CreateRoom). A CreateRoom that timed out keeps the lock
-until it expires (LOCK_TTL_MS outlasts what LiveKit may still be running).
+LiveKit calls per request: unauthenticated 0; a name another holds 0; the caller's own name 0;
+a new name 2 (ListRooms, CreateRoom). A CreateRoom that timed out keeps the lock until it
+expires (LOCK_TTL_MS outlasts what LiveKit may still be running).
 """
 
 import dataclasses
@@ -207,51 +210,39 @@ class TokenIssuer:
         if hold.holder != holder:
             hold = self._take_over(room_name, hold, holder)
         if not hold.pending:
-            token = self.holds.lock(room_name, LOCK_TTL_MS)
-            if token is None:  # a request of this holder is creating the room right now
-                return owner_metadata(holder), False
-            return self._create_locked(room_name, holder, token, None)
+            # The name is the holder's and LiveKit's word on it was checked: no other tenant can
+            # get a token for it, and a join re-creates a missing room with the token's owner.
+            return owner_metadata(holder), False
         token = self._lock(room_name)
+        keep = False  # after a timeout LiveKit may still be creating the room: keep hold and lock
         try:
             hold = self._hold_under_lock(room_name, holder)
-            stored = None
-            if hold.pending:
-                stored = self._check_livekit_word(room_name, hold)
-                if self.room_creations is not None and stored is None:
-                    self.room_creations.test_room_create(holder)
-                self.holds.verify(room_name, holder)
-        except BaseException as exc:
+            if not hold.pending:  # another request of the holder checked it meanwhile
+                return owner_metadata(holder), False
+            stored = self._check_livekit_word(room_name, hold)
+            if self.room_creations is not None and stored is None:
+                self.room_creations.test_room_create(holder)
             try:
-                if hold.holder == holder and hold.pending and not isinstance(
-                        exc, (RoomForbidden, StorageUnavailable)):
-                    self.holds.drop(room_name, hold)  # refused (429) or LiveKit failed
-            finally:
-                self._unlock(room_name, token)
-            raise
-        metadata, _ = self._create_locked(room_name, holder, token, stored)
-        created = hold.pending and stored is None
-        if created and self.room_creations is not None:
-            self.room_creations.count_room_create(holder)
-        return metadata, created
-
-    def _create_locked(self, room_name: str, holder: str, token: str, stored):
-        """Under the lock: CreateRoom for `holder` (or `stored` replayed as it is), then release
-        the lock; only the live room's `auth_id` in the answer decides."""
-        keep_lock = False
-        try:
-            room = self.rooms.create_room(self._create_request(room_name, holder, stored))
-        except (LiveKitTimeout, LiveKitUnavailable) as exc:
-            # LiveKit may still be creating the room: keep the lock until it expires (not when
-            # the request never reached LiveKit).
-            keep_lock = not isinstance(exc, LiveKitUnreached)
+                room = self.rooms.create_room(self._create_request(room_name, holder, stored))
+            except (LiveKitTimeout, LiveKitUnavailable) as exc:
+                keep = not isinstance(exc, LiveKitUnreached)
+                raise
+            if holder_of(room.metadata) != holder:
+                self._record_owner(room_name, holder, holder_of(room.metadata))
+                raise RoomForbidden(f"room {room_name!r} is not owned by this tenant")
+            self.holds.verify(room_name, holder)
+        except BaseException as exc:
+            if not keep and hold.holder == holder and hold.pending and not isinstance(
+                    exc, (RoomForbidden, StorageUnavailable)):
+                self.holds.drop(room_name, hold)  # refused (429) or LiveKit failed
             raise
         finally:
-            if not keep_lock:
+            if not keep:
                 self._unlock(room_name, token)
-        if holder_of(room.metadata) != holder:
-            self._record_owner(room_name, holder, holder_of(room.metadata))
-            raise RoomForbidden(f"room {room_name!r} is not owned by this tenant")
-        return room.metadata, False
+        created = stored is None
+        if created and self.room_creations is not None:
+            self.room_creations.count_room_create(holder)
+        return room.metadata, created
 
     def _hold_under_lock(self, room_name: str, holder: str) -> Hold:
         """The caller's hold, read again under the lock: another request of the same holder may

@@ -202,9 +202,9 @@ class HttpService:
 class ServedApp(HttpService):
     """An app served by a threaded WSGI server on a loopback port (a real socket)."""
 
-    def __init__(self, app):
-        """Start serving `app` in a background thread."""
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+    def __init__(self, app, port: int = 0):
+        """Start serving `app` in a background thread (on `port`; 0: any free one)."""
+        self.server = make_server("127.0.0.1", port, app, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -220,8 +220,8 @@ def serve():
     """Serve apps over real sockets; stopped at teardown."""
     served = []
 
-    def start(app):
-        served.append(ServedApp(app))
+    def start(app, port=0):
+        served.append(ServedApp(app, port))
         return served[-1]
 
     yield start

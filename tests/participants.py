@@ -2,6 +2,9 @@
 
 import asyncio
 import logging
+import threading
+import time
+from collections import defaultdict
 
 from livekit import rtc
 
@@ -79,3 +82,84 @@ async def _meet(urls_and_tokens, seconds: float = 3.0) -> list[set]:
 def meet(urls_and_tokens, seconds: float = 3.0) -> list[set]:
     """Join every (url, token) at once; the remote identities each participant sees."""
     return asyncio.run(_meet(urls_and_tokens, seconds))
+
+
+class Call:
+    """Real participants kept connected on a background event loop while a test goes on: each
+    joins with a token, may publish a microphone, and records what it sees (disconnections,
+    muted tracks, remote participants)."""
+
+    def __init__(self):
+        """Start the loop."""
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.rooms, self.events, self.sources = {}, defaultdict(list), []
+
+    def run(self, coroutine, timeout: float = 30):
+        """Run a coroutine on the loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def join(self, name: str, url: str, token: str) -> None:
+        """Join as participant `name` (the test's own label) and stay."""
+
+        async def connect():
+            room = rtc.Room()
+            events = self.events[name]
+            room.on("disconnected", lambda reason: events.append(("disconnected",)))
+            room.on("track_muted", lambda participant, publication: events.append(
+                ("muted", participant.identity, publication.sid)))
+            room.on("token_refreshed", lambda: events.append(("token", room._token)))
+            await room.connect(url, token)
+            return room
+
+        self.rooms[name] = self.run(connect())
+
+    def publish(self, name: str, source: str = "microphone") -> str:
+        """Publish a track (a microphone, or a camera) as `name`; return its sid. A publish
+        the server refuses raises."""
+
+        async def go():
+            room = self.rooms[name]
+            if source == "camera":
+                media = rtc.VideoSource(64, 64)
+                track = rtc.LocalVideoTrack.create_video_track("camera", media)
+                kind = rtc.TrackSource.SOURCE_CAMERA
+            else:
+                media = rtc.AudioSource(48000, 1)
+                track = rtc.LocalAudioTrack.create_audio_track("microphone", media)
+                kind = rtc.TrackSource.SOURCE_MICROPHONE
+            self.sources.append(media)
+            options = rtc.TrackPublishOptions(source=kind)
+            publication = await asyncio.wait_for(
+                room.local_participant.publish_track(track, options), 10)
+            return publication.sid
+
+        return self.run(go(), timeout=20)
+
+    def sees(self, name: str) -> set:
+        """The identities participant `name` sees in its room."""
+        return set(self.rooms[name].remote_participants)
+
+    def wait_for(self, condition, seconds: float = 15) -> bool:
+        """Wait until `condition()` holds; return whether it did."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            time.sleep(0.1)
+        return condition()
+
+    def close(self) -> None:
+        """Everyone leaves; the loop stops."""
+
+        async def leave():
+            await asyncio.gather(*(room.disconnect() for room in self.rooms.values()),
+                                 return_exceptions=True)
+
+        try:
+            self.run(leave())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+            self.loop.close()

@@ -13,7 +13,7 @@ from livekit import rtc
 
 from conftest import BODY
 from participants import join, stay
-from tokensvc.holds import now_ms, sqlite_path
+from tokensvc.holds import EXTEND_SLACK_MS, now_ms, sqlite_path
 
 ROOM = "name-reuse"
 GRACE_S = 660  # max(600 s, TOKEN_TTL) + 60 s: the life of a token LiveKit refreshed
@@ -230,17 +230,19 @@ def test_refreshed_token_of_a_long_meeting(make_app, tenants, livekit):
 @pytest.mark.waits
 @pytest.mark.livekit_server("livekit-server")
 def test_hold_ends_after_the_real_grace_and_not_before(make_app, tenants, livekit):
-    """TOKEN_TTL=30, A's token never used, the room ended at once. B is refused while A's token
-    can join (90 s), then for the grace that starts when the service sees the room gone (660 s);
-    after it, B gets the name and its own room."""
+    """TOKEN_TTL=30, A's token never used, the room ended at once. B is refused while A's hold
+    lasts (A's token can join for 90 s; the hold is made 30 s longer still), then for the grace
+    that starts when the service sees the room gone (660 s); after it, B gets the name and its
+    own room."""
     app = make_app(TOKEN_TTL="30")
     client = app.test_client()
+    held = 30 + 60 + EXTEND_SLACK_MS // 1000
     minted = time.monotonic()
     assert ask(client, tenants, "acme").status_code == 200
     assert livekit.close_room(ROOM)
-    time.sleep(80)
-    assert ask(client, tenants, "globex").status_code == 403  # A's token can still join
-    time.sleep(max(0.0, minted + 92 - time.monotonic()))
+    time.sleep(held - 12)
+    assert ask(client, tenants, "globex").status_code == 403  # A's hold lasts
+    time.sleep(max(0.0, minted + held + 2 - time.monotonic()))
     seen_gone = time.monotonic()
     assert ask(client, tenants, "globex").status_code == 403  # the grace starts
     assert hold_of(app).gone

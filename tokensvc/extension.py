@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 from flask_cors import CORS
+from livekit import api
 
 from .auth import TenantVerifier, tenant_token_command
 from .config import Settings, load_settings
@@ -15,6 +16,7 @@ from .health import bp as health_bp
 from .metrics import Instruments, instruments
 from .metrics import bp as metrics_bp
 from .openapi import bp as openapi_bp
+from .moderation import Moderator
 from .ratelimit import RateLimits
 from .service import TokenIssuer
 from .views import bp
@@ -36,6 +38,8 @@ class ServiceState:
     readiness: Readiness
     rate_limits: RateLimits | None = None
     metrics: Instruments | None = None
+    moderator: Moderator | None = None
+    webhooks: api.WebhookReceiver | None = None
 
     def close(self) -> None:
         """Close the LiveKit client's pooled connections and the storage's."""
@@ -69,7 +73,12 @@ class TokenService:
         issuer = TokenIssuer(settings, room_creations=rate_limits,
                              observe_call=metrics and metrics.livekit_call, holds=holds)
         _warn_if_anonymous(settings)
-        state = ServiceState(settings, verifier, issuer, Readiness(issuer), rate_limits, metrics)
+        webhooks = None
+        if settings.livekit_configured:
+            webhooks = api.WebhookReceiver(
+                api.TokenVerifier(settings.livekit_api_key, settings.livekit_api_secret))
+        state = ServiceState(settings, verifier, issuer, Readiness(issuer), rate_limits, metrics,
+                             Moderator(issuer), webhooks)
         app.extensions[EXTENSION_KEY] = state
         prefix = (url_prefix or self.url_prefix or "").rstrip("/")
         app.register_blueprint(bp, url_prefix=prefix or None)
@@ -85,7 +94,7 @@ class TokenService:
                 origins=list(settings.cors_allowed_origins),
                 allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
                 expose_headers=["X-Request-ID"],
-                methods=["GET", "HEAD", "POST", "OPTIONS"],
+                methods=["GET", "HEAD", "POST", "DELETE", "OPTIONS"],
                 max_age=600,
             )
         return state

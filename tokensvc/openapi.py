@@ -5,7 +5,18 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, current_app, request
 
 from .requestlog import finish_request, start_request
-from .schemas import ErrorSchema, TokenRequestSchema, TokenResponseSchema
+from .schemas import (
+    ErrorSchema,
+    MuteSchema,
+    ParticipantInfoSchema,
+    ParticipantSchema,
+    PermissionsSchema,
+    RoomDetailSchema,
+    RoomSummarySchema,
+    TokenRequestSchema,
+    TokenResponseSchema,
+    TrackSchema,
+)
 
 bp = Blueprint("openapi", __name__)
 bp.before_request(start_request)
@@ -22,6 +33,19 @@ TOKEN_ERRORS = {
     500: "livekit_not_configured or token_generation_failed",
     502: "livekit_error: LiveKit answered an error or garbage",
     503: "livekit_unavailable, auth_unavailable or rate_limit_unavailable",
+    504: "livekit_timeout: LiveKit did not answer within LIVEKIT_TIMEOUT",
+}
+#: Every error a management route can answer.
+MANAGEMENT_ERRORS = {
+    400: "invalid_request: a field (or the room name in the path) is wrong (with `fields`)",
+    401: "unauthorized: a tenant's bearer token is required on every management route",
+    404: "room_not_found (missing, or not this tenant's: the same answer), participant_not_found "
+         "or track_not_found; not_found for no such route",
+    413: "payload_too_large: body over MAX_CONTENT_LENGTH",
+    415: "unsupported_media_type: body not application/json",
+    500: "livekit_not_configured",
+    502: "livekit_error: LiveKit answered an error or garbage",
+    503: "livekit_unavailable, auth_unavailable or storage_unavailable",
     504: "livekit_timeout: LiveKit did not answer within LIVEKIT_TIMEOUT",
 }
 REQUEST_EXAMPLE = {
@@ -73,6 +97,12 @@ def build_spec(prefix: str, auth_required: bool) -> APISpec:
     spec.components.schema("TokenRequest", schema=TokenRequestSchema)
     spec.components.schema("TokenResponse", schema=TokenResponseSchema)
     spec.components.schema("Error", schema=ErrorSchema)
+    # Nested schemas first: apispec names a nested one itself when it meets it unregistered.
+    for name, schema in (("Track", TrackSchema), ("ParticipantInfo", ParticipantInfoSchema),
+                         ("RoomSummary", RoomSummarySchema), ("RoomDetail", RoomDetailSchema),
+                         ("Participant", ParticipantSchema), ("MuteRequest", MuteSchema),
+                         ("PermissionsRequest", PermissionsSchema)):
+        spec.components.schema(name, schema=schema)
     spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     )
@@ -97,6 +127,7 @@ def build_spec(prefix: str, auth_required: bool) -> APISpec:
             }
         },
     )
+    add_management_paths(spec)
     health = {"200": {"description": "OK", **json_body({"type": "object"})}}
     spec.path(path="/healthz", operations={"get": {"summary": "Liveness", "responses": health}})
     spec.path(
@@ -107,3 +138,52 @@ def build_spec(prefix: str, auth_required: bool) -> APISpec:
     spec.path(path="/openapi.json", operations={"get": {"summary": "This document",
                                                         "responses": health}})
     return spec
+
+
+def add_management_paths(spec: APISpec) -> None:
+    """The routes by which a tenant manages its own rooms, and LiveKit's webhook."""
+    errors = {
+        str(status): {"description": text, **json_body("Error")}
+        for status, text in MANAGEMENT_ERRORS.items()
+    }
+    tenant = [{"bearerAuth": []}]
+    status = {"type": "object", "properties": {"status": {"type": "string"},
+                                               "room_name": {"type": "string"}}}
+    room_name = [{"name": "room_name", "in": "path", "required": True,
+                  "description": "The room name, percent-encoded (it may hold `/`).",
+                  "schema": {"type": "string", "minLength": 1}}]
+
+    def operation(summary, answer, body=None, parameters=None):
+        """One management operation."""
+        found = {"summary": summary, "security": tenant,
+                 "responses": {"200": {"description": "OK", **json_body(answer)}, **errors}}
+        if body is not None:
+            found["requestBody"] = {"required": True, **json_body(body)}
+        if parameters:
+            found["parameters"] = parameters
+        return found
+
+    rooms = {"type": "object", "properties": {
+        "rooms": {"type": "array", "items": {"$ref": "#/components/schemas/RoomSummary"}}}}
+    spec.path(path="/livekit/rooms", operations={
+        "get": operation("The tenant's live rooms", rooms)})
+    spec.path(path="/livekit/rooms/{room_name}", operations={
+        "get": operation("One of the tenant's rooms and who is in it", "RoomDetail",
+                         parameters=room_name),
+        "delete": operation("End one of the tenant's rooms for everyone", status,
+                            parameters=room_name)})
+    spec.path(path="/livekit/participant", operations={
+        "delete": operation("Remove a participant, durably", status, body="Participant")})
+    spec.path(path="/livekit/participant/mute", operations={
+        "post": operation("Mute or unmute one published track", "Track", body="MuteRequest")})
+    spec.path(path="/livekit/participant/permissions", operations={
+        "post": operation("Change a connected participant's permissions live",
+                          "ParticipantInfo", body="PermissionsRequest")})
+    received = {"type": "object", "properties": {"status": {"type": "string"}}}
+    spec.path(path="/livekit/webhook", operations={"post": {
+        "summary": "LiveKit's signed webhook events (Authorization: LiveKit's signature)",
+        "requestBody": {"required": True, "content": {
+            "application/webhook+json": {"schema": {"type": "object"}}}},
+        "responses": {"200": {"description": "Received", **json_body(received)},
+                      "401": {"description": "unauthorized: the signature does not verify",
+                              **json_body("Error")}}}})

@@ -1,6 +1,16 @@
-"""Marshmallow schemas for the token route's request and response bodies."""
+"""Marshmallow schemas for the request and response bodies of the token and management routes."""
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates
+from livekit.protocol import models
+from marshmallow import (
+    EXCLUDE,
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    validate,
+    validates,
+    validates_schema,
+)
 
 #: LiveKit's limit for room names, participant identities and names, in UTF-8 bytes.
 MAX_NAME_BYTES = 256
@@ -166,3 +176,103 @@ class ErrorSchema(Schema):
         values=fields.List(fields.String()),
         metadata={"description": "With invalid_request: field -> messages."},
     )
+
+
+#: Track sources the mute and permissions routes take.
+SOURCE_CHOICES = ("microphone", "camera", "screen_share", "screen_share_audio")
+#: Role presets the permissions route applies.
+ROLE_CHOICES = ("speaker", "viewer", "observer")
+
+
+class ParticipantSchema(Schema):
+    """Body naming one participant of one room (`DELETE /livekit/participant`)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    room_name = LiveKitName(required=True, metadata={"example": "conversation-room-123"})
+    participant_identity = LiveKitName(required=True, metadata={"example": "user-alice-456"})
+
+
+class MuteSchema(ParticipantSchema):
+    """Body of `POST /livekit/participant/mute`: one track, by `track_sid` or by `source`."""
+
+    track_sid = fields.String(metadata={"example": "TR_AMkSoTzZbFDy"})
+    source = fields.String(validate=validate.OneOf(SOURCE_CHOICES))
+    muted = fields.Boolean(required=True, metadata={"example": True})
+
+    @validates_schema
+    def one_track(self, data, **kwargs):
+        """Exactly one of track_sid and source names the track."""
+        if ("track_sid" in data) == ("source" in data):
+            raise ValidationError("Give exactly one of track_sid and source.", "track_sid")
+
+
+class PermissionsSchema(ParticipantSchema):
+    """Body of `POST /livekit/participant/permissions`: a `role`, or explicit grants."""
+
+    role = fields.String(validate=validate.OneOf(ROLE_CHOICES))
+    can_publish = fields.Boolean()
+    can_subscribe = fields.Boolean()
+    can_publish_data = fields.Boolean()
+    can_publish_sources = fields.List(fields.String(validate=validate.OneOf(SOURCE_CHOICES)))
+
+    @validates_schema
+    def role_or_grants(self, data, **kwargs):
+        """A role alone, or at least one explicit grant."""
+        grants = set(data) - {"room_name", "participant_identity", "role"}
+        if "role" in data and grants:
+            raise ValidationError("Give a role or explicit grants, not both.", "role")
+        if "role" not in data and not grants:
+            raise ValidationError("Give a role or at least one grant.", "role")
+
+
+class RoomSummarySchema(Schema):
+    """One room in `GET /livekit/rooms`."""
+
+    name = fields.String(required=True)
+    sid = fields.String(required=True)
+    num_participants = fields.Integer(required=True)
+    max_participants = fields.Integer(required=True)
+    creation_time = fields.Integer(required=True, metadata={"description": "Epoch seconds."})
+
+
+class TrackSchema(Schema):
+    """One published track."""
+
+    sid = fields.String(required=True)
+    type = fields.Function(lambda track: models.TrackType.Name(track.type).lower())
+    source = fields.Function(lambda track: models.TrackSource.Name(track.source).lower())
+    muted = fields.Boolean(required=True)
+    name = fields.String(required=True)
+
+
+class PermissionSchema(Schema):
+    """A participant's permissions."""
+
+    can_publish = fields.Boolean()
+    can_subscribe = fields.Boolean()
+    can_publish_data = fields.Boolean()
+    can_publish_sources = fields.Function(lambda permission: [
+        models.TrackSource.Name(source).lower() for source in permission.can_publish_sources])
+    hidden = fields.Boolean()
+
+
+class ParticipantInfoSchema(Schema):
+    """One participant and its tracks."""
+
+    identity = fields.String(required=True)
+    name = fields.String(required=True)
+    state = fields.Function(lambda info: models.ParticipantInfo.State.Name(info.state).lower())
+    joined_at = fields.Integer(required=True, metadata={"description": "Epoch seconds."})
+    metadata = fields.String(required=True)
+    attributes = fields.Function(lambda info: dict(info.attributes))
+    permission = fields.Nested(PermissionSchema)
+    tracks = fields.List(fields.Nested(TrackSchema))
+
+
+class RoomDetailSchema(RoomSummarySchema):
+    """One room and who is in it (`GET /livekit/rooms/{room_name}`)."""
+
+    metadata = fields.String(required=True)
+    participants = fields.List(fields.Nested(ParticipantInfoSchema))

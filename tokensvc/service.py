@@ -43,6 +43,7 @@ from .errors import (
     LiveKitTimeout,
     LiveKitUnavailable,
     LiveKitUnreached,
+    ParticipantRemoved,
     RoomBusy,
     RoomForbidden,
     StorageUnavailable,
@@ -188,6 +189,8 @@ class TokenIssuer:
         holder = tenant if tenant is not None else ANONYMOUS
         if tenant is not None or self.settings.anonymous_checked:
             metadata, created = self.ensure_room_owner(request.room_name, holder)
+            if self.holds.removed(request.room_name, request.participant_identity):
+                raise ParticipantRemoved()
         return IssuedToken(
             token=self.mint_token(request, metadata),
             room_name=request.room_name,

@@ -1,4 +1,5 @@
-"""The HTTP layer: the blueprint and its token route. Thin: parse, call the service, render."""
+"""The HTTP layer: the blueprint with the token route and the management routes. Thin: parse,
+call the service, render."""
 
 import json
 import logging
@@ -11,12 +12,26 @@ from .auth import load_tenant
 from .errors import (
     FieldNotAllowed,
     InvalidRequest,
+    Unauthorized,
     UnsupportedMediaType,
     error_response,
     http_error_response,
 )
+from .moderation import ROLE_PERMISSIONS
 from .requestlog import finish_request, start_request
-from .schemas import TokenRequestSchema, TokenResponseSchema, fields_not_allowed
+from .schemas import (
+    LiveKitName,
+    MuteSchema,
+    ParticipantInfoSchema,
+    ParticipantSchema,
+    PermissionsSchema,
+    RoomDetailSchema,
+    RoomSummarySchema,
+    TokenRequestSchema,
+    TokenResponseSchema,
+    TrackSchema,
+    fields_not_allowed,
+)
 from .service import TokenRequest
 
 log = logging.getLogger(__name__)
@@ -107,5 +122,126 @@ def render_http_error(error):
 @bp.errorhandler(Exception)
 def render_unexpected_error(error):
     """Log an unexpected failure with its traceback; answer 500 without details."""
+    if request.endpoint != "tokensvc.issue_token":
+        log.exception("request failed unexpectedly")
+        return error_response(500, "internal_error", "internal error")
     log.exception("token request failed unexpectedly")
     return error_response(500, "token_generation_failed", "the token could not be generated")
+
+
+# Managing a tenant's rooms: every route needs a tenant's bearer token, in every mode.
+
+@bp.get("/livekit/rooms")
+def list_rooms():
+    """The tenant's live rooms (one ListRooms for the names the record gives it)."""
+    state = service_state()
+    rooms = state.moderator.list_rooms(require_tenant())
+    return {"rooms": [room_summary.dump(room) for room in rooms]}
+
+
+@bp.get("/livekit/rooms/<path:room_name>")
+def get_room(room_name):
+    """One of the tenant's rooms and who is in it."""
+    tenant, room_name = require_tenant(), load_room_name(room_name)
+    room, participants = service_state().moderator.room(tenant, room_name)
+    return room_detail.dump({**room_summary.dump(room), "metadata": room.metadata,
+                             "participants": participants})
+
+
+@bp.delete("/livekit/rooms/<path:room_name>")
+def end_room(room_name):
+    """End one of the tenant's rooms for everyone; the name stays the tenant's."""
+    tenant, room_name = require_tenant(), load_room_name(room_name)
+    service_state().moderator.end_room(tenant, room_name)
+    return {"status": "ended", "room_name": room_name}
+
+
+@bp.delete("/livekit/participant")
+def remove_participant():
+    """Remove a participant from one of the tenant's rooms, durably."""
+    tenant = require_tenant()
+    fields = load_body(participant_schema)
+    service_state().moderator.remove_participant(
+        tenant, fields["room_name"], fields["participant_identity"])
+    return {"status": "removed", **fields}
+
+
+@bp.post("/livekit/participant/mute")
+def mute_track():
+    """Mute or unmute one track a participant of one of the tenant's rooms publishes."""
+    tenant = require_tenant()
+    fields = load_body(mute_schema)
+    track = service_state().moderator.mute(
+        tenant, fields["room_name"], fields["participant_identity"], fields.get("track_sid"),
+        fields.get("source"), fields["muted"])
+    return track_schema.dump(track)
+
+
+@bp.post("/livekit/participant/permissions")
+def set_permissions():
+    """Change a connected participant's permissions live (a role preset or explicit grants)."""
+    tenant = require_tenant()
+    fields = load_body(permissions_schema)
+    room_name, identity = fields.pop("room_name"), fields.pop("participant_identity")
+    role = fields.pop("role", None)
+    grants = dict(ROLE_PERMISSIONS[role]) if role else fields
+    participant = service_state().moderator.set_permissions(tenant, room_name, identity, grants)
+    return participant_schema_out.dump(participant)
+
+
+@bp.post("/livekit/webhook")
+def livekit_webhook():
+    """LiveKit's signed webhook events; a removed identity that joins again is removed again."""
+    state = service_state()
+    state.issuer.require_livekit()
+    body = request.get_data(as_text=True)
+    try:
+        event = state.webhooks.receive(body, request.headers.get("Authorization", ""))
+    except Exception:  # a bad or expired signature, a hash mismatch, or garbage alike
+        raise Unauthorized("the webhook's signature does not verify") from None
+    if event.event == "participant_joined":
+        g.room = event.room.name
+        state.moderator.participant_joined(event.room.name, event.participant.identity)
+    return {"status": "received"}
+
+
+def require_tenant() -> str:
+    """The tenant of the request, or 401: the management routes need one in every mode."""
+    if g.tenant is None:
+        raise Unauthorized("a tenant's bearer token is required", invalid_token=False)
+    return g.tenant
+
+
+def load_room_name(room_name: str) -> str:
+    """A room name from the path, under the same rules as in a body."""
+    try:
+        name = room_name_field.deserialize(room_name)
+    except ValidationError as exc:
+        raise InvalidRequest("the room name is invalid", fields={"room_name": exc.messages})
+    g.room = name
+    return name
+
+
+def load_body(schema) -> dict:
+    """Validate a management route's JSON body against `schema`; 400 naming each bad field."""
+    try:
+        fields = schema.load(read_json_object())
+    except ValidationError as exc:
+        raise InvalidRequest("some fields are missing or invalid", fields=exc.messages) from None
+    g.room = fields["room_name"]
+    return fields
+
+
+def service_state():
+    """The service's state on this app."""
+    return current_app.extensions["tokensvc"]
+
+
+participant_schema = ParticipantSchema()
+mute_schema = MuteSchema()
+permissions_schema = PermissionsSchema()
+room_summary = RoomSummarySchema()
+room_detail = RoomDetailSchema()
+track_schema = TrackSchema()
+participant_schema_out = ParticipantInfoSchema()
+room_name_field = LiveKitName(required=True)

@@ -1,0 +1,157 @@
+"""A tenant manages its own rooms: list, inspect, end, remove, mute, re-permission (no Flask).
+
+Every call is decided as the token route decides ownership: the service's record (`holds.py`),
+else LiveKit's live word on the room's `auth_id`, failing closed. A room that does not exist
+and a room that is not the tenant's get the same answer (404 `room_not_found`). LiveKit is
+called with the service's own keys, scoped per call: `roomAdmin` on the one room for the
+participant calls, `roomCreate` for DeleteRoom.
+
+A removal sticks: LiveKit cannot revoke a token and the removed participant holds refreshed
+tokens for about 11 minutes, so the record keeps the (room, identity) pair for the same grace as
+a hold; the token route refuses that identity a token for that room meanwhile (403
+`participant_removed`), and LiveKit's `participant_joined` webhook for it removes it again.
+"""
+
+from livekit.protocol import models
+
+from .errors import LiveKitNotFound, ParticipantNotFound, RoomNotFound, TrackNotFound
+from .holds import now_ms
+from .service import TokenIssuer, holder_of
+
+#: Track sources by the names the routes take.
+SOURCES = {
+    "camera": models.TrackSource.CAMERA,
+    "microphone": models.TrackSource.MICROPHONE,
+    "screen_share": models.TrackSource.SCREEN_SHARE,
+    "screen_share_audio": models.TrackSource.SCREEN_SHARE_AUDIO,
+}
+SOURCE_NAMES = {value: name for name, value in SOURCES.items()}
+#: The role presets a permissions change may name (the grants a token of that role carries).
+ROLE_PERMISSIONS = {
+    "speaker": {"can_publish": True, "can_subscribe": True, "can_publish_data": True},
+    "viewer": {"can_publish": False, "can_subscribe": True, "can_publish_data": True},
+    "observer": {"can_publish": False, "can_subscribe": True, "can_publish_data": False,
+                 "hidden": True},
+}
+
+
+class Moderator:
+    """The management operations of one tenant's rooms, on the issuer's record and LiveKit."""
+
+    def __init__(self, issuer: TokenIssuer):
+        """Share the issuer's settings, ownership record and LiveKit client."""
+        self.issuer = issuer
+
+    @property
+    def rooms(self):
+        """The LiveKit client (500 livekit_not_configured without one)."""
+        return self.issuer.require_livekit()
+
+    @property
+    def holds(self):
+        """The ownership record."""
+        return self.issuer.holds
+
+    def list_rooms(self, tenant: str) -> list:
+        """The tenant's live rooms: one ListRooms for the names the record gives it."""
+        names = self.holds.names_of(tenant)
+        if not names:
+            return []
+        return [room for room in self.rooms.list_rooms(names)
+                if holder_of(room.metadata) == tenant]
+
+    def room(self, tenant: str, name: str):
+        """(room, participants) of one of the tenant's rooms."""
+        room = self.owned_room(tenant, name)
+        return room, self.rooms.list_participants(name)
+
+    def end_room(self, tenant: str, name: str) -> None:
+        """End the room for everyone; the name stays the tenant's for a grace, since the
+        participants it disconnected still hold refreshed tokens."""
+        self.owned_room(tenant, name)
+        try:
+            self.rooms.delete_room(name)
+        except LiveKitNotFound:
+            raise RoomNotFound() from None
+        self.holds.claim(name, tenant, now_ms() + self.issuer.grace_ms)
+
+    def remove_participant(self, tenant: str, name: str, identity: str) -> None:
+        """Disconnect a participant and refuse it tokens for this room for a grace."""
+        self.participant(tenant, name, identity)
+        self.holds.remove(name, identity, now_ms() + self.issuer.grace_ms)
+        try:
+            self.rooms.remove_participant(name, identity)
+        except LiveKitNotFound:
+            pass  # it left meanwhile; the removal holds all the same
+
+    def mute(self, tenant: str, name: str, identity: str, track_sid: str | None,
+             source: str | None, muted: bool):
+        """Mute or unmute one published track, found by sid or by source; return the track."""
+        participant = self.participant(tenant, name, identity)
+        track = next((t for t in participant.tracks
+                      if (track_sid and t.sid == track_sid)
+                      or (source and t.source == SOURCES[source])), None)
+        if track is None:
+            raise TrackNotFound()
+        try:
+            return self.rooms.mute_track(name, identity, track.sid, muted)
+        except LiveKitNotFound:
+            raise TrackNotFound() from None
+
+    def set_permissions(self, tenant: str, name: str, identity: str, grants: dict):
+        """Change a connected participant's permissions live; return the participant."""
+        self.participant(tenant, name, identity)
+        sources = [SOURCES[source] for source in grants.pop("can_publish_sources", None) or ()]
+        permission = models.ParticipantPermission(can_publish_sources=sources, **grants)
+        try:
+            return self.rooms.update_permission(name, identity, permission)
+        except LiveKitNotFound:
+            raise ParticipantNotFound() from None
+
+    def participant_joined(self, room: str, identity: str) -> bool:
+        """A webhook said `identity` joined `room`: remove it again if it was removed; return
+        whether it was."""
+        if not self.holds.removed(room, identity):
+            return False
+        try:
+            self.rooms.remove_participant(room, identity)
+        except LiveKitNotFound:
+            pass
+        return True
+
+    def participant(self, tenant: str, name: str, identity: str):
+        """One participant of one of the tenant's rooms, or 404."""
+        self.owned(tenant, name)
+        try:
+            return self.rooms.get_participant(name, identity)
+        except LiveKitNotFound:
+            raise ParticipantNotFound() from None
+
+    def owned_room(self, tenant: str, name: str):
+        """The tenant's room as LiveKit lists it, or 404 (missing and foreign alike)."""
+        stored = self.owned(tenant, name)
+        if stored is None:
+            found = self.rooms.list_rooms([name])
+            stored = next((room for room in found if room.name == name), None)
+        if stored is None:
+            raise RoomNotFound()
+        return stored
+
+    def owned(self, tenant: str, name: str):
+        """Refuse (404) a name that is not the tenant's: the record's word, else the live
+        room's `auth_id` (failing closed), which is then recorded. Return the room when LiveKit
+        was asked, else None."""
+        hold = self.holds.get(name)
+        if hold is not None and not hold.pending:
+            if hold.holder != tenant:
+                raise RoomNotFound()
+            return None
+        if hold is not None and hold.holder != tenant:
+            raise RoomNotFound()
+        found = self.rooms.list_rooms([name])
+        stored = next((room for room in found if room.name == name), None)
+        if stored is None or holder_of(stored.metadata) != tenant:
+            raise RoomNotFound()
+        if hold is None:
+            self.holds.transfer(name, None, tenant, now_ms() + self.issuer.grace_ms, False)
+        return stored

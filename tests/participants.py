@@ -95,6 +95,8 @@ class Call:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.rooms, self.events, self.sources = {}, defaultdict(list), []
+        self.frames = defaultdict(int)  # audio frames each participant received
+        self.tasks = []
 
     def run(self, coroutine, timeout: float = 30):
         """Run a coroutine on the loop and return its result."""
@@ -110,6 +112,8 @@ class Call:
             room.on("track_muted", lambda participant, publication: events.append(
                 ("muted", participant.identity, publication.sid)))
             room.on("token_refreshed", lambda: events.append(("token", room._token)))
+            room.on("track_subscribed", lambda track, publication, participant: self._listen(
+                name, track))
             await room.connect(url, token)
             return room
 
@@ -133,9 +137,28 @@ class Call:
             options = rtc.TrackPublishOptions(source=kind)
             publication = await asyncio.wait_for(
                 room.local_participant.publish_track(track, options), 10)
+            if source != "camera":  # a microphone that sends 10 ms of silence at a time
+                self.tasks.append(asyncio.ensure_future(self._speak(media)))
             return publication.sid
 
         return self.run(go(), timeout=20)
+
+    async def _speak(self, source) -> None:
+        """Feed an audio source 10 ms frames of silence, as a microphone would."""
+        while True:
+            await source.capture_frame(rtc.AudioFrame.create(48000, 1, 480))
+            await asyncio.sleep(0.005)
+
+    def _listen(self, name: str, track) -> None:
+        """Count the audio frames participant `name` receives on a subscribed track."""
+        if track.kind != rtc.TrackKind.KIND_AUDIO:
+            return
+
+        async def count():
+            async for _ in rtc.AudioStream(track):
+                self.frames[name] += 1
+
+        self.tasks.append(asyncio.ensure_future(count()))
 
     def sees(self, name: str) -> set:
         """The identities participant `name` sees in its room."""
@@ -154,6 +177,9 @@ class Call:
         """Everyone leaves; the loop stops."""
 
         async def leave():
+            for task in self.tasks:
+                task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
             await asyncio.gather(*(room.disconnect() for room in self.rooms.values()),
                                  return_exceptions=True)
 

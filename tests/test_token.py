@@ -93,7 +93,7 @@ def test_room_options_reach_new_rooms_and_token(make_app, tenants, livekit):
 
 def test_unknown_fields_are_ignored(client):
     """Fields the contract does not list do not change the answer."""
-    response = client.post("/livekit/token", json={**BODY, "role": "admin", "roomAdmin": True})
+    response = client.post("/livekit/token", json={**BODY, "grants": "admin", "roomAdmin": True})
     assert response.status_code == 200
     _, raw = verify_token(response.json["token"])
     assert "roomAdmin" not in raw["video"]

@@ -29,7 +29,8 @@ def test_standard_fields_reach_the_token(client, tenants, livekit):
     assert response.json["server_url"] == response.json["livekit_url"] == livekit.ws_url
     claims, raw = verify_token(response.json["token"])
     assert claims.metadata == '{"plan": "pro"}'
-    assert claims.attributes == {"team": "blue", "seat": "3"}
+    assert claims.attributes == {"team": "blue", "seat": "3", "tokensvc.role": "speaker",
+                                 "tokensvc.tenant": "acme"}
     agents = raw["roomConfig"]["agents"]
     assert agents == [{"agentName": "support", "metadata": '{"lang": "en"}'}]
     assert json.loads(raw["roomConfig"]["metadata"]) == {"auth_id": "acme"}
@@ -96,7 +97,9 @@ def test_livekit_client_token_source(make_app, serve, tenants, livekit, tmp_path
     assert details["serverUrl"] == livekit.ws_url
     claims, raw = verify_token(details["participantToken"])
     assert (claims.identity, claims.name, raw["video"]["room"]) == ("sdk-user", "SDK User", "sdk-room")
-    assert claims.attributes == {"team": "blue"} and claims.metadata == '{"plan":"pro"}'
+    assert claims.attributes == {"team": "blue", "tokensvc.role": "speaker",
+                                 "tokensvc.tenant": "acme"}
+    assert claims.metadata == '{"plan":"pro"}'
     assert raw["roomConfig"]["agents"] == [
         {"agentName": "support-agent", "metadata": '{"language":"en"}'}
     ]

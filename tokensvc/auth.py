@@ -28,7 +28,7 @@ EC_ALGORITHMS_BY_CURVE = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1
 
 def load_tenant():
     """Before each request: verify the bearer token, if any, and set `g.tenant` (None: anonymous)."""
-    g.tenant = None
+    g.tenant, g.roles = None, None
     if request.method == "OPTIONS" or request.endpoint in OPEN_ENDPOINTS:
         return
     settings = current_app.extensions["tokensvc"].settings
@@ -43,7 +43,7 @@ def load_tenant():
     verifier = current_app.extensions["tokensvc"].verifier
     if verifier is None:
         raise Unauthorized("this service has no key to verify bearer tokens with")
-    g.tenant = verifier.tenant(match.group(1))
+    g.tenant, g.roles = verifier.identify(match.group(1))
 
 
 class TenantVerifier:
@@ -74,9 +74,15 @@ class TenantVerifier:
         self.audience = list(settings.auth_jwt_audience) or None
         self.leeway = settings.auth_jwt_leeway
         self.tenant_claim = settings.auth_tenant_claim
+        self.roles_claim = settings.auth_roles_claim
 
     def tenant(self, token: str) -> str:
         """Return the tenant id of a valid token, or raise Unauthorized saying what is wrong."""
+        return self.identify(token)[0]
+
+    def identify(self, token: str) -> tuple[str, tuple | None]:
+        """Return (tenant id, the roles the token allows, or None when it names none) of a
+        valid token, or raise Unauthorized saying what is wrong."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
@@ -86,7 +92,17 @@ class TenantVerifier:
             raise Unauthorized("the bearer token's algorithm is not accepted")
         key = self._key_for(algorithm, header.get("kid"))
         claims = self._decode(token, key, algorithm)
-        return self._tenant_of(claims)
+        return self._tenant_of(claims), self._roles_of(claims)
+
+    def _roles_of(self, claims: dict) -> tuple | None:
+        """The role names the token allows (the roles claim), or None without the claim."""
+        if self.roles_claim not in claims:
+            return None
+        roles = claims[self.roles_claim]
+        if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
+            raise Unauthorized(f"the bearer token's roles claim {self.roles_claim!r} is not a "
+                               f"list of role names")
+        return tuple(roles)
 
     def _key_for(self, algorithm: str, kid):
         """Return the key that verifies `algorithm`: never a public key for an HMAC token. With

@@ -7,6 +7,8 @@ from urllib.parse import urlparse
 
 from limits import parse_many
 
+from .roles import load_presets
+
 #: Every setting the service reads, in the order the README documents them.
 KEYS = (
     "LIVEKIT_URL",
@@ -30,6 +32,8 @@ KEYS = (
     "AUTH_JWT_LEEWAY",
     "AUTH_JWKS_REFRESH_SECONDS",
     "AUTH_TENANT_CLAIM",
+    "AUTH_ROLES_CLAIM",
+    "ROLE_PRESETS",
     "MAX_CONTENT_LENGTH",
     "CORS_ALLOWED_ORIGINS",
     "LOG_FORMAT",
@@ -92,6 +96,8 @@ class Settings:
     auth_jwt_leeway: int = 30
     auth_jwks_refresh_seconds: float = 30.0
     auth_tenant_claim: str = "sub"
+    auth_roles_claim: str = "roles"
+    role_presets: dict = field(default_factory=lambda: load_presets(None))
     max_content_length: int = 65536
     cors_allowed_origins: tuple[str, ...] = ()
     log_format: str = "json"
@@ -167,6 +173,8 @@ def load_settings(config) -> Settings:
             values, "AUTH_JWKS_REFRESH_SECONDS", 30.0, float, minimum=0
         ),
         auth_tenant_claim=_text(values, "AUTH_TENANT_CLAIM") or "sub",
+        auth_roles_claim=_text(values, "AUTH_ROLES_CLAIM") or "roles",
+        role_presets=_role_presets(values, "ROLE_PRESETS"),
         max_content_length=_number(values, "MAX_CONTENT_LENGTH", 65536, int, minimum=1),
         cors_allowed_origins=_origins(values, "CORS_ALLOWED_ORIGINS"),
         log_format=_choice(values, "LOG_FORMAT", ("json", "logfmt"), "json"),
@@ -318,6 +326,14 @@ def _hold_storage_url(values, key):
     if scheme == "sqlite" and not value.split("://", 1)[1].lstrip("/"):
         raise ConfigError(f"{key}: a sqlite URL names a file, as in sqlite:////var/lib/tokensvc.db")
     return value
+
+
+def _role_presets(values, key) -> dict:
+    """The role presets: the built-in ones, overridden and extended by the setting's JSON."""
+    try:
+        return load_presets(_text(values, key))
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
 
 
 def _choice(values, key, choices, default):

@@ -148,6 +148,14 @@ class TrackNotFound(ApiError):
     description = "the participant has no such published track"
 
 
+class RoleForbidden(ApiError):
+    """The bearer's roles claim does not allow the role asked for."""
+
+    code = 403
+    error_code = "role_forbidden"
+    description = "the bearer token does not allow this role"
+
+
 class ParticipantRemoved(ApiError):
     """The identity was removed from the room and may not get a token for it yet."""
 

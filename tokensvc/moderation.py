@@ -26,13 +26,6 @@ SOURCES = {
     "screen_share_audio": models.TrackSource.SCREEN_SHARE_AUDIO,
 }
 SOURCE_NAMES = {value: name for name, value in SOURCES.items()}
-#: The role presets a permissions change may name (the grants a token of that role carries).
-ROLE_PERMISSIONS = {
-    "speaker": {"can_publish": True, "can_subscribe": True, "can_publish_data": True},
-    "viewer": {"can_publish": False, "can_subscribe": True, "can_publish_data": True},
-    "observer": {"can_publish": False, "can_subscribe": True, "can_publish_data": False,
-                 "hidden": True},
-}
 
 
 class Moderator:

@@ -12,6 +12,8 @@ from marshmallow import (
     validates_schema,
 )
 
+from .roles import DEFAULT_ROLE, RESERVED_PREFIX
+
 #: LiveKit's limit for room names, participant identities and names, in UTF-8 bytes.
 MAX_NAME_BYTES = 256
 #: LiveKit's limit for a participant's attributes, keys and values together, in UTF-8 bytes.
@@ -129,6 +131,12 @@ class TokenRequestSchema(Schema):
         load_default=None,
         metadata={"description": "Only `agents` (agent dispatch); other keys: 400."},
     )
+    role = fields.String(
+        load_default=DEFAULT_ROLE,
+        metadata={"description": "A role preset: speaker (default), viewer, observer, or one of "
+                                 "ROLE_PRESETS; limited by the tenant JWT's roles claim.",
+                  "example": "viewer"},
+    )
 
     @validates("participant_metadata")
     def check_metadata(self, value, **kwargs):
@@ -138,6 +146,10 @@ class TokenRequestSchema(Schema):
     @validates("participant_attributes")
     def check_attributes(self, value, **kwargs):
         """Attributes must fit LiveKit's 64 KiB limit."""
+        reserved = sorted(key for key in value if key.startswith(RESERVED_PREFIX))
+        if reserved:
+            raise ValidationError(f"Attributes starting with {RESERVED_PREFIX!r} are the "
+                                  f"service's own: {', '.join(reserved)}.")
         size = sum(_utf8_size(key) + _utf8_size(text) for key, text in value.items())
         if size > MAX_ATTRIBUTES_BYTES:
             raise ValidationError(f"Must be at most {MAX_ATTRIBUTES_BYTES} bytes in all, got {size}.")
@@ -180,8 +192,6 @@ class ErrorSchema(Schema):
 
 #: Track sources the mute and permissions routes take.
 SOURCE_CHOICES = ("microphone", "camera", "screen_share", "screen_share_audio")
-#: Role presets the permissions route applies.
-ROLE_CHOICES = ("speaker", "viewer", "observer")
 
 
 class ParticipantSchema(Schema):
@@ -211,7 +221,8 @@ class MuteSchema(ParticipantSchema):
 class PermissionsSchema(ParticipantSchema):
     """Body of `POST /livekit/participant/permissions`: a `role`, or explicit grants."""
 
-    role = fields.String(validate=validate.OneOf(ROLE_CHOICES))
+    role = fields.String(metadata={"description": "A role preset (speaker, viewer, observer, or "
+                                                  "one of ROLE_PRESETS)."})
     can_publish = fields.Boolean()
     can_subscribe = fields.Boolean()
     can_publish_data = fields.Boolean()

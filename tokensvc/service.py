@@ -51,6 +51,7 @@ from .errors import (
 )
 from .holds import Hold, now_ms
 from .livekit_client import RoomServiceClient
+from .roles import DEFAULT_ROLE, ROLE_ATTRIBUTE, TENANT_ATTRIBUTE, video_grants
 
 OWNER_KEY = "auth_id"
 #: The holder of names used by anonymous tokens (never a tenant id: those are 1 to 256 bytes).
@@ -74,6 +75,7 @@ class TokenRequest:
     participant_metadata: str = ""
     participant_attributes: dict = field(default_factory=dict)
     room_config: dict | None = None
+    role: str = DEFAULT_ROLE
 
 
 @dataclass(frozen=True)
@@ -192,7 +194,7 @@ class TokenIssuer:
             if self.holds.removed(request.room_name, request.participant_identity):
                 raise ParticipantRemoved()
         return IssuedToken(
-            token=self.mint_token(request, metadata),
+            token=self.mint_token(request, metadata, tenant),
             room_name=request.room_name,
             participant_identity=request.participant_identity,
             livekit_url=self.settings.client_url,
@@ -314,15 +316,15 @@ class TokenIssuer:
         except Exception:  # already logged by the store; the lock expires by itself
             pass
 
-    def mint_token(self, request: TokenRequest, room_metadata: str | None) -> str:
-        """Sign a join-only token for one room; `room_metadata` rides along in `roomConfig`."""
+    def mint_token(self, request: TokenRequest, room_metadata: str | None,
+                   tenant: str | None = None) -> str:
+        """Sign a join-only token for one room with its role's grants; `room_metadata` rides
+        along in `roomConfig`, the role and the tenant in reserved attributes."""
         settings = self.settings
         grants = api.VideoGrants(
             room_join=True,
             room=request.room_name,
-            can_publish=True,
-            can_subscribe=True,
-            can_publish_data=True,
+            **video_grants(settings.role_presets[request.role]),
         )
         token = api.AccessToken(settings.livekit_api_key, settings.livekit_api_secret)
         token.claims = FlatClaims()
@@ -334,8 +336,10 @@ class TokenIssuer:
         )
         if request.participant_metadata:
             token.with_metadata(request.participant_metadata)
-        if request.participant_attributes:
-            token.with_attributes(dict(request.participant_attributes))
+        attributes = {**request.participant_attributes, ROLE_ATTRIBUTE: request.role}
+        if tenant is not None:
+            attributes[TENANT_ATTRIBUTE] = tenant
+        token.with_attributes(attributes)
         agents = [
             api.RoomAgentDispatch(agent_name=agent["agent_name"], metadata=agent["metadata"])
             for agent in (request.room_config or {}).get("agents", ())

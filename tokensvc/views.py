@@ -12,12 +12,13 @@ from .auth import load_tenant
 from .errors import (
     FieldNotAllowed,
     InvalidRequest,
+    RoleForbidden,
     Unauthorized,
     UnsupportedMediaType,
     error_response,
     http_error_response,
 )
-from .moderation import ROLE_PERMISSIONS
+from .roles import permission
 from .requestlog import finish_request, start_request
 from .schemas import (
     LiveKitName,
@@ -63,6 +64,7 @@ def issue_token():
         state.rate_limits.hit_request(g.tenant, request.remote_addr)
     fields = load_token_request()
     g.room = fields["room_name"]
+    check_role(fields["role"], state.settings.role_presets)
     issued = state.issuer.issue(TokenRequest(**fields), g.tenant)
     if state.metrics is not None:
         state.metrics.token_issued(g.tenant, issued.room_created)
@@ -184,7 +186,11 @@ def set_permissions():
     fields = load_body(permissions_schema)
     room_name, identity = fields.pop("room_name"), fields.pop("participant_identity")
     role = fields.pop("role", None)
-    grants = dict(ROLE_PERMISSIONS[role]) if role else fields
+    grants = fields
+    if role is not None:
+        presets = service_state().settings.role_presets
+        check_role(role, presets)
+        grants = permission(presets[role])
     participant = service_state().moderator.set_permissions(tenant, room_name, identity, grants)
     return participant_schema_out.dump(participant)
 
@@ -203,6 +209,15 @@ def livekit_webhook():
         g.room = event.room.name
         state.moderator.participant_joined(event.room.name, event.participant.identity)
     return {"status": "received"}
+
+
+def check_role(role: str, presets: dict) -> None:
+    """400 for a role that is no preset; 403 for one the bearer's roles claim does not allow."""
+    if role not in presets:
+        raise InvalidRequest("unknown role", fields={
+            "role": [f"Must be one of: {', '.join(sorted(presets))}."]})
+    if g.roles is not None and role not in g.roles:
+        raise RoleForbidden(f"the bearer token does not allow the role {role!r}")
 
 
 def require_tenant() -> str:

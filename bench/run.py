@@ -60,6 +60,8 @@ ROWS = (
     Row("1", "service, authenticated, existing room", "app:app", True, "bench-existing"),
     Row("1s", "as 1, ownership record in Redis", "app:app", True, "bench-existing-redis",
         storage="redis"),
+    Row("1t", "as 1, ROOM_NAMES=per-tenant", "app:app", True, "bench-existing-tenant",
+        env=(("ROOM_NAMES", "per-tenant"),)),
     Row("2", "service, authenticated, new room each request", "app:app", True, "",
         env=SHORT_LIVED_ROOMS),
     Row("2s", "as 2, ownership record in Redis", "app:app", True, "", env=SHORT_LIVED_ROOMS,
@@ -294,6 +296,8 @@ def targets(rows: dict) -> str:
          one["rss_after_mib"] / one["rss_before_mib"], 1.10, False),
         ("row 1 LiveKit calls/req <= 1", one["calls_per_request"], 1.0, False),
     ]
+    if "1t" in rows:
+        checks.append(("row 1t CPU/req <= 1.3x row 3", rows["1t"][cpu] / three[cpu], 1.3, False))
     if "1s" in rows:
         checks.append(("row 1s CPU/req <= 0.5x row 4", rows["1s"][cpu] / four[cpu], 0.5, False))
         checks.append(("row 1s LiveKit calls/req <= 1", rows["1s"]["calls_per_request"], 1.0,

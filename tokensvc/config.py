@@ -35,6 +35,7 @@ KEYS = (
     "AUTH_ROLES_CLAIM",
     "ROLE_PRESETS",
     "MAX_CONTENT_LENGTH",
+    "ROOM_NAMES",
     "CORS_ALLOWED_ORIGINS",
     "LOG_FORMAT",
     "LOG_LEVEL",
@@ -99,6 +100,7 @@ class Settings:
     auth_roles_claim: str = "roles"
     role_presets: dict = field(default_factory=lambda: load_presets(None))
     max_content_length: int = 65536
+    room_names: str = "shared"
     cors_allowed_origins: tuple[str, ...] = ()
     log_format: str = "json"
     log_level: str = "INFO"
@@ -176,6 +178,7 @@ def load_settings(config) -> Settings:
         auth_roles_claim=_text(values, "AUTH_ROLES_CLAIM") or "roles",
         role_presets=_role_presets(values, "ROLE_PRESETS"),
         max_content_length=_number(values, "MAX_CONTENT_LENGTH", 65536, int, minimum=1),
+        room_names=_choice(values, "ROOM_NAMES", ("shared", "per-tenant"), "shared"),
         cors_allowed_origins=_origins(values, "CORS_ALLOWED_ORIGINS"),
         log_format=_choice(values, "LOG_FORMAT", ("json", "logfmt"), "json"),
         log_level=_choice(values, "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),

@@ -47,7 +47,8 @@ class Moderator:
 
     def list_rooms(self, tenant: str) -> list:
         """The tenant's live rooms: one ListRooms for the names the record gives it."""
-        names = self.holds.names_of(tenant)
+        names = [name for name in self.holds.names_of(tenant)
+                 if self.issuer.names.own_name(tenant, name) is not None]
         if not names:
             return []
         return [room for room in self.rooms.list_rooms(names)

@@ -175,6 +175,9 @@ class TokenResponseSchema(Schema):
     participant_token = fields.String(
         required=True, metadata={"description": "Same as token (LiveKit TokenSource)."}
     )
+    livekit_room_name = fields.String(
+        metadata={"description": "With ROOM_NAMES=per-tenant: LiveKit's name for the room."}
+    )
 
 
 class ErrorSchema(Schema):

@@ -39,6 +39,7 @@ from livekit.api.access_token import Claims, snake_to_lower_camel
 
 from .config import Settings
 from .errors import (
+    InvalidRequest,
     LiveKitNotConfigured,
     LiveKitTimeout,
     LiveKitUnavailable,
@@ -51,6 +52,7 @@ from .errors import (
 )
 from .holds import Hold, now_ms
 from .livekit_client import RoomServiceClient
+from .names import NameTooLong, RoomNames
 from .roles import DEFAULT_ROLE, ROLE_ATTRIBUTE, TENANT_ATTRIBUTE, video_grants
 
 OWNER_KEY = "auth_id"
@@ -87,6 +89,7 @@ class IssuedToken:
     participant_identity: str
     livekit_url: str
     room_created: bool = False
+    livekit_room_name: str | None = None  # with ROOM_NAMES=per-tenant: LiveKit's name
 
     @property
     def participant_token(self) -> str:
@@ -170,6 +173,7 @@ class TokenIssuer:
         after (`count_room_create(tenant)`)."""
         self.settings = settings
         self.holds = holds
+        self.names = RoomNames(settings.room_names == "per-tenant")
         self.hold_ms = settings.token_ttl * 1000 + LIVEKIT_LEEWAY_MS
         self.grace_ms = max(REFRESHED_TOKEN_MS, settings.token_ttl * 1000) + LIVEKIT_LEEWAY_MS
         if rooms is None and settings.livekit_configured:
@@ -189,17 +193,27 @@ class TokenIssuer:
         self.require_livekit()
         metadata, created = None, False
         holder = tenant if tenant is not None else ANONYMOUS
+        room_name = self.livekit_name(holder, request.room_name)
         if tenant is not None or self.settings.anonymous_checked:
-            metadata, created = self.ensure_room_owner(request.room_name, holder)
-            if self.holds.removed(request.room_name, request.participant_identity):
+            metadata, created = self.ensure_room_owner(room_name, holder)
+            if self.holds.removed(room_name, request.participant_identity):
                 raise ParticipantRemoved()
         return IssuedToken(
-            token=self.mint_token(request, metadata, tenant),
+            token=self.mint_token(request, metadata, tenant, room_name),
             room_name=request.room_name,
             participant_identity=request.participant_identity,
             livekit_url=self.settings.client_url,
             room_created=created,
+            livekit_room_name=room_name if self.names.per_tenant else None,
         )
+
+    def livekit_name(self, holder: str, room_name: str) -> str:
+        """LiveKit's name for the caller's room name (per tenant, an injective encoding); 400
+        when it would not fit LiveKit's limit."""
+        try:
+            return self.names.livekit_name(holder, room_name)
+        except NameTooLong as exc:
+            raise InvalidRequest(str(exc), fields={"room_name": [str(exc)]}) from None
 
     def require_livekit(self) -> RoomServiceClient:
         """Return the LiveKit client, or raise 500 livekit_not_configured naming the settings."""
@@ -224,7 +238,9 @@ class TokenIssuer:
             hold = self._hold_under_lock(room_name, holder)
             if not hold.pending:  # another request of the holder checked it meanwhile
                 return owner_metadata(holder), False
-            stored = self._check_livekit_word(room_name, hold)
+            # Per tenant no other tenant can make this name: only a room made outside the
+            # service could be there, and CreateRoom's answer is checked all the same.
+            stored = None if self.names.per_tenant else self._check_livekit_word(room_name, hold)
             if self.room_creations is not None and stored is None:
                 self.room_creations.test_room_create(holder)
             try:
@@ -317,13 +333,13 @@ class TokenIssuer:
             pass
 
     def mint_token(self, request: TokenRequest, room_metadata: str | None,
-                   tenant: str | None = None) -> str:
+                   tenant: str | None = None, room_name: str | None = None) -> str:
         """Sign a join-only token for one room with its role's grants; `room_metadata` rides
         along in `roomConfig`, the role and the tenant in reserved attributes."""
         settings = self.settings
         grants = api.VideoGrants(
             room_join=True,
-            room=request.room_name,
+            room=room_name or request.room_name,
             **video_grants(settings.role_presets[request.role]),
         )
         token = api.AccessToken(settings.livekit_api_key, settings.livekit_api_secret)

@@ -68,7 +68,10 @@ def issue_token():
     issued = state.issuer.issue(TokenRequest(**fields), g.tenant)
     if state.metrics is not None:
         state.metrics.token_issued(g.tenant, issued.room_created)
-    return response_schema.dump(issued)
+    answer = response_schema.dump(issued)
+    if answer.get("livekit_room_name") is None:
+        answer.pop("livekit_room_name", None)
+    return answer
 
 
 def load_token_request() -> dict:
@@ -136,25 +139,26 @@ def render_unexpected_error(error):
 @bp.get("/livekit/rooms")
 def list_rooms():
     """The tenant's live rooms (one ListRooms for the names the record gives it)."""
-    state = service_state()
-    rooms = state.moderator.list_rooms(require_tenant())
-    return {"rooms": [room_summary.dump(room) for room in rooms]}
+    state, tenant = service_state(), require_tenant()
+    rooms = state.moderator.list_rooms(tenant)
+    return {"rooms": [own_room(room_summary.dump(room), tenant) for room in rooms]}
 
 
 @bp.get("/livekit/rooms/<path:room_name>")
 def get_room(room_name):
     """One of the tenant's rooms and who is in it."""
     tenant, room_name = require_tenant(), load_room_name(room_name)
-    room, participants = service_state().moderator.room(tenant, room_name)
-    return room_detail.dump({**room_summary.dump(room), "metadata": room.metadata,
-                             "participants": participants})
+    room, participants = service_state().moderator.room(tenant, livekit_name(tenant, room_name))
+    detail = room_detail.dump({**room_summary.dump(room), "metadata": room.metadata,
+                               "participants": participants})
+    return own_room(detail, tenant)
 
 
 @bp.delete("/livekit/rooms/<path:room_name>")
 def end_room(room_name):
     """End one of the tenant's rooms for everyone; the name stays the tenant's."""
     tenant, room_name = require_tenant(), load_room_name(room_name)
-    service_state().moderator.end_room(tenant, room_name)
+    service_state().moderator.end_room(tenant, livekit_name(tenant, room_name))
     return {"status": "ended", "room_name": room_name}
 
 
@@ -164,7 +168,7 @@ def remove_participant():
     tenant = require_tenant()
     fields = load_body(participant_schema)
     service_state().moderator.remove_participant(
-        tenant, fields["room_name"], fields["participant_identity"])
+        tenant, livekit_name(tenant, fields["room_name"]), fields["participant_identity"])
     return {"status": "removed", **fields}
 
 
@@ -174,7 +178,8 @@ def mute_track():
     tenant = require_tenant()
     fields = load_body(mute_schema)
     track = service_state().moderator.mute(
-        tenant, fields["room_name"], fields["participant_identity"], fields.get("track_sid"),
+        tenant, livekit_name(tenant, fields["room_name"]), fields["participant_identity"],
+        fields.get("track_sid"),
         fields.get("source"), fields["muted"])
     return track_schema.dump(track)
 
@@ -191,7 +196,8 @@ def set_permissions():
         presets = service_state().settings.role_presets
         check_role(role, presets)
         grants = permission(presets[role])
-    participant = service_state().moderator.set_permissions(tenant, room_name, identity, grants)
+    participant = service_state().moderator.set_permissions(
+        tenant, livekit_name(tenant, room_name), identity, grants)
     return participant_schema_out.dump(participant)
 
 
@@ -218,6 +224,20 @@ def check_role(role: str, presets: dict) -> None:
             "role": [f"Must be one of: {', '.join(sorted(presets))}."]})
     if g.roles is not None and role not in g.roles:
         raise RoleForbidden(f"the bearer token does not allow the role {role!r}")
+
+
+def livekit_name(tenant: str, room_name: str) -> str:
+    """LiveKit's name for one of the tenant's room names (the same with shared names)."""
+    return service_state().issuer.livekit_name(tenant, room_name)
+
+
+def own_room(rendered: dict, tenant: str) -> dict:
+    """A rendered room under the tenant's own name (and LiveKit's, with per-tenant names)."""
+    names = service_state().issuer.names
+    if names.per_tenant:
+        rendered["livekit_room_name"] = rendered["name"]
+        rendered["name"] = names.own_name(tenant, rendered["name"])
+    return rendered
 
 
 def require_tenant() -> str:

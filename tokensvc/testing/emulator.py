@@ -3,9 +3,10 @@
 It speaks Twirp over HTTP as livekit-server does: `POST /twirp/livekit.RoomService/<Method>`
 with protobuf or JSON bodies, HS256 bearer tokens checked for the grant each method needs,
 Twirp JSON errors, `CreateRoom`, `ListRooms` by exact names, `UpdateRoomMetadata`, `DeleteRoom`,
-rooms that close after `empty_timeout`, and LiveKit's size limits. Switches inject faults
-(latency, Twirp errors, a 200 with a malformed body, refused connections), and counters record
-every call, so tests can assert what the service did over the wire.
+`ListParticipants` (always empty: nobody can join the emulator), rooms that close after
+`empty_timeout`, and LiveKit's size limits. Switches inject faults (latency, Twirp errors, a 200
+with a malformed body, refused connections), and counters record every call, so tests can
+assert what the service did over the wire.
 
 Like livekit-server (pkg/service/roomservice.go, roommanager.go, roomallocator.go, localstore.go),
 it keeps two views of each room, and its calls read and write them as the real server does:
@@ -116,6 +117,7 @@ METHODS = {
     "DeleteRoom": Method(room_pb.DeleteRoomRequest, "roomCreate"),
     "ListRooms": Method(room_pb.ListRoomsRequest, "roomList"),
     "UpdateRoomMetadata": Method(room_pb.UpdateRoomMetadataRequest, "roomAdmin"),
+    "ListParticipants": Method(room_pb.ListParticipantsRequest, "roomAdmin"),
 }
 
 
@@ -414,6 +416,13 @@ class LiveKitEmulator:
             raise TwirpError("not_found", "requested room does not exist")
         self._close(request.room)
         return room_pb.DeleteRoomResponse()
+
+    def _list_participants(self, request) -> room_pb.ListParticipantsResponse:
+        """ListParticipants: nobody can join the emulator, so every room is empty."""
+        self._live_room(request.room)
+        if request.room not in self.store:
+            raise TwirpError("not_found", "requested room does not exist")
+        return room_pb.ListParticipantsResponse()
 
     def _update_room_metadata(self, request) -> models.Room:
         """UpdateRoomMetadata: replace the live room's metadata; the store follows on change."""

@@ -21,10 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
-from conftest import (  # noqa: E402
-    GRANTS, LIVEKIT_KEY, LIVEKIT_SECRET, GunicornProcess, Tenants, find_free_port, gunicorn_env,
-    verify_token,
-)
+from support.processes import GunicornProcess, find_free_port, gunicorn_env  # noqa: E402
+from support.tokens import GRANTS, LIVEKIT_KEY, LIVEKIT_SECRET, Tenants, verify_token  # noqa: E402
 from tokensvc.testing import LiveKitEmulator  # noqa: E402
 
 

@@ -12,7 +12,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from conftest import BODY, TENANT_SECRET, StaticServer, verify_token
+from support.servers import StaticServer
+from support.tokens import BODY, TENANT_SECRET, verify_token
 
 ROOM = BODY["room_name"]
 

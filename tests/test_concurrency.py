@@ -1,40 +1,15 @@
 """Two tenants asking for one new room at the same moment: exactly one owner, every time."""
 
 import json
-import threading
-import time
 
 import pytest
 
-from conftest import BODY, verify_token
+from support.racing import race
+from support.tokens import verify_token
 
 pytestmark = pytest.mark.livekit_server
 
 ROUNDS = 40
-
-
-def race(server, tenants, room):
-    """Fire acme and globex at `room` together; return {tenant: (status, body)}."""
-    barrier = threading.Barrier(2)
-    results = {}
-
-    def ask(tenant):
-        headers = tenants.headers(tenant)
-        barrier.wait()
-        started = time.monotonic()
-        results[tenant] = server.post("/livekit/token", {**BODY, "room_name": room}, headers)[:2]
-        spans[tenant] = (started, time.monotonic())
-
-    spans = {}
-
-    threads = [threading.Thread(target=ask, args=(tenant,)) for tenant in ("acme", "globex")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    # Whether the two requests were in the service at the same time.
-    results["overlapped"] = max(s for s, _ in spans.values()) < min(e for _, e in spans.values())
-    return results
 
 
 def test_two_tenants_one_new_room_one_owner(make_app, serve, tenants, livekit):

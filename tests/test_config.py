@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from support.processes import ROOT
 from tokensvc import ConfigError, environ_config, load_settings
 
 

@@ -6,7 +6,8 @@ import subprocess
 
 import pytest
 
-from conftest import BODY, StaticServer
+from support.servers import StaticServer
+from support.tokens import BODY
 from tokensvc import ConfigError
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

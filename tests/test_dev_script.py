@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TENANT_SECRET, livekit_settings
+from support.processes import ROOT, livekit_settings
+from support.tokens import TENANT_SECRET
 
 VENV_BIN = str(Path(sys.executable).parent)
 pytestmark = pytest.mark.slow

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (
-    BODY, LIVEKIT_KEY, LIVEKIT_SECRET, ROOT, TENANT_SECRET, HttpService, assert_no_secrets,
-    livekit_settings,
-)
+from support.processes import ROOT, livekit_settings
+from support.servers import HttpService
+from support.tokens import BODY, LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET, assert_no_secrets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples" / "embed"))
 from host import create_app as create_host_app  # noqa: E402

@@ -10,7 +10,7 @@ import jwt
 import pytest
 from livekit import api
 
-from conftest import LIVEKIT_KEY, LIVEKIT_SECRET
+from support.tokens import LIVEKIT_KEY, LIVEKIT_SECRET
 
 ROOM_SERVICE = "/twirp/livekit.RoomService/"
 

@@ -8,7 +8,7 @@ import urllib.error
 
 import pytest
 
-from conftest import BODY
+from support.tokens import BODY
 
 pytestmark = pytest.mark.slow
 

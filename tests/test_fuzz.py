@@ -5,7 +5,7 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from conftest import BODY, LIVEKIT_SECRET, TENANT_SECRET, Tenants, verify_token
+from support.tokens import BODY, LIVEKIT_SECRET, TENANT_SECRET, Tenants, verify_token
 
 #: Every status the token route may answer, with the codes the SPEC allows for it.
 CONTRACT = {

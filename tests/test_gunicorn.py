@@ -8,7 +8,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import BODY, verify_token
+from support.racing import race
+from support.tokens import BODY, verify_token
 
 
 def curl(url, body, headers=()):
@@ -44,8 +45,6 @@ def test_gunicorn_serves_tokens_to_curl(gunicorn, tenants, livekit):
 @pytest.mark.slow
 def test_race_across_worker_processes(gunicorn, tenants, livekit):
     """Two tenants racing for new rooms through different gunicorn workers: one owner each time."""
-    from test_concurrency import race
-
     livekit.faults.latency = 0.02
     for round_no in range(10):
         results = race(gunicorn, tenants, f"worker-race-{round_no}")

@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import BODY, find_free_port
+from support.processes import find_free_port
+from support.tokens import BODY
 from tokensvc.holds import EXTEND_SLACK_MS, RETENTION_MS, Hold, now_ms, open_holds, sqlite_path
 
 SLACK = EXTEND_SLACK_MS

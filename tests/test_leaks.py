@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from conftest import BODY, LIVEKIT_SECRET, assert_no_secrets
+from support.tokens import BODY, LIVEKIT_SECRET, assert_no_secrets
 
 
 @pytest.mark.parametrize(

@@ -1,13 +1,10 @@
 """The synchronous LiveKit client: fewest round trips, kept-alive connections, fork safety."""
 
-import json
 import multiprocessing
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-
-from conftest import BODY
+from support.tokens import BODY
 
 
 def test_round_trips_per_token(make_app, tenants, livekit):

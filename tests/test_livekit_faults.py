@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from conftest import BODY
+from support.tokens import BODY
 
 
 def ask(client, tenants, room="room-1"):
@@ -91,7 +91,7 @@ def test_unreachable_host_is_503(make_app, tenants):
 
 def test_errors_never_leak_secrets_or_tokens(make_app, tenants, livekit):
     """No API secret, tenant secret or tenant token appears in any error body."""
-    from conftest import LIVEKIT_SECRET, TENANT_SECRET
+    from support.tokens import LIVEKIT_SECRET, TENANT_SECRET
 
     client = make_app().test_client()
     headers = tenants.headers()

@@ -12,9 +12,10 @@ from urllib.parse import quote
 import jwt
 import pytest
 
-from conftest import BODY, LIVEKIT_KEY, LIVEKIT_SECRET, find_free_port, livekit_settings
-from livekit_server import MEDIA_IP, find_livekit_server
-from participants import Call
+from support.processes import find_free_port, livekit_settings
+from support.tokens import BODY, LIVEKIT_KEY, LIVEKIT_SECRET
+from support.livekit import MEDIA_IP, find_livekit_server
+from support.participants import Call
 from tokensvc.testing import LiveKitServer
 
 ROOM = "team/standup #1"  # a slash and a space: the path form is percent-encoded
@@ -310,3 +311,20 @@ def test_removal_holds_across_instances_sharing_redis(make_app, tenants, livekit
     status, refused = token_for(second, tenants, "bob")
     assert (status, refused["code"]) == (403, "participant_removed")
     assert token_for(second, tenants, "alice")[0] == 200
+
+
+def test_management_routes_are_in_metrics_and_the_access_log(make_app, tenants, caplog):
+    """/metrics counts the management routes by route and code, with no tenant or room label;
+    each request has its access line."""
+    caplog.set_level("INFO", "tokensvc.access")
+    client = make_app(METRICS_ENABLED="true").test_client()
+    assert client.get("/livekit/rooms", headers=tenants.headers("metrics-tenant")).status_code == 200
+    assert client.get("/livekit/rooms/secret-room",
+                      headers=tenants.headers("metrics-tenant")).status_code == 404
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'code="ok",route="/livekit/rooms"' in text
+    assert 'code="room_not_found",route="/livekit/rooms/<path:room_name>"' in text
+    assert "metrics-tenant" not in text and "secret-room" not in text
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "tokensvc.access"]
+    assert [(line["path"], line["status"], line["outcome"]) for line in lines[:2]] == [
+        ("/livekit/rooms", 200, "ok"), ("/livekit/rooms/secret-room", 404, "room_not_found")]

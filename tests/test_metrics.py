@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import BODY
+from support.tokens import BODY
 
 
 def scrape(url: str, headers=None) -> dict:

@@ -11,15 +11,13 @@ import time
 import pytest
 import redis
 
-from conftest import (
-    BODY, LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET, GunicornProcess, RedisServer,
-    find_free_port, unavailable,
-)
+from support.processes import GunicornProcess, RedisServer, find_free_port, unavailable
+from support.tokens import BODY, LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET
 from livekit import rtc
 
-from livekit_server import MEDIA_IP, find_livekit_server, twirp
-from participants import join, meet
-from racing import Tally, ask_at_once
+from support.livekit import MEDIA_IP, find_livekit_server, twirp
+from support.participants import join, meet
+from support.racing import Tally, ask_at_once
 from tokensvc.testing import LiveKitServer
 
 ROUNDS = 300

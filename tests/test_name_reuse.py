@@ -11,8 +11,8 @@ import time
 import pytest
 from livekit import rtc
 
-from conftest import BODY
-from participants import join, stay
+from support.tokens import BODY
+from support.participants import join, stay
 from tokensvc.holds import EXTEND_SLACK_MS, now_ms, sqlite_path
 
 ROOM = "name-reuse"

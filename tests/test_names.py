@@ -7,8 +7,8 @@ import json
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from conftest import BODY
-from participants import join, stay
+from support.tokens import BODY
+from support.participants import join, stay
 from tokensvc.names import MAX_LIVEKIT_NAME_BYTES, RoomNames, decode, encode
 
 #: The format, version 1: these must never change.

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import BODY, verify_token
+from support.tokens import BODY, verify_token
 from tokensvc.service import owner_metadata
 
 pytestmark = pytest.mark.livekit_server

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from conftest import BODY, ROOT, GunicornProcess, assert_no_secrets, livekit_settings
+from support.processes import ROOT, GunicornProcess, livekit_settings
+from support.tokens import BODY, assert_no_secrets
 from tokensvc.config import FILE_KEYS, KEYS, environ_config
 
 

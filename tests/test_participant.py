@@ -8,8 +8,8 @@ import jwt
 import pytest
 from livekit import rtc
 
-from conftest import BODY, LIVEKIT_SECRET
-from participants import join
+from support.tokens import BODY, LIVEKIT_SECRET
+from support.participants import join
 
 pytestmark = [
     pytest.mark.slow,

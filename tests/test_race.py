@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from participants import join_all
-from racing import Tally, ask_at_once
+from support.participants import join_all
+from support.racing import Tally, ask_at_once
 
 ROUNDS = 200
 TENANTS = ("acme", "globex", "initech", "umbrella")

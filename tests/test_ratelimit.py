@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import BODY, assert_no_secrets
+from support.tokens import BODY, assert_no_secrets
 from tokensvc import ConfigError
 
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 from flask import g
 
-from conftest import BODY
+from support.tokens import BODY
 from tokensvc.requestlog import ServiceFormatter
 
 

@@ -7,8 +7,8 @@ import json
 import jwt
 import pytest
 
-from conftest import BODY, TENANT_SECRET, verify_token
-from participants import Call
+from support.tokens import BODY, TENANT_SECRET, verify_token
+from support.participants import Call
 from tokensvc import ConfigError
 
 FORBIDDEN_GRANTS = {"roomAdmin", "roomCreate", "roomList", "roomRecord"}

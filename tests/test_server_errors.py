@@ -7,7 +7,7 @@ import socket
 import jwt
 import pytest
 
-from conftest import TENANT_SECRET
+from support.tokens import TENANT_SECRET
 from tokensvc.serving import redact
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import BODY
+from support.tokens import BODY
 
 pytestmark = pytest.mark.slow
 

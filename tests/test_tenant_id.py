@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import BODY
+from support.tokens import BODY
 
 pytestmark = pytest.mark.livekit_server
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from conftest import BODY, verify_token
+from support.tokens import BODY, verify_token
 
 FORBIDDEN_GRANTS = ("roomAdmin", "roomCreate", "roomList", "roomRecord")
 

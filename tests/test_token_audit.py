@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import BODY, audit_token
+from support.tokens import BODY, audit_token
 
 pytestmark = pytest.mark.livekit_server
 

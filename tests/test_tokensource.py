@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BODY, verify_token
+from support.tokens import BODY, verify_token
 
 pytestmark = pytest.mark.livekit_server
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import BODY
+from support.tokens import BODY
 
 pytestmark = pytest.mark.livekit_server
 

@@ -27,7 +27,6 @@ disagree) and `add_stored_room` (an entry in the store with no live room, as aft
 """
 
 import asyncio
-import json
 import secrets
 import string
 import threading

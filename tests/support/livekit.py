@@ -25,7 +25,7 @@ from livekit.protocol import models, room as room_pb
 
 from tokensvc.testing import Faults, LiveKitServer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 #: The address participants' media uses, set by scripts/in-private-network (none: no joins).
 MEDIA_IP = os.environ.get("TOKENSVC_MEDIA_IP")
 ROOM_SERVICE = "/twirp/livekit.RoomService/"

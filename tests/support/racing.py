@@ -5,7 +5,7 @@ import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
-from conftest import BODY
+from support.tokens import BODY
 
 
 def ask_at_once(asks, tenants):
@@ -47,3 +47,27 @@ class Tally:
     def shared(self) -> dict:
         """Rooms that gave tokens to more than one tenant."""
         return {room: sorted(who) for room, who in self.granted.items() if len(who) > 1}
+
+
+def race(server, tenants, room):
+    """Fire acme and globex at `room` together; return {tenant: (status, body)}."""
+    barrier = threading.Barrier(2)
+    results = {}
+
+    def ask(tenant):
+        headers = tenants.headers(tenant)
+        barrier.wait()
+        started = time.monotonic()
+        results[tenant] = server.post("/livekit/token", {**BODY, "room_name": room}, headers)[:2]
+        spans[tenant] = (started, time.monotonic())
+
+    spans = {}
+
+    threads = [threading.Thread(target=ask, args=(tenant,)) for tenant in ("acme", "globex")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    # Whether the two requests were in the service at the same time.
+    results["overlapped"] = max(s for s, _ in spans.values()) < min(e for _, e in spans.values())
+    return results

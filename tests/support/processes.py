@@ -1,0 +1,160 @@
+"""Processes and ports: the one port picker, gunicorn and redis-server as child processes, and
+how a test says a real part is missing (skip, or fail where CI requires it)."""
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from support.servers import HttpService
+from support.tokens import LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET
+from tokensvc import environ_config
+
+
+def unavailable(message: str):
+    """Skip for a missing real part; fail instead under TOKENSVC_REQUIRE_LIVEKIT=1 (CI)."""
+    if os.environ.get("TOKENSVC_REQUIRE_LIVEKIT") == "1":
+        pytest.fail(message + " (TOKENSVC_REQUIRE_LIVEKIT=1)", pytrace=False)
+    pytest.skip(message)
+
+
+def livekit_settings(livekit) -> dict:
+    """The LIVEKIT_* settings that point an app at `livekit` (through the proxy when real)."""
+    settings = {"LIVEKIT_URL": getattr(livekit, "api_url", livekit.ws_url)}
+    if settings["LIVEKIT_URL"] != livekit.ws_url:
+        settings["LIVEKIT_PUBLIC_URL"] = livekit.ws_url
+    return {**settings, "LIVEKIT_API_KEY": LIVEKIT_KEY, "LIVEKIT_API_SECRET": LIVEKIT_SECRET}
+
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def find_free_port() -> int:
+    """Return a loopback port nothing listens on right now, below the kernel's ephemeral range
+    (so no outgoing connection of the suite can take it before the server under test binds it)."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as handle:
+        ephemeral_start = int(handle.read().split()[0])
+    while True:
+        port = random.randrange(10000, ephemeral_start)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+
+
+class GunicornProcess(HttpService):
+    """`gunicorn app:app` from the project root, with the shipped gunicorn.conf.py."""
+
+    def __init__(self, env, port):
+        """Start gunicorn and wait until it accepts connections."""
+        base = {k: v for k, v in os.environ.items() if k not in environ_config(os.environ)}
+        self.url = f"http://127.0.0.1:{port}"
+        # A file, not a pipe: nobody reads while it runs, and a full pipe would block the workers.
+        self.output = tempfile.TemporaryFile(mode="w+")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "app:app"],
+            cwd=ROOT,
+            env={**base, "PORT": str(port), **env},
+            stdout=self.output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("gunicorn exited: " + self.read_output())
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        self.close()
+        raise RuntimeError("gunicorn did not start listening within 30 s")
+
+    def workers(self) -> list[int]:
+        """The pids of gunicorn's worker processes (the master's children)."""
+        pid = self.process.pid
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return [int(child) for child in handle.read().split()]
+
+    def read_output(self) -> str:
+        """Everything gunicorn and the service printed so far."""
+        self.output.seek(0)
+        return self.output.read()
+
+    def close(self):
+        """Stop gunicorn gracefully and return what it printed."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        output = self.read_output()
+        self.output.close()
+        return output
+
+
+def gunicorn_env(livekit, **settings):
+    """The environment for the service under gunicorn on the emulator (2 workers), with
+    make_app's defaults (a tenant key, AUTH_REQUIRED=false)."""
+    return {
+        **livekit_settings(livekit),
+        "AUTH_JWT_SECRET": TENANT_SECRET,
+        "AUTH_REQUIRED": "false",
+        "WEB_CONCURRENCY": "2",
+        **settings,
+    }
+
+
+class RedisServer:
+    """A real redis-server on a loopback port, in a temporary directory, without persistence."""
+
+    def __init__(self, binary: str, port: int):
+        """Remember how to start it; `start()` starts it."""
+        self.binary, self.port = binary, port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.directory = tempfile.mkdtemp(prefix="tokensvc-redis-")
+        self.process = None
+
+    def start(self) -> "RedisServer":
+        """Start the server and wait until it answers PING."""
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.directory],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not answer PING within 10 s")
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections are accepted and never answered."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused server go on (SIGCONT)."""
+        self.process.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        """Stop the server (connections are refused afterwards)."""
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None

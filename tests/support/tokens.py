@@ -1,0 +1,91 @@
+"""Keys, tenant tokens and checks of minted tokens, shared by the tests, the soak and the bench."""
+
+import asyncio
+import re
+import time
+
+import jwt
+from livekit import api
+
+
+LIVEKIT_KEY = "test-key"
+
+
+LIVEKIT_SECRET = "test-livekit-secret-at-least-32-bytes-long"
+
+
+TENANT_SECRET = "test-tenant-secret-long-enough-for-hs512-" + "0123456789abcdef" * 2
+
+
+BODY = {"room_name": "room-1", "participant_name": "Alice Smith", "participant_identity": "alice"}
+
+
+class Tenants:
+    """Mints tenant JWTs the way the authentication service would."""
+
+    def token(self, tenant="acme", secret=TENANT_SECRET, algorithm="HS256", ttl=300, **claims):
+        """Return a signed tenant token (`sub` = tenant unless overridden)."""
+        now = int(time.time())
+        payload = {"sub": tenant, "iat": now, "exp": now + ttl, **claims}
+        return jwt.encode({k: v for k, v in payload.items() if v is not None}, secret, algorithm)
+
+    def headers(self, tenant="acme", **kwargs):
+        """Return an Authorization header for `tenant`."""
+        return {"Authorization": f"Bearer {self.token(tenant, **kwargs)}"}
+
+
+def verify_token(token: str):
+    """Decode a minted token with LiveKit's own verifier; return (claims, raw payload)."""
+    claims = api.TokenVerifier(LIVEKIT_KEY, LIVEKIT_SECRET).verify(token)
+    raw = jwt.decode(token, LIVEKIT_SECRET, algorithms=["HS256"], issuer=LIVEKIT_KEY)
+    return claims, raw
+
+
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+
+
+SECRETS = (LIVEKIT_SECRET, TENANT_SECRET, "Bearer ey")
+
+
+def assert_no_secrets(text: str) -> None:
+    """No JWT (participant or tenant), API secret or bearer value appears in `text`."""
+    assert not JWT.search(text), f"a JWT leaked: {JWT.search(text).group()[:40]}..."
+    for secret in SECRETS:
+        assert secret not in text, f"a secret leaked: {secret[:12]}..."
+
+
+GRANTS = {"roomJoin", "room", "canPublish", "canSubscribe", "canPublishData"}
+
+
+def audit_token(token: str, room: str, identity: str, ttl: int, livekit) -> dict:
+    """Check a minted token is least-privilege and useless on the server API; return its payload."""
+    claims, raw = verify_token(token)
+    assert set(raw["video"]) == GRANTS
+    assert raw["video"]["room"] == room and raw["video"]["roomJoin"] is True
+    assert claims.identity == identity
+    assert raw["exp"] - raw["nbf"] == ttl
+    assert set(raw) <= {"name", "video", "roomConfig", "sub", "iss", "nbf", "exp", "metadata",
+                        "attributes"}
+
+    async def try_server_api():
+        refused = 0
+        lkapi = api.LiveKitAPI.with_token(token, livekit.ws_url, failover=False)
+        calls = (
+            lambda: lkapi.room.list_rooms(api.ListRoomsRequest()),
+            lambda: lkapi.room.create_room(api.CreateRoomRequest(name=room)),
+            lambda: lkapi.room.delete_room(api.DeleteRoomRequest(room=room)),
+            lambda: lkapi.room.update_room_metadata(
+                api.UpdateRoomMetadataRequest(room=room, metadata='{"auth_id":"mallory"}')),
+        )
+        try:
+            for call in calls:
+                try:
+                    await call()
+                except api.ServerError as error:
+                    refused += error.status == 401
+        finally:
+            await lkapi.aclose()
+        return refused
+
+    assert asyncio.run(try_server_api()) == 4
+    return raw

@@ -272,3 +272,14 @@ def test_removal_holds_until_it_runs_out(holds):
     assert not holds.removed("room", "alice") and not holds.removed("other", "bob")
     holds.remove("room", "carol", now_ms() - 1)
     assert not holds.removed("room", "carol")
+
+
+def test_claim_says_whether_the_identity_was_removed(holds):
+    """A claim naming an identity tells, in the same step, whether it was removed from the room."""
+    until = now_ms() + 60_000
+    assert not holds.claim("room", "acme", until, "bob").removed
+    holds.remove("room", "bob", now_ms() + 60_000)
+    assert holds.claim("room", "acme", until, "bob").removed
+    assert holds.claim("room", "globex", until, "bob").removed  # refused either way
+    assert not holds.claim("room", "acme", until, "alice").removed
+    assert not holds.claim("room", "acme", until).removed

@@ -58,6 +58,7 @@ class Hold:
     until: int
     gone: bool = False
     pending: bool = False
+    removed: bool = False  # (from a claim naming an identity) that identity was removed
 
 
 def now_ms() -> int:
@@ -70,9 +71,10 @@ class HoldStore(Protocol):
 
     where: str
 
-    def claim(self, name: str, holder: str, until: int) -> Hold:
+    def claim(self, name: str, holder: str, until: int, identity: str | None = None) -> Hold:
         """Give `name` to `holder` unless held by another (a new hold is pending); extend the
-        holder's own; return the hold as it now is."""
+        holder's own; return the hold as it now is, saying whether `identity` (when given) was
+        removed from the room (one round trip for both)."""
 
     def get(self, name: str) -> Hold | None:
         """Return the hold on `name`, or None."""
@@ -202,14 +204,15 @@ class SqliteHolds:
         self._connection, self._pid = None, None
         self._swept_at = 0.0
 
-    def claim(self, name, holder, until):
+    def claim(self, name, holder, until, identity=None):
         """Insert, extend the holder's own hold, or return another's (one transaction; a read
         alone when the hold is already long enough)."""
         with self._read() as db:
             row = db.execute("SELECT holder, until, gone, pending FROM holds WHERE name = ?",
                              (name,)).fetchone()
+            removed = identity is not None and self._removed(db, name, identity)
         if row is not None and (row[0] != holder or (row[1] >= until and not row[2])):
-            return Hold(row[0], row[1], bool(row[2]), bool(row[3]))
+            return Hold(row[0], row[1], bool(row[2]), bool(row[3]), removed)
         until += EXTEND_SLACK_MS
         with self._write() as db:
             row = db.execute("SELECT holder, until, gone, pending FROM holds WHERE name = ?",
@@ -217,12 +220,12 @@ class SqliteHolds:
             if row is None:
                 db.execute("INSERT INTO holds (name, holder, until, gone, pending) "
                            "VALUES (?, ?, ?, 0, 1)", (name, holder, until))
-                return Hold(holder, until, False, True)
+                return Hold(holder, until, False, True, removed)
             if row[0] != holder:
-                return Hold(row[0], row[1], bool(row[2]), bool(row[3]))
+                return Hold(row[0], row[1], bool(row[2]), bool(row[3]), removed)
             until = max(until, row[1])
             db.execute("UPDATE holds SET until = ?, gone = 0 WHERE name = ?", (until, name))
-            return Hold(holder, until, False, bool(row[3]))
+            return Hold(holder, until, False, bool(row[3]), removed)
 
     def get(self, name):
         """The hold on `name`, or None."""
@@ -280,8 +283,13 @@ class SqliteHolds:
     def removed(self, name, identity):
         """A removal that has not run out."""
         with self._read() as db:
-            row = db.execute("SELECT until FROM removals WHERE name = ? AND identity = ?",
-                             (name, identity)).fetchone()
+            return self._removed(db, name, identity)
+
+    @staticmethod
+    def _removed(db, name, identity) -> bool:
+        """Whether a removal of `identity` from `name` still holds (inside a transaction)."""
+        row = db.execute("SELECT until FROM removals WHERE name = ? AND identity = ?",
+                         (name, identity)).fetchone()
         return row is not None and row[0] > now_ms()
 
     def lock(self, name, ttl_ms):
@@ -374,6 +382,11 @@ class _Transaction:
 # Redis: one hash per name {holder, until, gone, pending}, expiring RETENTION_MS after `until`,
 # and one set per holder of the names it holds (checked against the hashes when read).
 _CLAIM = """
+local removed = '0'
+if ARGV[8] ~= '' then
+  local until_removed = redis.call('HGET', ARGV[7], ARGV[8])
+  if until_removed and tonumber(until_removed) > tonumber(ARGV[9]) then removed = '1' end
+end
 local holder = redis.call('HGET', KEYS[1], 'holder')
 if not holder then
   local till = string.format('%d', tonumber(ARGV[2]) + tonumber(ARGV[4]))
@@ -384,13 +397,13 @@ if not holder then
   if redis.call('PEXPIRETIME', names) < tonumber(till) + tonumber(ARGV[3]) then
     redis.call('PEXPIREAT', names, tonumber(till) + tonumber(ARGV[3]))
   end
-  return {ARGV[1], till, '0', '1'}
+  return {ARGV[1], till, '0', '1', removed}
 end
 local stored = redis.call('HGET', KEYS[1], 'until')
 local pending = redis.call('HGET', KEYS[1], 'pending')
 local gone = redis.call('HGET', KEYS[1], 'gone')
 if holder ~= ARGV[1] or (tonumber(stored) >= tonumber(ARGV[2]) and gone == '0') then
-  return {holder, stored, gone, pending}
+  return {holder, stored, gone, pending, removed}
 end
 local till = math.max(tonumber(stored), tonumber(ARGV[2]) + tonumber(ARGV[4]))
 redis.call('HSET', KEYS[1], 'until', string.format('%d', till), 'gone', '0')
@@ -400,7 +413,7 @@ redis.call('SADD', names, ARGV[6])
 if redis.call('PEXPIRETIME', names) < till + tonumber(ARGV[3]) then
   redis.call('PEXPIREAT', names, till + tonumber(ARGV[3]))
 end
-return {holder, string.format('%d', till), '0', pending}
+return {holder, string.format('%d', till), '0', pending, removed}
 """
 # ARGV: the hold as seen (holder, until, gone, pending, and '1' for "no record"), then the new
 # holder, until, pending, the retention, the mode ('transfer', 'gone' or 'drop'), the prefix of
@@ -492,13 +505,15 @@ class RedisHolds:
         """The key of a name's hold or lock."""
         return f"{REDIS_PREFIX}{kind}:{name}"
 
-    def claim(self, name, holder, until):
-        """One script: insert, extend the holder's own hold, or return another's."""
+    def claim(self, name, holder, until, identity=None):
+        """One script: insert, extend the holder's own hold, or return another's; and whether
+        `identity` was removed from the room."""
         found = self._claim(keys=[self._key("hold", name)],
                             args=[holder, until, RETENTION_MS, EXTEND_SLACK_MS,
-                                  self._key("names", ""), name])
-        holder, until, gone, pending = (part.decode() for part in found)
-        return Hold(holder, int(until), gone == "1", pending == "1")
+                                  self._key("names", ""), name, self._key("removed", name),
+                                  identity if identity is not None else "", now_ms()])
+        holder, until, gone, pending, removed = (part.decode() for part in found)
+        return Hold(holder, int(until), gone == "1", pending == "1", removed == "1")
 
     def get(self, name):
         """The hold on `name`, or None."""

@@ -195,9 +195,8 @@ class TokenIssuer:
         holder = tenant if tenant is not None else ANONYMOUS
         room_name = self.livekit_name(holder, request.room_name)
         if tenant is not None or self.settings.anonymous_checked:
-            metadata, created = self.ensure_room_owner(room_name, holder)
-            if self.holds.removed(room_name, request.participant_identity):
-                raise ParticipantRemoved()
+            metadata, created = self.ensure_room_owner(
+                room_name, holder, request.participant_identity)
         return IssuedToken(
             token=self.mint_token(request, metadata, tenant, room_name),
             room_name=request.room_name,
@@ -221,13 +220,16 @@ class TokenIssuer:
             raise LiveKitNotConfigured()
         return self.rooms
 
-    def ensure_room_owner(self, room_name: str, holder: str) -> tuple[str, bool]:
+    def ensure_room_owner(self, room_name: str, holder: str,
+                          identity: str | None = None) -> tuple[str, bool]:
         """Make sure `room_name` is `holder`'s, creating the room if missing; return (the room
         metadata for the token, whether this call created the room), or raise 403 (see the
-        module docstring)."""
-        hold = self.holds.claim(room_name, holder, now_ms() + self.hold_ms)
+        module docstring): also for an `identity` removed from the room."""
+        hold = self.holds.claim(room_name, holder, now_ms() + self.hold_ms, identity)
         if hold.holder != holder:
             hold = self._take_over(room_name, hold, holder)
+        elif hold.removed:
+            raise ParticipantRemoved()
         if not hold.pending:
             # The name is the holder's and LiveKit's word on it was checked: no other tenant can
             # get a token for it, and a join re-creates a missing room with the token's owner.

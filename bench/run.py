@@ -394,6 +394,9 @@ def main() -> None:
         print(f"\n### {mode}\n\n" + table(rows.values()))
         if {"1", "3", "4", "5"} <= set(rows):
             print("\nTargets:\n" + targets(rows))
+    failed = sorted({r["key"] for r in results.values() if r["failed"]})
+    if failed:  # a row whose requests failed measured something else than it says
+        sys.exit(f"rows with failed requests: {', '.join(failed)}")
 
 
 def real_livekit_server():

@@ -23,10 +23,11 @@ install: $(VENV)/.installed
 run: install
 	AUTH_JWT_SECRET="$${AUTH_JWT_SECRET:-$(DEV_TENANT_SECRET)}" PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/dev
 
-# A tenant token that make run's service accepts: make token TENANT=acme
+# A tenant token that make run's service accepts: make token TENANT=acme TTL=3600
+TTL ?= 3600
 token: install
 	@AUTH_JWT_SECRET="$${AUTH_JWT_SECRET:-$(DEV_TENANT_SECRET)}" LOG_LEVEL=ERROR \
-	  $(VENV)/bin/flask --app app tenant-token --tenant "$(TENANT)"
+	  $(VENV)/bin/flask --app app tenant-token --tenant "$(TENANT)" --ttl "$(TTL)"
 
 livekit-server:
 	@scripts/livekit-server

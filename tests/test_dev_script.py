@@ -54,6 +54,27 @@ def test_service_listens_on_loopback_only(livekit, free_port):
         process.stdout.close()
 
 
+def test_busy_service_port_is_one_line_and_exit_1(free_port):
+    """Something already on PORT: one line saying so and suggesting PORT=, exit 1, before any
+    LiveKit is started."""
+    blocker = socket.socket()
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    blocker.bind(("127.0.0.1", free_port))
+    blocker.listen()
+    try:
+        result = subprocess.run([str(ROOT / "scripts" / "dev")], cwd=ROOT,
+                                env=dev_env(PORT=str(free_port)), capture_output=True, text=True,
+                                timeout=60)
+    finally:
+        blocker.close()
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"make run: port {free_port} is already in use; stop what listens there, or choose "
+        f"another with PORT=8001 make run"]
+    assert "LiveKit" not in result.stdout + result.stderr
+
+
 def test_busy_livekit_port_is_one_line_and_exit_1():
     """Something already on 7880: one line saying so, exit 1, and nothing else started."""
     blocker = socket.socket()

@@ -25,7 +25,6 @@ SOURCES = {
     "screen_share": models.TrackSource.SCREEN_SHARE,
     "screen_share_audio": models.TrackSource.SCREEN_SHARE_AUDIO,
 }
-SOURCE_NAMES = {value: name for name, value in SOURCES.items()}
 
 
 class Moderator:
@@ -125,8 +124,7 @@ class Moderator:
         """The tenant's room as LiveKit lists it, or 404 (missing and foreign alike)."""
         stored = self.owned(tenant, name)
         if stored is None:
-            found = self.rooms.list_rooms([name])
-            stored = next((room for room in found if room.name == name), None)
+            stored = self.rooms.find_room(name)
         if stored is None:
             raise RoomNotFound()
         return stored
@@ -142,8 +140,7 @@ class Moderator:
             return None
         if hold is not None and hold.holder != tenant:
             raise RoomNotFound()
-        found = self.rooms.list_rooms([name])
-        stored = next((room for room in found if room.name == name), None)
+        stored = self.rooms.find_room(name)
         if stored is None or holder_of(stored.metadata) != tenant:
             raise RoomNotFound()
         if hold is None:

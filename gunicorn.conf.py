@@ -3,25 +3,7 @@
 import glob
 import os
 import shutil
-import sys
 import tempfile
-
-
-def setting(name: str, default: int, minimum: int, maximum: int = 1 << 31) -> int:
-    """A whole-number setting from the environment; a bad one stops gunicorn with one line and
-    exit 4, as the service's own settings do (so a supervisor does not restart into it)."""
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    if value.isdigit() and minimum <= int(value) <= maximum:
-        return int(value)
-    print(f"tokensvc: configuration error: {name}: expected a whole number from {minimum} "
-          f"to {maximum}, got {value!r}", file=sys.stderr, flush=True)
-    sys.exit(4)
-
-
-# A PaaS sets $PORT; elsewhere default to 8000 on every interface.
-bind = f"0.0.0.0:{setting('PORT', 8000, 1, 65535)}"
 
 # gevent: every connection is a greenlet, so an idle or slow client (a slowloris trickling its
 # headers, a keep-alive connection left open) costs a little memory, never a worker thread. With
@@ -30,18 +12,31 @@ bind = f"0.0.0.0:{setting('PORT', 8000, 1, 65535)}"
 # one or two LiveKit round trips, which gevent's patched sockets wait on without a thread each.
 # Patched here, in the master, before the app is loaded (preload_app below), so the locks,
 # thread-locals and sockets the app makes at start-up are gevent's too.
-import gevent  # noqa: E402
-from gevent import monkey  # noqa: E402
+import gevent
+from gevent import monkey
 
 monkey.patch_all()
+
+from tokensvc.config import ConfigError, exit_on, server_settings  # noqa: E402
+
+# Every setting read here is parsed in tokensvc/config.py (ServerSettings); a bad one stops
+# gunicorn with one line and exit 4, as the service's own settings do.
+try:
+    server = server_settings()
+except ConfigError as exc:
+    exit_on(exc)
+
+# A PaaS sets $PORT; elsewhere default to 8000 on every interface.
+bind = f"0.0.0.0:{server.port}"
+
 
 # Metrics (METRICS_ENABLED): every worker writes its samples to files in
 # PROMETHEUS_MULTIPROC_DIR and /metrics adds them up. prometheus_client reads the variable when it
 # is imported, so it is set here, before the app is: a fresh directory per start (an operator's
 # own directory is emptied of an earlier run's files), forgotten for each dead worker, removed at
 # exit when it was made here.
-if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    for stale in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
+if server.prometheus_multiproc_dir:
+    for stale in glob.glob(os.path.join(server.prometheus_multiproc_dir, "*.db")):
         os.remove(stale)
     made_metrics_dir = None
 else:
@@ -50,14 +45,14 @@ else:
 
 from gunicorn import util as gunicorn_util  # noqa: E402
 
-from tokensvc import serving  # noqa: E402
+from tokensvc import gunicorn_glue  # noqa: E402
 
 worker_class = "gevent"
 # Workers default to the core count; on a PaaS set WEB_CONCURRENCY to the cores the dyno has.
-workers = setting("WEB_CONCURRENCY", os.cpu_count() or 2, 1, 256)
+workers = server.web_concurrency
 # Connections one worker holds open at once (idle, slow or busy); over it, new ones wait in the
 # listen queue.
-worker_connections = setting("GUNICORN_WORKER_CONNECTIONS", 1000, 1, 100_000)
+worker_connections = server.gunicorn_worker_connections
 
 # Load the app once in the master: a configuration error stops the service with one line,
 # and workers share the loaded code. Each worker opens its own LiveKit connections on first use.
@@ -71,8 +66,8 @@ keepalive = 5
 # like every other error, and its log lines never carry an Authorization value: its parser
 # quotes a header line that lacks its colon whole, bearer token and all. gunicorn has no hook for
 # the error page, so its one writer is replaced.
-gunicorn_util.write_error = serving.write_json_error
-logger_class = serving.GunicornLogger
+gunicorn_glue.replace_write_error(gunicorn_util)
+logger_class = gunicorn_glue.logger_for(server.log_format)
 
 # The service is managed by signals (PaaS, systemd); without this, every instance on a host
 # would contend for the same per-user control socket path.

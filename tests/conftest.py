@@ -15,6 +15,7 @@ from support.livekit import MEDIA_IP, RealLiveKit, find_livekit_server
 from support.processes import (
     GunicornProcess, RedisServer, find_free_port, gunicorn_env, livekit_settings, unavailable,
 )
+from support.logs import AccessLog
 from support.servers import ServedApp
 from support.tokens import LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET, Tenants, assert_no_secrets
 from tokensvc import create_app
@@ -163,7 +164,7 @@ def no_secrets_in_logs(caplog):
     caplog.set_level(logging.DEBUG)
     yield
     for record in caplog.records:
-        text = record.getMessage()
+        text = record.getMessage() + str(getattr(record, "access", ""))
         if record.exc_info:
             text += logging.Formatter().formatException(record.exc_info)
         assert_no_secrets(text)
@@ -178,3 +179,11 @@ def redis_server():
     server = RedisServer(binary, find_free_port()).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def access_log(caplog):
+    """The access records of the requests made so far, as the service's formatter renders
+    them: `access_log.lines(style)` (one line each) or `access_log.fields()` (dicts)."""
+    caplog.set_level(logging.INFO, "tokensvc.access")
+    return AccessLog(caplog)

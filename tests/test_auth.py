@@ -357,7 +357,7 @@ def test_jwks_down_cached_keys_keep_working(make_app, livekit, jwks):
 def test_unknown_kid_with_jwks_down_is_503(make_app, livekit, jwks):
     """An unknown kid while the JWKS is unreachable: 503 auth_unavailable, LiveKit not called."""
     jwks.stop()
-    client = jwks_app(make_app, jwks, LIVEKIT_TIMEOUT="1")
+    client = jwks_app(make_app, jwks, AUTH_JWKS_TIMEOUT="1")
     response = ask(client, sign(claims(), private_key("rsa"), "RS256", kid="k9"))
     assert response.status_code == 503
     assert response.json["code"] == "auth_unavailable"
@@ -480,13 +480,13 @@ def timed_ask(client, token):
 
 
 def test_trickling_jwks_never_holds_a_cached_key(make_app, livekit, trickling_jwks):
-    """With the JWKS trickling (its answer would take minutes) and LIVEKIT_TIMEOUT=1: a cached
+    """With the JWKS trickling (its answer would take minutes) and AUTH_JWKS_TIMEOUT=1: a cached
     key answers at once while a refresh for an unknown kid runs, and again after the cache has
     passed its maximum age (the refresh then runs in the background)."""
     key = private_key("rsa")
     trickling_jwks.publish(key, "k1")
     app = make_app(AUTH_JWT_SECRET=None, AUTH_JWKS_URL=trickling_jwks.url, AUTH_REQUIRED="true",
-                   AUTH_JWKS_REFRESH_SECONDS="0", LIVEKIT_TIMEOUT="1")
+                   AUTH_JWKS_REFRESH_SECONDS="0", AUTH_JWKS_TIMEOUT="1")
     client = app.test_client()
     assert ask(client, sign(claims(), key, "RS256", kid="k1")).status_code == 200
     trickling_jwks.trickle = True
@@ -513,12 +513,12 @@ def test_trickling_jwks_never_holds_a_cached_key(make_app, livekit, trickling_jw
 
 def test_trickling_jwks_with_no_key_is_503_within_the_timeout(make_app, livekit,
                                                               trickling_jwks):
-    """No key cached and the JWKS trickling: 503 auth_unavailable once LIVEKIT_TIMEOUT (1 s) has
+    """No key cached and the JWKS trickling: 503 auth_unavailable once AUTH_JWKS_TIMEOUT (1 s) has
     passed, not when the JWKS finally finishes; LiveKit is not called."""
     trickling_jwks.publish(private_key("rsa"), "k1")
     trickling_jwks.trickle = True
     client = make_app(AUTH_JWT_SECRET=None, AUTH_JWKS_URL=trickling_jwks.url,
-                      AUTH_REQUIRED="true", LIVEKIT_TIMEOUT="1").test_client()
+                      AUTH_REQUIRED="true", AUTH_JWKS_TIMEOUT="1").test_client()
     response, seconds = timed_ask(client, sign(claims(), private_key("rsa"), "RS256", kid="k1"))
     assert (response.status_code, response.json["code"]) == (503, "auth_unavailable")
     assert 0.9 < seconds < 2

@@ -313,10 +313,9 @@ def test_removal_holds_across_instances_sharing_redis(make_app, tenants, livekit
     assert token_for(second, tenants, "alice")[0] == 200
 
 
-def test_management_routes_are_in_metrics_and_the_access_log(make_app, tenants, caplog):
+def test_management_routes_are_in_metrics_and_the_access_log(make_app, tenants, access_log):
     """/metrics counts the management routes by route and code, with no tenant or room label;
     each request has its access line."""
-    caplog.set_level("INFO", "tokensvc.access")
     client = make_app(METRICS_ENABLED="true").test_client()
     assert client.get("/livekit/rooms", headers=tenants.headers("metrics-tenant")).status_code == 200
     assert client.get("/livekit/rooms/secret-room",
@@ -325,6 +324,6 @@ def test_management_routes_are_in_metrics_and_the_access_log(make_app, tenants, 
     assert 'code="ok",route="/livekit/rooms"' in text
     assert 'code="room_not_found",route="/livekit/rooms/<path:room_name>"' in text
     assert "metrics-tenant" not in text and "secret-room" not in text
-    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "tokensvc.access"]
+    lines = access_log.fields()
     assert [(line["path"], line["status"], line["outcome"]) for line in lines[:2]] == [
         ("/livekit/rooms", 200, "ok"), ("/livekit/rooms/secret-room", 404, "room_not_found")]

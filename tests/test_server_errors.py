@@ -3,12 +3,13 @@ and no bearer token in the answer or in any log line."""
 
 import json
 import socket
+import types
 
 import jwt
 import pytest
 
 from support.tokens import TENANT_SECRET
-from tokensvc.serving import redact
+from tokensvc.gunicorn_glue import redact, replace_write_error, write_json_error
 
 pytestmark = pytest.mark.slow
 
@@ -73,3 +74,17 @@ def test_gunicorn_errors_are_json_without_the_token(make_gunicorn, name):
 def test_redact(text, expected):
     """Bearer values, JWTs and Authorization header values are replaced; other text is kept."""
     assert redact(text) == expected
+
+
+def test_the_glue_replaces_gunicorns_own_error_writer():
+    """The installed gunicorn has `util.write_error(sock, status_int, reason, mesg)`, and the glue
+    puts the JSON writer in its place; a gunicorn where it moved is refused at start-up."""
+    from gunicorn import util
+
+    module = types.SimpleNamespace(write_error=util.write_error)
+    replace_write_error(module)
+    assert module.write_error is write_json_error
+    with pytest.raises(RuntimeError, match="util.write_error"):
+        replace_write_error(types.SimpleNamespace())
+    with pytest.raises(RuntimeError, match="util.write_error"):
+        replace_write_error(types.SimpleNamespace(write_error=lambda sock, status: None))

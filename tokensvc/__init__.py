@@ -1,68 +1,24 @@
-"""tokensvc: LiveKit access tokens for one room, with the authenticated tenant as its owner."""
+"""tokensvc: LiveKit access tokens for one room, with the authenticated tenant as its owner.
+
+`create_app()` builds the standalone service; `TokenService(app)` mounts it in a host app. Both
+are imported on first use, so `tokensvc.config` loads without Flask, LiveKit or prometheus_client
+(gunicorn.conf.py reads its settings before prometheus_client may be imported).
+"""
 
 import logging
-
-from flask import Flask
-from werkzeug.exceptions import HTTPException
-from werkzeug.middleware.proxy_fix import ProxyFix
-
-from .config import ConfigError, environ_config, load_settings
-from .errors import error_response, http_error_response
-from .extension import TokenService
-from .requestlog import ServiceFormatter
+from importlib import import_module
 
 __all__ = ["ConfigError", "TokenService", "create_app", "environ_config", "load_settings"]
+
+#: Where each public name lives.
+_HOMES = {"ConfigError": "config", "environ_config": "config", "load_settings": "config",
+          "TokenService": "extension", "create_app": "factory"}
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
-def create_app(config=None) -> Flask:
-    """Build the standalone service: settings from the environment, overridden by `config`."""
-    app = Flask(__name__)
-    app.config.from_mapping(environ_config())
-    if config:
-        app.config.from_mapping(config)
-    state = TokenService().init_app(app)
-    settings = state.settings
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
-    _configure_logging(settings.log_level, settings.log_format)
-    _log_livekit_target(state.issuer)
-    if settings.proxy_fix:
-        hops = settings.proxy_fix
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
-    app.register_error_handler(HTTPException, http_error_response)
-    app.register_error_handler(Exception, _internal_error)
-    return app
-
-
-def _configure_logging(level: str, style: str) -> None:
-    """Send the service's logs to stderr, one LOG_FORMAT line each, unless the host configured
-    them."""
-    logger = logging.getLogger(__name__)
-    logger.setLevel(level)
-    if not any(not isinstance(h, logging.NullHandler) for h in logger.handlers):
-        handler = logging.StreamHandler()
-        handler.setFormatter(ServiceFormatter(style))
-        logger.addHandler(handler)
-        # Python warnings (PyJWT's for a short LiveKit secret, say) as LOG_FORMAT lines too.
-        logging.captureWarnings(True)
-        warnings_logger = logging.getLogger("py.warnings")
-        if not warnings_logger.handlers:
-            warnings_logger.addHandler(handler)
-            warnings_logger.propagate = False
-
-
-def _log_livekit_target(issuer) -> None:
-    """One start-up line: which LiveKit the service will call, or that none is configured."""
-    log = logging.getLogger(__name__)
-    if issuer.settings.livekit_configured:
-        log.info("starting: LiveKit server API at %s", issuer.rooms.host)
-    else:
-        log.warning("starting: LiveKit is not configured (LIVEKIT_URL, LIVEKIT_API_KEY, "
-                    "LIVEKIT_API_SECRET); the token route answers 500 livekit_not_configured")
-
-
-def _internal_error(error):
-    """Answer an unexpected failure outside the token route with a JSON 500."""
-    logging.getLogger(__name__).exception("request failed unexpectedly")
-    return error_response(500, "internal_error", "internal error")
+def __getattr__(name):
+    """Import a public name from its module when it is first asked for."""
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{_HOMES[name]}", __name__), name)

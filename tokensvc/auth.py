@@ -9,12 +9,13 @@ import click
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from flask import current_app, g, request
+from flask import g, request
 from flask.cli import with_appcontext
 
 from .config import HMAC_ALGORITHMS, PUBLIC_KEY_ALGORITHMS, ConfigError, Settings
 from .errors import Unauthorized
 from .jwks import JwksKeys
+from .context import service_state
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def load_tenant():
     g.tenant, g.roles = None, None
     if request.method == "OPTIONS" or request.endpoint in OPEN_ENDPOINTS:
         return
-    settings = current_app.extensions["tokensvc"].settings
+    settings = service_state().settings
     header = request.headers.get("Authorization")
     if header is None:
         if settings.auth_required:
@@ -40,7 +41,7 @@ def load_tenant():
     match = BEARER.fullmatch(header.strip())
     if match is None:
         raise Unauthorized("the Authorization header must be 'Bearer <token>'")
-    verifier = current_app.extensions["tokensvc"].verifier
+    verifier = service_state().verifier
     if verifier is None:
         raise Unauthorized("this service has no key to verify bearer tokens with")
     g.tenant, g.roles = verifier.identify(match.group(1))
@@ -56,7 +57,7 @@ class TenantVerifier:
         self.public_key, public_algorithms = _load_public_key(settings.auth_jwt_public_key)
         self.jwks = None
         if settings.auth_jwks_url:
-            self.jwks = JwksKeys(settings.auth_jwks_url, settings.livekit_timeout,
+            self.jwks = JwksKeys(settings.auth_jwks_url, settings.auth_jwks_timeout,
                                  settings.auth_jwks_refresh_seconds, observe_jwks_fetch)
         derived = set(public_algorithms)
         if self.secret:
@@ -200,7 +201,7 @@ def _load_public_key(pem: str | None):
 @with_appcontext
 def tenant_token_command(tenant: str, ttl: int) -> None:
     """Print a tenant JWT signed with AUTH_JWT_SECRET, for trying the service with curl."""
-    settings = current_app.extensions["tokensvc"].settings
+    settings = service_state().settings
     if not settings.auth_jwt_secret:
         raise click.ClickException("AUTH_JWT_SECRET is not set; tenant-token signs with it")
     problem = tenant_problem(tenant)

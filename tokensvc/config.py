@@ -1,53 +1,16 @@
-"""Settings: the one place that reads the environment, parses and validates every key."""
+"""Settings: every key declared once, next to its parser; the one place that reads the
+environment (`environ_config`, `server_settings`)."""
 
 import os
 import re
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass, field, fields
+from typing import NoReturn
 from urllib.parse import urlparse
 
 from limits import parse_many
 
 from .roles import load_presets
-
-#: Every setting the service reads, in the order the README documents them.
-KEYS = (
-    "LIVEKIT_URL",
-    "LIVEKIT_PUBLIC_URL",
-    "LIVEKIT_API_KEY",
-    "LIVEKIT_API_SECRET",
-    "LIVEKIT_TIMEOUT",
-    "TOKEN_TTL",
-    "ROOM_EMPTY_TIMEOUT",
-    "ROOM_DEPARTURE_TIMEOUT",
-    "ROOM_MAX_PARTICIPANTS",
-    "AUTH_REQUIRED",
-    "STORAGE_URL",
-    "STORAGE_TIMEOUT",
-    "AUTH_JWT_SECRET",
-    "AUTH_JWT_PUBLIC_KEY",
-    "AUTH_JWKS_URL",
-    "AUTH_JWT_ALGORITHMS",
-    "AUTH_JWT_ISSUER",
-    "AUTH_JWT_AUDIENCE",
-    "AUTH_JWT_LEEWAY",
-    "AUTH_JWKS_REFRESH_SECONDS",
-    "AUTH_TENANT_CLAIM",
-    "AUTH_ROLES_CLAIM",
-    "ROLE_PRESETS",
-    "MAX_CONTENT_LENGTH",
-    "ROOM_NAMES",
-    "CORS_ALLOWED_ORIGINS",
-    "LOG_FORMAT",
-    "LOG_LEVEL",
-    "PROXY_FIX",
-    "METRICS_ENABLED",
-    "METRICS_BEARER_TOKEN",
-    "RATE_LIMIT_PER_TENANT",
-    "RATE_LIMIT_ROOM_CREATES_PER_TENANT",
-    "RATE_LIMIT_PER_IP",
-    "RATE_LIMIT_STORAGE_URL",
-    "RATE_LIMIT_FAIL_OPEN",
-)
 
 #: Secrets that may instead be read from a file named by `<KEY>_FILE`.
 FILE_KEYS = ("LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "AUTH_JWT_SECRET", "AUTH_JWT_PUBLIC_KEY")
@@ -64,6 +27,8 @@ PATTERN_CHARACTERS = re.compile(r"[*?\[\]()^$|\\+{}]")
 STORAGE_SCHEMES = ("memory", "redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster")
 #: Where the ownership record may live (STORAGE_URL).
 HOLD_SCHEMES = ("sqlite", "redis", "rediss", "redis+sentinel")
+LOG_FORMATS = ("json", "logfmt")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 
@@ -72,46 +37,66 @@ class ConfigError(ValueError):
     """A setting has a value the service cannot run with; the message names the setting."""
 
 
+def setting(parse, default=None, secret=False):
+    """A field of `Settings`: its key is the field's name in capitals, `parse(values, key,
+    default)` reads it; a secret is kept out of the dataclass's repr."""
+    return field(default=default, repr=not secret, metadata={"parse": parse})
+
+
+def _required_when_keyed(values, key, default):
+    """AUTH_REQUIRED as set; unset, true whenever a tenant key is configured."""
+    if values.get(key) in (None, ""):
+        return any(_text(values, name) for name in TENANT_KEYS)
+    return _flag(values, key, default)
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Validated settings of one service instance."""
+    """Validated settings of one service instance, each field with the parser of its key."""
 
-    livekit_url: str | None = None
-    livekit_public_url: str | None = None
-    livekit_api_key: str | None = None
-    livekit_api_secret: str | None = field(default=None, repr=False)
-    livekit_timeout: float = 5.0
-    token_ttl: int = 600
-    room_empty_timeout: int | None = None
-    room_departure_timeout: int | None = None
-    room_max_participants: int | None = None
-    auth_required: bool = False
-    storage_url: str | None = field(default=None, repr=False)
-    storage_timeout: float = 2.0
-    auth_jwt_secret: str | None = field(default=None, repr=False)
-    auth_jwt_public_key: str | None = None
-    auth_jwks_url: str | None = None
-    auth_jwt_algorithms: tuple[str, ...] = ()
-    auth_jwt_issuer: str | None = None
-    auth_jwt_audience: tuple[str, ...] = ()
-    auth_jwt_leeway: int = 30
-    auth_jwks_refresh_seconds: float = 30.0
-    auth_tenant_claim: str = "sub"
-    auth_roles_claim: str = "roles"
-    role_presets: dict = field(default_factory=lambda: load_presets(None))
-    max_content_length: int = 65536
-    room_names: str = "shared"
-    cors_allowed_origins: tuple[str, ...] = ()
-    log_format: str = "json"
-    log_level: str = "INFO"
-    proxy_fix: int = 0
-    metrics_enabled: bool = False
-    metrics_bearer_token: str | None = field(default=None, repr=False)
-    rate_limit_per_tenant: str | None = None
-    rate_limit_room_creates_per_tenant: str | None = None
-    rate_limit_per_ip: str | None = None
-    rate_limit_storage_url: str = field(default="memory://", repr=False)
-    rate_limit_fail_open: bool = False
+    livekit_url: str | None = setting(lambda v, k, d: _url(v, k))
+    livekit_public_url: str | None = setting(lambda v, k, d: _url(v, k))
+    livekit_api_key: str | None = setting(lambda v, k, d: _text(v, k))
+    livekit_api_secret: str | None = setting(lambda v, k, d: _text(v, k), secret=True)
+    livekit_timeout: float = setting(lambda v, k, d: _number(v, k, d, float, 0.001), 5.0)
+    token_ttl: int = setting(lambda v, k, d: _number(v, k, d, int, 1), 600)
+    room_empty_timeout: int | None = setting(lambda v, k, d: _number(v, k, d, int, 0))
+    room_departure_timeout: int | None = setting(lambda v, k, d: _number(v, k, d, int, 0))
+    room_max_participants: int | None = setting(lambda v, k, d: _number(v, k, d, int, 0))
+    auth_required: bool = setting(_required_when_keyed, False)
+    storage_url: str | None = setting(lambda v, k, d: _hold_storage_url(v, k), secret=True)
+    storage_timeout: float = setting(lambda v, k, d: _number(v, k, d, float, 0.001), 2.0)
+    auth_jwt_secret: str | None = setting(lambda v, k, d: _text(v, k), secret=True)
+    auth_jwt_public_key: str | None = setting(lambda v, k, d: _text(v, k))
+    auth_jwks_url: str | None = setting(lambda v, k, d: _url(v, k, ("http", "https")))
+    auth_jwks_timeout: float = setting(lambda v, k, d: _number(v, k, d, float, 0.001), 5.0)
+    auth_jwt_algorithms: tuple[str, ...] = setting(lambda v, k, d: _words(v, k), ())
+    auth_jwt_issuer: str | None = setting(lambda v, k, d: _text(v, k))
+    auth_jwt_audience: tuple[str, ...] = setting(lambda v, k, d: _words(v, k), ())
+    auth_jwt_leeway: int = setting(lambda v, k, d: _number(v, k, d, int, 0), 30)
+    auth_jwks_refresh_seconds: float = setting(lambda v, k, d: _number(v, k, d, float, 0), 30.0)
+    auth_tenant_claim: str = setting(lambda v, k, d: _text(v, k) or d, "sub")
+    auth_roles_claim: str = setting(lambda v, k, d: _text(v, k) or d, "roles")
+    role_presets: dict = field(default_factory=lambda: load_presets(None),
+                               metadata={"parse": lambda v, k, d: _role_presets(v, k)})
+    agent_names_allowed: tuple[str, ...] | None = setting(lambda v, k, d: _words(v, k) or None)
+    max_content_length: int = setting(lambda v, k, d: _number(v, k, d, int, 1), 65536)
+    room_names: str = setting(lambda v, k, d: _choice(v, k, ("shared", "per-tenant"), d),
+                              "shared")
+    cors_allowed_origins: tuple[str, ...] = setting(lambda v, k, d: _origins(v, k), ())
+    log_format: str = setting(lambda v, k, d: _choice(v, k, LOG_FORMATS, d), "json")
+    log_level: str = setting(lambda v, k, d: _choice(v, k, LOG_LEVELS, d), "INFO")
+    proxy_fix: int = setting(lambda v, k, d: _number(v, k, d, int, 0), 0)
+    metrics_enabled: bool = setting(lambda v, k, d: _flag(v, k, d), False)
+    metrics_bearer_token: str | None = setting(lambda v, k, d: _text(v, k), secret=True)
+    #: prometheus_client's own variable; gunicorn.conf.py sets it for its workers.
+    prometheus_multiproc_dir: str | None = setting(lambda v, k, d: _text(v, k))
+    rate_limit_per_tenant: str | None = setting(lambda v, k, d: _rate(v, k))
+    rate_limit_room_creates_per_tenant: str | None = setting(lambda v, k, d: _rate(v, k))
+    rate_limit_per_ip: str | None = setting(lambda v, k, d: _rate(v, k))
+    rate_limit_storage_url: str = setting(lambda v, k, d: _storage_url(v, k), "memory://",
+                                          secret=True)
+    rate_limit_fail_open: bool = setting(lambda v, k, d: _flag(v, k, d), False)
 
     @property
     def rate_limited(self) -> bool:
@@ -141,8 +126,26 @@ class Settings:
         return bool(self.auth_jwt_secret or self.auth_jwt_public_key or self.auth_jwks_url)
 
 
+#: Every setting the service reads, in the order the README documents them.
+KEYS = tuple(item.name.upper() for item in fields(Settings))
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """What gunicorn.conf.py reads: the port, the workers, and the log format its logger uses."""
+
+    port: int = setting(lambda v, k, d: _number(v, k, d, int, 1, 65535), 8000)
+    web_concurrency: int = setting(lambda v, k, d: _number(v, k, d, int, 1, 256),
+                                   os.cpu_count() or 2)
+    gunicorn_worker_connections: int = setting(
+        lambda v, k, d: _number(v, k, d, int, 1, 100_000), 1000)
+    prometheus_multiproc_dir: str | None = setting(lambda v, k, d: _text(v, k))
+    log_format: str = setting(lambda v, k, d: _choice(v, k, LOG_FORMATS, d), "json")
+
+
 def environ_config(environ=None) -> dict:
-    """Return the service's keys (and their `_FILE` forms) that are set in the environment."""
+    """Return the service's keys (and their `_FILE` forms) that are set in the environment:
+    the one place the service reads the environment."""
     environ = os.environ if environ is None else environ
     names = KEYS + tuple(f"{key}_FILE" for key in FILE_KEYS)
     return {name: environ[name] for name in names if name in environ}
@@ -151,48 +154,28 @@ def environ_config(environ=None) -> dict:
 def load_settings(config) -> Settings:
     """Parse and validate the service's keys from a mapping such as `app.config`."""
     values = _resolve_files(config)
-    settings = Settings(
-        livekit_url=_url(values, "LIVEKIT_URL"),
-        livekit_public_url=_url(values, "LIVEKIT_PUBLIC_URL"),
-        livekit_api_key=_text(values, "LIVEKIT_API_KEY"),
-        livekit_api_secret=_text(values, "LIVEKIT_API_SECRET"),
-        livekit_timeout=_number(values, "LIVEKIT_TIMEOUT", 5.0, float, minimum=0.001),
-        token_ttl=_number(values, "TOKEN_TTL", 600, int, minimum=1),
-        room_empty_timeout=_number(values, "ROOM_EMPTY_TIMEOUT", None, int, minimum=0),
-        room_departure_timeout=_number(values, "ROOM_DEPARTURE_TIMEOUT", None, int, minimum=0),
-        room_max_participants=_number(values, "ROOM_MAX_PARTICIPANTS", None, int, minimum=0),
-        auth_required=_auth_required(values),
-        storage_url=_hold_storage_url(values, "STORAGE_URL"),
-        storage_timeout=_number(values, "STORAGE_TIMEOUT", 2.0, float, minimum=0.001),
-        auth_jwt_secret=_text(values, "AUTH_JWT_SECRET"),
-        auth_jwt_public_key=_text(values, "AUTH_JWT_PUBLIC_KEY"),
-        auth_jwks_url=_url(values, "AUTH_JWKS_URL", schemes=("http", "https")),
-        auth_jwt_algorithms=_words(values, "AUTH_JWT_ALGORITHMS"),
-        auth_jwt_issuer=_text(values, "AUTH_JWT_ISSUER"),
-        auth_jwt_audience=_words(values, "AUTH_JWT_AUDIENCE"),
-        auth_jwt_leeway=_number(values, "AUTH_JWT_LEEWAY", 30, int, minimum=0),
-        auth_jwks_refresh_seconds=_number(
-            values, "AUTH_JWKS_REFRESH_SECONDS", 30.0, float, minimum=0
-        ),
-        auth_tenant_claim=_text(values, "AUTH_TENANT_CLAIM") or "sub",
-        auth_roles_claim=_text(values, "AUTH_ROLES_CLAIM") or "roles",
-        role_presets=_role_presets(values, "ROLE_PRESETS"),
-        max_content_length=_number(values, "MAX_CONTENT_LENGTH", 65536, int, minimum=1),
-        room_names=_choice(values, "ROOM_NAMES", ("shared", "per-tenant"), "shared"),
-        cors_allowed_origins=_origins(values, "CORS_ALLOWED_ORIGINS"),
-        log_format=_choice(values, "LOG_FORMAT", ("json", "logfmt"), "json"),
-        log_level=_choice(values, "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
-        proxy_fix=_number(values, "PROXY_FIX", 0, int, minimum=0),
-        metrics_enabled=_flag(values, "METRICS_ENABLED"),
-        metrics_bearer_token=_text(values, "METRICS_BEARER_TOKEN"),
-        rate_limit_per_tenant=_rate(values, "RATE_LIMIT_PER_TENANT"),
-        rate_limit_room_creates_per_tenant=_rate(values, "RATE_LIMIT_ROOM_CREATES_PER_TENANT"),
-        rate_limit_per_ip=_rate(values, "RATE_LIMIT_PER_IP"),
-        rate_limit_storage_url=_storage_url(values, "RATE_LIMIT_STORAGE_URL"),
-        rate_limit_fail_open=_flag(values, "RATE_LIMIT_FAIL_OPEN"),
-    )
+    settings = Settings(**_parsed(Settings, values))
     _check_auth(settings)
     return settings
+
+
+def server_settings(environ=None) -> ServerSettings:
+    """Parse gunicorn's settings from the environment."""
+    environ = os.environ if environ is None else environ
+    return ServerSettings(**_parsed(ServerSettings, environ))
+
+
+def _parsed(kind, values) -> dict:
+    """Each field of the dataclass `kind`, parsed from its key in `values`."""
+    return {item.name: item.metadata["parse"](values, item.name.upper(), item.default)
+            for item in fields(kind)}
+
+
+def exit_on(error: ConfigError) -> NoReturn:
+    """Stop with one clear line and exit 4: gunicorn reads 4 as "app failed to load" and stops
+    instead of restarting workers into the same error (a supervisor should not retry either)."""
+    print(f"tokensvc: configuration error: {error}", file=sys.stderr, flush=True)
+    sys.exit(4)
 
 
 def _resolve_files(config) -> dict:
@@ -233,28 +216,34 @@ def _url(values, key, schemes=("ws", "wss", "http", "https")):
     return value.rstrip("/")
 
 
-def _number(values, key, default, kind, minimum):
-    """Return a number of `kind` no smaller than `minimum`, or `default` when unset."""
+def _number(values, key, default, kind, minimum, maximum=None):
+    """Return a number of `kind` from `minimum` to `maximum`, or `default` when unset."""
     value = values.get(key)
     if value is None or (isinstance(value, str) and not value.strip()):
         return default
+    noun = "a whole number" if kind is int else "a number"
+    if maximum is not None:
+        noun += f" from {minimum} to {maximum}"
     try:
         if isinstance(value, bool):
             raise ValueError
         number = kind(value.strip() if isinstance(value, str) else value)
     except (TypeError, ValueError):
-        noun = "a whole number" if kind is int else "a number"
         raise ConfigError(f"{key}: expected {noun}, got {value!r}") from None
+    if maximum is not None and not minimum <= number <= maximum:
+        raise ConfigError(f"{key}: expected {noun}, got {value!r}")
     if number < minimum or number != number:
         raise ConfigError(f"{key}: must be at least {minimum}, got {value!r}")
     return number
 
 
-def _flag(values, key):
+def _flag(values, key, default=False):
     """Return a boolean from true/1/yes/on or false/0/no/off."""
     value = values.get(key)
-    if value is None or isinstance(value, bool):
-        return bool(value)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
     word = str(value).strip().lower()
     if word in TRUE_WORDS:
         return True
@@ -308,13 +297,6 @@ def _storage_url(values, key):
         raise ConfigError(f"{key}: expected memory:// or a redis:// URL, got a "
                           f"{urlparse(value).scheme or 'schemeless'} URL")
     return value
-
-
-def _auth_required(values) -> bool:
-    """AUTH_REQUIRED as set; unset, true whenever a tenant key is configured."""
-    if values.get("AUTH_REQUIRED") in (None, ""):
-        return any(_text(values, key) for key in TENANT_KEYS)
-    return _flag(values, "AUTH_REQUIRED")
 
 
 def _hold_storage_url(values, key):

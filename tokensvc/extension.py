@@ -10,6 +10,7 @@ from livekit import api
 
 from .auth import TenantVerifier, tenant_token_command
 from .config import Settings, load_settings
+from .context import EXTENSION_KEY
 from .health import Readiness
 from .holds import open_holds
 from .health import bp as health_bp
@@ -21,7 +22,6 @@ from .ratelimit import RateLimits
 from .service import TokenIssuer
 from .views import bp
 
-EXTENSION_KEY = "tokensvc"
 #: The embedded ownership record, in the app's instance folder unless STORAGE_URL names another.
 DEFAULT_STORAGE_FILE = "tokensvc.sqlite3"
 

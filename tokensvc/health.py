@@ -3,10 +3,11 @@
 import threading
 import time
 
-from flask import Blueprint, current_app
+from flask import Blueprint
 
 from .errors import ApiError, error_response
-from .requestlog import finish_request, start_request
+from .logs import finish_request, start_request
+from .context import service_state
 
 bp = Blueprint("health", __name__)
 bp.before_request(start_request)
@@ -25,7 +26,7 @@ def healthz():
 @bp.get("/readyz")
 def readyz():
     """Settings are usable and LiveKit answers a cheap call (result cached a few seconds)."""
-    problem = current_app.extensions["tokensvc"].readiness.problem()
+    problem = service_state().readiness.problem()
     if problem is None:
         return {"status": "ready"}
     code, message = problem

@@ -7,10 +7,9 @@ code, mode, LiveKit method; never a tenant id, room name or identity (unbounded 
 """
 
 import hmac
-import os
 from functools import cache
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -23,7 +22,8 @@ from prometheus_client import (
 from werkzeug.exceptions import HTTPException
 
 from .errors import Unauthorized, http_error_response
-from .requestlog import finish_request, start_request
+from .logs import finish_request, start_request
+from .context import service_state
 
 bp = Blueprint("metrics", __name__)
 bp.before_request(start_request)
@@ -97,14 +97,15 @@ def instruments() -> Instruments:
 @bp.get("/metrics")
 def metrics():
     """The Prometheus text exposition of every worker's metrics."""
-    expected = current_app.extensions["tokensvc"].settings.metrics_bearer_token
+    settings = service_state().settings
+    expected = settings.metrics_bearer_token
     if expected is not None:
         sent = request.headers.get("Authorization", "")
         if not hmac.compare_digest(sent.encode(), f"Bearer {expected}".encode()):
             raise Unauthorized("a valid metrics bearer token is required")
     registry = REGISTRY
     # prometheus_client's own variable: set, every worker writes its samples to files there.
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if settings.prometheus_multiproc_dir:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -2,9 +2,9 @@
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from flask import Blueprint, current_app, request
+from flask import Blueprint, request
 
-from .requestlog import finish_request, start_request
+from .logs import finish_request, start_request
 from .schemas import (
     ErrorSchema,
     MuteSchema,
@@ -17,6 +17,7 @@ from .schemas import (
     TokenResponseSchema,
     TrackSchema,
 )
+from .context import service_state
 
 bp = Blueprint("openapi", __name__)
 bp.before_request(start_request)
@@ -66,7 +67,7 @@ RESPONSE_EXAMPLE = {
 @bp.get("/openapi.json")
 def openapi_document():
     """Serve the OpenAPI document for this mount of the service."""
-    settings = current_app.extensions["tokensvc"].settings
+    settings = service_state().settings
     prefix = request.script_root + (bp_prefix() or "")
     return build_spec(prefix, settings.auth_required).to_dict()
 

@@ -18,6 +18,9 @@ from .roles import DEFAULT_ROLE, RESERVED_PREFIX
 MAX_NAME_BYTES = 256
 #: LiveKit's limit for a participant's attributes, keys and values together, in UTF-8 bytes.
 MAX_ATTRIBUTES_BYTES = 64 * 1024
+#: LiveKit's limit for metadata (participant, room, agent dispatch), in UTF-8 bytes
+#: (`limit.max_metadata_size`; a token over it cannot join).
+MAX_METADATA_BYTES = 512 * 1024
 #: Agents one token may dispatch: each rides in the token, and LiveKit starts each one.
 MAX_AGENT_DISPATCHES = 4
 #: What a client may put in `room_config` (LiveKit TokenSource): agent dispatch, nothing else.
@@ -49,25 +52,40 @@ def _utf8_size(text: str) -> int:
         raise ValidationError("Must be valid Unicode text (no lone surrogates).") from None
 
 
-class LiveKitName(fields.String):
-    """A string LiveKit accepts as a name: not blank, valid UTF-8, at most 256 bytes."""
+class Utf8Text(fields.String):
+    """A string LiveKit can carry: valid UTF-8, at most `max_bytes` bytes of it."""
 
-    def __init__(self, **kwargs):
-        """Document the limits (JSON Schema counts characters; the 256 is bytes of UTF-8)."""
-        metadata = {"minLength": 1, "maxLength": MAX_NAME_BYTES, "pattern": r"\S",
-                    **kwargs.pop("metadata", {})}
-        metadata["description"] = metadata.get("description", "") + (
-            " Not blank; at most 256 bytes in UTF-8.")
+    def __init__(self, max_bytes: int = MAX_METADATA_BYTES, **kwargs):
+        """Document the limit (JSON Schema counts characters; the limit is bytes of UTF-8)."""
+        self.max_bytes = max_bytes
+        metadata = {"maxLength": max_bytes, **kwargs.pop("metadata", {})}
+        metadata["description"] = (metadata.get("description", "") +
+                                   f" At most {max_bytes} bytes in UTF-8.").strip()
         super().__init__(metadata=metadata, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
         """Check the string and return it unchanged (white space is significant to LiveKit)."""
         text = super()._deserialize(value, attr, data, **kwargs)
+        size = _utf8_size(text)
+        if size > self.max_bytes:
+            raise ValidationError(f"Must be at most {self.max_bytes} bytes in UTF-8, got {size}.")
+        return text
+
+
+class LiveKitName(Utf8Text):
+    """A string LiveKit accepts as a name: not blank, valid UTF-8, at most 256 bytes."""
+
+    def __init__(self, **kwargs):
+        """A name is never blank."""
+        metadata = {"minLength": 1, "pattern": r"\S", **kwargs.pop("metadata", {})}
+        metadata["description"] = metadata.get("description", "") + " Not blank."
+        super().__init__(MAX_NAME_BYTES, metadata=metadata, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        """Refuse a blank name."""
+        text = super()._deserialize(value, attr, data, **kwargs)
         if not text.strip():
             raise ValidationError("Must not be empty.")
-        size = _utf8_size(text)
-        if size > MAX_NAME_BYTES:
-            raise ValidationError(f"Must be at most {MAX_NAME_BYTES} bytes in UTF-8, got {size}.")
         return text
 
 
@@ -77,8 +95,8 @@ class AgentDispatchSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    agent_name = fields.String(load_default="", metadata={"example": "support-agent"})
-    metadata = fields.String(load_default="", metadata={"example": "{\"language\": \"en\"}"})
+    agent_name = Utf8Text(MAX_NAME_BYTES, load_default="", metadata={"example": "support-agent"})
+    metadata = Utf8Text(load_default="", metadata={"example": "{\"language\": \"en\"}"})
 
 
 class RoomConfigSchema(Schema):
@@ -116,7 +134,7 @@ class TokenRequestSchema(Schema):
             "example": "user-alice-456",
         },
     )
-    participant_metadata = fields.String(
+    participant_metadata = Utf8Text(
         load_default="",
         metadata={"description": "Participant metadata, as LiveKit's TokenSource sends it."},
     )
@@ -137,11 +155,6 @@ class TokenRequestSchema(Schema):
                                  "ROLE_PRESETS; limited by the tenant JWT's roles claim.",
                   "example": "viewer"},
     )
-
-    @validates("participant_metadata")
-    def check_metadata(self, value, **kwargs):
-        """Metadata must be encodable as UTF-8."""
-        _utf8_size(value)
 
     @validates("participant_attributes")
     def check_attributes(self, value, **kwargs):

@@ -4,7 +4,7 @@ call the service, render."""
 import json
 import logging
 
-from flask import Blueprint, current_app, g, request
+from flask import Blueprint, g, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -19,7 +19,7 @@ from .errors import (
     http_error_response,
 )
 from .roles import permission
-from .requestlog import finish_request, start_request
+from .logs import finish_request, start_request
 from .schemas import (
     LiveKitName,
     MuteSchema,
@@ -34,6 +34,7 @@ from .schemas import (
     fields_not_allowed,
 )
 from .service import TokenRequest
+from .context import service_state
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ bp.after_request(finish_request)
 @bp.before_request
 def limit_body_size():
     """Apply the service's body limit (MAX_CONTENT_LENGTH, default 64 KiB) to its routes only."""
-    request.max_content_length = current_app.extensions["tokensvc"].settings.max_content_length
+    request.max_content_length = service_state().settings.max_content_length
 
 
 bp.before_request(load_tenant)
@@ -59,7 +60,7 @@ bp.before_request(load_tenant)
 @bp.post("/livekit/token")
 def issue_token():
     """Issue a LiveKit token for one room; with a tenant, only for a room the tenant owns."""
-    state = current_app.extensions["tokensvc"]
+    state = service_state()
     if state.rate_limits is not None:
         state.rate_limits.hit_request(g.tenant, request.remote_addr)
     fields = load_token_request()
@@ -267,9 +268,6 @@ def load_body(schema) -> dict:
     return fields
 
 
-def service_state():
-    """The service's state on this app."""
-    return current_app.extensions["tokensvc"]
 
 
 participant_schema = ParticipantSchema()

@@ -12,6 +12,7 @@ import logging
 from flask import Flask, request
 
 from tokensvc import TokenService, environ_config
+from tokensvc.logs import ServiceFormatter
 
 #: The host's own development key for tenant tokens; a real host uses its auth service's key.
 DEVELOPMENT_TENANT_SECRET = "host-development-tenant-secret-change-me-0123456789"
@@ -28,8 +29,15 @@ def create_app(config=None) -> Flask:
     )
     app.config.update(environ_config())
     app.config.update(config or {})
-    # The host decides where logs go; tokensvc's access lines are INFO on "tokensvc.access".
+    # The host decides where logs go. Its own lines: plain text; tokensvc's (the access record
+    # of each request is INFO on "tokensvc.access"): one JSON line each, from its formatter.
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    service_log = logging.getLogger("tokensvc")
+    if not any(isinstance(h, logging.StreamHandler) for h in service_log.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(ServiceFormatter("json"))
+        service_log.addHandler(handler)
+        service_log.propagate = False
 
     @app.get("/")
     def home():

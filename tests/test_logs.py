@@ -9,12 +9,7 @@ import pytest
 from flask import g
 
 from support.tokens import BODY
-from tokensvc.requestlog import ServiceFormatter
-
-
-def access_lines(caplog):
-    """The access log lines captured so far."""
-    return [r.getMessage() for r in caplog.records if r.name == "tokensvc.access"]
+from tokensvc.logs import ServiceFormatter
 
 
 def test_request_id_is_generated_and_echoed(client):
@@ -35,13 +30,12 @@ def test_incoming_request_id_kept_only_if_sane(client, incoming, kept):
     assert (echoed.headers["X-Request-ID"] == incoming) is kept
 
 
-def test_json_access_line(client, tenants, livekit, caplog):
+def test_json_access_line(client, tenants, livekit, access_log):
     """One JSON line per request: id, method, path, status, tenant, room, outcome, calls, time."""
-    caplog.set_level(logging.INFO, "tokensvc.access")
     response = client.post("/livekit/token", json=BODY, headers={
         **tenants.headers("acme"), "X-Request-ID": "trace-1"})
     forbidden = client.post("/livekit/token", json=BODY, headers=tenants.headers("globex"))
-    lines = [json.loads(line) for line in access_lines(caplog)]
+    lines = access_log.fields()
     assert len(lines) == 2
     ok, refused = lines
     assert ok["request_id"] == "trace-1" == response.headers["X-Request-ID"]
@@ -54,24 +48,22 @@ def test_json_access_line(client, tenants, livekit, caplog):
     assert refused["request_id"] == forbidden.headers["X-Request-ID"]
 
 
-def test_logfmt_access_line(make_app, caplog):
+def test_logfmt_access_line(make_app, access_log):
     """LOG_FORMAT=logfmt: key=value pairs, quoted where needed."""
-    caplog.set_level(logging.INFO, "tokensvc.access")
     client = make_app(LOG_FORMAT="logfmt", AUTH_JWT_SECRET=None, AUTH_REQUIRED=None).test_client()
     client.post("/livekit/token", json={**BODY, "room_name": "a room"})
     client.post("/livekit/token", data="{", content_type="application/json")
-    ok, bad = access_lines(caplog)
+    ok, bad = access_log.lines("logfmt")
     assert {"method=POST", "path=/livekit/token", "client=127.0.0.1", "status=200"} <= set(ok.split())
     assert 'room="a room"' in ok and "outcome=ok" in ok and "livekit_calls=0" in ok
     assert "status=400" in bad and "outcome=invalid_request" in bad
 
 
-def test_unauthorized_request_is_logged_without_the_token(client, caplog, tenants):
+def test_unauthorized_request_is_logged_without_the_token(client, access_log, tenants):
     """A refused bearer token is logged as unauthorized; the token itself never appears."""
-    caplog.set_level(logging.INFO, "tokensvc.access")
     token = tenants.token("acme", secret="x" * 64)
     client.post("/livekit/token", json=BODY, headers={"Authorization": f"Bearer {token}"})
-    (line,) = access_lines(caplog)
+    (line,) = access_log.lines()
     assert json.loads(line)["outcome"] == "unauthorized"
     assert token not in line and "Bearer" not in line
 
@@ -134,13 +126,12 @@ RAW = "a\u2028b\u2029c\u0085d\u009be\u007ff\u0000g\nh\u001bi"
 
 
 @pytest.mark.parametrize("style", ["json", "logfmt"])
-def test_control_characters_are_escaped_and_read_back(make_app, tenants, caplog, style):
+def test_control_characters_are_escaped_and_read_back(make_app, tenants, access_log, style):
     """A room name and tenant id full of C0/C1 controls, DEL and U+2028/2029: the access line has
     none of them raw, stays one line, and its values parse back to exactly what was sent."""
-    caplog.set_level(logging.INFO, "tokensvc.access")
     client = make_app(LOG_FORMAT=style).test_client()
     client.post("/livekit/token", json={**BODY, "room_name": RAW})
-    (line,) = access_lines(caplog)
+    (line,) = access_log.lines(style)
     unsafe = {chr(c) for c in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]}
     assert not unsafe & set(line) and len(line.splitlines()) == 1
     if style == "json":

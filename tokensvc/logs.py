@@ -1,4 +1,5 @@
-"""Request ids and one access log line per request (JSON lines or logfmt)."""
+"""Every log line of the service: request ids, one access record per request, and the
+formatter that renders each record as a JSON or logfmt line (LOG_FORMAT)."""
 
 import json
 import logging
@@ -6,7 +7,9 @@ import re
 import time
 import uuid
 
-from flask import current_app, g, has_request_context, request
+from flask import g, has_request_context, request
+
+from .context import service_state
 
 log = logging.getLogger("tokensvc.access")
 
@@ -26,7 +29,7 @@ def finish_request(response):
     """After each request: echo the id, write the access line (no token, no secret) and count
     it in the metrics when they are on."""
     response.headers["X-Request-ID"] = g.get("request_id", "")
-    state = current_app.extensions["tokensvc"]
+    state = service_state()
     logged = log.isEnabledFor(logging.INFO)
     if not logged and state.metrics is None:
         return response
@@ -50,13 +53,14 @@ def finish_request(response):
             "livekit_calls": _livekit_calls(),
             "duration_ms": round(seconds * 1000, 2),
         }
-        log.info(format_line(fields, state.settings.log_format))
+        log.info("%s %s %s", request.method, request.path, response.status_code,
+                 extra={"access": fields})
     return response
 
 
 class ServiceFormatter(logging.Formatter):
-    """Renders every line of the service's loggers in LOG_FORMAT: access lines as they are, any
-    other (warnings, errors) with its level, logger, message and the request id, if any."""
+    """Renders every line of the service's loggers in LOG_FORMAT: an access record as its
+    fields, any other (warnings, errors) with its level, logger, message and request id."""
 
     def __init__(self, style: str):
         """Format as `style` ("json" or "logfmt")."""
@@ -65,8 +69,9 @@ class ServiceFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """One line for one record."""
-        if record.name == log.name:
-            return record.getMessage()
+        access = getattr(record, "access", None)
+        if access is not None:
+            return format_line(access, self.style)
         fields = {"level": record.levelname.lower(), "logger": record.name,
                   "message": record.getMessage()}
         if has_request_context() and "request_id" in g:
@@ -103,5 +108,5 @@ def _logfmt_value(value) -> str:
 
 def _livekit_calls() -> int:
     """Take this thread's LiveKit call count since the last time (0 without LiveKit)."""
-    rooms = current_app.extensions["tokensvc"].issuer.rooms
+    rooms = service_state().issuer.rooms
     return rooms.take_call_count() if rooms is not None else 0

@@ -1,21 +1,23 @@
 """What the service adds to gunicorn (wired in gunicorn.conf.py): JSON for the errors gunicorn
 answers itself, before the app sees a request, and no Authorization value in its log lines."""
 
+import inspect
 import json
 import logging
 import re
 
 from gunicorn import glogging
 
-from .config import ConfigError, environ_config, load_settings
 from .errors import CODES_BY_STATUS
-from .requestlog import ServiceFormatter
+from .logs import ServiceFormatter
 
 #: A bearer value, a JWT anywhere, or whatever follows an Authorization header name (a header
 #: line without its colon is logged whole by gunicorn's parser errors).
 SECRET_IN_TEXT = re.compile(
     r"(?i)(bearer\s+)[^\s'\"]+|eyJ[\w-]+\.[\w-]+\.[\w-]*|(authorization)[^'\"\n]*"
 )
+#: The parameters of gunicorn's `util.write_error`, which `write_json_error` replaces.
+WRITE_ERROR_PARAMETERS = ["sock", "status_int", "reason", "mesg"]
 MESSAGES_BY_STATUS = {
     400: "the request is not valid HTTP",
     414: "the request line is too long",
@@ -52,10 +54,12 @@ class GunicornLogger(glogging.Logger):
     """gunicorn's logger, writing LOG_FORMAT lines like the service's own, through
     `RedactSecrets`."""
 
+    log_format = "json"
+
     def setup(self, cfg):
         """Set up as gunicorn does, then format in LOG_FORMAT and add the filter."""
         super().setup(cfg)
-        formatter = ServiceFormatter(_log_format())
+        formatter = ServiceFormatter(self.log_format)
         for logger in (self.error_log, self.access_log):
             if not any(isinstance(f, RedactSecrets) for f in logger.filters):
                 logger.addFilter(RedactSecrets())
@@ -63,13 +67,19 @@ class GunicornLogger(glogging.Logger):
                 handler.setFormatter(formatter)
 
 
-def _log_format() -> str:
-    """LOG_FORMAT from the environment; with any unusable setting "json", since the app's own
-    start-up then stops with the one line that names it."""
-    try:
-        return load_settings(environ_config()).log_format
-    except ConfigError:
-        return "json"
+def logger_for(log_format: str) -> type:
+    """gunicorn's `logger_class`: `GunicornLogger` writing `log_format` lines."""
+    return type("GunicornLogger", (GunicornLogger,), {"log_format": log_format})
+
+
+def replace_write_error(util) -> None:
+    """Put `write_json_error` in place of gunicorn's `util.write_error` (gunicorn has no hook for
+    its error page); refuse a gunicorn whose writer is not where, or not what, it used to be."""
+    original = getattr(util, "write_error", None)
+    if original is None or list(inspect.signature(original).parameters) != WRITE_ERROR_PARAMETERS:
+        raise RuntimeError("gunicorn.util.write_error(sock, status_int, reason, mesg) is gone: "
+                           "this gunicorn is not one tokensvc supports (see requirements.txt)")
+    util.write_error = write_json_error
 
 
 def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:

@@ -1,0 +1,66 @@
+"""The standalone service: `create_app()` builds a Flask app around the extension, with its
+logging, ProxyFix and JSON errors for every route."""
+
+import logging
+
+from flask import Flask
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from .config import environ_config
+from .errors import error_response, http_error_response
+from .extension import TokenService
+from .logs import ServiceFormatter
+
+log = logging.getLogger("tokensvc")
+
+
+def create_app(config=None) -> Flask:
+    """Build the standalone service: settings from the environment, overridden by `config`."""
+    app = Flask(__name__)
+    app.config.from_mapping(environ_config())
+    if config:
+        app.config.from_mapping(config)
+    state = TokenService().init_app(app)
+    settings = state.settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
+    _configure_logging(settings.log_level, settings.log_format)
+    _log_livekit_target(state.issuer)
+    if settings.proxy_fix:
+        hops = settings.proxy_fix
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
+    app.register_error_handler(HTTPException, http_error_response)
+    app.register_error_handler(Exception, _internal_error)
+    return app
+
+
+def _configure_logging(level: str, style: str) -> None:
+    """Send the service's logs to stderr, one LOG_FORMAT line each, unless the host configured
+    them."""
+    logger = logging.getLogger("tokensvc")  # the package's logger: every module's parent
+    logger.setLevel(level)
+    if not any(not isinstance(h, logging.NullHandler) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(ServiceFormatter(style))
+        logger.addHandler(handler)
+        # Python warnings (PyJWT's for a short LiveKit secret, say) as LOG_FORMAT lines too.
+        logging.captureWarnings(True)
+        warnings_logger = logging.getLogger("py.warnings")
+        if not warnings_logger.handlers:
+            warnings_logger.addHandler(handler)
+            warnings_logger.propagate = False
+
+
+def _log_livekit_target(issuer) -> None:
+    """One start-up line: which LiveKit the service will call, or that none is configured."""
+    if issuer.settings.livekit_configured:
+        log.info("starting: LiveKit server API at %s", issuer.rooms.host)
+    else:
+        log.warning("starting: LiveKit is not configured (LIVEKIT_URL, LIVEKIT_API_KEY, "
+                    "LIVEKIT_API_SECRET); the token route answers 500 livekit_not_configured")
+
+
+def _internal_error(error):
+    """Answer an unexpected failure outside the token route with a JSON 500."""
+    log.exception("request failed unexpectedly")
+    return error_response(500, "internal_error", "internal error")

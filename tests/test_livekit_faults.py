@@ -81,12 +81,16 @@ def test_slow_livekit_is_504_within_the_timeout(make_app, tenants, livekit):
     assert ask(client, tenants, "after-timeout").status_code == 200
 
 
-def test_unreachable_host_is_503(make_app, tenants):
-    """Nothing listening at LIVEKIT_URL: 503."""
+def test_refused_connection_is_503_saying_so(make_app, tenants, caplog):
+    """Nothing listening at LIVEKIT_URL: 503 saying the connection was refused (not a timeout),
+    and a warning line naming the host."""
     client = make_app(LIVEKIT_URL="http://127.0.0.1:9").test_client()
     response = ask(client, tenants)
-    assert response.status_code == 503
-    assert response.json["code"] == "livekit_unavailable"
+    assert (response.status_code, response.json["code"]) == (503, "livekit_unavailable")
+    assert response.json["error"] == "LiveKit could not be reached (connection refused)"
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"
+            and "could not be reached" in r.getMessage()] == [
+        "LiveKit at 127.0.0.1:9 could not be reached: connection refused"]
 
 
 def test_errors_never_leak_secrets_or_tokens(make_app, tenants, livekit):

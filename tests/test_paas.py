@@ -1,8 +1,10 @@
 """PaaS fit: app.json documents every setting, the Procfile and gunicorn honour the platform."""
 
+import configparser
 import json
 import logging
 import os
+import re
 import secrets
 import time
 
@@ -74,3 +76,22 @@ def test_button_deploy_starts_with_app_json_defaults(livekit, tenants, free_port
         assert server.post("/livekit/token", BODY, signed)[0] == 200
     finally:
         assert_no_secrets(server.close())
+
+
+def test_a_host_installs_no_server_unless_it_asks():
+    """`pip install tokensvc` brings no gunicorn, gevent or aiohttp of its own; the extras
+    `server` (gunicorn within the versions the glue supports) and `testing` do."""
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+
+    def names(text):
+        return {re.split(r"[<>=\[; ]", line.strip())[0].lower()
+                for line in text.splitlines() if line.strip() and not line.startswith("#")}
+
+    base = names(config["options"]["install_requires"])
+    extras = {key: names(value) for key, value in config["options.extras_require"].items()}
+    assert not base & {"gunicorn", "gevent", "aiohttp", "redis"}
+    assert {"flask", "livekit-api", "marshmallow", "pyjwt"} <= base
+    assert {"gunicorn", "gevent", "redis"} <= extras["server"]
+    assert "aiohttp" in extras["testing"] and "redis" in extras["redis"]
+    assert "gunicorn>=23,<28" in config["options.extras_require"]["server"]

@@ -123,3 +123,15 @@ def test_agent_dispatches_are_capped(client, tenants, livekit):
     assert (refused.status_code, refused.json["code"]) == (400, "invalid_request")
     assert "room_config" in refused.json["fields"]
     assert livekit.call_count() == 0
+
+
+@pytest.mark.livekit_server("livekit-server")
+def test_a_room_the_service_creates_gets_the_requests_agents(client, tenants, livekit):
+    """The room the service creates for a request carries its agent dispatches, as a room
+    created by the join itself would (LiveKit's ListDispatch shows them)."""
+    agents = [{"agent_name": "support", "metadata": "{\"lang\": \"en\"}"}]
+    body = {**BODY, "room_name": "agents-room", "room_config": {"agents": agents}}
+    response = client.post("/livekit/token", json=body, headers=tenants.headers("acme"))
+    assert response.status_code == 200
+    assert livekit.calls["CreateRoom"] == 1
+    assert livekit.dispatches("agents-room") == [("support", "{\"lang\": \"en\"}")]

@@ -118,3 +118,67 @@ def test_wrong_method_is_json_405(client, method):
     assert response.status_code == 405
     assert response.json["code"] == "method_not_allowed"
     assert "POST" in response.headers["Allow"]
+
+
+AGENTS = "room_config", "agents", "0"
+
+
+@pytest.mark.parametrize(
+    ("body", "path", "message"),
+    [
+        ({**BODY, "room_config": {"agents": [{"agent_name": "\ud800"}]}},
+         (*AGENTS, "agent_name"), "Must be valid Unicode text (no lone surrogates)."),
+        ({**BODY, "room_config": {"agents": [{"agent_name": "a", "metadata": "\udfff"}]}},
+         (*AGENTS, "metadata"), "Must be valid Unicode text (no lone surrogates)."),
+        ({**BODY, "room_config": {"agents": [{"agent_name": "é" * 129}]}},
+         (*AGENTS, "agent_name"), "Must be at most 256 bytes in UTF-8, got 258."),
+        ({**BODY, "participant_metadata": "x" * (512 * 1024 + 1)},
+         ("participant_metadata",), "Must be at most 524288 bytes in UTF-8, got 524289."),
+        ({**BODY, "participant_metadata": "\ud83d"},
+         ("participant_metadata",), "Must be valid Unicode text (no lone surrogates)."),
+    ],
+    ids=["agent-name-surrogate", "agent-metadata-surrogate", "agent-name-long",
+         "metadata-over-livekit-limit", "metadata-surrogate"],
+)
+def test_every_field_is_checked_before_livekit(make_app, tenants, livekit, body, path, message):
+    """Agent dispatches and metadata are validated like names (UTF-8, LiveKit's limits: 512 KiB
+    of metadata): 400 naming the field, and no room created."""
+    client = make_app(MAX_CONTENT_LENGTH=str(1 << 20)).test_client()
+    response = client.post("/livekit/token", json=body, headers=tenants.headers())
+    assert (response.status_code, response.json["code"]) == (400, "invalid_request")
+    messages = response.json["fields"]
+    for key in path:
+        messages = messages[key]
+    assert message in messages
+    assert livekit.call_count() == 0
+
+
+def test_metadata_at_livekits_limit_is_accepted(make_app, tenants):
+    """Exactly 512 KiB of participant metadata is what LiveKit accepts at join: 200."""
+    client = make_app(MAX_CONTENT_LENGTH=str(1 << 20)).test_client()
+    body = {**BODY, "participant_metadata": "x" * (512 * 1024)}
+    assert client.post("/livekit/token", json=body, headers=tenants.headers()).status_code == 200
+
+
+def test_agent_outside_the_allowed_names_is_refused(make_app, tenants, livekit):
+    """AGENT_NAMES_ALLOWED: a dispatch of another agent is 400 naming the entry, nothing
+    written; the allowed ones are minted."""
+    client = make_app(AGENT_NAMES_ALLOWED="support-agent, notes").test_client()
+    agents = [{"agent_name": "notes"}, {"agent_name": "crypto-miner"}]
+    response = client.post("/livekit/token", json={**BODY, "room_config": {"agents": agents}},
+                           headers=tenants.headers())
+    assert (response.status_code, response.json["code"]) == (400, "invalid_request")
+    assert response.json["fields"] == {"room_config.agents.1.agent_name": [
+        "Agent 'crypto-miner' is not one of AGENT_NAMES_ALLOWED."]}
+    assert livekit.call_count() == 0
+    allowed = {**BODY, "room_config": {"agents": agents[:1]}}
+    assert client.post("/livekit/token", json=allowed, headers=tenants.headers()).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["//livekit/token", "/livekit//token", "/livekit/token//"])
+def test_doubled_slash_is_json_404_not_a_redirect(client, tenants, livekit, path):
+    """`//` in a path is a JSON 404, never a redirect (whose Location would echo the Host)."""
+    response = client.post(path, json=BODY, headers={**tenants.headers(), "Host": "evil.example"})
+    assert (response.status_code, response.json["code"]) == (404, "not_found")
+    assert "Location" not in response.headers
+    assert livekit.call_count() == 0

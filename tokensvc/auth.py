@@ -13,14 +13,14 @@ from flask import g, request
 from flask.cli import with_appcontext
 
 from .config import HMAC_ALGORITHMS, PUBLIC_KEY_ALGORITHMS, ConfigError, Settings
+from .context import service_state
 from .errors import Unauthorized
 from .jwks import JwksKeys
-from .context import service_state
 
 log = logging.getLogger(__name__)
 
 #: Routes that authenticate otherwise (LiveKit's webhook signs its own requests).
-OPEN_ENDPOINTS = {"tokensvc.livekit_webhook"}
+OPEN_ENDPOINTS = {"tokensvc.api.livekit_webhook"}
 BEARER = re.compile(r"Bearer +([^\s]+)", re.IGNORECASE)
 MAX_TENANT_BYTES = 256
 RSA_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")

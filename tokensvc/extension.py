@@ -1,31 +1,88 @@
-"""The Flask extension: `TokenService(app)` or `TokenService().init_app(app)` mounts the service."""
+"""The Flask extension: `TokenService(app)` or `TokenService().init_app(app)` mounts the service:
+one parent blueprint, "tokensvc", with every route of the service nested in it."""
 
 import logging
 import os
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-from flask import Flask
+from flask import Blueprint, Flask, current_app, request
 from flask_cors import CORS
 from livekit import api
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import RequestRedirect
 
+from . import health, metrics, openapi, views
 from .auth import TenantVerifier, tenant_token_command
 from .config import Settings, load_settings
-from .context import EXTENSION_KEY
+from .context import EXTENSION_KEY, service_state
+from .errors import error_response, http_error_response
 from .health import Readiness
 from .holds import open_holds
-from .health import bp as health_bp
+from .logs import finish_request, start_request
 from .metrics import Instruments, instruments
-from .metrics import bp as metrics_bp
-from .openapi import bp as openapi_bp
 from .moderation import Moderator
 from .ratelimit import RateLimits
 from .service import TokenIssuer
-from .views import bp
 
 #: The embedded ownership record, in the app's instance folder unless STORAGE_URL names another.
 DEFAULT_STORAGE_FILE = "tokensvc.sqlite3"
 
 log = logging.getLogger(__name__)
+
+#: The parent of the service's blueprints (api: token and management routes; health; openapi;
+#: metrics), so its endpoint names ("tokensvc.api.issue_token") cannot collide with a host's.
+service_bp = Blueprint("tokensvc", __name__)
+for child in (views.bp, health.bp, openapi.bp, metrics.bp):
+    service_bp.register_blueprint(child)
+service_bp.before_request(start_request)
+service_bp.after_request(finish_request)
+
+
+@service_bp.before_request
+def limit_body_size():
+    """Apply the service's body limit (MAX_CONTENT_LENGTH, default 64 KiB) to its routes only."""
+    request.max_content_length = service_state().settings.max_content_length
+
+
+@service_bp.errorhandler(HTTPException)
+def render_http_error(error):
+    """Every HTTP error raised on the service's routes, as JSON."""
+    return http_error_response(error)
+
+
+@service_bp.errorhandler(Exception)
+def render_unexpected_error(error):
+    """An unexpected failure on the service's routes: logged with its traceback, JSON 500."""
+    log.exception("request failed unexpectedly")
+    return error_response(500, "internal_error", "internal error")
+
+
+@service_bp.before_app_request
+def own_routing_errors():
+    """A path of the service's with no route (404), the wrong method (405) or a doubled slash
+    (werkzeug would redirect): JSON, like every answer of the service; the host's own paths
+    keep the host's error pages."""
+    error = request.routing_exception
+    if error is None or EXTENSION_KEY not in current_app.extensions:
+        return None
+    prefix = service_state().url_prefix
+    if isinstance(error, RequestRedirect):
+        target = urlsplit(error.new_url).path.removeprefix(request.script_root)
+        if _own_path(target, prefix) or _own_path(request.path, prefix):
+            return http_error_response(NotFound())
+    elif isinstance(error, (NotFound, MethodNotAllowed)) and _own_path(request.path, prefix):
+        return http_error_response(error)
+    return None
+
+
+def _own_path(path: str, prefix: str) -> bool:
+    """Whether `path` is under the service's routes (its `/livekit/` paths, or one of its
+    exact paths such as /healthz)."""
+    if path.startswith(prefix + "/livekit/") or path == prefix + "/livekit":
+        return True
+    return any(rule.rule == path for rule in current_app.url_map.iter_rules()
+               if rule.endpoint.startswith("tokensvc."))
 
 
 @dataclass
@@ -40,6 +97,7 @@ class ServiceState:
     metrics: Instruments | None = None
     moderator: Moderator | None = None
     webhooks: api.WebhookReceiver | None = None
+    url_prefix: str = ""
 
     def close(self) -> None:
         """Close the LiveKit client's pooled connections and the storage's."""
@@ -77,15 +135,11 @@ class TokenService:
         if settings.livekit_configured:
             webhooks = api.WebhookReceiver(
                 api.TokenVerifier(settings.livekit_api_key, settings.livekit_api_secret))
-        state = ServiceState(settings, verifier, issuer, Readiness(issuer), rate_limits, metrics,
-                             Moderator(issuer), webhooks)
-        app.extensions[EXTENSION_KEY] = state
         prefix = (url_prefix or self.url_prefix or "").rstrip("/")
-        app.register_blueprint(bp, url_prefix=prefix or None)
-        app.register_blueprint(health_bp, url_prefix=prefix or None)
-        app.register_blueprint(openapi_bp, url_prefix=prefix or None)
-        if metrics is not None:
-            app.register_blueprint(metrics_bp, url_prefix=prefix or None)
+        state = ServiceState(settings, verifier, issuer, Readiness(issuer), rate_limits, metrics,
+                             Moderator(issuer), webhooks, prefix)
+        app.extensions[EXTENSION_KEY] = state
+        app.register_blueprint(service_bp, url_prefix=prefix or None)
         app.cli.add_command(tenant_token_command)
         if settings.cors_allowed_origins:
             CORS(

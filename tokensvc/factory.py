@@ -18,6 +18,8 @@ log = logging.getLogger("tokensvc")
 def create_app(config=None) -> Flask:
     """Build the standalone service: settings from the environment, overridden by `config`."""
     app = Flask(__name__)
+    # `//` in a path is a 404 like any unknown path, not a redirect built from the Host header.
+    app.url_map.merge_slashes = False
     app.config.from_mapping(environ_config())
     if config:
         app.config.from_mapping(config)

@@ -5,13 +5,10 @@ import time
 
 from flask import Blueprint
 
-from .errors import ApiError, error_response
-from .logs import finish_request, start_request
 from .context import service_state
+from .errors import ApiError, error_response
 
 bp = Blueprint("health", __name__)
-bp.before_request(start_request)
-bp.after_request(finish_request)
 
 READINESS_CACHE_SECONDS = 5.0
 PROBE_ROOM = "tokensvc-readiness-probe"

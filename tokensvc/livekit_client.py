@@ -21,6 +21,7 @@ from livekit.protocol import room as room_pb
 from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
+    NameResolutionError,
     NewConnectionError,
     ProtocolError,
     ReadTimeoutError,
@@ -148,6 +149,10 @@ class RoomServiceClient:
                     "POST", path, body=body, headers=headers, timeout=timeout, retries=False
                 )
                 break
+            except NewConnectionError as exc:  # a subclass of ConnectTimeoutError: first
+                reason = _connect_failure(exc)
+                log.warning("LiveKit at %s could not be reached: %s", self.host, reason)
+                raise LiveKitUnreached(f"LiveKit could not be reached ({reason})") from None
             except ConnectTimeoutError:
                 raise LiveKitUnreached("LiveKit could not be reached (connect timed out)") from None
             except ReadTimeoutError:
@@ -157,9 +162,6 @@ class RoomServiceClient:
                     log.debug("LiveKit closed a kept-alive connection; retrying once")
                     continue
                 raise self._unreachable("connection dropped") from None
-            except NewConnectionError:
-                log.warning("LiveKit at %s could not be reached: connection refused", self.host)
-                raise LiveKitUnreached("LiveKit could not be reached (connection refused)") from None
             except HTTPError as exc:
                 raise self._unreachable(type(exc).__name__) from None
         if answer.status != 200:
@@ -221,6 +223,15 @@ RESPONSES = {
     "MutePublishedTrack": room_pb.MuteRoomTrackResponse,
     "UpdateParticipant": api.ParticipantInfo,
 }
+
+
+def _connect_failure(error: NewConnectionError) -> str:
+    """What stopped a connection: the name did not resolve, or the connection was refused."""
+    if isinstance(error, NameResolutionError):
+        return "name not resolved"
+    if isinstance(error.__context__, ConnectionRefusedError) or "refused" in str(error).lower():
+        return "connection refused"
+    return "connection failed"
 
 
 def _twirp_code(data: bytes) -> str:

@@ -19,16 +19,12 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import NotFound
 
-from .errors import Unauthorized, http_error_response
-from .logs import finish_request, start_request
 from .context import service_state
+from .errors import Unauthorized
 
 bp = Blueprint("metrics", __name__)
-bp.before_request(start_request)
-bp.after_request(finish_request)
-bp.register_error_handler(HTTPException, http_error_response)
 
 #: Request and LiveKit latency buckets, seconds.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -97,7 +93,10 @@ def instruments() -> Instruments:
 @bp.get("/metrics")
 def metrics():
     """The Prometheus text exposition of every worker's metrics."""
-    settings = service_state().settings
+    state = service_state()
+    if state.metrics is None:  # METRICS_ENABLED is off: no such route
+        raise NotFound()
+    settings = state.settings
     expected = settings.metrics_bearer_token
     if expected is not None:
         sent = request.headers.get("Authorization", "")

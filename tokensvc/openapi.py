@@ -4,7 +4,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, request
 
-from .logs import finish_request, start_request
+from .context import service_state
 from .schemas import (
     ErrorSchema,
     MuteSchema,
@@ -17,11 +17,8 @@ from .schemas import (
     TokenResponseSchema,
     TrackSchema,
 )
-from .context import service_state
 
 bp = Blueprint("openapi", __name__)
-bp.before_request(start_request)
-bp.after_request(finish_request)
 
 #: Every error the token route can answer, as in the README's table.
 TOKEN_ERRORS = {

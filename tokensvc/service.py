@@ -141,6 +141,14 @@ class FlatClaims(Claims):
         return claims
 
 
+def agent_dispatches(request: TokenRequest) -> list:
+    """The agents the request dispatches to its room (TokenSource `room_config.agents`)."""
+    return [
+        api.RoomAgentDispatch(agent_name=agent["agent_name"], metadata=agent["metadata"])
+        for agent in (request.room_config or {}).get("agents", ())
+    ]
+
+
 @cache
 def _field_names(kind: type) -> tuple:
     """(attribute, lowerCamel key) for each field of a dataclass type."""
@@ -196,7 +204,7 @@ class TokenIssuer:
         room_name = self.livekit_name(holder, request.room_name)
         if tenant is not None or self.settings.anonymous_checked:
             metadata, created = self.ensure_room_owner(
-                room_name, holder, request.participant_identity)
+                room_name, holder, request.participant_identity, agent_dispatches(request))
         return IssuedToken(
             token=self.mint_token(request, metadata, tenant, room_name),
             room_name=request.room_name,
@@ -220,11 +228,12 @@ class TokenIssuer:
             raise LiveKitNotConfigured()
         return self.rooms
 
-    def ensure_room_owner(self, room_name: str, holder: str,
-                          identity: str | None = None) -> tuple[str, bool]:
-        """Make sure `room_name` is `holder`'s, creating the room if missing; return (the room
-        metadata for the token, whether this call created the room), or raise 403 (see the
-        module docstring): also for an `identity` removed from the room."""
+    def ensure_room_owner(self, room_name: str, holder: str, identity: str | None = None,
+                          agents=()) -> tuple[str, bool]:
+        """Make sure `room_name` is `holder`'s, creating the room if missing (with `agents`
+        dispatched to it, as a join would); return (the room metadata for the token, whether
+        this call created the room), or raise 403 (see the module docstring): also for an
+        `identity` removed from the room."""
         hold = self.holds.claim(room_name, holder, now_ms() + self.hold_ms, identity)
         if hold.holder != holder:
             hold = self._take_over(room_name, hold, holder)
@@ -246,7 +255,8 @@ class TokenIssuer:
             if self.room_creations is not None and stored is None:
                 self.room_creations.test_room_create(holder)
             try:
-                room = self.rooms.create_room(self._create_request(room_name, holder, stored))
+                room = self.rooms.create_room(
+                    self._create_request(room_name, holder, stored, agents))
             except (LiveKitTimeout, LiveKitUnavailable) as exc:
                 keep = not isinstance(exc, LiveKitUnreached)
                 raise
@@ -358,12 +368,8 @@ class TokenIssuer:
         if tenant is not None:
             attributes[TENANT_ATTRIBUTE] = tenant
         token.with_attributes(attributes)
-        agents = [
-            api.RoomAgentDispatch(agent_name=agent["agent_name"], metadata=agent["metadata"])
-            for agent in (request.room_config or {}).get("agents", ())
-        ]
         config = api.RoomConfiguration(
-            metadata=room_metadata or "", agents=agents, **self._room_options()
+            metadata=room_metadata or "", agents=agent_dispatches(request), **self._room_options()
         )
         if config.ByteSize():
             token.with_room_config(config)
@@ -372,12 +378,15 @@ class TokenIssuer:
         except Exception as exc:
             raise TokenGenerationFailed(f"the token could not be signed ({type(exc).__name__})")
 
-    def _create_request(self, room_name: str, holder: str, stored=None) -> "api.CreateRoomRequest":
-        """The CreateRoom request: the room owned by `holder` with the configured options, or a
-        room LiveKit's store already gives the holder replayed as it is (nothing changes)."""
+    def _create_request(self, room_name: str, holder: str, stored=None,
+                        agents=()) -> "api.CreateRoomRequest":
+        """The CreateRoom request: the room owned by `holder` with the configured options and
+        the request's agents, or a room LiveKit's store already gives the holder replayed as it
+        is (nothing changes)."""
         if stored is None:
             return api.CreateRoomRequest(
-                name=room_name, metadata=owner_metadata(holder), **self._room_options()
+                name=room_name, metadata=owner_metadata(holder), agents=agents,
+                **self._room_options()
             )
         return api.CreateRoomRequest(
             name=room_name,

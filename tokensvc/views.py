@@ -9,6 +9,7 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .auth import load_tenant
+from .context import service_state
 from .errors import (
     FieldNotAllowed,
     InvalidRequest,
@@ -19,7 +20,6 @@ from .errors import (
     http_error_response,
 )
 from .roles import permission
-from .logs import finish_request, start_request
 from .schemas import (
     LiveKitName,
     MuteSchema,
@@ -34,27 +34,22 @@ from .schemas import (
     fields_not_allowed,
 )
 from .service import TokenRequest
-from .context import service_state
 
 log = logging.getLogger(__name__)
 
-bp = Blueprint("tokensvc", __name__)
+#: The token and management routes, nested in the service's parent blueprint (extension.py),
+#: so their endpoints are "tokensvc.api.<view>".
+bp = Blueprint("api", __name__)
+
+ISSUE_TOKEN = "tokensvc.api.issue_token"
 
 request_schema = TokenRequestSchema()
 response_schema = TokenResponseSchema()
 
 
-bp.before_request(start_request)
-bp.after_request(finish_request)
-
-
-@bp.before_request
-def limit_body_size():
-    """Apply the service's body limit (MAX_CONTENT_LENGTH, default 64 KiB) to its routes only."""
-    request.max_content_length = service_state().settings.max_content_length
-
-
 bp.before_request(load_tenant)
+# (the parent's handlers come after this blueprint's, whose Exception one would catch these)
+bp.register_error_handler(HTTPException, http_error_response)
 
 
 @bp.post("/livekit/token")
@@ -66,6 +61,7 @@ def issue_token():
     fields = load_token_request()
     g.room = fields["room_name"]
     check_role(fields["role"], state.settings.role_presets)
+    check_agents(fields["room_config"], state.settings.agent_names_allowed)
     issued = state.issuer.issue(TokenRequest(**fields), g.tenant)
     if state.metrics is not None:
         state.metrics.token_issued(g.tenant, issued.room_created)
@@ -119,16 +115,10 @@ def _cut_at_the_limit(body: bytes) -> bool:
     return bool(request.environ["wsgi.input"].read(1))
 
 
-@bp.errorhandler(HTTPException)
-def render_http_error(error):
-    """Render every HTTP error raised on the blueprint's routes as JSON."""
-    return http_error_response(error)
-
-
 @bp.errorhandler(Exception)
 def render_unexpected_error(error):
     """Log an unexpected failure with its traceback; answer 500 without details."""
-    if request.endpoint != "tokensvc.issue_token":
+    if request.endpoint != ISSUE_TOKEN:
         log.exception("request failed unexpectedly")
         return error_response(500, "internal_error", "internal error")
     log.exception("token request failed unexpectedly")
@@ -225,6 +215,20 @@ def check_role(role: str, presets: dict) -> None:
             "role": [f"Must be one of: {', '.join(sorted(presets))}."]})
     if g.roles is not None and role not in g.roles:
         raise RoleForbidden(f"the bearer token does not allow the role {role!r}")
+
+
+def check_agents(room_config: dict | None, allowed: tuple[str, ...] | None) -> None:
+    """400 for an agent dispatch outside AGENT_NAMES_ALLOWED (when it is set)."""
+    if allowed is None:
+        return
+    refused = {
+        f"room_config.agents.{number}.agent_name": [
+            f"Agent {agent['agent_name']!r} is not one of AGENT_NAMES_ALLOWED."]
+        for number, agent in enumerate((room_config or {}).get("agents", ()))
+        if agent["agent_name"] not in allowed
+    }
+    if refused:
+        raise InvalidRequest("this service does not dispatch the agent named", fields=refused)
 
 
 def livekit_name(tenant: str, room_name: str) -> str:

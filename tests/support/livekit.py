@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 #: The address participants' media uses, set by scripts/in-private-network (none: no joins).
 MEDIA_IP = os.environ.get("TOKENSVC_MEDIA_IP")
 ROOM_SERVICE = "/twirp/livekit.RoomService/"
+AGENT_DISPATCH_SERVICE = "/twirp/livekit.AgentDispatchService/"
 
 
 def find_livekit_server() -> tuple[str | None, str]:
@@ -180,6 +181,12 @@ class RealLiveKit:
             return None
         return self._room(self._twirp("CreateRoom", {"name": name, "metadata": stored.metadata}))
 
+    def dispatches(self, name: str) -> list[tuple[str, str]]:
+        """(agent name, metadata) of each agent dispatched to the room (ListDispatch)."""
+        answer = twirp(self.server.ports[0], self.keys, "ListDispatch", {"room": name},
+                       service=AGENT_DISPATCH_SERVICE)
+        return [(d["agent_name"], d.get("metadata", "")) for d in answer.get("agent_dispatches", [])]
+
     def close_room(self, name: str) -> bool:
         """Delete a room (DeleteRoom); True if it existed."""
         try:
@@ -211,18 +218,19 @@ class RealLiveKit:
         return json_format.ParseDict(document, models.Room(), ignore_unknown_fields=True)
 
 
-def twirp(port: int, keys: dict, method: str, body: dict) -> dict:
-    """Call a RoomService method of the livekit-server on `port` directly, with protojson and an
-    API token of the first of `keys` (roomCreate, roomList)."""
+def twirp(port: int, keys: dict, method: str, body: dict, service: str = "") -> dict:
+    """Call a RoomService (or `service`) method of the livekit-server on `port` directly, with
+    protojson and an API token of the first of `keys` (roomCreate, roomList, roomAdmin)."""
     key, secret = next(iter(keys.items()))
     now = int(time.time())
     token = jwt.encode(
         {"iss": key, "nbf": now, "exp": now + 600,
-         "video": {"roomCreate": True, "roomList": True}},
+         "video": {"roomCreate": True, "roomList": True, "roomAdmin": True,
+                   "room": body.get("room", "")}},
         secret, "HS256",
     )
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{ROOM_SERVICE}{method}",
+        f"http://127.0.0.1:{port}{service or ROOM_SERVICE}{method}",
         data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
         method="POST",

@@ -1,0 +1,87 @@
+"""The extension inside a host that has its own `health` and `openapi` blueprints and its own
+error pages: no name collides, the service's paths answer JSON errors, the host keeps its own."""
+
+import pytest
+from flask import Blueprint, Flask, request
+
+from support.tokens import BODY, LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET
+from tokensvc import TokenService
+from tokensvc.context import service_state
+
+
+@pytest.fixture
+def host(livekit, storage_url):
+    """A host app with blueprints named like the service's and HTML error pages of its own."""
+    app = Flask("host")
+    app.config.update(LIVEKIT_URL=livekit.ws_url, LIVEKIT_API_KEY=LIVEKIT_KEY,
+                      LIVEKIT_API_SECRET=LIVEKIT_SECRET, AUTH_JWT_SECRET=TENANT_SECRET,
+                      STORAGE_URL=storage_url)
+    health, openapi = Blueprint("health", __name__), Blueprint("openapi", __name__)
+    health.add_url_rule("/health", "ping", lambda: "host health")
+    openapi.add_url_rule("/openapi", "doc", lambda: "host document")
+    app.register_blueprint(health)
+    app.register_blueprint(openapi)
+    app.register_error_handler(404, lambda error: ("<h1>Host: not found</h1>", 404))
+    app.register_error_handler(405, lambda error: ("<h1>Host: wrong method</h1>", 405))
+    app.register_error_handler(500, lambda error: ("<h1>Host: broken</h1>", 500))
+
+    @app.before_request
+    def host_hook():
+        """The host's own code failing on a request: one path breaks on purpose."""
+        if request.path.endswith("/break"):
+            raise RuntimeError("the host's hook failed")
+
+    TokenService(app, url_prefix="/rtc")
+    yield app
+    service_state(app).close()
+
+
+def test_host_blueprints_named_like_the_services_do_not_collide(host, tenants):
+    """Both apps' `health` and `openapi` blueprints serve; the service's endpoints are nested
+    under its one parent blueprint, "tokensvc"."""
+    client = host.test_client()
+    assert client.get("/health").get_data(as_text=True) == "host health"
+    assert client.get("/openapi").get_data(as_text=True) == "host document"
+    assert client.get("/rtc/healthz").json == {"status": "ok"}
+    assert client.get("/rtc/openapi.json").json["openapi"].startswith("3.")
+    response = client.post("/rtc/livekit/token", json=BODY, headers=tenants.headers("acme"))
+    assert response.status_code == 200
+    endpoints = {rule.endpoint for rule in host.url_map.iter_rules()}
+    assert {"tokensvc.api.issue_token", "tokensvc.health.healthz", "health.ping"} <= endpoints
+    assert {endpoint.split(".")[0] for endpoint in endpoints} == {
+        "static", "health", "openapi", "tokensvc"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/rtc/livekit/no-such-route", 404, "not_found"),
+        ("GET", "/rtc/livekit/token", 405, "method_not_allowed"),
+        ("POST", "/rtc/healthz", 405, "method_not_allowed"),
+        ("POST", "/rtc/livekit//token", 404, "not_found"),
+        ("POST", "/rtc//livekit/token", 404, "not_found"),
+        ("GET", "/rtc/livekit/rooms/break", 500, "internal_error"),
+    ],
+)
+def test_the_services_paths_answer_json_errors(host, tenants, livekit, method, path, status,
+                                               code):
+    """404, 405, a doubled slash and a failure on the service's paths: its JSON error, never
+    the host's page or a redirect, and nothing written to LiveKit."""
+    response = host.test_client().open(path, method=method, json=BODY, headers=tenants.headers())
+    assert (response.status_code, response.mimetype) == (status, "application/json")
+    assert response.json["code"] == code
+    assert "Location" not in response.headers
+    assert livekit.call_count() == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "page"),
+    [("GET", "/no-such-page", "<h1>Host: not found</h1>"),
+     ("POST", "/health", "<h1>Host: wrong method</h1>"),
+     ("GET", "/elsewhere/break", "<h1>Host: broken</h1>")],
+)
+def test_the_hosts_paths_keep_the_hosts_error_pages(host, method, path, page):
+    """Elsewhere the host's own error pages answer, the service's JSON never does."""
+    response = host.test_client().open(path, method=method)
+    assert response.get_data(as_text=True) == page
+    assert response.mimetype == "text/html"

@@ -11,11 +11,14 @@ PY := $(VENV)/bin/python
 DEV_TENANT_SECRET := development-tenant-secret-change-me
 TENANT ?= acme
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt setup.cfg pyproject.toml tests/node/package-lock.json
+$(VENV)/.installed: requirements.txt requirements-dev.txt setup.cfg pyproject.toml tests/node/package-lock.json \
+		examples/browser/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
-	if command -v npm >/dev/null; then npm ci --prefix tests/node --silent --no-audit --no-fund; fi
+	if command -v npm >/dev/null; then \
+	  npm ci --prefix tests/node --silent --no-audit --no-fund && \
+	  npm ci --prefix examples/browser --silent --no-audit --no-fund; fi
 	touch $@
 
 install: $(VENV)/.installed

@@ -6,12 +6,16 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
+import jwt
 import pytest
 
-from support.processes import ROOT, livekit_settings
-from support.tokens import TENANT_SECRET
+from support.livekit import MEDIA_IP, find_livekit_server
+from support.processes import ROOT, find_free_port, livekit_settings, unavailable
+from support.servers import HttpService
+from support.tokens import BODY, TENANT_SECRET
 
 VENV_BIN = str(Path(sys.executable).parent)
 pytestmark = pytest.mark.slow
@@ -25,14 +29,19 @@ def dev_env(**settings) -> dict:
 
 
 def listening(port: int) -> set[str]:
-    """The local addresses listening on TCP `port` (from /proc/net/tcp)."""
+    """The local addresses listening on TCP `port` (from /proc/net/tcp and tcp6; IPv6's
+    any-address reads "::")."""
     addresses = set()
-    with open("/proc/net/tcp") as table:
-        for row in list(table)[1:]:
-            local, state = row.split()[1], row.split()[3]
-            address, hex_port = local.split(":")
-            if state == "0A" and int(hex_port, 16) == port:
-                addresses.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+    tables = (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6))
+    for table_name, family in tables:
+        with open(table_name) as table:
+            for row in list(table)[1:]:
+                local, state = row.split()[1], row.split()[3]
+                address, hex_port = local.split(":")
+                if state == "0A" and int(hex_port, 16) == port:
+                    raw = bytes.fromhex(address)
+                    raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+                    addresses.add(socket.inet_ntop(family, raw))
     return addresses
 
 
@@ -94,3 +103,91 @@ def test_busy_livekit_port_is_one_line_and_exit_1():
     assert result.stderr.splitlines() == [
         "make run: port 7880 is already in use; stop what listens there, or set LIVEKIT_URL to use it"
     ]
+
+
+class DevRun:
+    """scripts/dev started as `make run` starts it, in a session of its own (as a terminal's
+    foreground job), until `interrupt()` sends it Ctrl-C."""
+
+    def __init__(self, **settings):
+        """Start it with `settings` on top of `make run`'s environment."""
+        self.process = subprocess.Popen(
+            [str(ROOT / "scripts" / "dev")], cwd=ROOT, env=dev_env(**settings),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            # A terminal's job gets Ctrl-C as SIGINT; the test runner may have it ignored.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+    def wait_for(self, port: int) -> None:
+        """Wait until something listens on `port`."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not listening(port):
+            assert self.process.poll() is None, self.process.stdout.read()
+            time.sleep(0.2)
+
+    def interrupt(self) -> tuple[int, str]:
+        """Ctrl-C: SIGINT to the whole process group; (exit status, everything printed)."""
+        os.killpg(self.process.pid, signal.SIGINT)
+        output = self.process.communicate(timeout=60)[0]
+        return self.process.returncode, output
+
+
+def get(url: str, headers=None) -> tuple[int, dict, str]:
+    """GET `url`; (status, headers, body)."""
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}),
+                                timeout=10) as answer:
+        return answer.status, dict(answer.headers), answer.read().decode()
+
+
+@pytest.fixture
+def dev_ports():
+    """Free ports for the service, LiveKit (and its RTC ports after it) and the example."""
+    while True:
+        ports = [find_free_port() for _ in range(3)]
+        if not {ports[1] + 1, ports[1] + 2} & set(ports) and not listening(ports[1] + 1):
+            return dict(zip(("PORT", "LIVEKIT_PORT", "EXAMPLE_PORT"), map(str, ports)))
+
+
+def test_make_run_on_all_interfaces_tells_the_truth(dev_ports, media_network):
+    """BIND=0.0.0.0: LiveKit and the browser example listen on every interface too, the token
+    names a livekit_url other devices reach (this machine's address, not 127.0.0.1), CORS lets
+    the example's origin in, LiveKit's log is in the file named, nothing warns about the
+    development secret, and Ctrl-C stops everything with exit 0 and no traceback."""
+    if find_livekit_server()[0] is None:
+        unavailable("make run's LiveKit here is the real livekit-server")
+    run = DevRun(BIND="0.0.0.0", **dev_ports)
+    port, livekit_port, example_port = (int(dev_ports[key]) for key in dev_ports)
+    try:
+        run.wait_for(port)
+        status, headers, page = get(f"http://{MEDIA_IP}:{example_port}/index.html")
+        assert status == 200 and "call.js" in page
+        token = subprocess.run([f"{VENV_BIN}/flask", "--app", "app", "tenant-token", "--tenant",
+                                "acme"], cwd=ROOT, env={**dev_env(), "LOG_LEVEL": "ERROR"},
+                               capture_output=True, text=True, check=True).stdout.strip()
+        answer = HttpService()
+        answer.url = f"http://{MEDIA_IP}:{port}"
+        status, body, headers = answer.post(
+            "/livekit/token", BODY, {"Authorization": f"Bearer {token}",
+                                     "Origin": f"http://{MEDIA_IP}:{example_port}"})
+        assert status == 200, body
+        assert body["livekit_url"] == f"ws://{MEDIA_IP}:{livekit_port}"
+        assert headers["Access-Control-Allow-Origin"] == f"http://{MEDIA_IP}:{example_port}"
+        assert listening(port) == {"0.0.0.0"}
+        assert listening(livekit_port) & {"0.0.0.0", "::"}
+    finally:
+        code, output = run.interrupt()
+    assert code == 0, output
+    assert output.rstrip().endswith("make run: stopped")
+    assert "Traceback" not in output and "InsecureKeyLength" not in output
+    assert "log in instance/livekit.log" in output
+    assert "starting LiveKit server" in (ROOT / "instance" / "livekit.log").read_text()
+    assert f"http://{MEDIA_IP}:{example_port}/#service=http://{MEDIA_IP}:{port}&tenant=" in output
+    assert "Without a bearer token" not in output  # auth is required: no anonymous curl offered
+
+
+def test_make_token_takes_a_tenant_and_a_ttl():
+    """`make token TENANT=globex TTL=120` prints a tenant token for globex valid for 120 s."""
+    result = subprocess.run(["make", "--no-print-directory", "token", "TENANT=globex", "TTL=120"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    claims = jwt.decode(result.stdout.strip(), "development-tenant-secret-change-me",
+                        algorithms=["HS256"])
+    assert claims["sub"] == "globex" and claims["exp"] - claims["iat"] == 120

@@ -1,10 +1,11 @@
 """Things answering HTTP on loopback for the tests: a served app, a static server (a JWKS, a page)."""
 
+import functools
 import json
 import threading
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 from werkzeug.serving import make_server
 
@@ -98,3 +99,26 @@ class StaticServer:
         """Stop listening: connections are refused."""
         self.server.shutdown()
         self.server.server_close()
+
+
+class DirectoryServer:
+    """Serves the files of one folder on a loopback port (a page and its scripts)."""
+
+    def __init__(self, folder):
+        """Serve `folder` from its root."""
+        handler = functools.partial(QuietFileHandler, directory=str(folder))
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop listening."""
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class QuietFileHandler(SimpleHTTPRequestHandler):
+    """http.server's file handler, without a log line per request."""
+
+    def log_message(self, *args):
+        """Say nothing."""

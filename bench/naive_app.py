@@ -12,6 +12,7 @@ import aiohttp
 from livekit import api
 
 from tokensvc import create_app
+from tokensvc.context import service_state
 from tokensvc.errors import RoomForbidden
 from tokensvc.livekit_client import RoomServiceClient
 from tokensvc.service import holder_of, owner_metadata
@@ -55,7 +56,7 @@ def naive_ensure_room_owner(room_name: str, holder: str, identity=None) -> tuple
 
 
 app = create_app()
-_issuer = app.extensions["tokensvc"].issuer
+_issuer = service_state(app).issuer
 _issuer.rooms = NaiveRoomServiceClient(
     _issuer.settings.livekit_url,
     _issuer.settings.livekit_api_key,

@@ -15,7 +15,6 @@ import math
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from pathlib import Path
 import jwt
 
 from tokensvc.testing import LiveKitServer
+from tokensvc.testing.processes import find_free_port, find_livekit_server, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA = Path(__file__).resolve().parent / "token.lua"
@@ -78,27 +78,6 @@ ROWS = (
         "livekit-server", NAIVE_CONFIG),
 )
 MODES = ("keep-alive", "close")  # close: one connection per request, as curl and some routers
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, process: subprocess.Popen, seconds=30) -> None:
-    """Wait until something accepts connections on `port`."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"process exited early: {process.args}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    sys.exit(f"nothing listened on port {port} within {seconds} s")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -161,7 +140,7 @@ class Server:
         service's rows keep their ownership record in a SQLite file of their own or in the
         Redis at `redis_url`, and count storage calls in their /metrics."""
         self.row, self.mode = row, mode
-        self.port = free_port()
+        self.port = find_free_port()
         self.service = row.app == "app:app"
         scratch = tempfile.mkdtemp(prefix="tokensvc-bench-")
         storage = redis_url if row.storage == "redis" else f"sqlite:///{scratch}/holds.sqlite3"
@@ -337,7 +316,7 @@ def main() -> None:
               file=sys.stderr)
         chosen = [row for row in chosen if row.livekit == "emulator"]
 
-    port = free_port()
+    port = find_free_port()
     emulator_url = f"http://127.0.0.1:{port}"
     emulator = subprocess.Popen(
         [sys.executable, "-m", "tokensvc.testing", "--port", str(port),
@@ -346,7 +325,7 @@ def main() -> None:
     )
     servers, redis = [], None
     if any(row.storage == "redis" for row in chosen):
-        redis_port = free_port()
+        redis_port = find_free_port()
         redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind",
                                   "127.0.0.1", "--save", "", "--appendonly", "no"],
                                  stdout=subprocess.DEVNULL)
@@ -400,13 +379,13 @@ def main() -> None:
 
 
 def real_livekit_server():
-    """The pinned livekit-server on free loopback ports, if scripts/livekit-server finds it."""
-    lookup = subprocess.run([str(ROOT / "scripts" / "livekit-server"), "--no-build"],
-                            capture_output=True, text=True)
-    if lookup.returncode != 0:
+    """The pinned livekit-server on free loopback ports (TOKENSVC_LIVEKIT_SERVER, or what
+    scripts/livekit-server finds), or None."""
+    binary, _ = find_livekit_server(ROOT / "scripts" / "livekit-server")
+    if binary is None:
         return None
-    binary = lookup.stdout.strip().splitlines()[-1]
-    return LiveKitServer(binary, {API_KEY: API_SECRET}, (free_port(), free_port(), free_port()))
+    ports = (find_free_port(), find_free_port(), find_free_port())
+    return LiveKitServer(binary, {API_KEY: API_SECRET}, ports)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,15 @@ import pytest
 
 from support.livekit import MEDIA_IP, RealLiveKit, find_livekit_server
 from support.processes import (
-    GunicornProcess, RedisServer, find_free_port, gunicorn_env, livekit_settings, unavailable,
+    GunicornProcess, RedisServer, gunicorn_env, livekit_settings, unavailable,
 )
 from support.logs import AccessLog
 from support.servers import ServedApp
 from support.tokens import LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET, Tenants, assert_no_secrets
 from tokensvc import create_app
+from tokensvc.context import service_state
 from tokensvc.testing import LiveKitEmulator
+from tokensvc.testing.processes import find_free_port
 
 @pytest.fixture(scope="session")
 def emulator():
@@ -95,7 +97,7 @@ def make_app(livekit, storage_url):
 
     yield build
     for app in apps:
-        app.extensions["tokensvc"].close()
+        service_state(app).close()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from tokensvc import ConfigError, environ_config, load_settings
 
 
 def test_defaults():
-    """With nothing set: LiveKit unconfigured, auth optional, SPEC defaults."""
+    """With nothing set: LiveKit unconfigured, auth optional, the documented defaults."""
     settings = load_settings({})
     assert not settings.livekit_configured
     assert (settings.livekit_timeout, settings.token_ttl, settings.max_content_length) == (

@@ -13,9 +13,10 @@ import jwt
 import pytest
 
 from support.livekit import MEDIA_IP, find_livekit_server
-from support.processes import ROOT, find_free_port, livekit_settings, unavailable
+from support.processes import ROOT, livekit_settings, unavailable
 from support.servers import HttpService
 from support.tokens import BODY, TENANT_SECRET
+from tokensvc.testing.processes import find_free_port
 
 VENV_BIN = str(Path(sys.executable).parent)
 pytestmark = pytest.mark.slow

@@ -13,6 +13,7 @@ import pytest
 from support.processes import ROOT, livekit_settings
 from support.servers import HttpService
 from support.tokens import BODY, LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET, assert_no_secrets
+from tokensvc.context import service_state
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples" / "embed"))
 from host import create_app as create_host_app  # noqa: E402
@@ -25,7 +26,7 @@ def host(livekit, storage_url):
                            "LIVEKIT_API_SECRET": LIVEKIT_SECRET, "AUTH_JWT_SECRET": TENANT_SECRET,
                            "STORAGE_URL": storage_url})
     yield app
-    app.extensions["tokensvc"].close()
+    service_state(app).close()
 
 
 def test_token_route_is_mounted_under_the_prefix(host, tenants, livekit):

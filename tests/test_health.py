@@ -6,6 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tokensvc.context import service_state
+
 
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 def test_healthz_needs_nothing(make_app, livekit, method):
@@ -29,7 +31,7 @@ def test_readyz_ready_and_cached(make_app, livekit):
 
 
 def test_readyz_names_what_is_wrong(make_app, livekit):
-    """LiveKit unreachable or unconfigured: 503 JSON with the SPEC code, no secret."""
+    """LiveKit unreachable or unconfigured: 503 JSON with its documented code, no secret."""
     livekit.refuse_connections()
     response = make_app().test_client().get("/readyz")
     assert (response.status_code, response.json["code"]) == (503, "livekit_unavailable")
@@ -43,7 +45,7 @@ def test_concurrent_readyz_probes_share_one_check(make_app, serve, livekit):
     that arrive during a re-check are answered from it before that check returns."""
     app = make_app(LIVEKIT_TIMEOUT="5")
     server = serve(app)
-    readiness = app.extensions["tokensvc"].readiness
+    readiness = service_state(app).readiness
     livekit.faults.latency = 0.5
 
     def probe_all():

@@ -10,9 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from support.processes import find_free_port
 from support.tokens import BODY
 from tokensvc.holds import EXTEND_SLACK_MS, RETENTION_MS, Hold, now_ms, open_holds, sqlite_path
+from tokensvc.context import service_state
+from tokensvc.testing.processes import find_free_port
 
 SLACK = EXTEND_SLACK_MS
 
@@ -196,7 +197,7 @@ def test_storage_calls_are_in_metrics_without_tenant_or_room(make_app, tenants):
 def test_default_storage_is_a_file_in_the_instance_folder(make_app):
     """STORAGE_URL unset: a SQLite file named tokensvc.sqlite3 in the app's instance folder."""
     app = make_app(STORAGE_URL=None)
-    assert app.extensions["tokensvc"].issuer.holds.where == f"{app.instance_path}/tokensvc.sqlite3"
+    assert service_state(app).issuer.holds.where == f"{app.instance_path}/tokensvc.sqlite3"
 
 
 @pytest.mark.parametrize("url, message", [

@@ -1,18 +1,16 @@
 """The synchronous LiveKit client: fewest round trips, kept-alive connections, fork safety."""
 
 import multiprocessing
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from support.processes import connections_to
 from support.tokens import BODY
+from tokensvc.context import service_state
 
 
 def test_round_trips_per_token(make_app, tenants, livekit):
-    """Unauthenticated 0 calls; a new room 2 (ListRooms, CreateRoom); the caller's own 0;
-    another tenant's 0; never an update."""
-    unauthenticated = make_app(AUTH_JWT_SECRET=None, AUTH_REQUIRED=None).test_client()
-    assert unauthenticated.post("/livekit/token", json=BODY).status_code == 200
-    assert livekit.calls == {}
+    """A new room 2 calls (ListRooms, CreateRoom); the caller's own 0; another tenant's 0; never
+    an update (anonymous tokens' 0: tests/test_token.py)."""
     client = make_app().test_client()
     client.post("/livekit/token", json=BODY, headers=tenants.headers("acme"))
     assert livekit.calls == {"ListRooms": 1, "CreateRoom": 1}
@@ -38,39 +36,45 @@ def test_many_request_threads_share_a_few_kept_alive_connections(app, tenants, l
     # One ListRooms and one CreateRoom per new name; acme's later tokens need no LiveKit call.
     assert livekit.calls == {"ListRooms": 8, "CreateRoom": 8}
     assert sorted(livekit.rooms) == [f"room-{number}" for number in range(8)]
-    assert 1 <= app.extensions["tokensvc"].issuer.rooms._pool.num_connections <= 8
-    assert not [t for t in threading.enumerate() if t.name == "livekit-client"]
+    assert 1 <= len(set(livekit.client_ports)) <= 8
 
 
-def test_no_connection_before_the_first_call(app, livekit):
-    """Building the app opens no connection (safe before gunicorn forks its workers)."""
-    assert app.extensions["tokensvc"].issuer.rooms._pool is None
+def test_no_connection_before_the_first_call(make_app, tenants, livekit):
+    """Building the app opens no connection to LiveKit (safe before gunicorn forks its
+    workers); the first call opens one."""
+    app = make_app()
+    assert connections_to(livekit.port) == 0
+    client = app.test_client()
+    assert client.post("/livekit/token", json=BODY, headers=tenants.headers()).status_code == 200
+    assert connections_to(livekit.port) == 1
 
 
-def _child_request(app, headers, parent_pool_id, queue):
-    """In a forked child: ask for a token; report the status and whether it had its own pool."""
-    body = {**BODY, "room_name": "child-room"}  # a new name, so the child calls LiveKit
-    response = app.test_client().post("/livekit/token", json=body, headers=headers)
-    pool = app.extensions["tokensvc"].issuer.rooms._pool
-    queue.put((response.status_code, pool is not None and id(pool) != parent_pool_id))
+def _child_request(app, headers, queue):
+    """In a forked child: ask for a token for a new name (so LiveKit is called); report it."""
+    body = {**BODY, "room_name": "child-room"}
+    queue.put(app.test_client().post("/livekit/token", json=body, headers=headers).status_code)
 
 
 def test_forked_child_uses_its_own_connections(app, tenants, livekit):
-    """After fork a child never uses the parent's sockets: it opens its own, and both work."""
+    """After fork a child never uses the parent's connection: it opens its own, and the parent
+    goes on on the one it had."""
     headers = tenants.headers("acme")
     client = app.test_client()
     assert client.post("/livekit/token", json=BODY, headers=headers).status_code == 200
-    parent_pool = app.extensions["tokensvc"].issuer.rooms._pool
+    parent_ports = set(livekit.client_ports)
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
-    child = context.Process(target=_child_request, args=(app, headers, id(parent_pool), queue))
+    child = context.Process(target=_child_request, args=(app, headers, queue))
     child.start()
-    status, own_pool = queue.get(timeout=30)
+    status = queue.get(timeout=30)
     child.join(30)
-    assert (status, own_pool, child.exitcode) == (200, True, 0)
-    assert client.post("/livekit/token", json=BODY, headers=headers).status_code == 200
-    assert app.extensions["tokensvc"].issuer.rooms._pool is parent_pool
-    assert livekit.calls == {"ListRooms": 2, "CreateRoom": 2}
+    assert (status, child.exitcode) == (200, 0)
+    child_ports = set(livekit.client_ports) - parent_ports
+    assert len(child_ports) == 1
+    body = {**BODY, "room_name": "parent-again"}
+    assert client.post("/livekit/token", json=body, headers=headers).status_code == 200
+    assert set(livekit.client_ports[-2:]) <= parent_ports
+    assert livekit.calls == {"ListRooms": 3, "CreateRoom": 3}
 
 
 def test_server_closed_keepalive_connection_is_replaced(client, tenants, livekit):
@@ -87,10 +91,9 @@ def test_close_drops_the_connections(make_app, tenants, livekit):
     app = make_app()
     client = app.test_client()
     assert client.post("/livekit/token", json=BODY, headers=tenants.headers()).status_code == 200
-    rooms = app.extensions["tokensvc"].issuer.rooms
-    pool = rooms._pool
-    app.extensions["tokensvc"].close()
-    assert rooms._pool is None
+    before = set(livekit.client_ports)
+    service_state(app).close()
+    assert connections_to(livekit.port) == 0
     body = {**BODY, "room_name": "another-room"}  # a new name: LiveKit is called again
     assert client.post("/livekit/token", json=body, headers=tenants.headers()).status_code == 200
-    assert rooms._pool is not None and rooms._pool is not pool
+    assert not set(livekit.client_ports[-2:]) & before

@@ -1,4 +1,4 @@
-"""LiveKit missing, failing, slow, unreachable or answering garbage: SPEC codes, never a hang."""
+"""LiveKit missing, failing, slow, unreachable or answering garbage: the documented codes, never a hang."""
 
 import time
 
@@ -35,9 +35,11 @@ def test_livekit_5xx_is_502(client, tenants, livekit, code):
 
 
 def test_livekit_4xx_is_502_and_not_retried(client, tenants, livekit):
-    """A Twirp 4xx (say, permission denied) is LiveKit's error too: 502, one call."""
+    """A Twirp 4xx (say, permission denied) is LiveKit's error too: 502, after one call that
+    is never retried."""
     livekit.faults.error = "permission_denied"
     assert ask(client, tenants).json["code"] == "livekit_error"
+    assert livekit.calls == {"ListRooms": 1}
 
 
 def test_wrong_api_secret_is_502(make_app, tenants, livekit):

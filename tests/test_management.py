@@ -12,11 +12,12 @@ from urllib.parse import quote
 import jwt
 import pytest
 
-from support.processes import find_free_port, livekit_settings
+from support.processes import livekit_settings
 from support.tokens import BODY, LIVEKIT_KEY, LIVEKIT_SECRET
 from support.livekit import MEDIA_IP, find_livekit_server
 from support.participants import Call
 from tokensvc.testing import LiveKitServer
+from tokensvc.testing.processes import find_free_port
 
 ROOM = "team/standup #1"  # a slash and a space: the path form is percent-encoded
 PATH = "/livekit/rooms/" + quote(ROOM, safe="")

@@ -11,7 +11,7 @@ import time
 import pytest
 import redis
 
-from support.processes import GunicornProcess, RedisServer, find_free_port, unavailable
+from support.processes import GunicornProcess, RedisServer, unavailable
 from support.tokens import BODY, LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET
 from livekit import rtc
 
@@ -19,6 +19,7 @@ from support.livekit import MEDIA_IP, find_livekit_server, twirp
 from support.participants import join, meet
 from support.racing import Tally, ask_at_once
 from tokensvc.testing import LiveKitServer
+from tokensvc.testing.processes import find_free_port
 
 ROUNDS = 300
 TENANTS = ("acme", "globex", "initech", "umbrella")

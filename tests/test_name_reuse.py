@@ -14,6 +14,7 @@ from livekit import rtc
 from support.tokens import BODY
 from support.participants import join, stay
 from tokensvc.holds import EXTEND_SLACK_MS, now_ms, sqlite_path
+from tokensvc.context import service_state
 
 ROOM = "name-reuse"
 GRACE_S = 660  # max(600 s, TOKEN_TTL) + 60 s: the life of a token LiveKit refreshed
@@ -39,7 +40,7 @@ def age_hold(storage_url: str, room: str = ROOM) -> None:
 
 def hold_of(app, room: str = ROOM):
     """The hold the service recorded for `room`."""
-    return app.extensions["tokensvc"].issuer.holds.get(room)
+    return service_state(app).issuer.holds.get(room)
 
 
 def wait_until_gone(livekit, room: str = ROOM, seconds: float = 30) -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from support.tokens import BODY, verify_token
 from tokensvc.service import owner_metadata
+from tokensvc.context import service_state
 
 pytestmark = pytest.mark.livekit_server
 
@@ -208,12 +209,12 @@ def test_pending_claim_of_the_same_tenant_still_checks_livekit(app, tenants, liv
     """A claim another request of acme just made (still pending) does not let acme skip
     LiveKit's word: a store-only room of globex is refused on ListRooms and never re-created."""
     livekit.add_stored_room(ROOM, GLOBEX)
-    app.extensions["tokensvc"].issuer.holds.claim(ROOM, "acme", 2 ** 42)
+    service_state(app).issuer.holds.claim(ROOM, "acme", 2 ** 42)
     response = post(app.test_client(), tenants, "acme")
     assert response.status_code == 403
     assert views(livekit) == (None, GLOBEX)
     assert livekit.calls == {"ListRooms": 1}
-    assert app.extensions["tokensvc"].issuer.holds.get(ROOM).holder == "globex"
+    assert service_state(app).issuer.holds.get(ROOM).holder == "globex"
 
 
 @pytest.mark.livekit_server("emulator")
@@ -222,7 +223,7 @@ def test_holder_mints_without_a_call_while_its_room_is_being_created(app, tenant
     with the holder's metadata and no LiveKit call (no queue behind the lock)."""
     client = app.test_client()
     assert post(client, tenants, "acme").status_code == 200
-    holds = app.extensions["tokensvc"].issuer.holds
+    holds = service_state(app).issuer.holds
     lock = holds.lock(ROOM, 5000)
     livekit.calls.clear()
     response = post(client, tenants, "acme")

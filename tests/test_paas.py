@@ -2,7 +2,6 @@
 
 import configparser
 import json
-import logging
 import os
 import re
 import secrets

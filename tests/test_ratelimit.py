@@ -16,7 +16,7 @@ def ask(client, tenants, tenant="acme", room="room-1"):
 
 
 def assert_limited(response):
-    """A 429 in the SPEC's shape, with a Retry-After within the one-minute window."""
+    """A 429 in the service's error shape, with a Retry-After within the one-minute window."""
     assert response.status_code == 429
     assert response.json["code"] == "rate_limited" and set(response.json) == {"error", "code"}
     assert 1 <= int(response.headers["Retry-After"]) <= 60

@@ -10,6 +10,7 @@ import pytest
 from support.tokens import BODY, TENANT_SECRET, verify_token
 from support.participants import Call
 from tokensvc import ConfigError
+from tokensvc.context import service_state
 
 FORBIDDEN_GRANTS = {"roomAdmin", "roomCreate", "roomList", "roomRecord"}
 PODCASTER = json.dumps({"podcaster": {"canPublish": True, "canSubscribe": True,
@@ -55,7 +56,7 @@ def test_roles_claim_caps_the_role(client, tenants, livekit, app):
     default = ask(client, tenants, None, roles=["viewer"])  # the default role is speaker
     assert default.status_code == 403
     assert livekit.call_count() == 0
-    assert app.extensions["tokensvc"].issuer.holds.get("roles-room") is None
+    assert service_state(app).issuer.holds.get("roles-room") is None
     assert ask(client, tenants, "viewer", roles=["viewer"]).status_code == 200
 
 

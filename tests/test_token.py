@@ -71,11 +71,19 @@ def test_token_ttl_setting_sets_exp(make_app, ttl):
     assert before + ttl <= raw["exp"] <= int(time.time()) + ttl
 
 
-def test_public_url_is_returned_to_clients(make_app, livekit):
-    """LIVEKIT_PUBLIC_URL, when set, is the URL clients are told; the API still uses LIVEKIT_URL."""
+def test_public_url_is_returned_to_clients(make_app, tenants, livekit):
+    """LIVEKIT_PUBLIC_URL, when set, is the URL clients are told; the server API calls still
+    go to LIVEKIT_URL (the room is created there)."""
     client = make_app(LIVEKIT_PUBLIC_URL="wss://rtc.example.com").test_client()
-    response = client.post("/livekit/token", json=BODY, headers=None)
-    assert response.json["livekit_url"] == "wss://rtc.example.com"
+    response = client.post("/livekit/token", json=BODY, headers=tenants.headers("acme"))
+    assert response.json["livekit_url"] == response.json["server_url"] == "wss://rtc.example.com"
+    assert livekit.calls["CreateRoom"] == 1 and livekit.get_room(BODY["room_name"]) is not None
+
+
+def test_minted_token_has_no_empty_or_null_grants(client):
+    """The video grant holds only what the service sets: no nulls, no empty strings."""
+    _, raw = verify_token(client.post("/livekit/token", json=BODY).json["token"])
+    assert all(value not in (None, "") for value in raw["video"].values())
 
 
 def test_room_options_reach_new_rooms_and_token(make_app, tenants, livekit):

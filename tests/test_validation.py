@@ -1,4 +1,4 @@
-"""Bad requests: each answered with the SPEC's JSON error, and nothing written to LiveKit."""
+"""Bad requests: each answered with its documented JSON error, and nothing written to LiveKit."""
 
 import pytest
 

@@ -58,7 +58,8 @@ class TenantVerifier:
         self.jwks = None
         if settings.auth_jwks_url:
             self.jwks = JwksKeys(settings.auth_jwks_url, settings.auth_jwks_timeout,
-                                 settings.auth_jwks_refresh_seconds, observe_jwks_fetch)
+                                 settings.auth_jwks_refresh_seconds, observe_jwks_fetch,
+                                 settings.auth_jwks_max_age)
         derived = set(public_algorithms)
         if self.secret:
             derived.update(HMAC_ALGORITHMS)

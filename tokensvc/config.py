@@ -75,6 +75,7 @@ class Settings:
     auth_jwt_audience: tuple[str, ...] = setting(lambda v, k, d: _words(v, k), ())
     auth_jwt_leeway: int = setting(lambda v, k, d: _number(v, k, d, int, 0), 30)
     auth_jwks_refresh_seconds: float = setting(lambda v, k, d: _number(v, k, d, float, 0), 30.0)
+    auth_jwks_max_age: float = setting(lambda v, k, d: _number(v, k, d, float, 0.001), 300.0)
     auth_tenant_claim: str = setting(lambda v, k, d: _text(v, k) or d, "sub")
     auth_roles_claim: str = setting(lambda v, k, d: _text(v, k) or d, "roles")
     role_presets: dict = field(default_factory=lambda: load_presets(None),

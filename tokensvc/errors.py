@@ -5,6 +5,11 @@ import json
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
+#: The route families an error may come from: the token route, the management routes.
+TOKEN, MANAGEMENT = "token", "management"
+BOTH, TOKEN_ONLY, MANAGEMENT_ONLY = frozenset({TOKEN, MANAGEMENT}), frozenset({TOKEN}), frozenset(
+    {MANAGEMENT})
+
 #: The `code` for werkzeug's own errors (routing, body size), by HTTP status.
 CODES_BY_STATUS = {
     400: "invalid_request",
@@ -56,6 +61,8 @@ class ApiError(HTTPException):
     code = 500
     error_code = "internal_error"
     description = "internal error"
+    #: Which route families may answer it (`error_table` reads this).
+    routes = BOTH
 
     def __init__(self, description=None, **extra):
         """Keep the message and any extra body fields (such as `fields`)."""
@@ -86,6 +93,7 @@ class FieldNotAllowed(ApiError):
 
     code = 400
     error_code = "field_not_allowed"
+    routes = TOKEN_ONLY
     description = "field not allowed"
 
 
@@ -121,30 +129,34 @@ class RoomForbidden(ApiError):
 
     code = 403
     error_code = "room_forbidden"
+    routes = TOKEN_ONLY
     description = "this room belongs to another tenant"
 
 
 class RoomNotFound(ApiError):
-    """(Management) no such room of this tenant: missing and not the tenant's answer alike."""
+    """No such room of this tenant: a missing room and another tenant's get the same answer."""
 
     code = 404
     error_code = "room_not_found"
+    routes = MANAGEMENT_ONLY
     description = "no such room of this tenant"
 
 
 class ParticipantNotFound(ApiError):
-    """(Management) no such participant in the room."""
+    """No such participant in the room."""
 
     code = 404
     error_code = "participant_not_found"
+    routes = MANAGEMENT_ONLY
     description = "no such participant in this room"
 
 
 class TrackNotFound(ApiError):
-    """(Management) the participant has no such published track."""
+    """The participant has no such published track."""
 
     code = 404
     error_code = "track_not_found"
+    routes = MANAGEMENT_ONLY
     description = "the participant has no such published track"
 
 
@@ -161,6 +173,7 @@ class ParticipantRemoved(ApiError):
 
     code = 403
     error_code = "participant_removed"
+    routes = TOKEN_ONLY
     description = "this participant was removed from the room"
 
 
@@ -187,6 +200,7 @@ class TokenGenerationFailed(ApiError):
 
     code = 500
     error_code = "token_generation_failed"
+    routes = TOKEN_ONLY
     description = "the token could not be generated"
 
 
@@ -227,6 +241,7 @@ class RateLimited(ApiError):
 
     code = 429
     error_code = "rate_limited"
+    routes = TOKEN_ONLY
     description = "too many requests"
 
     def __init__(self, description=None, retry_after: int = 1):
@@ -252,6 +267,7 @@ class RoomBusy(ApiError):
 
     code = 503
     error_code = "livekit_unavailable"
+    routes = TOKEN_ONLY
     description = "another request is creating this room; try again"
 
 
@@ -260,4 +276,28 @@ class RateLimitUnavailable(ApiError):
 
     code = 503
     error_code = "rate_limit_unavailable"
+    routes = TOKEN_ONLY
     description = "the rate limit storage could not be reached"
+
+
+#: Errors werkzeug raises itself on any route of the service: (status, code, what it means).
+ROUTING_ERRORS = (
+    (404, "not_found", "no such route"),
+    (405, "method_not_allowed", "method not allowed on this route"),
+    (413, "payload_too_large", "body over MAX_CONTENT_LENGTH"),
+)
+
+
+def error_table(route: str) -> dict[int, dict[str, str]]:
+    """Every error the `route` family (TOKEN or MANAGEMENT) may answer: status -> {code: what
+    it means}, read off the classes above (the OpenAPI document and the tests use it)."""
+    table: dict[int, dict[str, str]] = {}
+    for status, code, meaning in ROUTING_ERRORS:
+        table.setdefault(status, {})[code] = meaning
+    pending = list(ApiError.__subclasses__())
+    while pending:
+        kind = pending.pop(0)
+        pending += kind.__subclasses__()
+        if "error_code" in vars(kind) and route in kind.routes:
+            table.setdefault(kind.code, {}).setdefault(kind.error_code, kind.__doc__.strip())
+    return dict(sorted(table.items()))

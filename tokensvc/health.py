@@ -65,7 +65,8 @@ class Readiness:
         return problem
 
     def _check(self):
-        """Settings present, one ListRooms call and one storage read; a failure becomes its SPEC code and message."""
+        """Settings present, one ListRooms call and one storage read; a failure becomes its code
+        and message from the error table."""
         try:
             self.issuer.require_livekit().find_room(PROBE_ROOM)
             if self.issuer.holds is not None:

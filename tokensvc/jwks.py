@@ -2,7 +2,7 @@
 
 A request never fetches and never holds a lock across a fetch. A key the cache has is used at
 once, even while a refresh runs or after one failed (stale-while-revalidate); a cache older than
-`MAX_AGE` starts a refresh in the background. Only a token whose `kid` the cache lacks waits for
+`max_age` (AUTH_JWKS_MAX_AGE) starts a refresh in the background. Only a token whose `kid` the cache lacks waits for
 a refresh (started at most once per `AUTH_JWKS_REFRESH_SECONDS`), and for at most
 `LIVEKIT_TIMEOUT`; if no key fits by then it is 503 `auth_unavailable` when the JWKS could not be
 had, 401 when the JWKS has no such key. Each fetch is cut off after `LIVEKIT_TIMEOUT` in all, so
@@ -31,12 +31,13 @@ MAX_JWKS_BYTES = 1 << 20
 class JwksKeys:
     """The cached key set, by `kid`, and the one refresh that may be running."""
 
-    MAX_AGE = 300.0
-
-    def __init__(self, url: str, timeout: float, min_interval: float, observe=None):
+    def __init__(self, url: str, timeout: float, min_interval: float, observe=None,
+                 max_age: float = 300.0):
         """Fetch from `url` lazily, each fetch within `timeout`, at most once per `min_interval`
-        for unknown key ids; tell `observe("ok" or "failed")` of each fetch, when given."""
+        for unknown key ids, again in the background once the set is `max_age` seconds old; tell
+        `observe("ok" or "failed")` of each fetch, when given."""
         self.url, self.timeout, self.min_interval = url, timeout, min_interval
+        self.max_age = max_age
         self._observe = observe
         self.keys = {}  # replaced whole by a refresh, never changed in place
         self.fetched_at = None
@@ -56,7 +57,7 @@ class JwksKeys:
                 raise AuthUnavailable("the authentication service's keys could not be fetched")
             if entry is None:
                 raise Unauthorized("the bearer token's key id is unknown")
-        elif time.monotonic() - self.fetched_at > self.MAX_AGE:
+        elif time.monotonic() - self.fetched_at > self.max_age:
             self._refresh(unknown_kid=False)  # in the background; this request goes on
         key_type, declared, key = entry
         if key_type != KEY_TYPE_BY_FAMILY.get(algorithm[:2]) or declared not in (None, algorithm):

@@ -5,6 +5,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, request
 
 from .context import service_state
+from .errors import MANAGEMENT, TOKEN, error_table
 from .schemas import (
     ErrorSchema,
     MuteSchema,
@@ -20,32 +21,8 @@ from .schemas import (
 
 bp = Blueprint("openapi", __name__)
 
-#: Every error the token route can answer, as in the README's table.
-TOKEN_ERRORS = {
-    400: "invalid_request or field_not_allowed: the body or a field is wrong (with `fields`)",
-    401: "unauthorized: no or bad bearer token (with `WWW-Authenticate: Bearer`)",
-    403: "room_forbidden: the room belongs to another tenant",
-    413: "payload_too_large: body over MAX_CONTENT_LENGTH",
-    415: "unsupported_media_type: body not application/json",
-    429: "rate_limited: a rate limit is used up (with `Retry-After`, seconds); nothing written",
-    500: "livekit_not_configured or token_generation_failed",
-    502: "livekit_error: LiveKit answered an error or garbage",
-    503: "livekit_unavailable, auth_unavailable or rate_limit_unavailable",
-    504: "livekit_timeout: LiveKit did not answer within LIVEKIT_TIMEOUT",
-}
-#: Every error a management route can answer.
-MANAGEMENT_ERRORS = {
-    400: "invalid_request: a field (or the room name in the path) is wrong (with `fields`)",
-    401: "unauthorized: a tenant's bearer token is required on every management route",
-    404: "room_not_found (missing, or not this tenant's: the same answer), participant_not_found "
-         "or track_not_found; not_found for no such route",
-    413: "payload_too_large: body over MAX_CONTENT_LENGTH",
-    415: "unsupported_media_type: body not application/json",
-    500: "livekit_not_configured",
-    502: "livekit_error: LiveKit answered an error or garbage",
-    503: "livekit_unavailable, auth_unavailable or storage_unavailable",
-    504: "livekit_timeout: LiveKit did not answer within LIVEKIT_TIMEOUT",
-}
+#: Routing errors every route may answer, left out of each operation's own list.
+ROUTE_LEVEL_CODES = ("not_found", "method_not_allowed")
 REQUEST_EXAMPLE = {
     "room_name": "conversation-room-123",
     "participant_name": "Alice Smith",
@@ -104,12 +81,7 @@ def build_spec(prefix: str, auth_required: bool) -> APISpec:
     spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     )
-    errors = {
-        str(status): {"description": text, **json_body("Error")}
-        for status, text in TOKEN_ERRORS.items()
-    }
-    errors["401"]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
-    errors["429"]["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
+    errors = error_responses(TOKEN)
     spec.path(
         path="/livekit/token",
         operations={
@@ -138,12 +110,24 @@ def build_spec(prefix: str, auth_required: bool) -> APISpec:
     return spec
 
 
+def error_responses(route: str) -> dict:
+    """The error answers of one route family, from `errors.error_table`: per status, each code
+    with what it means, and the headers that come with it."""
+    answers = {}
+    for status, codes in error_table(route).items():
+        meanings = [f"{code}: {meaning}" for code, meaning in codes.items()
+                    if code not in ROUTE_LEVEL_CODES]
+        if meanings:
+            answers[str(status)] = {"description": " ".join(meanings), **json_body("Error")}
+    answers["401"]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+    if "429" in answers:
+        answers["429"]["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
+    return answers
+
+
 def add_management_paths(spec: APISpec) -> None:
     """The routes by which a tenant manages its own rooms, and LiveKit's webhook."""
-    errors = {
-        str(status): {"description": text, **json_body("Error")}
-        for status, text in MANAGEMENT_ERRORS.items()
-    }
+    errors = error_responses(MANAGEMENT)
     tenant = [{"bearerAuth": []}]
     status = {"type": "object", "properties": {"status": {"type": "string"},
                                                "room_name": {"type": "string"}}}

@@ -10,7 +10,6 @@ forwards each RoomService call unchanged and counts it; participants connect to 
 import http.client
 import json
 import os
-import subprocess
 import threading
 import time
 import urllib.error
@@ -23,7 +22,8 @@ import jwt
 from google.protobuf import json_format
 from livekit.protocol import models, room as room_pb
 
-from tokensvc.testing import Faults, LiveKitServer
+from tokensvc.testing import Faults, LiveKitServer, LiveKitUnderTest
+from tokensvc.testing.processes import find_livekit_server as find_binary
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 #: The address participants' media uses, set by scripts/in-private-network (none: no joins).
@@ -33,16 +33,20 @@ AGENT_DISPATCH_SERVICE = "/twirp/livekit.AgentDispatchService/"
 
 
 def find_livekit_server() -> tuple[str | None, str]:
-    """Return (path to the pinned livekit-server or None, what the lookup said)."""
-    named = os.environ.get("TOKENSVC_LIVEKIT_SERVER")
-    if named:
-        return (named, "") if os.access(named, os.X_OK) else (None, f"not executable: {named}")
-    lookup = subprocess.run(
-        [str(ROOT / "scripts" / "livekit-server"), "--no-build"], capture_output=True, text=True
-    )
-    if lookup.returncode == 0:
-        return lookup.stdout.strip().splitlines()[-1], ""
-    return None, lookup.stderr.strip()
+    """(path to the pinned livekit-server or None, what the lookup said)."""
+    return find_binary(ROOT / "scripts" / "livekit-server")
+
+
+class ProxyFaults(Faults):
+    """The switches the recording proxy applies to the real server: latency only. Setting any
+    other raises, so a test cannot pass on a fault that was never injected."""
+
+    def __setattr__(self, name, value):
+        """Refuse a switch the real server cannot be made to obey (its default stays allowed)."""
+        if name != "latency" and value != Faults.__dataclass_fields__[name].default:
+            raise NotImplementedError(f"faults.{name} cannot be applied to the real livekit-server;"
+                                      f" run the test on the emulator")
+        super().__setattr__(name, value)
 
 
 class RecordingProxy:
@@ -52,8 +56,9 @@ class RecordingProxy:
     def __init__(self, target_port: int):
         """Listen on a free loopback port; forward to `target_port`."""
         self.calls: Counter = Counter()
+        self.client_ports: list[int] = []
         self.creates: Counter = Counter()
-        self.faults = Faults()
+        self.faults = ProxyFaults()
         self._after_call = {}
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler(target_port))
@@ -65,19 +70,24 @@ class RecordingProxy:
         """Forget counts, queued actions and latency."""
         with self._lock:
             self.calls.clear()
+            self.client_ports.clear()
             self.creates.clear()
             self._after_call.clear()
-            self.faults = Faults()
+            self.faults = ProxyFaults()
 
     def close(self) -> None:
         """Stop listening."""
         self.server.shutdown()
         self.server.server_close()
 
-    def _record(self, method: str, body: bytes, content_type: str):
-        """Count one forwarded call; return the action queued for after it, if any."""
+    def _record(self, method: str, body: bytes, content_type: str, answered: bool, port: int):
+        """Count one forwarded call from the client's `port`; return the action queued for
+        after it, if it was answered."""
         with self._lock:
             self.calls[method] += 1
+            self.client_ports.append(port)
+            if not answered:
+                return None
             if method == "CreateRoom" and content_type == "application/protobuf":
                 self.creates[room_pb.CreateRoomRequest.FromString(body).name] += 1
             return self._after_call.pop(method, None)
@@ -101,9 +111,10 @@ class RecordingProxy:
                 data = answer.read()
                 upstream.close()
                 after = None
-                if self.path.startswith(ROOM_SERVICE) and answer.status == 200:
+                if self.path.startswith(ROOM_SERVICE):  # failed calls count too
                     method = self.path.removeprefix(ROOM_SERVICE)
-                    after = proxy._record(method, body, self.headers.get_content_type())
+                    after = proxy._record(method, body, self.headers.get_content_type(),
+                                          answer.status == 200, self.client_address[1])
                 if after is not None:
                     after()
                 self.send_response(answer.status)
@@ -118,7 +129,7 @@ class RecordingProxy:
         return Forward
 
 
-class RealLiveKit:
+class RealLiveKit(LiveKitUnderTest):
     """The real server and its proxy, with the emulator's test-facing calls."""
 
     def __init__(self, binary: str, keys: dict, ports):
@@ -139,6 +150,11 @@ class RealLiveKit:
         return self.server.ws_url
 
     @property
+    def url(self) -> str:
+        """The server API itself, over HTTP (what a test calls directly)."""
+        return f"http://127.0.0.1:{self.server.ports[0]}"
+
+    @property
     def api_url(self) -> str:
         """What the app under test calls: the recording proxy."""
         return f"ws://127.0.0.1:{self.proxy.port}"
@@ -149,8 +165,13 @@ class RealLiveKit:
         return self.proxy.calls
 
     @property
-    def faults(self) -> Faults:
-        """The proxy's switches; only `latency` applies to the real server."""
+    def client_ports(self) -> list[int]:
+        """The app's port of each call it made, in order (one port per connection)."""
+        return self.proxy.client_ports
+
+    @property
+    def faults(self) -> ProxyFaults:
+        """The proxy's switches: only `latency` applies to the real server."""
         return self.proxy.faults
 
     def call_count(self, method: str | None = None) -> int:
@@ -171,15 +192,10 @@ class RealLiveKit:
         return next((self._room(room) for room in rooms if room["name"] == name), None)
 
     def get_room(self, name: str) -> models.Room | None:
-        """The live room (what participants join), or None when the store has no such room.
-
-        CreateRoom answers from the live room and changes nothing there; for a room that is only
-        in the store it writes back the store's own metadata, so nothing changes either way.
-        """
-        stored = self.stored_room(name)
-        if stored is None:
-            return None
-        return self._room(self._twirp("CreateRoom", {"name": name, "metadata": stored.metadata}))
+        """The room as ListRooms reports it, or None: the server API has no read of the live
+        room that writes nothing (CreateRoom would revive a room only the store still holds);
+        what the live room says is seen by joining it."""
+        return self.stored_room(name)
 
     def dispatches(self, name: str) -> list[tuple[str, str]]:
         """(agent name, metadata) of each agent dispatched to the room (ListDispatch)."""

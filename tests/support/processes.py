@@ -1,8 +1,8 @@
-"""Processes and ports: the one port picker, gunicorn and redis-server as child processes, and
-how a test says a real part is missing (skip, or fail where CI requires it)."""
+"""Processes: gunicorn and redis-server as child processes (ports and waiting come from
+tokensvc.testing.processes), and how a test says a real part is missing (skip, or fail where CI
+requires it)."""
 
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -16,6 +16,7 @@ import pytest
 from support.servers import HttpService
 from support.tokens import LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET
 from tokensvc import environ_config
+from tokensvc.testing.processes import wait_for_port
 
 
 def unavailable(message: str):
@@ -36,21 +37,6 @@ def livekit_settings(livekit) -> dict:
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
-def find_free_port() -> int:
-    """Return a loopback port nothing listens on right now, below the kernel's ephemeral range
-    (so no outgoing connection of the suite can take it before the server under test binds it)."""
-    with open("/proc/sys/net/ipv4/ip_local_port_range") as handle:
-        ephemeral_start = int(handle.read().split()[0])
-    while True:
-        port = random.randrange(10000, ephemeral_start)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-            return port
-
-
 class GunicornProcess(HttpService):
     """`gunicorn app:app` from the project root, with the shipped gunicorn.conf.py."""
 
@@ -68,17 +54,10 @@ class GunicornProcess(HttpService):
             stderr=subprocess.STDOUT,
             text=True,
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError("gunicorn exited: " + self.read_output())
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        self.close()
-        raise RuntimeError("gunicorn did not start listening within 30 s")
+        try:
+            wait_for_port(port, self.process, 30, "gunicorn")
+        except RuntimeError as error:
+            raise RuntimeError(f"{error}: {self.close()}") from None
 
     def workers(self) -> list[int]:
         """The pids of gunicorn's worker processes (the master's children)."""
@@ -158,3 +137,15 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(10)
             self.process = None
+
+
+def connections_to(port: int) -> int:
+    """How many TCP connections of this machine to loopback `port` are established (read from
+    /proc/net/tcp: the connecting side's rows, whose remote port is `port`)."""
+    count = 0
+    with open("/proc/net/tcp") as table:
+        for row in list(table)[1:]:
+            remote, state = row.split()[2], row.split()[3]
+            if state == "01" and int(remote.split(":")[1], 16) == port:
+                count += 1
+    return count

@@ -1,7 +1,9 @@
-"""Testing helpers: a LiveKit-compatible RoomService emulator, and the real livekit-server as a
-child process, for development, tests and benchmarks."""
+"""Testing helpers: a LiveKit-compatible RoomService emulator, the real livekit-server as a
+child process, and the interface both offer a test (`LiveKitUnderTest`), for development, tests
+and benchmarks."""
 
 from .emulator import Faults, LiveKitEmulator
+from .interface import LiveKitUnderTest
 from .livekit_server import LiveKitServer
 
-__all__ = ["Faults", "LiveKitEmulator", "LiveKitServer"]
+__all__ = ["Faults", "LiveKitEmulator", "LiveKitServer", "LiveKitUnderTest"]

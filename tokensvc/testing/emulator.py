@@ -132,6 +132,8 @@ class LiveKitEmulator:
         self.store: dict[str, models.Room] = {}  # store entries
         self._rivals: dict[str, RivalCreate] = {}
         self.calls: Counter = Counter()
+        #: The client's port of each call, in order: one port per connection the caller opened.
+        self.client_ports: list[int] = []
         self.faults = Faults()
         self._after_call = {}
         self._verified = {}
@@ -207,6 +209,7 @@ class LiveKitEmulator:
             self.history.clear()
             self._lives.clear()
             self.calls.clear()
+            self.client_ports.clear()
             self.faults = Faults()
             self._after_call.clear()
 
@@ -270,7 +273,8 @@ class LiveKitEmulator:
             self._after_call[method] = action
 
     def call_count(self, method: str | None = None) -> int:
-        """Return how many calls were answered for `method` (all methods when None)."""
+        """Return how many calls reached the service for `method` (all methods when None),
+        failed ones included."""
         with self._lock:
             return self.calls[method] if method else sum(self.calls.values())
 
@@ -310,34 +314,41 @@ class LiveKitEmulator:
         if request.path.startswith(CONTROL_PREFIX):
             return await self._control(request)
         claims = self._authenticate(request.headers.get("Authorization"))
-        if claims is None:
-            return web.Response(status=401, text="invalid authorization token")
+        if isinstance(claims, str):  # refused, in livekit-server's words
+            return web.Response(status=401, text=claims)
         try:
             return await self._twirp(request, claims)
         except TwirpError as error:
             return error.response()
 
-    def _authenticate(self, header: str | None):
-        """Return the API token's claims ({} without a header), or None when it does not verify."""
+    def _authenticate(self, header: str | None) -> dict | str:
+        """The API token's claims ({} without a header), or why it was refused (livekit-server's
+        plain-text 401 body)."""
         if header is None:
             return {}
         scheme, _, token = header.partition(" ")
         if scheme != "Bearer" or not token:
-            return None
+            return "invalid authorization token"
         claims = self._verified.get(token)
         if claims is not None and claims["exp"] + TOKEN_LEEWAY > time.time():
             return claims
         claims = self._verify(token)
-        if claims is not None:
+        if isinstance(claims, dict):
             if len(self._verified) > 1000:
                 self._verified.clear()
             self._verified[token] = claims
         return claims
 
-    def _verify(self, token: str):
-        """Verify an API token: HS256, a known key as `iss`, its secret, `exp` required."""
+    def _verify(self, token: str) -> dict | str:
+        """Verify an API token: HS256, a known key as `iss`, its secret, `exp` required; the
+        claims, or the reason livekit-server gives (it quotes the token, as here)."""
         try:
             issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
+        except jwt.InvalidTokenError:
+            return "invalid authorization token"
+        if issuer not in self.keys:
+            return f"invalid API key: {issuer}"
+        try:
             return jwt.decode(
                 token,
                 self.keys[issuer],
@@ -346,8 +357,13 @@ class LiveKitEmulator:
                 leeway=TOKEN_LEEWAY,
                 options={"require": ["exp"], "verify_aud": False},
             )
-        except (jwt.InvalidTokenError, KeyError, TypeError):
-            return None
+        except jwt.ExpiredSignatureError:
+            reason = "token has invalid claims: token is expired"
+        except jwt.InvalidSignatureError:
+            reason = "token signature is invalid: signature is invalid"
+        except (jwt.InvalidTokenError, TypeError):
+            reason = "token is malformed"
+        return f"invalid token: {token}, error: {reason}"
 
     async def _twirp(self, request: web.Request, claims: dict) -> web.Response:
         """Route, decode, authorise and answer one RoomService call."""
@@ -363,16 +379,18 @@ class LiveKitEmulator:
         body = await request.read()
         message = _decode(method.request, body, json_body)
         _authorise(claims.get("video") or {}, method.grant, getattr(message, "room", None))
+        name = request.path.removeprefix(SERVICE_PREFIX)
+        with self._lock:
+            self.calls[name] += 1  # every call that reached the service, failed ones included
+            self.client_ports.append(request.transport.get_extra_info("peername")[1])
         faults, generation = self.faults, self._generation
         if faults.latency:
             await asyncio.sleep(faults.latency)
         if faults.error:
             raise TwirpError(faults.error, "injected fault")
-        name = request.path.removeprefix(SERVICE_PREFIX)
         with self._lock:
             if generation != self._generation:  # reset() while this call was delayed
                 raise TwirpError("unavailable", "the emulator was reset during this call")
-            self.calls[name] += 1
             answer = getattr(self, f"_{_snake(name)}")(message)
             after = self._after_call.pop(name, None)
         if after is not None:
@@ -591,7 +609,8 @@ def _check_name(name: str) -> None:
     if not name:
         raise TwirpError("invalid_argument", "room name is required")
     if len(name.encode("utf-8")) > MAX_NAME_BYTES:
-        raise TwirpError("invalid_argument", f"room name length exceeds limits: max length {MAX_NAME_BYTES}")
+        raise TwirpError("invalid_argument", "twirp error unknown: room name length exceeds "
+                                             f"limits: max length {MAX_NAME_BYTES}")
 
 
 def _check_metadata(metadata: str) -> None:
@@ -600,5 +619,5 @@ def _check_metadata(metadata: str) -> None:
         raise TwirpError(
             "invalid_argument",
             f"metadata size exceeds limits {MAX_METADATA_BYTES}",
-            {"argument": "metadata"},
+            {"argument": "metadata size exceeds limits"},
         )

@@ -5,8 +5,8 @@ import json
 import signal
 import subprocess
 import tempfile
-import time
-import urllib.request
+
+from .processes import wait_for_port
 
 
 def _die_with_parent() -> None:
@@ -55,20 +55,14 @@ class LiveKitServer:
             [self.binary, "--config-body", json.dumps(config)],
             stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self.log.seek(0)
-                output = self.log.read()[-2000:]
-                self.stop()
-                raise RuntimeError("livekit-server exited: " + output)
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{http_port}/", timeout=1).close()
-                return self
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("livekit-server did not answer within 30 s")
+        try:
+            wait_for_port(http_port, self.process, 30, "livekit-server")
+        except RuntimeError as error:
+            self.log.seek(0)
+            output = self.log.read()[-2000:]
+            self.stop()
+            raise RuntimeError(f"{error}: {output}") from None
+        return self
 
     def kill(self) -> None:
         """End the server at once with SIGKILL, as a crashed node (its rooms stay in Redis)."""

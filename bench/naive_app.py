@@ -42,13 +42,14 @@ class NaiveRoomServiceClient(RoomServiceClient):
         return asyncio.run(once())
 
 
-def naive_ensure_room_owner(room_name: str, holder: str, identity=None) -> tuple[str, bool]:
+def naive_ensure_room_owner(room_name: str, holder: str, identity=None,
+                            agents=()) -> tuple[str, bool]:
     """The room's owner from LiveKit alone: refuse on the store's word, create, check the live
     room's answer."""
     stored = _issuer.rooms.find_room(room_name)
     if stored is not None and holder_of(stored.metadata) != holder:
         raise RoomForbidden(f"room {room_name!r} is not owned by this tenant")
-    request = api.CreateRoomRequest(name=room_name, metadata=owner_metadata(holder))
+    request = api.CreateRoomRequest(name=room_name, metadata=owner_metadata(holder), agents=agents)
     room = _issuer.rooms.create_room(request)
     if holder_of(room.metadata) != holder:
         raise RoomForbidden(f"room {room_name!r} is not owned by this tenant")

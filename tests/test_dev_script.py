@@ -1,5 +1,6 @@
 """`make run` (scripts/dev) is safe by default: loopback only, and no silent LiveKit fallback."""
 
+import json
 import os
 import signal
 import socket
@@ -192,3 +193,33 @@ def test_make_token_takes_a_tenant_and_a_ttl():
     claims = jwt.decode(result.stdout.strip(), "development-tenant-secret-change-me",
                         algorithms=["HS256"])
     assert claims["sub"] == "globex" and claims["exp"] - claims["iat"] == 120
+
+
+def readme_block(heading: str) -> str:
+    """The first ```sh block under `heading` in the README, as written there."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index(heading):]
+    return section[section.index("```sh\n") + 6:section.index("```", section.index("```sh\n") + 6)]
+
+
+def test_the_readmes_first_token_commands_work_as_pasted(media_network):
+    """`make run` on its default ports, then the README's curl block, pasted into a shell: the
+    first tenant gets its token, the other a 403 room_forbidden."""
+    if find_livekit_server()[0] is None:
+        unavailable("make run's LiveKit here is the real livekit-server")
+    for port in (8000, 7880, 8090):
+        assert not listening(port), f"port {port} is taken; the README's commands use it"
+    run = DevRun()
+    try:
+        run.wait_for(8000)
+        pasted = subprocess.run(["bash", "-c", readme_block("## Your first token, with curl")],
+                                cwd=ROOT, env=dev_env(), capture_output=True, text=True,
+                                timeout=120)
+    finally:
+        code, output = run.interrupt()
+    assert pasted.returncode == 0, pasted.stderr
+    granted, refused = (json.loads(line) for line in pasted.stdout.splitlines())
+    assert granted["room_name"] == "acme-room" and granted["token"].count(".") == 2
+    assert granted["livekit_url"] == "ws://127.0.0.1:7880"
+    assert refused["code"] == "room_forbidden"
+    assert code == 0, output

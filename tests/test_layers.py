@@ -1,4 +1,4 @@
-"""The layout's layers (README, "Layout"), enforced: import-linter's contracts in setup.cfg."""
+"""The layout's layers (docs/architecture.md), enforced: import-linter's contracts in setup.cfg."""
 
 import shutil
 import subprocess

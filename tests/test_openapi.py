@@ -1,10 +1,13 @@
 """The OpenAPI document: complete, and the served app's answers match it (schemathesis)."""
 
+import re
+
 import pytest
 import schemathesis
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from hypothesis import HealthCheck, given, settings
 
+from support.processes import ROOT
 from tokensvc.context import service_state
 from tokensvc.errors import MANAGEMENT, TOKEN, error_table
 from tokensvc.openapi import ROUTE_LEVEL_CODES
@@ -84,3 +87,12 @@ def test_responses_match_the_document(api_schema):
             case.call_and_validate(excluded_checks=[positive_data_acceptance])
 
         check()
+
+
+def test_the_documented_error_table_is_the_declared_one():
+    """docs/api.md's table of statuses and codes lists exactly what errors.py declares."""
+    text = (ROOT / "docs" / "api.md").read_text()
+    rows = set(re.findall(r"^\| (\d{3}) \| `([a-z_]+)` \|", text, re.MULTILINE))
+    declared = {(str(status), code) for route in (TOKEN, MANAGEMENT)
+                for status, codes in error_table(route).items() for code in codes}
+    assert rows == declared

@@ -1,6 +1,7 @@
 """PaaS fit: app.json documents every setting, the Procfile and gunicorn honour the platform."""
 
 import configparser
+import dataclasses
 import json
 import os
 import re
@@ -11,7 +12,7 @@ import pytest
 
 from support.processes import ROOT, GunicornProcess, livekit_settings
 from support.tokens import BODY, assert_no_secrets
-from tokensvc.config import FILE_KEYS, KEYS, environ_config
+from tokensvc.config import FILE_KEYS, KEYS, ServerSettings, environ_config
 
 
 def test_app_json_documents_every_setting():
@@ -94,3 +95,11 @@ def test_a_host_installs_no_server_unless_it_asks():
     assert {"gunicorn", "gevent", "redis"} <= extras["server"]
     assert "aiohttp" in extras["testing"] and "redis" in extras["redis"]
     assert "gunicorn>=23,<28" in config["options.extras_require"]["server"]
+
+
+def test_configuration_reference_documents_every_setting():
+    """docs/configuration.md names every key the service and gunicorn.conf.py read."""
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    documented = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", text))
+    server_keys = {item.name.upper() for item in dataclasses.fields(ServerSettings)}
+    assert set(KEYS) | server_keys <= documented

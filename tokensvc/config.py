@@ -127,7 +127,7 @@ class Settings:
         return bool(self.auth_jwt_secret or self.auth_jwt_public_key or self.auth_jwks_url)
 
 
-#: Every setting the service reads, in the order the README documents them.
+#: Every setting the service reads, in the order docs/configuration.md documents them.
 KEYS = tuple(item.name.upper() for item in fields(Settings))
 
 

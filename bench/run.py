@@ -143,6 +143,8 @@ class Server:
         self.port = find_free_port()
         self.service = row.app == "app:app"
         scratch = tempfile.mkdtemp(prefix="tokensvc-bench-")
+        # What the server printed: when a row has failed requests, the run says why.
+        self.log = open(os.path.join(scratch, "gunicorn.log"), "w+")
         storage = redis_url if row.storage == "redis" else f"sqlite:///{scratch}/holds.sqlite3"
         service_env = {"STORAGE_URL": storage, "METRICS_ENABLED": "true",
                        "PROMETHEUS_MULTIPROC_DIR": scratch} if self.service else {}
@@ -159,7 +161,7 @@ class Server:
         }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", row.config, row.app],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )
         self.url = f"http://127.0.0.1:{self.port}/livekit/token"
         self.wrk_env = {"BENCH_ROOM": row.room, "BENCH_AUTH": "",
@@ -208,6 +210,12 @@ class Server:
         """Stop gunicorn."""
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(30)
+
+    def trouble(self, lines: int = 5) -> list[str]:
+        """The first lines the server printed that are not an answered request or start-up."""
+        self.log.seek(0)
+        return [line.rstrip() for line in self.log
+                if '"status":200' not in line and '"level":"info"' not in line][:lines]
 
 
 def summarise(server: Server, warm: dict, rss_before: float) -> dict:
@@ -374,6 +382,10 @@ def main() -> None:
         if {"1", "3", "4", "5"} <= set(rows):
             print("\nTargets:\n" + targets(rows))
     failed = sorted({r["key"] for r in results.values() if r["failed"]})
+    for server, result in results.items():
+        if result["failed"]:
+            print(f"row {result['key']} ({server.mode}): {result['failed']} failed; the server "
+                  f"said: {server.trouble() or 'nothing (socket errors in wrk)'}", file=sys.stderr)
     if failed:  # a row whose requests failed measured something else than it says
         sys.exit(f"rows with failed requests: {', '.join(failed)}")
 

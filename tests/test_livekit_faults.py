@@ -1,4 +1,5 @@
-"""LiveKit missing, failing, slow, unreachable or answering garbage: the documented codes, never a hang."""
+"""LiveKit missing, failing, slow, unreachable or answering garbage: the documented codes, never
+a hang."""
 
 import time
 
@@ -6,12 +7,6 @@ import pytest
 
 from support.tokens import BODY
 
-
-def ask(client, tenants, room="room-1"):
-    """Ask for a token as tenant acme (which needs LiveKit)."""
-    return client.post(
-        "/livekit/token", json={**BODY, "room_name": room}, headers=tenants.headers("acme")
-    )
 
 
 @pytest.mark.parametrize("missing", ["LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"])
@@ -29,7 +24,7 @@ def test_livekit_not_configured(make_app, tenants, missing):
 def test_livekit_5xx_is_502(client, tenants, livekit, code):
     """LiveKit answers a Twirp 5xx error: 502 livekit_error."""
     livekit.faults.error = code
-    response = ask(client, tenants)
+    response = tenants.ask(client)
     assert response.status_code == 502
     assert response.json["code"] == "livekit_error"
 
@@ -38,14 +33,14 @@ def test_livekit_4xx_is_502_and_not_retried(client, tenants, livekit):
     """A Twirp 4xx (say, permission denied) is LiveKit's error too: 502, after one call that
     is never retried."""
     livekit.faults.error = "permission_denied"
-    assert ask(client, tenants).json["code"] == "livekit_error"
+    assert tenants.ask(client).json["code"] == "livekit_error"
     assert livekit.calls == {"ListRooms": 1}
 
 
 def test_wrong_api_secret_is_502(make_app, tenants, livekit):
     """LiveKit refusing the service's own API key pair is a LiveKit error, reported as 502."""
     client = make_app(LIVEKIT_API_SECRET="not-the-right-secret-but-long-enough-0123").test_client()
-    response = ask(client, tenants)
+    response = tenants.ask(client)
     assert response.status_code == 502
     assert "not-the-right-secret" not in response.get_data(as_text=True)
 
@@ -53,20 +48,20 @@ def test_wrong_api_secret_is_502(make_app, tenants, livekit):
 def test_malformed_200_body_is_502(client, tenants, livekit):
     """A 200 whose body is not protobuf: 502 livekit_error."""
     livekit.faults.malformed = True
-    response = ask(client, tenants)
+    response = tenants.ask(client)
     assert response.status_code == 502
     assert response.json["code"] == "livekit_error"
 
 
 def test_refused_connection_is_503_and_recovery_is_immediate(client, tenants, livekit):
     """LiveKit down: 503 livekit_unavailable; back up: the very next request succeeds."""
-    assert ask(client, tenants, "warm-up").status_code == 200
+    assert tenants.ask(client, room="warm-up").status_code == 200
     livekit.refuse_connections()
-    response = ask(client, tenants)
+    response = tenants.ask(client)
     assert response.status_code == 503
     assert response.json["code"] == "livekit_unavailable"
     livekit.accept_connections()
-    assert ask(client, tenants).status_code == 200
+    assert tenants.ask(client).status_code == 200
 
 
 def test_slow_livekit_is_504_within_the_timeout(make_app, tenants, livekit):
@@ -74,20 +69,20 @@ def test_slow_livekit_is_504_within_the_timeout(make_app, tenants, livekit):
     client = make_app(LIVEKIT_TIMEOUT="0.3").test_client()
     livekit.faults.latency = 2.0
     started = time.monotonic()
-    response = ask(client, tenants)
+    response = tenants.ask(client)
     elapsed = time.monotonic() - started
     assert response.status_code == 504
     assert response.json["code"] == "livekit_timeout"
     assert elapsed < 0.3 + 0.5
     livekit.faults.latency = 0
-    assert ask(client, tenants, "after-timeout").status_code == 200
+    assert tenants.ask(client, room="after-timeout").status_code == 200
 
 
 def test_refused_connection_is_503_saying_so(make_app, tenants, caplog):
     """Nothing listening at LIVEKIT_URL: 503 saying the connection was refused (not a timeout),
     and a warning line naming the host."""
     client = make_app(LIVEKIT_URL="http://127.0.0.1:9").test_client()
-    response = ask(client, tenants)
+    response = tenants.ask(client)
     assert (response.status_code, response.json["code"]) == (503, "livekit_unavailable")
     assert response.json["error"] == "LiveKit could not be reached (connection refused)"
     assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"
@@ -102,7 +97,7 @@ def test_errors_never_leak_secrets_or_tokens(make_app, tenants, livekit):
     client = make_app().test_client()
     headers = tenants.headers()
     livekit.faults.error = "internal"
-    bodies = [ask(client, tenants).get_data(as_text=True)]
+    bodies = [tenants.ask(client).get_data(as_text=True)]
     livekit.faults.error = None
     livekit.faults.malformed = True
     bodies.append(client.post("/livekit/token", json=BODY, headers=headers).get_data(as_text=True))

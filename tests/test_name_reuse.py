@@ -11,7 +11,6 @@ import time
 import pytest
 from livekit import rtc
 
-from support.tokens import BODY
 from support.participants import join, stay
 from tokensvc.holds import EXTEND_SLACK_MS, now_ms, sqlite_path
 from tokensvc.context import service_state
@@ -19,11 +18,6 @@ from tokensvc.context import service_state
 ROOM = "name-reuse"
 GRACE_S = 660  # max(600 s, TOKEN_TTL) + 60 s: the life of a token LiveKit refreshed
 
-
-def ask(client, tenants, tenant, room=ROOM):
-    """Ask for a token for `room` as `tenant` (anonymous when None)."""
-    headers = tenants.headers(tenant) if tenant else {}
-    return client.post("/livekit/token", json={**BODY, "room_name": room}, headers=headers)
 
 
 def owner(metadata: str) -> str | None:
@@ -58,24 +52,24 @@ def test_held_name_passes_on_only_after_a_grace_with_the_room_gone(make_app, ten
     LiveKit call; once it is over, the next tenant gets the name and the old holder is refused."""
     app = make_app()
     client = app.test_client()
-    assert ask(client, tenants, "acme").status_code == 200
+    assert tenants.ask(client, "acme", room=ROOM).status_code == 200
     livekit.close_room(ROOM)
     age_hold(storage_url)
     livekit.calls.clear()
-    assert ask(client, tenants, "globex").status_code == 403
+    assert tenants.ask(client, "globex", room=ROOM).status_code == 403
     assert livekit.calls == {"ListRooms": 1}
     hold = hold_of(app)
     assert (hold.holder, hold.gone) == ("acme", True)
     assert hold.until >= now_ms() + (GRACE_S - 5) * 1000
     livekit.calls.clear()
-    assert ask(client, tenants, "globex").status_code == 403
+    assert tenants.ask(client, "globex", room=ROOM).status_code == 403
     assert livekit.calls == {}
     age_hold(storage_url)
-    response = ask(client, tenants, "globex")
+    response = tenants.ask(client, "globex", room=ROOM)
     assert response.status_code == 200
     assert owner(livekit.get_room(ROOM).metadata) == "globex"
     assert hold_of(app).holder == "globex"
-    assert ask(client, tenants, "acme").status_code == 403
+    assert tenants.ask(client, "acme", room=ROOM).status_code == 403
 
 
 @pytest.mark.livekit_server("emulator")
@@ -83,9 +77,9 @@ def test_run_out_hold_of_a_live_room_is_extended(make_app, tenants, livekit, sto
     """Hold run out while the room still lives: the holder keeps the name for another grace."""
     app = make_app()
     client = app.test_client()
-    assert ask(client, tenants, "acme").status_code == 200
+    assert tenants.ask(client, "acme", room=ROOM).status_code == 200
     age_hold(storage_url)
-    assert ask(client, tenants, "globex").status_code == 403
+    assert tenants.ask(client, "globex", room=ROOM).status_code == 403
     hold = hold_of(app)
     assert (hold.holder, hold.gone) == ("acme", False)
     assert hold.until >= now_ms() + (GRACE_S - 5) * 1000
@@ -98,14 +92,14 @@ def test_a_token_during_the_grace_starts_it_over(make_app, tenants, livekit, sto
     that grace ends, a new one starts instead."""
     app = make_app()
     client = app.test_client()
-    assert ask(client, tenants, "acme").status_code == 200
+    assert tenants.ask(client, "acme", room=ROOM).status_code == 200
     livekit.close_room(ROOM)
     age_hold(storage_url)
-    assert ask(client, tenants, "globex").status_code == 403  # grace starts
-    assert ask(client, tenants, "acme").status_code == 200  # the holder is back
+    assert tenants.ask(client, "globex", room=ROOM).status_code == 403  # grace starts
+    assert tenants.ask(client, "acme", room=ROOM).status_code == 200  # the holder is back
     livekit.close_room(ROOM)
     age_hold(storage_url)
-    assert ask(client, tenants, "globex").status_code == 403
+    assert tenants.ask(client, "globex", room=ROOM).status_code == 403
     assert hold_of(app).holder == "acme" and hold_of(app).gone
 
 
@@ -113,10 +107,10 @@ def test_a_token_during_the_grace_starts_it_over(make_app, tenants, livekit, sto
 def test_closed_room_is_refused_to_others_with_no_livekit_write(make_app, tenants, livekit):
     """The holder's room ended (DeleteRoom): another tenant 403, no LiveKit call at all."""
     client = make_app().test_client()
-    assert ask(client, tenants, "acme").status_code == 200
+    assert tenants.ask(client, "acme", room=ROOM).status_code == 200
     assert livekit.close_room(ROOM)
     livekit.calls.clear()
-    refused = ask(client, tenants, "globex")
+    refused = tenants.ask(client, "globex", room=ROOM)
     assert (refused.status_code, refused.json["code"]) == (403, "room_forbidden")
     assert livekit.call_count() == 0
     assert livekit.stored_room(ROOM) is None
@@ -126,11 +120,11 @@ def test_closed_room_is_refused_to_others_with_no_livekit_write(make_app, tenant
 def test_key_configured_means_a_bearer_is_required(make_app, tenants, livekit):
     """A tenant key and AUTH_REQUIRED unset: 401 without a bearer, nothing asked of LiveKit."""
     client = make_app(AUTH_REQUIRED=None).test_client()
-    response = ask(client, tenants, None)
+    response = tenants.ask(client, None, room=ROOM)
     assert (response.status_code, response.json["code"]) == (401, "unauthorized")
     assert response.headers["WWW-Authenticate"] == "Bearer"
     assert livekit.call_count() == 0
-    assert ask(client, tenants, "acme").status_code == 200
+    assert tenants.ask(client, "acme", room=ROOM).status_code == 200
 
 
 @pytest.mark.livekit_server
@@ -138,13 +132,13 @@ def test_anonymous_is_refused_a_tenants_room(make_app, tenants, livekit):
     """AUTH_REQUIRED=false: an anonymous request for a room a tenant holds is 403 with no LiveKit
     call, and for a tenant's room the record does not know, 403 on ListRooms alone."""
     client = make_app(AUTH_REQUIRED="false").test_client()
-    assert ask(client, tenants, "acme").status_code == 200
+    assert tenants.ask(client, "acme", room=ROOM).status_code == 200
     livekit.calls.clear()
-    refused = ask(client, tenants, None)
+    refused = tenants.ask(client, None, room=ROOM)
     assert (refused.status_code, refused.json["code"]) == (403, "room_forbidden")
     assert livekit.call_count() == 0
     livekit.add_room("made-elsewhere", json.dumps({"auth_id": "globex"}))
-    assert ask(client, tenants, None, room="made-elsewhere").status_code == 403
+    assert tenants.ask(client, None, room="made-elsewhere").status_code == 403
     assert livekit.calls == {"ListRooms": 1}
     assert owner(livekit.get_room("made-elsewhere").metadata) == "globex"
 
@@ -154,10 +148,10 @@ def test_anonymous_names_are_refused_to_tenants(make_app, tenants, livekit):
     """AUTH_REQUIRED=false: a name anonymous tokens use is held for them; a tenant gets 403, and
     the room LiveKit has for it has no owner a tenant could claim."""
     client = make_app(AUTH_REQUIRED="false").test_client()
-    assert ask(client, tenants, None).status_code == 200
+    assert tenants.ask(client, None, room=ROOM).status_code == 200
     assert livekit.get_room(ROOM).metadata == "{}"
-    assert ask(client, tenants, "acme").status_code == 403
-    assert ask(client, tenants, None).status_code == 200
+    assert tenants.ask(client, "acme", room=ROOM).status_code == 403
+    assert tenants.ask(client, None, room=ROOM).status_code == 200
 
 
 @pytest.mark.slow
@@ -168,17 +162,17 @@ def test_never_used_token_lands_only_in_its_tenants_room(make_app, tenants, live
     """Tenant A's token is never used; the room closes (empty timeout) or is ended (DeleteRoom);
     tenant B asks for the name: 403. A's old token then joins A's room, never one of B's."""
     client = make_app(ROOM_EMPTY_TIMEOUT="1").test_client()
-    response = ask(client, tenants, "acme")
+    response = tenants.ask(client, "acme", room=ROOM)
     assert response.status_code == 200
     if ending == "delete-room":
         assert livekit.close_room(ROOM)
     wait_until_gone(livekit)
-    refused = ask(client, tenants, "globex")
+    refused = tenants.ask(client, "globex", room=ROOM)
     assert (refused.status_code, refused.json["code"]) == (403, "room_forbidden")
     assert livekit.stored_room(ROOM) is None
     name, metadata = join(response.json["livekit_url"], response.json["token"])
     assert (name, owner(metadata)) == (ROOM, "acme")
-    assert ask(client, tenants, "globex").status_code == 403
+    assert tenants.ask(client, "globex", room=ROOM).status_code == 403
 
 
 @pytest.mark.waits
@@ -191,21 +185,21 @@ def test_refreshed_token_after_the_join_token_expired(make_app, tenants, livekit
     client = make_app(TOKEN_TTL="30", ROOM_EMPTY_TIMEOUT="2",
                       ROOM_DEPARTURE_TIMEOUT="1").test_client()
     minted = time.monotonic()
-    response = ask(client, tenants, "acme")
+    response = tenants.ask(client, "acme", room=ROOM)
     assert response.status_code == 200
     url = response.json["livekit_url"]
     name, metadata, refreshed = stay(url, response.json["token"], seconds=1, refreshes=1)
     assert (name, owner(metadata)) == (ROOM, "acme") and refreshed
     wait_until_gone(livekit)
     time.sleep(max(0.0, minted + 95 - time.monotonic()))
-    refused = ask(client, tenants, "globex")
+    refused = tenants.ask(client, "globex", room=ROOM)
     assert (refused.status_code, refused.json["code"]) == (403, "room_forbidden")
     with pytest.raises(rtc.ConnectError):  # the join token itself is past exp + leeway
         join(url, response.json["token"])
     name, metadata = join(url, refreshed[-1])
     assert (name, owner(metadata)) == (ROOM, "acme")
     wait_until_gone(livekit)
-    assert ask(client, tenants, "globex").status_code == 403
+    assert tenants.ask(client, "globex", room=ROOM).status_code == 403
 
 
 @pytest.mark.waits
@@ -216,16 +210,16 @@ def test_refreshed_token_of_a_long_meeting(make_app, tenants, livekit):
     refused, and A's newest refreshed token lands only in A's room."""
     client = make_app(TOKEN_TTL="30", ROOM_EMPTY_TIMEOUT="2",
                       ROOM_DEPARTURE_TIMEOUT="1").test_client()
-    response = ask(client, tenants, "acme")
+    response = tenants.ask(client, "acme", room=ROOM)
     url = response.json["livekit_url"]
     name, metadata, refreshed = stay(url, response.json["token"], seconds=305, refreshes=2)
     assert len(refreshed) >= 2, "LiveKit sent no refresh after 5 minutes"
     livekit.close_room(ROOM)
     wait_until_gone(livekit)
-    assert ask(client, tenants, "globex").status_code == 403
+    assert tenants.ask(client, "globex", room=ROOM).status_code == 403
     name, metadata = join(url, refreshed[-1])
     assert (name, owner(metadata)) == (ROOM, "acme")
-    assert ask(client, tenants, "globex").status_code == 403
+    assert tenants.ask(client, "globex", room=ROOM).status_code == 403
 
 
 @pytest.mark.waits
@@ -239,18 +233,18 @@ def test_hold_ends_after_the_real_grace_and_not_before(make_app, tenants, liveki
     client = app.test_client()
     held = 30 + 60 + EXTEND_SLACK_MS // 1000
     minted = time.monotonic()
-    assert ask(client, tenants, "acme").status_code == 200
+    assert tenants.ask(client, "acme", room=ROOM).status_code == 200
     assert livekit.close_room(ROOM)
     time.sleep(held - 12)
-    assert ask(client, tenants, "globex").status_code == 403  # A's hold lasts
+    assert tenants.ask(client, "globex", room=ROOM).status_code == 403  # A's hold lasts
     time.sleep(max(0.0, minted + held + 2 - time.monotonic()))
     seen_gone = time.monotonic()
-    assert ask(client, tenants, "globex").status_code == 403  # the grace starts
+    assert tenants.ask(client, "globex", room=ROOM).status_code == 403  # the grace starts
     assert hold_of(app).gone
     time.sleep(GRACE_S - 20)
-    assert ask(client, tenants, "globex").status_code == 403
+    assert tenants.ask(client, "globex", room=ROOM).status_code == 403
     time.sleep(max(0.0, seen_gone + GRACE_S + 2 - time.monotonic()))
-    response = ask(client, tenants, "globex")
+    response = tenants.ask(client, "globex", room=ROOM)
     assert response.status_code == 200
     assert owner(livekit.get_room(ROOM).metadata) == "globex"
-    assert ask(client, tenants, "acme").status_code == 403
+    assert tenants.ask(client, "acme", room=ROOM).status_code == 403

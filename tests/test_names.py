@@ -7,7 +7,6 @@ import json
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from support.tokens import BODY
 from support.participants import join, stay
 from tokensvc.names import MAX_LIVEKIT_NAME_BYTES, RoomNames, decode, encode
 
@@ -55,12 +54,6 @@ def test_other_names_are_not_per_tenant_names(name):
     assert RoomNames(per_tenant=True).own_name("acme", name) is None
 
 
-def ask(client, tenants, tenant, room="standup", identity="alice"):
-    """Ask for `room` as `tenant` (anonymous when None)."""
-    headers = tenants.headers(tenant) if tenant else {}
-    body = {**BODY, "room_name": room, "participant_identity": identity}
-    return client.post("/livekit/token", json=body, headers=headers)
-
 
 @pytest.fixture
 def per_tenant(make_app):
@@ -72,7 +65,8 @@ def per_tenant(make_app):
 def test_two_tenants_get_rooms_of_their_own(per_tenant, tenants, livekit):
     """Both tenants ask for "standup": both 200, two LiveKit rooms owned by each; one LiveKit
     call for a new name, none for an existing one; neither list shows the other's room."""
-    acme, globex = ask(per_tenant, tenants, "acme"), ask(per_tenant, tenants, "globex")
+    acme = tenants.ask(per_tenant, "acme", room="standup")
+    globex = tenants.ask(per_tenant, "globex", room="standup")
     assert (acme.status_code, globex.status_code) == (200, 200)
     assert acme.json["room_name"] == globex.json["room_name"] == "standup"
     assert (acme.json["livekit_room_name"], globex.json["livekit_room_name"]) == (
@@ -81,7 +75,7 @@ def test_two_tenants_get_rooms_of_their_own(per_tenant, tenants, livekit):
         assert json.loads(livekit.get_room(name).metadata) == {"auth_id": tenant}
     assert livekit.calls == {"CreateRoom": 2}
     livekit.calls.clear()
-    assert ask(per_tenant, tenants, "acme").status_code == 200
+    assert tenants.ask(per_tenant, "acme", room="standup").status_code == 200
     assert livekit.calls == {}
     listed = per_tenant.get("/livekit/rooms", headers=tenants.headers("acme")).json["rooms"]
     assert [(room["name"], room["livekit_room_name"]) for room in listed] == [
@@ -94,9 +88,9 @@ def test_the_256_byte_boundary(per_tenant, tenants, livekit):
     """acme's encoding takes 7 bytes: a 249-byte name fits, a 250-byte one is 400 naming the
     limit, before anything is written."""
     fits = "x" * (MAX_LIVEKIT_NAME_BYTES - len("4:acme:"))
-    assert ask(per_tenant, tenants, "acme", room=fits).status_code == 200
+    assert tenants.ask(per_tenant, "acme", room=fits).status_code == 200
     livekit.calls.clear()
-    refused = ask(per_tenant, tenants, "acme", room=fits + "x")
+    refused = tenants.ask(per_tenant, "acme", room=fits + "x")
     assert (refused.status_code, refused.json["code"]) == (400, "invalid_request")
     assert "256 bytes" in refused.json["fields"]["room_name"][0]
     assert livekit.calls == {}
@@ -105,9 +99,9 @@ def test_the_256_byte_boundary(per_tenant, tenants, livekit):
 def test_anonymous_tokens_have_a_namespace_of_their_own(make_app, tenants, livekit):
     """AUTH_REQUIRED=false: an anonymous "standup" is `~:standup`, never a tenant's."""
     client = make_app(ROOM_NAMES="per-tenant", AUTH_REQUIRED="false").test_client()
-    anonymous = ask(client, tenants, None)
+    anonymous = tenants.ask(client, None, room="standup")
     assert anonymous.json["livekit_room_name"] == "~:standup"
-    assert ask(client, tenants, "acme").json["livekit_room_name"] == "4:acme:standup"
+    assert tenants.ask(client, "acme", room="standup").json["livekit_room_name"] == "4:acme:standup"
 
 
 @pytest.mark.slow
@@ -118,11 +112,11 @@ def test_old_and_refreshed_tokens_land_only_in_their_tenants_room(make_app, tena
     own "standup". acme's join token and refreshed token each land in acme's room only."""
     client = make_app(ROOM_NAMES="per-tenant", ROOM_EMPTY_TIMEOUT="2",
                       ROOM_DEPARTURE_TIMEOUT="1").test_client()
-    acme = ask(client, tenants, "acme").json
+    acme = tenants.ask(client, "acme", room="standup").json
     name, metadata, refreshed = stay(acme["livekit_url"], acme["token"], seconds=1)
     assert name == "4:acme:standup" and refreshed
     livekit.close_room("4:acme:standup")
-    globex = ask(client, tenants, "globex", identity="gina").json
+    globex = tenants.ask(client, "globex", identity="gina", room="standup").json
     assert globex["livekit_room_name"] == "6:globex:standup"
     for token in (acme["token"], refreshed[-1]):
         name, metadata = join(acme["livekit_url"], token)

@@ -13,16 +13,10 @@ pytestmark = pytest.mark.livekit_server
 ROOM = BODY["room_name"]
 
 
-def post(client, tenants, tenant, room=ROOM):
-    """Ask for a token for `room` as `tenant`."""
-    return client.post(
-        "/livekit/token", json={**BODY, "room_name": room}, headers=tenants.headers(tenant)
-    )
-
 
 def test_missing_room_is_created_owned_by_the_tenant(client, tenants, livekit):
     """Room doesn't exist: created with metadata.auth_id = tenant; token issued."""
-    response = post(client, tenants, "acme")
+    response = tenants.ask(client, "acme", room=ROOM)
     assert response.status_code == 200
     room = livekit.get_room(ROOM)
     assert json.loads(room.metadata) == {"auth_id": "acme"}
@@ -32,7 +26,7 @@ def test_missing_room_is_created_owned_by_the_tenant(client, tenants, livekit):
 def test_own_room_gets_token_and_nothing_is_written(client, tenants, livekit):
     """Room exists and the caller owns it: token issued; CreateRoom only reads the live room."""
     existing = livekit.add_room(ROOM, json.dumps({"auth_id": "acme", "topic": "standup"}))
-    response = post(client, tenants, "acme")
+    response = tenants.ask(client, "acme", room=ROOM)
     assert response.status_code == 200
     room = livekit.get_room(ROOM)
     assert (room.sid, room.metadata) == (existing.sid, existing.metadata)
@@ -65,7 +59,7 @@ def test_own_room_gets_token_and_nothing_is_written(client, tenants, livekit):
 def test_foreign_or_unowned_room_is_refused_and_untouched(client, tenants, livekit, metadata):
     """Another owner, no string auth_id, or metadata that is not a JSON object: 403, no write."""
     existing = livekit.add_room(ROOM, metadata)
-    response = post(client, tenants, "acme")
+    response = tenants.ask(client, "acme", room=ROOM)
     assert response.status_code == 403
     assert response.json["code"] == "room_forbidden"
     assert "token" not in response.json
@@ -79,7 +73,7 @@ def test_race_lost_between_lookup_and_create_is_refused(client, tenants, livekit
     """Ownership is decided on what CreateRoom returns, not on the earlier ListRooms."""
     rival = json.dumps({"auth_id": "globex"})
     livekit.after_next_call("ListRooms", lambda: livekit.add_room(ROOM, rival))
-    response = post(client, tenants, "acme")
+    response = tenants.ask(client, "acme", room=ROOM)
     assert response.status_code == 403
     assert livekit.get_room(ROOM).metadata == rival
     assert livekit.calls == {"ListRooms": 1, "CreateRoom": 1}
@@ -89,13 +83,13 @@ def test_closed_room_stays_its_holders(client, tenants, livekit):
     """A room LiveKit closed is still its holder's name: another tenant gets 403 with no LiveKit
     call; the holder gets a token with no call either, whose roomConfig makes the room its own
     again when a participant joins."""
-    assert post(client, tenants, "acme").status_code == 200
+    assert tenants.ask(client, "acme", room=ROOM).status_code == 200
     livekit.close_room(ROOM)
     livekit.calls.clear()
-    refused = post(client, tenants, "globex")
+    refused = tenants.ask(client, "globex", room=ROOM)
     assert (refused.status_code, refused.json["code"]) == (403, "room_forbidden")
     assert livekit.calls == {} and livekit.stored_room(ROOM) is None
-    response = post(client, tenants, "acme")
+    response = tenants.ask(client, "acme", room=ROOM)
     assert response.status_code == 200 and livekit.calls == {}
     claims, _ = verify_token(response.json["token"])
     assert json.loads(claims.room_config.metadata) == {"auth_id": "acme"}
@@ -104,10 +98,10 @@ def test_closed_room_stays_its_holders(client, tenants, livekit):
 def test_tenant_id_with_json_characters_round_trips(client, tenants, livekit):
     """Metadata is built with a JSON encoder: quotes, braces and backslashes survive exactly."""
     tenant = 'ac"me}\\{"auth_id":"x"'
-    assert post(client, tenants, tenant).status_code == 200
+    assert tenants.ask(client, tenant, room=ROOM).status_code == 200
     assert json.loads(livekit.get_room(ROOM).metadata) == {"auth_id": tenant}
-    assert post(client, tenants, tenant).status_code == 200
-    assert post(client, tenants, "x").status_code == 403
+    assert tenants.ask(client, tenant, room=ROOM).status_code == 200
+    assert tenants.ask(client, "x", room=ROOM).status_code == 403
 
 
 def test_unauthenticated_request_skips_ownership_entirely(make_app, livekit):
@@ -133,13 +127,13 @@ def test_create_race_won_live_room_keeps_the_room(client, tenants, livekit):
     """Divergence, the caller's create wins the live room while a rival's overwrites the store:
     the caller gets the token, the rival never does, and nothing is written on either's retry."""
     livekit.race_next_create(ROOM, GLOBEX, live_winner="caller")
-    assert post(client, tenants, "acme").status_code == 200
+    assert tenants.ask(client, "acme", room=ROOM).status_code == 200
     assert views(livekit) == (ACME, GLOBEX)
-    refused = post(client, tenants, "globex")
+    refused = tenants.ask(client, "globex", room=ROOM)
     assert refused.status_code == 403 and refused.json["code"] == "room_forbidden"
     # The winner holds the name in the service's record: its next token needs no LiveKit call,
     # and the diverged store is never read again.
-    assert post(client, tenants, "acme").status_code == 200
+    assert tenants.ask(client, "acme", room=ROOM).status_code == 200
     assert views(livekit) == (ACME, GLOBEX)
     assert livekit.calls == {"ListRooms": 1, "CreateRoom": 1}
 
@@ -149,9 +143,9 @@ def test_create_race_lost_live_room_is_refused(client, tenants, livekit):
     """Divergence, the rival's create wins the live room while the caller's overwrites the store:
     the caller is refused on CreateRoom's answer, now and on every retry; nothing is written."""
     livekit.race_next_create(ROOM, GLOBEX, live_winner="rival")
-    assert post(client, tenants, "acme").status_code == 403
+    assert tenants.ask(client, "acme", room=ROOM).status_code == 403
     assert views(livekit) == (GLOBEX, ACME)
-    assert post(client, tenants, "acme").status_code == 403
+    assert tenants.ask(client, "acme", room=ROOM).status_code == 403
     assert views(livekit) == (GLOBEX, ACME)
 
 
@@ -160,7 +154,7 @@ def test_store_only_room_of_another_tenant_is_never_recreated(client, tenants, l
     """A room only in the store (its node failed) that another tenant owns: 403 on ListRooms
     alone; CreateRoom, which would overwrite its owner, is never called."""
     livekit.add_stored_room(ROOM, GLOBEX)
-    response = post(client, tenants, "acme")
+    response = tenants.ask(client, "acme", room=ROOM)
     assert response.status_code == 403
     assert views(livekit) == (None, GLOBEX)
     assert livekit.calls == {"ListRooms": 1}
@@ -175,7 +169,7 @@ def test_unrecorded_store_only_room_of_the_caller_comes_back_as_it_was(make_app,
     metadata = json.dumps({"auth_id": "acme", "topic": "standup"})
     livekit.add_stored_room(ROOM, metadata, empty_timeout=77, max_participants=3)
     client = make_app(ROOM_EMPTY_TIMEOUT="10", ROOM_MAX_PARTICIPANTS="50").test_client()
-    response = post(client, tenants, "acme")
+    response = tenants.ask(client, "acme", room=ROOM)
     assert response.status_code == 200
     live = livekit.get_room(ROOM)
     assert (live.metadata, live.empty_timeout, live.max_participants) == (metadata, 77, 3)
@@ -190,18 +184,18 @@ def test_store_only_room_of_the_holder_is_left_to_the_join(make_app, tenants, li
     LiveKit call and nothing written; its roomConfig (owner and options) is what a join applies
     when it makes the room live again. Another tenant is refused."""
     client = make_app(ROOM_EMPTY_TIMEOUT="10", ROOM_MAX_PARTICIPANTS="50").test_client()
-    assert post(client, tenants, "acme").status_code == 200
+    assert tenants.ask(client, "acme", room=ROOM).status_code == 200
     livekit.close_room(ROOM)
     stored = json.dumps({"auth_id": "acme", "topic": "standup"})
     livekit.add_stored_room(ROOM, stored, empty_timeout=77, max_participants=3)
     livekit.calls.clear()
-    response = post(client, tenants, "acme")
+    response = tenants.ask(client, "acme", room=ROOM)
     assert response.status_code == 200 and livekit.calls == {}
     assert views(livekit) == (None, stored)
     claims, _ = verify_token(response.json["token"])
     config = claims.room_config
     assert (config.metadata, config.empty_timeout, config.max_participants) == (ACME, 10, 50)
-    assert post(client, tenants, "globex").status_code == 403
+    assert tenants.ask(client, "globex", room=ROOM).status_code == 403
 
 
 @pytest.mark.livekit_server("emulator")
@@ -210,7 +204,7 @@ def test_pending_claim_of_the_same_tenant_still_checks_livekit(app, tenants, liv
     LiveKit's word: a store-only room of globex is refused on ListRooms and never re-created."""
     livekit.add_stored_room(ROOM, GLOBEX)
     service_state(app).issuer.holds.claim(ROOM, "acme", 2 ** 42)
-    response = post(app.test_client(), tenants, "acme")
+    response = tenants.ask(app.test_client(), "acme", room=ROOM)
     assert response.status_code == 403
     assert views(livekit) == (None, GLOBEX)
     assert livekit.calls == {"ListRooms": 1}
@@ -222,13 +216,13 @@ def test_holder_mints_without_a_call_while_its_room_is_being_created(app, tenant
     """The holder's checked name, while the creation lock is taken: the token is minted at once
     with the holder's metadata and no LiveKit call (no queue behind the lock)."""
     client = app.test_client()
-    assert post(client, tenants, "acme").status_code == 200
+    assert tenants.ask(client, "acme", room=ROOM).status_code == 200
     holds = service_state(app).issuer.holds
     lock = holds.lock(ROOM, 5000)
     livekit.calls.clear()
-    response = post(client, tenants, "acme")
+    response = tenants.ask(client, "acme", room=ROOM)
     assert response.status_code == 200 and livekit.calls == {}
     claims, _ = verify_token(response.json["token"])
     assert claims.room_config.metadata == ACME
-    assert post(client, tenants, "globex").status_code == 403
+    assert tenants.ask(client, "globex", room=ROOM).status_code == 403
     holds.unlock(ROOM, lock)

@@ -9,11 +9,6 @@ from support.tokens import BODY, assert_no_secrets
 from tokensvc import ConfigError
 
 
-def ask(client, tenants, tenant="acme", room="room-1"):
-    """POST a token request (anonymous when `tenant` is None); return the response."""
-    headers = tenants.headers(tenant) if tenant else {}
-    return client.post("/livekit/token", json={**BODY, "room_name": room}, headers=headers)
-
 
 def assert_limited(response):
     """A 429 in the service's error shape, with a Retry-After within the one-minute window."""
@@ -26,32 +21,32 @@ def test_per_tenant_limit_counts_each_tenant_apart(make_app, tenants, livekit):
     """3/minute: three tokens for acme, then 429 with nothing asked of LiveKit; globex still
     has its own three."""
     client = make_app(RATE_LIMIT_PER_TENANT="3/minute").test_client()
-    assert [ask(client, tenants).status_code for _ in range(3)] == [200] * 3
+    assert [tenants.ask(client).status_code for _ in range(3)] == [200] * 3
     calls = livekit.call_count()
-    assert_limited(ask(client, tenants))
+    assert_limited(tenants.ask(client))
     assert livekit.call_count() == calls
-    assert [ask(client, tenants, "globex", "g").status_code for _ in range(3)] == [200] * 3
-    assert_limited(ask(client, tenants, "globex", "g"))
+    assert [tenants.ask(client, "globex", "g").status_code for _ in range(3)] == [200] * 3
+    assert_limited(tenants.ask(client, "globex", "g"))
 
 
 def test_per_ip_limit_applies_to_anonymous_requests_only(make_app, tenants):
     """2/minute per address: two anonymous tokens, then 429; a tenant from the same address is
     not counted against it."""
     client = make_app(RATE_LIMIT_PER_IP="2/minute").test_client()
-    assert [ask(client, tenants, None).status_code for _ in range(2)] == [200, 200]
-    assert_limited(ask(client, tenants, None))
-    assert ask(client, tenants, room="acme-room").status_code == 200
+    assert [tenants.ask(client, None).status_code for _ in range(2)] == [200, 200]
+    assert_limited(tenants.ask(client, None))
+    assert tenants.ask(client, room="acme-room").status_code == 200
 
 
 def test_room_creation_limit_counts_only_new_rooms(make_app, tenants, livekit):
     """3 new rooms a minute: acme creates three, the fourth is 429 and never created; tokens
     for acme's existing rooms still come; globex creates its own."""
     client = make_app(RATE_LIMIT_ROOM_CREATES_PER_TENANT="3/minute").test_client()
-    assert [ask(client, tenants, room=f"a{n}").status_code for n in range(3)] == [200] * 3
-    assert_limited(ask(client, tenants, room="a3"))
+    assert [tenants.ask(client, room=f"a{n}").status_code for n in range(3)] == [200] * 3
+    assert_limited(tenants.ask(client, room="a3"))
     assert livekit.get_room("a3") is None and livekit.call_count("CreateRoom") == 3
-    assert [ask(client, tenants, room="a0").status_code for _ in range(5)] == [200] * 5
-    assert ask(client, tenants, "globex", "g0").status_code == 200
+    assert [tenants.ask(client, room="a0").status_code for _ in range(5)] == [200] * 5
+    assert tenants.ask(client, "globex", "g0").status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -5,17 +5,11 @@ import json
 
 import pytest
 
-from support.tokens import BODY
 
 pytestmark = pytest.mark.livekit_server
 
 ROOM = "acme-room"
 
-
-def ask(client, tenants, tenant, room=ROOM):
-    """Ask for a token for `room` with a tenant token whose `sub` is `tenant`."""
-    body = {**BODY, "room_name": room}
-    return client.post("/livekit/token", json=body, headers=tenants.headers(tenant))
 
 
 @pytest.mark.parametrize(
@@ -38,9 +32,9 @@ def test_lookalike_of_a_tenant_is_refused_and_writes_nothing(client, tenants, li
                                                              problem):
     """acme owns a room; a token whose tenant differs from "acme" by white space or a control
     character is 401, names the claim and not its value, and reaches no LiveKit call."""
-    assert ask(client, tenants, "acme").status_code == 200
+    assert tenants.ask(client, "acme", room=ROOM).status_code == 200
     livekit.calls.clear()
-    response = ask(client, tenants, tenant)
+    response = tenants.ask(client, tenant, room=ROOM)
     assert response.status_code == 401
     assert response.json == {
         "error": f"the bearer token's tenant claim 'sub' {problem}", "code": "unauthorized",
@@ -52,12 +46,12 @@ def test_lookalike_of_a_tenant_is_refused_and_writes_nothing(client, tenants, li
 @pytest.mark.parametrize("other", ["ACME", "\uff41\uff43\uff4d\uff45"], ids=["upper", "fullwidth"])
 def test_case_and_unicode_variants_are_distinct_tenants(client, tenants, livekit, other):
     """No case folding or Unicode normalisation: "ACME" and fullwidth "ａｃｍｅ" are other tenants."""
-    assert ask(client, tenants, "acme").status_code == 200
-    refused = ask(client, tenants, other)
+    assert tenants.ask(client, "acme", room=ROOM).status_code == 200
+    refused = tenants.ask(client, other, room=ROOM)
     assert (refused.status_code, refused.json["code"]) == (403, "room_forbidden")
-    assert ask(client, tenants, other, room="own-room").status_code == 200
+    assert tenants.ask(client, other, room="own-room").status_code == 200
     assert json.loads(livekit.get_room("own-room").metadata) == {"auth_id": other}
-    assert ask(client, tenants, "acme", room="own-room").status_code == 403
+    assert tenants.ask(client, "acme", room="own-room").status_code == 403
 
 
 @pytest.mark.livekit_server("emulator")

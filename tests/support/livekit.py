@@ -201,7 +201,8 @@ class RealLiveKit(LiveKitUnderTest):
         """(agent name, metadata) of each agent dispatched to the room (ListDispatch)."""
         answer = twirp(self.server.ports[0], self.keys, "ListDispatch", {"room": name},
                        service=AGENT_DISPATCH_SERVICE)
-        return [(d["agent_name"], d.get("metadata", "")) for d in answer.get("agent_dispatches", [])]
+        return [(dispatch["agent_name"], dispatch.get("metadata", ""))
+                for dispatch in answer.get("agent_dispatches", [])]
 
     def close_room(self, name: str) -> bool:
         """Delete a room (DeleteRoom); True if it existed."""

@@ -33,6 +33,14 @@ class Tenants:
         """Return an Authorization header for `tenant`."""
         return {"Authorization": f"Bearer {self.token(tenant, **kwargs)}"}
 
+    def ask(self, client, tenant="acme", room=BODY["room_name"],
+            identity=BODY["participant_identity"]):
+        """POST a token request for `room` as `tenant` (anonymous when None) through a Flask
+        test client; return the response."""
+        headers = self.headers(tenant) if tenant is not None else {}
+        body = {**BODY, "room_name": room, "participant_identity": identity}
+        return client.post("/livekit/token", json=body, headers=headers)
+
 
 def verify_token(token: str):
     """Decode a minted token with LiveKit's own verifier; return (claims, raw payload)."""

@@ -30,11 +30,12 @@ def dev_env(**settings) -> dict:
             **settings}
 
 
-def listening(port: int) -> set[str]:
-    """The local addresses listening on TCP `port` (from /proc/net/tcp and tcp6; IPv6's
-    any-address reads "::")."""
+def listening(port: int, pid: int | None = None) -> set[str]:
+    """The local addresses listening on TCP `port` (from /proc/net/tcp and tcp6, as process
+    `pid`'s network namespace sees them, this one's by default; IPv6's any-address reads "::")."""
     addresses = set()
-    tables = (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6))
+    net = f"/proc/{pid}/net" if pid else "/proc/net"
+    tables = ((f"{net}/tcp", socket.AF_INET), (f"{net}/tcp6", socket.AF_INET6))
     for table_name, family in tables:
         with open(table_name) as table:
             for row in list(table)[1:]:
@@ -111,18 +112,19 @@ class DevRun:
     """scripts/dev started as `make run` starts it, in a session of its own (as a terminal's
     foreground job), until `interrupt()` sends it Ctrl-C."""
 
-    def __init__(self, **settings):
-        """Start it with `settings` on top of `make run`'s environment."""
+    def __init__(self, prefix=(), **settings):
+        """Start it (after the command `prefix`, if any) with `settings` on top of `make run`'s
+        environment."""
         self.process = subprocess.Popen(
-            [str(ROOT / "scripts" / "dev")], cwd=ROOT, env=dev_env(**settings),
+            [*prefix, str(ROOT / "scripts" / "dev")], cwd=ROOT, env=dev_env(**settings),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
             # A terminal's job gets Ctrl-C as SIGINT; the test runner may have it ignored.
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     def wait_for(self, port: int) -> None:
-        """Wait until something listens on `port`."""
+        """Wait until something listens on `port` (in the script's network namespace)."""
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not listening(port):
+        while time.monotonic() < deadline and not listening(port, self.process.pid):
             assert self.process.poll() is None, self.process.stdout.read()
             time.sleep(0.2)
 
@@ -223,3 +225,22 @@ def test_the_readmes_first_token_commands_work_as_pasted(media_network):
     assert granted["livekit_url"] == "ws://127.0.0.1:7880"
     assert refused["code"] == "room_forbidden"
     assert code == 0, output
+
+
+def test_make_run_says_when_only_loopback_is_there(dev_ports):
+    """On a machine with only `lo` (a network namespace of its own), make run says in one line
+    that media needs another address, and with BIND=0.0.0.0 that other devices cannot reach it;
+    it still starts, and the token's livekit_url stays on loopback."""
+    if os.geteuid() != 0 or subprocess.run(["unshare", "-n", "true"]).returncode != 0:
+        unavailable("a machine with only loopback is made with `unshare -n` (root)")
+    loopback_only = ["unshare", "-n", "bash", "-c", 'ip link set lo up && exec "$0"']
+    run = DevRun(loopback_only, BIND="0.0.0.0", **dev_ports)
+    try:
+        run.wait_for(int(dev_ports["PORT"]))
+    finally:
+        code, output = run.interrupt()
+    assert code == 0, output
+    assert ("make run: BIND=0.0.0.0, but this machine has no address besides loopback: other "
+            "devices cannot reach it") in output
+    assert "Media needs an address besides loopback, and this machine has none" in output
+    assert f"(LiveKit for clients: ws://127.0.0.1:{dev_ports['LIVEKIT_PORT']})" in output

@@ -154,7 +154,7 @@ def test_storage_down_is_503_with_nothing_written(make_app, tenants, livekit, ca
     assert livekit.calls == {} and livekit.get_room(BODY["room_name"]) is None
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
                 and "storage" in r.getMessage()]
-    assert warnings == ["storage at 127.0.0.1 failed (ConnectionError)"]
+    assert warnings == ["storage at 127.0.0.1 failed in claim (ConnectionError)"]
     assert "a-redis-password" not in response.get_data(as_text=True)
 
 

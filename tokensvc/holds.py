@@ -152,7 +152,10 @@ class ObservedHolds:
                 raise
             except Exception as exc:  # sqlite3, redis-py and socket errors alike
                 outcome = "storage_unavailable"
-                log.warning("storage at %s failed (%s)", self.where, type(exc).__name__)
+                # sqlite3's messages name no secret; a Redis error's may quote its URL.
+                detail = f": {exc}" if isinstance(exc, sqlite3.Error) else ""
+                log.warning("storage at %s failed in %s (%s%s)", self.where, operation,
+                            type(exc).__name__, detail)
                 raise StorageUnavailable() from None
             finally:
                 if self._observe is not None:
@@ -371,12 +374,21 @@ class _Transaction:
         try:
             if self.begin:
                 if kind is None:
-                    self.holds.sweep(self.db)
-                    self.db.execute("COMMIT")
+                    try:
+                        self.holds.sweep(self.db)
+                        self.db.execute("COMMIT")
+                    except BaseException:
+                        self._roll_back()  # never leave the connection inside a transaction
+                        raise
                 else:
-                    self.db.execute("ROLLBACK")
+                    self._roll_back()
         finally:
             self.holds._lock.release()
+
+    def _roll_back(self) -> None:
+        """Roll back, if a transaction is still open."""
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
 
 
 # Redis: one hash per name {holder, until, gone, pending}, expiring RETENTION_MS after `until`,

@@ -7,8 +7,8 @@ from werkzeug.wrappers import Response
 
 #: The route families an error may come from: the token route, the management routes.
 TOKEN, MANAGEMENT = "token", "management"
-BOTH, TOKEN_ONLY, MANAGEMENT_ONLY = frozenset({TOKEN, MANAGEMENT}), frozenset({TOKEN}), frozenset(
-    {MANAGEMENT})
+TOKEN_ONLY, MANAGEMENT_ONLY = frozenset({TOKEN}), frozenset({MANAGEMENT})
+BOTH = TOKEN_ONLY | MANAGEMENT_ONLY
 
 #: The `code` for werkzeug's own errors (routing, body size), by HTTP status.
 CODES_BY_STATUS = {

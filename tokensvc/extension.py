@@ -53,7 +53,8 @@ def render_http_error(error):
 
 @service_bp.errorhandler(Exception)
 def render_unexpected_error(error):
-    """An unexpected failure on the service's routes: logged with its traceback, JSON 500."""
+    """An unexpected failure on the service's routes (standalone: on any route), logged with
+    its traceback: a JSON 500."""
     log.exception("request failed unexpectedly")
     return error_response(500, "internal_error", "internal error")
 
@@ -64,7 +65,7 @@ def own_routing_errors():
     (werkzeug would redirect): JSON, like every answer of the service; the host's own paths
     keep the host's error pages."""
     error = request.routing_exception
-    if error is None or EXTENSION_KEY not in current_app.extensions:
+    if error is None:
         return None
     prefix = service_state().url_prefix
     if isinstance(error, RequestRedirect):

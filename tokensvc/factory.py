@@ -8,8 +8,8 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import environ_config
-from .errors import error_response, http_error_response
-from .extension import TokenService
+from .errors import http_error_response
+from .extension import TokenService, render_unexpected_error
 from .logs import ServiceFormatter
 
 log = logging.getLogger("tokensvc")
@@ -32,7 +32,7 @@ def create_app(config=None) -> Flask:
         hops = settings.proxy_fix
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
     app.register_error_handler(HTTPException, http_error_response)
-    app.register_error_handler(Exception, _internal_error)
+    app.register_error_handler(Exception, render_unexpected_error)
     return app
 
 
@@ -60,9 +60,3 @@ def _log_livekit_target(issuer) -> None:
     else:
         log.warning("starting: LiveKit is not configured (LIVEKIT_URL, LIVEKIT_API_KEY, "
                     "LIVEKIT_API_SECRET); the token route answers 500 livekit_not_configured")
-
-
-def _internal_error(error):
-    """Answer an unexpected failure outside the token route with a JSON 500."""
-    log.exception("request failed unexpectedly")
-    return error_response(500, "internal_error", "internal error")

@@ -2,10 +2,10 @@
 
 A request never fetches and never holds a lock across a fetch. A key the cache has is used at
 once, even while a refresh runs or after one failed (stale-while-revalidate); a cache older than
-`max_age` (AUTH_JWKS_MAX_AGE) starts a refresh in the background. Only a token whose `kid` the cache lacks waits for
-a refresh (started at most once per `AUTH_JWKS_REFRESH_SECONDS`), and for at most
-`LIVEKIT_TIMEOUT`; if no key fits by then it is 503 `auth_unavailable` when the JWKS could not be
-had, 401 when the JWKS has no such key. Each fetch is cut off after `LIVEKIT_TIMEOUT` in all, so
+`AUTH_JWKS_MAX_AGE` starts a refresh in the background. Only a token whose `kid` the cache lacks
+waits for a refresh (started at most once per `AUTH_JWKS_REFRESH_SECONDS`), and for at most
+`AUTH_JWKS_TIMEOUT`; if no key fits by then it is 503 `auth_unavailable` when the JWKS could not be
+had, 401 when the JWKS has no such key. Each fetch is cut off after `AUTH_JWKS_TIMEOUT` in all, so
 a JWKS that trickles its answer a byte at a time cannot keep one running.
 """
 

@@ -202,11 +202,12 @@ class TokenIssuer:
         metadata, created = None, False
         holder = tenant if tenant is not None else ANONYMOUS
         room_name = self.livekit_name(holder, request.room_name)
+        agents = agent_dispatches(request)
         if tenant is not None or self.settings.anonymous_checked:
             metadata, created = self.ensure_room_owner(
-                room_name, holder, request.participant_identity, agent_dispatches(request))
+                room_name, holder, request.participant_identity, agents)
         return IssuedToken(
-            token=self.mint_token(request, metadata, tenant, room_name),
+            token=self.mint_token(request, metadata, tenant, room_name, agents),
             room_name=request.room_name,
             participant_identity=request.participant_identity,
             livekit_url=self.settings.client_url,
@@ -345,9 +346,10 @@ class TokenIssuer:
             pass
 
     def mint_token(self, request: TokenRequest, room_metadata: str | None,
-                   tenant: str | None = None, room_name: str | None = None) -> str:
-        """Sign a join-only token for one room with its role's grants; `room_metadata` rides
-        along in `roomConfig`, the role and the tenant in reserved attributes."""
+                   tenant: str | None = None, room_name: str | None = None, agents=()) -> str:
+        """Sign a join-only token for one room with its role's grants; `room_metadata` and the
+        agent dispatches ride along in `roomConfig`, the role and the tenant in reserved
+        attributes."""
         settings = self.settings
         grants = api.VideoGrants(
             room_join=True,
@@ -369,7 +371,7 @@ class TokenIssuer:
             attributes[TENANT_ATTRIBUTE] = tenant
         token.with_attributes(attributes)
         config = api.RoomConfiguration(
-            metadata=room_metadata or "", agents=agent_dispatches(request), **self._room_options()
+            metadata=room_metadata or "", agents=agents, **self._room_options()
         )
         if config.ByteSize():
             token.with_room_config(config)

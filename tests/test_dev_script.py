@@ -14,7 +14,7 @@ import jwt
 import pytest
 
 from support.livekit import MEDIA_IP, find_livekit_server
-from support.processes import ROOT, livekit_settings, unavailable
+from support.processes import ROOT, listening, livekit_settings, unavailable
 from support.servers import HttpService
 from support.tokens import BODY, TENANT_SECRET
 from tokensvc.testing.processes import find_free_port
@@ -28,24 +28,6 @@ def dev_env(**settings) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "AUTH_"))}
     return {**env, "PATH": f"{VENV_BIN}:{env['PATH']}", "AUTH_JWT_SECRET": TENANT_SECRET,
             **settings}
-
-
-def listening(port: int, pid: int | None = None) -> set[str]:
-    """The local addresses listening on TCP `port` (from /proc/net/tcp and tcp6, as process
-    `pid`'s network namespace sees them, this one's by default; IPv6's any-address reads "::")."""
-    addresses = set()
-    net = f"/proc/{pid}/net" if pid else "/proc/net"
-    tables = ((f"{net}/tcp", socket.AF_INET), (f"{net}/tcp6", socket.AF_INET6))
-    for table_name, family in tables:
-        with open(table_name) as table:
-            for row in list(table)[1:]:
-                local, state = row.split()[1], row.split()[3]
-                address, hex_port = local.split(":")
-                if state == "0A" and int(hex_port, 16) == port:
-                    raw = bytes.fromhex(address)
-                    raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
-                    addresses.add(socket.inet_ntop(family, raw))
-    return addresses
 
 
 def test_service_listens_on_loopback_only(livekit, free_port):

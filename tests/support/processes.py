@@ -139,13 +139,28 @@ class RedisServer:
             self.process = None
 
 
+def tcp_sockets(pid: int | None = None):
+    """(local address, local port, remote port, state) of each TCP socket, IPv4 and IPv6, as
+    process `pid`'s network namespace sees them (this one's by default), from /proc/net."""
+    net = f"/proc/{pid}/net" if pid else "/proc/net"
+    for table_name, family in ((f"{net}/tcp", socket.AF_INET), (f"{net}/tcp6", socket.AF_INET6)):
+        with open(table_name) as table:
+            for row in list(table)[1:]:
+                local, remote, state = row.split()[1:4]
+                address, hex_port = local.split(":")
+                raw = bytes.fromhex(address)
+                raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+                yield (socket.inet_ntop(family, raw), int(hex_port, 16),
+                       int(remote.split(":")[1], 16), state)
+
+
+def listening(port: int, pid: int | None = None) -> set[str]:
+    """The local addresses listening on TCP `port` (IPv6's any-address reads "::")."""
+    return {address for address, local, _, state in tcp_sockets(pid)
+            if state == "0A" and local == port}
+
+
 def connections_to(port: int) -> int:
-    """How many TCP connections of this machine to loopback `port` are established (read from
-    /proc/net/tcp: the connecting side's rows, whose remote port is `port`)."""
-    count = 0
-    with open("/proc/net/tcp") as table:
-        for row in list(table)[1:]:
-            remote, state = row.split()[2], row.split()[3]
-            if state == "01" and int(remote.split(":")[1], 16) == port:
-                count += 1
-    return count
+    """How many TCP connections of this machine to `port` are established (the connecting
+    side's sockets, whose remote port is `port`)."""
+    return sum(1 for _, _, remote, state in tcp_sockets() if state == "01" and remote == port)

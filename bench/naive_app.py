@@ -15,7 +15,7 @@ from tokensvc import create_app
 from tokensvc.context import service_state
 from tokensvc.errors import RoomForbidden
 from tokensvc.livekit_client import RoomServiceClient
-from tokensvc.service import holder_of, owner_metadata
+from tokensvc.ownership import holder_of, owner_metadata
 
 
 class NaiveRoomServiceClient(RoomServiceClient):
@@ -42,8 +42,8 @@ class NaiveRoomServiceClient(RoomServiceClient):
         return asyncio.run(once())
 
 
-def naive_ensure_room_owner(room_name: str, holder: str, identity=None,
-                            agents=()) -> tuple[str, bool]:
+def naive_for_token(room_name: str, holder: str, identity=None,
+                    agents=()) -> tuple[str, bool]:
     """The room's owner from LiveKit alone: refuse on the store's word, create, check the live
     room's answer."""
     stored = _issuer.rooms.find_room(room_name)
@@ -64,4 +64,4 @@ _issuer.rooms = NaiveRoomServiceClient(
     _issuer.settings.livekit_api_secret,
     _issuer.settings.livekit_timeout,
 )
-_issuer.ensure_room_owner = naive_ensure_room_owner
+_issuer.ownership.for_token = naive_for_token

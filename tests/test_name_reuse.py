@@ -5,18 +5,17 @@ in the test's own SQLite file, for the timing the real server cannot be hurried 
 the real livekit-server with real participants (the scenarios marked `waits` take minutes)."""
 
 import json
-import sqlite3
 import time
 
 import pytest
 from livekit import rtc
 
 from support.participants import join, stay
-from tokensvc.holds import EXTEND_SLACK_MS, now_ms, sqlite_path
+from tokensvc.holds import EXTEND_SLACK_MS
 from tokensvc.context import service_state
 
 ROOM = "name-reuse"
-GRACE_S = 660  # max(600 s, TOKEN_TTL) + 60 s: the life of a token LiveKit refreshed
+GRACE_S = 720  # max(600 s, TOKEN_TTL) + 60 s + HOLD_MARGIN: a refreshed token's life
 
 
 
@@ -25,16 +24,28 @@ def owner(metadata: str) -> str | None:
     return json.loads(metadata).get("auth_id")
 
 
-def age_hold(storage_url: str, room: str = ROOM) -> None:
-    """Move the hold's `until` into the past, as if its time had passed (the test's own file)."""
-    with sqlite3.connect(sqlite_path(storage_url)) as db:
-        assert db.execute("UPDATE holds SET until = ? WHERE name = ?",
-                          (now_ms() - 1, room)).rowcount == 1
+def age_hold(app, room: str = ROOM) -> None:
+    """Move the storage's clock past the hold's `until`, as if its time had passed."""
+    hold = hold_of(app, room)
+    hold_of_store(app).clock.advance(hold.until - hold.now + 1)
+
+
+def hold_of_store(app):
+    """The app's ownership record."""
+    return service_state(app).issuer.ownership.holds
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def backend(request, storage_url):
+    """STORAGE_URL on each backend: this test's SQLite file, or a fresh redis-server."""
+    if request.param == "sqlite":
+        return storage_url
+    return request.getfixturevalue("redis_server").url
 
 
 def hold_of(app, room: str = ROOM):
     """The hold the service recorded for `room`."""
-    return service_state(app).issuer.holds.get(room)
+    return hold_of_store(app).get(room)
 
 
 def wait_until_gone(livekit, room: str = ROOM, seconds: float = 30) -> None:
@@ -47,24 +58,24 @@ def wait_until_gone(livekit, room: str = ROOM, seconds: float = 30) -> None:
 
 @pytest.mark.livekit_server("emulator")
 def test_held_name_passes_on_only_after_a_grace_with_the_room_gone(make_app, tenants, livekit,
-                                                                   storage_url):
+                                                                   backend):
     """Hold run out, room gone: 403 and the grace starts (one ListRooms); within it 403 with no
     LiveKit call; once it is over, the next tenant gets the name and the old holder is refused."""
-    app = make_app()
+    app = make_app(STORAGE_URL=backend)
     client = app.test_client()
     assert tenants.ask(client, "acme", room=ROOM).status_code == 200
     livekit.close_room(ROOM)
-    age_hold(storage_url)
+    age_hold(app)
     livekit.calls.clear()
     assert tenants.ask(client, "globex", room=ROOM).status_code == 403
     assert livekit.calls == {"ListRooms": 1}
     hold = hold_of(app)
     assert (hold.holder, hold.gone) == ("acme", True)
-    assert hold.until >= now_ms() + (GRACE_S - 5) * 1000
+    assert hold.until - hold.now >= (GRACE_S - 5) * 1000
     livekit.calls.clear()
     assert tenants.ask(client, "globex", room=ROOM).status_code == 403
     assert livekit.calls == {}
-    age_hold(storage_url)
+    age_hold(app)
     response = tenants.ask(client, "globex", room=ROOM)
     assert response.status_code == 200
     assert owner(livekit.get_room(ROOM).metadata) == "globex"
@@ -73,32 +84,32 @@ def test_held_name_passes_on_only_after_a_grace_with_the_room_gone(make_app, ten
 
 
 @pytest.mark.livekit_server("emulator")
-def test_run_out_hold_of_a_live_room_is_extended(make_app, tenants, livekit, storage_url):
+def test_run_out_hold_of_a_live_room_is_extended(make_app, tenants, livekit, backend):
     """Hold run out while the room still lives: the holder keeps the name for another grace."""
-    app = make_app()
+    app = make_app(STORAGE_URL=backend)
     client = app.test_client()
     assert tenants.ask(client, "acme", room=ROOM).status_code == 200
-    age_hold(storage_url)
+    age_hold(app)
     assert tenants.ask(client, "globex", room=ROOM).status_code == 403
     hold = hold_of(app)
     assert (hold.holder, hold.gone) == ("acme", False)
-    assert hold.until >= now_ms() + (GRACE_S - 5) * 1000
+    assert hold.until - hold.now >= (GRACE_S - 5) * 1000
     assert owner(livekit.get_room(ROOM).metadata) == "acme"
 
 
 @pytest.mark.livekit_server("emulator")
-def test_a_token_during_the_grace_starts_it_over(make_app, tenants, livekit, storage_url):
+def test_a_token_during_the_grace_starts_it_over(make_app, tenants, livekit, backend):
     """The holder asking during the grace clears the gone mark: the name is not passed on when
     that grace ends, a new one starts instead."""
-    app = make_app()
+    app = make_app(STORAGE_URL=backend)
     client = app.test_client()
     assert tenants.ask(client, "acme", room=ROOM).status_code == 200
     livekit.close_room(ROOM)
-    age_hold(storage_url)
+    age_hold(app)
     assert tenants.ask(client, "globex", room=ROOM).status_code == 403  # grace starts
     assert tenants.ask(client, "acme", room=ROOM).status_code == 200  # the holder is back
     livekit.close_room(ROOM)
-    age_hold(storage_url)
+    age_hold(app)
     assert tenants.ask(client, "globex", room=ROOM).status_code == 403
     assert hold_of(app).holder == "acme" and hold_of(app).gone
 
@@ -227,9 +238,9 @@ def test_refreshed_token_of_a_long_meeting(make_app, tenants, livekit):
 def test_hold_ends_after_the_real_grace_and_not_before(make_app, tenants, livekit):
     """TOKEN_TTL=30, A's token never used, the room ended at once. B is refused while A's hold
     lasts (A's token can join for 90 s; the hold is made 30 s longer still), then for the grace
-    that starts when the service sees the room gone (660 s); after it, B gets the name and its
-    own room."""
-    app = make_app(TOKEN_TTL="30")
+    that starts when the service sees the room gone (660 s with HOLD_MARGIN=0, to keep the
+    wait short; the margin only adds to both); after it, B gets the name and its own room."""
+    app = make_app(TOKEN_TTL="30", HOLD_MARGIN="0")
     client = app.test_client()
     held = 30 + 60 + EXTEND_SLACK_MS // 1000
     minted = time.monotonic()
@@ -241,9 +252,10 @@ def test_hold_ends_after_the_real_grace_and_not_before(make_app, tenants, liveki
     seen_gone = time.monotonic()
     assert tenants.ask(client, "globex", room=ROOM).status_code == 403  # the grace starts
     assert hold_of(app).gone
-    time.sleep(GRACE_S - 20)
+    grace = GRACE_S - 60
+    time.sleep(grace - 20)
     assert tenants.ask(client, "globex", room=ROOM).status_code == 403
-    time.sleep(max(0.0, seen_gone + GRACE_S + 2 - time.monotonic()))
+    time.sleep(max(0.0, seen_gone + grace + 2 - time.monotonic()))
     response = tenants.ask(client, "globex", room=ROOM)
     assert response.status_code == 200
     assert owner(livekit.get_room(ROOM).metadata) == "globex"

@@ -1,11 +1,12 @@
 """Every row of the ownership table, through HTTP into the app and over a socket to LiveKit."""
 
 import json
+import time
 
 import pytest
 
 from support.tokens import BODY, verify_token
-from tokensvc.service import owner_metadata
+from tokensvc.ownership import owner_metadata
 from tokensvc.context import service_state
 
 pytestmark = pytest.mark.livekit_server
@@ -203,26 +204,42 @@ def test_pending_claim_of_the_same_tenant_still_checks_livekit(app, tenants, liv
     """A claim another request of acme just made (still pending) does not let acme skip
     LiveKit's word: a store-only room of globex is refused on ListRooms and never re-created."""
     livekit.add_stored_room(ROOM, GLOBEX)
-    service_state(app).issuer.holds.claim(ROOM, "acme", 2 ** 42)
+    service_state(app).issuer.ownership.holds.claim(ROOM, "acme", 2 ** 42)
     response = tenants.ask(app.test_client(), "acme", room=ROOM)
     assert response.status_code == 403
     assert views(livekit) == (None, GLOBEX)
     assert livekit.calls == {"ListRooms": 1}
-    assert service_state(app).issuer.holds.get(ROOM).holder == "globex"
+    assert service_state(app).issuer.ownership.holds.get(ROOM).holder == "globex"
 
 
 @pytest.mark.livekit_server("emulator")
-def test_holder_mints_without_a_call_while_its_room_is_being_created(app, tenants, livekit):
-    """The holder's checked name, while the creation lock is taken: the token is minted at once
-    with the holder's metadata and no LiveKit call (no queue behind the lock)."""
+def test_holder_mints_without_a_call_once_checked(app, tenants, livekit):
+    """The holder's checked name costs no LiveKit call and no wait: the token is minted at once
+    with the holder's metadata."""
     client = app.test_client()
     assert tenants.ask(client, "acme", room=ROOM).status_code == 200
-    holds = service_state(app).issuer.holds
-    lock = holds.lock(ROOM, 5000)
     livekit.calls.clear()
     response = tenants.ask(client, "acme", room=ROOM)
     assert response.status_code == 200 and livekit.calls == {}
     claims, _ = verify_token(response.json["token"])
     assert claims.room_config.metadata == ACME
     assert tenants.ask(client, "globex", room=ROOM).status_code == 403
-    holds.unlock(ROOM, lock)
+
+
+@pytest.mark.livekit_server("emulator")
+def test_a_crashed_creators_lock_is_room_busy_then_200(make_app, tenants, livekit):
+    """A creator that claimed the name and took its lock, then died before CreateRoom answered:
+    the holder gets 503 room_busy with Retry-After (not livekit_unavailable) and no LiveKit call;
+    another tenant 403; once the lock expires, the holder's next request creates the room."""
+    app = make_app(LIVEKIT_TIMEOUT="0.2")
+    client = app.test_client()
+    crashed = service_state(app).issuer.ownership.holds.claim(ROOM, "acme", 60_000, None, 1000)
+    assert crashed.lock is not None
+    response = tenants.ask(client, "acme", room=ROOM)
+    assert (response.status_code, response.json["code"]) == (503, "room_busy")
+    assert response.headers["Retry-After"] == "1"
+    assert tenants.ask(client, "globex", room=ROOM).status_code == 403
+    assert livekit.calls == {}
+    time.sleep(1.0)
+    assert tenants.ask(client, "acme", room=ROOM).status_code == 200
+    assert livekit.calls == {"ListRooms": 1, "CreateRoom": 1}

@@ -56,7 +56,7 @@ def test_roles_claim_caps_the_role(client, tenants, livekit, app):
     default = ask(client, tenants, None, roles=["viewer"])  # the default role is speaker
     assert default.status_code == 403
     assert livekit.call_count() == 0
-    assert service_state(app).issuer.holds.get("roles-room") is None
+    assert service_state(app).issuer.ownership.holds.get("roles-room") is None
     assert ask(client, tenants, "viewer", roles=["viewer"]).status_code == 200
 
 

@@ -262,11 +262,35 @@ class StorageUnavailable(ApiError):
     description = "the service's storage could not be reached; nothing was written"
 
 
-class RoomBusy(ApiError):
-    """Another request is creating this room and did not finish within the wait."""
+class _RetryLater(ApiError):
+    """A 503 that says when to try again (`Retry-After`, whole seconds, at least 1)."""
 
     code = 503
-    error_code = "livekit_unavailable"
+
+    def __init__(self, description=None, retry_after_ms: int = 1000):
+        """Keep how long the caller should wait."""
+        super().__init__(description)
+        self.retry_after = max(1, -(-retry_after_ms // 1000))
+
+    def response_headers(self):
+        """`Retry-After`, seconds."""
+        return (("Retry-After", str(self.retry_after)),)
+
+
+class StorageRecovering(_RetryLater):
+    """The storage lost its data while the service ran: for one grace a shared room name with no
+    record goes only to a tenant whose live room LiveKit lists."""
+
+    error_code = "storage_recovering"
+    routes = TOKEN_ONLY
+    description = ("the service's storage is recovering from a loss; this room name is "
+                   "quarantined, try again later")
+
+
+class RoomBusy(_RetryLater):
+    """Another request is creating this room (or a crashed creator's lock has not expired)."""
+
+    error_code = "room_busy"
     routes = TOKEN_ONLY
     description = "another request is creating this room; try again"
 

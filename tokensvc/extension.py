@@ -14,9 +14,9 @@ from werkzeug.routing import RequestRedirect
 
 from . import health, metrics, openapi, views
 from .auth import TenantVerifier, tenant_token_command
-from .config import Settings, load_settings
+from .config import ConfigError, Settings, load_settings
 from .context import EXTENSION_KEY, service_state
-from .errors import error_response, http_error_response
+from .errors import StorageUnavailable, error_response, http_error_response
 from .health import Readiness
 from .holds import open_holds
 from .logs import finish_request, start_request
@@ -128,16 +128,20 @@ class TokenService:
         if settings.auth_configured:
             url = settings.storage_url or "sqlite:///" + os.path.join(
                 app.instance_path, DEFAULT_STORAGE_FILE)
-            holds = open_holds(url, settings.storage_timeout, metrics and metrics.storage_call)
+            holds = open_holds(url, settings.storage_timeout, metrics and metrics.storage_call,
+                               settings.storage_replicas, metrics and metrics.storage_lost)
+            _refuse_a_forgetful_storage(holds)
         issuer = TokenIssuer(settings, room_creations=rate_limits,
-                             observe_call=metrics and metrics.livekit_call, holds=holds)
+                             observe_call=metrics and metrics.livekit_call, holds=holds,
+                             observe_event=metrics)
         _warn_if_anonymous(settings)
         webhooks = None
         if settings.livekit_configured:
             webhooks = api.WebhookReceiver(
                 api.TokenVerifier(settings.livekit_api_key, settings.livekit_api_secret))
         prefix = (url_prefix or self.url_prefix or "").rstrip("/")
-        state = ServiceState(settings, verifier, issuer, Readiness(issuer), rate_limits, metrics,
+        state = ServiceState(settings, verifier, issuer, Readiness(issuer, observe=metrics),
+                             rate_limits, metrics,
                              Moderator(issuer), webhooks, prefix)
         app.extensions[EXTENSION_KEY] = state
         app.register_blueprint(service_bp, url_prefix=prefix or None)
@@ -153,6 +157,19 @@ class TokenService:
                 max_age=600,
             )
         return state
+
+
+def _refuse_a_forgetful_storage(holds) -> None:
+    """A storage that may evict holds stops the start (ConfigError: exit 4 as a server); one
+    that cannot be asked now is left to /readyz, which asks again."""
+    try:
+        problem = holds.durability_problem()
+    except StorageUnavailable:
+        log.warning("starting: the storage at %s did not answer; /readyz checks it again",
+                    holds.where)
+        return
+    if problem:
+        raise ConfigError(f"STORAGE_URL: {problem}")
 
 
 def _warn_if_anonymous(settings: Settings) -> None:

@@ -1,5 +1,6 @@
 """Health endpoints: liveness (`/healthz`) and readiness (`/readyz`), never behind auth."""
 
+import logging
 import threading
 import time
 
@@ -7,6 +8,8 @@ from flask import Blueprint
 
 from .context import service_state
 from .errors import ApiError, error_response
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("health", __name__)
 
@@ -22,7 +25,8 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Settings are usable and LiveKit answers a cheap call (result cached a few seconds)."""
+    """Settings are usable, LiveKit and the storage answer, the storage will not forget and this
+    instance's clock agrees with it (result cached a few seconds)."""
     problem = service_state().readiness.problem()
     if problem is None:
         return {"status": "ready"}
@@ -35,9 +39,11 @@ class Readiness:
     never twice at once: while a check runs, every other caller gets the last result at once
     (only the very first check, with no result yet, is waited for)."""
 
-    def __init__(self, issuer, cache_seconds: float = READINESS_CACHE_SECONDS):
-        """Check through `issuer`, the service that needs LiveKit."""
+    def __init__(self, issuer, cache_seconds: float = READINESS_CACHE_SECONDS, observe=None):
+        """Check through `issuer`, the service that needs LiveKit; tell `observe` (the metrics)
+        the clock skew measured."""
         self.issuer = issuer
+        self.observe = observe
         self.cache_seconds = cache_seconds
         self._state = threading.Condition()
         self._checking = False
@@ -65,12 +71,34 @@ class Readiness:
         return problem
 
     def _check(self):
-        """Settings present, one ListRooms call and one storage read; a failure becomes its code
-        and message from the error table."""
+        """Settings present, one ListRooms call; with the ownership record, one storage read,
+        a storage that may not forget (Redis's eviction policy) and this instance's clock within
+        CLOCK_SKEW_MAX of the storage's. A failure becomes its code and message."""
         try:
             self.issuer.require_livekit().find_room(PROBE_ROOM)
-            if self.issuer.holds is not None:
-                self.issuer.holds.get(PROBE_ROOM)
+            ownership = self.issuer.ownership
+            if ownership is None:
+                return None
+            holds = ownership.holds
+            holds.get(PROBE_ROOM)
+            problem = holds.durability_problem()
+            if problem:
+                return ("storage_unavailable", problem)
+            return self._clock_problem(ownership)
         except ApiError as error:
             return (error.error_code, error.description)
-        return None
+
+    def _clock_problem(self, ownership):
+        """(code, message) when this instance's clock is off the storage's by more than
+        CLOCK_SKEW_MAX (with a warning and the metric), else None."""
+        skew = ownership.clock_skew_ms() / 1000
+        if self.observe is not None:
+            self.observe.clock_skewed(skew)
+        allowed = self.issuer.settings.clock_skew_max
+        if abs(skew) <= allowed:
+            return None
+        message = (f"this instance's clock is {abs(skew):.1f} s "
+                   f"{'behind' if skew > 0 else 'ahead of'} the storage's (CLOCK_SKEW_MAX is "
+                   f"{allowed:g} s)")
+        log.warning("not ready: %s", message)
+        return ("clock_skew", message)

@@ -15,6 +15,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -57,6 +58,14 @@ class Instruments:
                                          ["operation"], buckets=BUCKETS)
         self.jwks_fetches = Counter("tokensvc_jwks_fetches", "JWKS fetches by outcome.",
                                     ["outcome"])
+        self.livekit_events = Counter("tokensvc_livekit_events",
+                                      "LiveKit webhook events by type and what they did.",
+                                      ["type", "outcome"])
+        self.storage_losses = Counter("tokensvc_storage_losses",
+                                      "Times the storage was found to have lost its data.")
+        self.clock_skew = Gauge("tokensvc_clock_skew_seconds",
+                                "The storage's clock minus this instance's, as last measured.",
+                                multiprocess_mode="liveall")
 
     def request_done(self, route: str, code: str, seconds: float) -> None:
         """Record one answered request."""
@@ -78,6 +87,18 @@ class Instruments:
         """Record one storage call."""
         self.storage_calls.labels(operation, outcome).inc()
         self.storage_seconds.labels(operation).observe(seconds)
+
+    def livekit_event(self, kind: str, outcome: str) -> None:
+        """Record one LiveKit webhook event and what it did."""
+        self.livekit_events.labels(kind, outcome).inc()
+
+    def storage_lost(self) -> None:
+        """Record one detected loss of the storage's data."""
+        self.storage_losses.inc()
+
+    def clock_skewed(self, seconds: float) -> None:
+        """Record the measured skew against the storage's clock."""
+        self.clock_skew.set(seconds)
 
     def jwks_fetch(self, outcome: str) -> None:
         """Record one JWKS fetch."""

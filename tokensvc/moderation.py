@@ -1,7 +1,7 @@
 """A tenant manages its own rooms: list, inspect, end, remove, mute, re-permission (no Flask).
 
-Every call is decided as the token route decides ownership: the service's record (`holds.py`),
-else LiveKit's live word on the room's `auth_id`, failing closed. A room that does not exist
+Every call is decided by the token route's ownership rule (`Ownership.owned`): the service's
+record, else LiveKit's word on the room's `auth_id`, failing closed. A room that does not exist
 and a room that is not the tenant's get the same answer (404 `room_not_found`). LiveKit is
 called with the service's own keys, scoped per call: `roomAdmin` on the one room for the
 participant calls, `roomCreate` for DeleteRoom.
@@ -9,14 +9,15 @@ participant calls, `roomCreate` for DeleteRoom.
 A removal sticks: LiveKit cannot revoke a token and the removed participant holds refreshed
 tokens for about 11 minutes, so the record keeps the (room, identity) pair for the same grace as
 a hold; the token route refuses that identity a token for that room meanwhile (403
-`participant_removed`), and LiveKit's `participant_joined` webhook for it removes it again.
+`participant_removed`), and LiveKit's `participant_joined` webhook for it removes it again
+(`Ownership.on_event`).
 """
 
 from livekit.protocol import models
 
 from .errors import LiveKitNotFound, ParticipantNotFound, RoomNotFound, TrackNotFound
-from .holds import now_ms
-from .service import TokenIssuer, holder_of
+from .ownership import holder_of
+from .service import TokenIssuer
 
 #: Track sources by the names the routes take.
 SOURCES = {
@@ -40,13 +41,13 @@ class Moderator:
         return self.issuer.require_livekit()
 
     @property
-    def holds(self):
-        """The ownership record."""
-        return self.issuer.holds
+    def ownership(self):
+        """The ownership rule the token route uses."""
+        return self.issuer.ownership
 
     def list_rooms(self, tenant: str) -> list:
         """The tenant's live rooms: one ListRooms for the names the record gives it."""
-        names = [name for name in self.holds.names_of(tenant)
+        names = [name for name in self.ownership.names_of(tenant)
                  if self.issuer.names.own_name(tenant, name) is not None]
         if not names:
             return []
@@ -66,12 +67,12 @@ class Moderator:
             self.rooms.delete_room(name)
         except LiveKitNotFound:
             raise RoomNotFound() from None
-        self.holds.claim(name, tenant, now_ms() + self.issuer.grace_ms)
+        self.ownership.ended(tenant, name)
 
     def remove_participant(self, tenant: str, name: str, identity: str) -> None:
         """Disconnect a participant and refuse it tokens for this room for a grace."""
         self.participant(tenant, name, identity)
-        self.holds.remove(name, identity, now_ms() + self.issuer.grace_ms)
+        self.ownership.remove(name, identity)
         try:
             self.rooms.remove_participant(name, identity)
         except LiveKitNotFound:
@@ -101,17 +102,6 @@ class Moderator:
         except LiveKitNotFound:
             raise ParticipantNotFound() from None
 
-    def participant_joined(self, room: str, identity: str) -> bool:
-        """A webhook said `identity` joined `room`: remove it again if it was removed; return
-        whether it was."""
-        if not self.holds.removed(room, identity):
-            return False
-        try:
-            self.rooms.remove_participant(room, identity)
-        except LiveKitNotFound:
-            pass
-        return True
-
     def participant(self, tenant: str, name: str, identity: str):
         """One participant of one of the tenant's rooms, or 404."""
         self.owned(tenant, name)
@@ -130,19 +120,6 @@ class Moderator:
         return stored
 
     def owned(self, tenant: str, name: str):
-        """Refuse (404) a name that is not the tenant's: the record's word, else the live
-        room's `auth_id` (failing closed), which is then recorded. Return the room when LiveKit
-        was asked, else None."""
-        hold = self.holds.get(name)
-        if hold is not None and not hold.pending:
-            if hold.holder != tenant:
-                raise RoomNotFound()
-            return None
-        if hold is not None and hold.holder != tenant:
-            raise RoomNotFound()
-        stored = self.rooms.find_room(name)
-        if stored is None or holder_of(stored.metadata) != tenant:
-            raise RoomNotFound()
-        if hold is None:
-            self.holds.transfer(name, None, tenant, now_ms() + self.issuer.grace_ms, False)
-        return stored
+        """404 for a name that is not the tenant's (the token route's rule); LiveKit's stored
+        room when it was asked, else None."""
+        return self.ownership.owned(tenant, name)

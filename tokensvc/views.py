@@ -194,7 +194,7 @@ def set_permissions():
 
 @bp.post("/livekit/webhook")
 def livekit_webhook():
-    """LiveKit's signed webhook events; a removed identity that joins again is removed again."""
+    """LiveKit's signed webhook events keep the ownership record true (`Ownership.on_event`)."""
     state = service_state()
     state.issuer.require_livekit()
     body = request.get_data(as_text=True)
@@ -202,9 +202,9 @@ def livekit_webhook():
         event = state.webhooks.receive(body, request.headers.get("Authorization", ""))
     except Exception:  # a bad or expired signature, a hash mismatch, or garbage alike
         raise Unauthorized("the webhook's signature does not verify") from None
-    if event.event == "participant_joined":
-        g.room = event.room.name
-        state.moderator.participant_joined(event.room.name, event.participant.identity)
+    g.room = event.room.name or None
+    if state.issuer.ownership is not None:
+        state.issuer.ownership.on_event(event)
     return {"status": "received"}
 
 

@@ -98,9 +98,9 @@ def gunicorn_env(livekit, **settings):
 class RedisServer:
     """A real redis-server on a loopback port, in a temporary directory, without persistence."""
 
-    def __init__(self, binary: str, port: int):
-        """Remember how to start it; `start()` starts it."""
-        self.binary, self.port = binary, port
+    def __init__(self, binary: str, port: int, *options: str):
+        """Remember how to start it (with extra command-line `options`); `start()` starts it."""
+        self.binary, self.port, self.options = binary, port, options
         self.url = f"redis://127.0.0.1:{port}/0"
         self.directory = tempfile.mkdtemp(prefix="tokensvc-redis-")
         self.process = None
@@ -109,7 +109,7 @@ class RedisServer:
         """Start the server and wait until it answers PING."""
         self.process = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.directory],
+             "--appendonly", "no", "--dir", self.directory, *self.options],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
@@ -130,6 +130,11 @@ class RedisServer:
     def resume(self) -> None:
         """Let a paused server go on (SIGCONT)."""
         self.process.send_signal(signal.SIGCONT)
+
+    def restart(self) -> "RedisServer":
+        """Stop and start again on the same port: without persistence, it comes back empty."""
+        self.stop()
+        return self.start()
 
     def stop(self) -> None:
         """Stop the server (connections are refused afterwards)."""

@@ -1,0 +1,384 @@
+"""Who owns a room name: the one rule the token route, the management routes and LiveKit's
+webhooks all ask (no Flask here).
+
+Ownership is a property of the room **name**, kept in the service's record (`holds.py`),
+because a token names a room, not one life of it, and LiveKit keeps refreshing the tokens of
+connected participants. `metadata.auth_id` in LiveKit is the mirror other systems read. Every
+deadline is on the storage's clock; the record is told durations:
+
+- a hold lasts `hold_ms` = TOKEN_TTL + 60 s (LiveKit's leeway) + HOLD_MARGIN past the holder's
+  newest token: a never-used token cannot join after that;
+- a grace lasts `grace_ms` = max(600 s, TOKEN_TTL) + 60 s + HOLD_MARGIN: the life of a token
+  LiveKit refreshed, counted from the last moment the room was seen alive.
+
+For a tenant (or, with AUTH_REQUIRED=false beside a key, the anonymous namespace "") asking for
+name N (`for_token`):
+
+1. `claim(N)`: one atomic step. Another holder whose hold has not run out: 403. The caller's own
+   hold is extended; a fresh (pending) hold also takes the per-name lock in the same step.
+2. Another holder whose hold ran out: ask LiveKit (ListRooms). Listed: the holder keeps it for
+   another grace, 403. Absent and not yet seen gone: the grace starts now, 403. Absent once that
+   grace is over: the name passes to the caller (compare-and-set; a token of the holder wins).
+3. The caller's checked hold: the token is minted at once.
+4. A pending hold, under the lock (one creator per name across every instance): LiveKit's word
+   first (ListRooms; skipped when step 2 just saw the room absent, and per tenant), a room
+   with another owner is recorded as that owner's and refused; then CreateRoom, where only the
+   live room's `auth_id` in the answer decides; then verify (and unlock) in one step.
+
+What one token request costs (asserted by tests/test_cost.py on both backends):
+
+| case | LiveKit calls | storage calls |
+|---|---|---|
+| unauthenticated (no tenant key) | 0 | 0 |
+| the caller's own name, hold long enough | 0 | 1 (claim) |
+| a name another holds, hold running | 0 | 1 (claim) |
+| a new name | 2 (ListRooms, CreateRoom) | 2 (claim+lock, verify+unlock) |
+| a name whose grace is over, passed on | 2 (ListRooms, CreateRoom) | 4 (claim, transfer, claim+lock, verify+unlock) |
+
+LiveKit's webhooks keep the record true (`on_event`): a room that starts or a participant that
+joins or leaves keeps its name's hold alive for a grace past the event; `room_finished` starts
+the grace. A participant whose `tokensvc.tenant` attribute names another tenant than the holder
+is removed at once, and so is an identity removed by the management routes.
+"""
+
+import json
+import logging
+import time
+
+from livekit import api
+
+from .config import Settings
+from .errors import (
+    LiveKitNotFound,
+    LiveKitTimeout,
+    LiveKitUnavailable,
+    LiveKitUnreached,
+    ParticipantRemoved,
+    RoomBusy,
+    RoomForbidden,
+    RoomNotFound,
+    StorageRecovering,
+    StorageUnavailable,
+)
+from .holds import Hold
+from .roles import TENANT_ATTRIBUTE
+
+log = logging.getLogger(__name__)
+
+OWNER_KEY = "auth_id"
+#: The holder of names used by anonymous tokens (never a tenant id: those are 1 to 256 bytes).
+ANONYMOUS = ""
+#: LiveKit's own CreateRoom may run create_room_attempts (3) x create_room_timeout (10 s) after
+#: the service gave up; the per-name lock outlasts that.
+LOCK_TTL_MS = 40_000
+#: LiveKit accepts a token until about 60 s past its exp.
+LIVEKIT_LEEWAY_MS = 60_000
+#: LiveKit's refreshed tokens are valid for at least 10 minutes.
+REFRESHED_TOKEN_MS = 600_000
+#: A LiveKit event older than this (on the storage's clock) changes nothing: its webhook JWT
+#: lives 5 minutes, so an older one can only be a replay.
+EVENT_MAX_AGE_MS = 300_000
+#: How long an event id is remembered, to drop duplicates.
+EVENT_KEEP_MS = 2 * EVENT_MAX_AGE_MS
+#: The events that say a room is alive, and the one that says it ended.
+ALIVE_EVENTS = ("room_started", "participant_joined", "participant_left")
+FINISHED_EVENT = "room_finished"
+
+
+def owner_metadata(tenant: str) -> str:
+    """Return the room metadata that makes `tenant` the owner (always JSON-encoded); for the
+    anonymous namespace, an object without an owner."""
+    document = {OWNER_KEY: tenant} if tenant != ANONYMOUS else {}
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+
+
+def room_owner(metadata: str) -> str | None:
+    """Return the tenant that owns a room by its metadata, or None when it has no valid owner."""
+    try:
+        document = json.loads(metadata) if metadata else None
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(document, dict):
+        return None
+    owner = document.get(OWNER_KEY)
+    return owner if isinstance(owner, str) and owner else None
+
+
+def holder_of(metadata: str) -> str:
+    """The holder a room's metadata names: its tenant, or ANONYMOUS when it has no valid owner."""
+    return room_owner(metadata) or ANONYMOUS
+
+
+def room_options(settings: Settings) -> dict:
+    """The configured options for rooms the service creates (timeouts, participant limit)."""
+    options = {
+        "empty_timeout": settings.room_empty_timeout,
+        "departure_timeout": settings.room_departure_timeout,
+        "max_participants": settings.room_max_participants,
+    }
+    return {name: value for name, value in options.items() if value is not None}
+
+
+class Ownership:
+    """The ownership rule: the record (`holds`) and LiveKit's word (`rooms`), on the storage's
+    clock. `observe`, when given, is told of LiveKit events (`livekit_event(type, outcome)`)."""
+
+    def __init__(self, settings: Settings, holds, rooms, per_tenant: bool = False,
+                 room_creations=None, observe=None):
+        """Derive the hold and the grace from the settings; `room_creations`, when given, is
+        asked before a room is created (`test_room_create(tenant)`) and told after."""
+        self.settings = settings
+        self.holds = holds
+        self.rooms = rooms
+        self.per_tenant = per_tenant
+        self.room_creations = room_creations
+        self.observe = observe
+        margin_ms = settings.hold_margin * 1000
+        ttl_ms = settings.token_ttl * 1000
+        self.hold_ms = ttl_ms + LIVEKIT_LEEWAY_MS + margin_ms
+        self.grace_ms = max(REFRESHED_TOKEN_MS, ttl_ms) + LIVEKIT_LEEWAY_MS + margin_ms
+        holds.store.quarantine_ms = self.grace_ms
+        self.skew_ms = 0  # the storage's clock minus this instance's, as last read
+
+    def for_token(self, name: str, holder: str, identity: str | None = None,
+                  agents=()) -> tuple[str, bool]:
+        """Make sure `name` is `holder`'s, creating the room if missing (with `agents`
+        dispatched to it, as a join would); return (the room metadata for the token, whether
+        this call created the room), or raise 403 (also for an `identity` removed from it)."""
+        hold = self._claim(name, holder, identity)
+        seen_absent = False
+        if hold.holder != holder:
+            hold = self._take_over(name, hold, holder)
+            seen_absent = True
+        elif hold.removed:
+            self._unlock(name, hold.lock)
+            raise ParticipantRemoved()
+        if not hold.pending:
+            # The name is the holder's and LiveKit's word on it was checked: no other tenant can
+            # get a token for it, and a join re-creates a missing room with the token's owner.
+            return owner_metadata(holder), False
+        return self._create(name, holder, hold, agents, seen_absent)
+
+    def _claim(self, name: str, holder: str, identity: str | None = None) -> Hold:
+        """Claim the name, taking the lock for a pending hold; wait (up to LIVEKIT_TIMEOUT) for
+        another creator's lock, then 503 room_busy. A quarantined name: LiveKit's word."""
+        deadline = time.monotonic() + self.settings.livekit_timeout
+        pause, proved = 0.005, False
+        while True:
+            try:
+                hold = self.holds.claim(name, holder, self.hold_ms, identity, LOCK_TTL_MS,
+                                        not self.per_tenant)
+            except StorageRecovering:
+                if proved:
+                    raise
+                self._prove_during_quarantine(name, holder)
+                proved = True
+                continue
+            self.skew_ms = hold.now - self.holds.clock.shift_ms - int(time.time() * 1000)
+            if hold.holder != holder or not hold.pending or hold.lock is not None:
+                return hold
+            if time.monotonic() >= deadline:
+                raise RoomBusy(retry_after_ms=hold.lock_wait_ms)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    def _prove_during_quarantine(self, name: str, holder: str) -> None:
+        """The store lost its data: a shared name with no record goes to the caller only when
+        LiveKit lists its live room (recorded, then claimed as usual); another owner's room is
+        recorded as theirs, 403; no room, 503 storage_recovering."""
+        room = self.rooms.find_room(name)
+        if room is None:
+            raise StorageRecovering(retry_after_ms=self.grace_ms)
+        owner = holder_of(room.metadata)
+        self.holds.transfer(name, None, owner, self.grace_ms, owner == holder)
+        if owner != holder:
+            raise self._forbidden(name)
+
+    def _take_over(self, name: str, hold: Hold, holder: str) -> Hold:
+        """Another holder has the name: refuse while its hold lasts; once it ran out, ask
+        LiveKit, and pass the name on only after a full grace with the room gone."""
+        if hold.running:
+            raise self._forbidden(name)
+        if self.rooms.find_room(name) is not None:
+            self.holds.keep(name, self.grace_ms, False)
+            raise self._forbidden(name)
+        if not hold.gone:
+            self.holds.mark_gone(name, hold, self.grace_ms)
+            raise self._forbidden(name)
+        if not self.holds.transfer(name, hold, holder, self.hold_ms, True):
+            raise self._forbidden(name)  # the holder got a token meanwhile
+        hold = self._claim(name, holder)
+        if hold.holder != holder:
+            raise self._forbidden(name)
+        return hold
+
+    def _create(self, name: str, holder: str, hold: Hold, agents, seen_absent: bool):
+        """Under the lock: LiveKit's word, then CreateRoom; only the live room's `auth_id` in
+        the answer decides. Verify and unlock in one step."""
+        keep = False  # after a timeout LiveKit may still be creating the room: keep hold and lock
+        try:
+            stored = None
+            if not (self.per_tenant or seen_absent):
+                stored = self._check_livekit_word(name, hold)
+            if self.room_creations is not None and stored is None:
+                self.room_creations.test_room_create(holder)
+            try:
+                room = self.rooms.create_room(self._create_request(name, holder, stored, agents))
+            except (LiveKitTimeout, LiveKitUnavailable) as exc:
+                keep = not isinstance(exc, LiveKitUnreached)
+                raise
+            if holder_of(room.metadata) != holder:
+                self._record_owner(name, holder, holder_of(room.metadata))
+                raise self._forbidden(name)
+            self.holds.verify(name, holder, hold.lock)
+        except BaseException as exc:
+            if not keep:
+                if isinstance(exc, (RoomForbidden, StorageUnavailable)):
+                    self._unlock(name, hold.lock)
+                else:  # refused (429) or LiveKit failed: the claim goes
+                    self.holds.drop(name, hold, hold.lock)
+            raise
+        created = stored is None
+        if created and self.room_creations is not None:
+            self.room_creations.count_room_create(holder)
+        return room.metadata, created
+
+    def _check_livekit_word(self, name: str, hold: Hold):
+        """For a pending hold: a room LiveKit's store lists with another owner (or none) is that
+        owner's; record it and refuse, writing nothing to LiveKit. Return the stored room (the
+        caller's), or None."""
+        stored = self.rooms.find_room(name)
+        if stored is not None and holder_of(stored.metadata) != hold.holder:
+            self._record_owner(name, hold.holder, holder_of(stored.metadata))
+            raise self._forbidden(name)
+        return stored
+
+    def _record_owner(self, name: str, ours: str, owner: str) -> None:
+        """LiveKit says the room is `owner`'s: the record follows while it still names us (a
+        concurrent request of ours may extend the hold between the read and the write)."""
+        for _ in range(10):
+            current = self.holds.get(name)
+            if current is None or current.holder != ours:
+                return
+            if self.holds.transfer(name, current, owner, self.grace_ms, False):
+                return
+
+    def _create_request(self, name: str, holder: str, stored, agents) -> "api.CreateRoomRequest":
+        """The CreateRoom request: the room owned by `holder` with the configured options and
+        the request's agents, or a room LiveKit's store already gives the holder replayed as it
+        is (nothing changes)."""
+        if stored is None:
+            return api.CreateRoomRequest(name=name, metadata=owner_metadata(holder),
+                                         agents=agents, **room_options(self.settings))
+        return api.CreateRoomRequest(
+            name=name,
+            metadata=stored.metadata,
+            empty_timeout=stored.empty_timeout,
+            departure_timeout=stored.departure_timeout,
+            max_participants=stored.max_participants,
+        )
+
+    def _unlock(self, name: str, lock: str | None) -> None:
+        """Release the lock; a storage failure here only leaves it to expire."""
+        if lock is None:
+            return
+        try:
+            self.holds.unlock(name, lock)
+        except Exception:  # already logged by the store; the lock expires by itself
+            pass
+
+    @staticmethod
+    def _forbidden(name: str) -> RoomForbidden:
+        """The 403 for a name that is not the caller's."""
+        return RoomForbidden(f"room {name!r} is not owned by this tenant")
+
+    # The management routes.
+
+    def owned(self, tenant: str, name: str):
+        """404 room_not_found for a name that is not the tenant's (missing and foreign alike):
+        the record's word, else LiveKit's stored room's `auth_id` (recorded then). Return that
+        stored room when LiveKit was asked, else None."""
+        hold = self.holds.get(name)
+        if hold is not None and (hold.holder != tenant or not hold.pending):
+            if hold.holder != tenant:
+                raise RoomNotFound()
+            return None
+        stored = self.rooms.find_room(name)
+        if stored is None or holder_of(stored.metadata) != tenant:
+            raise RoomNotFound()
+        if hold is None:
+            self.holds.transfer(name, None, tenant, self.grace_ms, False)
+        return stored
+
+    def ended(self, tenant: str, name: str) -> None:
+        """The tenant ended its room: the name stays its own for a grace, since the
+        participants it disconnected still hold refreshed tokens."""
+        self.holds.claim(name, tenant, self.grace_ms, shared=not self.per_tenant)
+
+    def remove(self, name: str, identity: str) -> None:
+        """Refuse `identity` tokens for room `name` for a grace (its refreshed tokens' life)."""
+        self.holds.remove(name, identity, self.grace_ms)
+
+    def names_of(self, tenant: str) -> list[str]:
+        """The names the tenant holds."""
+        return self.holds.names_of(tenant)
+
+    # LiveKit's webhooks.
+
+    def on_event(self, event) -> str:
+        """Apply one verified LiveKit event to the record; return what it did ("duplicate",
+        "stale", "ignored", "kept", "finished", "recorded", "removed")."""
+        kind, name = event.event, event.room.name
+        if not name or (kind not in ALIVE_EVENTS and kind != FINISHED_EVENT):
+            return self._observed(kind, "ignored")
+        if event.created_at and self.holds.time_ms() - event.created_at * 1000 > EVENT_MAX_AGE_MS:
+            return self._observed(kind, "stale")
+        if event.id and not self.holds.first_seen(event.id, EVENT_KEEP_MS):
+            return self._observed(kind, "duplicate")
+        hold = self.holds.keep(name, self.grace_ms, kind == FINISHED_EVENT)
+        outcome = "finished" if kind == FINISHED_EVENT else "kept"
+        if hold is None:
+            if kind == FINISHED_EVENT or room_owner(event.room.metadata) is None:
+                return self._observed(kind, "ignored")
+            owner = holder_of(event.room.metadata)
+            self.holds.transfer(name, None, owner, self.grace_ms, False)
+            hold, outcome = self.holds.get(name), "recorded"
+        if kind == "participant_joined" and hold is not None:
+            if self._remove_intruder(name, hold.holder, event.participant):
+                outcome = "removed"
+        return self._observed(kind, outcome)
+
+    def _remove_intruder(self, name: str, holder: str, participant) -> bool:
+        """A participant that joined a held room with another tenant's `tokensvc.tenant`
+        attribute, or an identity removed from the room: remove it now. Participants without
+        the attribute (agents, egress, tokens the operator minted) are left alone."""
+        tenant = participant.attributes.get(TENANT_ATTRIBUTE)
+        foreign = tenant is not None and tenant != holder
+        if not foreign and not self.holds.removed(name, participant.identity):
+            return False
+        if foreign:
+            log.warning("removing a participant of another tenant from room %r (joined with a "
+                        "token minted for another holder)", name)
+            self._observed("participant_joined", "foreign_removed")
+        try:
+            self.rooms.remove_participant(name, participant.identity)
+        except LiveKitNotFound:
+            pass  # it left meanwhile
+        return True
+
+    def _observed(self, kind: str, outcome: str) -> str:
+        """Tell the observer of an event's outcome; return the outcome."""
+        if self.observe is not None:
+            self.observe.livekit_event(kind, outcome)
+        return outcome
+
+    # Clocks.
+
+    def clock_skew_ms(self) -> int:
+        """Measure this instance's clock against the storage's now: storage minus instance, ms
+        (half the round trip taken off)."""
+        before = time.time()
+        storage = self.holds.time_ms()
+        after = time.time()
+        self.skew_ms = storage - int((before + after) * 500)
+        return self.skew_ms

@@ -75,6 +75,14 @@ def storage_url(tmp_path):
     return f"sqlite:///{tmp_path}/holds.sqlite3"
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def backend(request, storage_url):
+    """A STORAGE_URL on each backend: this test's SQLite file, or a fresh redis-server."""
+    if request.param == "sqlite":
+        return storage_url
+    return request.getfixturevalue("redis_server").url
+
+
 @pytest.fixture
 def make_app(livekit, storage_url):
     """Build apps wired to the emulator; extra settings override the defaults: a tenant key with

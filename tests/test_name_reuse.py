@@ -35,14 +35,6 @@ def hold_of_store(app):
     return service_state(app).issuer.ownership.holds
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def backend(request, storage_url):
-    """STORAGE_URL on each backend: this test's SQLite file, or a fresh redis-server."""
-    if request.param == "sqlite":
-        return storage_url
-    return request.getfixturevalue("redis_server").url
-
-
 def hold_of(app, room: str = ROOM):
     """The hold the service recorded for `room`."""
     return hold_of_store(app).get(room)

@@ -1,7 +1,11 @@
 """Keys, tenant tokens and checks of minted tokens, shared by the tests, the soak and the bench."""
 
 import asyncio
+import base64
+import hashlib
+import json
 import re
+import secrets
 import time
 
 import jwt
@@ -97,3 +101,20 @@ def audit_token(token: str, room: str, identity: str, ttl: int, livekit) -> dict
 
     assert asyncio.run(try_server_api()) == 4
     return raw
+
+
+def signed_webhook(kind: str, room: str, metadata: str = "", event_id: str | None = None,
+                   age: int = 0, participant: dict | None = None) -> tuple[str, dict]:
+    """(body, headers) of a LiveKit webhook event signed as LiveKit signs it: `kind` for `room`,
+    created `age` seconds ago, with a fresh id unless one is given."""
+    event = {"event": kind, "id": event_id or "EV_" + secrets.token_hex(6),
+             "createdAt": str(int(time.time()) - age),
+             "room": {"name": room, "metadata": metadata}}
+    if participant is not None:
+        event["participant"] = participant
+    body = json.dumps(event)
+    digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+    now = int(time.time())
+    auth = jwt.encode({"iss": LIVEKIT_KEY, "sha256": digest, "nbf": now - 10, "exp": now + 300},
+                      LIVEKIT_SECRET)
+    return body, {"Content-Type": "application/webhook+json", "Authorization": auth}

@@ -117,6 +117,7 @@ METHODS = {
     "ListRooms": Method(room_pb.ListRoomsRequest, "roomList"),
     "UpdateRoomMetadata": Method(room_pb.UpdateRoomMetadataRequest, "roomAdmin"),
     "ListParticipants": Method(room_pb.ListParticipantsRequest, "roomAdmin"),
+    "RemoveParticipant": Method(room_pb.RoomParticipantIdentity, "roomAdmin"),
 }
 
 
@@ -440,6 +441,11 @@ class LiveKitEmulator:
         if request.room not in self.store:
             raise TwirpError("not_found", "requested room does not exist")
         return room_pb.ListParticipantsResponse()
+
+    def _remove_participant(self, request):
+        """RemoveParticipant: nobody can join the emulator, so no participant is ever found."""
+        self._live_room(request.room)
+        raise TwirpError("not_found", "participant not found")
 
     def _update_room_metadata(self, request) -> models.Room:
         """UpdateRoomMetadata: replace the live room's metadata; the store follows on change."""

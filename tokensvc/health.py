@@ -71,22 +71,25 @@ class Readiness:
         return problem
 
     def _check(self):
-        """Settings present, one ListRooms call; with the ownership record, one storage read,
-        a storage that may not forget (Redis's eviction policy) and this instance's clock within
-        CLOCK_SKEW_MAX of the storage's. A failure becomes its code and message."""
+        """Settings present; with the ownership record, one storage read, a storage that will not
+        forget (Redis's eviction policy) and this instance's clock within CLOCK_SKEW_MAX of the
+        storage's (first: a skewed clock is also why LiveKit would refuse the service's calls);
+        then one ListRooms call. A failure becomes its code and message."""
         try:
-            self.issuer.require_livekit().find_room(PROBE_ROOM)
+            rooms = self.issuer.require_livekit()
             ownership = self.issuer.ownership
-            if ownership is None:
-                return None
-            holds = ownership.holds
-            holds.get(PROBE_ROOM)
-            problem = holds.durability_problem()
-            if problem:
-                return ("storage_unavailable", problem)
-            return self._clock_problem(ownership)
+            if ownership is not None:
+                ownership.holds.get(PROBE_ROOM)
+                problem = ownership.holds.durability_problem()
+                if problem:
+                    return ("storage_unavailable", problem)
+                problem = self._clock_problem(ownership)
+                if problem:
+                    return problem
+            rooms.find_room(PROBE_ROOM)
         except ApiError as error:
             return (error.error_code, error.description)
+        return None
 
     def _clock_problem(self, ownership):
         """(code, message) when this instance's clock is off the storage's by more than

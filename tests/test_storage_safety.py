@@ -1,0 +1,115 @@
+"""A storage that forgets and clocks that disagree cannot hand a held name to another tenant:
+a store that lost its data quarantines shared names for one grace, and an instance whose clock
+is off decides every deadline on the storage's clock and says it is not ready."""
+
+import logging
+import re
+import shutil
+import time
+
+import pytest
+
+from support.processes import GunicornProcess, gunicorn_env
+from tokensvc.context import service_state
+from tokensvc.testing.processes import find_free_port
+
+ROOM = "quarantined"
+FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+def record(app):
+    """The app's ownership rule."""
+    return service_state(app).issuer.ownership
+
+
+def losses_counted(client) -> float:
+    """tokensvc_storage_losses_total as /metrics shows it."""
+    text = client.get("/metrics").get_data(as_text=True)
+    return float(re.search(r"^tokensvc_storage_losses_total ([0-9.]+)$", text, re.M).group(1))
+
+
+@pytest.mark.parametrize("loss", ["flushall", "restart-without-persistence"])
+def test_a_lost_redis_quarantines_shared_names_for_a_grace(make_app, tenants, livekit,
+                                                           redis_server, caplog, loss):
+    """Two instances on one Redis; the store loses everything while they run. For one grace a
+    shared name without a record goes to nobody (503 storage_recovering, Retry-After) unless
+    LiveKit lists the caller's live room (200 for its owner, 403 for another); per-tenant names
+    are not affected; a warning and the metric say so; after the grace, names are free."""
+    first = make_app(STORAGE_URL=redis_server.url, METRICS_ENABLED="true")
+    second = make_app(STORAGE_URL=redis_server.url, METRICS_ENABLED="true")
+    one, two = first.test_client(), second.test_client()
+    assert tenants.ask(one, "acme", room=ROOM).status_code == 200
+    assert tenants.ask(two, "acme", room="live-room").status_code == 200
+    livekit.close_room(ROOM)
+    losses = losses_counted(two)
+    if loss == "flushall":
+        import redis
+
+        redis.Redis.from_url(redis_server.url).flushall()
+    else:
+        redis_server.restart()
+    caplog.clear()
+    refused = tenants.ask(two, "globex", room=ROOM)
+    assert (refused.status_code, refused.json["code"]) == (503, "storage_recovering")
+    grace_s = record(second).grace_ms // 1000
+    assert grace_s - 2 <= int(refused.headers["Retry-After"]) <= grace_s
+    assert tenants.ask(one, "acme", room=ROOM).status_code == 503  # no live room to prove it
+    assert tenants.ask(one, "globex", room="live-room").status_code == 403
+    assert tenants.ask(one, "acme", room="live-room").status_code == 200
+    lost = [r for r in caplog.records if "lost its data" in r.getMessage()]
+    assert lost and all(r.levelno == logging.WARNING for r in lost)
+    assert losses_counted(two) > losses
+    for app in (first, second):
+        record(app).holds.clock.advance(record(app).grace_ms + 1000)
+    assert tenants.ask(two, "globex", room=ROOM).status_code == 200
+
+
+def test_per_tenant_names_are_immune_to_a_lost_store(make_app, tenants, livekit, redis_server):
+    """ROOM_NAMES=per-tenant: no tenant can produce another's LiveKit name, so a lost store
+    quarantines nothing."""
+    app = make_app(STORAGE_URL=redis_server.url, ROOM_NAMES="per-tenant")
+    client = app.test_client()
+    assert tenants.ask(client, "acme", room=ROOM).status_code == 200
+    redis_server.restart()
+    assert tenants.ask(client, "acme", room=ROOM).status_code == 200
+    assert tenants.ask(client, "globex", room=ROOM).status_code == 200
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("offset", ["+30s", "+12m", "-12m"])
+def test_a_skewed_instance_decides_on_the_storages_clock_and_is_not_ready(
+        livekit, redis_server, tenants, offset):
+    """Two instances on one Redis, the second's clock moved by libfaketime. A hold made through
+    the first is still running for the second (globex 403, no LiveKit call, the hold unchanged);
+    the second's /readyz is 503 clock_skew while the first's is ready."""
+    if shutil.which("faketime") is None:
+        pytest.fail("libfaketime is not installed (make test installs Debian's faketime)")
+    env = gunicorn_env(livekit, STORAGE_URL=redis_server.url, WEB_CONCURRENCY="1")
+    right = GunicornProcess(env, find_free_port())
+    skewed = GunicornProcess({**env, "LD_PRELOAD": FAKETIME, "FAKETIME": offset,
+                              "FAKETIME_DONT_FAKE_MONOTONIC": "1", "FAKETIME_NO_CACHE": "1"},
+                             find_free_port())
+    try:
+        status, _, _ = right.post("/livekit/token", {"room_name": ROOM, "participant_name": "A",
+                                                     "participant_identity": "a"},
+                                  tenants.headers("acme"))
+        assert status == 200
+        livekit.close_room(ROOM)
+        livekit.calls.clear()
+        status, body, _ = skewed.post("/livekit/token", {"room_name": ROOM,
+                                                         "participant_name": "B",
+                                                         "participant_identity": "b"},
+                                      tenants.headers("globex", ttl=7200,
+                                                      iat=int(time.time()) - 3600))
+        assert (status, body["code"]) == (403, "room_forbidden")
+        assert livekit.calls == {}
+        import redis
+
+        hold = redis.Redis.from_url(redis_server.url).hgetall(f"tokensvc:hold:{ROOM}")
+        assert (hold[b"holder"], hold[b"gone"]) == (b"acme", b"0")
+        ready, body, _ = skewed.get("/readyz")
+        assert (ready, body["code"]) == (503, "clock_skew")
+        assert right.get("/readyz")[0] == 200
+    finally:
+        right.close()
+        skewed.close()

@@ -35,11 +35,13 @@ token: install
 livekit-server:
 	@scripts/livekit-server
 
-# The browser test needs Debian's chromium, the rate-limit tests Debian's redis-server; install
+# The browser test needs Debian's chromium, the storage and rate-limit tests Debian's
+# redis-server, the clock-skew test Debian's faketime (libfaketime); install
 # what is missing when we may (CI runs as root).
 system-packages:
 	@missing=""; command -v chromium >/dev/null || missing="chromium chromium-driver"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v faketime >/dev/null || missing="$$missing faketime"; \
 	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } || \
 	  echo "not installed: $$missing (their tests will be skipped)"

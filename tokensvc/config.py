@@ -78,6 +78,8 @@ class Settings:
     auth_jwks_max_age: float = setting(lambda v, k, d: _number(v, k, d, float, 0.001), 300.0)
     auth_tenant_claim: str = setting(lambda v, k, d: _text(v, k) or d, "sub")
     auth_roles_claim: str = setting(lambda v, k, d: _text(v, k) or d, "roles")
+    auth_scopes_claim: str = setting(lambda v, k, d: _text(v, k) or d, "scope")
+    auth_identity_claim: str | None = setting(lambda v, k, d: _text(v, k))
     role_presets: dict = field(default_factory=lambda: load_presets(None),
                                metadata={"parse": lambda v, k, d: _role_presets(v, k)})
     agent_names_allowed: tuple[str, ...] | None = setting(lambda v, k, d: _words(v, k) or None)
@@ -344,3 +346,4 @@ def _check_auth(settings: Settings) -> None:
     unknown = [alg for alg in settings.auth_jwt_algorithms if alg not in known]
     if unknown:
         raise ConfigError(f"AUTH_JWT_ALGORITHMS: unsupported algorithm(s) {', '.join(unknown)}")
+

@@ -386,3 +386,37 @@ def test_a_bound_end_user_cannot_mint_the_hosts_identity(scoped_app, tenants, li
                           headers=tenants.headers("acme", scope="tokens:create"))
     assert backend.status_code == 200
     assert verify_token(backend.json["token"])[0].identity == "host"
+
+
+@pytest.mark.slow
+@pytest.mark.livekit_server("livekit-server")
+@pytest.mark.usefixtures("media_network")
+def test_partial_permission_changes_keep_the_other_grants(scoped_app, tenants, livekit, call):
+    """Revoking can_publish alone keeps can_subscribe and can_publish_data: bob still hears
+    alice; giving it back alone keeps them too, and bob publishes again. A bound end user
+    without participants:write may change its own grants within its roles, not another's."""
+    client = scoped_app.test_client()
+    join(client, tenants, call, "alice")
+    join(client, tenants, call, "bob")
+    call.publish("alice")
+    assert call.wait_for(lambda: call.frames["bob"] > 20)
+    backend = tenants.headers("acme")
+    base = {"room_name": ROOM, "participant_identity": "bob"}
+    revoked = client.post("/livekit/participant/permissions", json={**base, "can_publish": False},
+                          headers=backend).json["permission"]
+    assert (revoked["can_publish"], revoked["can_subscribe"], revoked["can_publish_data"]) == (
+        False, True, True)
+    heard = call.frames["bob"]
+    assert call.wait_for(lambda: call.frames["bob"] > heard + 50), "bob stopped hearing alice"
+    with pytest.raises(Exception):
+        call.publish("bob")
+    bob = tenants.headers("acme", roles=["viewer", "speaker"], **{IDENTITY_CLAIM: "bob"})
+    other = client.post("/livekit/participant/permissions",
+                        json={**base, "participant_identity": "alice", "can_publish": False},
+                        headers=bob)
+    assert (other.status_code, other.json["code"]) == (403, "identity_forbidden")
+    restored = client.post("/livekit/participant/permissions", json={**base, "can_publish": True},
+                           headers=bob).json["permission"]
+    assert (restored["can_publish"], restored["can_subscribe"], restored["can_publish_data"]) == (
+        True, True, True)
+    assert call.publish("bob").startswith("TR_")

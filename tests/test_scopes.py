@@ -265,6 +265,92 @@ def test_the_documented_scopes_are_the_declared_ones():
     assert {scope: (meaning, routes) for scope, meaning, routes in rows} == declared
 
 
+# CORS: the service's headers only on its own routes, with its own options only.
+
+ALLOWED_ORIGIN, OTHER_ORIGIN = "https://app.example", "https://evil.example"
+
+
+def cors_headers(response) -> dict:
+    """The response's Access-Control-* headers."""
+    return {name: value for name, value in response.headers.items()
+            if name.lower().startswith("access-control-")}
+
+
+@pytest.fixture(params=[None, "/rtc"], ids=["no-prefix", "prefix"])
+def host_with_cors_keys(request, livekit, storage_url):
+    """Build a host app with CORS_* keys of its own (meant for flask-cors on its routes, were
+    it to use it) and a secret route, the service embedded with or without a prefix."""
+    apps = []
+
+    def build(**settings):
+        app = Flask("host")
+        app.config.update(
+            LIVEKIT_URL=livekit.ws_url, LIVEKIT_API_KEY=LIVEKIT_KEY,
+            LIVEKIT_API_SECRET=LIVEKIT_SECRET, AUTH_JWT_SECRET=TENANT_SECRET,
+            STORAGE_URL=storage_url, CORS_ALLOWED_ORIGINS=ALLOWED_ORIGIN,
+            CORS_ORIGINS="*", CORS_SUPPORTS_CREDENTIALS=True, CORS_ALLOW_HEADERS="X-Host-Secret",
+            CORS_EXPOSE_HEADERS="X-Host-Secret", CORS_MAX_AGE=99999, CORS_RESOURCES=r"/*",
+            CORS_ALLOW_PRIVATE_NETWORK=True, CORS_SEND_WILDCARD=True, **settings)
+        app.add_url_rule("/account/secrets", "secrets", lambda: {"secret": "s3cr3t"},
+                         methods=["GET", "POST"])
+        app.add_url_rule("/livekit-admin/secrets", "lookalike", lambda: {"secret": "s3cr3t"})
+        TokenService(app, url_prefix=request.param)
+        apps.append(app)
+        return app, request.param or ""
+
+    yield build
+    for app in apps:
+        service_state(app).close()
+
+
+@pytest.mark.parametrize("path", ["/account/secrets", "/livekit-admin/secrets", "/healthzz",
+                                  "/no-such-page"])
+def test_the_hosts_routes_get_no_cors_headers(host_with_cors_keys, path):
+    """The host's own routes (and its 404s) never answer with the service's CORS headers, for
+    any origin, on a request or a preflight."""
+    host, _ = host_with_cors_keys()
+    client = host.test_client()
+    for origin in (ALLOWED_ORIGIN, OTHER_ORIGIN):
+        assert cors_headers(client.get(path, headers={"Origin": origin})) == {}
+        preflight = client.options(path, headers={
+            "Origin": origin, "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization"})
+        assert cors_headers(preflight) == {}
+
+
+@pytest.mark.parametrize("credentials", [None, "true"])
+def test_the_services_routes_use_only_the_services_options(host_with_cors_keys, tenants,
+                                                           credentials):
+    """On the service's routes: its origins only (not the host's `*`), its headers, max-age
+    and no private-network grant; credentials only when CORS_ALLOW_CREDENTIALS says so."""
+    host, prefix = host_with_cors_keys(CORS_ALLOW_CREDENTIALS=credentials)
+    client = host.test_client()
+    response = client.post(prefix + "/livekit/token", json=BODY, headers={
+        "Origin": ALLOWED_ORIGIN, **tenants.headers("acme")})
+    assert response.status_code == 200
+    granted = cors_headers(response)
+    assert granted["Access-Control-Allow-Origin"] == ALLOWED_ORIGIN
+    assert granted["Access-Control-Expose-Headers"] == "X-Request-ID"
+    assert granted.get("Access-Control-Allow-Credentials") == ("true" if credentials else None)
+    preflight = cors_headers(client.options(prefix + "/livekit/token", headers={
+        "Origin": ALLOWED_ORIGIN, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, x-host-secret",
+        "Access-Control-Request-Private-Network": "true"}))
+    assert preflight["Access-Control-Max-Age"] == "600"
+    assert "x-host-secret" not in preflight.get("Access-Control-Allow-Headers", "").lower()
+    assert preflight.get("Access-Control-Allow-Private-Network", "false") == "false"
+    assert cors_headers(client.get(prefix + "/healthz", headers={"Origin": ALLOWED_ORIGIN}))[
+        "Access-Control-Allow-Origin"] == ALLOWED_ORIGIN
+    assert "Access-Control-Allow-Origin" not in cors_headers(client.post(
+        prefix + "/livekit/token", json=BODY, headers={"Origin": OTHER_ORIGIN}))
+
+
+def test_credentials_for_every_origin_stop_start_up(make_app):
+    """CORS_ALLOW_CREDENTIALS with CORS_ALLOWED_ORIGINS=*: refused at start-up, naming it."""
+    with pytest.raises(ConfigError, match="CORS_ALLOW_CREDENTIALS"):
+        make_app(CORS_ALLOWED_ORIGINS="*", CORS_ALLOW_CREDENTIALS="true")
+
+
 # The findings, on the real server with real participants.
 
 @pytest.fixture

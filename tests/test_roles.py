@@ -105,10 +105,11 @@ def test_unusable_role_presets_stop_start_up(make_app, presets, message):
 
 
 def test_permissions_route_is_capped_by_the_roles_claim(client, tenants, livekit):
-    """Promoting someone to a role the bearer's roles claim does not allow: 403, no call."""
+    """Promoting someone to a role the bearer's roles claim does not allow: 403, no call (the
+    bearer has participants:write, which a roles claim alone does not give)."""
     response = client.post("/livekit/participant/permissions", json={
         "room_name": "roles-room", "participant_identity": "bob", "role": "speaker"},
-        headers=tenants.headers("acme", roles=["viewer"]))
+        headers=tenants.headers("acme", roles=["viewer"], scope="participants:write"))
     assert (response.status_code, response.json["code"]) == (403, "role_forbidden")
     assert livekit.call_count() == 0
 

@@ -1,8 +1,11 @@
-"""Tenant authentication: verify the caller's bearer JWT and put its tenant on `g.tenant`."""
+"""Tenant authentication: verify the caller's bearer JWT and put its tenant on `g.tenant`; and
+what the bearer may do within its tenant (scopes, roles, a bound identity), checked before
+anything reaches LiveKit or the storage."""
 
 import logging
 import re
 import unicodedata
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import click
@@ -14,22 +17,28 @@ from flask.cli import with_appcontext
 
 from .config import HMAC_ALGORITHMS, PUBLIC_KEY_ALGORITHMS, ConfigError, Settings
 from .context import service_state
-from .errors import Unauthorized
+from .errors import IdentityForbidden, RoleForbidden, ScopeForbidden, Unauthorized
 from .jwks import JwksKeys
+from .roles import grants_beyond
+from .scopes import OWN_IDENTITY_SCOPES, PARTICIPANTS_WRITE, granted_scopes, scope_of
 
 log = logging.getLogger(__name__)
 
 #: Routes that authenticate otherwise (LiveKit's webhook signs its own requests).
 OPEN_ENDPOINTS = {"tokensvc.api.livekit_webhook"}
+#: The blueprint whose routes need a scope (scopes.ROUTE_SCOPES, by view name).
+SCOPED_BLUEPRINT = "tokensvc.api"
 BEARER = re.compile(r"Bearer +([^\s]+)", re.IGNORECASE)
 MAX_TENANT_BYTES = 256
+MAX_IDENTITY_BYTES = 256
 RSA_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
 EC_ALGORITHMS_BY_CURVE = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 
 
 def load_tenant():
-    """Before each request: verify the bearer token, if any, and set `g.tenant` (None: anonymous)."""
-    g.tenant, g.roles = None, None
+    """Before each request: verify the bearer token, if any, and set `g.tenant` (None:
+    anonymous), `g.roles`, `g.scopes` and `g.identity` (see `Bearer`)."""
+    g.tenant, g.roles, g.scopes, g.identity = None, None, None, None
     if request.method == "OPTIONS" or request.endpoint in OPEN_ENDPOINTS:
         return
     settings = service_state().settings
@@ -44,7 +53,64 @@ def load_tenant():
     verifier = service_state().verifier
     if verifier is None:
         raise Unauthorized("this service has no key to verify bearer tokens with")
-    g.tenant, g.roles = verifier.identify(match.group(1))
+    bearer = verifier.identify(match.group(1))
+    g.tenant, g.roles, g.scopes, g.identity = (bearer.tenant, bearer.roles, bearer.scopes,
+                                               bearer.identity)
+
+
+def check_scope():
+    """Before each request, after `load_tenant`: 403 scope_forbidden when a tenant's bearer
+    lacks the scope its route needs. A bearer bound to an identity passes on to the route
+    without `participants:write`, which then lets it act on its own identity only
+    (`check_target`). Anonymous requests are left to the routes (the token route serves them
+    as before; the management routes answer 401)."""
+    if g.tenant is None or request.blueprint != SCOPED_BLUEPRINT:
+        return
+    if request.endpoint in OPEN_ENDPOINTS or request.method == "OPTIONS":
+        return
+    needed = scope_of(request.endpoint.rpartition(".")[2])
+    if needed in g.scopes or (needed in OWN_IDENTITY_SCOPES and g.identity is not None):
+        return
+    raise ScopeForbidden(needed)
+
+
+def check_identity(identity: str) -> None:
+    """The token route: a bearer bound to an identity mints only that identity (403
+    identity_forbidden)."""
+    if g.identity is not None and identity != g.identity:
+        raise IdentityForbidden("the bearer token is bound to another participant identity")
+
+
+def check_target(identity: str) -> None:
+    """Removal, mute, permissions: without `participants:write` a bearer (then one bound to an
+    identity: `check_scope` refused the others) may act only on its own identity (403
+    identity_forbidden)."""
+    if g.tenant is None or PARTICIPANTS_WRITE in g.scopes:
+        return
+    if identity != g.identity:
+        raise IdentityForbidden("the bearer token may act only on its own participant identity "
+                                f"without the scope {PARTICIPANTS_WRITE!r}")
+
+
+def check_grants(grants: dict, presets: dict) -> None:
+    """Explicit grants (ParticipantPermission fields) never exceed the union of the grants of
+    the roles the bearer's roles claim allows (403 role_forbidden naming them)."""
+    if g.roles is None:
+        return
+    beyond = grants_beyond(grants, presets, g.roles)
+    if beyond:
+        raise RoleForbidden(f"the bearer token's roles do not grant {', '.join(beyond)}")
+
+
+@dataclass(frozen=True)
+class Bearer:
+    """What a verified tenant JWT says: its tenant; the roles it allows (None: every role); the
+    scopes it has; the participant identity it is bound to (None: any)."""
+
+    tenant: str
+    roles: tuple | None
+    scopes: frozenset
+    identity: str | None
 
 
 class TenantVerifier:
@@ -77,14 +143,16 @@ class TenantVerifier:
         self.leeway = settings.auth_jwt_leeway
         self.tenant_claim = settings.auth_tenant_claim
         self.roles_claim = settings.auth_roles_claim
+        self.scopes_claim = settings.auth_scopes_claim
+        self.identity_claim = settings.auth_identity_claim
 
     def tenant(self, token: str) -> str:
         """Return the tenant id of a valid token, or raise Unauthorized saying what is wrong."""
-        return self.identify(token)[0]
+        return self.identify(token).tenant
 
-    def identify(self, token: str) -> tuple[str, tuple | None]:
-        """Return (tenant id, the roles the token allows, or None when it names none) of a
-        valid token, or raise Unauthorized saying what is wrong."""
+    def identify(self, token: str) -> Bearer:
+        """Return what a valid token says (`Bearer`), or raise Unauthorized saying what is
+        wrong."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
@@ -94,7 +162,9 @@ class TenantVerifier:
             raise Unauthorized("the bearer token's algorithm is not accepted")
         key = self._key_for(algorithm, header.get("kid"))
         claims = self._decode(token, key, algorithm)
-        return self._tenant_of(claims), self._roles_of(claims)
+        roles = self._roles_of(claims)
+        return Bearer(self._tenant_of(claims), roles, self._scopes_of(claims, roles is not None),
+                      self._identity_of(claims))
 
     def _roles_of(self, claims: dict) -> tuple | None:
         """The role names the token allows (the roles claim), or None without the claim."""
@@ -105,6 +175,27 @@ class TenantVerifier:
             raise Unauthorized(f"the bearer token's roles claim {self.roles_claim!r} is not a "
                                f"list of role names")
         return tuple(roles)
+
+    def _scopes_of(self, claims: dict, has_roles: bool) -> frozenset:
+        """The scopes the token has (scopes.granted_scopes), or 401 naming a malformed claim."""
+        try:
+            return granted_scopes(claims.get(self.scopes_claim), self.scopes_claim in claims,
+                                  has_roles)
+        except ValueError as exc:
+            raise Unauthorized(f"the bearer token's scopes claim {self.scopes_claim!r} {exc}")
+
+    def _identity_of(self, claims: dict) -> str | None:
+        """The participant identity the token is bound to (compared exactly, never normalised),
+        or None when AUTH_IDENTITY_CLAIM is unset or the token does not carry it."""
+        if self.identity_claim is None or self.identity_claim not in claims:
+            return None
+        identity = claims[self.identity_claim]
+        if not isinstance(identity, str) or not identity.strip() or len(
+                identity.encode("utf-8", "surrogatepass")) > MAX_IDENTITY_BYTES:
+            raise Unauthorized(f"the bearer token's identity claim {self.identity_claim!r} is not "
+                               f"a participant identity (a string of 1 to {MAX_IDENTITY_BYTES} "
+                               f"bytes)")
+        return identity
 
     def _key_for(self, algorithm: str, kid):
         """Return the key that verifies `algorithm`: never a public key for an HMAC token. With

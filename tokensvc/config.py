@@ -81,6 +81,8 @@ class Settings:
     auth_jwks_max_age: float = setting(lambda v, k, d: _number(v, k, d, float, 0.001), 300.0)
     auth_tenant_claim: str = setting(lambda v, k, d: _text(v, k) or d, "sub")
     auth_roles_claim: str = setting(lambda v, k, d: _text(v, k) or d, "roles")
+    auth_scopes_claim: str = setting(lambda v, k, d: _text(v, k) or d, "scope")
+    auth_identity_claim: str | None = setting(lambda v, k, d: _text(v, k))
     role_presets: dict = field(default_factory=lambda: load_presets(None),
                                metadata={"parse": lambda v, k, d: _role_presets(v, k)})
     agent_names_allowed: tuple[str, ...] | None = setting(lambda v, k, d: _words(v, k) or None)
@@ -88,6 +90,7 @@ class Settings:
     room_names: str = setting(lambda v, k, d: _choice(v, k, ("shared", "per-tenant"), d),
                               "shared")
     cors_allowed_origins: tuple[str, ...] = setting(lambda v, k, d: _origins(v, k), ())
+    cors_allow_credentials: bool = setting(lambda v, k, d: _flag(v, k, d), False)
     log_format: str = setting(lambda v, k, d: _choice(v, k, LOG_FORMATS, d), "json")
     log_level: str = setting(lambda v, k, d: _choice(v, k, LOG_LEVELS, d), "INFO")
     proxy_fix: int = setting(lambda v, k, d: _number(v, k, d, int, 0), 0)
@@ -160,6 +163,7 @@ def load_settings(config) -> Settings:
     values = _resolve_files(config)
     settings = Settings(**_parsed(Settings, values))
     _check_auth(settings)
+    _check_cors(settings)
     return settings
 
 
@@ -347,3 +351,11 @@ def _check_auth(settings: Settings) -> None:
     unknown = [alg for alg in settings.auth_jwt_algorithms if alg not in known]
     if unknown:
         raise ConfigError(f"AUTH_JWT_ALGORITHMS: unsupported algorithm(s) {', '.join(unknown)}")
+
+
+def _check_cors(settings: Settings) -> None:
+    """Refuse credentials for every origin: browsers ignore `*` with credentials, and echoing
+    any origin with them would hand every site the user's cookies for the service."""
+    if settings.cors_allow_credentials and settings.cors_allowed_origins == ("*",):
+        raise ConfigError("CORS_ALLOW_CREDENTIALS: needs CORS_ALLOWED_ORIGINS to list origins, "
+                          "not '*'")

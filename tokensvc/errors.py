@@ -168,6 +168,26 @@ class RoleForbidden(ApiError):
     description = "the bearer token does not allow this role"
 
 
+class ScopeForbidden(ApiError):
+    """The bearer's scopes claim does not include the scope the route needs."""
+
+    code = 403
+    error_code = "scope_forbidden"
+    description = "the bearer token does not allow this"
+
+    def __init__(self, scope: str):
+        """Name the missing scope in the message and in `scope`."""
+        super().__init__(f"the bearer token lacks the scope {scope!r}", scope=scope)
+
+
+class IdentityForbidden(ApiError):
+    """The bearer is bound to another participant identity."""
+
+    code = 403
+    error_code = "identity_forbidden"
+    description = "the bearer token is bound to another identity"
+
+
 class ParticipantRemoved(ApiError):
     """The identity was removed from the room and may not get a token for it yet."""
 

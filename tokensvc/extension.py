@@ -3,6 +3,7 @@ one parent blueprint, "tokensvc", with every route of the service nested in it."
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -147,15 +148,7 @@ class TokenService:
         app.register_blueprint(service_bp, url_prefix=prefix or None)
         app.cli.add_command(tenant_token_command)
         if settings.cors_allowed_origins:
-            CORS(
-                app,
-                resources={prefix + "/*": {}},
-                origins=list(settings.cors_allowed_origins),
-                allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-                expose_headers=["X-Request-ID"],
-                methods=["GET", "HEAD", "POST", "DELETE", "OPTIONS"],
-                max_age=600,
-            )
+            CORS(app, **cors_options(settings, _own_paths_pattern(app, prefix)))
         return state
 
 
@@ -170,6 +163,37 @@ def _refuse_a_forgetful_storage(holds) -> None:
         return
     if problem:
         raise ConfigError(f"STORAGE_URL: {problem}")
+
+
+def cors_options(settings: Settings, own_paths: re.Pattern) -> dict:
+    """Every flask-cors option, each given explicitly: flask-cors fills any option left out
+    from the app's `CORS_*` keys, which belong to the host when the service is embedded.
+    Resources: the service's own paths only; credentials only when CORS_ALLOW_CREDENTIALS."""
+    return {
+        "resources": {own_paths: {}},
+        "origins": list(settings.cors_allowed_origins),
+        "methods": ["GET", "HEAD", "POST", "DELETE", "OPTIONS"],
+        "allow_headers": ["Authorization", "Content-Type", "X-Request-ID"],
+        "expose_headers": ["X-Request-ID"],
+        "supports_credentials": settings.cors_allow_credentials,
+        "max_age": 600,
+        "send_wildcard": False,
+        "automatic_options": True,
+        "vary_header": True,
+        "intercept_exceptions": True,
+        "always_send": True,
+        "allow_private_network": False,
+    }
+
+
+def _own_paths_pattern(app: Flask, prefix: str) -> re.Pattern:
+    """The service's own paths, and nothing of the host's: everything under its `/livekit/`,
+    and each of its other routes exactly (/healthz, /readyz, /openapi.json, /metrics)."""
+    exact = sorted(rule.rule.removeprefix(prefix) for rule in app.url_map.iter_rules()
+                   if rule.endpoint.startswith("tokensvc.") and not rule.arguments
+                   and not rule.rule.startswith(prefix + "/livekit/"))
+    alternatives = "|".join([re.escape("/livekit/") + ".*", *map(re.escape, exact)])
+    return re.compile(re.escape(prefix) + f"(?:{alternatives})\\Z", re.DOTALL)
 
 
 def _warn_if_anonymous(settings: Settings) -> None:

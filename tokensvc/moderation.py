@@ -93,10 +93,17 @@ class Moderator:
             raise TrackNotFound() from None
 
     def set_permissions(self, tenant: str, name: str, identity: str, grants: dict):
-        """Change a connected participant's permissions live; return the participant."""
-        self.participant(tenant, name, identity)
-        sources = [SOURCES[source] for source in grants.pop("can_publish_sources", None) or ()]
-        permission = models.ParticipantPermission(can_publish_sources=sources, **grants)
+        """Change the named grants of a connected participant live, keeping the others as it
+        has them (UpdateParticipant replaces the whole permission, so read, change, write);
+        return the participant."""
+        permission = models.ParticipantPermission()
+        permission.CopyFrom(self.participant(tenant, name, identity).permission)
+        for grant, value in grants.items():
+            if grant == "can_publish_sources":
+                del permission.can_publish_sources[:]
+                permission.can_publish_sources.extend(SOURCES[source] for source in value)
+            else:
+                setattr(permission, grant, value)
         try:
             return self.rooms.update_permission(name, identity, permission)
         except LiveKitNotFound:

@@ -6,6 +6,7 @@ from flask import Blueprint, request
 
 from .context import service_state
 from .errors import MANAGEMENT, TOKEN, error_table
+from .scopes import SCOPES, scope_of
 from .schemas import (
     ErrorSchema,
     MuteSchema,
@@ -78,16 +79,16 @@ def build_spec(prefix: str, auth_required: bool) -> APISpec:
                          ("Participant", ParticipantSchema), ("MuteRequest", MuteSchema),
                          ("PermissionsRequest", PermissionsSchema)):
         spec.components.schema(name, schema=schema)
-    spec.components.security_scheme(
-        "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
-    )
+    spec.components.security_scheme("bearerAuth", {
+        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+        "description": scopes_description()})
     errors = error_responses(TOKEN)
     spec.path(
         path="/livekit/token",
         operations={
             "post": {
                 "summary": "Issue a LiveKit token for one room",
-                "security": [{"bearerAuth": []}] if auth_required else [{"bearerAuth": []}, {}],
+                "security": security("issue_token", anonymous=not auth_required),
                 "requestBody": {"required": True, **json_body("TokenRequest", REQUEST_EXAMPLE)},
                 "responses": {
                     "200": {"description": "Token issued",
@@ -110,6 +111,21 @@ def build_spec(prefix: str, auth_required: bool) -> APISpec:
     return spec
 
 
+def scopes_description() -> str:
+    """The tenant JWT and the scopes each operation's security requirement names."""
+    lines = [f"- `{scope}`: {meaning}" for scope, meaning in SCOPES.items()]
+    return ("A tenant JWT. Its scopes claim (AUTH_SCOPES_CLAIM) lists what the bearer may do; "
+            "without it, every scope, or only `tokens:create` when it carries the roles "
+            "claim. A missing scope is 403 `scope_forbidden`.\n\n" + "\n".join(lines))
+
+
+def security(view: str, anonymous: bool = False) -> list:
+    """The security requirement of one route: the tenant JWT with the scope it needs (OpenAPI
+    3.1 lets any scheme name scopes), or nothing when anonymous requests are served."""
+    requirement = [{"bearerAuth": [scope_of(view)]}]
+    return requirement + [{}] if anonymous else requirement
+
+
 def error_responses(route: str) -> dict:
     """The error answers of one route family, from `errors.error_table`: per status, each code
     with what it means, and the headers that come with it."""
@@ -128,16 +144,15 @@ def error_responses(route: str) -> dict:
 def add_management_paths(spec: APISpec) -> None:
     """The routes by which a tenant manages its own rooms, and LiveKit's webhook."""
     errors = error_responses(MANAGEMENT)
-    tenant = [{"bearerAuth": []}]
     status = {"type": "object", "properties": {"status": {"type": "string"},
                                                "room_name": {"type": "string"}}}
     room_name = [{"name": "room_name", "in": "path", "required": True,
                   "description": "The room name, percent-encoded (it may hold `/`).",
                   "schema": {"type": "string", "minLength": 1}}]
 
-    def operation(summary, answer, body=None, parameters=None):
-        """One management operation."""
-        found = {"summary": summary, "security": tenant,
+    def operation(view, summary, answer, body=None, parameters=None):
+        """One management operation, served by `view`."""
+        found = {"summary": summary, "security": security(view),
                  "responses": {"200": {"description": "OK", **json_body(answer)}, **errors}}
         if body is not None:
             found["requestBody"] = {"required": True, **json_body(body)}
@@ -148,18 +163,18 @@ def add_management_paths(spec: APISpec) -> None:
     rooms = {"type": "object", "properties": {
         "rooms": {"type": "array", "items": {"$ref": "#/components/schemas/RoomSummary"}}}}
     spec.path(path="/livekit/rooms", operations={
-        "get": operation("The tenant's live rooms", rooms)})
+        "get": operation("list_rooms", "The tenant's live rooms", rooms)})
     spec.path(path="/livekit/rooms/{room_name}", operations={
-        "get": operation("One of the tenant's rooms and who is in it", "RoomDetail",
+        "get": operation("get_room", "One of the tenant's rooms and who is in it", "RoomDetail",
                          parameters=room_name),
-        "delete": operation("End one of the tenant's rooms for everyone", status,
+        "delete": operation("end_room", "End one of the tenant's rooms for everyone", status,
                             parameters=room_name)})
     spec.path(path="/livekit/participant", operations={
-        "delete": operation("Remove a participant, durably", status, body="Participant")})
+        "delete": operation("remove_participant", "Remove a participant, durably", status, body="Participant")})
     spec.path(path="/livekit/participant/mute", operations={
-        "post": operation("Mute or unmute one published track", "Track", body="MuteRequest")})
+        "post": operation("mute_track", "Mute or unmute one published track", "Track", body="MuteRequest")})
     spec.path(path="/livekit/participant/permissions", operations={
-        "post": operation("Change a connected participant's permissions live",
+        "post": operation("set_permissions", "Change a connected participant's permissions live",
                           "ParticipantInfo", body="PermissionsRequest")})
     received = {"type": "object", "properties": {"status": {"type": "string"}}}
     spec.path(path="/livekit/webhook", operations={"post": {

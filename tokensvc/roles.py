@@ -77,8 +77,32 @@ def video_grants(preset: dict) -> dict:
 
 
 def permission(preset: dict) -> dict:
-    """A preset as `ParticipantPermission` keyword arguments (applied live)."""
+    """A preset as `ParticipantPermission` keyword arguments (applied live): every grant a role
+    governs, so applying it replaces them all (`can_publish_sources` empty: every source)."""
     fields = video_grants(preset)
     fields["can_update_metadata"] = fields.pop("can_update_own_metadata", False)
     fields.setdefault("hidden", False)
+    fields.setdefault("can_publish_sources", [])
     return fields
+
+
+def grants_beyond(grants: dict, presets: dict, roles) -> list[str]:
+    """The names of the `grants` (ParticipantPermission fields: true/false, or source names)
+    that no preset of `roles` gives: the union of the roles' grants caps what may be set.
+    Turning a grant off is always within it; sources are a publishing grant (none listed: every
+    source), within it when a role publishes them all or every one listed."""
+    allowed = [permission(presets[role]) for role in roles if role in presets]
+    beyond = []
+    for name, value in grants.items():
+        if name == "can_publish_sources":
+            if not any(role["can_publish"] and _covers(role["can_publish_sources"], value)
+                       for role in allowed):
+                beyond.append(name)
+        elif value is True and not any(role.get(name) is True for role in allowed):
+            beyond.append(name)
+    return beyond
+
+
+def _covers(allowed_sources: list, wanted: list) -> bool:
+    """Whether a role that publishes `allowed_sources` (empty: every one) covers `wanted`."""
+    return not allowed_sources or (bool(wanted) and set(wanted) <= set(allowed_sources))

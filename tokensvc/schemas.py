@@ -204,6 +204,8 @@ class ErrorSchema(Schema):
         values=fields.List(fields.String()),
         metadata={"description": "With invalid_request: field -> messages."},
     )
+    scope = fields.String(
+        metadata={"description": "With scope_forbidden: the scope the bearer token lacks."})
 
 
 #: Track sources the mute and permissions routes take.

@@ -8,7 +8,7 @@ from flask import Blueprint, g, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from .auth import load_tenant
+from .auth import check_grants, check_identity, check_scope, check_target, load_tenant
 from .context import service_state
 from .errors import (
     FieldNotAllowed,
@@ -48,6 +48,7 @@ response_schema = TokenResponseSchema()
 
 
 bp.before_request(load_tenant)
+bp.before_request(check_scope)
 # (the parent's handlers come after this blueprint's, whose Exception one would catch these)
 bp.register_error_handler(HTTPException, http_error_response)
 
@@ -60,6 +61,7 @@ def issue_token():
         state.rate_limits.hit_request(g.tenant, request.remote_addr)
     fields = load_token_request()
     g.room = fields["room_name"]
+    check_identity(fields["participant_identity"])
     check_role(fields["role"], state.settings.role_presets)
     check_agents(fields["room_config"], state.settings.agent_names_allowed)
     issued = state.issuer.issue(TokenRequest(**fields), g.tenant)
@@ -158,6 +160,7 @@ def remove_participant():
     """Remove a participant from one of the tenant's rooms, durably."""
     tenant = require_tenant()
     fields = load_body(participant_schema)
+    check_target(fields["participant_identity"])
     service_state().moderator.remove_participant(
         tenant, livekit_name(tenant, fields["room_name"]), fields["participant_identity"])
     return {"status": "removed", **fields}
@@ -168,6 +171,7 @@ def mute_track():
     """Mute or unmute one track a participant of one of the tenant's rooms publishes."""
     tenant = require_tenant()
     fields = load_body(mute_schema)
+    check_target(fields["participant_identity"])
     track = service_state().moderator.mute(
         tenant, livekit_name(tenant, fields["room_name"]), fields["participant_identity"],
         fields.get("track_sid"),
@@ -181,12 +185,14 @@ def set_permissions():
     tenant = require_tenant()
     fields = load_body(permissions_schema)
     room_name, identity = fields.pop("room_name"), fields.pop("participant_identity")
-    role = fields.pop("role", None)
+    check_target(identity)
+    role, presets = fields.pop("role", None), service_state().settings.role_presets
     grants = fields
     if role is not None:
-        presets = service_state().settings.role_presets
         check_role(role, presets)
         grants = permission(presets[role])
+    else:
+        check_grants(grants, presets)
     participant = service_state().moderator.set_permissions(
         tenant, livekit_name(tenant, room_name), identity, grants)
     return participant_schema_out.dump(participant)

@@ -3,7 +3,9 @@
 It speaks Twirp over HTTP as livekit-server does: `POST /twirp/livekit.RoomService/<Method>`
 with protobuf or JSON bodies, HS256 bearer tokens checked for the grant each method needs,
 Twirp JSON errors, `CreateRoom`, `ListRooms` by exact names, `UpdateRoomMetadata`, `DeleteRoom`,
-`ListParticipants` (always empty: nobody can join the emulator), rooms that close after
+`ListParticipants` (always empty: nobody can join the emulator) and the participant calls
+(`GetParticipant`, `RemoveParticipant`, `MutePublishedTrack`, `UpdateParticipant`: always
+`not_found`, as the real server answers for an identity that is not in the room), rooms that close after
 `empty_timeout`, and LiveKit's size limits. Switches inject faults (latency, Twirp errors, a 200
 with a malformed body, refused connections), and counters record every call, so tests can
 assert what the service did over the wire.
@@ -117,7 +119,10 @@ METHODS = {
     "ListRooms": Method(room_pb.ListRoomsRequest, "roomList"),
     "UpdateRoomMetadata": Method(room_pb.UpdateRoomMetadataRequest, "roomAdmin"),
     "ListParticipants": Method(room_pb.ListParticipantsRequest, "roomAdmin"),
+    "GetParticipant": Method(room_pb.RoomParticipantIdentity, "roomAdmin"),
     "RemoveParticipant": Method(room_pb.RoomParticipantIdentity, "roomAdmin"),
+    "MutePublishedTrack": Method(room_pb.MuteRoomTrackRequest, "roomAdmin"),
+    "UpdateParticipant": Method(room_pb.UpdateParticipantRequest, "roomAdmin"),
 }
 
 
@@ -442,10 +447,12 @@ class LiveKitEmulator:
             raise TwirpError("not_found", "requested room does not exist")
         return room_pb.ListParticipantsResponse()
 
-    def _remove_participant(self, request):
-        """RemoveParticipant: nobody can join the emulator, so no participant is ever found."""
-        self._live_room(request.room)
-        raise TwirpError("not_found", "participant not found")
+    def _no_participant(self, request):
+        """A participant call: nobody can join the emulator, so no identity is in any room."""
+        raise TwirpError("not_found", "participant does not exist")
+
+    _get_participant = _remove_participant = _no_participant
+    _mute_published_track = _update_participant = _no_participant
 
     def _update_room_metadata(self, request) -> models.Room:
         """UpdateRoomMetadata: replace the live room's metadata; the store follows on change."""

@@ -86,3 +86,46 @@ def test_worker_killed_mid_request(make_gunicorn, tenants, livekit):
     after = workers(server)
     assert len(after) == 2 and victim not in after
     assert [ask(server, tenants, f"after-{n}")[0] for n in range(6)] == [200] * 6
+
+
+def test_a_worker_killed_during_create_room_leaves_room_busy_then_200(make_gunicorn, tenants,
+                                                                      livekit):
+    """The only worker is SIGKILLed while its CreateRoom is under way (the name claimed, its
+    creation lock taken): the holder then gets 503 room_busy with Retry-After (not
+    livekit_unavailable), another tenant 403; once the lock expires, the holder gets 200 and the
+    room is the holder's."""
+    server = make_gunicorn(WEB_CONCURRENCY="1", LIVEKIT_TIMEOUT="5")
+    livekit.after_next_call("ListRooms", lambda: setattr(livekit.faults, "latency", 3.0))
+    caught = threading.Thread(target=lambda: _swallow(ask, server, tenants, "crashed-room"))
+    caught.start()
+    deadline = time.monotonic() + 10
+    while livekit.calls["CreateRoom"] == 0:
+        assert time.monotonic() < deadline, "CreateRoom never came"
+        time.sleep(0.01)
+    (worker,) = workers(server)
+    os.kill(worker, signal.SIGKILL)
+    caught.join(10)
+    livekit.faults.latency = 0
+    deadline = time.monotonic() + 15
+    while len(workers(server) - {worker}) < 1:
+        assert time.monotonic() < deadline, "gunicorn did not start a new worker"
+        time.sleep(0.1)
+    status, body, headers = server.post("/livekit/token", {**BODY, "room_name": "crashed-room"},
+                                        tenants.headers("acme"))
+    assert (status, body["code"]) == (503, "room_busy")
+    retry_after = int(headers["Retry-After"])
+    assert 1 <= retry_after <= 40
+    refused = server.post("/livekit/token", {**BODY, "room_name": "crashed-room"},
+                          tenants.headers("globex"))
+    assert (refused[0], refused[1]["code"]) == (403, "room_forbidden")
+    time.sleep(retry_after + 0.5)
+    assert ask(server, tenants, "crashed-room")[0] == 200
+    assert '"auth_id":"acme"' in livekit.get_room("crashed-room").metadata.replace(" ", "")
+
+
+def _swallow(function, *args):
+    """Call `function`, ignoring the connection error a killed worker leaves its client with."""
+    try:
+        function(*args)
+    except (urllib.error.URLError, ConnectionError, OSError):
+        pass

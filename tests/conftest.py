@@ -20,7 +20,7 @@ from support.servers import ServedApp
 from support.tokens import LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET, Tenants, assert_no_secrets
 from tokensvc import create_app
 from tokensvc.context import service_state
-from tokensvc.testing import LiveKitEmulator
+from tokensvc.testing import LiveKitEmulator, LiveKitServer
 from tokensvc.testing.processes import find_free_port
 
 @pytest.fixture(scope="session")
@@ -178,6 +178,32 @@ def no_secrets_in_logs(caplog):
         if record.exc_info:
             text += logging.Formatter().formatException(record.exc_info)
         assert_no_secrets(text)
+
+
+@pytest.fixture
+def make_webhooked(make_app, serve):
+    """make_webhooked(**settings) -> (app, server): a real livekit-server of its own whose
+    webhooks go to the service, served on a real socket; stopped at teardown."""
+    servers = []
+
+    def start(**settings):
+        binary, reason = find_livekit_server()
+        if binary is None:
+            pytest.fail(f"the real livekit-server is not available: {reason}")
+        port = find_free_port()
+        webhook = {"webhook": {"api_key": LIVEKIT_KEY,
+                               "urls": [f"http://127.0.0.1:{port}/livekit/webhook"]}}
+        server = LiveKitServer(binary, {LIVEKIT_KEY: LIVEKIT_SECRET},
+                               tuple(find_free_port() for _ in range(3)), MEDIA_IP,
+                               extra=webhook).start()
+        servers.append(server)
+        app = make_app(**{**livekit_settings(server), "LIVEKIT_PUBLIC_URL": None}, **settings)
+        serve(app, port)
+        return app, server
+
+    yield start
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture

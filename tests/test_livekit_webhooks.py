@@ -8,13 +8,9 @@ import time
 import pytest
 from livekit import api
 
-from support.livekit import MEDIA_IP, find_livekit_server
 from support.participants import Call
-from support.processes import livekit_settings
 from support.tokens import BODY, LIVEKIT_KEY, LIVEKIT_SECRET
 from tokensvc.context import service_state
-from tokensvc.testing import LiveKitServer
-from tokensvc.testing.processes import find_free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("media_network")]
 
@@ -30,25 +26,11 @@ def call():
 
 
 @pytest.fixture
-def webhooked(make_app, serve):
-    """A real livekit-server whose webhooks go to the service (served on a real socket), rooms
-    closing a second after they empty; yields (app, test client, server)."""
-    binary, reason = find_livekit_server()
-    if binary is None:
-        pytest.fail(f"the real livekit-server is not available: {reason}")
-    port = find_free_port()
-    webhook = {"webhook": {"api_key": LIVEKIT_KEY,
-                           "urls": [f"http://127.0.0.1:{port}/livekit/webhook"]}}
-    server = LiveKitServer(binary, {LIVEKIT_KEY: LIVEKIT_SECRET},
-                           tuple(find_free_port() for _ in range(3)), MEDIA_IP,
-                           extra=webhook).start()
-    try:
-        app = make_app(**{**livekit_settings(server), "LIVEKIT_PUBLIC_URL": None},
-                       ROOM_EMPTY_TIMEOUT="1", ROOM_DEPARTURE_TIMEOUT="1")
-        serve(app, port)
-        yield app, app.test_client(), server
-    finally:
-        server.stop()
+def webhooked(make_webhooked):
+    """A real livekit-server whose webhooks go to the service, rooms closing a second after they
+    empty; (app, test client, server)."""
+    app, server = make_webhooked(ROOM_EMPTY_TIMEOUT="1", ROOM_DEPARTURE_TIMEOUT="1")
+    return app, app.test_client(), server
 
 
 def ask(client, tenants, tenant, identity):

@@ -12,12 +12,8 @@ from urllib.parse import quote
 import jwt
 import pytest
 
-from support.processes import livekit_settings
 from support.tokens import BODY, LIVEKIT_KEY, LIVEKIT_SECRET
-from support.livekit import MEDIA_IP, find_livekit_server
 from support.participants import Call
-from tokensvc.testing import LiveKitServer
-from tokensvc.testing.processes import find_free_port
 
 ROOM = "team/standup #1"  # a slash and a space: the path form is percent-encoded
 PATH = "/livekit/rooms/" + quote(ROOM, safe="")
@@ -259,41 +255,28 @@ def test_permissions_change_live(client, tenants, livekit, call):
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("media_network")
-def test_webhook_removes_a_rejoining_participant_again(make_app, serve, tenants, call, capsys):
+def test_webhook_removes_a_rejoining_participant_again(make_webhooked, tenants, call, capsys):
     """With LiveKit's webhook.urls pointed at the service: bob is removed, rejoins with the
     refreshed token LiveKit gave him, and the service removes him again on participant_joined.
     Prints how long he was back in the room."""
-    binary, reason = find_livekit_server()
-    if binary is None:
-        pytest.fail(f"the real livekit-server is not available: {reason}")
-    port = find_free_port()
-    webhook = {"webhook": {"api_key": LIVEKIT_KEY,
-                           "urls": [f"http://127.0.0.1:{port}/livekit/webhook"]}}
-    server = LiveKitServer(binary, {LIVEKIT_KEY: LIVEKIT_SECRET},
-                           tuple(find_free_port() for _ in range(3)), MEDIA_IP,
-                           extra=webhook).start()
-    try:
-        app = make_app(**{**livekit_settings(server), "LIVEKIT_PUBLIC_URL": None})
-        serve(app, port)  # where LiveKit's webhooks go
-        client = app.test_client()
-        join_two(client, tenants, call, publish=False)
-        assert call.wait_for(lambda: any(e[0] == "token" for e in call.events["bob"]))
-        refreshed = [e[1] for e in call.events["bob"] if e[0] == "token"][-1]
-        body = {"room_name": ROOM, "participant_identity": "bob"}
-        assert client.delete("/livekit/participant", json=body,
-                             headers=tenants.headers("acme")).status_code == 200
-        assert call.wait_for(lambda: ("disconnected",) in call.events["bob"])
-        call.events["alice"].clear()
-        rejoined = time.monotonic()
-        call.join("bob-again", server.ws_url, refreshed)
-        assert call.wait_for(lambda: ("disconnected",) in call.events["bob-again"], 30)
-        stayed = time.monotonic() - rejoined
-        with capsys.disabled():
-            print(f"\nremoved participant rejoining with its refreshed token was removed again "
-                  f"after {stayed:.2f} s (webhook participant_joined)")
-        assert stayed < 15
-    finally:
-        server.stop()
+    app, server = make_webhooked()
+    client = app.test_client()
+    join_two(client, tenants, call, publish=False)
+    assert call.wait_for(lambda: any(e[0] == "token" for e in call.events["bob"]))
+    refreshed = [e[1] for e in call.events["bob"] if e[0] == "token"][-1]
+    body = {"room_name": ROOM, "participant_identity": "bob"}
+    assert client.delete("/livekit/participant", json=body,
+                         headers=tenants.headers("acme")).status_code == 200
+    assert call.wait_for(lambda: ("disconnected",) in call.events["bob"])
+    call.events["alice"].clear()
+    rejoined = time.monotonic()
+    call.join("bob-again", server.ws_url, refreshed)
+    assert call.wait_for(lambda: ("disconnected",) in call.events["bob-again"], 30)
+    stayed = time.monotonic() - rejoined
+    with capsys.disabled():
+        print(f"\nremoved participant rejoining with its refreshed token was removed again "
+              f"after {stayed:.2f} s (webhook participant_joined)")
+    assert stayed < 15
 
 
 @pytest.mark.slow

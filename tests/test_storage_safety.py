@@ -2,13 +2,16 @@
 a store that lost its data quarantines shared names for one grace, and an instance whose clock
 is off decides every deadline on the storage's clock and says it is not ready."""
 
+import json
 import logging
 import re
 import shutil
 import time
 
 import pytest
+from livekit import rtc
 
+from support.participants import join, stay
 from support.processes import GunicornProcess, gunicorn_env
 from tokensvc.context import service_state
 from tokensvc.testing.processes import find_free_port
@@ -113,3 +116,58 @@ def test_a_skewed_instance_decides_on_the_storages_clock_and_is_not_ready(
     finally:
         right.close()
         skewed.close()
+
+
+@pytest.mark.waits
+@pytest.mark.livekit_server("livekit-server")
+@pytest.mark.usefixtures("media_network")
+def test_a_grace_started_on_a_fast_instance_ends_on_the_storages_clock(livekit, redis_server,
+                                                                        tenants, capsys):
+    """Two instances on one Redis and the real livekit-server, the second 30 s fast
+    (libfaketime). A's participant joins through the right one, keeps LiveKit's refreshed token
+    and leaves; B asks through the fast one until the name is B's. The grace starts and ends on
+    the storage's clock: B gets the name no sooner than one grace after it started, and by then
+    A's newest refreshed token no longer joins, while B's token lands in B's own room.
+    (TOKEN_TTL=30 and HOLD_MARGIN=0 keep the wait near 13 minutes; the margin only adds.)"""
+    env = gunicorn_env(livekit, STORAGE_URL=redis_server.url, WEB_CONCURRENCY="1",
+                       TOKEN_TTL="30", HOLD_MARGIN="0", ROOM_EMPTY_TIMEOUT="1",
+                       ROOM_DEPARTURE_TIMEOUT="1")
+    right = GunicornProcess(env, find_free_port())
+    fast = GunicornProcess({**env, "LD_PRELOAD": FAKETIME, "FAKETIME": "+30s",
+                            "FAKETIME_DONT_FAKE_MONOTONIC": "1", "FAKETIME_NO_CACHE": "1"},
+                           find_free_port())
+    body = {"room_name": ROOM, "participant_name": "A", "participant_identity": "a"}
+    try:
+        status, minted, _ = right.post("/livekit/token", body, tenants.headers("acme"))
+        assert status == 200
+        name, _, refreshed = stay(livekit.ws_url, minted["token"], seconds=1, refreshes=1)
+        assert name == ROOM and refreshed
+        kept = refreshed[-1]
+        deadline = time.monotonic() + 30
+        while livekit.stored_room(ROOM) is not None:
+            assert time.monotonic() < deadline, "the room did not close"
+            time.sleep(0.5)
+        asked = {**body, "participant_name": "B", "participant_identity": "b"}
+        grace_started = None
+        while True:
+            headers = tenants.headers("globex", ttl=7200, iat=int(time.time()) - 3600)
+            status, answer, _ = fast.post("/livekit/token", asked, headers)
+            if status == 200:
+                break
+            assert (status, answer["code"]) == (403, "room_forbidden")
+            if grace_started is None and livekit.calls["ListRooms"] > 0:
+                grace_started = time.monotonic()  # the first ListRooms: the hold ran out
+            assert time.monotonic() < (grace_started or time.monotonic()) + 900
+            time.sleep(5)
+        waited = time.monotonic() - grace_started
+        with capsys.disabled():
+            print(f"\nthe name passed on {waited:.0f} s after the grace started on the fast "
+                  f"instance (the grace is 660 s)")
+        assert waited >= 660 - 5
+        with pytest.raises(rtc.ConnectError):
+            join(livekit.ws_url, kept)
+        name, metadata = join(answer["livekit_url"], answer["token"])
+        assert (name, json.loads(metadata)["auth_id"]) == (ROOM, "globex")
+    finally:
+        right.close()
+        fast.close()

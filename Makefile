@@ -49,7 +49,7 @@ system-packages:
 # The suite runs in a private network namespace (scripts/in-private-network) on the real
 # livekit-server and the emulator; without the server, its cases skip (fail with
 # TOKENSVC_REQUIRE_LIVEKIT=1, as .ci/run sets). scripts/run-tests runs the tests that wait
-# minutes of real time (marked `waits`, about 13 minutes) beside the rest.
+# minutes of real time (marked `waits`, about 14 minutes) beside the rest.
 test: install system-packages
 	server=$$(scripts/livekit-server | tail -n 1) || server=""; \
 	TOKENSVC_LIVEKIT_SERVER="$$server" PYTHON=$(PY) scripts/in-private-network scripts/run-tests

@@ -32,24 +32,28 @@ class Cluster:
 
     def __init__(self, binary: str, redis_binary: str, extra: dict | None = None):
         """Start everything, node 1 first (so each node's id in Redis is known); `extra` is
-        merged into both nodes' config."""
+        merged into both nodes' config. Every node sends its webhooks to both instances, as
+        production should: each event reaches the service twice and counts once."""
         self.redis = RedisServer(redis_binary, find_free_port()).start()
         self.client = redis.Redis.from_url(self.redis.url)
         self.nodes, self.node_ids, self.services = [], [], []
         keys = {LIVEKIT_KEY: LIVEKIT_SECRET}
+        service_ports = [find_free_port() for _ in range(2)]
+        webhook = {"webhook": {"api_key": LIVEKIT_KEY, "urls": [
+            f"http://127.0.0.1:{port}/livekit/webhook" for port in service_ports]}}
         for _ in range(2):
             known = set(self.client.hkeys("nodes"))
             ports = tuple(find_free_port() for _ in range(3))
             node = LiveKitServer(binary, keys, ports, MEDIA_IP, redis_url=self.redis.url,
-                                 extra=extra).start()
+                                 extra={**webhook, **(extra or {})}).start()
             self.nodes.append(node)
             self.node_ids.append(self._new_node_id(known))
-        for node in self.nodes:
+        for node, port in zip(self.nodes, service_ports):
             env = {"LIVEKIT_URL": node.ws_url, "LIVEKIT_API_KEY": LIVEKIT_KEY,
                    "LIVEKIT_API_SECRET": LIVEKIT_SECRET, "AUTH_JWT_SECRET": TENANT_SECRET,
                    "STORAGE_URL": self.redis.url, "WEB_CONCURRENCY": "2",
                    "ROOM_EMPTY_TIMEOUT": "900", "ROOM_DEPARTURE_TIMEOUT": "900"}
-            self.services.append(GunicornProcess(env, find_free_port()))
+            self.services.append(GunicornProcess(env, port))
 
     def _new_node_id(self, known: set) -> bytes:
         """The id the node that just started registered in Redis."""

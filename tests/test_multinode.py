@@ -30,9 +30,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("media_network")]
 class Cluster:
     """A redis-server, two livekit-server nodes on it, and one gunicorn instance per node."""
 
-    def __init__(self, binary: str, redis_binary: str, extra: dict | None = None):
+    def __init__(self, binary: str, redis_binary: str, extra: dict | None = None,
+                 service_ports: tuple[int, int] | None = None):
         """Start everything, node 1 first (so each node's id in Redis is known); `extra` is
-        merged into both nodes' config."""
+        merged into both nodes' config; the services listen on `service_ports` when given (so
+        the nodes' webhooks can name them)."""
         self.redis = RedisServer(redis_binary, find_free_port()).start()
         self.client = redis.Redis.from_url(self.redis.url)
         self.nodes, self.node_ids, self.services = [], [], []
@@ -44,12 +46,13 @@ class Cluster:
                                  extra=extra).start()
             self.nodes.append(node)
             self.node_ids.append(self._new_node_id(known))
-        for node in self.nodes:
+        for index, node in enumerate(self.nodes):
             env = {"LIVEKIT_URL": node.ws_url, "LIVEKIT_API_KEY": LIVEKIT_KEY,
                    "LIVEKIT_API_SECRET": LIVEKIT_SECRET, "AUTH_JWT_SECRET": TENANT_SECRET,
                    "STORAGE_URL": self.redis.url, "WEB_CONCURRENCY": "2",
                    "ROOM_EMPTY_TIMEOUT": "900", "ROOM_DEPARTURE_TIMEOUT": "900"}
-            self.services.append(GunicornProcess(env, find_free_port()))
+            port = service_ports[index] if service_ports else find_free_port()
+            self.services.append(GunicornProcess(env, port))
 
     def _new_node_id(self, known: set) -> bytes:
         """The id the node that just started registered in Redis."""

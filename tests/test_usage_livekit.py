@@ -2,9 +2,11 @@
 participants, on both backends: two of acme's participants in one room for about 10 s and one of
 globex's for about 5 s add up to about 20 and 5 participant-seconds; LiveKit's own events
 delivered again twice, reversed, change nothing; `max_participants` 2 by claim refuses a third
-token, and of three tokens minted before the cap was lowered, joining at once, two stay."""
+token, and of three tokens minted before the cap was lowered, joining at once (on one node, and
+through two nodes sharing one Redis), two stay."""
 
 import json
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -13,7 +15,7 @@ from flask import request
 
 from support.livekit import MEDIA_IP, find_livekit_server
 from support.participants import Call
-from support.processes import livekit_settings
+from support.processes import livekit_settings, unavailable
 from support.tokens import BODY, LIVEKIT_KEY, LIVEKIT_SECRET, webhook_headers
 from tokensvc.context import service_state
 from tokensvc.testing import LiveKitServer
@@ -175,3 +177,46 @@ def test_max_participants_at_mint_and_at_join(metered, tenants, call, capsys):
     assert (status, body["code"], body["quota"]) == (403, "quota_exceeded", "max_participants")
     status, body = token(client, tenants, "acme", "capped", stayed[0], max_participants=2)
     assert status == 200
+
+
+def test_joins_at_once_through_two_nodes_take_at_most_the_cap(tenants, call, capsys):
+    """Two livekit-server nodes on one Redis, one service instance per node on the same
+    storage, each node's webhooks sent to both instances. Three tokens minted through instance
+    1 under a cap of 5, the cap lowered to 2 through instance 2, the three join at once through
+    both nodes: two stay."""
+    from test_multinode import Cluster
+
+    binary, reason = find_livekit_server()
+    redis_binary = shutil.which("redis-server")
+    if binary is None or redis_binary is None:
+        unavailable(f"two real nodes need livekit-server and redis-server: {reason}")
+    ports = (find_free_port(), find_free_port())
+    webhook = {"webhook": {"api_key": LIVEKIT_KEY, "urls": [
+        f"http://127.0.0.1:{port}/livekit/webhook" for port in ports]}}
+    cluster = Cluster(binary, redis_binary, webhook, ports)
+    try:
+        first, second = cluster.services
+        tokens = {}
+        for identity in ("p1", "p2", "p3"):
+            body = {**BODY, "room_name": "capped-across", "participant_identity": identity}
+            status, answer, _ = first.post("/livekit/token", body,
+                                           tenants.headers("acme", max_participants=5))
+            assert status == 200, answer
+            tokens[identity] = answer["token"]
+        body = {**BODY, "room_name": "capped-across", "participant_identity": "p1"}
+        assert second.post("/livekit/token", body,
+                           tenants.headers("acme", max_participants=2))[0] == 200
+        urls = {"p1": cluster.nodes[0].ws_url, "p2": cluster.nodes[1].ws_url,
+                "p3": cluster.nodes[1].ws_url}
+        with ThreadPoolExecutor(3) as pool:
+            list(pool.map(lambda p: call.join(p, urls[p], tokens[p]), tokens))
+        assert call.wait_for(lambda: any(("disconnected",) in call.events[p] for p in tokens),
+                             10)
+        time.sleep(2.0)
+        stayed = [p for p in tokens if ("disconnected",) not in call.events[p]]
+        with capsys.disabled():
+            print(f"\nthree joins at once through two nodes under max_participants 2: "
+                  f"{len(stayed)} stayed")
+        assert len(stayed) == 2
+    finally:
+        cluster.close()

@@ -420,7 +420,8 @@ if max_rooms == '' then return {'', 0, 0} end
 local until_text = string.format('%d', now + tonumber(reserve_ms))
 local current = redis.call('HGET', live_key, name)
 if current and (string.sub(current, 1, 2) == 's:' or tonumber(string.sub(current, 3)) > now) then
-  if string.sub(current, 1, 2) == 'r:' and tonumber(string.sub(current, 3)) < now + tonumber(reserve_ms) then
+  local reserved = string.sub(current, 1, 2) == 'r:'
+  if reserved and tonumber(string.sub(current, 3)) < now + tonumber(reserve_ms) then
     redis.call('HSET', live_key, name, 'r:' .. until_text)
   end
   return {'', 0, 0}

@@ -9,88 +9,20 @@ import shutil
 import time
 
 import pytest
-import redis
 
-from support.processes import GunicornProcess, RedisServer, unavailable
-from support.tokens import BODY, LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET
 from livekit import rtc
 
-from support.livekit import MEDIA_IP, find_livekit_server, twirp
+from support.cluster import Cluster
+from support.livekit import find_livekit_server, twirp
 from support.participants import join, meet
+from support.processes import unavailable
 from support.racing import Tally, ask_at_once
-from tokensvc.testing import LiveKitServer
-from tokensvc.testing.processes import find_free_port
+from support.tokens import BODY, LIVEKIT_KEY, LIVEKIT_SECRET
 
 ROUNDS = 300
 TENANTS = ("acme", "globex", "initech", "umbrella")
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("media_network")]
-
-
-class Cluster:
-    """A redis-server, two livekit-server nodes on it, and one gunicorn instance per node."""
-
-    def __init__(self, binary: str, redis_binary: str, extra: dict | None = None):
-        """Start everything, node 1 first (so each node's id in Redis is known); `extra` is
-        merged into both nodes' config. Every node sends its webhooks to both instances, as
-        production should: each event reaches the service twice and counts once."""
-        self.redis = RedisServer(redis_binary, find_free_port()).start()
-        self.client = redis.Redis.from_url(self.redis.url)
-        self.nodes, self.node_ids, self.services = [], [], []
-        keys = {LIVEKIT_KEY: LIVEKIT_SECRET}
-        service_ports = [find_free_port() for _ in range(2)]
-        webhook = {"webhook": {"api_key": LIVEKIT_KEY, "urls": [
-            f"http://127.0.0.1:{port}/livekit/webhook" for port in service_ports]}}
-        for _ in range(2):
-            known = set(self.client.hkeys("nodes"))
-            ports = tuple(find_free_port() for _ in range(3))
-            node = LiveKitServer(binary, keys, ports, MEDIA_IP, redis_url=self.redis.url,
-                                 extra={**webhook, **(extra or {})}).start()
-            self.nodes.append(node)
-            self.node_ids.append(self._new_node_id(known))
-        for node, port in zip(self.nodes, service_ports):
-            env = {"LIVEKIT_URL": node.ws_url, "LIVEKIT_API_KEY": LIVEKIT_KEY,
-                   "LIVEKIT_API_SECRET": LIVEKIT_SECRET, "AUTH_JWT_SECRET": TENANT_SECRET,
-                   "STORAGE_URL": self.redis.url, "WEB_CONCURRENCY": "2",
-                   "ROOM_EMPTY_TIMEOUT": "900", "ROOM_DEPARTURE_TIMEOUT": "900"}
-            self.services.append(GunicornProcess(env, port))
-
-    def _new_node_id(self, known: set) -> bytes:
-        """The id the node that just started registered in Redis."""
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            new = set(self.client.hkeys("nodes")) - known
-            if new:
-                return new.pop()
-            time.sleep(0.1)
-        raise RuntimeError("the livekit-server node did not register in Redis")
-
-    def node_of(self, room: str) -> int | None:
-        """Which node (0 or 1) LiveKit's room->node map sends `room` to."""
-        node_id = self.client.hget("room_node_map", room)
-        return self.node_ids.index(node_id) if node_id in self.node_ids else None
-
-    def delete_room(self, room: str) -> None:
-        """End a room (DeleteRoom through node 1)."""
-        twirp(self.nodes[0].ports[0], {LIVEKIT_KEY: LIVEKIT_SECRET}, "DeleteRoom", {"room": room})
-
-    def tokens(self, tenants, tenant: str, room: str) -> list:
-        """One (node URL, token) per node for `room`, from the service instance of that node."""
-        tokens = []
-        for index, service in enumerate(self.services):
-            body = {**BODY, "room_name": room, "participant_identity": f"{tenant}-{index}"}
-            status, answer, _ = service.post("/livekit/token", body, tenants.headers(tenant))
-            assert status == 200, answer
-            tokens.append((self.nodes[index].ws_url, answer["token"]))
-        return tokens
-
-    def close(self) -> None:
-        """Stop the services, the nodes and Redis."""
-        for service in self.services:
-            service.close()
-        for node in self.nodes:
-            node.stop()
-        self.redis.stop()
 
 
 @pytest.fixture

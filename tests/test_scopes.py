@@ -40,6 +40,7 @@ def request_for(view: str, target: str) -> tuple[str, str, dict | None]:
                        {**person, "source": "microphone", "muted": True}),
         "set_permissions": ("POST", "/livekit/participant/permissions",
                             {**person, "role": "viewer"}),
+        "usage": ("GET", "/livekit/usage", None),
     }[view]
 
 
@@ -62,14 +63,15 @@ ALLOWED = {
     "scope participants:write": PARTICIPANT_ROUTES,
     "scope webhooks:read": set(),
     "scope webhooks:write": set(),
-    "scope usage:read": set(),
+    "scope usage:read": {"usage"},
     "roles only": {"issue_token"},
     "bound, another identity": set(),
     "bound, own identity": {"issue_token"} | PARTICIPANT_ROUTES,
 }
 #: A permitted request's answer in an owned room nobody joined (no such participant there).
 ANSWERS = {"issue_token": (200, None), "list_rooms": (200, None), "get_room": (200, None),
-           "end_room": (200, None), **{view: (404, "participant_not_found")
+           "end_room": (200, None), "usage": (200, None),
+           **{view: (404, "participant_not_found")
                                        for view in PARTICIPANT_ROUTES}}
 
 
@@ -128,7 +130,7 @@ def test_matrix(scoped_app, tenants, livekit, storage_url, view, bearer):
             assert response.json["scope"] == ROUTE_SCOPES[view][2]
             assert repr(ROUTE_SCOPES[view][2]) in response.json["error"]
     else:
-        assert livekit.calls or view in {"list_rooms", "issue_token"}
+        assert livekit.calls or view in {"list_rooms", "issue_token", "usage"}
 
 
 @pytest.mark.parametrize("claim, scopes", [

@@ -5,7 +5,7 @@ anything reaches LiveKit or the storage."""
 import logging
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import click
@@ -21,6 +21,7 @@ from .errors import IdentityForbidden, RoleForbidden, ScopeForbidden, Unauthoriz
 from .jwks import JwksKeys
 from .roles import grants_beyond
 from .scopes import OWN_IDENTITY_SCOPES, PARTICIPANTS_WRITE, granted_scopes, scope_of
+from .usage import QUOTAS
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,8 @@ EC_ALGORITHMS_BY_CURVE = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1
 
 def load_tenant():
     """Before each request: verify the bearer token, if any, and set `g.tenant` (None:
-    anonymous), `g.roles`, `g.scopes` and `g.identity` (see `Bearer`)."""
-    g.tenant, g.roles, g.scopes, g.identity = None, None, None, None
+    anonymous), `g.roles`, `g.scopes`, `g.identity` and `g.quotas` (see `Bearer`)."""
+    g.tenant, g.roles, g.scopes, g.identity, g.quotas = None, None, None, None, {}
     if request.method == "OPTIONS" or request.endpoint in OPEN_ENDPOINTS:
         return
     settings = service_state().settings
@@ -56,6 +57,7 @@ def load_tenant():
     bearer = verifier.identify(match.group(1))
     g.tenant, g.roles, g.scopes, g.identity = (bearer.tenant, bearer.roles, bearer.scopes,
                                                bearer.identity)
+    g.quotas = bearer.quotas
 
 
 def check_scope():
@@ -105,12 +107,14 @@ def check_grants(grants: dict, presets: dict) -> None:
 @dataclass(frozen=True)
 class Bearer:
     """What a verified tenant JWT says: its tenant; the roles it allows (None: every role); the
-    scopes it has; the participant identity it is bound to (None: any)."""
+    scopes it has; the participant identity it is bound to (None: any); the quotas its claims
+    set (`usage.QUOTAS` name -> limit; the others left to the settings)."""
 
     tenant: str
     roles: tuple | None
     scopes: frozenset
     identity: str | None
+    quotas: dict = field(default_factory=dict)
 
 
 class TenantVerifier:
@@ -145,6 +149,7 @@ class TenantVerifier:
         self.roles_claim = settings.auth_roles_claim
         self.scopes_claim = settings.auth_scopes_claim
         self.identity_claim = settings.auth_identity_claim
+        self.quota_claims = dict(zip(QUOTAS, settings.auth_quota_claims))
 
     def tenant(self, token: str) -> str:
         """Return the tenant id of a valid token, or raise Unauthorized saying what is wrong."""
@@ -164,7 +169,7 @@ class TenantVerifier:
         claims = self._decode(token, key, algorithm)
         roles = self._roles_of(claims)
         return Bearer(self._tenant_of(claims), roles, self._scopes_of(claims, roles is not None),
-                      self._identity_of(claims))
+                      self._identity_of(claims), self._quotas_of(claims))
 
     def _roles_of(self, claims: dict) -> tuple | None:
         """The role names the token allows (the roles claim), or None without the claim."""
@@ -196,6 +201,20 @@ class TenantVerifier:
                                f"a participant identity (a string of 1 to {MAX_IDENTITY_BYTES} "
                                f"bytes)")
         return identity
+
+    def _quotas_of(self, claims: dict) -> dict:
+        """The quotas the token's claims set (AUTH_QUOTA_CLAIMS), or 401 naming a claim that is
+        not a whole number from 0."""
+        quotas = {}
+        for quota, claim in self.quota_claims.items():
+            if claim not in claims:
+                continue
+            value = claims[claim]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise Unauthorized(f"the bearer token's quota claim {claim!r} is not a whole "
+                                   f"number from 0")
+            quotas[quota] = value
+        return quotas
 
     def _key_for(self, algorithm: str, kid):
         """Return the key that verifies `algorithm`: never a public key for an HMAC token. With

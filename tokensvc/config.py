@@ -83,6 +83,11 @@ class Settings:
     auth_roles_claim: str = setting(lambda v, k, d: _text(v, k) or d, "roles")
     auth_scopes_claim: str = setting(lambda v, k, d: _text(v, k) or d, "scope")
     auth_identity_claim: str | None = setting(lambda v, k, d: _text(v, k))
+    auth_quota_claims: tuple[str, str] = setting(lambda v, k, d: _quota_claims(v, k, d),
+                                                 ("max_rooms", "max_participants"))
+    quota_max_rooms: int | None = setting(lambda v, k, d: _number(v, k, d, int, 0))
+    quota_max_participants: int | None = setting(lambda v, k, d: _number(v, k, d, int, 0))
+    usage_retention_days: int = setting(lambda v, k, d: _number(v, k, d, int, 1), 90)
     role_presets: dict = field(default_factory=lambda: load_presets(None),
                                metadata={"parse": lambda v, k, d: _role_presets(v, k)})
     agent_names_allowed: tuple[str, ...] | None = setting(lambda v, k, d: _words(v, k) or None)
@@ -319,6 +324,17 @@ def _hold_storage_url(values, key):
     if scheme == "sqlite" and not value.split("://", 1)[1].lstrip("/"):
         raise ConfigError(f"{key}: a sqlite URL names a file, as in sqlite:////var/lib/tokensvc.db")
     return value
+
+
+def _quota_claims(values, key, default) -> tuple[str, str]:
+    """The tenant-JWT claims of the two quotas: `max_rooms,max_participants` by default."""
+    names = _words(values, key)
+    if not names:
+        return default
+    if len(names) != 2 or names[0] == names[1]:
+        raise ConfigError(f"{key}: expected two claim names, for the rooms and the participants "
+                          f"quotas (as in max_rooms,max_participants), got {values.get(key)!r}")
+    return names
 
 
 def _role_presets(values, key) -> dict:

@@ -197,6 +197,21 @@ class ParticipantRemoved(ApiError):
     description = "this participant was removed from the room"
 
 
+class QuotaExceeded(ApiError):
+    """A quota of the tenant is reached: `max_rooms` (rooms live at once) or `max_participants`
+    (participants in one room); the body names it in `quota`."""
+
+    code = 403
+    error_code = "quota_exceeded"
+    routes = TOKEN_ONLY
+    description = "a quota of this tenant is reached"
+
+    def __init__(self, quota: str, limit: int):
+        """Name the quota and its limit in the message, in `quota` and in `limit`."""
+        super().__init__(f"the tenant's quota {quota!r} ({limit}) is reached", quota=quota,
+                         limit=limit)
+
+
 class UnsupportedMediaType(ApiError):
     """The body is not `application/json`."""
 

@@ -25,6 +25,8 @@ from .metrics import Instruments, instruments
 from .moderation import Moderator
 from .ratelimit import RateLimits
 from .service import TokenIssuer
+from .usage import DAY_MS
+from .usage_store import open_usage
 
 #: The embedded ownership record, in the app's instance folder unless STORAGE_URL names another.
 DEFAULT_STORAGE_FILE = "tokensvc.sqlite3"
@@ -125,16 +127,18 @@ class TokenService:
         verifier = None
         if settings.auth_configured:
             verifier = TenantVerifier(settings, metrics and metrics.jwks_fetch)
-        holds = None
+        holds = usage_store = None
         if settings.auth_configured:
             url = settings.storage_url or "sqlite:///" + os.path.join(
                 app.instance_path, DEFAULT_STORAGE_FILE)
             holds = open_holds(url, settings.storage_timeout, metrics and metrics.storage_call,
                                settings.storage_replicas, metrics and metrics.storage_lost)
             _refuse_a_forgetful_storage(holds)
+            usage_store = open_usage(holds, settings.usage_retention_days * DAY_MS,
+                                     metrics and metrics.storage_call)
         issuer = TokenIssuer(settings, room_creations=rate_limits,
                              observe_call=metrics and metrics.livekit_call, holds=holds,
-                             observe_event=metrics)
+                             observe_event=metrics, usage_store=usage_store)
         _warn_if_anonymous(settings)
         webhooks = None
         if settings.livekit_configured:
@@ -147,6 +151,7 @@ class TokenService:
         app.extensions[EXTENSION_KEY] = state
         app.register_blueprint(service_bp, url_prefix=prefix or None)
         app.cli.add_command(tenant_token_command)
+        app.cli.add_command(views.usage_command)
         if settings.cors_allowed_origins:
             CORS(app, **cors_options(settings, _own_paths_pattern(app, prefix)))
         return state

@@ -61,6 +61,15 @@ class Instruments:
         self.livekit_events = Counter("tokensvc_livekit_events",
                                       "LiveKit webhook events by type and what they did.",
                                       ["type", "outcome"])
+        self.usage_events = Counter("tokensvc_usage_events",
+                                    "LiveKit events handed to metering, by type and outcome "
+                                    "(metered, over_quota, ignored).", ["type", "outcome"])
+        self.quota_refusals = Counter("tokensvc_quota_refusals",
+                                      "Tokens refused because a quota was reached, by quota.",
+                                      ["quota"])
+        self.quota_removals = Counter("tokensvc_quota_removals",
+                                      "Participants removed at their join for a room's "
+                                      "participants quota.")
         self.storage_losses = Counter("tokensvc_storage_losses",
                                       "Times the storage was found to have lost its data.")
         self.clock_skew = Gauge("tokensvc_clock_skew_seconds",
@@ -91,6 +100,18 @@ class Instruments:
     def livekit_event(self, kind: str, outcome: str) -> None:
         """Record one LiveKit webhook event and what it did."""
         self.livekit_events.labels(kind, outcome).inc()
+
+    def usage_event(self, kind: str, outcome: str) -> None:
+        """Record one LiveKit event handed to metering and what it did."""
+        self.usage_events.labels(kind, outcome).inc()
+
+    def quota_refused(self, quota: str) -> None:
+        """Record one token refused for a quota."""
+        self.quota_refusals.labels(quota).inc()
+
+    def quota_removed(self) -> None:
+        """Record one participant removed at its join for its room's participants quota."""
+        self.quota_removals.inc()
 
     def storage_lost(self) -> None:
         """Record one detected loss of the storage's data."""

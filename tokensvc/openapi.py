@@ -17,7 +17,9 @@ from .schemas import (
     RoomSummarySchema,
     TokenRequestSchema,
     TokenResponseSchema,
+    RoomUsageSchema,
     TrackSchema,
+    UsageSchema,
 )
 
 bp = Blueprint("openapi", __name__)
@@ -77,7 +79,8 @@ def build_spec(prefix: str, auth_required: bool) -> APISpec:
     for name, schema in (("Track", TrackSchema), ("ParticipantInfo", ParticipantInfoSchema),
                          ("RoomSummary", RoomSummarySchema), ("RoomDetail", RoomDetailSchema),
                          ("Participant", ParticipantSchema), ("MuteRequest", MuteSchema),
-                         ("PermissionsRequest", PermissionsSchema)):
+                         ("PermissionsRequest", PermissionsSchema),
+                         ("RoomUsage", RoomUsageSchema), ("Usage", UsageSchema)):
         spec.components.schema(name, schema=schema)
     spec.components.security_scheme("bearerAuth", {
         "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
@@ -176,6 +179,14 @@ def add_management_paths(spec: APISpec) -> None:
     spec.path(path="/livekit/participant/permissions", operations={
         "post": operation("set_permissions", "Change a connected participant's permissions live",
                           "ParticipantInfo", body="PermissionsRequest")})
+    period = [{"name": name, "in": "query", "required": False, "description": meaning,
+               "schema": {"type": "string", "format": "date-time"}}
+              for name, meaning in (("from", "RFC 3339 start (default: the start of the "
+                                             "month of `to`, UTC)"),
+                                    ("to", "RFC 3339 end (default: now)"))]
+    spec.path(path="/livekit/usage", operations={
+        "get": operation("usage", "The tenant's usage over a period, from LiveKit's events",
+                         "Usage", parameters=period)})
     received = {"type": "object", "properties": {"status": {"type": "string"}}}
     spec.path(path="/livekit/webhook", operations={"post": {
         "summary": "LiveKit's signed webhook events (Authorization: LiveKit's signature)",

@@ -133,6 +133,7 @@ class Ownership:
         self.per_tenant = per_tenant
         self.room_creations = room_creations
         self.observe = observe
+        self.usage = None  # the usage rule (usage.py), told of each fresh event; set by its owner
         margin_ms = settings.hold_margin * 1000
         ttl_ms = settings.token_ttl * 1000
         self.hold_ms = ttl_ms + LIVEKIT_LEEWAY_MS + margin_ms
@@ -326,8 +327,9 @@ class Ownership:
     # LiveKit's webhooks.
 
     def on_event(self, event) -> str:
-        """Apply one verified LiveKit event to the record; return what it did ("duplicate",
-        "stale", "ignored", "kept", "finished", "recorded", "removed")."""
+        """Apply one verified LiveKit event to the record, and meter it (`usage`); return what
+        it did ("duplicate", "stale", "ignored", "kept", "finished", "recorded", "removed",
+        "quota_removed")."""
         kind, name = event.event, event.room.name
         if not name or (kind not in ALIVE_EVENTS and kind != FINISHED_EVENT):
             return self._observed(kind, "ignored")
@@ -337,16 +339,40 @@ class Ownership:
             return self._observed(kind, "duplicate")
         hold = self.holds.keep(name, self.grace_ms, kind == FINISHED_EVENT)
         outcome = "finished" if kind == FINISHED_EVENT else "kept"
-        if hold is None:
-            if kind == FINISHED_EVENT or room_owner(event.room.metadata) is None:
-                return self._observed(kind, "ignored")
+        if hold is None and kind != FINISHED_EVENT and room_owner(event.room.metadata) is not None:
             owner = holder_of(event.room.metadata)
             self.holds.transfer(name, None, owner, self.grace_ms, False)
             hold, outcome = self.holds.get(name), "recorded"
-        if kind == "participant_joined" and hold is not None:
+        metered = self._meter(event, hold)
+        if hold is None:
+            return self._observed(kind, "ignored")
+        if kind == "participant_joined":
             if self._remove_intruder(name, hold.holder, event.participant):
                 outcome = "removed"
+            elif metered == "over_quota":
+                self._remove_over_quota(name, event.participant)
+                outcome = "quota_removed"
         return self._observed(kind, outcome)
+
+    def _meter(self, event, hold) -> str | None:
+        """Hand a fresh event to the usage rule, with the name's holder (None: no record, the
+        anonymous namespace: no tenant); its outcome, or None without a usage rule."""
+        if self.usage is None:
+            return None
+        tenant = hold.holder if hold is not None and hold.holder != ANONYMOUS else None
+        return self.usage.record(event, tenant)
+
+    def _remove_over_quota(self, name: str, participant) -> None:
+        """A join beyond its room's participants quota (with a token minted before the room
+        filled or the quota was lowered): remove it now."""
+        log.info("removing a participant from room %r: the room's participants quota is "
+                 "reached", name)
+        if self.observe is not None:
+            self.observe.quota_removed()
+        try:
+            self.rooms.remove_participant(name, participant.identity)
+        except LiveKitNotFound:
+            pass  # it left meanwhile
 
     def _remove_intruder(self, name: str, holder: str, participant) -> bool:
         """A participant that joined a held room with another tenant's `tokensvc.tenant`

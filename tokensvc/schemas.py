@@ -305,3 +305,23 @@ class RoomDetailSchema(RoomSummarySchema):
 
     metadata = fields.String(required=True)
     participants = fields.List(fields.Nested(ParticipantInfoSchema))
+
+
+class RoomUsageSchema(Schema):
+    """One room name's usage over the period (`GET /livekit/usage`)."""
+
+    room_name = fields.String(required=True, metadata={"description": "The tenant's own name."})
+    participant_seconds = fields.Float(required=True)
+    room_seconds = fields.Float(required=True)
+    peak_participants = fields.Integer(required=True)
+    participants = fields.Integer(required=True, metadata={"description": "Distinct identities."})
+
+
+class UsageSchema(Schema):
+    """The tenant's usage over a period (`GET /livekit/usage`)."""
+
+    from_ = fields.String(required=True, data_key="from", metadata={"format": "date-time"})
+    to = fields.String(required=True, metadata={"format": "date-time"})
+    participant_seconds = fields.Float(required=True)
+    room_seconds = fields.Float(required=True)
+    rooms = fields.List(fields.Nested(RoomUsageSchema), required=True)

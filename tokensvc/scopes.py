@@ -34,6 +34,7 @@ ROUTE_SCOPES = {
     "remove_participant": ("DELETE", "/livekit/participant", PARTICIPANTS_WRITE),
     "mute_track": ("POST", "/livekit/participant/mute", PARTICIPANTS_WRITE),
     "set_permissions": ("POST", "/livekit/participant/permissions", PARTICIPANTS_WRITE),
+    "usage": ("GET", "/livekit/usage", USAGE_READ),
 }
 
 #: Scopes a bearer bound to an identity (AUTH_IDENTITY_CLAIM) may do without, on its own

@@ -21,6 +21,7 @@ from .livekit_client import RoomServiceClient
 from .names import NameTooLong, RoomNames
 from .ownership import ANONYMOUS, Ownership, room_options
 from .roles import DEFAULT_ROLE, ROLE_ATTRIBUTE, TENANT_ATTRIBUTE, video_grants
+from .usage import Usage
 
 
 @dataclass(frozen=True)
@@ -106,10 +107,11 @@ class TokenIssuer:
     """Issues participant tokens; with a tenant, first makes sure the tenant owns the room."""
 
     def __init__(self, settings: Settings, rooms: RoomServiceClient | None = None,
-                 room_creations=None, observe_call=None, holds=None, observe_event=None):
+                 room_creations=None, observe_call=None, holds=None, observe_event=None,
+                 usage_store=None):
         """Use `rooms` for LiveKit calls (built from the settings, reporting each call to
-        `observe_call`, when not given) and `holds` as the ownership record (see `Ownership`
-        for `room_creations` and `observe_event`)."""
+        `observe_call`, when not given), `holds` as the ownership record (see `Ownership`
+        for `room_creations` and `observe_event`) and `usage_store` for usage and quotas."""
         self.settings = settings
         self.names = RoomNames(settings.room_names == "per-tenant")
         if rooms is None and settings.livekit_configured:
@@ -125,18 +127,34 @@ class TokenIssuer:
         if holds is not None:
             self.ownership = Ownership(settings, holds, rooms, self.names.per_tenant,
                                        room_creations, observe_event)
+        self.usage = None
+        if usage_store is not None:
+            self.usage = Usage(settings, usage_store, self.names, self.ownership.hold_ms,
+                               observe_event)
+            self.ownership.usage = self.usage
 
-    def issue(self, request: TokenRequest, tenant: str | None) -> IssuedToken:
+    def issue(self, request: TokenRequest, tenant: str | None,
+              quotas: dict | None = None) -> IssuedToken:
         """Return a token for `request`; with a tenant (or anonymous beside a key), only for a
-        room name that is the caller's."""
+        room name that is the caller's; with a tenant, within its quotas (`quotas`: those its
+        JWT sets), checked before anything is written."""
         self.require_livekit()
         metadata, created = None, False
         holder = tenant if tenant is not None else ANONYMOUS
         room_name = self.livekit_name(holder, request.room_name)
         agents = agent_dispatches(request)
-        if tenant is not None or self.settings.anonymous_checked:
-            metadata, created = self.ownership.for_token(
-                room_name, holder, request.participant_identity, agents)
+        reserved = False
+        if tenant is not None and self.usage is not None:
+            reserved = self.usage.check_mint(tenant, room_name, request.participant_identity,
+                                             quotas or {})
+        try:
+            if tenant is not None or self.settings.anonymous_checked:
+                metadata, created = self.ownership.for_token(
+                    room_name, holder, request.participant_identity, agents)
+        except BaseException:
+            if reserved:
+                self._release(tenant, room_name)
+            raise
         return IssuedToken(
             token=self.mint_token(request, metadata, tenant, room_name, agents),
             room_name=request.room_name,
@@ -145,6 +163,14 @@ class TokenIssuer:
             room_created=created,
             livekit_room_name=room_name if self.names.per_tenant else None,
         )
+
+    def _release(self, tenant: str, room_name: str) -> None:
+        """Release a room reserved for a token that was not issued; a storage failure only
+        leaves the reservation to expire."""
+        try:
+            self.usage.release(tenant, room_name)
+        except Exception:  # already logged by the store
+            pass
 
     def livekit_name(self, holder: str, room_name: str) -> str:
         """LiveKit's name for the caller's room name (per tenant, an injective encoding); 400

@@ -1,10 +1,14 @@
 """The HTTP layer: the blueprint with the token route and the management routes. Thin: parse,
 call the service, render."""
 
+import csv
 import json
 import logging
+import sys
 
+import click
 from flask import Blueprint, g, request
+from flask.cli import with_appcontext
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -34,6 +38,7 @@ from .schemas import (
     fields_not_allowed,
 )
 from .service import TokenRequest
+from .usage import parse_time
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +69,7 @@ def issue_token():
     check_identity(fields["participant_identity"])
     check_role(fields["role"], state.settings.role_presets)
     check_agents(fields["room_config"], state.settings.agent_names_allowed)
-    issued = state.issuer.issue(TokenRequest(**fields), g.tenant)
+    issued = state.issuer.issue(TokenRequest(**fields), g.tenant, g.quotas)
     if state.metrics is not None:
         state.metrics.token_issued(g.tenant, issued.room_created)
     answer = response_schema.dump(issued)
@@ -196,6 +201,77 @@ def set_permissions():
     participant = service_state().moderator.set_permissions(
         tenant, livekit_name(tenant, room_name), identity, grants)
     return participant_schema_out.dump(participant)
+
+
+@bp.get("/livekit/usage")
+def usage():
+    """The tenant's usage over `from` to `to` (RFC 3339; default: this month so far), from
+    LiveKit's events, in its own room names."""
+    tenant = require_tenant()
+    start, end = load_period(request.args.get("from"), request.args.get("to"))
+    return service_state().issuer.usage.report(tenant, start, end)
+
+
+def load_period(start: str | None, end: str | None) -> tuple[int, int]:
+    """(from, to) in ms from RFC 3339 texts; `to` defaults to the storage's now, `from` to the
+    start of `to`'s month (UTC); 400 naming a bad one, or a `from` not before `to`."""
+    usage_rule, problems, times = service_state().issuer.usage, {}, {}
+    for field, text in (("from", start), ("to", end)):
+        if text is not None:
+            try:
+                times[field] = parse_time(text)
+            except ValueError as exc:
+                problems[field] = [f"{text!r} {exc}."]
+    if problems:
+        raise InvalidRequest("the period is invalid", fields=problems)
+    end_ms = times.get("to")
+    if end_ms is None:
+        end_ms = usage_rule.store.time_ms()
+    start_ms = times.get("from", month_start(end_ms))
+    if start_ms >= end_ms:
+        raise InvalidRequest("the period is invalid",
+                             fields={"from": ["Must be before 'to'."]})
+    return start_ms, end_ms
+
+
+def month_start(ms: int) -> int:
+    """The first instant (UTC) of the month of `ms`."""
+    from datetime import datetime, timezone
+
+    moment = datetime.fromtimestamp(ms / 1000, timezone.utc)
+    return int(moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+               .timestamp() * 1000)
+
+
+@click.command("usage")
+@click.option("--from", "start", help="RFC 3339 start (default: the start of this month, UTC).")
+@click.option("--to", "end", help="RFC 3339 end (default: now).")
+@click.option("--format", "style", type=click.Choice(["csv", "json"]), default="csv",
+              show_default=True)
+@with_appcontext
+def usage_command(start: str | None, end: str | None, style: str) -> None:
+    """Print every tenant's usage over a period, for billing: participant-seconds,
+    room-seconds and room names used, per tenant."""
+    usage_rule = service_state().issuer.usage
+    if usage_rule is None:
+        raise click.ClickException("no usage is kept: no tenant key is configured")
+    try:
+        start_ms, end_ms = load_period(start, end)
+    except InvalidRequest as exc:
+        problems = "; ".join(f"--{field} {' '.join(messages)}"
+                             for field, messages in exc.extra["fields"].items())
+        raise click.ClickException(problems) from None
+    totals = usage_rule.report_all(start_ms, end_ms)
+    if style == "json":
+        from .usage import format_time
+
+        click.echo(json.dumps({"from": format_time(start_ms), "to": format_time(end_ms),
+                               "tenants": totals}, ensure_ascii=False))
+        return
+    writer = csv.DictWriter(sys.stdout, ["tenant", "participant_seconds", "room_seconds",
+                                         "rooms"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(totals)
 
 
 @bp.post("/livekit/webhook")

@@ -104,17 +104,25 @@ def audit_token(token: str, room: str, identity: str, ttl: int, livekit) -> dict
 
 
 def signed_webhook(kind: str, room: str, metadata: str = "", event_id: str | None = None,
-                   age: int = 0, participant: dict | None = None) -> tuple[str, dict]:
-    """(body, headers) of a LiveKit webhook event signed as LiveKit signs it: `kind` for `room`,
-    created `age` seconds ago, with a fresh id unless one is given."""
+                   age: int = 0, participant: dict | None = None, room_sid: str | None = None,
+                   created_at: int | None = None) -> tuple[str, dict]:
+    """(body, headers) of a LiveKit webhook event signed as LiveKit signs it: `kind` for `room`
+    (its sid `RM_<room>` unless given), created `age` seconds ago (or at `created_at`, epoch
+    seconds), with a fresh id unless one is given."""
+    created = created_at if created_at is not None else int(time.time()) - age
     event = {"event": kind, "id": event_id or "EV_" + secrets.token_hex(6),
-             "createdAt": str(int(time.time()) - age),
-             "room": {"name": room, "metadata": metadata}}
+             "createdAt": str(created),
+             "room": {"name": room, "metadata": metadata, "sid": room_sid or f"RM_{room}"}}
     if participant is not None:
         event["participant"] = participant
     body = json.dumps(event)
+    return body, webhook_headers(body)
+
+
+def webhook_headers(body: str) -> dict:
+    """The headers LiveKit sends a webhook `body` with: its signature by LiveKit's key pair."""
     digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
     now = int(time.time())
     auth = jwt.encode({"iss": LIVEKIT_KEY, "sha256": digest, "nbf": now - 10, "exp": now + 300},
                       LIVEKIT_SECRET)
-    return body, {"Content-Type": "application/webhook+json", "Authorization": auth}
+    return {"Content-Type": "application/webhook+json", "Authorization": auth}

@@ -1,0 +1,229 @@
+"""Usage and quotas per tenant: participant-seconds from LiveKit's events, and limits that hold
+across service instances and LiveKit nodes (no Flask).
+
+**Metering.** `Ownership.on_event` hands every verified, first-seen, fresh event of a held room
+to `record`: `room_started`, `room_finished`, `participant_joined` and `participant_left` are
+kept per room life (its `sid`) and per participant session (its participant `sid`), with the
+times the events carry (`usage_store.py`): a duplicate writes nothing new, a leave before its
+join still settles, a room's end closes the sessions whose leave never came, and a session still
+open counts to the storage's now. `report` adds them up over a period, per room name.
+
+**Quotas.** `max_rooms` (rooms the tenant has live at once) and `max_participants` (participants
+in one room): QUOTA_MAX_ROOMS and QUOTA_MAX_PARTICIPANTS, each overridden by the tenant JWT's
+claim (AUTH_QUOTA_CLAIMS). As the service sees them:
+
+- a room is live from the token request that would start it (a reservation, lasting as long as
+  that token can start it) or its `room_started`, until its `room_finished`;
+- a participant is in a room from its `participant_joined` until its `participant_left` or the
+  room's end. Tokens minted but not used take no seat: a seat is taken at the join.
+
+`check_mint`, before anything else is written, refuses (403 `quota_exceeded`) a token for a room
+that is full (unless the identity is in it already: a reconnect) and a token that would start a
+room beyond `max_rooms`, reserving the room in the same atomic step (so two instances racing for
+two new rooms under `max_rooms` 1 give one token). On `participant_joined`, the join takes a seat
+in the same atomic step as it is recorded; a join beyond `max_participants` (tokens minted before
+the room filled or the limit was lowered) takes none, and `Ownership` removes it. The tenant's
+limits are recorded in the storage at each token request that has any, for the joins to use.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from .config import Settings
+from .errors import QuotaExceeded
+from .usage_store import EventFacts
+
+#: The quotas, by the names the claims default to and the 403 names.
+MAX_ROOMS, MAX_PARTICIPANTS = "max_rooms", "max_participants"
+QUOTAS = (MAX_ROOMS, MAX_PARTICIPANTS)
+#: The LiveKit events that are metered.
+METERED_EVENTS = ("room_started", "room_finished", "participant_joined", "participant_left")
+#: LiveKit gives an event's time in whole seconds: it is taken at the middle of that second.
+HALF_SECOND_MS = 500
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A tenant's quotas (None: no limit)."""
+
+    max_rooms: int | None = None
+    max_participants: int | None = None
+
+
+def parse_time(text: str) -> int:
+    """An RFC 3339 time with its offset (`2026-01-31T12:00:00Z`) as ms since the epoch;
+    ValueError for anything else."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except (AttributeError, ValueError):
+        raise ValueError("is not an RFC 3339 time such as 2026-01-31T12:00:00Z") from None
+    if moment.tzinfo is None or "T" not in text.upper():
+        raise ValueError("is not an RFC 3339 time with a date, a time and an offset, such as "
+                         "2026-01-31T12:00:00Z")
+    return int(moment.timestamp() * 1000)
+
+
+def format_time(ms: int) -> str:
+    """ms since the epoch as RFC 3339 in UTC."""
+    moment = datetime.fromtimestamp(ms / 1000, timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def event_facts(event, tenant: str | None) -> EventFacts | None:
+    """What a LiveKit event says for metering, or None when it cannot be metered (not one of
+    METERED_EVENTS, or without the room's sid or the event's time)."""
+    room = event.room
+    if event.event not in METERED_EVENTS or not room.sid or not event.created_at:
+        return None
+    at = event.created_at * 1000 + HALF_SECOND_MS
+    started = room.creation_time_ms or (
+        room.creation_time * 1000 + HALF_SECOND_MS if room.creation_time else at)
+    participant_sid = identity = ""
+    joined = 0
+    if event.event.startswith("participant_") and event.participant.sid:
+        participant = event.participant
+        participant_sid, identity = participant.sid, participant.identity
+        joined = participant.joined_at_ms or (
+            participant.joined_at * 1000 + HALF_SECOND_MS if participant.joined_at else 0)
+        if not joined and event.event == "participant_joined":
+            joined = at
+    return EventFacts(event.event, tenant or "", room.name, room.sid, started, at,
+                      participant_sid, identity, joined)
+
+
+def _overlap(start: int, end: int, period_start: int, period_end: int) -> int:
+    """How many ms of [start, end) fall in [period_start, period_end)."""
+    return max(0, min(end, period_end) - max(start, period_start))
+
+
+def _seconds(ms: int) -> float:
+    """ms as seconds, to the ms."""
+    return round(ms / 1000, 3)
+
+
+def add_up(now: int, rooms, sessions, start: int, end: int, own_name) -> dict:
+    """The usage of some room lives and their sessions over [start, end): per room name (as
+    `own_name(room)` gives it) participant-seconds, room-seconds, the peak of participants at
+    once and the distinct identities; and the totals."""
+    by_sid = {room.sid: room for room in rooms}
+    named: dict[str, dict] = {}
+    spans: dict[str, list] = {}
+    for room in rooms:
+        name = own_name(room)
+        entry = named.setdefault(name, {"room_name": name, "participant_seconds": 0,
+                                        "room_seconds": 0, "peak_participants": 0,
+                                        "participants": set()})
+        entry["room_seconds"] += _overlap(room.started, room.finished or now, start, end)
+        spans.setdefault(name, [])
+    for session in sessions:
+        room = by_sid.get(session.room_sid)
+        if room is None or session.joined is None:
+            continue
+        stop = session.left if session.left is not None else (room.finished or now)
+        if room.finished is not None:
+            stop = min(stop, room.finished)
+        time_in = _overlap(session.joined, stop, start, end)
+        if time_in <= 0:
+            continue
+        name = own_name(room)
+        named[name]["participant_seconds"] += time_in
+        named[name]["participants"].add(session.identity)
+        spans[name].append((max(session.joined, start), min(stop, end)))
+    for name, entry in named.items():
+        edges = sorted([(a, 1) for a, _ in spans[name]] + [(b, -1) for _, b in spans[name]],
+                       key=lambda edge: (edge[0], edge[1]))
+        present = peak = 0
+        for _, step in edges:
+            present += step
+            peak = max(peak, present)
+        entry["peak_participants"] = peak
+    listed = [{**entry, "participant_seconds": _seconds(entry["participant_seconds"]),
+               "room_seconds": _seconds(entry["room_seconds"]),
+               "participants": len(entry["participants"])}
+              for _, entry in sorted(named.items())]
+    return {
+        "participant_seconds": round(sum(r["participant_seconds"] for r in listed), 3),
+        "room_seconds": round(sum(r["room_seconds"] for r in listed), 3),
+        "rooms": listed,
+    }
+
+
+class Usage:
+    """Metering and quotas on one usage store, for one service instance's settings."""
+
+    def __init__(self, settings: Settings, store, names, reserve_ms: int, observe=None):
+        """Use `store` (usage_store.py); `names` translates LiveKit's names into tenants' own;
+        a room reserved at a token request counts for `reserve_ms` unless LiveKit's events
+        say it started; `observe` (the metrics), when given, is told of metered events and
+        refusals."""
+        self.settings = settings
+        self.store = store
+        self.names = names
+        self.reserve_ms = reserve_ms
+        self.observe = observe
+
+    def limits(self, claimed: dict) -> Limits:
+        """The tenant's quotas: its JWT's claims over the settings."""
+        return Limits(claimed.get(MAX_ROOMS, self.settings.quota_max_rooms),
+                      claimed.get(MAX_PARTICIPANTS, self.settings.quota_max_participants))
+
+    def check_mint(self, tenant: str, name: str, identity: str, claimed: dict) -> bool:
+        """Before anything else is written for a token: 403 quota_exceeded for a full room or
+        a room beyond the tenant's live rooms; else reserve the room when it is not counted
+        yet. Return whether this call reserved it (`release` it if no token is issued). No
+        limit set anywhere: no storage call."""
+        limits = self.limits(claimed)
+        if limits == Limits() and not claimed:
+            return False
+        found = self.store.check_mint(tenant, name, identity, limits.max_rooms,
+                                      limits.max_participants, self.reserve_ms)
+        if found.refused is None:
+            return found.reserved
+        if self.observe is not None:
+            self.observe.quota_refused(found.refused)
+        limit = getattr(limits, found.refused)
+        raise QuotaExceeded(found.refused, limit)
+
+    def release(self, tenant: str, name: str) -> None:
+        """No token was issued after `check_mint` reserved `name`: the reservation goes."""
+        self.store.release(tenant, name)
+
+    def record(self, event, tenant: str | None) -> str:
+        """Meter one fresh, first-seen event of a room held by `tenant` (None: not held; the
+        room's life is then closed only if it is known already). Return "metered",
+        "over_quota" (a join beyond the room's participants quota: remove it) or "ignored"."""
+        facts = event_facts(event, tenant)
+        outcome = "ignored"
+        if facts is not None:
+            outcome = self.store.record(facts, self.settings.quota_max_participants)
+        if self.observe is not None:
+            self.observe.usage_event(event.event, outcome)
+        return outcome
+
+    def report(self, tenant: str, start: int, end: int) -> dict:
+        """The tenant's usage over [start, end) (ms), in its own room names."""
+        now, rooms, sessions = self.store.usage(tenant, start, end)
+        return {"from": format_time(start), "to": format_time(end),
+                **add_up(now, rooms, sessions, start, end,
+                         lambda room: self._own_name(tenant, room.name))}
+
+    def report_all(self, start: int, end: int) -> list[dict]:
+        """Every tenant's totals over [start, end) (ms), for billing: tenant, participant- and
+        room-seconds, how many room names, ordered by tenant."""
+        now, rooms, sessions = self.store.usage(None, start, end)
+        tenants = sorted({room.tenant for room in rooms})
+        totals = []
+        for tenant in tenants:
+            own = [room for room in rooms if room.tenant == tenant]
+            sids = {room.sid for room in own}
+            found = add_up(now, own, [s for s in sessions if s.room_sid in sids], start, end,
+                           lambda room, tenant=tenant: self._own_name(tenant, room.name))
+            totals.append({"tenant": tenant, "participant_seconds": found["participant_seconds"],
+                           "room_seconds": found["room_seconds"], "rooms": len(found["rooms"])})
+        return totals
+
+    def _own_name(self, tenant: str, name: str) -> str:
+        """The tenant's name for a LiveKit room name (LiveKit's when it is not the tenant's
+        encoding: recorded before ROOM_NAMES changed)."""
+        return self.names.own_name(tenant, name) or name

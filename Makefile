@@ -11,11 +11,14 @@ PY := $(VENV)/bin/python
 DEV_TENANT_SECRET := development-tenant-secret-change-me
 TENANT ?= acme
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt setup.cfg pyproject.toml tests/node/package-lock.json \
+# .venv/wheelhouse: the runtime's wheels, from which tests/test_package.py installs the built
+# wheel into a fresh venv offline (the suite runs in a network namespace of its own).
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml tests/node/package-lock.json \
 		examples/browser/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(PY) -m pip download --quiet --disable-pip-version-check -d $(VENV)/wheelhouse -r requirements.txt
 	if command -v npm >/dev/null; then \
 	  npm ci --prefix tests/node --silent --no-audit --no-fund && \
 	  npm ci --prefix examples/browser --silent --no-audit --no-fund; fi

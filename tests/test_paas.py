@@ -1,12 +1,12 @@
 """PaaS fit: app.json documents every setting, the Procfile and gunicorn honour the platform."""
 
-import configparser
 import dataclasses
 import json
 import os
 import re
 import secrets
 import time
+import tomllib
 
 import pytest
 
@@ -81,20 +81,18 @@ def test_button_deploy_starts_with_app_json_defaults(livekit, tenants, free_port
 def test_a_host_installs_no_server_unless_it_asks():
     """`pip install tokensvc` brings no gunicorn, gevent or aiohttp of its own; the extras
     `server` (gunicorn within the versions the glue supports) and `testing` do."""
-    config = configparser.ConfigParser()
-    config.read(ROOT / "setup.cfg")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
-    def names(text):
-        return {re.split(r"[<>=\[; ]", line.strip())[0].lower()
-                for line in text.splitlines() if line.strip() and not line.startswith("#")}
+    def names(requirements):
+        return {re.split(r"[<>=\[; ]", line.strip())[0].lower() for line in requirements}
 
-    base = names(config["options"]["install_requires"])
-    extras = {key: names(value) for key, value in config["options.extras_require"].items()}
+    base = names(project["dependencies"])
+    extras = {key: names(value) for key, value in project["optional-dependencies"].items()}
     assert not base & {"gunicorn", "gevent", "aiohttp", "redis"}
     assert {"flask", "livekit-api", "marshmallow", "pyjwt"} <= base
     assert {"gunicorn", "gevent", "redis"} <= extras["server"]
     assert "aiohttp" in extras["testing"] and "redis" in extras["redis"]
-    assert "gunicorn>=23,<28" in config["options.extras_require"]["server"]
+    assert "gunicorn>=23,<28" in project["optional-dependencies"]["server"]
 
 
 def test_configuration_reference_documents_every_setting():

@@ -8,7 +8,12 @@ are imported on first use, so `tokensvc.config` loads without Flask, LiveKit or 
 import logging
 from importlib import import_module
 
-__all__ = ["ConfigError", "TokenService", "create_app", "environ_config", "load_settings"]
+#: The package's version: the distribution's (pyproject.toml reads it here) and the OpenAPI
+#: document's.
+__version__ = "0.1.0"
+
+__all__ = ["ConfigError", "TokenService", "__version__", "create_app", "environ_config",
+           "load_settings"]
 
 #: Where each public name lives.
 _HOMES = {"ConfigError": "config", "environ_config": "config", "load_settings": "config",

@@ -4,6 +4,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, request
 
+from . import __version__
 from .context import service_state
 from .errors import MANAGEMENT, TOKEN, error_table
 from .scopes import SCOPES, scope_of
@@ -64,7 +65,7 @@ def build_spec(prefix: str, auth_required: bool) -> APISpec:
     """Build the document: schemas, the bearer scheme, every route and status."""
     spec = APISpec(
         title="tokensvc",
-        version="1.0.0",
+        version=__version__,
         openapi_version="3.1.0",
         plugins=[MarshmallowPlugin()],
         info={"description": "LiveKit access tokens for one room, owned by the caller's tenant."},

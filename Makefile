@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run token test install system-packages livekit-server bench soak
+.PHONY: run token lint test install system-packages livekit-server bench soak
 
 # make run's key for tenant tokens: public, for development only (make run binds loopback).
 DEV_TENANT_SECRET := development-tenant-secret-change-me
@@ -49,11 +49,17 @@ system-packages:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } || \
 	  echo "not installed: $$missing (their tests will be skipped)"
 
+# ruff (lint rules and formatting) and mypy, with the settings in pyproject.toml: a few seconds.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
 # The suite runs in a private network namespace (scripts/in-private-network) on the real
 # livekit-server and the emulator; without the server, its cases skip (fail with
 # TOKENSVC_REQUIRE_LIVEKIT=1, as .ci/run sets). scripts/run-tests runs the tests that wait
 # minutes of real time (marked `waits`, about 13 minutes) beside the rest.
-test: install system-packages
+test: install system-packages lint
 	server=$$(scripts/livekit-server | tail -n 1) || server=""; \
 	TOKENSVC_LIVEKIT_SERVER="$$server" PYTHON=$(PY) scripts/in-private-network scripts/run-tests
 

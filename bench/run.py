@@ -21,8 +21,8 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
-from statistics import median
 from pathlib import Path
+from statistics import median
 
 import jwt
 

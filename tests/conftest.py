@@ -12,16 +12,21 @@ import shutil
 import pytest
 
 from support.livekit import MEDIA_IP, RealLiveKit, find_livekit_server
-from support.processes import (
-    GunicornProcess, RedisServer, gunicorn_env, livekit_settings, unavailable,
-)
 from support.logs import AccessLog
+from support.processes import (
+    GunicornProcess,
+    RedisServer,
+    gunicorn_env,
+    livekit_settings,
+    unavailable,
+)
 from support.servers import ServedApp
 from support.tokens import LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET, Tenants, assert_no_secrets
 from tokensvc import create_app
 from tokensvc.context import service_state
 from tokensvc.testing import LiveKitEmulator
 from tokensvc.testing.processes import find_free_port
+
 
 @pytest.fixture(scope="session")
 def emulator():

@@ -22,9 +22,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
 from support.processes import GunicornProcess, gunicorn_env  # noqa: E402
-from tokensvc.testing.processes import find_free_port  # noqa: E402
 from support.tokens import GRANTS, LIVEKIT_KEY, LIVEKIT_SECRET, Tenants, verify_token  # noqa: E402
 from tokensvc.testing import LiveKitEmulator  # noqa: E402
+from tokensvc.testing.processes import find_free_port  # noqa: E402
 
 
 def worker_rss_mib(server) -> float:

@@ -94,7 +94,8 @@ def clean_env(**settings):
         ({"AUTH_REQUIRED": "1", "AUTH_JWT_PUBLIC_KEY_FILE": "/nonexistent/auth.pem"},
          "tokensvc: configuration error: AUTH_JWT_PUBLIC_KEY_FILE: cannot read"),
         ({"AUTH_JWT_SECRET": "k" * 32, "AUTH_JWT_ALGORITHMS": "RS256"},
-         "tokensvc: configuration error: AUTH_JWT_ALGORITHMS: none of RS256 fits the configured keys"),
+         "tokensvc: configuration error: AUTH_JWT_ALGORITHMS: "
+         "none of RS256 fits the configured keys"),
         ({"AUTH_JWKS_URL": "file:///etc/passwd"},
          "tokensvc: configuration error: AUTH_JWKS_URL: expected a http/https URL"),
     ],
@@ -111,7 +112,8 @@ def test_wsgi_module_refuses_to_start_with_one_line(settings, line):
 
 
 def test_gunicorn_refuses_to_start_and_stops(free_port):
-    """`gunicorn app:app` with a bad setting exits non-zero (no restart loop), naming the setting."""
+    """`gunicorn app:app` with a bad setting exits non-zero (no restart loop), naming the
+    setting."""
     result = subprocess.run(
         [sys.executable, "-m", "gunicorn", "app:app"],
         cwd=ROOT, env=clean_env(TOKEN_TTL="soon", PORT=str(free_port)),

@@ -86,7 +86,8 @@ def test_busy_livekit_port_is_one_line_and_exit_1():
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
-        "make run: port 7880 is already in use; stop what listens there, or set LIVEKIT_URL to use it"
+        "make run: port 7880 is already in use; stop what listens there, "
+        "or set LIVEKIT_URL to use it"
     ]
 
 
@@ -130,7 +131,7 @@ def dev_ports():
     while True:
         ports = [find_free_port() for _ in range(3)]
         if not {ports[1] + 1, ports[1] + 2} & set(ports) and not listening(ports[1] + 1):
-            return dict(zip(("PORT", "LIVEKIT_PORT", "EXAMPLE_PORT"), map(str, ports)))
+            return dict(zip(("PORT", "LIVEKIT_PORT", "EXAMPLE_PORT"), map(str, ports), strict=True))
 
 
 def test_make_run_on_all_interfaces_tells_the_truth(dev_ports, media_network):

@@ -3,7 +3,8 @@
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from support.tokens import BODY, LIVEKIT_SECRET, TENANT_SECRET, Tenants, verify_token
 from tokensvc.errors import TOKEN, error_table

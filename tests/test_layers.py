@@ -1,4 +1,5 @@
-"""The layout's layers (docs/architecture.md), enforced: import-linter's contracts in pyproject.toml."""
+"""The layout's layers (docs/architecture.md), enforced: import-linter's contracts in
+pyproject.toml."""
 
 import shutil
 import subprocess

@@ -8,7 +8,6 @@ import pytest
 from support.tokens import BODY
 
 
-
 @pytest.mark.parametrize("missing", ["LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"])
 def test_livekit_not_configured(make_app, tenants, missing):
     """Any LiveKit setting absent: the service starts, and the token route answers 500."""
@@ -110,7 +109,9 @@ def test_errors_never_leak_secrets_or_tokens(make_app, tenants, livekit):
 
 def test_token_generation_failure_is_500(make_app, livekit):
     """A LiveKit secret PyJWT refuses to sign with (a pasted PEM key): 500, no key in the body."""
-    pem = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----"
+    pem = ("-----BEGIN PUBLIC KEY-----\n"
+           "MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n"
+           "-----END PUBLIC KEY-----")
     client = make_app(LIVEKIT_API_SECRET=pem).test_client()
     response = client.post("/livekit/token", json=BODY)
     assert response.status_code == 500

@@ -12,10 +12,10 @@ from urllib.parse import quote
 import jwt
 import pytest
 
+from support.livekit import MEDIA_IP, find_livekit_server
+from support.participants import PUBLISH_REFUSED, Call
 from support.processes import livekit_settings
 from support.tokens import BODY, LIVEKIT_KEY, LIVEKIT_SECRET
-from support.livekit import MEDIA_IP, find_livekit_server
-from support.participants import Call
 from tokensvc.testing import LiveKitServer
 from tokensvc.testing.processes import find_free_port
 
@@ -249,7 +249,7 @@ def test_permissions_change_live(client, tenants, livekit, call):
                          headers=headers).json
     assert viewer["permission"]["can_publish"] is False
     assert viewer["permission"]["can_subscribe"] is True
-    with pytest.raises(Exception):
+    with pytest.raises(PUBLISH_REFUSED):
         call.publish("bob")
     speaker = client.post("/livekit/participant/permissions", json={**base, "role": "speaker"},
                           headers=headers).json

@@ -10,14 +10,13 @@ import time
 
 import pytest
 import redis
-
-from support.processes import GunicornProcess, RedisServer, unavailable
-from support.tokens import BODY, LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET
 from livekit import rtc
 
 from support.livekit import MEDIA_IP, find_livekit_server, twirp
 from support.participants import join, meet
+from support.processes import GunicornProcess, RedisServer, unavailable
 from support.racing import Tally, ask_at_once
+from support.tokens import BODY, LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET
 from tokensvc.testing import LiveKitServer
 from tokensvc.testing.processes import find_free_port
 

@@ -5,7 +5,8 @@ emulator and the real livekit-server, with real participants for the old-token s
 import json
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from support.participants import join, stay
 from tokensvc.names import MAX_LIVEKIT_NAME_BYTES, RoomNames, decode, encode

@@ -4,8 +4,8 @@ import re
 
 import pytest
 import schemathesis
-from schemathesis.specs.openapi.checks import positive_data_acceptance
 from hypothesis import HealthCheck, given, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from support.processes import ROOT
 from tokensvc.context import service_state

@@ -6,8 +6,8 @@ import time
 import pytest
 
 from support.tokens import BODY, verify_token
-from tokensvc.ownership import owner_metadata
 from tokensvc.context import service_state
+from tokensvc.ownership import owner_metadata
 
 pytestmark = pytest.mark.livekit_server
 

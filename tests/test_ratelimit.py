@@ -9,7 +9,6 @@ from support.tokens import BODY, assert_no_secrets
 from tokensvc import ConfigError
 
 
-
 def assert_limited(response):
     """A 429 in the service's error shape, with a Retry-After within the one-minute window."""
     assert response.status_code == 429

@@ -7,8 +7,8 @@ import json
 import jwt
 import pytest
 
+from support.participants import PUBLISH_REFUSED, Call
 from support.tokens import BODY, TENANT_SECRET, verify_token
-from support.participants import Call
 from tokensvc import ConfigError
 from tokensvc.context import service_state
 
@@ -133,7 +133,7 @@ def test_viewer_listens_observer_is_hidden_speaker_publishes(client, tenants, li
         call.join(identity, response.json["livekit_url"], response.json["token"])
     assert call.publish("sam").startswith("TR_")
     assert call.wait_for(lambda: call.frames["vic"] > 50), "the viewer received no audio"
-    with pytest.raises(Exception):
+    with pytest.raises(PUBLISH_REFUSED):
         call.publish("vic")
     assert call.wait_for(lambda: call.sees("oz") == {"sam", "vic"})
     assert call.sees("sam") == {"vic"} and call.sees("vic") == {"sam"}
@@ -148,5 +148,5 @@ def test_publish_sources_limit_what_publishes(make_app, tenants, livekit, call):
     response = ask(client, tenants, "podcaster", identity="pod")
     call.join("pod", response.json["livekit_url"], response.json["token"])
     assert call.publish("pod", "microphone").startswith("TR_")
-    with pytest.raises(Exception):
+    with pytest.raises(PUBLISH_REFUSED):
         call.publish("pod", "camera")

@@ -12,7 +12,7 @@ from urllib.parse import quote
 import pytest
 from flask import Flask
 
-from support.participants import Call
+from support.participants import PUBLISH_REFUSED, Call
 from support.processes import ROOT
 from support.storage import records, storage_calls
 from support.tokens import BODY, LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET, verify_token
@@ -397,7 +397,7 @@ def test_a_viewer_cannot_promote_itself(scoped_app, tenants, livekit, call):
         response = client.post("/livekit/participant/permissions", json=promote, headers=headers)
         assert (response.status_code, response.json["code"]) == (403, code)
     assert livekit.calls == {}
-    with pytest.raises(Exception):
+    with pytest.raises(PUBLISH_REFUSED):
         call.publish("vic")
     allowed = client.post("/livekit/participant/permissions", json=promote,
                           headers=tenants.headers("acme", scope="participants:write"))
@@ -494,7 +494,7 @@ def test_partial_permission_changes_keep_the_other_grants(scoped_app, tenants, l
         False, True, True)
     heard = call.frames["bob"]
     assert call.wait_for(lambda: call.frames["bob"] > heard + 50), "bob stopped hearing alice"
-    with pytest.raises(Exception):
+    with pytest.raises(PUBLISH_REFUSED):
         call.publish("bob")
     bob = tenants.headers("acme", roles=["viewer", "speaker"], **{IDENTITY_CLAIM: "bob"})
     other = client.post("/livekit/participant/permissions",

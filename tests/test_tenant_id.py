@@ -5,7 +5,6 @@ import json
 
 import pytest
 
-
 pytestmark = pytest.mark.livekit_server
 
 ROOM = "acme-room"
@@ -45,7 +44,8 @@ def test_lookalike_of_a_tenant_is_refused_and_writes_nothing(client, tenants, li
 
 @pytest.mark.parametrize("other", ["ACME", "\uff41\uff43\uff4d\uff45"], ids=["upper", "fullwidth"])
 def test_case_and_unicode_variants_are_distinct_tenants(client, tenants, livekit, other):
-    """No case folding or Unicode normalisation: "ACME" and fullwidth "ａｃｍｅ" are other tenants."""
+    """No case folding or Unicode normalisation: "ACME" and fullwidth "ａｃｍｅ" are other
+    tenants."""
     assert tenants.ask(client, "acme", room=ROOM).status_code == 200
     refused = tenants.ask(client, other, room=ROOM)
     assert (refused.status_code, refused.json["code"]) == (403, "room_forbidden")

@@ -6,7 +6,8 @@ import logging
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import click
 import jwt
@@ -182,7 +183,8 @@ class TenantVerifier:
             return granted_scopes(claims.get(self.scopes_claim), self.scopes_claim in claims,
                                   has_roles)
         except ValueError as exc:
-            raise Unauthorized(f"the bearer token's scopes claim {self.scopes_claim!r} {exc}")
+            raise Unauthorized(
+                f"the bearer token's scopes claim {self.scopes_claim!r} {exc}") from None
 
     def _identity_of(self, claims: dict) -> str | None:
         """The participant identity the token is bound to (compared exactly, never normalised),
@@ -199,7 +201,8 @@ class TenantVerifier:
 
     def _key_for(self, algorithm: str, kid):
         """Return the key that verifies `algorithm`: never a public key for an HMAC token. With
-        both a PEM key and a JWKS, a token that names a `kid` is the JWKS's, one without the PEM's."""
+        both a PEM key and a JWKS, a token that names a `kid` is the JWKS's, one without the
+        PEM's."""
         if algorithm in HMAC_ALGORITHMS:
             return self.secret
         if algorithm in self.public_algorithms and (kid is None or self.jwks is None):
@@ -246,7 +249,7 @@ class TenantVerifier:
         problem = tenant_problem(tenant)
         if problem:
             raise Unauthorized(f"the bearer token's tenant claim {self.tenant_claim!r} {problem}")
-        return tenant
+        return cast(str, tenant)  # tenant_problem refuses anything but a string
 
 
 def tenant_problem(tenant) -> str | None:
@@ -299,7 +302,7 @@ def tenant_token_command(tenant: str, ttl: int) -> None:
     problem = tenant_problem(tenant)
     if problem:
         raise click.ClickException(f"--tenant {problem}; the service would refuse it")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     claims = {settings.auth_tenant_claim: tenant, "iat": now, "exp": now + timedelta(seconds=ttl)}
     if settings.auth_jwt_issuer:
         claims["iss"] = settings.auth_jwt_issuer

@@ -343,5 +343,5 @@ def error_table(route: str) -> dict[int, dict[str, str]]:
         kind = pending.pop(0)
         pending += kind.__subclasses__()
         if "error_code" in vars(kind) and route in kind.routes:
-            table.setdefault(kind.code, {}).setdefault(kind.error_code, kind.__doc__.strip())
+            table.setdefault(kind.code, {}).setdefault(kind.error_code, (kind.__doc__ or "").strip())
     return dict(sorted(table.items()))

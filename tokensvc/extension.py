@@ -130,7 +130,7 @@ class TokenService:
             url = settings.storage_url or "sqlite:///" + os.path.join(
                 app.instance_path, DEFAULT_STORAGE_FILE)
             holds = open_holds(url, settings.storage_timeout, metrics and metrics.storage_call,
-                               settings.storage_replicas, metrics and metrics.storage_lost)
+                               settings.storage_replicas, metrics.storage_lost if metrics else None)
             _refuse_a_forgetful_storage(holds)
         issuer = TokenIssuer(settings, room_creations=rate_limits,
                              observe_call=metrics and metrics.livekit_call, holds=holds,

@@ -30,7 +30,8 @@ def create_app(config=None) -> Flask:
     _log_livekit_target(state.issuer)
     if settings.proxy_fix:
         hops = settings.proxy_fix
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
     app.register_error_handler(HTTPException, http_error_response)
     app.register_error_handler(Exception, render_unexpected_error)
     return app

@@ -29,9 +29,10 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .errors import ApiError, StorageRecovering, StorageUnavailable
@@ -93,6 +94,8 @@ class HoldStore(Protocol):
 
     where: str
     clock: StorageClock
+    #: Told of each detected loss of the store's data (open_holds sets it).
+    on_loss: Callable[[], None] | None
 
     def claim(self, name: str, holder: str, hold_ms: int, identity: str | None = None,
               lock_ms: int = 0, shared: bool = True) -> Hold:
@@ -157,7 +160,7 @@ def open_holds(url: str, timeout: float, observe=None, replicas: int = 0,
         store = SqliteHolds(sqlite_path(url), timeout)
     else:
         store = RedisHolds(url, timeout, replicas)
-    store.on_loss = on_loss  # type: ignore[attr-defined]
+    store.on_loss = on_loss
     return ObservedHolds(store, observe)
 
 
@@ -267,9 +270,10 @@ class SqliteHolds:
         self.timeout = timeout
         self.clock = StorageClock()
         self.epoch: str | None = None  # the epoch this process saw
-        self.on_loss = None
+        self.on_loss: Callable[[], None] | None = None
         self._lock = threading.Lock()
-        self._connection, self._pid = None, None
+        self._connection: sqlite3.Connection | None = None
+        self._pid: int | None = None
         self._swept_at = 0.0
 
     def _now(self) -> int:
@@ -507,6 +511,7 @@ class SqliteHolds:
                 db.close()
                 raise
             self._connection, self._pid = db, os.getpid()
+            return db
         return self._connection
 
     def _write(self):
@@ -747,7 +752,7 @@ class RedisHolds:
         self.replicas = replicas
         self.clock = StorageClock()
         self.epoch: str | None = None
-        self.on_loss = None
+        self.on_loss: Callable[[], None] | None = None
         options = {"socket_timeout": timeout, "socket_connect_timeout": timeout,
                    "retry_on_timeout": False}
         if parts.scheme == "redis+sentinel":
@@ -881,7 +886,7 @@ class RedisHolds:
         for name in names:
             pipe.hget(self._key("hold", name), "holder")
         holders = pipe.execute()
-        stale = [name for name, found in zip(names, holders) if found != holder.encode()]
+        stale = [name for name, found in zip(names, holders, strict=True) if found != holder.encode()]
         if stale:
             self.client.srem(key, *stale)
         return [name for name in names if name not in stale]

@@ -39,11 +39,11 @@ class JwksKeys:
         self.url, self.timeout, self.min_interval = url, timeout, min_interval
         self.max_age = max_age
         self._observe = observe
-        self.keys = {}  # replaced whole by a refresh, never changed in place
-        self.fetched_at = None
+        self.keys: dict = {}  # replaced whole by a refresh, never changed in place
+        self.fetched_at: float | None = None
         self.last_fetch_failed = False
-        self._attempted_at = None
-        self._refreshing = None  # an Event set when the running refresh ends
+        self._attempted_at: float | None = None
+        self._refreshing: threading.Event | None = None  # set when the running refresh ends
         self._lock = threading.Lock()  # guards the fields a refresh sets; never held across I/O
 
     def key_for(self, kid, algorithm: str):
@@ -57,7 +57,7 @@ class JwksKeys:
                 raise AuthUnavailable("the authentication service's keys could not be fetched")
             if entry is None:
                 raise Unauthorized("the bearer token's key id is unknown")
-        elif time.monotonic() - self.fetched_at > self.max_age:
+        elif time.monotonic() - (self.fetched_at or 0.0) > self.max_age:
             self._refresh(unknown_kid=False)  # in the background; this request goes on
         key_type, declared, key = entry
         if key_type != KEY_TYPE_BY_FAMILY.get(algorithm[:2]) or declared not in (None, algorithm):
@@ -104,7 +104,7 @@ def fetch_json(url: str, timeout: float):
     connection down when the deadline passes, whatever the server is still sending."""
     parts = urlsplit(url)
     kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    connection = kind(parts.hostname, parts.port, timeout=timeout)
+    connection = kind(parts.hostname or "", parts.port, timeout=timeout)
     timer = threading.Timer(timeout, _cut, args=(connection,))
     timer.daemon = True
     timer.start()

@@ -15,7 +15,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import urllib3
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from livekit import api
 from livekit.protocol import room as room_pb
 from urllib3.exceptions import (
@@ -58,8 +58,10 @@ class RoomServiceClient:
         self._timeout = timeout
         self._counter = threading.local()
         self._lock = threading.Lock()
-        self._headers_now, self._renew_at = {}, 0.0
-        self._pool, self._pid = None, None
+        self._headers_now: dict[str, str] = {}
+        self._renew_at = 0.0
+        self._pool: urllib3.HTTPConnectionPool | None = None
+        self._pid: int | None = None
         self._observe = observe
 
     def find_room(self, name: str):
@@ -183,12 +185,14 @@ class RoomServiceClient:
 
     def _connections(self) -> urllib3.HTTPConnectionPool:
         """This process's pool, made on first use (a forked child never uses its parent's)."""
-        if self._pid != os.getpid() or self._pool is None:
+        pool = self._pool
+        if self._pid != os.getpid() or pool is None:
             with self._lock:
-                if self._pid != os.getpid() or self._pool is None:
-                    self._pool = urllib3.connection_from_url(self._base, maxsize=16, block=False)
-                    self._pid = os.getpid()
-        return self._pool
+                pool = self._pool
+                if self._pid != os.getpid() or pool is None:
+                    pool = urllib3.connection_from_url(self._base, maxsize=16, block=False)
+                    self._pool, self._pid = pool, os.getpid()
+        return pool
 
     def _headers(self) -> dict:
         """The request headers, with one server-API token renewed an hour after it was signed."""
@@ -213,7 +217,7 @@ class RoomServiceClient:
 
 #: A room-scoped admin token lives for one call, with margin for clock skew.
 ADMIN_TOKEN_TTL = timedelta(minutes=1)
-RESPONSES = {
+RESPONSES: dict[str, type[Message]] = {
     "ListRooms": room_pb.ListRoomsResponse,
     "CreateRoom": api.Room,
     "DeleteRoom": room_pb.DeleteRoomResponse,

@@ -7,7 +7,6 @@ from flask import Blueprint, request
 from . import __version__
 from .context import service_state
 from .errors import MANAGEMENT, TOKEN, error_table
-from .scopes import SCOPES, scope_of
 from .schemas import (
     ErrorSchema,
     MuteSchema,
@@ -20,6 +19,7 @@ from .schemas import (
     TokenResponseSchema,
     TrackSchema,
 )
+from .scopes import SCOPES, scope_of
 
 bp = Blueprint("openapi", __name__)
 
@@ -53,9 +53,9 @@ def bp_prefix() -> str:
     return request.path[: -len("/openapi.json")]
 
 
-def json_body(schema: str, example=None) -> dict:
+def json_body(schema: str | dict, example=None) -> dict:
     """An application/json content entry for a component schema."""
-    content = {"schema": schema}
+    content: dict = {"schema": schema}
     if example is not None:
         content["example"] = example
     return {"content": {"application/json": content}}

@@ -55,11 +55,12 @@ class RateLimits:
         for limit in self.room_creates:
             self._storage_call(self.counter.hit, limit, "room-create", tenant)
 
-    def _hit(self, limits, *key) -> None:
-        """Count one against each of `limits` for `key`; raise 429 on the first one used up."""
+    def _hit(self, limits, kind: str, who: str) -> None:
+        """Count one against each of `limits` for (`kind`, `who`); raise 429 on the first one
+        used up."""
         for limit in limits:
-            if not self._storage_call(self.counter.hit, limit, *key):
-                raise self._limited(limit, *key, "requests")
+            if not self._storage_call(self.counter.hit, limit, kind, who):
+                raise self._limited(limit, kind, who, "requests")
 
     def _limited(self, limit, kind, who, what) -> RateLimited:
         """The 429 for `limit`, with the seconds until its window resets."""

@@ -90,7 +90,8 @@ def _field_names(kind: type) -> tuple:
 def _flat_dict(instance) -> dict:
     """One dataclass as a dict the way `Claims.asdict` builds it, copying only containers."""
     result = {}
-    for name, key in _field_names(type(instance)):
+    kind: type = type(instance)
+    for name, key in _field_names(kind):
         value = getattr(instance, name)
         if value is None or value == "":
             continue
@@ -112,16 +113,18 @@ class TokenIssuer:
         for `room_creations` and `observe_event`)."""
         self.settings = settings
         self.names = RoomNames(settings.room_names == "per-tenant")
-        if rooms is None and settings.livekit_configured:
+        url, key, secret = (settings.livekit_url, settings.livekit_api_key,
+                            settings.livekit_api_secret)
+        if rooms is None and url and key and secret:  # settings.livekit_configured
             rooms = RoomServiceClient(
-                settings.livekit_url,
-                settings.livekit_api_key,
-                settings.livekit_api_secret,
+                url,
+                key,
+                secret,
                 settings.livekit_timeout,
                 observe_call,
             )
         self.rooms = rooms
-        self.ownership = None
+        self.ownership: Ownership | None = None
         if holds is not None:
             self.ownership = Ownership(settings, holds, rooms, self.names.per_tenant,
                                        room_creations, observe_event)
@@ -135,13 +138,15 @@ class TokenIssuer:
         room_name = self.livekit_name(holder, request.room_name)
         agents = agent_dispatches(request)
         if tenant is not None or self.settings.anonymous_checked:
+            # A tenant, or anonymous beside a key: a key is configured, so the record exists.
+            assert self.ownership is not None
             metadata, created = self.ownership.for_token(
                 room_name, holder, request.participant_identity, agents)
         return IssuedToken(
             token=self.mint_token(request, metadata, tenant, room_name, agents),
             room_name=request.room_name,
             participant_identity=request.participant_identity,
-            livekit_url=self.settings.client_url,
+            livekit_url=self.settings.client_url or "",  # set: LiveKit is configured
             room_created=created,
             livekit_room_name=room_name if self.names.per_tenant else None,
         )
@@ -156,7 +161,7 @@ class TokenIssuer:
 
     def require_livekit(self) -> RoomServiceClient:
         """Return the LiveKit client, or raise 500 livekit_not_configured naming the settings."""
-        if not self.settings.livekit_configured:
+        if not self.settings.livekit_configured or self.rooms is None:
             raise LiveKitNotConfigured()
         return self.rooms
 
@@ -202,7 +207,8 @@ class TokenIssuer:
         try:
             return token.to_jwt()
         except Exception as exc:
-            raise TokenGenerationFailed(f"the token could not be signed ({type(exc).__name__})")
+            raise TokenGenerationFailed(
+                f"the token could not be signed ({type(exc).__name__})") from exc
 
     def close(self) -> None:
         """Close the LiveKit client's pooled connections and the storage's."""

@@ -263,7 +263,8 @@ def load_room_name(room_name: str) -> str:
     try:
         name = room_name_field.deserialize(room_name)
     except ValidationError as exc:
-        raise InvalidRequest("the room name is invalid", fields={"room_name": exc.messages})
+        raise InvalidRequest("the room name is invalid",
+                             fields={"room_name": exc.messages}) from None
     g.room = name
     return name
 

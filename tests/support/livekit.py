@@ -20,7 +20,8 @@ from pathlib import Path
 
 import jwt
 from google.protobuf import json_format
-from livekit.protocol import models, room as room_pb
+from livekit.protocol import models
+from livekit.protocol import room as room_pb
 
 from tokensvc.testing import Faults, LiveKitServer, LiveKitUnderTest
 from tokensvc.testing.processes import find_livekit_server as find_binary

@@ -7,10 +7,14 @@ import time
 from collections import defaultdict
 
 from livekit import rtc
+from livekit.rtc.participant import PublishTrackError
 
 # The SDK's native core logs the whole token with every failed connect; the test sees the failure
 # as the ConnectError it raises, and the suite's leak check must not see a test token as a leak.
 logging.getLogger("livekit").setLevel(logging.CRITICAL)
+
+#: What `Call.publish` raises when the server refuses the publish (or never answers it).
+PUBLISH_REFUSED = (PublishTrackError, TimeoutError)
 
 
 async def _join(url: str, token: str) -> tuple[str, str]:
@@ -71,7 +75,7 @@ async def _meet(urls_and_tokens, seconds: float = 3.0) -> list[set]:
     """Join everyone at once; after `seconds`, return for each the identities it sees."""
     rooms = [rtc.Room() for _ in urls_and_tokens]
     await asyncio.gather(*(room.connect(url, token)
-                           for room, (url, token) in zip(rooms, urls_and_tokens)))
+                           for room, (url, token) in zip(rooms, urls_and_tokens, strict=True)))
     try:
         await asyncio.sleep(seconds)
         return [set(room.remote_participants) for room in rooms]

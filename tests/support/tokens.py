@@ -11,7 +11,6 @@ import time
 import jwt
 from livekit import api
 
-
 LIVEKIT_KEY = "test-key"
 
 

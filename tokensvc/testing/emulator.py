@@ -5,9 +5,9 @@ with protobuf or JSON bodies, HS256 bearer tokens checked for the grant each met
 Twirp JSON errors, `CreateRoom`, `ListRooms` by exact names, `UpdateRoomMetadata`, `DeleteRoom`,
 `ListParticipants` (always empty: nobody can join the emulator) and the participant calls
 (`GetParticipant`, `RemoveParticipant`, `MutePublishedTrack`, `UpdateParticipant`: always
-`not_found`, as the real server answers for an identity that is not in the room), rooms that close after
-`empty_timeout`, and LiveKit's size limits. Switches inject faults (latency, Twirp errors, a 200
-with a malformed body, refused connections), and counters record every call, so tests can
+`not_found`, as the real server answers for an identity that is not in the room), rooms that
+close after `empty_timeout`, and LiveKit's size limits. Switches inject faults (latency, Twirp
+errors, a 200 with a malformed body, refused connections), and counters record every call, so tests can
 assert what the service did over the wire.
 
 Like livekit-server (pkg/service/roomservice.go, roommanager.go, roomallocator.go, localstore.go),
@@ -34,13 +34,15 @@ import string
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import jwt
 from aiohttp import web
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
-from livekit.protocol import models, room as room_pb
+from livekit.protocol import models
+from livekit.protocol import room as room_pb
 
 SERVICE_PREFIX = "/twirp/livekit.RoomService/"
 MAX_NAME_BYTES = 256
@@ -71,7 +73,7 @@ class TwirpError(Exception):
 
     def response(self) -> web.Response:
         """Render as Twirp does: JSON body, status by code."""
-        body = {"code": self.code, "msg": self.msg}
+        body: dict = {"code": self.code, "msg": self.msg}
         if self.meta:
             body["meta"] = self.meta
         return web.json_response(body, status=TWIRP_STATUS.get(self.code, 500))
@@ -196,7 +198,8 @@ class LiveKitEmulator:
         self._run(self._close_site())
 
     def drop_connections(self) -> None:
-        """Close every open (kept-alive) connection but keep listening, as a restarted proxy would."""
+        """Close every open (kept-alive) connection but keep listening, as a restarted proxy
+        would."""
         self._run(self._abort_connections())
 
     def accept_connections(self) -> None:
@@ -388,7 +391,9 @@ class LiveKitEmulator:
         name = request.path.removeprefix(SERVICE_PREFIX)
         with self._lock:
             self.calls[name] += 1  # every call that reached the service, failed ones included
-            self.client_ports.append(request.transport.get_extra_info("peername")[1])
+            transport = request.transport
+            if transport is not None:
+                self.client_ports.append(transport.get_extra_info("peername")[1])
         faults, generation = self.faults, self._generation
         if faults.latency:
             await asyncio.sleep(faults.latency)
@@ -427,7 +432,8 @@ class LiveKitEmulator:
         """ListRooms: the store's entries, every one or those whose names match exactly."""
         self._expire_rooms()
         if request.names:
-            rooms = (self.store.get(name) for name in dict.fromkeys(request.names))
+            rooms: Iterable[models.Room | None] = (
+                self.store.get(name) for name in dict.fromkeys(request.names))
         else:
             rooms = self.store.values()
         return room_pb.ListRoomsResponse(rooms=[_copy(room) for room in rooms if room])
@@ -521,7 +527,8 @@ class LiveKitEmulator:
             self._close(name)
 
     def _record(self, room: models.Room) -> None:
-        """Start a new life in the history: a room made live, or its metadata replaced (lock held)."""
+        """Start a new life in the history: a room made live, or its metadata replaced (lock
+        held)."""
         life = RoomLife(room.name, room.sid, room.metadata, time.time())
         self.history.append(life)
         self._lives[room.name] = life

@@ -26,7 +26,7 @@ class LiveKitServer:
         self.binary, self.keys, self.ports = binary, keys, ports
         self.media_ip = media_ip or "127.0.0.1"
         self.redis_url, self.extra = redis_url, extra or {}
-        self.process = None
+        self.process: subprocess.Popen | None = None
         self.log = tempfile.TemporaryFile(mode="w+")
 
     @property

@@ -33,7 +33,7 @@ run: install
 TTL ?= 3600
 token: install
 	@AUTH_JWT_SECRET="$${AUTH_JWT_SECRET:-$(DEV_TENANT_SECRET)}" LOG_LEVEL=ERROR \
-	  $(VENV)/bin/flask --app app tenant-token --tenant "$(TENANT)" --ttl "$(TTL)"
+	  $(VENV)/bin/flask --app 'tokensvc:create_app()' tenant-token --tenant "$(TENANT)" --ttl "$(TTL)"
 
 livekit-server:
 	@scripts/livekit-server

@@ -60,8 +60,9 @@ def test_auth_required_false_words(word):
 def test_secret_from_file(tmp_path):
     """LIVEKIT_API_SECRET_FILE is read (trailing newline stripped); both forms at once refused."""
     path = tmp_path / "secret"
-    path.write_text("from-a-file\n")
-    assert load_settings({"LIVEKIT_API_SECRET_FILE": str(path)}).livekit_api_secret == "from-a-file"
+    secret = "from-a-file-" + "0123456789" * 3
+    path.write_text(secret + "\n")
+    assert load_settings({"LIVEKIT_API_SECRET_FILE": str(path)}).livekit_api_secret == secret
     with pytest.raises(ConfigError, match="not both"):
         load_settings({"LIVEKIT_API_SECRET_FILE": str(path), "LIVEKIT_API_SECRET": "x"})
 
@@ -74,8 +75,21 @@ def test_environ_config_reads_only_known_keys():
 
 def test_secrets_are_not_in_settings_repr():
     """A logged Settings object does not show the secrets."""
-    settings = load_settings({"LIVEKIT_API_SECRET": "s3cr3t-value", "AUTH_JWT_SECRET": "t0k3n-key"})
+    livekit, tenant = "s3cr3t-value-" + "a" * 32, "t0k3n-key-" + "b" * 32
+    settings = load_settings({"LIVEKIT_API_SECRET": livekit, "AUTH_JWT_SECRET": tenant})
     assert "s3cr3t-value" not in repr(settings) and "t0k3n-key" not in repr(settings)
+
+
+@pytest.mark.parametrize("key", ["LIVEKIT_API_SECRET", "AUTH_JWT_SECRET"])
+def test_short_hmac_secrets_are_refused_outside_development(key):
+    """A LiveKit secret or a tenant HS* key under 32 bytes (`livekit-server --dev`'s
+    "secret") stops the start, naming the setting and its length; DEV_MODE accepts it."""
+    with pytest.raises(ConfigError, match=f"^{key}: must be at least 32 bytes, got 6 "):
+        load_settings({key: "secret"})
+    assert load_settings({key: "x" * 32}).dev_mode is False
+    settings = load_settings({key: "secret", "DEV_MODE": "true"})
+    assert settings.dev_mode and "secret" in (settings.livekit_api_secret,
+                                              settings.auth_jwt_secret)
 
 
 def clean_env(**settings):
@@ -98,6 +112,15 @@ def clean_env(**settings):
          "none of RS256 fits the configured keys"),
         ({"AUTH_JWKS_URL": "file:///etc/passwd"},
          "tokensvc: configuration error: AUTH_JWKS_URL: expected a http/https URL"),
+        ({"LIVEKIT_API_SECRET": "secret"},
+         "tokensvc: configuration error: LIVEKIT_API_SECRET: must be at least 32 bytes, got 6"),
+        ({"AUTH_JWT_SECRET": "abc"},
+         "tokensvc: configuration error: AUTH_JWT_SECRET: must be at least 32 bytes, got 3"),
+        ({}, "tokensvc: configuration error: LIVEKIT_URL: not set; the server needs LIVEKIT_URL, "
+             "LIVEKIT_API_KEY, LIVEKIT_API_SECRET (missing: LIVEKIT_URL, LIVEKIT_API_KEY, "
+             "LIVEKIT_API_SECRET)"),
+        ({"LIVEKIT_URL": "ws://127.0.0.1:7880", "LIVEKIT_API_KEY": "devkey", "DEV_MODE": "true"},
+         "tokensvc: configuration error: LIVEKIT_API_SECRET: not set"),
     ],
 )
 def test_wsgi_module_refuses_to_start_with_one_line(settings, line):

@@ -41,7 +41,17 @@ def test_wrong_api_secret_is_502(make_app, tenants, livekit):
     client = make_app(LIVEKIT_API_SECRET="not-the-right-secret-but-long-enough-0123").test_client()
     response = tenants.ask(client)
     assert response.status_code == 502
+    assert response.json["error"] == (
+        "LiveKit refused the service's API key (HTTP 401): check LIVEKIT_API_KEY/LIVEKIT_API_SECRET")
     assert "not-the-right-secret" not in response.get_data(as_text=True)
+
+
+def test_tls_to_a_plain_server_asks_about_the_scheme(make_app, tenants, livekit):
+    """wss:// against a LiveKit that speaks plain HTTP: 503, saying which setting to check."""
+    url = livekit.ws_url.replace("ws://", "wss://", 1)
+    response = tenants.ask(make_app(LIVEKIT_URL=url).test_client())
+    assert (response.status_code, response.json["code"]) == (503, "livekit_unavailable")
+    assert "is LIVEKIT_URL's scheme right (ws vs wss)?" in response.json["error"]
 
 
 def test_malformed_200_body_is_502(client, tenants, livekit):

@@ -145,7 +145,7 @@ def test_control_characters_are_escaped_and_read_back(make_app, tenants, access_
 def test_python_warnings_are_log_lines_too(make_gunicorn):
     """A Python warning (PyJWT's, for a LiveKit secret under 32 bytes) is a LOG_FORMAT line
     from the py.warnings logger, not raw interpreter text; the secret is not in it."""
-    server = make_gunicorn(LIVEKIT_API_SECRET="short-secret", AUTH_JWT_SECRET="")
+    server = make_gunicorn(LIVEKIT_API_SECRET="short-secret", AUTH_JWT_SECRET="", DEV_MODE="true")
     assert server.post("/livekit/token", BODY)[0] == 200
     output = server.close()
     lines = [json.loads(line) for line in output.splitlines()]

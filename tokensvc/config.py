@@ -29,6 +29,14 @@ STORAGE_SCHEMES = ("memory", "redis", "rediss", "redis+unix", "redis+sentinel", 
 HOLD_SCHEMES = ("sqlite", "redis", "rediss", "redis+sentinel")
 LOG_FORMATS = ("json", "logfmt")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+#: The shortest HMAC key accepted outside DEV_MODE, in bytes: HS256's output size (RFC 7518
+#: 3.2), below which PyJWT and LiveKit warn.
+MIN_SECRET_BYTES = 32
+#: The HMAC keys that must have MIN_SECRET_BYTES: LiveKit's (it signs every participant token)
+#: and the tenants' HS* key.
+HMAC_SECRET_KEYS = ("LIVEKIT_API_SECRET", "AUTH_JWT_SECRET")
+#: What the standalone server needs to do anything useful (embedded, their absence is a 500).
+LIVEKIT_KEYS = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 
@@ -104,6 +112,8 @@ class Settings:
     rate_limit_storage_url: str = setting(lambda v, k, d: _storage_url(v, k), "memory://",
                                           secret=True)
     rate_limit_fail_open: bool = setting(lambda v, k, d: _flag(v, k, d), False)
+    #: Development (make run): HMAC secrets shorter than MIN_SECRET_BYTES are accepted.
+    dev_mode: bool = setting(lambda v, k, d: _flag(v, k, d), False)
 
     @property
     def rate_limited(self) -> bool:
@@ -164,7 +174,19 @@ def load_settings(config) -> Settings:
     settings = Settings(**_parsed(Settings, values))
     _check_auth(settings)
     _check_cors(settings)
+    _check_secret_lengths(settings)
     return settings
+
+
+def require_livekit(settings: Settings) -> None:
+    """Refuse to run as the standalone server without LiveKit: it could answer nothing but 500
+    (embedded in a host app the host decides, and the token route answers 500
+    livekit_not_configured)."""
+    values = (settings.livekit_url, settings.livekit_api_key, settings.livekit_api_secret)
+    missing = [key for key, value in zip(LIVEKIT_KEYS, values, strict=True) if not value]
+    if missing:
+        raise ConfigError(f"{missing[0]}: not set; the server needs {', '.join(LIVEKIT_KEYS)} "
+                          f"(missing: {', '.join(missing)})")
 
 
 def server_settings(environ=None) -> ServerSettings:
@@ -351,6 +373,19 @@ def _check_auth(settings: Settings) -> None:
     unknown = [alg for alg in settings.auth_jwt_algorithms if alg not in known]
     if unknown:
         raise ConfigError(f"AUTH_JWT_ALGORITHMS: unsupported algorithm(s) {', '.join(unknown)}")
+
+
+def _check_secret_lengths(settings: Settings) -> None:
+    """Refuse an HMAC secret shorter than MIN_SECRET_BYTES outside DEV_MODE: anyone who guesses
+    it mints tokens (LiveKit's) or tenants (AUTH_JWT_SECRET)."""
+    if settings.dev_mode:
+        return
+    for key, value in zip(HMAC_SECRET_KEYS, (settings.livekit_api_secret,
+                                             settings.auth_jwt_secret), strict=True):
+        if value is not None and len(value.encode()) < MIN_SECRET_BYTES:
+            raise ConfigError(f"{key}: must be at least {MIN_SECRET_BYTES} bytes, got "
+                              f"{len(value.encode())} (generate one: openssl rand -base64 32; "
+                              f"DEV_MODE=true accepts it for development only)")
 
 
 def _check_cors(settings: Settings) -> None:

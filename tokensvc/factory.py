@@ -7,7 +7,7 @@ from flask import Flask
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .config import environ_config
+from .config import ConfigError, environ_config, require_livekit
 from .errors import http_error_response
 from .extension import TokenService, render_unexpected_error
 from .logs import ServiceFormatter
@@ -15,8 +15,9 @@ from .logs import ServiceFormatter
 log = logging.getLogger("tokensvc")
 
 
-def create_app(config=None) -> Flask:
-    """Build the standalone service: settings from the environment, overridden by `config`."""
+def create_app(config=None, *, server: bool = False) -> Flask:
+    """Build the standalone service: settings from the environment, overridden by `config`;
+    as the `server` (app.py, what gunicorn runs), refuse to start without LiveKit."""
     app = Flask(__name__)
     # `//` in a path is a 404 like any unknown path, not a redirect built from the Host header.
     app.url_map.merge_slashes = False
@@ -25,6 +26,12 @@ def create_app(config=None) -> Flask:
         app.config.from_mapping(config)
     state = TokenService().init_app(app)
     settings = state.settings
+    if server:
+        try:
+            require_livekit(settings)
+        except ConfigError:
+            state.close()
+            raise
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     _configure_logging(settings.log_level, settings.log_format)
     _log_livekit_target(state.issuer)
@@ -56,6 +63,9 @@ def _configure_logging(level: str, style: str) -> None:
 
 def _log_livekit_target(issuer) -> None:
     """One start-up line: which LiveKit the service will call, or that none is configured."""
+    if issuer.settings.dev_mode:
+        log.warning("starting: DEV_MODE is on: secrets shorter than 32 bytes are accepted; "
+                    "never in production")
     if issuer.settings.livekit_configured:
         log.info("starting: LiveKit server API at %s", issuer.rooms.host)
     else:

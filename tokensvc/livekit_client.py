@@ -25,6 +25,7 @@ from urllib3.exceptions import (
     NewConnectionError,
     ProtocolError,
     ReadTimeoutError,
+    SSLError,
 )
 
 from .errors import (
@@ -164,12 +165,18 @@ class RoomServiceClient:
                     log.debug("LiveKit closed a kept-alive connection; retrying once")
                     continue
                 raise self._unreachable("connection dropped") from None
+            except SSLError:  # wss:// against a plain server, or a certificate refused
+                raise self._unreachable(f"TLS failed: {SCHEME_HINT}") from None
             except HTTPError as exc:
                 raise self._unreachable(type(exc).__name__) from None
         if answer.status != 200:
             code = _twirp_code(answer.data)
             if code == "not_found":
                 raise LiveKitNotFound(f"LiveKit found no such {method} target")
+            if answer.status == 401:  # LiveKit refused the service's own API token
+                log.warning("LiveKit at %s refused the service's API key (HTTP 401 to %s): %s",
+                            self.host, method, KEY_HINT)
+                raise LiveKitError(f"LiveKit refused the service's API key (HTTP 401): {KEY_HINT}")
             log.warning("LiveKit at %s answered %s %s to %s", self.host, answer.status, code, method)
             raise LiveKitError(f"LiveKit answered HTTP {answer.status} ({code})")
         try:
@@ -179,8 +186,10 @@ class RoomServiceClient:
             raise LiveKitError("LiveKit answered with a body that is not a valid answer") from None
 
     def _unreachable(self, why: str) -> LiveKitUnavailable:
-        """Log and build the 503 for a transport failure."""
+        """Log and build the 503 for a transport failure (a TLS failure says what to check)."""
         log.warning("LiveKit at %s could not be reached: %s", self.host, why)
+        if SCHEME_HINT in why:
+            return LiveKitUnavailable(f"LiveKit could not be reached ({why})")
         return LiveKitUnavailable("LiveKit could not be reached")
 
     def _connections(self) -> urllib3.HTTPConnectionPool:
@@ -217,6 +226,11 @@ class RoomServiceClient:
 
 #: A room-scoped admin token lives for one call, with margin for clock skew.
 ADMIN_TOKEN_TTL = timedelta(minutes=1)
+#: What to check when LiveKit refuses the service's API token (HTTP 401).
+KEY_HINT = "check LIVEKIT_API_KEY/LIVEKIT_API_SECRET"
+#: What to check when TLS fails: usually wss:// against a plain server, or the reverse.
+SCHEME_HINT = "is LIVEKIT_URL's scheme right (ws vs wss)?"
+
 RESPONSES: dict[str, type[Message]] = {
     "ListRooms": room_pb.ListRoomsResponse,
     "CreateRoom": api.Room,

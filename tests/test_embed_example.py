@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -13,9 +14,12 @@ import pytest
 from support.processes import ROOT, livekit_settings
 from support.servers import HttpService
 from support.tokens import BODY, LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET, assert_no_secrets
+from tokensvc import environ_config
 from tokensvc.context import service_state
+from tokensvc.testing import LiveKitEmulator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples" / "embed"))
+from host import DEVELOPMENT_TENANT_SECRET  # noqa: E402
 from host import create_app as create_host_app  # noqa: E402
 
 
@@ -92,3 +96,31 @@ def test_example_runs_as_documented(livekit, free_port, storage_url):
     assert_no_secrets(printed)
     access = [json.loads(line) for line in printed.splitlines() if line.startswith("{")]
     assert [(line["path"], line["status"]) for line in access] == [("/api/rtc/livekit/token", 200)]
+
+
+def make_run_keys() -> tuple[str, str]:
+    """The development LiveKit key pair that `make run` (scripts/dev) starts LiveKit with."""
+    text = (ROOT / "scripts" / "dev").read_text()
+    key = re.search(r'LIVEKIT_API_KEY="\$\{LIVEKIT_API_KEY:-([^}]+)\}"', text).group(1)
+    secret = re.search(r'LIVEKIT_API_SECRET="\$\{LIVEKIT_API_SECRET:-([^}]+)\}"', text).group(1)
+    return key, secret
+
+
+def test_example_works_with_make_runs_livekit_keys(tenants, tmp_path, monkeypatch):
+    """The example's defaults get a token from a LiveKit holding make run's key pair: only the
+    URL (make run's is 127.0.0.1:7880) and the storage differ here."""
+    for name in environ_config(os.environ):
+        monkeypatch.delenv(name)
+    with LiveKitEmulator(keys=dict([make_run_keys()])) as livekit:
+        app = create_host_app({"LIVEKIT_URL": livekit.ws_url,
+                               "STORAGE_URL": f"sqlite:///{tmp_path}/holds.sqlite3"})
+        try:
+            token = tenants.token("acme", secret=DEVELOPMENT_TENANT_SECRET)
+            response = app.test_client().post("/api/rtc/livekit/token", json=BODY,
+                                              headers={"Authorization": f"Bearer {token}"})
+            assert response.status_code == 200, response.json
+            assert json.loads(livekit.get_room(BODY["room_name"]).metadata) == {"auth_id": "acme"}
+        finally:
+            service_state(app).close()
+    assert app.config["TOKENSVC_LIVEKIT_API_KEY"] == make_run_keys()[0]
+    assert "LIVEKIT_URL" not in app.config  # the host's config holds only prefixed keys

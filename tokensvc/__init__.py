@@ -12,11 +12,12 @@ from importlib import import_module
 #: document's.
 __version__ = "0.1.0"
 
-__all__ = ["ConfigError", "TokenService", "__version__", "create_app", "environ_config",
-           "load_settings"]
+__all__ = ["ConfigError", "TokenService", "__version__", "app_config", "create_app",
+           "environ_config", "load_settings"]
 
 #: Where each public name lives.
-_HOMES = {"ConfigError": "config", "environ_config": "config", "load_settings": "config",
+_HOMES = {"ConfigError": "config", "app_config": "config", "environ_config": "config",
+          "load_settings": "config",
           "TokenService": "extension", "create_app": "factory"}
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

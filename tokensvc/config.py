@@ -145,6 +145,12 @@ class Settings:
 
 #: Every setting the service reads, in the order docs/configuration.md documents them.
 KEYS = tuple(item.name.upper() for item in fields(Settings))
+#: In a Flask app's config each key is `TOKENSVC_<KEY>`, clear of the host's own keys (Flask's
+#: MAX_CONTENT_LENGTH, say); the environment keeps the plain names.
+CONFIG_PREFIX = "TOKENSVC_"
+#: Plain keys that belong to Flask or its extensions: in `app.config` only the prefixed form is
+#: the service's.
+HOST_KEYS = ("MAX_CONTENT_LENGTH",)
 
 
 @dataclass(frozen=True)
@@ -166,6 +172,25 @@ def environ_config(environ=None) -> dict:
     environ = os.environ if environ is None else environ
     names = KEYS + tuple(f"{key}_FILE" for key in FILE_KEYS)
     return {name: environ[name] for name in names if name in environ}
+
+
+def app_config(values) -> dict:
+    """The service's keys of `values` (plain names, as in the environment) under their
+    `app.config` names (`TOKENSVC_<KEY>`); other keys (Flask's TESTING, say) as they are."""
+    names = set(KEYS) | {f"{key}_FILE" for key in FILE_KEYS}
+    return {CONFIG_PREFIX + key if key in names else key: value for key, value in values.items()}
+
+
+def from_app_config(config) -> dict:
+    """The service's keys in an app's config, by their plain names: `TOKENSVC_<KEY>`, else
+    (as before the prefix) `<KEY>` itself, except the keys that are Flask's own."""
+    values = {}
+    for key in KEYS + tuple(f"{key}_FILE" for key in FILE_KEYS):
+        if CONFIG_PREFIX + key in config:
+            values[key] = config[CONFIG_PREFIX + key]
+        elif key in config and key not in HOST_KEYS:
+            values[key] = config[key]
+    return values
 
 
 def load_settings(config) -> Settings:

@@ -4,18 +4,18 @@ one parent blueprint, "tokensvc", with every route of the service nested in it."
 import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, current_app, request
 from flask_cors import CORS
 from livekit import api
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
-from werkzeug.routing import RequestRedirect
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, default_exceptions
+from werkzeug.routing import RequestRedirect, Rule
 
 from . import health, metrics, openapi, views
 from .auth import TenantVerifier, tenant_token_command
-from .config import ConfigError, Settings, load_settings
+from .config import ConfigError, Settings, from_app_config, load_settings
 from .context import EXTENSION_KEY, service_state
 from .errors import StorageUnavailable, error_response, http_error_response
 from .health import Readiness
@@ -52,12 +52,54 @@ def render_http_error(error):
     return http_error_response(error)
 
 
+# Flask looks for a handler by status code (blueprint, then app) before it looks by class, so a
+# host's own `errorhandler(404)` would answer for the service's routes: register by code too.
+for _status in default_exceptions:
+    service_bp.register_error_handler(_status, render_http_error)
+
+
 @service_bp.errorhandler(Exception)
 def render_unexpected_error(error):
     """An unexpected failure on the service's routes (standalone: on any route), logged with
     its traceback: a JSON 500."""
     log.exception("request failed unexpectedly")
     return error_response(500, "internal_error", "internal error")
+
+
+@service_bp.before_app_request
+def check_routes_once():
+    """On an app's first request, warn of routes the host registered after the service that
+    share a path and method with one of the service's."""
+    state = service_state()
+    if not state.routes_checked:
+        state.routes_checked = True
+        warn_of_collisions(current_app, state)
+
+
+def warn_of_collisions(app: Flask, state: "ServiceState") -> None:
+    """One warning per path and method that both a host route and a service route serve,
+    naming both endpoints and the one that answers."""
+    owners: dict[tuple[str, str], list[Rule]] = {}
+    for rule in app.url_map.iter_rules():
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            owners.setdefault((rule.rule, method), []).append(rule)
+    adapter = app.url_map.bind("localhost")
+    for (path, method), rules in owners.items():
+        ours = [r.endpoint for r in rules if r.endpoint.startswith("tokensvc.")]
+        theirs = [r.endpoint for r in rules if not r.endpoint.startswith("tokensvc.")]
+        if not ours or not theirs or (path, method) in state.collisions:
+            continue
+        state.collisions.add((path, method))
+        winner = "one of them"
+        if not rules[0].arguments:
+            try:
+                found = adapter.match(path, method=method)[0]
+                winner = "the service's" if found.startswith("tokensvc.") else "the host's"
+            except HTTPException:
+                pass
+        log.warning("route collision: %s %s is both the host's (%s) and the service's (%s); %s "
+                    "answers (mount the service with a url_prefix, or move the host's route)",
+                    method, path, ", ".join(theirs), ", ".join(ours), winner)
 
 
 @service_bp.before_app_request
@@ -100,6 +142,9 @@ class ServiceState:
     moderator: Moderator | None = None
     webhooks: api.WebhookReceiver | None = None
     url_prefix: str = ""
+    #: Whether the first request checked the routes; the (path, method) collisions warned of.
+    routes_checked: bool = False
+    collisions: set[tuple[str, str]] = field(default_factory=set)
 
     def close(self) -> None:
         """Close the LiveKit client's pooled connections and the storage's."""
@@ -119,7 +164,7 @@ class TokenService:
         """Validate the settings in `app.config`, register the blueprint, keep state on the app."""
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError("tokensvc is already initialised on this app")
-        settings = load_settings(app.config)
+        settings = load_settings(from_app_config(app.config))
         metrics = instruments() if settings.metrics_enabled else None
         rate_limits = RateLimits(settings) if settings.rate_limited else None
         verifier = None
@@ -146,6 +191,7 @@ class TokenService:
                              Moderator(issuer), webhooks, prefix)
         app.extensions[EXTENSION_KEY] = state
         app.register_blueprint(service_bp, url_prefix=prefix or None)
+        warn_of_collisions(app, state)  # the host's routes so far; later ones at first request
         app.cli.add_command(tenant_token_command)
         if settings.cors_allowed_origins:
             CORS(app, **cors_options(settings, _own_paths_pattern(app, prefix)))

@@ -7,7 +7,7 @@ from flask import Flask
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .config import ConfigError, environ_config, require_livekit
+from .config import ConfigError, app_config, environ_config, require_livekit
 from .errors import http_error_response
 from .extension import TokenService, render_unexpected_error
 from .logs import ServiceFormatter
@@ -21,9 +21,9 @@ def create_app(config=None, *, server: bool = False) -> Flask:
     app = Flask(__name__)
     # `//` in a path is a 404 like any unknown path, not a redirect built from the Host header.
     app.url_map.merge_slashes = False
-    app.config.from_mapping(environ_config())
+    app.config.from_mapping(app_config(environ_config()))
     if config:
-        app.config.from_mapping(config)
+        app.config.from_mapping(app_config(config))
     state = TokenService().init_app(app)
     settings = state.settings
     if server:

@@ -109,6 +109,14 @@ def build_spec(prefix: str, auth_required: bool) -> APISpec:
     )
     spec.path(path="/openapi.json", operations={"get": {"summary": "This document",
                                                         "responses": health}})
+    spec.path(path="/metrics", operations={"get": {
+        "summary": "Prometheus metrics (METRICS_ENABLED; bearer METRICS_BEARER_TOKEN when set)",
+        "responses": {
+            "200": {"description": "The text exposition",
+                    "content": {"text/plain": {"schema": {"type": "string"}}}},
+            "401": {"description": "unauthorized: the metrics bearer token is missing or wrong",
+                    **json_body("Error")},
+            "404": {"description": "not_found: METRICS_ENABLED is off", **json_body("Error")}}}})
     return spec
 
 

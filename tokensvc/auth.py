@@ -16,9 +16,16 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from flask import g, request
 from flask.cli import with_appcontext
 
-from .config import HMAC_ALGORITHMS, PUBLIC_KEY_ALGORITHMS, ConfigError, Settings
+from .config import (
+    HMAC_ALGORITHMS,
+    PUBLIC_KEY_ALGORITHMS,
+    RSA_ALGORITHMS,
+    ConfigError,
+    Settings,
+)
 from .context import service_state
 from .errors import IdentityForbidden, RoleForbidden, ScopeForbidden, Unauthorized
+from .names import MAX_LIVEKIT_NAME_BYTES
 from .jwks import JwksKeys
 from .roles import grants_beyond
 from .scopes import OWN_IDENTITY_SCOPES, PARTICIPANTS_WRITE, granted_scopes, scope_of
@@ -30,9 +37,8 @@ OPEN_ENDPOINTS = {"tokensvc.api.livekit_webhook"}
 #: The blueprint whose routes need a scope (scopes.ROUTE_SCOPES, by view name).
 SCOPED_BLUEPRINT = "tokensvc.api"
 BEARER = re.compile(r"Bearer +([^\s]+)", re.IGNORECASE)
-MAX_TENANT_BYTES = 256
-MAX_IDENTITY_BYTES = 256
-RSA_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+MAX_TENANT_BYTES = MAX_LIVEKIT_NAME_BYTES
+MAX_IDENTITY_BYTES = MAX_LIVEKIT_NAME_BYTES
 EC_ALGORITHMS_BY_CURVE = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 
 

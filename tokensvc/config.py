@@ -18,9 +18,8 @@ FILE_KEYS = ("LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "AUTH_JWT_SECRET", "AUTH_J
 TENANT_KEYS = ("AUTH_JWT_SECRET", "AUTH_JWT_PUBLIC_KEY", "AUTH_JWKS_URL")
 
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
-PUBLIC_KEY_ALGORITHMS = (
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
-)
+RSA_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+PUBLIC_KEY_ALGORITHMS = (*RSA_ALGORITHMS, "ES256", "ES384", "ES512", "EdDSA")
 #: Characters that make flask-cors treat an origin as a regular expression.
 PATTERN_CHARACTERS = re.compile(r"[*?\[\]()^$|\\+{}]")
 #: Where rate-limit counters may live (the `limits` library's storage URLs).

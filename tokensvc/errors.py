@@ -26,7 +26,7 @@ CODES_BY_STATUS = {
 MESSAGES_BY_STATUS = {
     404: "no such route",
     405: "method not allowed on this route",
-    413: "request body is too large",
+    413: "request body over MAX_CONTENT_LENGTH",
 }
 
 
@@ -324,12 +324,10 @@ class RateLimitUnavailable(ApiError):
     description = "the rate limit storage could not be reached"
 
 
-#: Errors werkzeug raises itself on any route of the service: (status, code, what it means).
-ROUTING_ERRORS = (
-    (404, "not_found", "no such route"),
-    (405, "method_not_allowed", "method not allowed on this route"),
-    (413, "payload_too_large", "body over MAX_CONTENT_LENGTH"),
-)
+#: Errors werkzeug raises itself on any route of the service: (status, code, what it means),
+#: from the two tables at the top.
+ROUTING_ERRORS = tuple((status, CODES_BY_STATUS[status], message)
+                       for status, message in MESSAGES_BY_STATUS.items())
 
 
 def error_table(route: str) -> dict[int, dict[str, str]]:

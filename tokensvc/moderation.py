@@ -17,15 +17,11 @@ from livekit.protocol import models
 
 from .errors import LiveKitNotFound, ParticipantNotFound, RoomNotFound, TrackNotFound
 from .ownership import holder_of
+from .roles import SOURCES as TRACK_SOURCES
 from .service import TokenIssuer
 
 #: Track sources by the names the routes take.
-SOURCES = {
-    "camera": models.TrackSource.CAMERA,
-    "microphone": models.TrackSource.MICROPHONE,
-    "screen_share": models.TrackSource.SCREEN_SHARE,
-    "screen_share_audio": models.TrackSource.SCREEN_SHARE_AUDIO,
-}
+SOURCES = {name: getattr(models.TrackSource, name.upper()) for name in TRACK_SOURCES}
 
 
 class Moderator:

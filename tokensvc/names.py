@@ -14,7 +14,8 @@ format, version 1. A pair whose encoding is over LiveKit's 256 bytes is refused 
 
 from dataclasses import dataclass
 
-#: LiveKit's limit for a room name, in UTF-8 bytes.
+#: LiveKit's limit for a room name, a participant name and an identity, in UTF-8 bytes: the one
+#: declaration (schemas.py and auth.py use it too).
 MAX_LIVEKIT_NAME_BYTES = 256
 ANONYMOUS_PREFIX = "~:"
 

@@ -12,10 +12,11 @@ from marshmallow import (
     validates_schema,
 )
 
-from .roles import DEFAULT_ROLE, RESERVED_PREFIX
+from .names import MAX_LIVEKIT_NAME_BYTES
+from .roles import DEFAULT_ROLE, RESERVED_PREFIX, SOURCES
 
 #: LiveKit's limit for room names, participant identities and names, in UTF-8 bytes.
-MAX_NAME_BYTES = 256
+MAX_NAME_BYTES = MAX_LIVEKIT_NAME_BYTES
 #: LiveKit's limit for a participant's attributes, keys and values together, in UTF-8 bytes.
 MAX_ATTRIBUTES_BYTES = 64 * 1024
 #: LiveKit's limit for metadata (participant, room, agent dispatch), in UTF-8 bytes
@@ -209,7 +210,7 @@ class ErrorSchema(Schema):
 
 
 #: Track sources the mute and permissions routes take.
-SOURCE_CHOICES = ("microphone", "camera", "screen_share", "screen_share_audio")
+SOURCE_CHOICES = SOURCES  # roles.py's: what a role and the routes may name
 
 
 class ParticipantSchema(Schema):

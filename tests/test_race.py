@@ -3,8 +3,8 @@
 Two concurrent CreateRoom calls for one new room can leave the server's live room and its store
 disagreeing until the live room next changes (docs/livekit.md, "Two views of a room"). Over
 many rounds, no room may ever give tokens to two tenants: not in the race, not when every
-contender asks again at once, and not after a participant has joined. The emulator reproduces the same divergence
-deterministically in test_ownership.py.
+contender asks again at once, and not after a participant has joined. The emulator reproduces
+the same divergence deterministically in test_ownership.py.
 """
 
 import json

@@ -25,8 +25,8 @@ from .config import (
 )
 from .context import service_state
 from .errors import IdentityForbidden, RoleForbidden, ScopeForbidden, Unauthorized
-from .names import MAX_LIVEKIT_NAME_BYTES
 from .jwks import JwksKeys
+from .names import MAX_LIVEKIT_NAME_BYTES
 from .roles import grants_beyond
 from .scopes import OWN_IDENTITY_SCOPES, PARTICIPANTS_WRITE, granted_scopes, scope_of
 

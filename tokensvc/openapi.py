@@ -110,7 +110,7 @@ def build_spec(prefix: str, auth_required: bool) -> APISpec:
     spec.path(path="/openapi.json", operations={"get": {"summary": "This document",
                                                         "responses": health}})
     spec.path(path="/metrics", operations={"get": {
-        "summary": "Prometheus metrics (METRICS_ENABLED; bearer METRICS_BEARER_TOKEN when set)",
+        "summary": "Prometheus metrics (METRICS_ENABLED; METRICS_BEARER_TOKEN)",
         "responses": {
             "200": {"description": "The text exposition",
                     "content": {"text/plain": {"schema": {"type": "string"}}}},
@@ -123,9 +123,10 @@ def build_spec(prefix: str, auth_required: bool) -> APISpec:
 def scopes_description() -> str:
     """The tenant JWT and the scopes each operation's security requirement names."""
     lines = [f"- `{scope}`: {meaning}" for scope, meaning in SCOPES.items()]
-    return ("A tenant JWT. Its scopes claim (AUTH_SCOPES_CLAIM) lists what the bearer may do; "
-            "without it, every scope, or only `tokens:create` when it carries the roles "
-            "claim. A missing scope is 403 `scope_forbidden`.\n\n" + "\n".join(lines))
+    intro = ("A tenant JWT. Its scopes claim (AUTH_SCOPES_CLAIM) lists what the bearer may do; "
+             "without it, every scope, or only `tokens:create` when it carries the roles "
+             "claim. A missing scope is 403 `scope_forbidden`.")
+    return intro + "\n\n" + "\n".join(lines)
 
 
 def security(view: str, anonymous: bool = False) -> list:

@@ -33,7 +33,7 @@ What one token request costs (asserted by tests/test_cost.py on both backends):
 | the caller's own name, hold long enough | 0 | 1 (claim) |
 | a name another holds, hold running | 0 | 1 (claim) |
 | a new name | 2 (ListRooms, CreateRoom) | 2 (claim+lock, verify+unlock) |
-| a name past its grace, passed on | 2 (as for a new name) | 4 (claim, transfer, then as for a new name) |
+| a name past its grace, passed on | 2 (as for a new name) | 4 (claim, transfer, then as new) |
 
 LiveKit's webhooks keep the record true (`on_event`): a room that starts or a participant that
 joins or leaves keeps its name's hold alive for a grace past the event; `room_finished` starts

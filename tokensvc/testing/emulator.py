@@ -7,8 +7,8 @@ Twirp JSON errors, `CreateRoom`, `ListRooms` by exact names, `UpdateRoomMetadata
 (`GetParticipant`, `RemoveParticipant`, `MutePublishedTrack`, `UpdateParticipant`: always
 `not_found`, as the real server answers for an identity that is not in the room), rooms that
 close after `empty_timeout`, and LiveKit's size limits. Switches inject faults (latency, Twirp
-errors, a 200 with a malformed body, refused connections), and counters record every call, so tests can
-assert what the service did over the wire.
+errors, a 200 with a malformed body, refused connections), and counters record every call, so
+tests can assert what the service did over the wire.
 
 Like livekit-server (pkg/service/roomservice.go, roommanager.go, roomallocator.go, localstore.go),
 it keeps two views of each room, and its calls read and write them as the real server does:

@@ -5,17 +5,20 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run token test install system-packages livekit-server bench soak
+.PHONY: run token lint test install system-packages livekit-server bench soak
 
 # make run's key for tenant tokens: public, for development only (make run binds loopback).
 DEV_TENANT_SECRET := development-tenant-secret-change-me
 TENANT ?= acme
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt setup.cfg pyproject.toml tests/node/package-lock.json \
+# .venv/wheelhouse: the runtime's wheels, from which tests/test_package.py installs the built
+# wheel into a fresh venv offline (the suite runs in a network namespace of its own).
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml tests/node/package-lock.json \
 		examples/browser/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(PY) -m pip download --quiet --disable-pip-version-check -d $(VENV)/wheelhouse -r requirements.txt
 	if command -v npm >/dev/null; then \
 	  npm ci --prefix tests/node --silent --no-audit --no-fund && \
 	  npm ci --prefix examples/browser --silent --no-audit --no-fund; fi
@@ -30,7 +33,7 @@ run: install
 TTL ?= 3600
 token: install
 	@AUTH_JWT_SECRET="$${AUTH_JWT_SECRET:-$(DEV_TENANT_SECRET)}" LOG_LEVEL=ERROR \
-	  $(VENV)/bin/flask --app app tenant-token --tenant "$(TENANT)" --ttl "$(TTL)"
+	  $(VENV)/bin/flask --app 'tokensvc:create_app()' tenant-token --tenant "$(TENANT)" --ttl "$(TTL)"
 
 livekit-server:
 	@scripts/livekit-server
@@ -46,11 +49,17 @@ system-packages:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } || \
 	  echo "not installed: $$missing (their tests will be skipped)"
 
+# ruff (lint rules and formatting) and mypy, with the settings in pyproject.toml: a few seconds.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
 # The suite runs in a private network namespace (scripts/in-private-network) on the real
 # livekit-server and the emulator; without the server, its cases skip (fail with
 # TOKENSVC_REQUIRE_LIVEKIT=1, as .ci/run sets). scripts/run-tests runs the tests that wait
 # minutes of real time (marked `waits`, about 14 minutes) beside the rest.
-test: install system-packages
+test: install system-packages lint
 	server=$$(scripts/livekit-server | tail -n 1) || server=""; \
 	TOKENSVC_LIVEKIT_SERVER="$$server" PYTHON=$(PY) scripts/in-private-network scripts/run-tests
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -13,18 +14,27 @@ import pytest
 from support.processes import ROOT, livekit_settings
 from support.servers import HttpService
 from support.tokens import BODY, LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET, assert_no_secrets
+from tokensvc import environ_config
 from tokensvc.context import service_state
+from tokensvc.testing import LiveKitEmulator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples" / "embed"))
+from host import DEVELOPMENT_TENANT_SECRET  # noqa: E402
 from host import create_app as create_host_app  # noqa: E402
 
 
 @pytest.fixture
 def host(livekit, storage_url):
     """The host app wired to the emulator."""
-    app = create_host_app({"LIVEKIT_URL": livekit.ws_url, "LIVEKIT_API_KEY": LIVEKIT_KEY,
-                           "LIVEKIT_API_SECRET": LIVEKIT_SECRET, "AUTH_JWT_SECRET": TENANT_SECRET,
-                           "STORAGE_URL": storage_url})
+    app = create_host_app(
+        {
+            "LIVEKIT_URL": livekit.ws_url,
+            "LIVEKIT_API_KEY": LIVEKIT_KEY,
+            "LIVEKIT_API_SECRET": LIVEKIT_SECRET,
+            "AUTH_JWT_SECRET": TENANT_SECRET,
+            "STORAGE_URL": storage_url,
+        }
+    )
     yield app
     service_state(app).close()
 
@@ -52,8 +62,9 @@ def test_host_keeps_its_own_routes_and_limits(host, tenants):
 def test_errors_on_the_service_routes_are_json(host, tenants):
     """Errors raised on the mounted routes are the service's JSON errors."""
     client = host.test_client()
-    response = client.post("/api/rtc/livekit/token", data="x", content_type="text/plain",
-                           headers=tenants.headers())
+    response = client.post(
+        "/api/rtc/livekit/token", data="x", content_type="text/plain", headers=tenants.headers()
+    )
     assert (response.status_code, response.json["code"]) == (415, "unsupported_media_type")
     anonymous = client.post("/api/rtc/livekit/token", json=BODY)
     assert (anonymous.status_code, anonymous.json["code"]) == (401, "unauthorized")
@@ -65,19 +76,32 @@ def test_example_runs_as_documented(livekit, free_port, storage_url):
     documented `tenant-token` command mints with the host's own key; access lines are written."""
     flask = [str(Path(sys.executable).parent / "flask"), "--app", "examples/embed/host.py"]
     env = {**os.environ, **livekit_settings(livekit), "STORAGE_URL": storage_url}
-    token = subprocess.run(flask + ["tenant-token", "--tenant", "acme"], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    token = subprocess.run(
+        flask + ["tenant-token", "--tenant", "acme"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
     output = tempfile.TemporaryFile(mode="w+")
-    server = subprocess.Popen(flask + ["run", "--port", str(free_port)], cwd=ROOT, env=env,
-                              stdout=output, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        flask + ["run", "--port", str(free_port)],
+        cwd=ROOT,
+        env=env,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+    )
     try:
         service = HttpService()
         service.url = f"http://127.0.0.1:{free_port}/api/rtc"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                status, body, _ = service.post("/livekit/token", BODY,
-                                               {"Authorization": f"Bearer {token}"})
+                status, body, _ = service.post(
+                    "/livekit/token", BODY, {"Authorization": f"Bearer {token}"}
+                )
                 break
             except OSError:
                 time.sleep(0.2)
@@ -92,3 +116,33 @@ def test_example_runs_as_documented(livekit, free_port, storage_url):
     assert_no_secrets(printed)
     access = [json.loads(line) for line in printed.splitlines() if line.startswith("{")]
     assert [(line["path"], line["status"]) for line in access] == [("/api/rtc/livekit/token", 200)]
+
+
+def make_run_keys() -> tuple[str, str]:
+    """The development LiveKit key pair that `make run` (scripts/dev) starts LiveKit with."""
+    text = (ROOT / "scripts" / "dev").read_text()
+    key = re.search(r'LIVEKIT_API_KEY="\$\{LIVEKIT_API_KEY:-([^}]+)\}"', text).group(1)
+    secret = re.search(r'LIVEKIT_API_SECRET="\$\{LIVEKIT_API_SECRET:-([^}]+)\}"', text).group(1)
+    return key, secret
+
+
+def test_example_works_with_make_runs_livekit_keys(tenants, tmp_path, monkeypatch):
+    """The example's defaults get a token from a LiveKit holding make run's key pair: only the
+    URL (make run's is 127.0.0.1:7880) and the storage differ here."""
+    for name in environ_config(os.environ):
+        monkeypatch.delenv(name)
+    with LiveKitEmulator(keys=dict([make_run_keys()])) as livekit:
+        app = create_host_app(
+            {"LIVEKIT_URL": livekit.ws_url, "STORAGE_URL": f"sqlite:///{tmp_path}/holds.sqlite3"}
+        )
+        try:
+            token = tenants.token("acme", secret=DEVELOPMENT_TENANT_SECRET)
+            response = app.test_client().post(
+                "/api/rtc/livekit/token", json=BODY, headers={"Authorization": f"Bearer {token}"}
+            )
+            assert response.status_code == 200, response.json
+            assert json.loads(livekit.get_room(BODY["room_name"]).metadata) == {"auth_id": "acme"}
+        finally:
+            service_state(app).close()
+    assert app.config["TOKENSVC_LIVEKIT_API_KEY"] == make_run_keys()[0]
+    assert "LIVEKIT_URL" not in app.config  # the host's config holds only prefixed keys

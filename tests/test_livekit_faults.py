@@ -8,7 +8,6 @@ import pytest
 from support.tokens import BODY
 
 
-
 @pytest.mark.parametrize("missing", ["LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"])
 def test_livekit_not_configured(make_app, tenants, missing):
     """Any LiveKit setting absent: the service starts, and the token route answers 500."""
@@ -42,7 +41,18 @@ def test_wrong_api_secret_is_502(make_app, tenants, livekit):
     client = make_app(LIVEKIT_API_SECRET="not-the-right-secret-but-long-enough-0123").test_client()
     response = tenants.ask(client)
     assert response.status_code == 502
+    assert response.json["error"] == (
+        "LiveKit refused the service's API key (HTTP 401): check LIVEKIT_API_KEY/LIVEKIT_API_SECRET"
+    )
     assert "not-the-right-secret" not in response.get_data(as_text=True)
+
+
+def test_tls_to_a_plain_server_asks_about_the_scheme(make_app, tenants, livekit):
+    """wss:// against a LiveKit that speaks plain HTTP: 503, saying which setting to check."""
+    url = livekit.ws_url.replace("ws://", "wss://", 1)
+    response = tenants.ask(make_app(LIVEKIT_URL=url).test_client())
+    assert (response.status_code, response.json["code"]) == (503, "livekit_unavailable")
+    assert "is LIVEKIT_URL's scheme right (ws vs wss)?" in response.json["error"]
 
 
 def test_malformed_200_body_is_502(client, tenants, livekit):
@@ -85,9 +95,11 @@ def test_refused_connection_is_503_saying_so(make_app, tenants, caplog):
     response = tenants.ask(client)
     assert (response.status_code, response.json["code"]) == (503, "livekit_unavailable")
     assert response.json["error"] == "LiveKit could not be reached (connection refused)"
-    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"
-            and "could not be reached" in r.getMessage()] == [
-        "LiveKit at 127.0.0.1:9 could not be reached: connection refused"]
+    assert [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelname == "WARNING" and "could not be reached" in r.getMessage()
+    ] == ["LiveKit at 127.0.0.1:9 could not be reached: connection refused"]
 
 
 def test_errors_never_leak_secrets_or_tokens(make_app, tenants, livekit):
@@ -110,7 +122,11 @@ def test_errors_never_leak_secrets_or_tokens(make_app, tenants, livekit):
 
 def test_token_generation_failure_is_500(make_app, livekit):
     """A LiveKit secret PyJWT refuses to sign with (a pasted PEM key): 500, no key in the body."""
-    pem = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----"
+    pem = (
+        "-----BEGIN PUBLIC KEY-----\n"
+        "MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n"
+        "-----END PUBLIC KEY-----"
+    )
     client = make_app(LIVEKIT_API_SECRET=pem).test_client()
     response = client.post("/livekit/token", json=BODY)
     assert response.status_code == 500

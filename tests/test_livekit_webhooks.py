@@ -35,8 +35,11 @@ def webhooked(make_webhooked):
 
 def ask(client, tenants, tenant, identity):
     """A token for `identity` in ROOM as `tenant`: (status, body)."""
-    response = client.post("/livekit/token", headers=tenants.headers(tenant),
-                           json={**BODY, "room_name": ROOM, "participant_identity": identity})
+    response = client.post(
+        "/livekit/token",
+        headers=tenants.headers(tenant),
+        json={**BODY, "room_name": ROOM, "participant_identity": identity},
+    )
     return response.status_code, response.json
 
 
@@ -50,8 +53,9 @@ def wait_for(condition, seconds=20.0):
     return False
 
 
-def test_a_participant_of_another_tenant_is_removed_within_a_second(webhooked, tenants, call,
-                                                                    capsys):
+def test_a_participant_of_another_tenant_is_removed_within_a_second(
+    webhooked, tenants, call, capsys
+):
     """acme's room; a participant joins with a token minted with LiveKit's keys whose
     tokensvc.tenant names globex: participant_joined reaches the service, which removes it. One
     without the attribute (an agent, say) stays."""
@@ -62,8 +66,13 @@ def test_a_participant_of_another_tenant_is_removed_within_a_second(webhooked, t
     grants = api.VideoGrants(room_join=True, room=ROOM, can_subscribe=True)
 
     def minted(identity, attributes):
-        return (api.AccessToken(LIVEKIT_KEY, LIVEKIT_SECRET).with_identity(identity)
-                .with_grants(grants).with_attributes(attributes).to_jwt())
+        return (
+            api.AccessToken(LIVEKIT_KEY, LIVEKIT_SECRET)
+            .with_identity(identity)
+            .with_grants(grants)
+            .with_attributes(attributes)
+            .to_jwt()
+        )
 
     call.join("agent", server.ws_url, minted("agent", {}))
     joined = time.monotonic()

@@ -2,7 +2,8 @@
 
 import dataclasses
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from livekit import api
 from livekit.api.access_token import Claims
 

@@ -1,12 +1,12 @@
 """PaaS fit: app.json documents every setting, the Procfile and gunicorn honour the platform."""
 
-import configparser
 import dataclasses
 import json
 import os
 import re
 import secrets
 import time
+import tomllib
 
 import pytest
 
@@ -48,8 +48,11 @@ def test_web_concurrency_sets_the_worker_count(make_gunicorn, tenants):
 def test_proxy_fix_trusts_forwarded_headers_only_when_told(make_app, access_log, hops, client):
     """PROXY_FIX=1 takes the client address from X-Forwarded-For; 0 ignores the header."""
     app = make_app(PROXY_FIX=hops)
-    app.test_client().post("/livekit/token", json=BODY, headers={
-        "X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"})
+    app.test_client().post(
+        "/livekit/token",
+        json=BODY,
+        headers={"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"},
+    )
     (line,) = access_log.fields()
     assert line["client"] == client
 
@@ -81,20 +84,18 @@ def test_button_deploy_starts_with_app_json_defaults(livekit, tenants, free_port
 def test_a_host_installs_no_server_unless_it_asks():
     """`pip install tokensvc` brings no gunicorn, gevent or aiohttp of its own; the extras
     `server` (gunicorn within the versions the glue supports) and `testing` do."""
-    config = configparser.ConfigParser()
-    config.read(ROOT / "setup.cfg")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
-    def names(text):
-        return {re.split(r"[<>=\[; ]", line.strip())[0].lower()
-                for line in text.splitlines() if line.strip() and not line.startswith("#")}
+    def names(requirements):
+        return {re.split(r"[<>=\[; ]", line.strip())[0].lower() for line in requirements}
 
-    base = names(config["options"]["install_requires"])
-    extras = {key: names(value) for key, value in config["options.extras_require"].items()}
+    base = names(project["dependencies"])
+    extras = {key: names(value) for key, value in project["optional-dependencies"].items()}
     assert not base & {"gunicorn", "gevent", "aiohttp", "redis"}
     assert {"flask", "livekit-api", "marshmallow", "pyjwt"} <= base
     assert {"gunicorn", "gevent", "redis"} <= extras["server"]
     assert "aiohttp" in extras["testing"] and "redis" in extras["redis"]
-    assert "gunicorn>=23,<28" in config["options.extras_require"]["server"]
+    assert "gunicorn>=23,<28" in project["optional-dependencies"]["server"]
 
 
 def test_configuration_reference_documents_every_setting():

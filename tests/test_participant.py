@@ -8,8 +8,8 @@ import jwt
 import pytest
 from livekit import rtc
 
-from support.tokens import BODY, LIVEKIT_SECRET
 from support.participants import join
+from support.tokens import BODY, LIVEKIT_SECRET
 
 pytestmark = [
     pytest.mark.slow,
@@ -43,7 +43,8 @@ def test_participant_joins_the_tenants_room(client, tenants, livekit):
 
 
 def test_token_for_one_room_joins_no_other(client, tenants, livekit):
-    """A token names its room: edited to another room its signature fails and the join is refused."""
+    """A token names its room: edited to another room its signature fails and the join is
+    refused."""
     token, url = token_for(client, tenants, room="room-x")
     video = {**jwt.decode(token, options={"verify_signature": False})["video"], "room": "room-y"}
     edited = resigned(token, secret="not-the-livekit-secret-but-as-long-as-one", video=video)
@@ -54,7 +55,8 @@ def test_token_for_one_room_joins_no_other(client, tenants, livekit):
 
 
 def test_expired_token_is_refused(client, tenants, livekit):
-    """The service's token with exp two minutes past (beyond LiveKit's one-minute leeway): refused."""
+    """The service's token with exp two minutes past (beyond LiveKit's one-minute leeway):
+    refused."""
     token, url = token_for(client, tenants)
     past = int(time.time()) - 120
     with pytest.raises(rtc.ConnectError):

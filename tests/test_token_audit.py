@@ -11,14 +11,16 @@ pytestmark = pytest.mark.livekit_server
 
 @pytest.mark.parametrize("ttl", [None, "60", "86400"])
 def test_unauthenticated_token(make_app, livekit, ttl):
-    """Anonymous token: the allowed grants only, exp = nbf + TOKEN_TTL, refused by the server API."""
+    """Anonymous token: the allowed grants only, exp = nbf + TOKEN_TTL, refused by the server
+    API."""
     client = make_app(TOKEN_TTL=ttl).test_client()
     token = client.post("/livekit/token", json=BODY).json["token"]
     audit_token(token, BODY["room_name"], BODY["participant_identity"], int(ttl or 600), livekit)
 
 
 def test_token_for_new_room(client, tenants, livekit):
-    """A tenant creating a room gets the same least-privilege token, with the owner in roomConfig."""
+    """A tenant creating a room gets the same least-privilege token, with the owner in
+    roomConfig."""
     token = client.post("/livekit/token", json=BODY, headers=tenants.headers("acme")).json["token"]
     raw = audit_token(token, BODY["room_name"], BODY["participant_identity"], 600, livekit)
     assert json.loads(raw["roomConfig"]["metadata"]) == {"auth_id": "acme"}

@@ -9,7 +9,7 @@ import io
 import json
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -31,21 +31,35 @@ def app(make_app, backend):
 
 def rfc3339(seconds: float) -> str:
     """Epoch seconds as RFC 3339 UTC."""
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
 
 
-def event(client, kind, room, at, owner=ACME, sid=None, identity=None, joined=None,
-          tenant=None, event_id=None):
+def event(
+    client,
+    kind,
+    room,
+    at,
+    owner=ACME,
+    sid=None,
+    identity=None,
+    joined=None,
+    tenant=None,
+    event_id=None,
+):
     """Deliver one signed event for `room` created at `at` (epoch seconds); a participant event
     names participant `sid`/`identity`, who joined at `joined`. Return the response."""
     participant = None
     if sid is not None:
-        participant = {"sid": sid, "identity": identity or sid,
-                       "attributes": {"tokensvc.tenant": tenant} if tenant else {}}
+        participant = {
+            "sid": sid,
+            "identity": identity or sid,
+            "attributes": {"tokensvc.tenant": tenant} if tenant else {},
+        }
         if joined is not None:
             participant["joinedAt"] = str(joined)
-    body, headers = signed_webhook(kind, room, metadata=owner, participant=participant,
-                                   created_at=at, event_id=event_id)
+    body, headers = signed_webhook(
+        kind, room, metadata=owner, participant=participant, created_at=at, event_id=event_id
+    )
     response = client.post("/livekit/webhook", data=body, headers=headers)
     assert response.status_code == 200, response.json
     return response
@@ -57,14 +71,30 @@ def a_call(room="standup", owner=ACME, tenant="acme", start=T0):
     people = dict(owner=owner, tenant=tenant)
     return [
         ("room_started", room, start, dict(owner=owner)),
-        ("participant_joined", room, start, dict(sid="PA_alice" + room, identity="alice",
-                                                  joined=start, **people)),
-        ("participant_joined", room, start + 10, dict(sid="PA_bob" + room, identity="bob",
-                                                       joined=start + 10, **people)),
-        ("participant_left", room, start + 20, dict(sid="PA_alice" + room, identity="alice",
-                                                     joined=start, **people)),
-        ("participant_left", room, start + 30, dict(sid="PA_bob" + room, identity="bob",
-                                                     joined=start + 10, **people)),
+        (
+            "participant_joined",
+            room,
+            start,
+            dict(sid="PA_alice" + room, identity="alice", joined=start, **people),
+        ),
+        (
+            "participant_joined",
+            room,
+            start + 10,
+            dict(sid="PA_bob" + room, identity="bob", joined=start + 10, **people),
+        ),
+        (
+            "participant_left",
+            room,
+            start + 20,
+            dict(sid="PA_alice" + room, identity="alice", joined=start, **people),
+        ),
+        (
+            "participant_left",
+            room,
+            start + 30,
+            dict(sid="PA_bob" + room, identity="bob", joined=start + 10, **people),
+        ),
         ("room_finished", room, start + 35, dict(owner=owner)),
     ]
 
@@ -80,8 +110,9 @@ def usage(client, tenants, tenant="acme", start=T0 - 60, end=None, **claims):
     query = {"from": rfc3339(start)}
     if end is not None:
         query["to"] = rfc3339(end)
-    response = client.get("/livekit/usage", query_string=query,
-                          headers=tenants.headers(tenant, **claims))
+    response = client.get(
+        "/livekit/usage", query_string=query, headers=tenants.headers(tenant, **claims)
+    )
     assert response.status_code == 200, response.json
     return response.json
 
@@ -97,9 +128,11 @@ def counter(client, series: str) -> float:
 
 def mint(client, tenants, tenant="acme", room="standup", identity="alice", **claims):
     """Ask for a token; return the response."""
-    return client.post("/livekit/token", json={**BODY, "room_name": room,
-                                               "participant_identity": identity},
-                       headers=tenants.headers(tenant, **claims))
+    return client.post(
+        "/livekit/token",
+        json={**BODY, "room_name": room, "participant_identity": identity},
+        headers=tenants.headers(tenant, **claims),
+    )
 
 
 def test_a_call_adds_up(app, tenants):
@@ -110,9 +143,15 @@ def test_a_call_adds_up(app, tenants):
     deliver(client, a_call())
     found = usage(client, tenants)
     assert found["participant_seconds"] == 40.0 and found["room_seconds"] == 35.0
-    assert found["rooms"] == [{"room_name": "standup", "participant_seconds": 40.0,
-                               "room_seconds": 35.0, "peak_participants": 2,
-                               "participants": 2}]
+    assert found["rooms"] == [
+        {
+            "room_name": "standup",
+            "participant_seconds": 40.0,
+            "room_seconds": 35.0,
+            "peak_participants": 2,
+            "participants": 2,
+        }
+    ]
     part = usage(client, tenants, start=T0 + 15, end=T0 + 25)  # alice 5.5 s, bob 10 s
     assert part["participant_seconds"] == pytest.approx(15.5, abs=0.001)
     assert part["rooms"][0]["peak_participants"] == 2
@@ -140,8 +179,7 @@ def test_duplicated_and_reordered_events_change_nothing(app, tenants):
     assert rooms["in-order"] == first["rooms"][0]
     assert {**rooms["reversed"], "room_name": "in-order"} == first["rooms"][0]
     metrics = client.get("/metrics").get_data(as_text=True)
-    assert 'tokensvc_livekit_events_total{outcome="duplicate",type="participant_joined"}' \
-           in metrics
+    assert 'tokensvc_livekit_events_total{outcome="duplicate",type="participant_joined"}' in metrics
 
 
 def test_a_leave_before_its_join_settles_the_session(app, tenants):
@@ -149,10 +187,26 @@ def test_a_leave_before_its_join_settles_the_session(app, tenants):
     the session is closed at once, and the late join neither reopens it nor takes a seat."""
     client = app.test_client()
     assert mint(client, tenants).status_code == 200
-    event(client, "participant_left", "standup", T0 + 12, sid="PA_x", identity="x", joined=T0,
-          tenant="acme")
-    event(client, "participant_joined", "standup", T0, sid="PA_x", identity="x", joined=T0,
-          tenant="acme")
+    event(
+        client,
+        "participant_left",
+        "standup",
+        T0 + 12,
+        sid="PA_x",
+        identity="x",
+        joined=T0,
+        tenant="acme",
+    )
+    event(
+        client,
+        "participant_joined",
+        "standup",
+        T0,
+        sid="PA_x",
+        identity="x",
+        joined=T0,
+        tenant="acme",
+    )
     found = usage(client, tenants)
     assert found["participant_seconds"] == 12.0
     holds = service_state(app).issuer.ownership.holds
@@ -167,8 +221,16 @@ def test_open_sessions_count_to_now(app, tenants):
     assert mint(client, tenants).status_code == 200
     now = int(time.time())
     event(client, "room_started", "standup", now)
-    event(client, "participant_joined", "standup", now, sid="PA_a", identity="alice",
-          joined=now, tenant="acme")
+    event(
+        client,
+        "participant_joined",
+        "standup",
+        now,
+        sid="PA_a",
+        identity="alice",
+        joined=now,
+        tenant="acme",
+    )
     service_state(app).issuer.ownership.holds.clock.advance(60_000)
     found = usage(client, tenants, start=now - 10)
     assert 58.5 <= found["participant_seconds"] <= 61.5
@@ -212,17 +274,21 @@ def test_per_tenant_names_are_the_tenants_own(make_app, backend, tenants):
     assert globex["rooms"][0]["participants"] == 1
 
 
-@pytest.mark.parametrize("query, field", [
-    ({"from": "yesterday"}, "from"),
-    ({"from": "2026-01-01T00:00:00"}, "from"),  # no offset
-    ({"from": rfc3339(T0), "to": "2026-13-01T00:00:00Z"}, "to"),
-    ({"from": rfc3339(T0), "to": rfc3339(T0 - 1)}, "from"),
-])
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ({"from": "yesterday"}, "from"),
+        ({"from": "2026-01-01T00:00:00"}, "from"),  # no offset
+        ({"from": rfc3339(T0), "to": "2026-13-01T00:00:00Z"}, "to"),
+        ({"from": rfc3339(T0), "to": rfc3339(T0 - 1)}, "from"),
+    ],
+)
 def test_a_bad_period_is_400(app, tenants, query, field):
     """A time that is not RFC 3339 with an offset, or `from` not before `to`: 400
     invalid_request naming the field."""
-    response = app.test_client().get("/livekit/usage", query_string=query,
-                                     headers=tenants.headers("acme"))
+    response = app.test_client().get(
+        "/livekit/usage", query_string=query, headers=tenants.headers("acme")
+    )
     assert (response.status_code, response.json["code"]) == (400, "invalid_request")
     assert field in response.json["fields"]
 
@@ -233,10 +299,14 @@ def test_usage_needs_its_scope_and_a_tenant(app, tenants, livekit):
     client = app.test_client()
     ok = client.get("/livekit/usage", headers=tenants.headers("acme", scope="usage:read"))
     assert ok.status_code == 200 and ok.json["rooms"] == []
-    refused = client.get("/livekit/usage",
-                         headers=tenants.headers("acme", scope="rooms:read tokens:create"))
+    refused = client.get(
+        "/livekit/usage", headers=tenants.headers("acme", scope="rooms:read tokens:create")
+    )
     assert (refused.status_code, refused.json["code"], refused.json["scope"]) == (
-        403, "scope_forbidden", "usage:read")
+        403,
+        "scope_forbidden",
+        "usage:read",
+    )
     assert client.get("/livekit/usage").status_code == 401
 
 
@@ -251,8 +321,10 @@ def test_the_operator_exports_every_tenant(app, tenants):
     result = runner.invoke(args=["usage", *period, "--format", "csv"])
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.output)))
-    assert rows == [{"tenant": tenant, "participant_seconds": "40.0", "room_seconds": "35.0",
-                     "rooms": "1"} for tenant in ("acme", "globex")]
+    assert rows == [
+        {"tenant": tenant, "participant_seconds": "40.0", "room_seconds": "35.0", "rooms": "1"}
+        for tenant in ("acme", "globex")
+    ]
     result = runner.invoke(args=["usage", *period, "--format", "json"])
     document = json.loads(result.output)
     assert [t["tenant"] for t in document["tenants"]] == ["acme", "globex"]
@@ -262,6 +334,7 @@ def test_the_operator_exports_every_tenant(app, tenants):
 
 
 # Quotas.
+
 
 def storage_snapshot(app, storage_url):
     """Everything the storage holds: the SQLite rows, or every Redis key's value."""
@@ -283,8 +356,12 @@ def test_max_rooms_refuses_a_new_room_and_writes_nothing(make_app, backend, tena
     livekit.calls.clear()
     before = storage_snapshot(app, backend)
     refused = mint(client, tenants, room="second")
-    assert (refused.status_code, refused.json["code"], refused.json["quota"],
-            refused.json["limit"]) == (403, "quota_exceeded", "max_rooms", 1)
+    assert (
+        refused.status_code,
+        refused.json["code"],
+        refused.json["quota"],
+        refused.json["limit"],
+    ) == (403, "quota_exceeded", "max_rooms", 1)
     assert livekit.calls == {}
     assert storage_snapshot(app, backend) == before
     assert mint(client, tenants, room="first", identity="bob").status_code == 200
@@ -293,8 +370,9 @@ def test_max_rooms_refuses_a_new_room_and_writes_nothing(make_app, backend, tena
     assert counter(client, refusals) == counted + 2
 
 
-def test_a_finished_room_frees_its_place_and_a_refused_claim_keeps_none(make_app, backend,
-                                                                        tenants, livekit):
+def test_a_finished_room_frees_its_place_and_a_refused_claim_keeps_none(
+    make_app, backend, tenants, livekit
+):
     """max_rooms 1: room_finished of acme's room lets it start another; a token refused for a
     name another tenant holds releases the place it had reserved."""
     app = make_app(STORAGE_URL=backend, QUOTA_MAX_ROOMS="1")
@@ -316,14 +394,15 @@ def test_two_instances_racing_for_two_new_rooms_under_max_rooms_1(make_app, back
         tenant = f"racer-{round_no}"
         barrier, answers = threading.Barrier(2), []
 
-        def ask(app, room):
+        def ask(app, room, tenant=tenant, barrier=barrier, answers=answers):
             client, headers = app.test_client(), tenants.headers(tenant)
             body = {**BODY, "room_name": room}
             barrier.wait()
             answers.append(client.post("/livekit/token", json=body, headers=headers))
 
-        threads = [threading.Thread(target=ask, args=(app, f"{tenant}-{n}"))
-                   for n, app in enumerate(apps)]
+        threads = [
+            threading.Thread(target=ask, args=(app, f"{tenant}-{n}")) for n, app in enumerate(apps)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -338,9 +417,11 @@ def test_max_participants_at_mint_and_at_join(make_app, backend, tenants, liveki
     seated identity (a reconnect) is not; when one leaves, the next token is issued."""
     app = make_app(STORAGE_URL=backend, METRICS_ENABLED="true")
     client = app.test_client()
-    series = ("tokensvc_quota_removals_total",
-              'tokensvc_quota_refusals_total{quota="max_participants"}',
-              'tokensvc_usage_events_total{outcome="over_quota",type="participant_joined"}')
+    series = (
+        "tokensvc_quota_removals_total",
+        'tokensvc_quota_refusals_total{quota="max_participants"}',
+        'tokensvc_usage_events_total{outcome="over_quota",type="participant_joined"}',
+    )
     counted = [counter(client, name) for name in series]
     capped = {"max_participants": 2}
     for identity in ("alice", "bob", "carol"):
@@ -348,23 +429,46 @@ def test_max_participants_at_mint_and_at_join(make_app, backend, tenants, liveki
     now = int(time.time())
     livekit.calls.clear()
     for identity in ("alice", "bob"):
-        event(client, "participant_joined", "standup", now, sid=f"PA_{identity}",
-              identity=identity, joined=now, tenant="acme")
+        event(
+            client,
+            "participant_joined",
+            "standup",
+            now,
+            sid=f"PA_{identity}",
+            identity=identity,
+            joined=now,
+            tenant="acme",
+        )
     assert livekit.calls == {}
-    event(client, "participant_joined", "standup", now, sid="PA_carol", identity="carol",
-          joined=now, tenant="acme")
+    event(
+        client,
+        "participant_joined",
+        "standup",
+        now,
+        sid="PA_carol",
+        identity="carol",
+        joined=now,
+        tenant="acme",
+    )
     assert livekit.calls == {"RemoveParticipant": 1}
     refused = mint(client, tenants, identity="dave", **capped)
     assert (refused.status_code, refused.json["quota"]) == (403, "max_participants")
     assert mint(client, tenants, identity="alice", **capped).status_code == 200
-    event(client, "participant_left", "standup", now + 1, sid="PA_bob", identity="bob",
-          joined=now, tenant="acme")
+    event(
+        client,
+        "participant_left",
+        "standup",
+        now + 1,
+        sid="PA_bob",
+        identity="bob",
+        joined=now,
+        tenant="acme",
+    )
     assert mint(client, tenants, identity="dave", **capped).status_code == 200
     assert [counter(client, name) for name in series] == [n + 1 for n in counted]
 
 
-def test_a_lowered_cap_applies_to_the_joins_of_earlier_tokens(make_app, backend, tenants,
-                                                              livekit):
+def test_a_lowered_cap_applies_to_the_joins_of_earlier_tokens(make_app, backend, tenants, livekit):
     """Three tokens minted under QUOTA_MAX_PARTICIPANTS=5; then a token request whose JWT says
     max_participants 1 lowers acme's cap: of the three joins, the first stays and two are
     removed."""
@@ -376,15 +480,24 @@ def test_a_lowered_cap_applies_to_the_joins_of_earlier_tokens(make_app, backend,
     livekit.calls.clear()
     now = int(time.time())
     for identity in ("a", "b", "c"):
-        event(client, "participant_joined", "standup", now, sid=f"PA_{identity}",
-              identity=identity, joined=now, tenant="acme")
+        event(
+            client,
+            "participant_joined",
+            "standup",
+            now,
+            sid=f"PA_{identity}",
+            identity=identity,
+            joined=now,
+            tenant="acme",
+        )
     assert livekit.calls == {"RemoveParticipant": 2}
 
 
 @pytest.mark.parametrize("claim", ["2", -1, 1.5, True])
 def test_a_quota_claim_that_is_no_whole_number_is_401(app, tenants, claim):
     """A max_rooms claim that is not a whole number from 0: 401 naming the claim."""
-    response = app.test_client().post("/livekit/token", json=BODY,
-                                      headers=tenants.headers("acme", max_rooms=claim))
+    response = app.test_client().post(
+        "/livekit/token", json=BODY, headers=tenants.headers("acme", max_rooms=claim)
+    )
     assert response.status_code == 401
     assert "'max_rooms'" in response.json["error"]

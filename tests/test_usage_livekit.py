@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from flask import request
 
-from support.livekit import MEDIA_IP, find_livekit_server
 from support.cluster import Cluster
+from support.livekit import MEDIA_IP, find_livekit_server
 from support.participants import Call
 from support.processes import livekit_settings, unavailable
 from support.tokens import BODY, LIVEKIT_KEY, LIVEKIT_SECRET, webhook_headers
@@ -42,15 +42,24 @@ def metered(make_app, serve, backend):
     if binary is None:
         pytest.fail(f"the real livekit-server is not available: {reason}")
     port = find_free_port()
-    webhook = {"webhook": {"api_key": LIVEKIT_KEY,
-                           "urls": [f"http://127.0.0.1:{port}/livekit/webhook"]}}
-    server = LiveKitServer(binary, {LIVEKIT_KEY: LIVEKIT_SECRET},
-                           tuple(find_free_port() for _ in range(3)), MEDIA_IP,
-                           extra=webhook).start()
+    webhook = {
+        "webhook": {"api_key": LIVEKIT_KEY, "urls": [f"http://127.0.0.1:{port}/livekit/webhook"]}
+    }
+    server = LiveKitServer(
+        binary,
+        {LIVEKIT_KEY: LIVEKIT_SECRET},
+        tuple(find_free_port() for _ in range(3)),
+        MEDIA_IP,
+        extra=webhook,
+    ).start()
     bodies = []
     try:
-        app = make_app(**{**livekit_settings(server), "LIVEKIT_PUBLIC_URL": None},
-                       STORAGE_URL=backend, ROOM_EMPTY_TIMEOUT="1", ROOM_DEPARTURE_TIMEOUT="1")
+        app = make_app(
+            **{**livekit_settings(server), "LIVEKIT_PUBLIC_URL": None},
+            STORAGE_URL=backend,
+            ROOM_EMPTY_TIMEOUT="1",
+            ROOM_DEPARTURE_TIMEOUT="1",
+        )
 
         @app.before_request
         def keep_the_body():
@@ -66,8 +75,11 @@ def metered(make_app, serve, backend):
 
 def token(client, tenants, tenant, room, identity, **claims):
     """Ask for a token: (status, body)."""
-    response = client.post("/livekit/token", headers=tenants.headers(tenant, **claims),
-                           json={**BODY, "room_name": room, "participant_identity": identity})
+    response = client.post(
+        "/livekit/token",
+        headers=tenants.headers(tenant, **claims),
+        json={**BODY, "room_name": room, "participant_identity": identity},
+    )
     return response.status_code, response.json
 
 
@@ -100,8 +112,7 @@ def leave(call, *labels) -> None:
         call.run(call.rooms[label].disconnect())
 
 
-def test_a_call_is_metered_per_tenant_and_replays_change_nothing(metered, tenants, call,
-                                                                 capsys):
+def test_a_call_is_metered_per_tenant_and_replays_change_nothing(metered, tenants, call, capsys):
     """acme: a1 and a2 in acme-room for about 10 s; globex: b1 in globex-room for about 5 s.
     acme's usage is about 20 participant-seconds with a peak of 2, globex's about 5; neither sees
     the other's room; the operator's CSV has both. Every event LiveKit sent, delivered again
@@ -109,8 +120,11 @@ def test_a_call_is_metered_per_tenant_and_replays_change_nothing(metered, tenant
     app, client, server, bodies = metered
     holds = service_state(app).issuer.ownership.holds
     tokens = {}
-    for tenant, room, label in (("acme", "acme-room", "a1"), ("acme", "acme-room", "a2"),
-                                ("globex", "globex-room", "b1")):
+    for tenant, room, label in (
+        ("acme", "acme-room", "a1"),
+        ("acme", "acme-room", "a2"),
+        ("globex", "globex-room", "b1"),
+    ):
         status, body = token(client, tenants, tenant, room, label)
         assert status == 200, body
         tokens[label] = body["token"]
@@ -125,9 +139,11 @@ def test_a_call_is_metered_per_tenant_and_replays_change_nothing(metered, tenant
     time.sleep(1.0)  # the room_finished events' metering, just after the record's
     acme, globex = usage(client, tenants, "acme"), usage(client, tenants, "globex")
     with capsys.disabled():
-        print(f"\nreal livekit-server: acme {acme['participant_seconds']} participant-s, peak "
-              f"{acme['rooms'][0]['peak_participants']}, room {acme['room_seconds']} s; globex "
-              f"{globex['participant_seconds']} participant-s")
+        print(
+            f"\nreal livekit-server: acme {acme['participant_seconds']} participant-s, peak "
+            f"{acme['rooms'][0]['peak_participants']}, room {acme['room_seconds']} s; globex "
+            f"{globex['participant_seconds']} participant-s"
+        )
     assert [room["room_name"] for room in acme["rooms"]] == ["acme-room"]
     assert [room["room_name"] for room in globex["rooms"]] == ["globex-room"]
     assert abs(acme["participant_seconds"] - 20) <= 2
@@ -195,24 +211,31 @@ def test_joins_at_once_through_two_nodes_take_at_most_the_cap(tenants, call, cap
         tokens = {}
         for identity in ("p1", "p2", "p3"):
             body = {**BODY, "room_name": "capped-across", "participant_identity": identity}
-            status, answer, _ = first.post("/livekit/token", body,
-                                           tenants.headers("acme", max_participants=5))
+            status, answer, _ = first.post(
+                "/livekit/token", body, tenants.headers("acme", max_participants=5)
+            )
             assert status == 200, answer
             tokens[identity] = answer["token"]
         body = {**BODY, "room_name": "capped-across", "participant_identity": "p1"}
-        assert second.post("/livekit/token", body,
-                           tenants.headers("acme", max_participants=2))[0] == 200
-        urls = {"p1": cluster.nodes[0].ws_url, "p2": cluster.nodes[1].ws_url,
-                "p3": cluster.nodes[1].ws_url}
+        assert (
+            second.post("/livekit/token", body, tenants.headers("acme", max_participants=2))[0]
+            == 200
+        )
+        urls = {
+            "p1": cluster.nodes[0].ws_url,
+            "p2": cluster.nodes[1].ws_url,
+            "p3": cluster.nodes[1].ws_url,
+        }
         with ThreadPoolExecutor(3) as pool:
             list(pool.map(lambda p: call.join(p, urls[p], tokens[p]), tokens))
-        assert call.wait_for(lambda: any(("disconnected",) in call.events[p] for p in tokens),
-                             10)
+        assert call.wait_for(lambda: any(("disconnected",) in call.events[p] for p in tokens), 10)
         time.sleep(2.0)
         stayed = [p for p in tokens if ("disconnected",) not in call.events[p]]
         with capsys.disabled():
-            print(f"\nthree joins at once through two nodes under max_participants 2: "
-                  f"{len(stayed)} stayed")
+            print(
+                f"\nthree joins at once through two nodes under max_participants 2: "
+                f"{len(stayed)} stayed"
+            )
         assert len(stayed) == 2
     finally:
         cluster.close()

@@ -8,11 +8,29 @@ are imported on first use, so `tokensvc.config` loads without Flask, LiveKit or 
 import logging
 from importlib import import_module
 
-__all__ = ["ConfigError", "TokenService", "create_app", "environ_config", "load_settings"]
+#: The package's version: the distribution's (pyproject.toml reads it here) and the OpenAPI
+#: document's.
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "TokenService",
+    "__version__",
+    "app_config",
+    "create_app",
+    "environ_config",
+    "load_settings",
+]
 
 #: Where each public name lives.
-_HOMES = {"ConfigError": "config", "environ_config": "config", "load_settings": "config",
-          "TokenService": "extension", "create_app": "factory"}
+_HOMES = {
+    "ConfigError": "config",
+    "app_config": "config",
+    "environ_config": "config",
+    "load_settings": "config",
+    "TokenService": "extension",
+    "create_app": "factory",
+}
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 

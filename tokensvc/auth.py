@@ -6,7 +6,8 @@ import logging
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import click
 import jwt
@@ -15,10 +16,17 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from flask import g, request
 from flask.cli import with_appcontext
 
-from .config import HMAC_ALGORITHMS, PUBLIC_KEY_ALGORITHMS, ConfigError, Settings
+from .config import (
+    HMAC_ALGORITHMS,
+    PUBLIC_KEY_ALGORITHMS,
+    RSA_ALGORITHMS,
+    ConfigError,
+    Settings,
+)
 from .context import service_state
 from .errors import IdentityForbidden, RoleForbidden, ScopeForbidden, Unauthorized
 from .jwks import JwksKeys
+from .names import MAX_LIVEKIT_NAME_BYTES
 from .roles import grants_beyond
 from .scopes import OWN_IDENTITY_SCOPES, PARTICIPANTS_WRITE, granted_scopes, scope_of
 from .usage import QUOTAS
@@ -30,9 +38,8 @@ OPEN_ENDPOINTS = {"tokensvc.api.livekit_webhook"}
 #: The blueprint whose routes need a scope (scopes.ROUTE_SCOPES, by view name).
 SCOPED_BLUEPRINT = "tokensvc.api"
 BEARER = re.compile(r"Bearer +([^\s]+)", re.IGNORECASE)
-MAX_TENANT_BYTES = 256
-MAX_IDENTITY_BYTES = 256
-RSA_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+MAX_TENANT_BYTES = MAX_LIVEKIT_NAME_BYTES
+MAX_IDENTITY_BYTES = MAX_LIVEKIT_NAME_BYTES
 EC_ALGORITHMS_BY_CURVE = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 
 
@@ -55,8 +62,12 @@ def load_tenant():
     if verifier is None:
         raise Unauthorized("this service has no key to verify bearer tokens with")
     bearer = verifier.identify(match.group(1))
-    g.tenant, g.roles, g.scopes, g.identity = (bearer.tenant, bearer.roles, bearer.scopes,
-                                               bearer.identity)
+    g.tenant, g.roles, g.scopes, g.identity = (
+        bearer.tenant,
+        bearer.roles,
+        bearer.scopes,
+        bearer.identity,
+    )
     g.quotas = bearer.quotas
 
 
@@ -90,8 +101,10 @@ def check_target(identity: str) -> None:
     if g.tenant is None or PARTICIPANTS_WRITE in g.scopes:
         return
     if identity != g.identity:
-        raise IdentityForbidden("the bearer token may act only on its own participant identity "
-                                f"without the scope {PARTICIPANTS_WRITE!r}")
+        raise IdentityForbidden(
+            "the bearer token may act only on its own participant identity "
+            f"without the scope {PARTICIPANTS_WRITE!r}"
+        )
 
 
 def check_grants(grants: dict, presets: dict) -> None:
@@ -127,9 +140,13 @@ class TenantVerifier:
         self.public_key, public_algorithms = _load_public_key(settings.auth_jwt_public_key)
         self.jwks = None
         if settings.auth_jwks_url:
-            self.jwks = JwksKeys(settings.auth_jwks_url, settings.auth_jwks_timeout,
-                                 settings.auth_jwks_refresh_seconds, observe_jwks_fetch,
-                                 settings.auth_jwks_max_age)
+            self.jwks = JwksKeys(
+                settings.auth_jwks_url,
+                settings.auth_jwks_timeout,
+                settings.auth_jwks_refresh_seconds,
+                observe_jwks_fetch,
+                settings.auth_jwks_max_age,
+            )
         derived = set(public_algorithms)
         if self.secret:
             derived.update(HMAC_ALGORITHMS)
@@ -149,7 +166,7 @@ class TenantVerifier:
         self.roles_claim = settings.auth_roles_claim
         self.scopes_claim = settings.auth_scopes_claim
         self.identity_claim = settings.auth_identity_claim
-        self.quota_claims = dict(zip(QUOTAS, settings.auth_quota_claims))
+        self.quota_claims = dict(zip(QUOTAS, settings.auth_quota_claims, strict=False))
 
     def tenant(self, token: str) -> str:
         """Return the tenant id of a valid token, or raise Unauthorized saying what is wrong."""
@@ -168,8 +185,13 @@ class TenantVerifier:
         key = self._key_for(algorithm, header.get("kid"))
         claims = self._decode(token, key, algorithm)
         roles = self._roles_of(claims)
-        return Bearer(self._tenant_of(claims), roles, self._scopes_of(claims, roles is not None),
-                      self._identity_of(claims), self._quotas_of(claims))
+        return Bearer(
+            self._tenant_of(claims),
+            roles,
+            self._scopes_of(claims, roles is not None),
+            self._identity_of(claims),
+            self._quotas_of(claims),
+        )
 
     def _roles_of(self, claims: dict) -> tuple | None:
         """The role names the token allows (the roles claim), or None without the claim."""
@@ -177,17 +199,21 @@ class TenantVerifier:
             return None
         roles = claims[self.roles_claim]
         if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
-            raise Unauthorized(f"the bearer token's roles claim {self.roles_claim!r} is not a "
-                               f"list of role names")
+            raise Unauthorized(
+                f"the bearer token's roles claim {self.roles_claim!r} is not a list of role names"
+            )
         return tuple(roles)
 
     def _scopes_of(self, claims: dict, has_roles: bool) -> frozenset:
         """The scopes the token has (scopes.granted_scopes), or 401 naming a malformed claim."""
         try:
-            return granted_scopes(claims.get(self.scopes_claim), self.scopes_claim in claims,
-                                  has_roles)
+            return granted_scopes(
+                claims.get(self.scopes_claim), self.scopes_claim in claims, has_roles
+            )
         except ValueError as exc:
-            raise Unauthorized(f"the bearer token's scopes claim {self.scopes_claim!r} {exc}")
+            raise Unauthorized(
+                f"the bearer token's scopes claim {self.scopes_claim!r} {exc}"
+            ) from None
 
     def _identity_of(self, claims: dict) -> str | None:
         """The participant identity the token is bound to (compared exactly, never normalised),
@@ -195,11 +221,16 @@ class TenantVerifier:
         if self.identity_claim is None or self.identity_claim not in claims:
             return None
         identity = claims[self.identity_claim]
-        if not isinstance(identity, str) or not identity.strip() or len(
-                identity.encode("utf-8", "surrogatepass")) > MAX_IDENTITY_BYTES:
-            raise Unauthorized(f"the bearer token's identity claim {self.identity_claim!r} is not "
-                               f"a participant identity (a string of 1 to {MAX_IDENTITY_BYTES} "
-                               f"bytes)")
+        if (
+            not isinstance(identity, str)
+            or not identity.strip()
+            or len(identity.encode("utf-8", "surrogatepass")) > MAX_IDENTITY_BYTES
+        ):
+            raise Unauthorized(
+                f"the bearer token's identity claim {self.identity_claim!r} is not "
+                f"a participant identity (a string of 1 to {MAX_IDENTITY_BYTES} "
+                f"bytes)"
+            )
         return identity
 
     def _quotas_of(self, claims: dict) -> dict:
@@ -211,14 +242,16 @@ class TenantVerifier:
                 continue
             value = claims[claim]
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise Unauthorized(f"the bearer token's quota claim {claim!r} is not a whole "
-                                   f"number from 0")
+                raise Unauthorized(
+                    f"the bearer token's quota claim {claim!r} is not a whole number from 0"
+                )
             quotas[quota] = value
         return quotas
 
     def _key_for(self, algorithm: str, kid):
         """Return the key that verifies `algorithm`: never a public key for an HMAC token. With
-        both a PEM key and a JWKS, a token that names a `kid` is the JWKS's, one without the PEM's."""
+        both a PEM key and a JWKS, a token that names a `kid` is the JWKS's, one without the
+        PEM's."""
         if algorithm in HMAC_ALGORITHMS:
             return self.secret
         if algorithm in self.public_algorithms and (kid is None or self.jwks is None):
@@ -265,7 +298,7 @@ class TenantVerifier:
         problem = tenant_problem(tenant)
         if problem:
             raise Unauthorized(f"the bearer token's tenant claim {self.tenant_claim!r} {problem}")
-        return tenant
+        return cast(str, tenant)  # tenant_problem refuses anything but a string
 
 
 def tenant_problem(tenant) -> str | None:
@@ -318,7 +351,7 @@ def tenant_token_command(tenant: str, ttl: int) -> None:
     problem = tenant_problem(tenant)
     if problem:
         raise click.ClickException(f"--tenant {problem}; the service would refuse it")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     claims = {settings.auth_tenant_claim: tenant, "iat": now, "exp": now + timedelta(seconds=ttl)}
     if settings.auth_jwt_issuer:
         claims["iss"] = settings.auth_jwt_issuer

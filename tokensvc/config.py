@@ -18,9 +18,8 @@ FILE_KEYS = ("LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "AUTH_JWT_SECRET", "AUTH_J
 TENANT_KEYS = ("AUTH_JWT_SECRET", "AUTH_JWT_PUBLIC_KEY", "AUTH_JWKS_URL")
 
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
-PUBLIC_KEY_ALGORITHMS = (
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
-)
+RSA_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+PUBLIC_KEY_ALGORITHMS = (*RSA_ALGORITHMS, "ES256", "ES384", "ES512", "EdDSA")
 #: Characters that make flask-cors treat an origin as a regular expression.
 PATTERN_CHARACTERS = re.compile(r"[*?\[\]()^$|\\+{}]")
 #: Where rate-limit counters may live (the `limits` library's storage URLs).
@@ -29,6 +28,14 @@ STORAGE_SCHEMES = ("memory", "redis", "rediss", "redis+unix", "redis+sentinel", 
 HOLD_SCHEMES = ("sqlite", "redis", "rediss", "redis+sentinel")
 LOG_FORMATS = ("json", "logfmt")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+#: The shortest HMAC key accepted outside DEV_MODE, in bytes: HS256's output size (RFC 7518
+#: 3.2), below which PyJWT and LiveKit warn.
+MIN_SECRET_BYTES = 32
+#: The HMAC keys that must have MIN_SECRET_BYTES: LiveKit's (it signs every participant token)
+#: and the tenants' HS* key.
+HMAC_SECRET_KEYS = ("LIVEKIT_API_SECRET", "AUTH_JWT_SECRET")
+#: What the standalone server needs to do anything useful (embedded, their absence is a 500).
+LIVEKIT_KEYS = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 
@@ -83,17 +90,19 @@ class Settings:
     auth_roles_claim: str = setting(lambda v, k, d: _text(v, k) or d, "roles")
     auth_scopes_claim: str = setting(lambda v, k, d: _text(v, k) or d, "scope")
     auth_identity_claim: str | None = setting(lambda v, k, d: _text(v, k))
-    auth_quota_claims: tuple[str, str] = setting(lambda v, k, d: _quota_claims(v, k, d),
-                                                 ("max_rooms", "max_participants"))
+    auth_quota_claims: tuple[str, str] = setting(
+        lambda v, k, d: _quota_claims(v, k, d), ("max_rooms", "max_participants")
+    )
     quota_max_rooms: int | None = setting(lambda v, k, d: _number(v, k, d, int, 0))
     quota_max_participants: int | None = setting(lambda v, k, d: _number(v, k, d, int, 0))
     usage_retention_days: int = setting(lambda v, k, d: _number(v, k, d, int, 1), 90)
-    role_presets: dict = field(default_factory=lambda: load_presets(None),
-                               metadata={"parse": lambda v, k, d: _role_presets(v, k)})
+    role_presets: dict = field(
+        default_factory=lambda: load_presets(None),
+        metadata={"parse": lambda v, k, d: _role_presets(v, k)},
+    )
     agent_names_allowed: tuple[str, ...] | None = setting(lambda v, k, d: _words(v, k) or None)
     max_content_length: int = setting(lambda v, k, d: _number(v, k, d, int, 1), 65536)
-    room_names: str = setting(lambda v, k, d: _choice(v, k, ("shared", "per-tenant"), d),
-                              "shared")
+    room_names: str = setting(lambda v, k, d: _choice(v, k, ("shared", "per-tenant"), d), "shared")
     cors_allowed_origins: tuple[str, ...] = setting(lambda v, k, d: _origins(v, k), ())
     cors_allow_credentials: bool = setting(lambda v, k, d: _flag(v, k, d), False)
     log_format: str = setting(lambda v, k, d: _choice(v, k, LOG_FORMATS, d), "json")
@@ -106,15 +115,21 @@ class Settings:
     rate_limit_per_tenant: str | None = setting(lambda v, k, d: _rate(v, k))
     rate_limit_room_creates_per_tenant: str | None = setting(lambda v, k, d: _rate(v, k))
     rate_limit_per_ip: str | None = setting(lambda v, k, d: _rate(v, k))
-    rate_limit_storage_url: str = setting(lambda v, k, d: _storage_url(v, k), "memory://",
-                                          secret=True)
+    rate_limit_storage_url: str = setting(
+        lambda v, k, d: _storage_url(v, k), "memory://", secret=True
+    )
     rate_limit_fail_open: bool = setting(lambda v, k, d: _flag(v, k, d), False)
+    #: Development (make run): HMAC secrets shorter than MIN_SECRET_BYTES are accepted.
+    dev_mode: bool = setting(lambda v, k, d: _flag(v, k, d), False)
 
     @property
     def rate_limited(self) -> bool:
         """Whether any rate limit is configured."""
-        return bool(self.rate_limit_per_tenant or self.rate_limit_room_creates_per_tenant
-                    or self.rate_limit_per_ip)
+        return bool(
+            self.rate_limit_per_tenant
+            or self.rate_limit_room_creates_per_tenant
+            or self.rate_limit_per_ip
+        )
 
     @property
     def livekit_configured(self) -> bool:
@@ -140,6 +155,12 @@ class Settings:
 
 #: Every setting the service reads, in the order docs/configuration.md documents them.
 KEYS = tuple(item.name.upper() for item in fields(Settings))
+#: In a Flask app's config each key is `TOKENSVC_<KEY>`, clear of the host's own keys (Flask's
+#: MAX_CONTENT_LENGTH, say); the environment keeps the plain names.
+CONFIG_PREFIX = "TOKENSVC_"
+#: Plain keys that belong to Flask or its extensions: in `app.config` only the prefixed form is
+#: the service's.
+HOST_KEYS = ("MAX_CONTENT_LENGTH",)
 
 
 @dataclass(frozen=True)
@@ -147,10 +168,12 @@ class ServerSettings:
     """What gunicorn.conf.py reads: the port, the workers, and the log format its logger uses."""
 
     port: int = setting(lambda v, k, d: _number(v, k, d, int, 1, 65535), 8000)
-    web_concurrency: int = setting(lambda v, k, d: _number(v, k, d, int, 1, 256),
-                                   os.cpu_count() or 2)
+    web_concurrency: int = setting(
+        lambda v, k, d: _number(v, k, d, int, 1, 256), os.cpu_count() or 2
+    )
     gunicorn_worker_connections: int = setting(
-        lambda v, k, d: _number(v, k, d, int, 1, 100_000), 1000)
+        lambda v, k, d: _number(v, k, d, int, 1, 100_000), 1000
+    )
     prometheus_multiproc_dir: str | None = setting(lambda v, k, d: _text(v, k))
     log_format: str = setting(lambda v, k, d: _choice(v, k, LOG_FORMATS, d), "json")
 
@@ -163,13 +186,46 @@ def environ_config(environ=None) -> dict:
     return {name: environ[name] for name in names if name in environ}
 
 
+def app_config(values) -> dict:
+    """The service's keys of `values` (plain names, as in the environment) under their
+    `app.config` names (`TOKENSVC_<KEY>`); other keys (Flask's TESTING, say) as they are."""
+    names = set(KEYS) | {f"{key}_FILE" for key in FILE_KEYS}
+    return {CONFIG_PREFIX + key if key in names else key: value for key, value in values.items()}
+
+
+def from_app_config(config) -> dict:
+    """The service's keys in an app's config, by their plain names: `TOKENSVC_<KEY>`, else
+    (as before the prefix) `<KEY>` itself, except the keys that are Flask's own."""
+    values = {}
+    for key in KEYS + tuple(f"{key}_FILE" for key in FILE_KEYS):
+        if CONFIG_PREFIX + key in config:
+            values[key] = config[CONFIG_PREFIX + key]
+        elif key in config and key not in HOST_KEYS:
+            values[key] = config[key]
+    return values
+
+
 def load_settings(config) -> Settings:
     """Parse and validate the service's keys from a mapping such as `app.config`."""
     values = _resolve_files(config)
     settings = Settings(**_parsed(Settings, values))
     _check_auth(settings)
     _check_cors(settings)
+    _check_secret_lengths(settings)
     return settings
+
+
+def require_livekit(settings: Settings) -> None:
+    """Refuse to run as the standalone server without LiveKit: it could answer nothing but 500
+    (embedded in a host app the host decides, and the token route answers 500
+    livekit_not_configured)."""
+    values = (settings.livekit_url, settings.livekit_api_key, settings.livekit_api_secret)
+    missing = [key for key, value in zip(LIVEKIT_KEYS, values, strict=True) if not value]
+    if missing:
+        raise ConfigError(
+            f"{missing[0]}: not set; the server needs {', '.join(LIVEKIT_KEYS)} "
+            f"(missing: {', '.join(missing)})"
+        )
 
 
 def server_settings(environ=None) -> ServerSettings:
@@ -180,8 +236,10 @@ def server_settings(environ=None) -> ServerSettings:
 
 def _parsed(kind, values) -> dict:
     """Each field of the dataclass `kind`, parsed from its key in `values`."""
-    return {item.name: item.metadata["parse"](values, item.name.upper(), item.default)
-            for item in fields(kind)}
+    return {
+        item.name: item.metadata["parse"](values, item.name.upper(), item.default)
+        for item in fields(kind)
+    }
 
 
 def exit_on(error: ConfigError) -> NoReturn:
@@ -283,11 +341,19 @@ def _origins(values, key):
         if PATTERN_CHARACTERS.search(origin):
             # flask-cors would read it as a regular expression: https://*.a.example would let
             # https://xa.example.evil.com in and keep https://b.a.example out.
-            raise ConfigError(f"{key}: list each origin exactly; wildcards and patterns such as "
-                              f"{origin!r} are not supported (only '*' alone allows every origin)")
+            raise ConfigError(
+                f"{key}: list each origin exactly; wildcards and patterns such as "
+                f"{origin!r} are not supported (only '*' alone allows every origin)"
+            )
         parsed = urlparse(origin)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.path not in ("", "/"):
-            raise ConfigError(f"{key}: expected '*' or origins like https://app.example, got {origin!r}")
+        if (
+            parsed.scheme not in ("http", "https")
+            or not parsed.netloc
+            or parsed.path not in ("", "/")
+        ):
+            raise ConfigError(
+                f"{key}: expected '*' or origins like https://app.example, got {origin!r}"
+            )
     return tuple(origin.rstrip("/") for origin in origins)
 
 
@@ -307,8 +373,10 @@ def _storage_url(values, key):
     """Return `memory://` (the default) or a Redis URL for the rate-limit counters."""
     value = _text(values, key) or "memory://"
     if urlparse(value).scheme not in STORAGE_SCHEMES:
-        raise ConfigError(f"{key}: expected memory:// or a redis:// URL, got a "
-                          f"{urlparse(value).scheme or 'schemeless'} URL")
+        raise ConfigError(
+            f"{key}: expected memory:// or a redis:// URL, got a "
+            f"{urlparse(value).scheme or 'schemeless'} URL"
+        )
     return value
 
 
@@ -319,8 +387,10 @@ def _hold_storage_url(values, key):
         return None
     scheme = urlparse(value).scheme
     if scheme not in HOLD_SCHEMES:
-        raise ConfigError(f"{key}: expected sqlite:///path or a redis://, rediss:// or "
-                          f"redis+sentinel:// URL, got a {scheme or 'schemeless'} URL")
+        raise ConfigError(
+            f"{key}: expected sqlite:///path or a redis://, rediss:// or "
+            f"redis+sentinel:// URL, got a {scheme or 'schemeless'} URL"
+        )
     if scheme == "sqlite" and not value.split("://", 1)[1].lstrip("/"):
         raise ConfigError(f"{key}: a sqlite URL names a file, as in sqlite:////var/lib/tokensvc.db")
     return value
@@ -332,8 +402,10 @@ def _quota_claims(values, key, default) -> tuple[str, str]:
     if not names:
         return default
     if len(names) != 2 or names[0] == names[1]:
-        raise ConfigError(f"{key}: expected two claim names, for the rooms and the participants "
-                          f"quotas (as in max_rooms,max_participants), got {values.get(key)!r}")
+        raise ConfigError(
+            f"{key}: expected two claim names, for the rooms and the participants "
+            f"quotas (as in max_rooms,max_participants), got {values.get(key)!r}"
+        )
     return names
 
 
@@ -369,9 +441,26 @@ def _check_auth(settings: Settings) -> None:
         raise ConfigError(f"AUTH_JWT_ALGORITHMS: unsupported algorithm(s) {', '.join(unknown)}")
 
 
+def _check_secret_lengths(settings: Settings) -> None:
+    """Refuse an HMAC secret shorter than MIN_SECRET_BYTES outside DEV_MODE: anyone who guesses
+    it mints tokens (LiveKit's) or tenants (AUTH_JWT_SECRET)."""
+    if settings.dev_mode:
+        return
+    for key, value in zip(
+        HMAC_SECRET_KEYS, (settings.livekit_api_secret, settings.auth_jwt_secret), strict=True
+    ):
+        if value is not None and len(value.encode()) < MIN_SECRET_BYTES:
+            raise ConfigError(
+                f"{key}: must be at least {MIN_SECRET_BYTES} bytes, got "
+                f"{len(value.encode())} (generate one: openssl rand -base64 32; "
+                f"DEV_MODE=true accepts it for development only)"
+            )
+
+
 def _check_cors(settings: Settings) -> None:
     """Refuse credentials for every origin: browsers ignore `*` with credentials, and echoing
     any origin with them would hand every site the user's cookies for the service."""
     if settings.cors_allow_credentials and settings.cors_allowed_origins == ("*",):
-        raise ConfigError("CORS_ALLOW_CREDENTIALS: needs CORS_ALLOWED_ORIGINS to list origins, "
-                          "not '*'")
+        raise ConfigError(
+            "CORS_ALLOW_CREDENTIALS: needs CORS_ALLOWED_ORIGINS to list origins, not '*'"
+        )

@@ -26,7 +26,7 @@ CODES_BY_STATUS = {
 MESSAGES_BY_STATUS = {
     404: "no such route",
     405: "method not allowed on this route",
-    413: "request body is too large",
+    413: "request body over MAX_CONTENT_LENGTH",
 }
 
 
@@ -208,8 +208,9 @@ class QuotaExceeded(ApiError):
 
     def __init__(self, quota: str, limit: int):
         """Name the quota and its limit in the message, in `quota` and in `limit`."""
-        super().__init__(f"the tenant's quota {quota!r} ({limit}) is reached", quota=quota,
-                         limit=limit)
+        super().__init__(
+            f"the tenant's quota {quota!r} ({limit}) is reached", quota=quota, limit=limit
+        )
 
 
 class UnsupportedMediaType(ApiError):
@@ -318,8 +319,10 @@ class StorageRecovering(_RetryLater):
 
     error_code = "storage_recovering"
     routes = TOKEN_ONLY
-    description = ("the service's storage is recovering from a loss; this room name is "
-                   "quarantined, try again later")
+    description = (
+        "the service's storage is recovering from a loss; this room name is "
+        "quarantined, try again later"
+    )
 
 
 class RoomBusy(_RetryLater):
@@ -339,11 +342,10 @@ class RateLimitUnavailable(ApiError):
     description = "the rate limit storage could not be reached"
 
 
-#: Errors werkzeug raises itself on any route of the service: (status, code, what it means).
-ROUTING_ERRORS = (
-    (404, "not_found", "no such route"),
-    (405, "method_not_allowed", "method not allowed on this route"),
-    (413, "payload_too_large", "body over MAX_CONTENT_LENGTH"),
+#: Errors werkzeug raises itself on any route of the service: (status, code, what it means),
+#: from the two tables at the top.
+ROUTING_ERRORS = tuple(
+    (status, CODES_BY_STATUS[status], message) for status, message in MESSAGES_BY_STATUS.items()
 )
 
 
@@ -358,5 +360,7 @@ def error_table(route: str) -> dict[int, dict[str, str]]:
         kind = pending.pop(0)
         pending += kind.__subclasses__()
         if "error_code" in vars(kind) and route in kind.routes:
-            table.setdefault(kind.code, {}).setdefault(kind.error_code, kind.__doc__.strip())
+            table.setdefault(kind.code, {}).setdefault(
+                kind.error_code, (kind.__doc__ or "").strip()
+            )
     return dict(sorted(table.items()))

@@ -4,18 +4,18 @@ one parent blueprint, "tokensvc", with every route of the service nested in it."
 import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, current_app, request
 from flask_cors import CORS
 from livekit import api
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
-from werkzeug.routing import RequestRedirect
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, default_exceptions
+from werkzeug.routing import RequestRedirect, Rule
 
 from . import health, metrics, openapi, views
 from .auth import TenantVerifier, tenant_token_command
-from .config import ConfigError, Settings, load_settings
+from .config import ConfigError, Settings, from_app_config, load_settings
 from .context import EXTENSION_KEY, service_state
 from .errors import StorageUnavailable, error_response, http_error_response
 from .health import Readiness
@@ -54,12 +54,60 @@ def render_http_error(error):
     return http_error_response(error)
 
 
+# Flask looks for a handler by status code (blueprint, then app) before it looks by class, so a
+# host's own `errorhandler(404)` would answer for the service's routes: register by code too.
+for _status in default_exceptions:
+    service_bp.register_error_handler(_status, render_http_error)
+
+
 @service_bp.errorhandler(Exception)
 def render_unexpected_error(error):
     """An unexpected failure on the service's routes (standalone: on any route), logged with
     its traceback: a JSON 500."""
     log.exception("request failed unexpectedly")
     return error_response(500, "internal_error", "internal error")
+
+
+@service_bp.before_app_request
+def check_routes_once():
+    """On an app's first request, warn of routes the host registered after the service that
+    share a path and method with one of the service's."""
+    state = service_state()
+    if not state.routes_checked:
+        state.routes_checked = True
+        warn_of_collisions(current_app, state)
+
+
+def warn_of_collisions(app: Flask, state: "ServiceState") -> None:
+    """One warning per path and method that both a host route and a service route serve,
+    naming both endpoints and the one that answers."""
+    owners: dict[tuple[str, str], list[Rule]] = {}
+    for rule in app.url_map.iter_rules():
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            owners.setdefault((rule.rule, method), []).append(rule)
+    adapter = app.url_map.bind("localhost")
+    for (path, method), rules in owners.items():
+        ours = [r.endpoint for r in rules if r.endpoint.startswith("tokensvc.")]
+        theirs = [r.endpoint for r in rules if not r.endpoint.startswith("tokensvc.")]
+        if not ours or not theirs or (path, method) in state.collisions:
+            continue
+        state.collisions.add((path, method))
+        winner = "one of them"
+        if not rules[0].arguments:
+            try:
+                found = adapter.match(path, method=method)[0]
+                winner = "the service's" if found.startswith("tokensvc.") else "the host's"
+            except HTTPException:
+                pass
+        log.warning(
+            "route collision: %s %s is both the host's (%s) and the service's (%s); %s "
+            "answers (mount the service with a url_prefix, or move the host's route)",
+            method,
+            path,
+            ", ".join(theirs),
+            ", ".join(ours),
+            winner,
+        )
 
 
 @service_bp.before_app_request
@@ -85,8 +133,11 @@ def _own_path(path: str, prefix: str) -> bool:
     exact paths such as /healthz)."""
     if path.startswith(prefix + "/livekit/") or path == prefix + "/livekit":
         return True
-    return any(rule.rule == path for rule in current_app.url_map.iter_rules()
-               if rule.endpoint.startswith("tokensvc."))
+    return any(
+        rule.rule == path
+        for rule in current_app.url_map.iter_rules()
+        if rule.endpoint.startswith("tokensvc.")
+    )
 
 
 @dataclass
@@ -102,6 +153,9 @@ class ServiceState:
     moderator: Moderator | None = None
     webhooks: api.WebhookReceiver | None = None
     url_prefix: str = ""
+    #: Whether the first request checked the routes; the (path, method) collisions warned of.
+    routes_checked: bool = False
+    collisions: set[tuple[str, str]] = field(default_factory=set)
 
     def close(self) -> None:
         """Close the LiveKit client's pooled connections and the storage's."""
@@ -121,7 +175,7 @@ class TokenService:
         """Validate the settings in `app.config`, register the blueprint, keep state on the app."""
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError("tokensvc is already initialised on this app")
-        settings = load_settings(app.config)
+        settings = load_settings(from_app_config(app.config))
         metrics = instruments() if settings.metrics_enabled else None
         rate_limits = RateLimits(settings) if settings.rate_limited else None
         verifier = None
@@ -130,26 +184,48 @@ class TokenService:
         holds = usage_store = None
         if settings.auth_configured:
             url = settings.storage_url or "sqlite:///" + os.path.join(
-                app.instance_path, DEFAULT_STORAGE_FILE)
-            holds = open_holds(url, settings.storage_timeout, metrics and metrics.storage_call,
-                               settings.storage_replicas, metrics and metrics.storage_lost)
+                app.instance_path, DEFAULT_STORAGE_FILE
+            )
+            holds = open_holds(
+                url,
+                settings.storage_timeout,
+                metrics and metrics.storage_call,
+                settings.storage_replicas,
+                metrics.storage_lost if metrics else None,
+            )
             _refuse_a_forgetful_storage(holds)
-            usage_store = open_usage(holds, settings.usage_retention_days * DAY_MS,
-                                     metrics and metrics.storage_call)
-        issuer = TokenIssuer(settings, room_creations=rate_limits,
-                             observe_call=metrics and metrics.livekit_call, holds=holds,
-                             observe_event=metrics, usage_store=usage_store)
+            usage_store = open_usage(
+                holds, settings.usage_retention_days * DAY_MS, metrics and metrics.storage_call
+            )
+        issuer = TokenIssuer(
+            settings,
+            room_creations=rate_limits,
+            observe_call=metrics and metrics.livekit_call,
+            holds=holds,
+            observe_event=metrics,
+            usage_store=usage_store,
+        )
         _warn_if_anonymous(settings)
         webhooks = None
         if settings.livekit_configured:
             webhooks = api.WebhookReceiver(
-                api.TokenVerifier(settings.livekit_api_key, settings.livekit_api_secret))
+                api.TokenVerifier(settings.livekit_api_key, settings.livekit_api_secret)
+            )
         prefix = (url_prefix or self.url_prefix or "").rstrip("/")
-        state = ServiceState(settings, verifier, issuer, Readiness(issuer, observe=metrics),
-                             rate_limits, metrics,
-                             Moderator(issuer), webhooks, prefix)
+        state = ServiceState(
+            settings,
+            verifier,
+            issuer,
+            Readiness(issuer, observe=metrics),
+            rate_limits,
+            metrics,
+            Moderator(issuer),
+            webhooks,
+            prefix,
+        )
         app.extensions[EXTENSION_KEY] = state
         app.register_blueprint(service_bp, url_prefix=prefix or None)
+        warn_of_collisions(app, state)  # the host's routes so far; later ones at first request
         app.cli.add_command(tenant_token_command)
         app.cli.add_command(views.usage_command)
         if settings.cors_allowed_origins:
@@ -163,8 +239,9 @@ def _refuse_a_forgetful_storage(holds) -> None:
     try:
         problem = holds.durability_problem()
     except StorageUnavailable:
-        log.warning("starting: the storage at %s did not answer; /readyz checks it again",
-                    holds.where)
+        log.warning(
+            "starting: the storage at %s did not answer; /readyz checks it again", holds.where
+        )
         return
     if problem:
         raise ConfigError(f"STORAGE_URL: {problem}")
@@ -194,9 +271,13 @@ def cors_options(settings: Settings, own_paths: re.Pattern) -> dict:
 def _own_paths_pattern(app: Flask, prefix: str) -> re.Pattern:
     """The service's own paths, and nothing of the host's: everything under its `/livekit/`,
     and each of its other routes exactly (/healthz, /readyz, /openapi.json, /metrics)."""
-    exact = sorted(rule.rule.removeprefix(prefix) for rule in app.url_map.iter_rules()
-                   if rule.endpoint.startswith("tokensvc.") and not rule.arguments
-                   and not rule.rule.startswith(prefix + "/livekit/"))
+    exact = sorted(
+        rule.rule.removeprefix(prefix)
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint.startswith("tokensvc.")
+        and not rule.arguments
+        and not rule.rule.startswith(prefix + "/livekit/")
+    )
     alternatives = "|".join([re.escape("/livekit/") + ".*", *map(re.escape, exact)])
     return re.compile(re.escape(prefix) + f"(?:{alternatives})\\Z", re.DOTALL)
 
@@ -204,8 +285,12 @@ def _own_paths_pattern(app: Flask, prefix: str) -> re.Pattern:
 def _warn_if_anonymous(settings: Settings) -> None:
     """One start-up line whenever tokens can be had without a tenant bearer token."""
     if not settings.auth_configured:
-        log.warning("starting: no tenant key is configured (AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY, "
-                    "AUTH_JWKS_URL): anyone who reaches the service gets tokens for any room")
+        log.warning(
+            "starting: no tenant key is configured (AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY, "
+            "AUTH_JWKS_URL): anyone who reaches the service gets tokens for any room"
+        )
     elif not settings.auth_required:
-        log.warning("starting: AUTH_REQUIRED=false: requests without a bearer token get anonymous "
-                    "tokens, for room names no tenant holds")
+        log.warning(
+            "starting: AUTH_REQUIRED=false: requests without a bearer token get anonymous "
+            "tokens, for room names no tenant holds"
+        )

@@ -7,7 +7,7 @@ from flask import Flask
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .config import environ_config
+from .config import ConfigError, app_config, environ_config, require_livekit
 from .errors import http_error_response
 from .extension import TokenService, render_unexpected_error
 from .logs import ServiceFormatter
@@ -15,22 +15,31 @@ from .logs import ServiceFormatter
 log = logging.getLogger("tokensvc")
 
 
-def create_app(config=None) -> Flask:
-    """Build the standalone service: settings from the environment, overridden by `config`."""
+def create_app(config=None, *, server: bool = False) -> Flask:
+    """Build the standalone service: settings from the environment, overridden by `config`;
+    as the `server` (app.py, what gunicorn runs), refuse to start without LiveKit."""
     app = Flask(__name__)
     # `//` in a path is a 404 like any unknown path, not a redirect built from the Host header.
     app.url_map.merge_slashes = False
-    app.config.from_mapping(environ_config())
+    app.config.from_mapping(app_config(environ_config()))
     if config:
-        app.config.from_mapping(config)
+        app.config.from_mapping(app_config(config))
     state = TokenService().init_app(app)
     settings = state.settings
+    if server:
+        try:
+            require_livekit(settings)
+        except ConfigError:
+            state.close()
+            raise
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     _configure_logging(settings.log_level, settings.log_format)
     _log_livekit_target(state.issuer)
     if settings.proxy_fix:
         hops = settings.proxy_fix
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
+        )
     app.register_error_handler(HTTPException, http_error_response)
     app.register_error_handler(Exception, render_unexpected_error)
     return app
@@ -55,8 +64,15 @@ def _configure_logging(level: str, style: str) -> None:
 
 def _log_livekit_target(issuer) -> None:
     """One start-up line: which LiveKit the service will call, or that none is configured."""
+    if issuer.settings.dev_mode:
+        log.warning(
+            "starting: DEV_MODE is on: secrets shorter than 32 bytes are accepted; "
+            "never in production"
+        )
     if issuer.settings.livekit_configured:
         log.info("starting: LiveKit server API at %s", issuer.rooms.host)
     else:
-        log.warning("starting: LiveKit is not configured (LIVEKIT_URL, LIVEKIT_API_KEY, "
-                    "LIVEKIT_API_SECRET); the token route answers 500 livekit_not_configured")
+        log.warning(
+            "starting: LiveKit is not configured (LIVEKIT_URL, LIVEKIT_API_KEY, "
+            "LIVEKIT_API_SECRET); the token route answers 500 livekit_not_configured"
+        )

@@ -31,19 +31,20 @@ MAX_JWKS_BYTES = 1 << 20
 class JwksKeys:
     """The cached key set, by `kid`, and the one refresh that may be running."""
 
-    def __init__(self, url: str, timeout: float, min_interval: float, observe=None,
-                 max_age: float = 300.0):
+    def __init__(
+        self, url: str, timeout: float, min_interval: float, observe=None, max_age: float = 300.0
+    ):
         """Fetch from `url` lazily, each fetch within `timeout`, at most once per `min_interval`
         for unknown key ids, again in the background once the set is `max_age` seconds old; tell
         `observe("ok" or "failed")` of each fetch, when given."""
         self.url, self.timeout, self.min_interval = url, timeout, min_interval
         self.max_age = max_age
         self._observe = observe
-        self.keys = {}  # replaced whole by a refresh, never changed in place
-        self.fetched_at = None
+        self.keys: dict = {}  # replaced whole by a refresh, never changed in place
+        self.fetched_at: float | None = None
         self.last_fetch_failed = False
-        self._attempted_at = None
-        self._refreshing = None  # an Event set when the running refresh ends
+        self._attempted_at: float | None = None
+        self._refreshing: threading.Event | None = None  # set when the running refresh ends
         self._lock = threading.Lock()  # guards the fields a refresh sets; never held across I/O
 
     def key_for(self, kid, algorithm: str):
@@ -57,7 +58,7 @@ class JwksKeys:
                 raise AuthUnavailable("the authentication service's keys could not be fetched")
             if entry is None:
                 raise Unauthorized("the bearer token's key id is unknown")
-        elif time.monotonic() - self.fetched_at > self.max_age:
+        elif time.monotonic() - (self.fetched_at or 0.0) > self.max_age:
             self._refresh(unknown_kid=False)  # in the background; this request goes on
         key_type, declared, key = entry
         if key_type != KEY_TYPE_BY_FAMILY.get(algorithm[:2]) or declared not in (None, algorithm):
@@ -71,8 +72,10 @@ class JwksKeys:
             if self._refreshing is not None:
                 return self._refreshing
             now = time.monotonic()
-            if unknown_kid and self._attempted_at is not None and (
-                now - self._attempted_at < self.min_interval
+            if (
+                unknown_kid
+                and self._attempted_at is not None
+                and (now - self._attempted_at < self.min_interval)
             ):
                 return None
             self._attempted_at = now
@@ -86,8 +89,9 @@ class JwksKeys:
             keys = dict(_parse_jwks(fetch_json(self.url, self.timeout).get("keys")))
             failed = False
         except (OSError, http.client.HTTPException, ValueError, AttributeError) as exc:
-            log.warning("JWKS fetch from %s failed: %s", urlsplit(self.url).netloc,
-                        type(exc).__name__)
+            log.warning(
+                "JWKS fetch from %s failed: %s", urlsplit(self.url).netloc, type(exc).__name__
+            )
             keys, failed = self.keys, True
         if self._observe is not None:
             self._observe("failed" if failed else "ok")
@@ -104,14 +108,17 @@ def fetch_json(url: str, timeout: float):
     connection down when the deadline passes, whatever the server is still sending."""
     parts = urlsplit(url)
     kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    connection = kind(parts.hostname, parts.port, timeout=timeout)
+    connection = kind(parts.hostname or "", parts.port, timeout=timeout)
     timer = threading.Timer(timeout, _cut, args=(connection,))
     timer.daemon = True
     timer.start()
     path = parts.path or "/"
     try:
-        connection.request("GET", f"{path}?{parts.query}" if parts.query else path,
-                           headers={"Accept": "application/json"})
+        connection.request(
+            "GET",
+            f"{path}?{parts.query}" if parts.query else path,
+            headers={"Accept": "application/json"},
+        )
         with connection.getresponse() as response:
             body = response.read(MAX_JWKS_BYTES + 1)
         if response.status != 200 or len(body) > MAX_JWKS_BYTES:

@@ -15,7 +15,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import urllib3
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from livekit import api
 from livekit.protocol import room as room_pb
 from urllib3.exceptions import (
@@ -25,6 +25,7 @@ from urllib3.exceptions import (
     NewConnectionError,
     ProtocolError,
     ReadTimeoutError,
+    SSLError,
 )
 
 from .errors import (
@@ -58,8 +59,10 @@ class RoomServiceClient:
         self._timeout = timeout
         self._counter = threading.local()
         self._lock = threading.Lock()
-        self._headers_now, self._renew_at = {}, 0.0
-        self._pool, self._pid = None, None
+        self._headers_now: dict[str, str] = {}
+        self._renew_at = 0.0
+        self._pool: urllib3.HTTPConnectionPool | None = None
+        self._pid: int | None = None
         self._observe = observe
 
     def find_room(self, name: str):
@@ -98,14 +101,16 @@ class RoomServiceClient:
 
     def mute_track(self, room: str, identity: str, track_sid: str, muted: bool):
         """Mute or unmute one published track (MutePublishedTrack); return the track."""
-        request = room_pb.MuteRoomTrackRequest(room=room, identity=identity,
-                                               track_sid=track_sid, muted=muted)
+        request = room_pb.MuteRoomTrackRequest(
+            room=room, identity=identity, track_sid=track_sid, muted=muted
+        )
         return self._call("MutePublishedTrack", request, admin_of=room).track
 
     def update_permission(self, room: str, identity: str, permission):
         """Change a connected participant's permissions live (UpdateParticipant)."""
-        request = room_pb.UpdateParticipantRequest(room=room, identity=identity,
-                                                   permission=permission)
+        request = room_pb.UpdateParticipantRequest(
+            room=room, identity=identity, permission=permission
+        )
         return self._call("UpdateParticipant", request, admin_of=room)
 
     def take_call_count(self) -> int:
@@ -162,33 +167,51 @@ class RoomServiceClient:
                     log.debug("LiveKit closed a kept-alive connection; retrying once")
                     continue
                 raise self._unreachable("connection dropped") from None
+            except SSLError:  # wss:// against a plain server, or a certificate refused
+                raise self._unreachable(f"TLS failed: {SCHEME_HINT}") from None
             except HTTPError as exc:
                 raise self._unreachable(type(exc).__name__) from None
         if answer.status != 200:
             code = _twirp_code(answer.data)
             if code == "not_found":
                 raise LiveKitNotFound(f"LiveKit found no such {method} target")
-            log.warning("LiveKit at %s answered %s %s to %s", self.host, answer.status, code, method)
+            if answer.status == 401:  # LiveKit refused the service's own API token
+                log.warning(
+                    "LiveKit at %s refused the service's API key (HTTP 401 to %s): %s",
+                    self.host,
+                    method,
+                    KEY_HINT,
+                )
+                raise LiveKitError(f"LiveKit refused the service's API key (HTTP 401): {KEY_HINT}")
+            log.warning(
+                "LiveKit at %s answered %s %s to %s", self.host, answer.status, code, method
+            )
             raise LiveKitError(f"LiveKit answered HTTP {answer.status} ({code})")
         try:
             return RESPONSES[method].FromString(answer.data)
         except DecodeError:
-            log.warning("LiveKit at %s answered %s with a body that is not protobuf", self.host, method)
+            log.warning(
+                "LiveKit at %s answered %s with a body that is not protobuf", self.host, method
+            )
             raise LiveKitError("LiveKit answered with a body that is not a valid answer") from None
 
     def _unreachable(self, why: str) -> LiveKitUnavailable:
-        """Log and build the 503 for a transport failure."""
+        """Log and build the 503 for a transport failure (a TLS failure says what to check)."""
         log.warning("LiveKit at %s could not be reached: %s", self.host, why)
+        if SCHEME_HINT in why:
+            return LiveKitUnavailable(f"LiveKit could not be reached ({why})")
         return LiveKitUnavailable("LiveKit could not be reached")
 
     def _connections(self) -> urllib3.HTTPConnectionPool:
         """This process's pool, made on first use (a forked child never uses its parent's)."""
-        if self._pid != os.getpid() or self._pool is None:
+        pool = self._pool
+        if self._pid != os.getpid() or pool is None:
             with self._lock:
-                if self._pid != os.getpid() or self._pool is None:
-                    self._pool = urllib3.connection_from_url(self._base, maxsize=16, block=False)
-                    self._pid = os.getpid()
-        return self._pool
+                pool = self._pool
+                if self._pid != os.getpid() or pool is None:
+                    pool = urllib3.connection_from_url(self._base, maxsize=16, block=False)
+                    self._pool, self._pid = pool, os.getpid()
+        return pool
 
     def _headers(self) -> dict:
         """The request headers, with one server-API token renewed an hour after it was signed."""
@@ -201,7 +224,6 @@ class RoomServiceClient:
             self._renew_at = now + SERVER_TOKEN_RENEW_SECONDS
         return self._headers_now
 
-
     def _admin_headers(self, room: str) -> dict:
         """Headers with a one-minute token of `roomAdmin` on `room` alone, for one call; it is
         never returned or logged."""
@@ -213,7 +235,12 @@ class RoomServiceClient:
 
 #: A room-scoped admin token lives for one call, with margin for clock skew.
 ADMIN_TOKEN_TTL = timedelta(minutes=1)
-RESPONSES = {
+#: What to check when LiveKit refuses the service's API token (HTTP 401).
+KEY_HINT = "check LIVEKIT_API_KEY/LIVEKIT_API_SECRET"
+#: What to check when TLS fails: usually wss:// against a plain server, or the reverse.
+SCHEME_HINT = "is LIVEKIT_URL's scheme right (ws vs wss)?"
+
+RESPONSES: dict[str, type[Message]] = {
     "ListRooms": room_pb.ListRoomsResponse,
     "CreateRoom": api.Room,
     "DeleteRoom": room_pb.DeleteRoomResponse,

@@ -36,45 +36,72 @@ class Instruments:
 
     def __init__(self):
         """Declare every metric."""
-        self.requests = Counter("tokensvc_requests", "HTTP requests by route and outcome code.",
-                                ["route", "code"])
-        self.request_seconds = Histogram("tokensvc_request_duration_seconds",
-                                         "Time to answer a request, by route.", ["route"],
-                                         buckets=BUCKETS)
-        self.tokens = Counter("tokensvc_tokens_issued", "Participant tokens issued, by mode.",
-                              ["mode"])
+        self.requests = Counter(
+            "tokensvc_requests", "HTTP requests by route and outcome code.", ["route", "code"]
+        )
+        self.request_seconds = Histogram(
+            "tokensvc_request_duration_seconds",
+            "Time to answer a request, by route.",
+            ["route"],
+            buckets=BUCKETS,
+        )
+        self.tokens = Counter(
+            "tokensvc_tokens_issued", "Participant tokens issued, by mode.", ["mode"]
+        )
         self.rooms_created = Counter("tokensvc_rooms_created", "Rooms the service created.")
-        self.livekit_calls = Counter("tokensvc_livekit_calls",
-                                     "LiveKit RoomService calls by method and outcome.",
-                                     ["method", "outcome"])
-        self.livekit_seconds = Histogram("tokensvc_livekit_call_duration_seconds",
-                                         "Time of one LiveKit call, by method.", ["method"],
-                                         buckets=BUCKETS)
-        self.storage_calls = Counter("tokensvc_storage_calls",
-                                     "Calls to the ownership record's storage by operation "
-                                     "and outcome.", ["operation", "outcome"])
-        self.storage_seconds = Histogram("tokensvc_storage_call_duration_seconds",
-                                         "Time of one storage call, by operation.",
-                                         ["operation"], buckets=BUCKETS)
-        self.jwks_fetches = Counter("tokensvc_jwks_fetches", "JWKS fetches by outcome.",
-                                    ["outcome"])
-        self.livekit_events = Counter("tokensvc_livekit_events",
-                                      "LiveKit webhook events by type and what they did.",
-                                      ["type", "outcome"])
-        self.usage_events = Counter("tokensvc_usage_events",
-                                    "LiveKit events handed to metering, by type and outcome "
-                                    "(metered, over_quota, ignored).", ["type", "outcome"])
-        self.quota_refusals = Counter("tokensvc_quota_refusals",
-                                      "Tokens refused because a quota was reached, by quota.",
-                                      ["quota"])
-        self.quota_removals = Counter("tokensvc_quota_removals",
-                                      "Participants removed at their join for a room's "
-                                      "participants quota.")
-        self.storage_losses = Counter("tokensvc_storage_losses",
-                                      "Times the storage was found to have lost its data.")
-        self.clock_skew = Gauge("tokensvc_clock_skew_seconds",
-                                "The storage's clock minus this instance's, as last measured.",
-                                multiprocess_mode="liveall")
+        self.livekit_calls = Counter(
+            "tokensvc_livekit_calls",
+            "LiveKit RoomService calls by method and outcome.",
+            ["method", "outcome"],
+        )
+        self.livekit_seconds = Histogram(
+            "tokensvc_livekit_call_duration_seconds",
+            "Time of one LiveKit call, by method.",
+            ["method"],
+            buckets=BUCKETS,
+        )
+        self.storage_calls = Counter(
+            "tokensvc_storage_calls",
+            "Calls to the ownership record's storage by operation and outcome.",
+            ["operation", "outcome"],
+        )
+        self.storage_seconds = Histogram(
+            "tokensvc_storage_call_duration_seconds",
+            "Time of one storage call, by operation.",
+            ["operation"],
+            buckets=BUCKETS,
+        )
+        self.jwks_fetches = Counter(
+            "tokensvc_jwks_fetches", "JWKS fetches by outcome.", ["outcome"]
+        )
+        self.livekit_events = Counter(
+            "tokensvc_livekit_events",
+            "LiveKit webhook events by type and what they did.",
+            ["type", "outcome"],
+        )
+        self.usage_events = Counter(
+            "tokensvc_usage_events",
+            "LiveKit events handed to metering, by type and outcome "
+            "(metered, over_quota, ignored).",
+            ["type", "outcome"],
+        )
+        self.quota_refusals = Counter(
+            "tokensvc_quota_refusals",
+            "Tokens refused because a quota was reached, by quota.",
+            ["quota"],
+        )
+        self.quota_removals = Counter(
+            "tokensvc_quota_removals",
+            "Participants removed at their join for a room's participants quota.",
+        )
+        self.storage_losses = Counter(
+            "tokensvc_storage_losses", "Times the storage was found to have lost its data."
+        )
+        self.clock_skew = Gauge(
+            "tokensvc_clock_skew_seconds",
+            "The storage's clock minus this instance's, as last measured.",
+            multiprocess_mode="liveall",
+        )
 
     def request_done(self, route: str, code: str, seconds: float) -> None:
         """Record one answered request."""

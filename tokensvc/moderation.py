@@ -17,15 +17,11 @@ from livekit.protocol import models
 
 from .errors import LiveKitNotFound, ParticipantNotFound, RoomNotFound, TrackNotFound
 from .ownership import holder_of
+from .roles import SOURCES as TRACK_SOURCES
 from .service import TokenIssuer
 
 #: Track sources by the names the routes take.
-SOURCES = {
-    "camera": models.TrackSource.CAMERA,
-    "microphone": models.TrackSource.MICROPHONE,
-    "screen_share": models.TrackSource.SCREEN_SHARE,
-    "screen_share_audio": models.TrackSource.SCREEN_SHARE_AUDIO,
-}
+SOURCES = {name: getattr(models.TrackSource, name.upper()) for name in TRACK_SOURCES}
 
 
 class Moderator:
@@ -47,12 +43,14 @@ class Moderator:
 
     def list_rooms(self, tenant: str) -> list:
         """The tenant's live rooms: one ListRooms for the names the record gives it."""
-        names = [name for name in self.ownership.names_of(tenant)
-                 if self.issuer.names.own_name(tenant, name) is not None]
+        names = [
+            name
+            for name in self.ownership.names_of(tenant)
+            if self.issuer.names.own_name(tenant, name) is not None
+        ]
         if not names:
             return []
-        return [room for room in self.rooms.list_rooms(names)
-                if holder_of(room.metadata) == tenant]
+        return [room for room in self.rooms.list_rooms(names) if holder_of(room.metadata) == tenant]
 
     def room(self, tenant: str, name: str):
         """(room, participants) of one of the tenant's rooms."""
@@ -78,13 +76,25 @@ class Moderator:
         except LiveKitNotFound:
             pass  # it left meanwhile; the removal holds all the same
 
-    def mute(self, tenant: str, name: str, identity: str, track_sid: str | None,
-             source: str | None, muted: bool):
+    def mute(
+        self,
+        tenant: str,
+        name: str,
+        identity: str,
+        track_sid: str | None,
+        source: str | None,
+        muted: bool,
+    ):
         """Mute or unmute one published track, found by sid or by source; return the track."""
         participant = self.participant(tenant, name, identity)
-        track = next((t for t in participant.tracks
-                      if (track_sid and t.sid == track_sid)
-                      or (source and t.source == SOURCES[source])), None)
+        track = next(
+            (
+                t
+                for t in participant.tracks
+                if (track_sid and t.sid == track_sid) or (source and t.source == SOURCES[source])
+            ),
+            None,
+        )
         if track is None:
             raise TrackNotFound()
         try:

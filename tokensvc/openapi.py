@@ -4,9 +4,9 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, request
 
+from . import __version__
 from .context import service_state
 from .errors import MANAGEMENT, TOKEN, error_table
-from .scopes import SCOPES, scope_of
 from .schemas import (
     ErrorSchema,
     MuteSchema,
@@ -15,12 +15,13 @@ from .schemas import (
     PermissionsSchema,
     RoomDetailSchema,
     RoomSummarySchema,
+    RoomUsageSchema,
     TokenRequestSchema,
     TokenResponseSchema,
-    RoomUsageSchema,
     TrackSchema,
     UsageSchema,
 )
+from .scopes import SCOPES, scope_of
 
 bp = Blueprint("openapi", __name__)
 
@@ -54,9 +55,9 @@ def bp_prefix() -> str:
     return request.path[: -len("/openapi.json")]
 
 
-def json_body(schema: str, example=None) -> dict:
+def json_body(schema: str | dict, example=None) -> dict:
     """An application/json content entry for a component schema."""
-    content = {"schema": schema}
+    content: dict = {"schema": schema}
     if example is not None:
         content["example"] = example
     return {"content": {"application/json": content}}
@@ -66,7 +67,7 @@ def build_spec(prefix: str, auth_required: bool) -> APISpec:
     """Build the document: schemas, the bearer scheme, every route and status."""
     spec = APISpec(
         title="tokensvc",
-        version="1.0.0",
+        version=__version__,
         openapi_version="3.1.0",
         plugins=[MarshmallowPlugin()],
         info={"description": "LiveKit access tokens for one room, owned by the caller's tenant."},
@@ -76,15 +77,27 @@ def build_spec(prefix: str, auth_required: bool) -> APISpec:
     spec.components.schema("TokenResponse", schema=TokenResponseSchema)
     spec.components.schema("Error", schema=ErrorSchema)
     # Nested schemas first: apispec names a nested one itself when it meets it unregistered.
-    for name, schema in (("Track", TrackSchema), ("ParticipantInfo", ParticipantInfoSchema),
-                         ("RoomSummary", RoomSummarySchema), ("RoomDetail", RoomDetailSchema),
-                         ("Participant", ParticipantSchema), ("MuteRequest", MuteSchema),
-                         ("PermissionsRequest", PermissionsSchema),
-                         ("RoomUsage", RoomUsageSchema), ("Usage", UsageSchema)):
+    for name, schema in (
+        ("Track", TrackSchema),
+        ("ParticipantInfo", ParticipantInfoSchema),
+        ("RoomSummary", RoomSummarySchema),
+        ("RoomDetail", RoomDetailSchema),
+        ("Participant", ParticipantSchema),
+        ("MuteRequest", MuteSchema),
+        ("PermissionsRequest", PermissionsSchema),
+        ("RoomUsage", RoomUsageSchema),
+        ("Usage", UsageSchema),
+    ):
         spec.components.schema(name, schema=schema)
-    spec.components.security_scheme("bearerAuth", {
-        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-        "description": scopes_description()})
+    spec.components.security_scheme(
+        "bearerAuth",
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": scopes_description(),
+        },
+    )
     errors = error_responses(TOKEN)
     spec.path(
         path="/livekit/token",
@@ -94,8 +107,10 @@ def build_spec(prefix: str, auth_required: bool) -> APISpec:
                 "security": security("issue_token", anonymous=not auth_required),
                 "requestBody": {"required": True, **json_body("TokenRequest", REQUEST_EXAMPLE)},
                 "responses": {
-                    "200": {"description": "Token issued",
-                            **json_body("TokenResponse", RESPONSE_EXAMPLE)},
+                    "200": {
+                        "description": "Token issued",
+                        **json_body("TokenResponse", RESPONSE_EXAMPLE),
+                    },
                     **errors,
                 },
             }
@@ -106,20 +121,50 @@ def build_spec(prefix: str, auth_required: bool) -> APISpec:
     spec.path(path="/healthz", operations={"get": {"summary": "Liveness", "responses": health}})
     spec.path(
         path="/readyz",
-        operations={"get": {"summary": "Readiness (LiveKit answers)", "responses": {
-            **health, "503": {"description": "Not ready", **json_body("Error")}}}},
+        operations={
+            "get": {
+                "summary": "Readiness (LiveKit answers)",
+                "responses": {**health, "503": {"description": "Not ready", **json_body("Error")}},
+            }
+        },
     )
-    spec.path(path="/openapi.json", operations={"get": {"summary": "This document",
-                                                        "responses": health}})
+    spec.path(
+        path="/openapi.json", operations={"get": {"summary": "This document", "responses": health}}
+    )
+    spec.path(
+        path="/metrics",
+        operations={
+            "get": {
+                "summary": "Prometheus metrics (METRICS_ENABLED; METRICS_BEARER_TOKEN)",
+                "responses": {
+                    "200": {
+                        "description": "The text exposition",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    "401": {
+                        "description": "unauthorized: the metrics bearer token is missing or wrong",
+                        **json_body("Error"),
+                    },
+                    "404": {
+                        "description": "not_found: METRICS_ENABLED is off",
+                        **json_body("Error"),
+                    },
+                },
+            }
+        },
+    )
     return spec
 
 
 def scopes_description() -> str:
     """The tenant JWT and the scopes each operation's security requirement names."""
     lines = [f"- `{scope}`: {meaning}" for scope, meaning in SCOPES.items()]
-    return ("A tenant JWT. Its scopes claim (AUTH_SCOPES_CLAIM) lists what the bearer may do; "
-            "without it, every scope, or only `tokens:create` when it carries the roles "
-            "claim. A missing scope is 403 `scope_forbidden`.\n\n" + "\n".join(lines))
+    intro = (
+        "A tenant JWT. Its scopes claim (AUTH_SCOPES_CLAIM) lists what the bearer may do; "
+        "without it, every scope, or only `tokens:create` when it carries the roles "
+        "claim. A missing scope is 403 `scope_forbidden`."
+    )
+    return intro + "\n\n" + "\n".join(lines)
 
 
 def security(view: str, anonymous: bool = False) -> list:
@@ -134,8 +179,9 @@ def error_responses(route: str) -> dict:
     with what it means, and the headers that come with it."""
     answers = {}
     for status, codes in error_table(route).items():
-        meanings = [f"{code}: {meaning}" for code, meaning in codes.items()
-                    if code not in ROUTE_LEVEL_CODES]
+        meanings = [
+            f"{code}: {meaning}" for code, meaning in codes.items() if code not in ROUTE_LEVEL_CODES
+        ]
         if meanings:
             answers[str(status)] = {"description": " ".join(meanings), **json_body("Error")}
     answers["401"]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
@@ -147,51 +193,128 @@ def error_responses(route: str) -> dict:
 def add_management_paths(spec: APISpec) -> None:
     """The routes by which a tenant manages its own rooms, and LiveKit's webhook."""
     errors = error_responses(MANAGEMENT)
-    status = {"type": "object", "properties": {"status": {"type": "string"},
-                                               "room_name": {"type": "string"}}}
-    room_name = [{"name": "room_name", "in": "path", "required": True,
-                  "description": "The room name, percent-encoded (it may hold `/`).",
-                  "schema": {"type": "string", "minLength": 1}}]
+    status = {
+        "type": "object",
+        "properties": {"status": {"type": "string"}, "room_name": {"type": "string"}},
+    }
+    room_name = [
+        {
+            "name": "room_name",
+            "in": "path",
+            "required": True,
+            "description": "The room name, percent-encoded (it may hold `/`).",
+            "schema": {"type": "string", "minLength": 1},
+        }
+    ]
 
     def operation(view, summary, answer, body=None, parameters=None):
         """One management operation, served by `view`."""
-        found = {"summary": summary, "security": security(view),
-                 "responses": {"200": {"description": "OK", **json_body(answer)}, **errors}}
+        found = {
+            "summary": summary,
+            "security": security(view),
+            "responses": {"200": {"description": "OK", **json_body(answer)}, **errors},
+        }
         if body is not None:
             found["requestBody"] = {"required": True, **json_body(body)}
         if parameters:
             found["parameters"] = parameters
         return found
 
-    rooms = {"type": "object", "properties": {
-        "rooms": {"type": "array", "items": {"$ref": "#/components/schemas/RoomSummary"}}}}
-    spec.path(path="/livekit/rooms", operations={
-        "get": operation("list_rooms", "The tenant's live rooms", rooms)})
-    spec.path(path="/livekit/rooms/{room_name}", operations={
-        "get": operation("get_room", "One of the tenant's rooms and who is in it", "RoomDetail",
-                         parameters=room_name),
-        "delete": operation("end_room", "End one of the tenant's rooms for everyone", status,
-                            parameters=room_name)})
-    spec.path(path="/livekit/participant", operations={
-        "delete": operation("remove_participant", "Remove a participant, durably", status, body="Participant")})
-    spec.path(path="/livekit/participant/mute", operations={
-        "post": operation("mute_track", "Mute or unmute one published track", "Track", body="MuteRequest")})
-    spec.path(path="/livekit/participant/permissions", operations={
-        "post": operation("set_permissions", "Change a connected participant's permissions live",
-                          "ParticipantInfo", body="PermissionsRequest")})
-    period = [{"name": name, "in": "query", "required": False, "description": meaning,
-               "schema": {"type": "string", "format": "date-time"}}
-              for name, meaning in (("from", "RFC 3339 start (default: the start of the "
-                                             "month of `to`, UTC)"),
-                                    ("to", "RFC 3339 end (default: now)"))]
-    spec.path(path="/livekit/usage", operations={
-        "get": operation("usage", "The tenant's usage over a period, from LiveKit's events",
-                         "Usage", parameters=period)})
+    rooms = {
+        "type": "object",
+        "properties": {
+            "rooms": {"type": "array", "items": {"$ref": "#/components/schemas/RoomSummary"}}
+        },
+    }
+    spec.path(
+        path="/livekit/rooms",
+        operations={"get": operation("list_rooms", "The tenant's live rooms", rooms)},
+    )
+    spec.path(
+        path="/livekit/rooms/{room_name}",
+        operations={
+            "get": operation(
+                "get_room",
+                "One of the tenant's rooms and who is in it",
+                "RoomDetail",
+                parameters=room_name,
+            ),
+            "delete": operation(
+                "end_room",
+                "End one of the tenant's rooms for everyone",
+                status,
+                parameters=room_name,
+            ),
+        },
+    )
+    spec.path(
+        path="/livekit/participant",
+        operations={
+            "delete": operation(
+                "remove_participant", "Remove a participant, durably", status, body="Participant"
+            )
+        },
+    )
+    spec.path(
+        path="/livekit/participant/mute",
+        operations={
+            "post": operation(
+                "mute_track", "Mute or unmute one published track", "Track", body="MuteRequest"
+            )
+        },
+    )
+    spec.path(
+        path="/livekit/participant/permissions",
+        operations={
+            "post": operation(
+                "set_permissions",
+                "Change a connected participant's permissions live",
+                "ParticipantInfo",
+                body="PermissionsRequest",
+            )
+        },
+    )
+    period = [
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": meaning,
+            "schema": {"type": "string", "format": "date-time"},
+        }
+        for name, meaning in (
+            ("from", "RFC 3339 start (default: the start of the month of `to`, UTC)"),
+            ("to", "RFC 3339 end (default: now)"),
+        )
+    ]
+    spec.path(
+        path="/livekit/usage",
+        operations={
+            "get": operation(
+                "usage",
+                "The tenant's usage over a period, from LiveKit's events",
+                "Usage",
+                parameters=period,
+            )
+        },
+    )
     received = {"type": "object", "properties": {"status": {"type": "string"}}}
-    spec.path(path="/livekit/webhook", operations={"post": {
-        "summary": "LiveKit's signed webhook events (Authorization: LiveKit's signature)",
-        "requestBody": {"required": True, "content": {
-            "application/webhook+json": {"schema": {"type": "object"}}}},
-        "responses": {"200": {"description": "Received", **json_body(received)},
-                      "401": {"description": "unauthorized: the signature does not verify",
-                              **json_body("Error")}}}})
+    spec.path(
+        path="/livekit/webhook",
+        operations={
+            "post": {
+                "summary": "LiveKit's signed webhook events (Authorization: LiveKit's signature)",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/webhook+json": {"schema": {"type": "object"}}},
+                },
+                "responses": {
+                    "200": {"description": "Received", **json_body(received)},
+                    "401": {
+                        "description": "unauthorized: the signature does not verify",
+                        **json_body("Error"),
+                    },
+                },
+            }
+        },
+    )

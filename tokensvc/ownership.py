@@ -33,7 +33,7 @@ What one token request costs (asserted by tests/test_cost.py on both backends):
 | the caller's own name, hold long enough | 0 | 1 (claim) |
 | a name another holds, hold running | 0 | 1 (claim) |
 | a new name | 2 (ListRooms, CreateRoom) | 2 (claim+lock, verify+unlock) |
-| a name whose grace is over, passed on | 2 (ListRooms, CreateRoom) | 4 (claim, transfer, claim+lock, verify+unlock) |
+| a name past its grace, passed on | 2 (as for a new name) | 4 (claim, transfer, then as new) |
 
 LiveKit's webhooks keep the record true (`on_event`): a room that starts or a participant that
 joins or leaves keeps its name's hold alive for a grace past the event; `room_finished` starts
@@ -44,6 +44,7 @@ is removed at once, and so is an identity removed by the management routes.
 import json
 import logging
 import time
+from typing import Protocol
 
 from livekit import api
 
@@ -85,6 +86,14 @@ ALIVE_EVENTS = ("room_started", "participant_joined", "participant_left")
 FINISHED_EVENT = "room_finished"
 
 
+class EventMeter(Protocol):
+    """What the ownership rule tells of each fresh event (the usage rule, usage.py)."""
+
+    def record(self, event, tenant: str | None) -> str | None:
+        """Meter one event of `tenant`'s room (None: no tenant); its outcome."""
+        ...
+
+
 def owner_metadata(tenant: str) -> str:
     """Return the room metadata that makes `tenant` the owner (always JSON-encoded); for the
     anonymous namespace, an object without an owner."""
@@ -123,8 +132,15 @@ class Ownership:
     """The ownership rule: the record (`holds`) and LiveKit's word (`rooms`), on the storage's
     clock. `observe`, when given, is told of LiveKit events (`livekit_event(type, outcome)`)."""
 
-    def __init__(self, settings: Settings, holds, rooms, per_tenant: bool = False,
-                 room_creations=None, observe=None):
+    def __init__(
+        self,
+        settings: Settings,
+        holds,
+        rooms,
+        per_tenant: bool = False,
+        room_creations=None,
+        observe=None,
+    ):
         """Derive the hold and the grace from the settings; `room_creations`, when given, is
         asked before a room is created (`test_room_create(tenant)`) and told after."""
         self.settings = settings
@@ -133,7 +149,7 @@ class Ownership:
         self.per_tenant = per_tenant
         self.room_creations = room_creations
         self.observe = observe
-        self.usage = None  # the usage rule (usage.py), told of each fresh event; set by its owner
+        self.usage: EventMeter | None = None  # told of each fresh event; set by its owner
         margin_ms = settings.hold_margin * 1000
         ttl_ms = settings.token_ttl * 1000
         self.hold_ms = ttl_ms + LIVEKIT_LEEWAY_MS + margin_ms
@@ -141,8 +157,9 @@ class Ownership:
         holds.store.quarantine_ms = self.grace_ms
         self.skew_ms = 0  # the storage's clock minus this instance's, as last read
 
-    def for_token(self, name: str, holder: str, identity: str | None = None,
-                  agents=()) -> tuple[str, bool]:
+    def for_token(
+        self, name: str, holder: str, identity: str | None = None, agents=()
+    ) -> tuple[str, bool]:
         """Make sure `name` is `holder`'s, creating the room if missing (with `agents`
         dispatched to it, as a join would); return (the room metadata for the token, whether
         this call created the room), or raise 403 (also for an `identity` removed from it)."""
@@ -167,8 +184,9 @@ class Ownership:
         pause, proved = 0.005, False
         while True:
             try:
-                hold = self.holds.claim(name, holder, self.hold_ms, identity, LOCK_TTL_MS,
-                                        not self.per_tenant)
+                hold = self.holds.claim(
+                    name, holder, self.hold_ms, identity, LOCK_TTL_MS, not self.per_tenant
+                )
             except StorageRecovering:
                 if proved:
                     raise
@@ -269,8 +287,12 @@ class Ownership:
         the request's agents, or a room LiveKit's store already gives the holder replayed as it
         is (nothing changes)."""
         if stored is None:
-            return api.CreateRoomRequest(name=name, metadata=owner_metadata(holder),
-                                         agents=agents, **room_options(self.settings))
+            return api.CreateRoomRequest(
+                name=name,
+                metadata=owner_metadata(holder),
+                agents=agents,
+                **room_options(self.settings),
+            )
         return api.CreateRoomRequest(
             name=name,
             metadata=stored.metadata,
@@ -365,8 +387,9 @@ class Ownership:
     def _remove_over_quota(self, name: str, participant) -> None:
         """A join beyond its room's participants quota (with a token minted before the room
         filled or the quota was lowered): remove it now."""
-        log.info("removing a participant from room %r: the room's participants quota is "
-                 "reached", name)
+        log.info(
+            "removing a participant from room %r: the room's participants quota is reached", name
+        )
         if self.observe is not None:
             self.observe.quota_removed()
         try:
@@ -383,8 +406,11 @@ class Ownership:
         if not foreign and not self.holds.removed(name, participant.identity):
             return False
         if foreign:
-            log.warning("removing a participant of another tenant from room %r (joined with a "
-                        "token minted for another holder)", name)
+            log.warning(
+                "removing a participant of another tenant from room %r (joined with a "
+                "token minted for another holder)",
+                name,
+            )
             self._observed("participant_joined", "foreign_removed")
         try:
             self.rooms.remove_participant(name, participant.identity)

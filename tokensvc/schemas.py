@@ -12,10 +12,11 @@ from marshmallow import (
     validates_schema,
 )
 
-from .roles import DEFAULT_ROLE, RESERVED_PREFIX
+from .names import MAX_LIVEKIT_NAME_BYTES
+from .roles import DEFAULT_ROLE, RESERVED_PREFIX, SOURCES
 
 #: LiveKit's limit for room names, participant identities and names, in UTF-8 bytes.
-MAX_NAME_BYTES = 256
+MAX_NAME_BYTES = MAX_LIVEKIT_NAME_BYTES
 #: LiveKit's limit for a participant's attributes, keys and values together, in UTF-8 bytes.
 MAX_ATTRIBUTES_BYTES = 64 * 1024
 #: LiveKit's limit for metadata (participant, room, agent dispatch), in UTF-8 bytes
@@ -39,7 +40,8 @@ def fields_not_allowed(document: dict) -> list[str]:
         if isinstance(agent, dict):
             refused += [
                 f"room_config.agents.{number}.{key}"
-                for key in agent if key not in ALLOWED_AGENT_DISPATCH
+                for key in agent
+                if key not in ALLOWED_AGENT_DISPATCH
             ]
     return refused
 
@@ -59,8 +61,9 @@ class Utf8Text(fields.String):
         """Document the limit (JSON Schema counts characters; the limit is bytes of UTF-8)."""
         self.max_bytes = max_bytes
         metadata = {"maxLength": max_bytes, **kwargs.pop("metadata", {})}
-        metadata["description"] = (metadata.get("description", "") +
-                                   f" At most {max_bytes} bytes in UTF-8.").strip()
+        metadata["description"] = (
+            metadata.get("description", "") + f" At most {max_bytes} bytes in UTF-8."
+        ).strip()
         super().__init__(metadata=metadata, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -96,7 +99,7 @@ class AgentDispatchSchema(Schema):
         unknown = RAISE
 
     agent_name = Utf8Text(MAX_NAME_BYTES, load_default="", metadata={"example": "support-agent"})
-    metadata = Utf8Text(load_default="", metadata={"example": "{\"language\": \"en\"}"})
+    metadata = Utf8Text(load_default="", metadata={"example": '{"language": "en"}'})
 
 
 class RoomConfigSchema(Schema):
@@ -151,9 +154,11 @@ class TokenRequestSchema(Schema):
     )
     role = fields.String(
         load_default=DEFAULT_ROLE,
-        metadata={"description": "A role preset: speaker (default), viewer, observer, or one of "
-                                 "ROLE_PRESETS; limited by the tenant JWT's roles claim.",
-                  "example": "viewer"},
+        metadata={
+            "description": "A role preset: speaker (default), viewer, observer, or one of "
+            "ROLE_PRESETS; limited by the tenant JWT's roles claim.",
+            "example": "viewer",
+        },
     )
 
     @validates("participant_attributes")
@@ -161,11 +166,15 @@ class TokenRequestSchema(Schema):
         """Attributes must fit LiveKit's 64 KiB limit."""
         reserved = sorted(key for key in value if key.startswith(RESERVED_PREFIX))
         if reserved:
-            raise ValidationError(f"Attributes starting with {RESERVED_PREFIX!r} are the "
-                                  f"service's own: {', '.join(reserved)}.")
+            raise ValidationError(
+                f"Attributes starting with {RESERVED_PREFIX!r} are the "
+                f"service's own: {', '.join(reserved)}."
+            )
         size = sum(_utf8_size(key) + _utf8_size(text) for key, text in value.items())
         if size > MAX_ATTRIBUTES_BYTES:
-            raise ValidationError(f"Must be at most {MAX_ATTRIBUTES_BYTES} bytes in all, got {size}.")
+            raise ValidationError(
+                f"Must be at most {MAX_ATTRIBUTES_BYTES} bytes in all, got {size}."
+            )
 
 
 class TokenResponseSchema(Schema):
@@ -182,8 +191,10 @@ class TokenResponseSchema(Schema):
     )
     server_url = fields.String(
         required=True,
-        metadata={"description": "Same as livekit_url (LiveKit TokenSource).",
-                  "example": "ws://localhost:7880"},
+        metadata={
+            "description": "Same as livekit_url (LiveKit TokenSource).",
+            "example": "ws://localhost:7880",
+        },
     )
     participant_token = fields.String(
         required=True, metadata={"description": "Same as token (LiveKit TokenSource)."}
@@ -205,11 +216,12 @@ class ErrorSchema(Schema):
         metadata={"description": "With invalid_request: field -> messages."},
     )
     scope = fields.String(
-        metadata={"description": "With scope_forbidden: the scope the bearer token lacks."})
+        metadata={"description": "With scope_forbidden: the scope the bearer token lacks."}
+    )
 
 
 #: Track sources the mute and permissions routes take.
-SOURCE_CHOICES = ("microphone", "camera", "screen_share", "screen_share_audio")
+SOURCE_CHOICES = SOURCES  # roles.py's: what a role and the routes may name
 
 
 class ParticipantSchema(Schema):
@@ -239,8 +251,11 @@ class MuteSchema(ParticipantSchema):
 class PermissionsSchema(ParticipantSchema):
     """Body of `POST /livekit/participant/permissions`: a `role`, or explicit grants."""
 
-    role = fields.String(metadata={"description": "A role preset (speaker, viewer, observer, or "
-                                                  "one of ROLE_PRESETS)."})
+    role = fields.String(
+        metadata={
+            "description": "A role preset (speaker, viewer, observer, or one of ROLE_PRESETS)."
+        }
+    )
     can_publish = fields.Boolean()
     can_subscribe = fields.Boolean()
     can_publish_data = fields.Boolean()
@@ -282,8 +297,11 @@ class PermissionSchema(Schema):
     can_publish = fields.Boolean()
     can_subscribe = fields.Boolean()
     can_publish_data = fields.Boolean()
-    can_publish_sources = fields.Function(lambda permission: [
-        models.TrackSource.Name(source).lower() for source in permission.can_publish_sources])
+    can_publish_sources = fields.Function(
+        lambda permission: [
+            models.TrackSource.Name(source).lower() for source in permission.can_publish_sources
+        ]
+    )
     hidden = fields.Boolean()
 
 

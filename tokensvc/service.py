@@ -91,7 +91,8 @@ def _field_names(kind: type) -> tuple:
 def _flat_dict(instance) -> dict:
     """One dataclass as a dict the way `Claims.asdict` builds it, copying only containers."""
     result = {}
-    for name, key in _field_names(type(instance)):
+    kind: type = type(instance)
+    for name, key in _field_names(kind):
         value = getattr(instance, name)
         if value is None or value == "":
             continue
@@ -106,35 +107,50 @@ def _flat_dict(instance) -> dict:
 class TokenIssuer:
     """Issues participant tokens; with a tenant, first makes sure the tenant owns the room."""
 
-    def __init__(self, settings: Settings, rooms: RoomServiceClient | None = None,
-                 room_creations=None, observe_call=None, holds=None, observe_event=None,
-                 usage_store=None):
+    def __init__(
+        self,
+        settings: Settings,
+        rooms: RoomServiceClient | None = None,
+        room_creations=None,
+        observe_call=None,
+        holds=None,
+        observe_event=None,
+        usage_store=None,
+    ):
         """Use `rooms` for LiveKit calls (built from the settings, reporting each call to
         `observe_call`, when not given), `holds` as the ownership record (see `Ownership`
         for `room_creations` and `observe_event`) and `usage_store` for usage and quotas."""
         self.settings = settings
         self.names = RoomNames(settings.room_names == "per-tenant")
-        if rooms is None and settings.livekit_configured:
+        url, key, secret = (
+            settings.livekit_url,
+            settings.livekit_api_key,
+            settings.livekit_api_secret,
+        )
+        if rooms is None and url and key and secret:  # settings.livekit_configured
             rooms = RoomServiceClient(
-                settings.livekit_url,
-                settings.livekit_api_key,
-                settings.livekit_api_secret,
+                url,
+                key,
+                secret,
                 settings.livekit_timeout,
                 observe_call,
             )
         self.rooms = rooms
-        self.ownership = None
+        self.ownership: Ownership | None = None
         if holds is not None:
-            self.ownership = Ownership(settings, holds, rooms, self.names.per_tenant,
-                                       room_creations, observe_event)
-        self.usage = None
-        if usage_store is not None:
-            self.usage = Usage(settings, usage_store, self.names, self.ownership.hold_ms,
-                               observe_event)
+            self.ownership = Ownership(
+                settings, holds, rooms, self.names.per_tenant, room_creations, observe_event
+            )
+        self.usage: Usage | None = None
+        if usage_store is not None and self.ownership is not None:
+            self.usage = Usage(
+                settings, usage_store, self.names, self.ownership.hold_ms, observe_event
+            )
             self.ownership.usage = self.usage
 
-    def issue(self, request: TokenRequest, tenant: str | None,
-              quotas: dict | None = None) -> IssuedToken:
+    def issue(
+        self, request: TokenRequest, tenant: str | None, quotas: dict | None = None
+    ) -> IssuedToken:
         """Return a token for `request`; with a tenant (or anonymous beside a key), only for a
         room name that is the caller's; with a tenant, within its quotas (`quotas`: those its
         JWT sets), checked before anything is written."""
@@ -145,21 +161,25 @@ class TokenIssuer:
         agents = agent_dispatches(request)
         reserved = False
         if tenant is not None and self.usage is not None:
-            reserved = self.usage.check_mint(tenant, room_name, request.participant_identity,
-                                             quotas or {})
+            reserved = self.usage.check_mint(
+                tenant, room_name, request.participant_identity, quotas or {}
+            )
         try:
             if tenant is not None or self.settings.anonymous_checked:
+                # A tenant, or anonymous beside a key: a key is configured, so the record exists.
+                assert self.ownership is not None
                 metadata, created = self.ownership.for_token(
-                    room_name, holder, request.participant_identity, agents)
+                    room_name, holder, request.participant_identity, agents
+                )
         except BaseException:
-            if reserved:
+            if reserved and tenant is not None:
                 self._release(tenant, room_name)
             raise
         return IssuedToken(
             token=self.mint_token(request, metadata, tenant, room_name, agents),
             room_name=request.room_name,
             participant_identity=request.participant_identity,
-            livekit_url=self.settings.client_url,
+            livekit_url=self.settings.client_url or "",  # set: LiveKit is configured
             room_created=created,
             livekit_room_name=room_name if self.names.per_tenant else None,
         )
@@ -167,6 +187,8 @@ class TokenIssuer:
     def _release(self, tenant: str, room_name: str) -> None:
         """Release a room reserved for a token that was not issued; a storage failure only
         leaves the reservation to expire."""
+        if self.usage is None:
+            return
         try:
             self.usage.release(tenant, room_name)
         except Exception:  # already logged by the store
@@ -182,7 +204,7 @@ class TokenIssuer:
 
     def require_livekit(self) -> RoomServiceClient:
         """Return the LiveKit client, or raise 500 livekit_not_configured naming the settings."""
-        if not self.settings.livekit_configured:
+        if not self.settings.livekit_configured or self.rooms is None:
             raise LiveKitNotConfigured()
         return self.rooms
 
@@ -195,8 +217,14 @@ class TokenIssuer:
             ttl = max(1, ttl + int(skew_ms // 1000))
         return ttl
 
-    def mint_token(self, request: TokenRequest, room_metadata: str | None,
-                   tenant: str | None = None, room_name: str | None = None, agents=()) -> str:
+    def mint_token(
+        self,
+        request: TokenRequest,
+        room_metadata: str | None,
+        tenant: str | None = None,
+        room_name: str | None = None,
+        agents=(),
+    ) -> str:
         """Sign a join-only token for one room with its role's grants; `room_metadata` and the
         agent dispatches ride along in `roomConfig`, the role and the tenant in reserved
         attributes."""
@@ -228,7 +256,9 @@ class TokenIssuer:
         try:
             return token.to_jwt()
         except Exception as exc:
-            raise TokenGenerationFailed(f"the token could not be signed ({type(exc).__name__})")
+            raise TokenGenerationFailed(
+                f"the token could not be signed ({type(exc).__name__})"
+            ) from exc
 
     def close(self) -> None:
         """Close the LiveKit client's pooled connections and the storage's."""

@@ -27,7 +27,7 @@ limits are recorded in the storage at each token request that has any, for the j
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .config import Settings
 from .errors import QuotaExceeded
@@ -59,14 +59,16 @@ def parse_time(text: str) -> int:
     except (AttributeError, ValueError):
         raise ValueError("is not an RFC 3339 time such as 2026-01-31T12:00:00Z") from None
     if moment.tzinfo is None or "T" not in text.upper():
-        raise ValueError("is not an RFC 3339 time with a date, a time and an offset, such as "
-                         "2026-01-31T12:00:00Z")
+        raise ValueError(
+            "is not an RFC 3339 time with a date, a time and an offset, such as "
+            "2026-01-31T12:00:00Z"
+        )
     return int(moment.timestamp() * 1000)
 
 
 def format_time(ms: int) -> str:
     """ms since the epoch as RFC 3339 in UTC."""
-    moment = datetime.fromtimestamp(ms / 1000, timezone.utc)
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -78,18 +80,29 @@ def event_facts(event, tenant: str | None) -> EventFacts | None:
         return None
     at = event.created_at * 1000 + HALF_SECOND_MS
     started = room.creation_time_ms or (
-        room.creation_time * 1000 + HALF_SECOND_MS if room.creation_time else at)
+        room.creation_time * 1000 + HALF_SECOND_MS if room.creation_time else at
+    )
     participant_sid = identity = ""
     joined = 0
     if event.event.startswith("participant_") and event.participant.sid:
         participant = event.participant
         participant_sid, identity = participant.sid, participant.identity
         joined = participant.joined_at_ms or (
-            participant.joined_at * 1000 + HALF_SECOND_MS if participant.joined_at else 0)
+            participant.joined_at * 1000 + HALF_SECOND_MS if participant.joined_at else 0
+        )
         if not joined and event.event == "participant_joined":
             joined = at
-    return EventFacts(event.event, tenant or "", room.name, room.sid, started, at,
-                      participant_sid, identity, joined)
+    return EventFacts(
+        event.event,
+        tenant or "",
+        room.name,
+        room.sid,
+        started,
+        at,
+        participant_sid,
+        identity,
+        joined,
+    )
 
 
 def _overlap(start: int, end: int, period_start: int, period_end: int) -> int:
@@ -111,9 +124,16 @@ def add_up(now: int, rooms, sessions, start: int, end: int, own_name) -> dict:
     spans: dict[str, list] = {}
     for room in rooms:
         name = own_name(room)
-        entry = named.setdefault(name, {"room_name": name, "participant_seconds": 0,
-                                        "room_seconds": 0, "peak_participants": 0,
-                                        "participants": set()})
+        entry = named.setdefault(
+            name,
+            {
+                "room_name": name,
+                "participant_seconds": 0,
+                "room_seconds": 0,
+                "peak_participants": 0,
+                "participants": set(),
+            },
+        )
         entry["room_seconds"] += _overlap(room.started, room.finished or now, start, end)
         spans.setdefault(name, [])
     for session in sessions:
@@ -131,17 +151,24 @@ def add_up(now: int, rooms, sessions, start: int, end: int, own_name) -> dict:
         named[name]["participants"].add(session.identity)
         spans[name].append((max(session.joined, start), min(stop, end)))
     for name, entry in named.items():
-        edges = sorted([(a, 1) for a, _ in spans[name]] + [(b, -1) for _, b in spans[name]],
-                       key=lambda edge: (edge[0], edge[1]))
+        edges = sorted(
+            [(a, 1) for a, _ in spans[name]] + [(b, -1) for _, b in spans[name]],
+            key=lambda edge: (edge[0], edge[1]),
+        )
         present = peak = 0
         for _, step in edges:
             present += step
             peak = max(peak, present)
         entry["peak_participants"] = peak
-    listed = [{**entry, "participant_seconds": _seconds(entry["participant_seconds"]),
-               "room_seconds": _seconds(entry["room_seconds"]),
-               "participants": len(entry["participants"])}
-              for _, entry in sorted(named.items())]
+    listed = [
+        {
+            **entry,
+            "participant_seconds": _seconds(entry["participant_seconds"]),
+            "room_seconds": _seconds(entry["room_seconds"]),
+            "participants": len(entry["participants"]),
+        }
+        for _, entry in sorted(named.items())
+    ]
     return {
         "participant_seconds": round(sum(r["participant_seconds"] for r in listed), 3),
         "room_seconds": round(sum(r["room_seconds"] for r in listed), 3),
@@ -165,8 +192,10 @@ class Usage:
 
     def limits(self, claimed: dict) -> Limits:
         """The tenant's quotas: its JWT's claims over the settings."""
-        return Limits(claimed.get(MAX_ROOMS, self.settings.quota_max_rooms),
-                      claimed.get(MAX_PARTICIPANTS, self.settings.quota_max_participants))
+        return Limits(
+            claimed.get(MAX_ROOMS, self.settings.quota_max_rooms),
+            claimed.get(MAX_PARTICIPANTS, self.settings.quota_max_participants),
+        )
 
     def check_mint(self, tenant: str, name: str, identity: str, claimed: dict) -> bool:
         """Before anything else is written for a token: 403 quota_exceeded for a full room or
@@ -176,8 +205,9 @@ class Usage:
         limits = self.limits(claimed)
         if limits == Limits() and not claimed:
             return False
-        found = self.store.check_mint(tenant, name, identity, limits.max_rooms,
-                                      limits.max_participants, self.reserve_ms)
+        found = self.store.check_mint(
+            tenant, name, identity, limits.max_rooms, limits.max_participants, self.reserve_ms
+        )
         if found.refused is None:
             return found.reserved
         if self.observe is not None:
@@ -204,9 +234,13 @@ class Usage:
     def report(self, tenant: str, start: int, end: int) -> dict:
         """The tenant's usage over [start, end) (ms), in its own room names."""
         now, rooms, sessions = self.store.usage(tenant, start, end)
-        return {"from": format_time(start), "to": format_time(end),
-                **add_up(now, rooms, sessions, start, end,
-                         lambda room: self._own_name(tenant, room.name))}
+        return {
+            "from": format_time(start),
+            "to": format_time(end),
+            **add_up(
+                now, rooms, sessions, start, end, lambda room: self._own_name(tenant, room.name)
+            ),
+        }
 
     def report_all(self, start: int, end: int) -> list[dict]:
         """Every tenant's totals over [start, end) (ms), for billing: tenant, participant- and
@@ -217,10 +251,22 @@ class Usage:
         for tenant in tenants:
             own = [room for room in rooms if room.tenant == tenant]
             sids = {room.sid for room in own}
-            found = add_up(now, own, [s for s in sessions if s.room_sid in sids], start, end,
-                           lambda room, tenant=tenant: self._own_name(tenant, room.name))
-            totals.append({"tenant": tenant, "participant_seconds": found["participant_seconds"],
-                           "room_seconds": found["room_seconds"], "rooms": len(found["rooms"])})
+            found = add_up(
+                now,
+                own,
+                [s for s in sessions if s.room_sid in sids],
+                start,
+                end,
+                lambda room, tenant=tenant: self._own_name(tenant, room.name),
+            )
+            totals.append(
+                {
+                    "tenant": tenant,
+                    "participant_seconds": found["participant_seconds"],
+                    "room_seconds": found["room_seconds"],
+                    "rooms": len(found["rooms"]),
+                }
+            )
         return totals
 
     def _own_name(self, tenant: str, name: str) -> str:

@@ -12,9 +12,10 @@ clock, durations are passed, never deadlines. No Flask here.
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import cast
 
 from .errors import StorageUnavailable
-from .holds import REDIS_PREFIX, ObservedHolds, RedisHolds, SqliteHolds
+from .holds import REDIS_PREFIX, HoldStore, ObservedHolds, RedisHolds, SqliteHolds
 
 #: The Redis sorted set of the tenants with usage (by their last event).
 TENANTS_KEY = REDIS_PREFIX + "usage:tenants"
@@ -75,8 +76,12 @@ def open_usage(holds: ObservedHolds, retention_ms: int, observe=None) -> Observe
     record `retention_ms` past its last event; every call timed, counted and reported to
     `observe(operation, outcome, seconds)` as the record's are, failures turned into 503."""
     store = holds.store
-    kind = SqliteUsage if isinstance(store, SqliteHolds) else RedisUsage
-    return ObservedHolds(kind(store, retention_ms), observe)
+    usage: SqliteUsage | RedisUsage
+    if isinstance(store, SqliteHolds):
+        usage = SqliteUsage(store, retention_ms)
+    else:
+        usage = RedisUsage(cast(RedisHolds, store), retention_ms)
+    return ObservedHolds(cast(HoldStore, usage), observe)
 
 
 def _limit_text(value: int | None) -> str:
@@ -151,8 +156,10 @@ class SqliteUsage:
         with self._write() as db:
             now = self.holds._now()
             self._sweep(db, now)
-            room = db.execute("SELECT tenant, started_at, finished_at FROM usage_rooms "
-                              "WHERE sid = ?", (facts.room_sid,)).fetchone()
+            room = db.execute(
+                "SELECT tenant, started_at, finished_at FROM usage_rooms WHERE sid = ?",
+                (facts.room_sid,),
+            ).fetchone()
             tenant = room[0] if room is not None else facts.tenant
             if not tenant:
                 return "ignored"
@@ -160,110 +167,149 @@ class SqliteUsage:
             finished = room[2] if room is not None else None
             if facts.kind == "room_finished" and finished is None:
                 finished = facts.at
-            db.execute("INSERT INTO usage_rooms (sid, tenant, name, started_at, finished_at, "
-                       "seen_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sid) DO UPDATE SET "
-                       "started_at = excluded.started_at, finished_at = excluded.finished_at, "
-                       "seen_at = excluded.seen_at",
-                       (facts.room_sid, tenant, facts.name, started, finished, now))
+            db.execute(
+                "INSERT INTO usage_rooms (sid, tenant, name, started_at, finished_at, "
+                "seen_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sid) DO UPDATE SET "
+                "started_at = excluded.started_at, finished_at = excluded.finished_at, "
+                "seen_at = excluded.seen_at",
+                (facts.room_sid, tenant, facts.name, started, finished, now),
+            )
             if finished is None:
-                db.execute("INSERT INTO quota_rooms (tenant, name, sid, reserved_until) "
-                           "VALUES (?, ?, ?, NULL) ON CONFLICT (tenant, name) DO UPDATE SET "
-                           "sid = excluded.sid, reserved_until = NULL",
-                           (tenant, facts.name, facts.room_sid))
+                db.execute(
+                    "INSERT INTO quota_rooms (tenant, name, sid, reserved_until) "
+                    "VALUES (?, ?, ?, NULL) ON CONFLICT (tenant, name) DO UPDATE SET "
+                    "sid = excluded.sid, reserved_until = NULL",
+                    (tenant, facts.name, facts.room_sid),
+                )
             else:
-                db.execute("DELETE FROM quota_rooms WHERE tenant = ? AND name = ? AND sid = ?",
-                           (tenant, facts.name, facts.room_sid))
+                db.execute(
+                    "DELETE FROM quota_rooms WHERE tenant = ? AND name = ? AND sid = ?",
+                    (tenant, facts.name, facts.room_sid),
+                )
             if not facts.participant_sid:
                 return "metered"
             return self._session(db, facts, tenant, finished, default_max)
 
     def _session(self, db, facts, tenant, finished, default_max) -> str:
         """The participant's session: its join and leave times, and on a join its seat."""
-        found = db.execute("SELECT joined_at, left_at, seated, refused FROM usage_sessions "
-                           "WHERE sid = ?", (facts.participant_sid,)).fetchone()
+        found = db.execute(
+            "SELECT joined_at, left_at, seated, refused FROM usage_sessions WHERE sid = ?",
+            (facts.participant_sid,),
+        ).fetchone()
         joined, left, seated, refused = found if found is not None else (None, None, 0, 0)
         if facts.joined and (joined is None or facts.joined < joined):
             joined = facts.joined
         if facts.kind == "participant_left" and left is None:
             left = facts.at
         outcome = "metered"
-        if facts.kind == "participant_joined" and left is None and finished is None \
-                and not seated and not refused:
+        if (
+            facts.kind == "participant_joined"
+            and left is None
+            and finished is None
+            and not seated
+            and not refused
+        ):
             limit = self._max_participants(db, tenant, default_max)
-            others = [row[0] for row in db.execute(SEATED, (facts.name,))
-                      if row[0] != facts.identity]
+            others = [
+                row[0] for row in db.execute(SEATED, (facts.name,)) if row[0] != facts.identity
+            ]
             if limit is not None and len(others) >= limit:
                 refused, outcome = 1, "over_quota"
             else:
                 seated = 1
-        db.execute("INSERT INTO usage_sessions (sid, room_sid, identity, joined_at, left_at, "
-                   "seated, refused) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sid) DO UPDATE "
-                   "SET joined_at = excluded.joined_at, left_at = excluded.left_at, "
-                   "seated = excluded.seated, refused = excluded.refused",
-                   (facts.participant_sid, facts.room_sid, facts.identity, joined, left, seated,
-                    refused))
+        db.execute(
+            "INSERT INTO usage_sessions (sid, room_sid, identity, joined_at, left_at, "
+            "seated, refused) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sid) DO UPDATE "
+            "SET joined_at = excluded.joined_at, left_at = excluded.left_at, "
+            "seated = excluded.seated, refused = excluded.refused",
+            (facts.participant_sid, facts.room_sid, facts.identity, joined, left, seated, refused),
+        )
         return outcome
 
     @staticmethod
     def _max_participants(db, tenant, default_max) -> int | None:
         """The tenant's participant limit as last recorded at a mint, else the default."""
-        row = db.execute("SELECT max_participants FROM quota_limits WHERE tenant = ?",
-                         (tenant,)).fetchone()
+        row = db.execute(
+            "SELECT max_participants FROM quota_limits WHERE tenant = ?", (tenant,)
+        ).fetchone()
         return row[0] if row is not None else default_max
 
-    def check_mint(self, tenant, name, identity, max_rooms, max_participants,
-                   reserve_ms) -> MintCheck:
+    def check_mint(
+        self, tenant, name, identity, max_rooms, max_participants, reserve_ms
+    ) -> MintCheck:
         """Record the tenant's limits; refuse a seat in a full room (unless `identity` is
         seated) or a room beyond the tenant's live rooms; else reserve the room for
         `reserve_ms` when it is not counted yet."""
-        return self.holds._retried(self._check_mint, tenant, name, identity, max_rooms,
-                                   max_participants, reserve_ms)
+        return self.holds._retried(
+            self._check_mint, tenant, name, identity, max_rooms, max_participants, reserve_ms
+        )
 
     def _check_mint(self, tenant, name, identity, max_rooms, max_participants, reserve_ms):
         """One attempt of `check_mint`."""
         with self._write() as db:
             now = self.holds._now()
-            db.execute("INSERT INTO quota_limits (tenant, max_rooms, max_participants) "
-                       "VALUES (?, ?, ?) ON CONFLICT (tenant) DO UPDATE SET max_rooms = "
-                       "excluded.max_rooms, max_participants = excluded.max_participants "
-                       "WHERE max_rooms IS NOT excluded.max_rooms OR max_participants IS NOT "
-                       "excluded.max_participants", (tenant, max_rooms, max_participants))
+            db.execute(
+                "INSERT INTO quota_limits (tenant, max_rooms, max_participants) "
+                "VALUES (?, ?, ?) ON CONFLICT (tenant) DO UPDATE SET max_rooms = "
+                "excluded.max_rooms, max_participants = excluded.max_participants "
+                "WHERE max_rooms IS NOT excluded.max_rooms OR max_participants IS NOT "
+                "excluded.max_participants",
+                (tenant, max_rooms, max_participants),
+            )
             if max_participants is not None:
                 others = [row[0] for row in db.execute(SEATED, (name,)) if row[0] != identity]
                 if len(others) >= max_participants:
                     return MintCheck("max_participants", len(others))
             if max_rooms is None:
                 return MintCheck(None)
-            row = db.execute("SELECT sid, reserved_until FROM quota_rooms WHERE tenant = ? AND "
-                             "name = ?", (tenant, name)).fetchone()
+            row = db.execute(
+                "SELECT sid, reserved_until FROM quota_rooms WHERE tenant = ? AND name = ?",
+                (tenant, name),
+            ).fetchone()
             if row is not None and (row[0] is not None or row[1] > now):
                 if row[0] is None:
-                    db.execute("UPDATE quota_rooms SET reserved_until = max(reserved_until, ?) "
-                               "WHERE tenant = ? AND name = ?", (now + reserve_ms, tenant, name))
+                    db.execute(
+                        "UPDATE quota_rooms SET reserved_until = max(reserved_until, ?) "
+                        "WHERE tenant = ? AND name = ?",
+                        (now + reserve_ms, tenant, name),
+                    )
                 return MintCheck(None)
-            db.execute("DELETE FROM quota_rooms WHERE tenant = ? AND sid IS NULL AND "
-                       "reserved_until <= ?", (tenant, now))
-            count = db.execute("SELECT count(*) FROM quota_rooms WHERE tenant = ?",
-                               (tenant,)).fetchone()[0]
+            db.execute(
+                "DELETE FROM quota_rooms WHERE tenant = ? AND sid IS NULL AND reserved_until <= ?",
+                (tenant, now),
+            )
+            count = db.execute(
+                "SELECT count(*) FROM quota_rooms WHERE tenant = ?", (tenant,)
+            ).fetchone()[0]
             if count >= max_rooms:
                 return MintCheck("max_rooms", count)
-            db.execute("INSERT INTO quota_rooms (tenant, name, sid, reserved_until) VALUES "
-                       "(?, ?, NULL, ?)", (tenant, name, now + reserve_ms))
+            db.execute(
+                "INSERT INTO quota_rooms (tenant, name, sid, reserved_until) VALUES "
+                "(?, ?, NULL, ?)",
+                (tenant, name, now + reserve_ms),
+            )
             return MintCheck(None, count, True)
 
     def release(self, tenant, name) -> None:
         """Drop the tenant's reservation of `name` (a room seen live stays counted)."""
         with self._write() as db:
-            db.execute("DELETE FROM quota_rooms WHERE tenant = ? AND name = ? AND sid IS NULL",
-                       (tenant, name))
+            db.execute(
+                "DELETE FROM quota_rooms WHERE tenant = ? AND name = ? AND sid IS NULL",
+                (tenant, name),
+            )
 
     def live_rooms(self, tenant) -> list[str]:
         """The names the tenant has counted as live or reserved now."""
         with self._read() as db:
             now = self.holds._now()
-            return [row[0] for row in db.execute(
-                "SELECT name FROM quota_rooms WHERE tenant = ? AND (sid IS NOT NULL OR "
-                "reserved_until > ?) ORDER BY name", (tenant, now))]
+            return [
+                row[0]
+                for row in db.execute(
+                    "SELECT name FROM quota_rooms WHERE tenant = ? AND (sid IS NOT NULL OR "
+                    "reserved_until > ?) ORDER BY name",
+                    (tenant, now),
+                )
+            ]
 
     def usage(self, tenant: str | None, start: int, end: int):
         """(the storage's now, rooms, sessions) of the rooms of `tenant` (None: every tenant)
@@ -271,18 +317,28 @@ class SqliteUsage:
         with self._read() as db:
             now = self.holds._now()
             where = "started_at < ? AND (finished_at IS NULL OR finished_at >= ?)"
-            parameters = [end, start]
+            parameters: list[int | str] = [end, start]
             if tenant is not None:
                 where += " AND tenant = ?"
                 parameters.append(tenant)
-            rooms = [RoomRecord(*row) for row in db.execute(
-                f"SELECT sid, tenant, name, started_at, finished_at FROM usage_rooms "
-                f"WHERE {where}", parameters)]
+            rooms = [
+                RoomRecord(*row)
+                for row in db.execute(
+                    f"SELECT sid, tenant, name, started_at, finished_at FROM usage_rooms "
+                    f"WHERE {where}",
+                    parameters,
+                )
+            ]
             sessions = []
             for room in rooms:
-                sessions += [SessionRecord(*row) for row in db.execute(
-                    "SELECT sid, room_sid, identity, joined_at, left_at FROM usage_sessions "
-                    "WHERE room_sid = ?", (room.sid,))]
+                sessions += [
+                    SessionRecord(*row)
+                    for row in db.execute(
+                        "SELECT sid, room_sid, identity, joined_at, left_at FROM usage_sessions "
+                        "WHERE room_sid = ?",
+                        (room.sid,),
+                    )
+                ]
         return now, rooms, sessions
 
     def _sweep(self, db, now) -> None:
@@ -291,11 +347,16 @@ class SqliteUsage:
             return
         self._swept_at = time.monotonic()
         cutoff = now - self.retention_ms
-        db.execute("DELETE FROM usage_sessions WHERE room_sid IN (SELECT sid FROM usage_rooms "
-                   "WHERE coalesce(finished_at, seen_at) < ?)", (cutoff,))
+        db.execute(
+            "DELETE FROM usage_sessions WHERE room_sid IN (SELECT sid FROM usage_rooms "
+            "WHERE coalesce(finished_at, seen_at) < ?)",
+            (cutoff,),
+        )
         db.execute("DELETE FROM usage_rooms WHERE coalesce(finished_at, seen_at) < ?", (cutoff,))
-        db.execute("DELETE FROM quota_rooms WHERE sid IS NOT NULL AND sid NOT IN "
-                   "(SELECT sid FROM usage_rooms)")
+        db.execute(
+            "DELETE FROM quota_rooms WHERE sid IS NOT NULL AND sid NOT IN "
+            "(SELECT sid FROM usage_rooms)"
+        )
 
     def time_ms(self) -> int:
         """The storage's clock, shifted, ms."""
@@ -303,8 +364,6 @@ class SqliteUsage:
 
     def close(self) -> None:
         """The record closes the shared connection."""
-
-
 
 
 # Redis: per room life `usage:room:<sid>` {tenant, name, started, finished}; per session
@@ -328,7 +387,9 @@ local function seated_others(seats_key, identity)
   return count
 end
 """
-_RECORD = _CLOCK + """
+_RECORD = (
+    _CLOCK
+    + """
 local kind, tenant, name, room_sid, room_started, at, psid, identity, joined, retention,
       default_max, prefix, shift = unpack(ARGV)
 room_started, at, joined, retention = tonumber(room_started), tonumber(at), tonumber(joined),
@@ -403,7 +464,10 @@ redis.call('HSET', seats_key, psid, room_sid .. '|' .. identity)
 redis.call('PEXPIRE', seats_key, retention)
 return 'metered'
 """
-_CHECK_MINT = _CLOCK + """
+)
+_CHECK_MINT = (
+    _CLOCK
+    + """
 local live_key, seats_key, limits_key = unpack(KEYS)
 local name, identity, max_rooms, max_participants, reserve_ms, retention, shift = unpack(ARGV)
 local now = clock(shift)
@@ -441,14 +505,18 @@ redis.call('HSET', live_key, name, 'r:' .. until_text)
 redis.call('PEXPIRE', live_key, retention)
 return {'', count, 1}
 """
+)
 _RELEASE = """
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 if current and string.sub(current, 1, 2) == 'r:' then redis.call('HDEL', KEYS[1], ARGV[1]) end
 return 0
 """
-_TIME = _CLOCK + """
+_TIME = (
+    _CLOCK
+    + """
 return string.format('%d', clock(ARGV[1]))
 """
+)
 
 
 class RedisUsage:
@@ -461,9 +529,15 @@ class RedisUsage:
         self.clock = holds.clock
         self.client = holds.client
         self.retention_ms = retention_ms
-        self._scripts = {name: self.client.register_script(text) for name, text in (
-            ("record", _RECORD), ("check_mint", _CHECK_MINT), ("release", _RELEASE),
-            ("time", _TIME))}
+        self._scripts = {
+            name: self.client.register_script(text)
+            for name, text in (
+                ("record", _RECORD),
+                ("check_mint", _CHECK_MINT),
+                ("release", _RELEASE),
+                ("time", _TIME),
+            )
+        }
 
     @staticmethod
     def _key(kind: str, name: str = "") -> str:
@@ -484,19 +558,47 @@ class RedisUsage:
 
     def record(self, facts: EventFacts, default_max_participants: int | None) -> str:
         """One script: the room, the session, the tenant's live rooms, the room's seats."""
-        return self._run("record", [], [
-            facts.kind, facts.tenant, facts.name, facts.room_sid, facts.room_started, facts.at,
-            facts.participant_sid, facts.identity, facts.joined, self.retention_ms,
-            _limit_text(default_max_participants), REDIS_PREFIX, self.clock.shift_ms]).decode()
+        return self._run(
+            "record",
+            [],
+            [
+                facts.kind,
+                facts.tenant,
+                facts.name,
+                facts.room_sid,
+                facts.room_started,
+                facts.at,
+                facts.participant_sid,
+                facts.identity,
+                facts.joined,
+                self.retention_ms,
+                _limit_text(default_max_participants),
+                REDIS_PREFIX,
+                self.clock.shift_ms,
+            ],
+        ).decode()
 
-    def check_mint(self, tenant, name, identity, max_rooms, max_participants,
-                   reserve_ms) -> MintCheck:
+    def check_mint(
+        self, tenant, name, identity, max_rooms, max_participants, reserve_ms
+    ) -> MintCheck:
         """One script: the limits recorded, the seat and room checks, the reservation."""
         refused, count, reserved = self._run(
-            "check_mint", [self._key("quota:rooms", tenant), self._key("quota:seats", name),
-                           self._key("quota:limits", tenant)],
-            [name, identity, _limit_text(max_rooms), _limit_text(max_participants), reserve_ms,
-             self.retention_ms, self.clock.shift_ms])
+            "check_mint",
+            [
+                self._key("quota:rooms", tenant),
+                self._key("quota:seats", name),
+                self._key("quota:limits", tenant),
+            ],
+            [
+                name,
+                identity,
+                _limit_text(max_rooms),
+                _limit_text(max_participants),
+                reserve_ms,
+                self.retention_ms,
+                self.clock.shift_ms,
+            ],
+        )
         return MintCheck(refused.decode() or None, int(count), reserved == 1)
 
     def release(self, tenant, name) -> None:
@@ -507,15 +609,21 @@ class RedisUsage:
         """The names counted live or reserved now."""
         now = self.time_ms()
         entries = self.client.hgetall(self._key("quota:rooms", tenant))
-        return sorted(name.decode() for name, value in entries.items()
-                      if value.startswith(b"s:") or int(value[2:]) > now)
+        return sorted(
+            name.decode()
+            for name, value in entries.items()
+            if value.startswith(b"s:") or int(value[2:]) > now
+        )
 
     def usage(self, tenant: str | None, start: int, end: int):
         """(now, rooms, sessions) of the tenant's (None: every tenant's) room lives that overlap
         [start, end), read with a few pipelined round trips."""
         now = self.time_ms()
-        tenants = ([tenant] if tenant is not None else
-                   [t.decode() for t in self.client.zrange(TENANTS_KEY, 0, -1)])
+        tenants = (
+            [tenant]
+            if tenant is not None
+            else [t.decode() for t in self.client.zrange(TENANTS_KEY, 0, -1)]
+        )
         pipe = self.client.pipeline(transaction=False)
         for name in tenants:
             pipe.zrangebyscore(self._key("usage:rooms", name), "-inf", f"({end}")
@@ -524,12 +632,17 @@ class RedisUsage:
         for sid in sids:
             pipe.hgetall(self._key("usage:room", sid))
         rooms = []
-        for sid, found in zip(sids, pipe.execute()):
+        for sid, found in zip(sids, pipe.execute(), strict=False):
             if not found:
                 continue
             finished = found.get(b"finished")
-            room = RoomRecord(sid, found[b"tenant"].decode(), found[b"name"].decode(),
-                              int(found[b"started"]), int(finished) if finished else None)
+            room = RoomRecord(
+                sid,
+                found[b"tenant"].decode(),
+                found[b"name"].decode(),
+                int(found[b"started"]),
+                int(finished) if finished else None,
+            )
             if room.finished is None or room.finished >= start:
                 rooms.append(room)
         pipe = self.client.pipeline(transaction=False)
@@ -540,13 +653,18 @@ class RedisUsage:
         for sid in members:
             pipe.hgetall(self._key("usage:session", sid))
         sessions = []
-        for sid, found in zip(members, pipe.execute()):
+        for sid, found in zip(members, pipe.execute(), strict=False):
             if found:
                 joined, left = found.get(b"joined"), found.get(b"left")
-                sessions.append(SessionRecord(sid, found[b"room"].decode(),
-                                              found[b"identity"].decode(),
-                                              int(joined) if joined else None,
-                                              int(left) if left else None))
+                sessions.append(
+                    SessionRecord(
+                        sid,
+                        found[b"room"].decode(),
+                        found[b"identity"].decode(),
+                        int(joined) if joined else None,
+                        int(left) if left else None,
+                    )
+                )
         return now, rooms, sessions
 
     def time_ms(self) -> int:

@@ -5,6 +5,7 @@ import csv
 import json
 import logging
 import sys
+from datetime import UTC
 
 import click
 from flask import Blueprint, g, request
@@ -134,6 +135,7 @@ def render_unexpected_error(error):
 
 # Managing a tenant's rooms: every route needs a tenant's bearer token, in every mode.
 
+
 @bp.get("/livekit/rooms")
 def list_rooms():
     """The tenant's live rooms (one ListRooms for the names the record gives it)."""
@@ -147,8 +149,9 @@ def get_room(room_name):
     """One of the tenant's rooms and who is in it."""
     tenant, room_name = require_tenant(), load_room_name(room_name)
     room, participants = service_state().moderator.room(tenant, livekit_name(tenant, room_name))
-    detail = room_detail.dump({**room_summary.dump(room), "metadata": room.metadata,
-                               "participants": participants})
+    detail = room_detail.dump(
+        {**room_summary.dump(room), "metadata": room.metadata, "participants": participants}
+    )
     return own_room(detail, tenant)
 
 
@@ -167,7 +170,8 @@ def remove_participant():
     fields = load_body(participant_schema)
     check_target(fields["participant_identity"])
     service_state().moderator.remove_participant(
-        tenant, livekit_name(tenant, fields["room_name"]), fields["participant_identity"])
+        tenant, livekit_name(tenant, fields["room_name"]), fields["participant_identity"]
+    )
     return {"status": "removed", **fields}
 
 
@@ -178,9 +182,13 @@ def mute_track():
     fields = load_body(mute_schema)
     check_target(fields["participant_identity"])
     track = service_state().moderator.mute(
-        tenant, livekit_name(tenant, fields["room_name"]), fields["participant_identity"],
+        tenant,
+        livekit_name(tenant, fields["room_name"]),
+        fields["participant_identity"],
         fields.get("track_sid"),
-        fields.get("source"), fields["muted"])
+        fields.get("source"),
+        fields["muted"],
+    )
     return track_schema.dump(track)
 
 
@@ -199,7 +207,8 @@ def set_permissions():
     else:
         check_grants(grants, presets)
     participant = service_state().moderator.set_permissions(
-        tenant, livekit_name(tenant, room_name), identity, grants)
+        tenant, livekit_name(tenant, room_name), identity, grants
+    )
     return participant_schema_out.dump(participant)
 
 
@@ -229,25 +238,24 @@ def load_period(start: str | None, end: str | None) -> tuple[int, int]:
         end_ms = usage_rule.store.time_ms()
     start_ms = times.get("from", month_start(end_ms))
     if start_ms >= end_ms:
-        raise InvalidRequest("the period is invalid",
-                             fields={"from": ["Must be before 'to'."]})
+        raise InvalidRequest("the period is invalid", fields={"from": ["Must be before 'to'."]})
     return start_ms, end_ms
 
 
 def month_start(ms: int) -> int:
     """The first instant (UTC) of the month of `ms`."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    moment = datetime.fromtimestamp(ms / 1000, timezone.utc)
-    return int(moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-               .timestamp() * 1000)
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
+    return int(moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp() * 1000)
 
 
 @click.command("usage")
 @click.option("--from", "start", help="RFC 3339 start (default: the start of this month, UTC).")
 @click.option("--to", "end", help="RFC 3339 end (default: now).")
-@click.option("--format", "style", type=click.Choice(["csv", "json"]), default="csv",
-              show_default=True)
+@click.option(
+    "--format", "style", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+)
 @with_appcontext
 def usage_command(start: str | None, end: str | None, style: str) -> None:
     """Print every tenant's usage over a period, for billing: participant-seconds,
@@ -258,18 +266,24 @@ def usage_command(start: str | None, end: str | None, style: str) -> None:
     try:
         start_ms, end_ms = load_period(start, end)
     except InvalidRequest as exc:
-        problems = "; ".join(f"--{field} {' '.join(messages)}"
-                             for field, messages in exc.extra["fields"].items())
+        problems = "; ".join(
+            f"--{field} {' '.join(messages)}" for field, messages in exc.extra["fields"].items()
+        )
         raise click.ClickException(problems) from None
     totals = usage_rule.report_all(start_ms, end_ms)
     if style == "json":
         from .usage import format_time
 
-        click.echo(json.dumps({"from": format_time(start_ms), "to": format_time(end_ms),
-                               "tenants": totals}, ensure_ascii=False))
+        click.echo(
+            json.dumps(
+                {"from": format_time(start_ms), "to": format_time(end_ms), "tenants": totals},
+                ensure_ascii=False,
+            )
+        )
         return
-    writer = csv.DictWriter(sys.stdout, ["tenant", "participant_seconds", "room_seconds",
-                                         "rooms"], lineterminator="\n")
+    writer = csv.DictWriter(
+        sys.stdout, ["tenant", "participant_seconds", "room_seconds", "rooms"], lineterminator="\n"
+    )
     writer.writeheader()
     writer.writerows(totals)
 
@@ -293,8 +307,9 @@ def livekit_webhook():
 def check_role(role: str, presets: dict) -> None:
     """400 for a role that is no preset; 403 for one the bearer's roles claim does not allow."""
     if role not in presets:
-        raise InvalidRequest("unknown role", fields={
-            "role": [f"Must be one of: {', '.join(sorted(presets))}."]})
+        raise InvalidRequest(
+            "unknown role", fields={"role": [f"Must be one of: {', '.join(sorted(presets))}."]}
+        )
     if g.roles is not None and role not in g.roles:
         raise RoleForbidden(f"the bearer token does not allow the role {role!r}")
 
@@ -305,7 +320,8 @@ def check_agents(room_config: dict | None, allowed: tuple[str, ...] | None) -> N
         return
     refused = {
         f"room_config.agents.{number}.agent_name": [
-            f"Agent {agent['agent_name']!r} is not one of AGENT_NAMES_ALLOWED."]
+            f"Agent {agent['agent_name']!r} is not one of AGENT_NAMES_ALLOWED."
+        ]
         for number, agent in enumerate((room_config or {}).get("agents", ()))
         if agent["agent_name"] not in allowed
     }
@@ -339,7 +355,9 @@ def load_room_name(room_name: str) -> str:
     try:
         name = room_name_field.deserialize(room_name)
     except ValidationError as exc:
-        raise InvalidRequest("the room name is invalid", fields={"room_name": exc.messages})
+        raise InvalidRequest(
+            "the room name is invalid", fields={"room_name": exc.messages}
+        ) from None
     g.room = name
     return name
 
@@ -352,8 +370,6 @@ def load_body(schema) -> dict:
         raise InvalidRequest("some fields are missing or invalid", fields=exc.messages) from None
     g.room = fields["room_name"]
     return fields
-
-
 
 
 participant_schema = ParticipantSchema()

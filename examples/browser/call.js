@@ -67,6 +67,22 @@ async function render(room) {
   }));
 }
 
+let current = null; // { room, timer } while in a room
+
+async function leave() {
+  if (!current) return;
+  const { room, timer } = current;
+  current = null;
+  clearInterval(timer);
+  await room.disconnect();
+  document.querySelectorAll('audio').forEach((element) => element.remove());
+  $('people').replaceChildren();
+  window.call.others = {};
+  show('left the room');
+  $('leave').disabled = true;
+  $('go').disabled = false;
+}
+
 async function join(event) {
   event.preventDefault();
   $('go').disabled = true;
@@ -85,7 +101,8 @@ async function join(event) {
     await room.localParticipant.setMicrophoneEnabled(true);
     window.call.identity = room.localParticipant.identity;
     show(`in room ${room.name} as ${room.localParticipant.identity}`);
-    setInterval(() => render(room), 1000);
+    current = { room, timer: setInterval(() => render(room), 1000) };
+    $('leave').disabled = false;
   } catch (error) {
     show('failed', error.message || String(error));
     $('go').disabled = false;
@@ -93,4 +110,5 @@ async function join(event) {
 }
 
 $('join').addEventListener('submit', join);
+$('leave').addEventListener('click', leave);
 if (settings.get('join') === '1') $('go').click();

@@ -1,7 +1,8 @@
 """A host Flask app with its own routes that mounts tokensvc under /api/rtc.
 
-Run it after `make install`, with a LiveKit on 127.0.0.1:7880 (e.g. the one `make run` starts;
-LIVEKIT_URL and the other settings in the environment override the defaults below):
+Run it after `make install`, with a LiveKit on 127.0.0.1:7880: the one `make run` starts, whose
+development key pair is the default below (LIVEKIT_URL and the other settings in the environment
+override the defaults, as they do for the standalone service):
 
     .venv/bin/flask --app examples/embed/host.py run --port 5000
     .venv/bin/flask --app examples/embed/host.py tenant-token --tenant acme
@@ -11,24 +12,28 @@ import logging
 
 from flask import Flask, request
 
-from tokensvc import TokenService, environ_config
+from tokensvc import TokenService, app_config, environ_config
 from tokensvc.logs import ServiceFormatter
 
 #: The host's own development key for tenant tokens; a real host uses its auth service's key.
 DEVELOPMENT_TENANT_SECRET = "host-development-tenant-secret-change-me-0123456789"
+#: The development LiveKit key pair of `make run` (scripts/dev): public, for development only.
+DEVELOPMENT_LIVEKIT_KEY = "devkey"
+DEVELOPMENT_LIVEKIT_SECRET = "development-livekit-secret-change-me"
 
 
 def create_app(config=None) -> Flask:
     """The host site: its own config and pages, plus the token service under /api/rtc."""
     app = Flask(__name__)
+    # The service's settings are its TOKENSVC_* keys, clear of the host's own.
     app.config.update(
-        LIVEKIT_URL="ws://127.0.0.1:7880",
-        LIVEKIT_API_KEY="devkey",
-        LIVEKIT_API_SECRET="secret",
-        AUTH_JWT_SECRET=DEVELOPMENT_TENANT_SECRET,
+        TOKENSVC_LIVEKIT_URL="ws://127.0.0.1:7880",
+        TOKENSVC_LIVEKIT_API_KEY=DEVELOPMENT_LIVEKIT_KEY,
+        TOKENSVC_LIVEKIT_API_SECRET=DEVELOPMENT_LIVEKIT_SECRET,
+        TOKENSVC_AUTH_JWT_SECRET=DEVELOPMENT_TENANT_SECRET,
     )
-    app.config.update(environ_config())
-    app.config.update(config or {})
+    app.config.update(app_config(environ_config()))  # LIVEKIT_URL -> TOKENSVC_LIVEKIT_URL, ...
+    app.config.update(app_config(config or {}))
     # The host decides where logs go. Its own lines: plain text; tokensvc's (the access record
     # of each request is INFO on "tokensvc.access"): one JSON line each, from its formatter.
     logging.basicConfig(level=logging.INFO, format="%(message)s")

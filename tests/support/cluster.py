@@ -24,20 +24,36 @@ class Cluster:
         self.nodes, self.node_ids, self.services = [], [], []
         keys = {LIVEKIT_KEY: LIVEKIT_SECRET}
         service_ports = [find_free_port() for _ in range(2)]
-        webhook = {"webhook": {"api_key": LIVEKIT_KEY, "urls": [
-            f"http://127.0.0.1:{port}/livekit/webhook" for port in service_ports]}}
+        webhook = {
+            "webhook": {
+                "api_key": LIVEKIT_KEY,
+                "urls": [f"http://127.0.0.1:{port}/livekit/webhook" for port in service_ports],
+            }
+        }
         for _ in range(2):
             known = set(self.client.hkeys("nodes"))
             ports = tuple(find_free_port() for _ in range(3))
-            node = LiveKitServer(binary, keys, ports, MEDIA_IP, redis_url=self.redis.url,
-                                 extra={**webhook, **(extra or {})}).start()
+            node = LiveKitServer(
+                binary,
+                keys,
+                ports,
+                MEDIA_IP,
+                redis_url=self.redis.url,
+                extra={**webhook, **(extra or {})},
+            ).start()
             self.nodes.append(node)
             self.node_ids.append(self._new_node_id(known))
-        for node, port in zip(self.nodes, service_ports):
-            env = {"LIVEKIT_URL": node.ws_url, "LIVEKIT_API_KEY": LIVEKIT_KEY,
-                   "LIVEKIT_API_SECRET": LIVEKIT_SECRET, "AUTH_JWT_SECRET": TENANT_SECRET,
-                   "STORAGE_URL": self.redis.url, "WEB_CONCURRENCY": "2",
-                   "ROOM_EMPTY_TIMEOUT": "900", "ROOM_DEPARTURE_TIMEOUT": "900"}
+        for node, port in zip(self.nodes, service_ports, strict=False):
+            env = {
+                "LIVEKIT_URL": node.ws_url,
+                "LIVEKIT_API_KEY": LIVEKIT_KEY,
+                "LIVEKIT_API_SECRET": LIVEKIT_SECRET,
+                "AUTH_JWT_SECRET": TENANT_SECRET,
+                "STORAGE_URL": self.redis.url,
+                "WEB_CONCURRENCY": "2",
+                "ROOM_EMPTY_TIMEOUT": "900",
+                "ROOM_DEPARTURE_TIMEOUT": "900",
+            }
             self.services.append(GunicornProcess(env, port))
 
     def _new_node_id(self, known: set) -> bytes:

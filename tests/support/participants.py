@@ -7,10 +7,14 @@ import time
 from collections import defaultdict
 
 from livekit import rtc
+from livekit.rtc.participant import PublishTrackError
 
 # The SDK's native core logs the whole token with every failed connect; the test sees the failure
 # as the ConnectError it raises, and the suite's leak check must not see a test token as a leak.
 logging.getLogger("livekit").setLevel(logging.CRITICAL)
+
+#: What `Call.publish` raises when the server refuses the publish (or never answers it).
+PUBLISH_REFUSED = (PublishTrackError, TimeoutError)
 
 
 async def _join(url: str, token: str) -> tuple[str, str]:
@@ -70,8 +74,12 @@ def stay(url: str, token: str, seconds: float = 0.0, refreshes: int = 1):
 async def _meet(urls_and_tokens, seconds: float = 3.0) -> list[set]:
     """Join everyone at once; after `seconds`, return for each the identities it sees."""
     rooms = [rtc.Room() for _ in urls_and_tokens]
-    await asyncio.gather(*(room.connect(url, token)
-                           for room, (url, token) in zip(rooms, urls_and_tokens)))
+    await asyncio.gather(
+        *(
+            room.connect(url, token)
+            for room, (url, token) in zip(rooms, urls_and_tokens, strict=True)
+        )
+    )
     try:
         await asyncio.sleep(seconds)
         return [set(room.remote_participants) for room in rooms]
@@ -109,11 +117,17 @@ class Call:
             room = rtc.Room()
             events = self.events[name]
             room.on("disconnected", lambda reason: events.append(("disconnected",)))
-            room.on("track_muted", lambda participant, publication: events.append(
-                ("muted", participant.identity, publication.sid)))
+            room.on(
+                "track_muted",
+                lambda participant, publication: events.append(
+                    ("muted", participant.identity, publication.sid)
+                ),
+            )
             room.on("token_refreshed", lambda: events.append(("token", room._token)))
-            room.on("track_subscribed", lambda track, publication, participant: self._listen(
-                name, track))
+            room.on(
+                "track_subscribed",
+                lambda track, publication, participant: self._listen(name, track),
+            )
             await room.connect(url, token)
             return room
 
@@ -136,7 +150,8 @@ class Call:
             self.sources.append(media)
             options = rtc.TrackPublishOptions(source=kind)
             publication = await asyncio.wait_for(
-                room.local_participant.publish_track(track, options), 10)
+                room.local_participant.publish_track(track, options), 10
+            )
             if source != "camera":  # a microphone that sends 10 ms of silence at a time
                 self.tasks.append(asyncio.ensure_future(self._speak(media)))
             return publication.sid
@@ -180,8 +195,9 @@ class Call:
             for task in self.tasks:
                 task.cancel()
             await asyncio.gather(*self.tasks, return_exceptions=True)
-            await asyncio.gather(*(room.disconnect() for room in self.rooms.values()),
-                                 return_exceptions=True)
+            await asyncio.gather(
+                *(room.disconnect() for room in self.rooms.values()), return_exceptions=True
+            )
 
         try:
             self.run(leave())

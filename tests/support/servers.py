@@ -1,4 +1,5 @@
-"""Things answering HTTP on loopback for the tests: a served app, a static server (a JWKS, a page)."""
+"""Things answering HTTP on loopback for the tests: a served app, a static server (a JWKS, a
+page)."""
 
 import functools
 import json

@@ -11,7 +11,6 @@ import time
 import jwt
 from livekit import api
 
-
 LIVEKIT_KEY = "test-key"
 
 
@@ -37,8 +36,9 @@ class Tenants:
         """Return an Authorization header for `tenant`."""
         return {"Authorization": f"Bearer {self.token(tenant, **kwargs)}"}
 
-    def ask(self, client, tenant="acme", room=BODY["room_name"],
-            identity=BODY["participant_identity"]):
+    def ask(
+        self, client, tenant="acme", room=BODY["room_name"], identity=BODY["participant_identity"]
+    ):
         """POST a token request for `room` as `tenant` (anonymous when None) through a Flask
         test client; return the response."""
         headers = self.headers(tenant) if tenant is not None else {}
@@ -76,8 +76,17 @@ def audit_token(token: str, room: str, identity: str, ttl: int, livekit) -> dict
     assert raw["video"]["room"] == room and raw["video"]["roomJoin"] is True
     assert claims.identity == identity
     assert raw["exp"] - raw["nbf"] == ttl
-    assert set(raw) <= {"name", "video", "roomConfig", "sub", "iss", "nbf", "exp", "metadata",
-                        "attributes"}
+    assert set(raw) <= {
+        "name",
+        "video",
+        "roomConfig",
+        "sub",
+        "iss",
+        "nbf",
+        "exp",
+        "metadata",
+        "attributes",
+    }
 
     async def try_server_api():
         refused = 0
@@ -87,7 +96,8 @@ def audit_token(token: str, room: str, identity: str, ttl: int, livekit) -> dict
             lambda: lkapi.room.create_room(api.CreateRoomRequest(name=room)),
             lambda: lkapi.room.delete_room(api.DeleteRoomRequest(room=room)),
             lambda: lkapi.room.update_room_metadata(
-                api.UpdateRoomMetadataRequest(room=room, metadata='{"auth_id":"mallory"}')),
+                api.UpdateRoomMetadataRequest(room=room, metadata='{"auth_id":"mallory"}')
+            ),
         )
         try:
             for call in calls:
@@ -103,16 +113,26 @@ def audit_token(token: str, room: str, identity: str, ttl: int, livekit) -> dict
     return raw
 
 
-def signed_webhook(kind: str, room: str, metadata: str = "", event_id: str | None = None,
-                   age: int = 0, participant: dict | None = None, room_sid: str | None = None,
-                   created_at: int | None = None) -> tuple[str, dict]:
+def signed_webhook(
+    kind: str,
+    room: str,
+    metadata: str = "",
+    event_id: str | None = None,
+    age: int = 0,
+    participant: dict | None = None,
+    room_sid: str | None = None,
+    created_at: int | None = None,
+) -> tuple[str, dict]:
     """(body, headers) of a LiveKit webhook event signed as LiveKit signs it: `kind` for `room`
     (its sid `RM_<room>` unless given), created `age` seconds ago (or at `created_at`, epoch
     seconds), with a fresh id unless one is given."""
     created = created_at if created_at is not None else int(time.time()) - age
-    event = {"event": kind, "id": event_id or "EV_" + secrets.token_hex(6),
-             "createdAt": str(created),
-             "room": {"name": room, "metadata": metadata, "sid": room_sid or f"RM_{room}"}}
+    event = {
+        "event": kind,
+        "id": event_id or "EV_" + secrets.token_hex(6),
+        "createdAt": str(created),
+        "room": {"name": room, "metadata": metadata, "sid": room_sid or f"RM_{room}"},
+    }
     if participant is not None:
         event["participant"] = participant
     body = json.dumps(event)
@@ -123,6 +143,7 @@ def webhook_headers(body: str) -> dict:
     """The headers LiveKit sends a webhook `body` with: its signature by LiveKit's key pair."""
     digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
     now = int(time.time())
-    auth = jwt.encode({"iss": LIVEKIT_KEY, "sha256": digest, "nbf": now - 10, "exp": now + 300},
-                      LIVEKIT_SECRET)
+    auth = jwt.encode(
+        {"iss": LIVEKIT_KEY, "sha256": digest, "nbf": now - 10, "exp": now + 300}, LIVEKIT_SECRET
+    )
     return {"Content-Type": "application/webhook+json", "Authorization": auth}

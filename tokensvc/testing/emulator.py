@@ -5,10 +5,10 @@ with protobuf or JSON bodies, HS256 bearer tokens checked for the grant each met
 Twirp JSON errors, `CreateRoom`, `ListRooms` by exact names, `UpdateRoomMetadata`, `DeleteRoom`,
 `ListParticipants` (always empty: nobody can join the emulator) and the participant calls
 (`GetParticipant`, `RemoveParticipant`, `MutePublishedTrack`, `UpdateParticipant`: always
-`not_found`, as the real server answers for an identity that is not in the room), rooms that close after
-`empty_timeout`, and LiveKit's size limits. Switches inject faults (latency, Twirp errors, a 200
-with a malformed body, refused connections), and counters record every call, so tests can
-assert what the service did over the wire.
+`not_found`, as the real server answers for an identity that is not in the room), rooms that
+close after `empty_timeout`, and LiveKit's size limits. Switches inject faults (latency, Twirp
+errors, a 200 with a malformed body, refused connections), and counters record every call, so
+tests can assert what the service did over the wire.
 
 Like livekit-server (pkg/service/roomservice.go, roommanager.go, roomallocator.go, localstore.go),
 it keeps two views of each room, and its calls read and write them as the real server does:
@@ -34,13 +34,15 @@ import string
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import jwt
 from aiohttp import web
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
-from livekit.protocol import models, room as room_pb
+from livekit.protocol import models
+from livekit.protocol import room as room_pb
 
 SERVICE_PREFIX = "/twirp/livekit.RoomService/"
 MAX_NAME_BYTES = 256
@@ -53,11 +55,24 @@ CONTROL_PREFIX = "/emulator/"
 
 #: HTTP status for each Twirp error code.
 TWIRP_STATUS = {
-    "invalid_argument": 400, "malformed": 400, "out_of_range": 400,
-    "unauthenticated": 401, "permission_denied": 403, "not_found": 404, "bad_route": 404,
-    "canceled": 408, "deadline_exceeded": 408, "already_exists": 409, "aborted": 409,
-    "failed_precondition": 412, "resource_exhausted": 429, "unimplemented": 501,
-    "unavailable": 503, "internal": 500, "unknown": 500, "dataloss": 500,
+    "invalid_argument": 400,
+    "malformed": 400,
+    "out_of_range": 400,
+    "unauthenticated": 401,
+    "permission_denied": 403,
+    "not_found": 404,
+    "bad_route": 404,
+    "canceled": 408,
+    "deadline_exceeded": 408,
+    "already_exists": 409,
+    "aborted": 409,
+    "failed_precondition": 412,
+    "resource_exhausted": 429,
+    "unimplemented": 501,
+    "unavailable": 503,
+    "internal": 500,
+    "unknown": 500,
+    "dataloss": 500,
 }
 
 
@@ -71,7 +86,7 @@ class TwirpError(Exception):
 
     def response(self) -> web.Response:
         """Render as Twirp does: JSON body, status by code."""
-        body = {"code": self.code, "msg": self.msg}
+        body: dict = {"code": self.code, "msg": self.msg}
         if self.meta:
             body["meta"] = self.meta
         return web.json_response(body, status=TWIRP_STATUS.get(self.code, 500))
@@ -196,7 +211,8 @@ class LiveKitEmulator:
         self._run(self._close_site())
 
     def drop_connections(self) -> None:
-        """Close every open (kept-alive) connection but keep listening, as a restarted proxy would."""
+        """Close every open (kept-alive) connection but keep listening, as a restarted proxy
+        would."""
         self._run(self._abort_connections())
 
     def accept_connections(self) -> None:
@@ -222,7 +238,9 @@ class LiveKitEmulator:
     def add_room(self, name: str, metadata: str = "", **options) -> models.Room:
         """Create a room directly, as another client of LiveKit would (not counted as a call)."""
         with self._lock:
-            return self._create_room(room_pb.CreateRoomRequest(name=name, metadata=metadata, **options))
+            return self._create_room(
+                room_pb.CreateRoomRequest(name=name, metadata=metadata, **options)
+            )
 
     def add_stored_room(self, name: str, metadata: str = "", **options) -> models.Room:
         """Put a room in the store only, with no live room, as a failed node leaves it."""
@@ -267,8 +285,10 @@ class LiveKitEmulator:
         """The metadata of every life of room `name` that overlapped [start, end] (epoch s)."""
         with self._lock:
             return [
-                life.metadata for life in self.history
-                if life.name == name and life.created <= end
+                life.metadata
+                for life in self.history
+                if life.name == name
+                and life.created <= end
                 and (life.closed is None or life.closed >= start)
             ]
 
@@ -381,14 +401,20 @@ class LiveKitEmulator:
             or method is None
             or request.content_type not in ("application/json", "application/protobuf")
         ):
-            raise TwirpError("bad_route", f"no handler for path {request.path!r}", {"twirp_invalid_route": f"{request.method} {request.path}"})
+            raise TwirpError(
+                "bad_route",
+                f"no handler for path {request.path!r}",
+                {"twirp_invalid_route": f"{request.method} {request.path}"},
+            )
         body = await request.read()
         message = _decode(method.request, body, json_body)
         _authorise(claims.get("video") or {}, method.grant, getattr(message, "room", None))
         name = request.path.removeprefix(SERVICE_PREFIX)
         with self._lock:
             self.calls[name] += 1  # every call that reached the service, failed ones included
-            self.client_ports.append(request.transport.get_extra_info("peername")[1])
+            transport = request.transport
+            if transport is not None:
+                self.client_ports.append(transport.get_extra_info("peername")[1])
         faults, generation = self.faults, self._generation
         if faults.latency:
             await asyncio.sleep(faults.latency)
@@ -402,7 +428,9 @@ class LiveKitEmulator:
         if after is not None:
             after()
         if faults.malformed:
-            return web.Response(body=b"\xff\xfe not a protobuf message", content_type="application/protobuf")
+            return web.Response(
+                body=b"\xff\xfe not a protobuf message", content_type="application/protobuf"
+            )
         return _encode(answer, json_body)
 
     def _create_room(self, request) -> models.Room:
@@ -427,7 +455,9 @@ class LiveKitEmulator:
         """ListRooms: the store's entries, every one or those whose names match exactly."""
         self._expire_rooms()
         if request.names:
-            rooms = (self.store.get(name) for name in dict.fromkeys(request.names))
+            rooms: Iterable[models.Room | None] = (
+                self.store.get(name) for name in dict.fromkeys(request.names)
+            )
         else:
             rooms = self.store.values()
         return room_pb.ListRoomsResponse(rooms=[_copy(room) for room in rooms if room])
@@ -521,7 +551,8 @@ class LiveKitEmulator:
             self._close(name)
 
     def _record(self, room: models.Room) -> None:
-        """Start a new life in the history: a room made live, or its metadata replaced (lock held)."""
+        """Start a new life in the history: a room made live, or its metadata replaced (lock
+        held)."""
         life = RoomLife(room.name, room.sid, room.metadata, time.time())
         self.history.append(life)
         self._lives[room.name] = life
@@ -545,8 +576,10 @@ class LiveKitEmulator:
             with self._lock:
                 self._expire_rooms()
                 views = {
-                    view: {n: json_format.MessageToDict(r, preserving_proto_field_name=True)
-                           for n, r in rooms.items()}
+                    view: {
+                        n: json_format.MessageToDict(r, preserving_proto_field_name=True)
+                        for n, r in rooms.items()
+                    }
                     for view, rooms in (("rooms", self.rooms), ("store", self.store))
                 }
                 return web.json_response({**views, "calls": dict(self.calls)})
@@ -559,7 +592,9 @@ class LiveKitEmulator:
         if action == "rooms" and request.method == "POST":
             document = await request.json()
             room = self.add_room(document["name"], document.get("metadata", ""))
-            return web.json_response(json_format.MessageToDict(room, preserving_proto_field_name=True))
+            return web.json_response(
+                json_format.MessageToDict(room, preserving_proto_field_name=True)
+            )
         if action.startswith("rooms/") and request.method == "DELETE":
             return web.json_response({"closed": self.close_room(action.removeprefix("rooms/"))})
         return web.json_response({"error": "unknown control call"}, status=404)
@@ -622,8 +657,10 @@ def _check_name(name: str) -> None:
     if not name:
         raise TwirpError("invalid_argument", "room name is required")
     if len(name.encode("utf-8")) > MAX_NAME_BYTES:
-        raise TwirpError("invalid_argument", "twirp error unknown: room name length exceeds "
-                                             f"limits: max length {MAX_NAME_BYTES}")
+        raise TwirpError(
+            "invalid_argument",
+            f"twirp error unknown: room name length exceeds limits: max length {MAX_NAME_BYTES}",
+        )
 
 
 def _check_metadata(metadata: str) -> None:

@@ -2,7 +2,8 @@
 livekit-server behind the tests' recording proxy. A test written against it runs on either."""
 
 from collections import Counter
-from typing import Callable, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 from livekit.protocol import models
 

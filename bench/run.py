@@ -75,6 +75,14 @@ ROWS = (
         env=(("ROOM_NAMES", "per-tenant"),),
     ),
     Row(
+        "1q",
+        "as 1, with QUOTA_MAX_ROOMS and QUOTA_MAX_PARTICIPANTS",
+        "app:app",
+        True,
+        "bench-existing-quota",
+        env=(("QUOTA_MAX_ROOMS", "1000"), ("QUOTA_MAX_PARTICIPANTS", "1000")),
+    ),
+    Row(
         "2",
         "service, authenticated, new room each request",
         "app:app",

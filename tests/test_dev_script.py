@@ -177,7 +177,14 @@ def test_make_run_on_all_interfaces_tells_the_truth(dev_ports, media_network):
         status, headers, page = get(f"http://{MEDIA_IP}:{example_port}/index.html")
         assert status == 200 and "call.js" in page
         token = subprocess.run(
-            [f"{VENV_BIN}/flask", "--app", "app", "tenant-token", "--tenant", "acme"],
+            [
+                f"{VENV_BIN}/flask",
+                "--app",
+                "tokensvc:create_app()",
+                "tenant-token",
+                "--tenant",
+                "acme",
+            ],
             cwd=ROOT,
             env={**dev_env(), "LOG_LEVEL": "ERROR"},
             capture_output=True,

@@ -20,7 +20,16 @@ from tokensvc.context import service_state
 ACME = json.dumps({"auth_id": "acme"})
 GLOBEX = json.dumps({"auth_id": "globex"})
 #: The events' times: a whole second some minutes ago (events are fresh for 5 minutes).
+#: The start of each test's call, two minutes ago: set anew for every test (fresh_start),
+#: since events more than 5 minutes old change nothing and a whole run takes longer than that.
 T0 = int(time.time()) - 120
+
+
+@pytest.fixture(autouse=True)
+def fresh_start():
+    """T0 two minutes before this test."""
+    global T0
+    T0 = int(time.time()) - 120
 
 
 @pytest.fixture
@@ -65,9 +74,11 @@ def event(
     return response
 
 
-def a_call(room="standup", owner=ACME, tenant="acme", start=T0):
+def a_call(room="standup", owner=ACME, tenant="acme", start=None):
     """The events of one call: the room starts at `start`; alice is in from +0 to +20 s, bob
-    from +10 to +30 s; the room finishes at +35 s. As (kind, room, at, keyword arguments)."""
+    from +10 to +30 s; the room finishes at +35 s (`start`: T0). As (kind, room, at, keyword
+    arguments)."""
+    start = T0 if start is None else start
     people = dict(owner=owner, tenant=tenant)
     return [
         ("room_started", room, start, dict(owner=owner)),
@@ -105,9 +116,10 @@ def deliver(client, events, ids=None):
         event(client, kind, room, at, event_id=ids[number] if ids else None, **extra)
 
 
-def usage(client, tenants, tenant="acme", start=T0 - 60, end=None, **claims):
-    """GET /livekit/usage for `tenant` over [start, end) (epoch seconds; end: now)."""
-    query = {"from": rfc3339(start)}
+def usage(client, tenants, tenant="acme", start=None, end=None, **claims):
+    """GET /livekit/usage for `tenant` over [start, end) (epoch seconds; start: a minute before
+    T0; end: now)."""
+    query = {"from": rfc3339(T0 - 60 if start is None else start)}
     if end is not None:
         query["to"] = rfc3339(end)
     response = client.get(

@@ -40,6 +40,14 @@ def request_for(view: str, target: str) -> tuple[str, str, dict | None]:
                        {**person, "source": "microphone", "muted": True}),
         "set_permissions": ("POST", "/livekit/participant/permissions",
                             {**person, "role": "viewer"}),
+        "create_webhook_endpoint": ("POST", "/livekit/webhook-endpoints",
+                                    {"url": "http://127.0.0.1:9/hooks"}),
+        "list_webhook_endpoints": ("GET", "/livekit/webhook-endpoints", None),
+        "delete_webhook_endpoint": ("DELETE", "/livekit/webhook-endpoints/ep_x", None),
+        "rotate_webhook_secret": ("POST", "/livekit/webhook-endpoints/ep_x/rotate-secret", None),
+        "test_webhook_endpoint": ("POST", "/livekit/webhook-endpoints/ep_x/test", None),
+        "list_webhook_deliveries": ("GET", "/livekit/webhook-deliveries", None),
+        "retry_webhook_delivery": ("POST", "/livekit/webhook-deliveries/msg_x/retry", None),
     }[view]
 
 
@@ -53,6 +61,9 @@ BEARERS = {
     "bound, own identity": (BOUND, "ann"),
 }
 PARTICIPANT_ROUTES = {"remove_participant", "mute_track", "set_permissions"}
+WEBHOOK_READS = {"list_webhook_endpoints", "list_webhook_deliveries"}
+WEBHOOK_WRITES = {"create_webhook_endpoint", "delete_webhook_endpoint", "rotate_webhook_secret",
+                  "test_webhook_endpoint", "retry_webhook_delivery"}
 #: What each bearer may do, written out here rather than read from scopes.py.
 ALLOWED = {
     "backend": set(ROUTE_SCOPES),
@@ -60,8 +71,8 @@ ALLOWED = {
     "scope rooms:read": {"list_rooms", "get_room"},
     "scope rooms:write": {"end_room"},
     "scope participants:write": PARTICIPANT_ROUTES,
-    "scope webhooks:read": set(),
-    "scope webhooks:write": set(),
+    "scope webhooks:read": WEBHOOK_READS,
+    "scope webhooks:write": WEBHOOK_WRITES,
     "scope usage:read": set(),
     "roles only": {"issue_token"},
     "bound, another identity": set(),
@@ -70,7 +81,12 @@ ALLOWED = {
 #: A permitted request's answer in an owned room nobody joined (no such participant there).
 ANSWERS = {"issue_token": (200, None), "list_rooms": (200, None), "get_room": (200, None),
            "end_room": (200, None), **{view: (404, "participant_not_found")
-                                       for view in PARTICIPANT_ROUTES}}
+                                       for view in PARTICIPANT_ROUTES},
+           "create_webhook_endpoint": (201, None), "list_webhook_endpoints": (200, None),
+           "list_webhook_deliveries": (200, None),
+           "retry_webhook_delivery": (404, "webhook_delivery_not_found"),
+           **{view: (404, "webhook_endpoint_not_found") for view in
+              ("delete_webhook_endpoint", "rotate_webhook_secret", "test_webhook_endpoint")}}
 
 
 def expected(view: str, bearer: str) -> tuple[int, str | None]:
@@ -91,7 +107,8 @@ def call_route(client, view: str, target: str, headers: dict):
 @pytest.fixture
 def scoped_app(make_app):
     """The service with bound identities and metrics (to count storage calls)."""
-    return make_app(AUTH_IDENTITY_CLAIM=IDENTITY_CLAIM, METRICS_ENABLED="true")
+    return make_app(AUTH_IDENTITY_CLAIM=IDENTITY_CLAIM, METRICS_ENABLED="true",
+                    TENANT_WEBHOOKS_ALLOW_PRIVATE="true")
 
 
 def test_the_matrix_covers_every_route_and_scope():
@@ -128,7 +145,8 @@ def test_matrix(scoped_app, tenants, livekit, storage_url, view, bearer):
             assert response.json["scope"] == ROUTE_SCOPES[view][2]
             assert repr(ROUTE_SCOPES[view][2]) in response.json["error"]
     else:
-        assert livekit.calls or view in {"list_rooms", "issue_token"}
+        assert livekit.calls or view in {"list_rooms", "issue_token"} | WEBHOOK_READS | \
+            WEBHOOK_WRITES
 
 
 @pytest.mark.parametrize("claim, scopes", [

@@ -19,12 +19,14 @@ from .config import ConfigError, Settings, load_settings
 from .context import EXTENSION_KEY, service_state
 from .errors import StorageUnavailable, error_response, http_error_response
 from .health import Readiness
-from .holds import open_holds
+from .holds import ObservedHolds, open_holds
 from .logs import finish_request, start_request
 from .metrics import Instruments, instruments
 from .moderation import Moderator
 from .ratelimit import RateLimits
 from .service import TokenIssuer
+from .webhook_store import open_webhook_store
+from .webhooks import TenantWebhooks, open_queue
 
 #: The embedded ownership record, in the app's instance folder unless STORAGE_URL names another.
 DEFAULT_STORAGE_FILE = "tokensvc.sqlite3"
@@ -100,9 +102,12 @@ class ServiceState:
     moderator: Moderator | None = None
     webhooks: api.WebhookReceiver | None = None
     url_prefix: str = ""
+    tenant_webhooks: TenantWebhooks | None = None
 
     def close(self) -> None:
         """Close the LiveKit client's pooled connections and the storage's."""
+        if self.tenant_webhooks is not None:
+            self.tenant_webhooks.close()
         self.issuer.close()
 
 
@@ -135,6 +140,9 @@ class TokenService:
         issuer = TokenIssuer(settings, room_creations=rate_limits,
                              observe_call=metrics and metrics.livekit_call, holds=holds,
                              observe_event=metrics)
+        tenant_webhooks = None
+        if holds is not None:
+            tenant_webhooks = _tenant_webhooks(settings, holds, issuer, metrics)
         _warn_if_anonymous(settings)
         webhooks = None
         if settings.livekit_configured:
@@ -143,13 +151,29 @@ class TokenService:
         prefix = (url_prefix or self.url_prefix or "").rstrip("/")
         state = ServiceState(settings, verifier, issuer, Readiness(issuer, observe=metrics),
                              rate_limits, metrics,
-                             Moderator(issuer), webhooks, prefix)
+                             Moderator(issuer), webhooks, prefix, tenant_webhooks)
         app.extensions[EXTENSION_KEY] = state
         app.register_blueprint(service_bp, url_prefix=prefix or None)
         app.cli.add_command(tenant_token_command)
         if settings.cors_allowed_origins:
             CORS(app, **cors_options(settings, _own_paths_pattern(app, prefix)))
         return state
+
+
+def _tenant_webhooks(settings: Settings, holds, issuer: TokenIssuer, metrics) -> TenantWebhooks:
+    """Tenants' webhooks in the storage of the holds, fed by the ownership rule's events."""
+    store = ObservedHolds(open_webhook_store(holds.store), metrics and metrics.storage_call)
+    try:
+        store.prepare()
+    except StorageUnavailable:
+        log.warning("starting: the storage at %s did not answer; tenants' webhooks wait for it",
+                    holds.where)
+    webhooks = TenantWebhooks(settings, store, open_queue(holds.store), issuer.names)
+    issuer.ownership.forward = webhooks.on_event
+    if settings.tenant_webhooks_allow_private:
+        log.warning("starting: TENANT_WEBHOOKS_ALLOW_PRIVATE=true: tenants' webhooks may be sent "
+                    "to loopback and private addresses and over plain http (development only)")
+    return webhooks
 
 
 def _refuse_a_forgetful_storage(holds) -> None:

@@ -83,6 +83,8 @@ EVENT_KEEP_MS = 2 * EVENT_MAX_AGE_MS
 #: The events that say a room is alive, and the one that says it ended.
 ALIVE_EVENTS = ("room_started", "participant_joined", "participant_left")
 FINISHED_EVENT = "room_finished"
+#: Events that change nothing in the record but go on to the holder's webhooks.
+FORWARDED_ONLY_EVENTS = ("track_published", "track_unpublished")
 
 
 def owner_metadata(tenant: str) -> str:
@@ -124,10 +126,13 @@ class Ownership:
     clock. `observe`, when given, is told of LiveKit events (`livekit_event(type, outcome)`)."""
 
     def __init__(self, settings: Settings, holds, rooms, per_tenant: bool = False,
-                 room_creations=None, observe=None):
+                 room_creations=None, observe=None, forward=None):
         """Derive the hold and the grace from the settings; `room_creations`, when given, is
-        asked before a room is created (`test_room_create(tenant)`) and told after."""
+        asked before a room is created (`test_room_create(tenant)`) and told after;
+        `forward(holder, event)`, when given, gets each new event of a held room (the tenants'
+        webhooks)."""
         self.settings = settings
+        self.forward = forward
         self.holds = holds
         self.rooms = rooms
         self.per_tenant = per_tenant
@@ -329,24 +334,39 @@ class Ownership:
         """Apply one verified LiveKit event to the record; return what it did ("duplicate",
         "stale", "ignored", "kept", "finished", "recorded", "removed")."""
         kind, name = event.event, event.room.name
-        if not name or (kind not in ALIVE_EVENTS and kind != FINISHED_EVENT):
+        forwarded_only = kind in FORWARDED_ONLY_EVENTS and self.forward is not None
+        if not name or (kind not in ALIVE_EVENTS and kind != FINISHED_EVENT
+                        and not forwarded_only):
             return self._observed(kind, "ignored")
         if event.created_at and self.holds.time_ms() - event.created_at * 1000 > EVENT_MAX_AGE_MS:
             return self._observed(kind, "stale")
         if event.id and not self.holds.first_seen(event.id, EVENT_KEEP_MS):
             return self._observed(kind, "duplicate")
+        if forwarded_only:
+            hold = self.holds.get(name)
+            if hold is not None:
+                self.forward(hold.holder, event)
+            return self._observed(kind, "forwarded" if hold is not None else "ignored")
+        outcome, hold = self._record_event(kind, name, event)
+        if self.forward is not None and hold is not None:
+            self.forward(hold.holder, event)
+        return self._observed(kind, outcome)
+
+    def _record_event(self, kind: str, name: str, event) -> tuple:
+        """What a room's or a participant's event does to the record ("kept", "finished",
+        "recorded", "removed", "ignored"), and the name's hold after it (None: not held)."""
         hold = self.holds.keep(name, self.grace_ms, kind == FINISHED_EVENT)
         outcome = "finished" if kind == FINISHED_EVENT else "kept"
         if hold is None:
             if kind == FINISHED_EVENT or room_owner(event.room.metadata) is None:
-                return self._observed(kind, "ignored")
+                return "ignored", None
             owner = holder_of(event.room.metadata)
             self.holds.transfer(name, None, owner, self.grace_ms, False)
             hold, outcome = self.holds.get(name), "recorded"
         if kind == "participant_joined" and hold is not None:
             if self._remove_intruder(name, hold.holder, event.participant):
                 outcome = "removed"
-        return self._observed(kind, outcome)
+        return outcome, hold
 
     def _remove_intruder(self, name: str, holder: str, participant) -> bool:
         """A participant that joined a held room with another tenant's `tokensvc.tenant`

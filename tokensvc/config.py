@@ -114,7 +114,7 @@ class Settings:
                                                  86400.0)
     tenant_webhook_endpoint_concurrency: int = setting(
         lambda v, k, d: _number(v, k, d, int, 1, 100), 2)
-    tenant_webhook_workers: int = setting(lambda v, k, d: _number(v, k, d, int, 1, 256), 16)
+    tenant_webhook_workers: int = setting(lambda v, k, d: _number(v, k, d, int, 1, 256), 32)
 
     @property
     def rate_limited(self) -> bool:

@@ -27,7 +27,8 @@ class Received:
 
 class WebhookReceiver:
     """Receives a tenant's webhooks on http://127.0.0.1:<port>/hooks; `mode` is "ok", "fail"
-    (500) or "hang" (answers nothing for `hang_s`); `stop()` makes it refuse connections."""
+    (500), "redirect" (307 to itself) or "hang" (answers nothing for `hang_s`); `stop()` makes
+    it refuse connections."""
 
     def __init__(self, secret: str | None = None, mode: str = "ok", hang_s: float = 30.0):
         """Listen on a free port; verify with `secret` (settable later, as a tenant learns it
@@ -37,6 +38,7 @@ class WebhookReceiver:
         self.hang_s = hang_s
         self.received: list[Received] = []
         self.tried = 0  # requests that arrived, whatever was answered
+        self.tried_ids: list[str] = []  # their webhook-id headers
         self.changed = threading.Condition()
         self.port = 0
         self.server = None
@@ -80,12 +82,19 @@ class WebhookReceiver:
         mode = self.mode
         with self.changed:
             self.tried += 1
+            self.tried_ids.append(headers.get("webhook-id", ""))
             self.changed.notify_all()
         if mode == "hang":
             time.sleep(self.hang_s)
             return
         if mode == "fail":
             self._answer(handler, 500, b"no")
+            return
+        if mode == "redirect":
+            handler.send_response(307)
+            handler.send_header("Location", self.url)
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
             return
         event = None
         if self.secret is not None:

@@ -104,14 +104,18 @@ def audit_token(token: str, room: str, identity: str, ttl: int, livekit) -> dict
 
 
 def signed_webhook(kind: str, room: str, metadata: str = "", event_id: str | None = None,
-                   age: int = 0, participant: dict | None = None) -> tuple[str, dict]:
-    """(body, headers) of a LiveKit webhook event signed as LiveKit signs it: `kind` for `room`,
-    created `age` seconds ago, with a fresh id unless one is given."""
+                   age: int = 0, participant: dict | None = None,
+                   track: dict | None = None) -> tuple[str, dict]:
+    """(body, headers) of a LiveKit webhook event signed as LiveKit signs it: `kind` for `room`
+    (with a participant and a track when given), created `age` seconds ago, with a fresh id
+    unless one is given."""
     event = {"event": kind, "id": event_id or "EV_" + secrets.token_hex(6),
              "createdAt": str(int(time.time()) - age),
              "room": {"name": room, "metadata": metadata}}
     if participant is not None:
         event["participant"] = participant
+    if track is not None:
+        event["track"] = track
     body = json.dumps(event)
     digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
     now = int(time.time())

@@ -38,7 +38,9 @@ What one token request costs (asserted by tests/test_cost.py on both backends):
 LiveKit's webhooks keep the record true (`on_event`): a room that starts or a participant that
 joins or leaves keeps its name's hold alive for a grace past the event; `room_finished` starts
 the grace. A participant whose `tokensvc.tenant` attribute names another tenant than the holder
-is removed at once, and so is an identity removed by the management routes.
+is removed at once, and so is an identity removed by the management routes. After the duplicate
+and age checks, each event of a held room goes to `forward(holder, event)`: the tenants' own
+webhooks (`webhooks.py`).
 """
 
 import json
@@ -331,8 +333,9 @@ class Ownership:
     # LiveKit's webhooks.
 
     def on_event(self, event) -> str:
-        """Apply one verified LiveKit event to the record; return what it did ("duplicate",
-        "stale", "ignored", "kept", "finished", "recorded", "removed")."""
+        """Apply one verified LiveKit event to the record, then hand it with its room's holder
+        to `forward` (the tenants' webhooks); return what it did ("duplicate", "stale",
+        "ignored", "kept", "finished", "recorded", "removed", "forwarded")."""
         kind, name = event.event, event.room.name
         forwarded_only = kind in FORWARDED_ONLY_EVENTS and self.forward is not None
         if not name or (kind not in ALIVE_EVENTS and kind != FINISHED_EVENT

@@ -42,8 +42,7 @@ class NaiveRoomServiceClient(RoomServiceClient):
         return asyncio.run(once())
 
 
-def naive_for_token(room_name: str, holder: str, identity=None,
-                    agents=()) -> tuple[str, bool]:
+def naive_for_token(room_name: str, holder: str, identity=None, agents=()) -> tuple[str, bool]:
     """The room's owner from LiveKit alone: refuse on the store's word, create, check the live
     room's answer."""
     stored = _issuer.rooms.find_room(room_name)

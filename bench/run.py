@@ -58,24 +58,70 @@ class Row:
 
 ROWS = (
     Row("1", "service, authenticated, existing room", "app:app", True, "bench-existing"),
-    Row("1s", "as 1, ownership record in Redis", "app:app", True, "bench-existing-redis",
-        storage="redis"),
-    Row("1t", "as 1, ROOM_NAMES=per-tenant", "app:app", True, "bench-existing-tenant",
-        env=(("ROOM_NAMES", "per-tenant"),)),
-    Row("2", "service, authenticated, new room each request", "app:app", True, "",
-        env=SHORT_LIVED_ROOMS),
-    Row("2s", "as 2, ownership record in Redis", "app:app", True, "", env=SHORT_LIVED_ROOMS,
-        storage="redis"),
+    Row(
+        "1s",
+        "as 1, ownership record in Redis",
+        "app:app",
+        True,
+        "bench-existing-redis",
+        storage="redis",
+    ),
+    Row(
+        "1t",
+        "as 1, ROOM_NAMES=per-tenant",
+        "app:app",
+        True,
+        "bench-existing-tenant",
+        env=(("ROOM_NAMES", "per-tenant"),),
+    ),
+    Row(
+        "2",
+        "service, authenticated, new room each request",
+        "app:app",
+        True,
+        "",
+        env=SHORT_LIVED_ROOMS,
+    ),
+    Row(
+        "2s",
+        "as 2, ownership record in Redis",
+        "app:app",
+        True,
+        "",
+        env=SHORT_LIVED_ROOMS,
+        storage="redis",
+    ),
     Row("3", "service, unauthenticated", "app:app", False, "bench-open"),
-    Row("4", "naive asyncio.run + fresh LiveKitAPI, auth, existing room (gthread)",
-        "bench.naive_app:app", True, "bench-existing-naive", config=NAIVE_CONFIG),
-    Row("5", "bare Flask route, constant JSON (floor)", "bench.floor_app:app", False,
-        "bench-floor"),
+    Row(
+        "4",
+        "naive asyncio.run + fresh LiveKitAPI, auth, existing room (gthread)",
+        "bench.naive_app:app",
+        True,
+        "bench-existing-naive",
+        config=NAIVE_CONFIG,
+    ),
+    Row(
+        "5", "bare Flask route, constant JSON (floor)", "bench.floor_app:app", False, "bench-floor"
+    ),
     Row("1r", "as 1, on livekit-server", "app:app", True, "bench-existing", "livekit-server"),
-    Row("2r", "as 2, on livekit-server", "app:app", True, "", "livekit-server",
-        env=SHORT_LIVED_ROOMS),
-    Row("4r", "as 4, on livekit-server", "bench.naive_app:app", True, "bench-existing-naive",
-        "livekit-server", NAIVE_CONFIG),
+    Row(
+        "2r",
+        "as 2, on livekit-server",
+        "app:app",
+        True,
+        "",
+        "livekit-server",
+        env=SHORT_LIVED_ROOMS,
+    ),
+    Row(
+        "4r",
+        "as 4, on livekit-server",
+        "bench.naive_app:app",
+        True,
+        "bench-existing-naive",
+        "livekit-server",
+        NAIVE_CONFIG,
+    ),
 )
 MODES = ("keep-alive", "close")  # close: one connection per request, as curl and some routers
 
@@ -108,14 +154,30 @@ def emulator_calls(url: str) -> int:
 
 def run_wrk(url, clients, threads, seconds, env) -> dict:
     """Run wrk with the token script for `seconds`; return its summary."""
-    command = ["wrk", "-t", str(threads), "-c", str(clients), "-d", f"{math.ceil(seconds)}s",
-               "--timeout", "10s", "-s", str(LUA), url]
+    command = [
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(clients),
+        "-d",
+        f"{math.ceil(seconds)}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA),
+        url,
+    ]
     output = subprocess.run(
-        command, env={**os.environ, **env, "BENCH_NONCE": str(time.time_ns())},
-        capture_output=True, text=True, timeout=seconds + 60, check=True,
+        command,
+        env={**os.environ, **env, "BENCH_NONCE": str(time.time_ns())},
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
     ).stdout
     line = next(line for line in output.splitlines() if line.startswith("BENCH "))
-    return json.loads(line[len("BENCH "):])
+    return json.loads(line[len("BENCH ") :])
 
 
 def run_warmup(url, args, env) -> dict:
@@ -146,8 +208,11 @@ class Server:
         # What the server printed: when a row has failed requests, the run says why.
         self.log = open(os.path.join(scratch, "gunicorn.log"), "w+")
         storage = redis_url if row.storage == "redis" else f"sqlite:///{scratch}/holds.sqlite3"
-        service_env = {"STORAGE_URL": storage, "METRICS_ENABLED": "true",
-                       "PROMETHEUS_MULTIPROC_DIR": scratch} if self.service else {}
+        service_env = (
+            {"STORAGE_URL": storage, "METRICS_ENABLED": "true", "PROMETHEUS_MULTIPROC_DIR": scratch}
+            if self.service
+            else {}
+        )
         env = {
             **os.environ,
             "PORT": str(self.port),
@@ -161,15 +226,22 @@ class Server:
         }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", row.config, row.app],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         self.url = f"http://127.0.0.1:{self.port}/livekit/token"
-        self.wrk_env = {"BENCH_ROOM": row.room, "BENCH_AUTH": "",
-                        "BENCH_CLOSE": "1" if mode == "close" else ""}
+        self.wrk_env = {
+            "BENCH_ROOM": row.room,
+            "BENCH_AUTH": "",
+            "BENCH_CLOSE": "1" if mode == "close" else "",
+        }
         if row.authenticated:
             now = int(time.time())
-            token = jwt.encode({"sub": "bench-tenant", "iat": now, "exp": now + 3600},
-                               TENANT_SECRET, "HS256")
+            token = jwt.encode(
+                {"sub": "bench-tenant", "iat": now, "exp": now + 3600}, TENANT_SECRET, "HS256"
+            )
             self.wrk_env["BENCH_AUTH"] = f"Bearer {token}"
         self.runs = []
         self.calls = 0
@@ -203,8 +275,11 @@ class Server:
         url = self.url.replace("/livekit/token", "/metrics")
         with urllib.request.urlopen(url, timeout=10) as response:
             text = response.read().decode()
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("tokensvc_storage_calls_total{"))
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("tokensvc_storage_calls_total{")
+        )
 
     def stop(self) -> None:
         """Stop gunicorn."""
@@ -214,8 +289,11 @@ class Server:
     def trouble(self, lines: int = 5) -> list[str]:
         """The first lines the server printed that are not an answered request or start-up."""
         self.log.seek(0)
-        return [line.rstrip() for line in self.log
-                if '"status":200' not in line and '"level":"info"' not in line][:lines]
+        return [
+            line.rstrip()
+            for line in self.log
+            if '"status":200' not in line and '"level":"info"' not in line
+        ][:lines]
 
 
 def summarise(server: Server, warm: dict, rss_before: float) -> dict:
@@ -279,22 +357,33 @@ def targets(rows: dict) -> str:
         ("row 1 CPU/req <= 2.5x row 5", one[cpu] / five[cpu], 2.5, False),
         ("row 3 req/s >= 0.7x row 5", three["rps"] / five["rps"], 0.7, True),
         ("row 1 p99 <= 2.5x its p50", one["p99_ms"] / one["p50_ms"], 2.5, False),
-        ("row 1 RSS after 20k within 10% of after 2k",
-         one["rss_after_mib"] / one["rss_before_mib"], 1.10, False),
+        (
+            "row 1 RSS after 20k within 10% of after 2k",
+            one["rss_after_mib"] / one["rss_before_mib"],
+            1.10,
+            False,
+        ),
         ("row 1 LiveKit calls/req <= 1", one["calls_per_request"], 1.0, False),
     ]
     if "1t" in rows:
         checks.append(("row 1t CPU/req <= 1.3x row 3", rows["1t"][cpu] / three[cpu], 1.3, False))
     if "1s" in rows:
         checks.append(("row 1s CPU/req <= 0.5x row 4", rows["1s"][cpu] / four[cpu], 0.5, False))
-        checks.append(("row 1s LiveKit calls/req <= 1", rows["1s"]["calls_per_request"], 1.0,
-                       False))
+        checks.append(
+            ("row 1s LiveKit calls/req <= 1", rows["1s"]["calls_per_request"], 1.0, False)
+        )
     for key in ("2", "2s"):
         if key in rows:
             # The emulator also counts the calls of the requests still in flight when a wrk run
             # stops (up to --clients x 2 a run), which wrk does not count as requests.
-            checks.append((f"row {key} LiveKit calls/req <= 2 (+ in flight)",
-                           rows[key]["calls_per_request"], 2.02, False))
+            checks.append(
+                (
+                    f"row {key} LiveKit calls/req <= 2 (+ in flight)",
+                    rows[key]["calls_per_request"],
+                    2.02,
+                    False,
+                )
+            )
     lines = []
     for name, ratio, bound, at_least in checks:
         met = ratio >= bound if at_least else ratio <= bound
@@ -310,33 +399,59 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20000, help="requests per row, in all")
     parser.add_argument("--warmup", type=int, default=2000, help="of which warm-up")
     parser.add_argument("--seconds", type=float, default=60, help="time bound per wrk run")
-    parser.add_argument("--rows", default=",".join(row.key for row in ROWS),
-                        help="which rows, e.g. 1,4,1r")
+    parser.add_argument(
+        "--rows", default=",".join(row.key for row in ROWS), help="which rows, e.g. 1,4,1r"
+    )
     parser.add_argument("--modes", default=",".join(MODES), help="keep-alive, close, or both")
-    parser.add_argument("--rounds", type=int, default=5,
-                        help="interleaved rounds over the rows; the tables show medians")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="interleaved rounds over the rows; the tables show medians",
+    )
     args = parser.parse_args()
     chosen = [row for row in ROWS if row.key in args.rows.split(",")]
     modes = [mode for mode in MODES if mode in args.modes.split(",")]
     real = real_livekit_server() if any(row.livekit != "emulator" for row in chosen) else None
     if real is None and any(row.livekit != "emulator" for row in chosen):
-        print("livekit-server not found (make livekit-server): rows 1r, 2r, 4r left out",
-              file=sys.stderr)
+        print(
+            "livekit-server not found (make livekit-server): rows 1r, 2r, 4r left out",
+            file=sys.stderr,
+        )
         chosen = [row for row in chosen if row.livekit == "emulator"]
 
     port = find_free_port()
     emulator_url = f"http://127.0.0.1:{port}"
     emulator = subprocess.Popen(
-        [sys.executable, "-m", "tokensvc.testing", "--port", str(port),
-         "--keys", f"{API_KEY}:{API_SECRET}"],
-        cwd=ROOT, stdout=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "tokensvc.testing",
+            "--port",
+            str(port),
+            "--keys",
+            f"{API_KEY}:{API_SECRET}",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
     )
     servers, redis = [], None
     if any(row.storage == "redis" for row in chosen):
         redis_port = find_free_port()
-        redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind",
-                                  "127.0.0.1", "--save", "", "--appendonly", "no"],
-                                 stdout=subprocess.DEVNULL)
+        redis = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
         wait_for_port(redis_port, redis)
     redis_url = f"redis://127.0.0.1:{redis_port}/0" if redis else None
     try:
@@ -344,8 +459,9 @@ def main() -> None:
         urls = {"emulator": f"ws://127.0.0.1:{port}"}
         if real is not None:
             urls["livekit-server"] = real.start().ws_url
-        servers = [Server(row, mode, urls[row.livekit], redis_url)
-                   for mode in modes for row in chosen]
+        servers = [
+            Server(row, mode, urls[row.livekit], redis_url) for mode in modes for row in chosen
+        ]
         for server in servers:
             wait_for_port(server.port, server.process)
         warm, rss_before, seconds = {}, {}, {}
@@ -372,10 +488,12 @@ def main() -> None:
         if redis is not None:
             redis.terminate()
             redis.wait(30)
-    print(f"\n{os.cpu_count()} cores; {args.clients} concurrent clients; "
-          f"{args.requests} requests per row ({args.warmup} warm-up), measured in "
-          f"{args.rounds} interleaved rounds (medians); gunicorn.conf.py as shipped "
-          f"({next(iter(results.values()))['workers']} workers)")
+    print(
+        f"\n{os.cpu_count()} cores; {args.clients} concurrent clients; "
+        f"{args.requests} requests per row ({args.warmup} warm-up), measured in "
+        f"{args.rounds} interleaved rounds (medians); gunicorn.conf.py as shipped "
+        f"({next(iter(results.values()))['workers']} workers)"
+    )
     for mode in modes:
         rows = {r["key"]: r for server, r in results.items() if server.mode == mode}
         print(f"\n### {mode}\n\n" + table(rows.values()))
@@ -384,8 +502,11 @@ def main() -> None:
     failed = sorted({r["key"] for r in results.values() if r["failed"]})
     for server, result in results.items():
         if result["failed"]:
-            print(f"row {result['key']} ({server.mode}): {result['failed']} failed; the server "
-                  f"said: {server.trouble() or 'nothing (socket errors in wrk)'}", file=sys.stderr)
+            print(
+                f"row {result['key']} ({server.mode}): {result['failed']} failed; the server "
+                f"said: {server.trouble() or 'nothing (socket errors in wrk)'}",
+                file=sys.stderr,
+            )
     if failed:  # a row whose requests failed measured something else than it says
         sys.exit(f"rows with failed requests: {', '.join(failed)}")
 

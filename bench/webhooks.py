@@ -76,13 +76,20 @@ class Receiver:
 
 def signed_event(identity: str) -> tuple[str, dict]:
     """A participant_joined event for ROOM, signed as LiveKit signs it."""
-    body = json.dumps({"event": "participant_joined", "id": "EV_" + os.urandom(6).hex(),
-                       "createdAt": str(int(time.time())), "room": {"name": ROOM},
-                       "participant": {"identity": identity}})
+    body = json.dumps(
+        {
+            "event": "participant_joined",
+            "id": "EV_" + os.urandom(6).hex(),
+            "createdAt": str(int(time.time())),
+            "room": {"name": ROOM},
+            "participant": {"identity": identity},
+        }
+    )
     digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
     now = int(time.time())
-    auth = jwt.encode({"iss": API_KEY, "sha256": digest, "nbf": now - 10, "exp": now + 300},
-                      API_SECRET)
+    auth = jwt.encode(
+        {"iss": API_KEY, "sha256": digest, "nbf": now - 10, "exp": now + 300}, API_SECRET
+    )
     return body, {"Content-Type": "application/webhook+json", "Authorization": auth}
 
 
@@ -104,28 +111,43 @@ def main() -> None:
     storage = f"sqlite:///{folder}/holds.sqlite3"
     if args.storage == "redis":
         port = find_free_port()
-        redis = subprocess.Popen([shutil.which("redis-server"), "--port", str(port), "--save", "",
-                                  "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        redis = subprocess.Popen(
+            [shutil.which("redis-server"), "--port", str(port), "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
         wait_for_port(port, redis, 10, "redis-server")
         storage = f"redis://127.0.0.1:{port}/0"
     with LiveKitEmulator(keys={API_KEY: API_SECRET}) as livekit:
-        settings = {"LIVEKIT_URL": livekit.ws_url, "LIVEKIT_API_KEY": API_KEY,
-                    "LIVEKIT_API_SECRET": API_SECRET, "AUTH_JWT_SECRET": TENANT_SECRET,
-                    "STORAGE_URL": storage, "TENANT_WEBHOOKS_ALLOW_PRIVATE": "true",
-                    "LOG_LEVEL": "WARNING"}
+        settings = {
+            "LIVEKIT_URL": livekit.ws_url,
+            "LIVEKIT_API_KEY": API_KEY,
+            "LIVEKIT_API_SECRET": API_SECRET,
+            "AUTH_JWT_SECRET": TENANT_SECRET,
+            "STORAGE_URL": storage,
+            "TENANT_WEBHOOKS_ALLOW_PRIVATE": "true",
+            "LOG_LEVEL": "WARNING",
+        }
         app = create_app(settings)
         client = app.test_client()
         now = int(time.time())
-        tenant = {"Authorization": "Bearer " + jwt.encode(
-            {"sub": "acme", "iat": now, "exp": now + 3600}, TENANT_SECRET)}
+        tenant = {
+            "Authorization": "Bearer "
+            + jwt.encode({"sub": "acme", "iat": now, "exp": now + 3600}, TENANT_SECRET)
+        }
         receiver = Receiver()
-        for path, body in (("/livekit/webhook-endpoints", {"url": receiver.url}),
-                           ("/livekit/token", {"room_name": ROOM, "participant_name": "A",
-                                               "participant_identity": "a"})):
+        for path, body in (
+            ("/livekit/webhook-endpoints", {"url": receiver.url}),
+            (
+                "/livekit/token",
+                {"room_name": ROOM, "participant_name": "A", "participant_identity": "a"},
+            ),
+        ):
             answer = client.post(path, json=body, headers=tenant)
             assert answer.status_code < 300, answer.json
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "AUTH_"))},
-               **settings}
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "AUTH_"))},
+            **settings,
+        }
         worker = subprocess.Popen([sys.executable, "-m", "tokensvc.worker"], cwd=ROOT, env=env)
         try:
             time.sleep(2.0)  # the worker starts
@@ -137,27 +159,30 @@ def main() -> None:
                 client.post("/livekit/webhook", data=body, headers=headers)
                 receiver.wait_for(number + 1, 10)
                 time.sleep(0.02)
-            lags = [(receiver.arrived[i] - at) * 1000 for i, at in sent.items()
-                    if i in receiver.arrived]
-            print(f"latency, event to receiver ({args.storage}, {len(lags)} events): "
-                  f"p50 {percentile(lags, 0.5):.1f} ms, p95 {percentile(lags, 0.95):.1f} ms")
+            lags = [
+                (receiver.arrived[i] - at) * 1000 for i, at in sent.items() if i in receiver.arrived
+            ]
+            print(
+                f"latency, event to receiver ({args.storage}, {len(lags)} events): "
+                f"p50 {percentile(lags, 0.5):.1f} ms, p95 {percentile(lags, 0.95):.1f} ms"
+            )
             worker.terminate()
             worker.wait(30)
             for number in range(args.deliveries):
                 body, headers = signed_event(f"throughput-{number}")
                 client.post("/livekit/webhook", data=body, headers=headers)
-            worker = subprocess.Popen([sys.executable, "-m", "tokensvc.worker"], cwd=ROOT,
-                                      env=env)
+            worker = subprocess.Popen([sys.executable, "-m", "tokensvc.worker"], cwd=ROOT, env=env)
             total = args.events + args.deliveries
             receiver.wait_for(total, 300)
-            times = sorted(at for i, at in receiver.arrived.items()
-                           if i.startswith("throughput-"))
+            times = sorted(at for i, at in receiver.arrived.items() if i.startswith("throughput-"))
             rate = (len(times) - 1) / (times[-1] - times[0])
-            print(f"throughput, one worker ({args.storage}, "
-                  f"{service_state(app).settings.tenant_webhook_workers} threads, "
-                  f"{len(times)} deliveries to one endpoint, at most "
-                  f"{service_state(app).settings.tenant_webhook_endpoint_concurrency} at once): "
-                  f"{rate:.0f} deliveries/s")
+            print(
+                f"throughput, one worker ({args.storage}, "
+                f"{service_state(app).settings.tenant_webhook_workers} threads, "
+                f"{len(times)} deliveries to one endpoint, at most "
+                f"{service_state(app).settings.tenant_webhook_endpoint_concurrency} at once): "
+                f"{rate:.0f} deliveries/s"
+            )
         finally:
             worker.terminate()
             worker.wait(30)

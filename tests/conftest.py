@@ -13,7 +13,11 @@ import pytest
 
 from support.livekit import MEDIA_IP, RealLiveKit, find_livekit_server
 from support.processes import (
-    GunicornProcess, RedisServer, gunicorn_env, livekit_settings, unavailable,
+    GunicornProcess,
+    RedisServer,
+    gunicorn_env,
+    livekit_settings,
+    unavailable,
 )
 from support.logs import AccessLog
 from support.receivers import WebhookReceiver
@@ -24,6 +28,7 @@ from tokensvc.context import service_state
 from tokensvc.testing import LiveKitEmulator, LiveKitServer
 from tokensvc.testing.processes import find_free_port
 from tokensvc.worker import Worker
+
 
 @pytest.fixture(scope="session")
 def emulator():
@@ -38,7 +43,9 @@ def real_livekit():
     binary, reason = find_livekit_server()
     if binary is None:
         unavailable(f"the real livekit-server is not available: {reason}")
-    server = RealLiveKit(binary, {LIVEKIT_KEY: LIVEKIT_SECRET}, lambda: tuple(find_free_port() for _ in range(3)))
+    server = RealLiveKit(
+        binary, {LIVEKIT_KEY: LIVEKIT_SECRET}, lambda: tuple(find_free_port() for _ in range(3))
+    )
     yield server
     server.stop()
 
@@ -193,11 +200,19 @@ def make_webhooked(make_app, serve):
         if binary is None:
             pytest.fail(f"the real livekit-server is not available: {reason}")
         port = find_free_port()
-        webhook = {"webhook": {"api_key": LIVEKIT_KEY,
-                               "urls": [f"http://127.0.0.1:{port}/livekit/webhook"]}}
-        server = LiveKitServer(binary, {LIVEKIT_KEY: LIVEKIT_SECRET},
-                               tuple(find_free_port() for _ in range(3)), MEDIA_IP,
-                               extra=webhook).start()
+        webhook = {
+            "webhook": {
+                "api_key": LIVEKIT_KEY,
+                "urls": [f"http://127.0.0.1:{port}/livekit/webhook"],
+            }
+        }
+        server = LiveKitServer(
+            binary,
+            {LIVEKIT_KEY: LIVEKIT_SECRET},
+            tuple(find_free_port() for _ in range(3)),
+            MEDIA_IP,
+            extra=webhook,
+        ).start()
         servers.append(server)
         app = make_app(**{**livekit_settings(server), "LIVEKIT_PUBLIC_URL": None}, **settings)
         serve(app, port)

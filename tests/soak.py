@@ -44,8 +44,11 @@ def warm_up(server, names, header, workers=2, seconds=30) -> None:
 
     def burst():
         for name in names * 10:
-            server.post("/livekit/token", {"room_name": name, "participant_name": "w",
-                                           "participant_identity": "w"}, header)
+            server.post(
+                "/livekit/token",
+                {"room_name": name, "participant_name": "w", "participant_identity": "w"},
+                header,
+            )
 
     threads = [threading.Thread(target=burst) for _ in range(8)]
     for thread in threads:
@@ -89,8 +92,11 @@ def soak(seconds=60.0, threads=16, tenants=4, rooms=5, close_every=0.05, out=sys
                 rng = random.Random(number)
                 while time.monotonic() < deadline:
                     tenant, room = rng.choice(tenant_ids), rng.choice(names)
-                    body = {"room_name": room, "participant_name": tenant,
-                            "participant_identity": f"{tenant}-{number}"}
+                    body = {
+                        "room_name": room,
+                        "participant_name": tenant,
+                        "participant_identity": f"{tenant}-{number}",
+                    }
                     started = time.time()
                     try:
                         status, answer, _ = server.post("/livekit/token", body, headers[tenant])
@@ -107,7 +113,9 @@ def soak(seconds=60.0, threads=16, tenants=4, rooms=5, close_every=0.05, out=sys
                             joinable.append((room, verify_token(answer["token"])[0]))
                             del joinable[:-50]
                         counts["requests"] += 1
-                        counts[{200: "tokens", 403: "forbidden"}.get(status, f"status {status}")] += 1
+                        counts[
+                            {200: "tokens", 403: "forbidden"}.get(status, f"status {status}")
+                        ] += 1
                         if problem:
                             counts["violations"] += 1
                             counts[f"violation: {problem}"] += 1

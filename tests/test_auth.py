@@ -29,9 +29,11 @@ def private_key(kind):
 
 def public_pem(key) -> str:
     """The PEM text of a private key's public half."""
-    return key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 def claims(tenant="acme", ttl=300, **extra):
@@ -82,6 +84,7 @@ def assert_refused(response, livekit, message=None, invalid_token=True):
 
 # --- the key kinds ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("kind", "algorithm"),
     [("rsa", "RS256"), ("rsa", "PS256"), ("ec", "ES256"), ("ed", "EdDSA")],
@@ -89,8 +92,9 @@ def assert_refused(response, livekit, message=None, invalid_token=True):
 def test_public_key_kinds(make_app, livekit, kind, algorithm):
     """A PEM public key verifies its own algorithms; the tenant becomes the room's owner."""
     key = private_key(kind)
-    client = make_app(AUTH_JWT_SECRET=None, AUTH_JWT_PUBLIC_KEY=public_pem(key),
-                      AUTH_REQUIRED="true").test_client()
+    client = make_app(
+        AUTH_JWT_SECRET=None, AUTH_JWT_PUBLIC_KEY=public_pem(key), AUTH_REQUIRED="true"
+    ).test_client()
     response = ask(client, sign(claims("acme"), key, algorithm))
     assert response.status_code == 200
     assert json.loads(livekit.get_room(ROOM).metadata) == {"auth_id": "acme"}
@@ -122,11 +126,15 @@ def test_tenant_claim_setting(make_app, livekit, tenants):
 
 # --- every rejection -------------------------------------------------------------------------
 
+
 @pytest.fixture
 def strict(make_app):
     """An app that requires auth, with issuer and audience configured."""
-    return make_app(AUTH_REQUIRED="true", AUTH_JWT_ISSUER="https://auth.example",
-                    AUTH_JWT_AUDIENCE="tokensvc,other").test_client()
+    return make_app(
+        AUTH_REQUIRED="true",
+        AUTH_JWT_ISSUER="https://auth.example",
+        AUTH_JWT_AUDIENCE="tokensvc,other",
+    ).test_client()
 
 
 def good(**extra):
@@ -158,8 +166,20 @@ def test_strict_app_accepts_good_token(strict, livekit):
         ({**good(), "sub": ["acme"]}, "the bearer token has an invalid 'sub' claim"),
         ({**good(), "sub": "t" * 257}, f"{TENANT_CLAIM} is longer than 256 bytes in UTF-8"),
     ],
-    ids=["expired", "not-before", "issued-in-future", "issuer", "audience", "no-exp", "no-iss",
-         "null-tenant", "blank-tenant", "numeric-tenant", "list-tenant", "long-tenant"],
+    ids=[
+        "expired",
+        "not-before",
+        "issued-in-future",
+        "issuer",
+        "audience",
+        "no-exp",
+        "no-iss",
+        "null-tenant",
+        "blank-tenant",
+        "numeric-tenant",
+        "list-tenant",
+        "long-tenant",
+    ],
 )
 def test_claim_rejections(strict, livekit, payload, message):
     """Each bad claim is refused with a message saying what was wrong."""
@@ -207,14 +227,18 @@ def test_algorithm_outside_allow_list(make_app, livekit):
     client = make_app(AUTH_JWT_ALGORITHMS="HS512").test_client()
     assert ask(client, sign(claims(), TENANT_SECRET, "HS512")).status_code == 200
     livekit.reset()
-    assert_refused(ask(client, sign(claims(), TENANT_SECRET, "HS256")), livekit,
-                   "the bearer token's algorithm is not accepted")
+    assert_refused(
+        ask(client, sign(claims(), TENANT_SECRET, "HS256")),
+        livekit,
+        "the bearer token's algorithm is not accepted",
+    )
 
 
 def test_wrong_key_kind_for_algorithm(make_app, livekit):
     """An ES256 token against an RSA public key is refused (the key fixes the algorithms)."""
-    client = make_app(AUTH_JWT_SECRET=None,
-                      AUTH_JWT_PUBLIC_KEY=public_pem(private_key("rsa"))).test_client()
+    client = make_app(
+        AUTH_JWT_SECRET=None, AUTH_JWT_PUBLIC_KEY=public_pem(private_key("rsa"))
+    ).test_client()
     token = sign(claims(), private_key("ec"), "ES256")
     assert_refused(ask(client, token), livekit, "the bearer token's algorithm is not accepted")
 
@@ -228,8 +252,9 @@ def test_malformed_authorization_header(make_app, livekit, header):
     """Anything but `Bearer <token>` is a malformed header: 401 (auth optional or not)."""
     for required in ("true", "false"):
         client = make_app(AUTH_REQUIRED=required).test_client()
-        assert_refused(ask(client, header=header), livekit,
-                       "the Authorization header must be 'Bearer <token>'")
+        assert_refused(
+            ask(client, header=header), livekit, "the Authorization header must be 'Bearer <token>'"
+        )
 
 
 @pytest.mark.parametrize("template", ["bearer {}", "BEARER {}", "Bearer   {}"])
@@ -249,8 +274,9 @@ def test_token_in_query_string_is_ignored(make_app, livekit, tenants):
     """A token in the URL is never read: required -> 401 (no token); optional -> anonymous."""
     query = f"?access_token={tenants.token('acme')}"
     required = make_app(AUTH_REQUIRED="true").test_client()
-    assert_refused(ask(required, query=query), livekit, "a bearer token is required",
-                   invalid_token=False)
+    assert_refused(
+        ask(required, query=query), livekit, "a bearer token is required", invalid_token=False
+    )
     optional = make_app().test_client()
     response = ask(optional, query=query)
     assert response.status_code == 200
@@ -273,8 +299,11 @@ def test_bad_token_when_optional_is_still_refused(client, livekit, tenants):
 def test_header_without_any_configured_key_is_refused(make_app, livekit, tenants):
     """No key configured and a bearer token sent: refused, not treated as anonymous."""
     client = make_app(AUTH_JWT_SECRET=None).test_client()
-    assert_refused(ask(client, tenants.token()), livekit,
-                   "this service has no key to verify bearer tokens with")
+    assert_refused(
+        ask(client, tenants.token()),
+        livekit,
+        "this service has no key to verify bearer tokens with",
+    )
 
 
 def test_messages_never_echo_the_token(strict, livekit):
@@ -285,6 +314,7 @@ def test_messages_never_echo_the_token(strict, livekit):
 
 
 # --- JWKS ------------------------------------------------------------------------------------
+
 
 class JwksServer(StaticServer):
     """A JWKS endpoint on a loopback port that can rotate keys and go down."""
@@ -318,8 +348,9 @@ def jwks():
 
 def jwks_app(make_app, jwks, **settings):
     """A client for an app verifying with the JWKS server only."""
-    return make_app(AUTH_JWT_SECRET=None, AUTH_JWKS_URL=jwks.url, AUTH_REQUIRED="true",
-                    **settings).test_client()
+    return make_app(
+        AUTH_JWT_SECRET=None, AUTH_JWKS_URL=jwks.url, AUTH_REQUIRED="true", **settings
+    ).test_client()
 
 
 def test_jwks_key_verifies(make_app, livekit, jwks):
@@ -370,8 +401,11 @@ def test_unknown_kid_with_jwks_up_is_401_and_rate_limited(make_app, livekit, jwk
     client = jwks_app(make_app, jwks)
     stranger = private_key("rsa")
     for attempt in range(5):
-        assert_refused(ask(client, sign(claims(), stranger, "RS256", kid=f"x{attempt}")), livekit,
-                       "the bearer token's key id is unknown")
+        assert_refused(
+            ask(client, sign(claims(), stranger, "RS256", kid=f"x{attempt}")),
+            livekit,
+            "the bearer token's key id is unknown",
+        )
     assert jwks.fetches == 1
 
 
@@ -380,16 +414,21 @@ def test_jwks_alg_must_match_the_token(make_app, livekit, jwks):
     key = private_key("rsa")
     jwks.publish(key, "rs", "RS256")
     client = jwks_app(make_app, jwks)
-    assert_refused(ask(client, sign(claims(), key, "PS256", kid="rs")), livekit,
-                   "the bearer token's algorithm does not match its key")
+    assert_refused(
+        ask(client, sign(claims(), key, "PS256", kid="rs")),
+        livekit,
+        "the bearer token's algorithm does not match its key",
+    )
 
 
 # --- the CLI ---------------------------------------------------------------------------------
 
+
 def test_tenant_token_command(make_app, livekit):
     """`flask tenant-token --tenant acme` prints a token the service accepts as tenant acme."""
-    app = make_app(AUTH_REQUIRED="true", AUTH_JWT_ISSUER="https://auth.example",
-                   AUTH_JWT_AUDIENCE="tokensvc")
+    app = make_app(
+        AUTH_REQUIRED="true", AUTH_JWT_ISSUER="https://auth.example", AUTH_JWT_AUDIENCE="tokensvc"
+    )
     result = app.test_cli_runner().invoke(args=["tenant-token", "--tenant", "acme"])
     assert result.exit_code == 0, result.output
     response = ask(app.test_client(), result.output.strip())
@@ -430,8 +469,12 @@ def test_pem_key_and_jwks_together(make_app, livekit, jwks):
     signs nothing for the other."""
     pem_key, jwks_key = private_key("rsa"), private_key("rsa")
     jwks.publish(jwks_key, "k1")
-    client = make_app(AUTH_JWT_SECRET=None, AUTH_JWT_PUBLIC_KEY=public_pem(pem_key),
-                      AUTH_JWKS_URL=jwks.url, AUTH_REQUIRED="true").test_client()
+    client = make_app(
+        AUTH_JWT_SECRET=None,
+        AUTH_JWT_PUBLIC_KEY=public_pem(pem_key),
+        AUTH_JWKS_URL=jwks.url,
+        AUTH_REQUIRED="true",
+    ).test_client()
     assert ask(client, sign(claims(), jwks_key, "RS256", kid="k1")).status_code == 200
     assert ask(client, sign(claims(), pem_key, "RS256")).status_code == 200
     assert ask(client, sign(claims(), jwks_key, "PS256", kid="k1")).status_code == 200
@@ -450,8 +493,10 @@ class TricklingJwks(JwksServer):
     def respond(self, handler) -> None:
         """Answer at once, or one byte every 0.2 s when trickling."""
         data = json.dumps({"keys": self.keys}).encode()
-        answer = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(data), data))
+        answer = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(data), data)
+        )
         if not self.trickle:
             handler.wfile.write(answer)
             return
@@ -485,15 +530,21 @@ def test_trickling_jwks_never_holds_a_cached_key(make_app, livekit, trickling_jw
     passed its maximum age (the refresh then runs in the background)."""
     key = private_key("rsa")
     trickling_jwks.publish(key, "k1")
-    app = make_app(AUTH_JWT_SECRET=None, AUTH_JWKS_URL=trickling_jwks.url, AUTH_REQUIRED="true",
-                   AUTH_JWKS_REFRESH_SECONDS="0", AUTH_JWKS_TIMEOUT="1",
-                   AUTH_JWKS_MAX_AGE="1.5")
+    app = make_app(
+        AUTH_JWT_SECRET=None,
+        AUTH_JWKS_URL=trickling_jwks.url,
+        AUTH_REQUIRED="true",
+        AUTH_JWKS_REFRESH_SECONDS="0",
+        AUTH_JWKS_TIMEOUT="1",
+        AUTH_JWKS_MAX_AGE="1.5",
+    )
     client = app.test_client()
     assert ask(client, sign(claims(), key, "RS256", kid="k1")).status_code == 200
     trickling_jwks.trickle = True
     with ThreadPoolExecutor(1) as pool:
-        unknown = pool.submit(timed_ask, client, sign(claims(), private_key("rsa"), "RS256",
-                                                      kid="k2"))
+        unknown = pool.submit(
+            timed_ask, client, sign(claims(), private_key("rsa"), "RS256", kid="k2")
+        )
         time.sleep(0.2)  # the unknown kid's refresh is under way
         cached, seconds = timed_ask(client, sign(claims(), key, "RS256", kid="k1"))
         assert cached.status_code == 200 and seconds < 1
@@ -508,14 +559,17 @@ def test_trickling_jwks_never_holds_a_cached_key(make_app, livekit, trickling_jw
     assert trickling_jwks.fetches == fetches + 1  # the stale cache started a refresh
 
 
-def test_trickling_jwks_with_no_key_is_503_within_the_timeout(make_app, livekit,
-                                                              trickling_jwks):
+def test_trickling_jwks_with_no_key_is_503_within_the_timeout(make_app, livekit, trickling_jwks):
     """No key cached and the JWKS trickling: 503 auth_unavailable once AUTH_JWKS_TIMEOUT (1 s) has
     passed, not when the JWKS finally finishes; LiveKit is not called."""
     trickling_jwks.publish(private_key("rsa"), "k1")
     trickling_jwks.trickle = True
-    client = make_app(AUTH_JWT_SECRET=None, AUTH_JWKS_URL=trickling_jwks.url,
-                      AUTH_REQUIRED="true", AUTH_JWKS_TIMEOUT="1").test_client()
+    client = make_app(
+        AUTH_JWT_SECRET=None,
+        AUTH_JWKS_URL=trickling_jwks.url,
+        AUTH_REQUIRED="true",
+        AUTH_JWKS_TIMEOUT="1",
+    ).test_client()
     response, seconds = timed_ask(client, sign(claims(), private_key("rsa"), "RS256", kid="k1"))
     assert (response.status_code, response.json["code"]) == (503, "auth_unavailable")
     assert 0.9 < seconds < 2

@@ -31,17 +31,29 @@ def example_page():
     server.stop()
 
 
-def test_two_browsers_hear_each_other(make_app, serve, tenants, livekit, media_network,
-                                      example_page, tmp_path):
+def test_two_browsers_hear_each_other(
+    make_app, serve, tenants, livekit, media_network, example_page, tmp_path
+):
     """Alice (TokenSource) and Bob (plain fetch) each get a token from the service, join, publish
     the fake microphone and receive the other's audio (bytes above 0); screenshots are saved in
     the test's temporary folder."""
     service = serve(make_app(CORS_ALLOWED_ORIGINS=example_page.url, AUTH_REQUIRED="true"))
-    env = {**os.environ, "PAGE_URL": example_page.url + "/index.html",
-           "SERVICE_URL": service.url, "CHROMIUM": CHROMIUM, "SCREENSHOTS": str(tmp_path),
-           "TENANT_TOKEN": tenants.headers("acme")["Authorization"].removeprefix("Bearer ")}
-    run = subprocess.run(["node", "--test", "browser-call.test.mjs"], cwd=NODE_DIR, env=env,
-                         capture_output=True, text=True, timeout=180)
+    env = {
+        **os.environ,
+        "PAGE_URL": example_page.url + "/index.html",
+        "SERVICE_URL": service.url,
+        "CHROMIUM": CHROMIUM,
+        "SCREENSHOTS": str(tmp_path),
+        "TENANT_TOKEN": tenants.headers("acme")["Authorization"].removeprefix("Bearer "),
+    }
+    run = subprocess.run(
+        ["node", "--test", "browser-call.test.mjs"],
+        cwd=NODE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     assert "bytes received: alice from bob" in run.stdout
     assert {path.name for path in tmp_path.glob("*.png")} == {"alice.png", "bob.png"}

@@ -15,7 +15,9 @@ def test_defaults():
     settings = load_settings({})
     assert not settings.livekit_configured
     assert (settings.livekit_timeout, settings.token_ttl, settings.max_content_length) == (
-        5.0, 600, 65536,
+        5.0,
+        600,
+        65536,
     )
     assert (settings.auth_required, settings.auth_tenant_claim) == (False, "sub")
 
@@ -34,8 +36,14 @@ def test_defaults():
         ({"AUTH_REQUIRED": "true"}, "AUTH_REQUIRED: is on but no key is configured"),
         ({"LIVEKIT_URL": "localhost:7880"}, "LIVEKIT_URL: expected a ws/wss/http/https URL"),
         ({"LIVEKIT_PUBLIC_URL": "ftp://x"}, "LIVEKIT_PUBLIC_URL: expected a ws/wss/http/https"),
-        ({"AUTH_JWT_ALGORITHMS": "HS256,none"}, "AUTH_JWT_ALGORITHMS: unsupported algorithm(s) none"),
-        ({"LIVEKIT_API_SECRET_FILE": "/nonexistent/secret"}, "LIVEKIT_API_SECRET_FILE: cannot read"),
+        (
+            {"AUTH_JWT_ALGORITHMS": "HS256,none"},
+            "AUTH_JWT_ALGORITHMS: unsupported algorithm(s) none",
+        ),
+        (
+            {"LIVEKIT_API_SECRET_FILE": "/nonexistent/secret"},
+            "LIVEKIT_API_SECRET_FILE: cannot read",
+        ),
     ],
 )
 def test_unusable_value_names_the_setting(config, message):
@@ -88,22 +96,37 @@ def clean_env(**settings):
     ("settings", "line"),
     [
         ({"TOKEN_TTL": "abc"}, "tokensvc: configuration error: TOKEN_TTL: expected a whole number"),
-        ({"AUTH_REQUIRED": "yes"}, "tokensvc: configuration error: AUTH_REQUIRED: is on but no key"),
-        ({"AUTH_JWT_PUBLIC_KEY": "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"},
-         "tokensvc: configuration error: AUTH_JWT_PUBLIC_KEY: not a PEM public key"),
-        ({"AUTH_REQUIRED": "1", "AUTH_JWT_PUBLIC_KEY_FILE": "/nonexistent/auth.pem"},
-         "tokensvc: configuration error: AUTH_JWT_PUBLIC_KEY_FILE: cannot read"),
-        ({"AUTH_JWT_SECRET": "k" * 32, "AUTH_JWT_ALGORITHMS": "RS256"},
-         "tokensvc: configuration error: AUTH_JWT_ALGORITHMS: none of RS256 fits the configured keys"),
-        ({"AUTH_JWKS_URL": "file:///etc/passwd"},
-         "tokensvc: configuration error: AUTH_JWKS_URL: expected a http/https URL"),
+        (
+            {"AUTH_REQUIRED": "yes"},
+            "tokensvc: configuration error: AUTH_REQUIRED: is on but no key",
+        ),
+        (
+            {"AUTH_JWT_PUBLIC_KEY": "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"},
+            "tokensvc: configuration error: AUTH_JWT_PUBLIC_KEY: not a PEM public key",
+        ),
+        (
+            {"AUTH_REQUIRED": "1", "AUTH_JWT_PUBLIC_KEY_FILE": "/nonexistent/auth.pem"},
+            "tokensvc: configuration error: AUTH_JWT_PUBLIC_KEY_FILE: cannot read",
+        ),
+        (
+            {"AUTH_JWT_SECRET": "k" * 32, "AUTH_JWT_ALGORITHMS": "RS256"},
+            "tokensvc: configuration error: AUTH_JWT_ALGORITHMS: none of RS256 fits the configured keys",
+        ),
+        (
+            {"AUTH_JWKS_URL": "file:///etc/passwd"},
+            "tokensvc: configuration error: AUTH_JWKS_URL: expected a http/https URL",
+        ),
     ],
 )
 def test_wsgi_module_refuses_to_start_with_one_line(settings, line):
     """Importing app.py with a bad setting exits 4 and prints exactly one line naming it."""
     result = subprocess.run(
         [sys.executable, "-c", "import app"],
-        cwd=ROOT, env=clean_env(**settings), capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=clean_env(**settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 4
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
@@ -114,8 +137,11 @@ def test_gunicorn_refuses_to_start_and_stops(free_port):
     """`gunicorn app:app` with a bad setting exits non-zero (no restart loop), naming the setting."""
     result = subprocess.run(
         [sys.executable, "-m", "gunicorn", "app:app"],
-        cwd=ROOT, env=clean_env(TOKEN_TTL="soon", PORT=str(free_port)),
-        capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=clean_env(TOKEN_TTL="soon", PORT=str(free_port)),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode != 0
     assert "tokensvc: configuration error: TOKEN_TTL: expected a whole number" in result.stderr
@@ -123,17 +149,25 @@ def test_gunicorn_refuses_to_start_and_stops(free_port):
 
 @pytest.mark.parametrize(
     ("name", "value", "allowed"),
-    [("WEB_CONCURRENCY", "0", "1 to 256"), ("WEB_CONCURRENCY", "300", "1 to 256"),
-     ("GUNICORN_WORKER_CONNECTIONS", "x", "1 to 100000"),
-     ("GUNICORN_WORKER_CONNECTIONS", "-4", "1 to 100000"),
-     ("PORT", "abc", "1 to 65535"), ("PORT", "70000", "1 to 65535")],
+    [
+        ("WEB_CONCURRENCY", "0", "1 to 256"),
+        ("WEB_CONCURRENCY", "300", "1 to 256"),
+        ("GUNICORN_WORKER_CONNECTIONS", "x", "1 to 100000"),
+        ("GUNICORN_WORKER_CONNECTIONS", "-4", "1 to 100000"),
+        ("PORT", "abc", "1 to 65535"),
+        ("PORT", "70000", "1 to 65535"),
+    ],
 )
 def test_gunicorn_settings_refuse_with_one_line_and_exit_4(free_port, name, value, allowed):
     """gunicorn's own settings fail as the service's do: exit 4 and one line naming the setting."""
     settings = {"PORT": str(free_port), name: value}
     result = subprocess.run(
         [sys.executable, "-m", "gunicorn", "app:app"],
-        cwd=ROOT, env=clean_env(**settings), capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=clean_env(**settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 4
     assert result.stderr.strip().splitlines() == [

@@ -30,9 +30,14 @@ def test_no_cors_headers_when_unset(client):
 def test_preflight_allows_authorization(make_app):
     """Preflight from an allowed origin allows POST with Authorization and Content-Type."""
     client = make_app(CORS_ALLOWED_ORIGINS="https://a.example", AUTH_REQUIRED="true").test_client()
-    response = client.options("/livekit/token", headers={
-        "Origin": "https://a.example", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization, content-type"})
+    response = client.options(
+        "/livekit/token",
+        headers={
+            "Origin": "https://a.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
     assert response.status_code == 200
     assert response.headers["Access-Control-Allow-Origin"] == "https://a.example"
     allowed = response.headers["Access-Control-Allow-Headers"].lower()
@@ -56,8 +61,13 @@ def test_other_origin_gets_no_allow_header(make_app):
 
 
 @pytest.mark.parametrize(
-    "origin", ["https://*.trusted.example", "https://app.trusted.example|https://x.example",
-               "https://[a-z]+.trusted.example", "https://app.trusted.example$"],
+    "origin",
+    [
+        "https://*.trusted.example",
+        "https://app.trusted.example|https://x.example",
+        "https://[a-z]+.trusted.example",
+        "https://app.trusted.example$",
+    ],
 )
 def test_wildcard_or_pattern_origin_is_refused_at_start_up(make_app, origin):
     """An origin flask-cors would read as a regular expression stops the app at start-up: with
@@ -69,11 +79,14 @@ def test_wildcard_or_pattern_origin_is_refused_at_start_up(make_app, origin):
 def test_pattern_lookalike_origins_are_refused_with_exact_origins(make_app):
     """With exact origins, a near-miss origin gets no CORS header (no pattern matching)."""
     client = make_app(CORS_ALLOWED_ORIGINS="https://a.trusted.example").test_client()
-    for origin, allowed in (("https://a.trusted.example", True),
-                            ("https://xtrusted.example.evil.com", False),
-                            ("https://a.trusted.example.evil.com", False)):
-        response = client.options("/livekit/token", headers={
-            "Origin": origin, "Access-Control-Request-Method": "POST"})
+    for origin, allowed in (
+        ("https://a.trusted.example", True),
+        ("https://xtrusted.example.evil.com", False),
+        ("https://a.trusted.example.evil.com", False),
+    ):
+        response = client.options(
+            "/livekit/token", headers={"Origin": origin, "Access-Control-Request-Method": "POST"}
+        )
         assert ("Access-Control-Allow-Origin" in response.headers) is allowed, origin
 
 
@@ -98,15 +111,28 @@ def pages():
 def browser_result(page_url: str, profile) -> str:
     """Load a page in headless Chromium and return what its script wrote."""
     run = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=10000",
-         "--dump-dom", page_url],
-        capture_output=True, text=True, timeout=90,
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            page_url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
     )
     start = run.stdout.find('<p id="out">')
     assert start >= 0, run.stdout[-500:] + run.stderr[-2000:]
-    return run.stdout[start + len('<p id="out">'):run.stdout.index("</p>", start)]
+    return run.stdout[start + len('<p id="out">') : run.stdout.index("</p>", start)]
 
 
 @pytest.mark.slow

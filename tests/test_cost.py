@@ -13,8 +13,14 @@ ROOM = "cost-room"
 def storage_calls(client) -> int:
     """The storage calls the service counted so far (every operation, every outcome)."""
     text = client.get("/metrics").get_data(as_text=True)
-    return int(sum(float(value) for value in re.findall(
-        r"^tokensvc_storage_calls_total\{[^}]*\} ([0-9.e+]+)$", text, re.MULTILINE)))
+    return int(
+        sum(
+            float(value)
+            for value in re.findall(
+                r"^tokensvc_storage_calls_total\{[^}]*\} ([0-9.e+]+)$", text, re.MULTILINE
+            )
+        )
+    )
 
 
 @pytest.fixture

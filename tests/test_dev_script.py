@@ -26,16 +26,26 @@ pytestmark = pytest.mark.slow
 def dev_env(**settings) -> dict:
     """The environment `make run` gives scripts/dev, plus `settings`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "AUTH_"))}
-    return {**env, "PATH": f"{VENV_BIN}:{env['PATH']}", "AUTH_JWT_SECRET": TENANT_SECRET,
-            **settings}
+    return {
+        **env,
+        "PATH": f"{VENV_BIN}:{env['PATH']}",
+        "AUTH_JWT_SECRET": TENANT_SECRET,
+        **settings,
+    }
 
 
 def test_service_listens_on_loopback_only(livekit, free_port):
     """With LIVEKIT_URL given (no development LiveKit started), gunicorn binds 127.0.0.1."""
     env = dev_env(PORT=str(free_port), **livekit_settings(livekit))
-    process = subprocess.Popen([str(ROOT / "scripts" / "dev")], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        [str(ROOT / "scripts" / "dev")],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not listening(free_port):
@@ -56,16 +66,22 @@ def test_busy_service_port_is_one_line_and_exit_1(free_port):
     blocker.bind(("127.0.0.1", free_port))
     blocker.listen()
     try:
-        result = subprocess.run([str(ROOT / "scripts" / "dev")], cwd=ROOT,
-                                env=dev_env(PORT=str(free_port)), capture_output=True, text=True,
-                                timeout=60)
+        result = subprocess.run(
+            [str(ROOT / "scripts" / "dev")],
+            cwd=ROOT,
+            env=dev_env(PORT=str(free_port)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     finally:
         blocker.close()
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
         f"make run: port {free_port} is already in use; stop what listens there, or choose "
-        f"another with PORT=8001 make run"]
+        f"another with PORT=8001 make run"
+    ]
     assert "LiveKit" not in result.stdout + result.stderr
 
 
@@ -79,8 +95,14 @@ def test_busy_livekit_port_is_one_line_and_exit_1():
     except OSError:
         pass  # something else holds it already: busy either way
     try:
-        result = subprocess.run([str(ROOT / "scripts" / "dev")], cwd=ROOT, env=dev_env(),
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [str(ROOT / "scripts" / "dev")],
+            cwd=ROOT,
+            env=dev_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     finally:
         blocker.close()
     assert result.returncode == 1
@@ -98,10 +120,16 @@ class DevRun:
         """Start it (after the command `prefix`, if any) with `settings` on top of `make run`'s
         environment."""
         self.process = subprocess.Popen(
-            [*prefix, str(ROOT / "scripts" / "dev")], cwd=ROOT, env=dev_env(**settings),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            [*prefix, str(ROOT / "scripts" / "dev")],
+            cwd=ROOT,
+            env=dev_env(**settings),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
             # A terminal's job gets Ctrl-C as SIGINT; the test runner may have it ignored.
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
 
     def wait_for(self, port: int) -> None:
         """Wait until something listens on `port` (in the script's network namespace)."""
@@ -119,8 +147,9 @@ class DevRun:
 
 def get(url: str, headers=None) -> tuple[int, dict, str]:
     """GET `url`; (status, headers, body)."""
-    with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}),
-                                timeout=10) as answer:
+    with urllib.request.urlopen(
+        urllib.request.Request(url, headers=headers or {}), timeout=10
+    ) as answer:
         return answer.status, dict(answer.headers), answer.read().decode()
 
 
@@ -146,14 +175,21 @@ def test_make_run_on_all_interfaces_tells_the_truth(dev_ports, media_network):
         run.wait_for(port)
         status, headers, page = get(f"http://{MEDIA_IP}:{example_port}/index.html")
         assert status == 200 and "call.js" in page
-        token = subprocess.run([f"{VENV_BIN}/flask", "--app", "app", "tenant-token", "--tenant",
-                                "acme"], cwd=ROOT, env={**dev_env(), "LOG_LEVEL": "ERROR"},
-                               capture_output=True, text=True, check=True).stdout.strip()
+        token = subprocess.run(
+            [f"{VENV_BIN}/flask", "--app", "app", "tenant-token", "--tenant", "acme"],
+            cwd=ROOT,
+            env={**dev_env(), "LOG_LEVEL": "ERROR"},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         answer = HttpService()
         answer.url = f"http://{MEDIA_IP}:{port}"
         status, body, headers = answer.post(
-            "/livekit/token", BODY, {"Authorization": f"Bearer {token}",
-                                     "Origin": f"http://{MEDIA_IP}:{example_port}"})
+            "/livekit/token",
+            BODY,
+            {"Authorization": f"Bearer {token}", "Origin": f"http://{MEDIA_IP}:{example_port}"},
+        )
         assert status == 200, body
         assert body["livekit_url"] == f"ws://{MEDIA_IP}:{livekit_port}"
         assert headers["Access-Control-Allow-Origin"] == f"http://{MEDIA_IP}:{example_port}"
@@ -172,18 +208,27 @@ def test_make_run_on_all_interfaces_tells_the_truth(dev_ports, media_network):
 
 def test_make_token_takes_a_tenant_and_a_ttl():
     """`make token TENANT=globex TTL=120` prints a tenant token for globex valid for 120 s."""
-    result = subprocess.run(["make", "--no-print-directory", "token", "TENANT=globex", "TTL=120"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
-    claims = jwt.decode(result.stdout.strip(), "development-tenant-secret-change-me",
-                        algorithms=["HS256"])
+    result = subprocess.run(
+        ["make", "--no-print-directory", "token", "TENANT=globex", "TTL=120"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    claims = jwt.decode(
+        result.stdout.strip(), "development-tenant-secret-change-me", algorithms=["HS256"]
+    )
     assert claims["sub"] == "globex" and claims["exp"] - claims["iat"] == 120
 
 
 def readme_block(heading: str) -> str:
     """The first ```sh block under `heading` in the README, as written there."""
     text = (ROOT / "README.md").read_text()
-    section = text[text.index(heading):]
-    return section[section.index("```sh\n") + 6:section.index("```", section.index("```sh\n") + 6)]
+    section = text[text.index(heading) :]
+    return section[
+        section.index("```sh\n") + 6 : section.index("```", section.index("```sh\n") + 6)
+    ]
 
 
 def test_the_readmes_first_token_commands_work_as_pasted(media_network):
@@ -196,9 +241,14 @@ def test_the_readmes_first_token_commands_work_as_pasted(media_network):
     run = DevRun()
     try:
         run.wait_for(8000)
-        pasted = subprocess.run(["bash", "-c", readme_block("## Your first token, with curl")],
-                                cwd=ROOT, env=dev_env(), capture_output=True, text=True,
-                                timeout=120)
+        pasted = subprocess.run(
+            ["bash", "-c", readme_block("## Your first token, with curl")],
+            cwd=ROOT,
+            env=dev_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         code, output = run.interrupt()
     assert pasted.returncode == 0, pasted.stderr
@@ -222,7 +272,9 @@ def test_make_run_says_when_only_loopback_is_there(dev_ports):
     finally:
         code, output = run.interrupt()
     assert code == 0, output
-    assert ("make run: BIND=0.0.0.0, but this machine has no address besides loopback: other "
-            "devices cannot reach it") in output
+    assert (
+        "make run: BIND=0.0.0.0, but this machine has no address besides loopback: other "
+        "devices cannot reach it"
+    ) in output
     assert "Media needs an address besides loopback, and this machine has none" in output
     assert f"(LiveKit for clients: ws://127.0.0.1:{dev_ports['LIVEKIT_PORT']})" in output

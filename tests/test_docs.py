@@ -11,8 +11,9 @@ DOCS = sorted((ROOT / "docs").glob("*.md"))
 LINK = re.compile(r"\]\(([^)#\s]+)(#[^)]*)?\)")
 
 
-@pytest.mark.parametrize("page", [ROOT / "README.md", ROOT / "SECURITY.md", *DOCS],
-                         ids=lambda page: page.name)
+@pytest.mark.parametrize(
+    "page", [ROOT / "README.md", ROOT / "SECURITY.md", *DOCS], ids=lambda page: page.name
+)
 def test_relative_links_resolve(page):
     """Each link that is not a URL names a file in the repository."""
     for target, _ in LINK.findall(page.read_text()):

@@ -22,9 +22,15 @@ from host import create_app as create_host_app  # noqa: E402
 @pytest.fixture
 def host(livekit, storage_url):
     """The host app wired to the emulator."""
-    app = create_host_app({"LIVEKIT_URL": livekit.ws_url, "LIVEKIT_API_KEY": LIVEKIT_KEY,
-                           "LIVEKIT_API_SECRET": LIVEKIT_SECRET, "AUTH_JWT_SECRET": TENANT_SECRET,
-                           "STORAGE_URL": storage_url})
+    app = create_host_app(
+        {
+            "LIVEKIT_URL": livekit.ws_url,
+            "LIVEKIT_API_KEY": LIVEKIT_KEY,
+            "LIVEKIT_API_SECRET": LIVEKIT_SECRET,
+            "AUTH_JWT_SECRET": TENANT_SECRET,
+            "STORAGE_URL": storage_url,
+        }
+    )
     yield app
     service_state(app).close()
 
@@ -52,8 +58,9 @@ def test_host_keeps_its_own_routes_and_limits(host, tenants):
 def test_errors_on_the_service_routes_are_json(host, tenants):
     """Errors raised on the mounted routes are the service's JSON errors."""
     client = host.test_client()
-    response = client.post("/api/rtc/livekit/token", data="x", content_type="text/plain",
-                           headers=tenants.headers())
+    response = client.post(
+        "/api/rtc/livekit/token", data="x", content_type="text/plain", headers=tenants.headers()
+    )
     assert (response.status_code, response.json["code"]) == (415, "unsupported_media_type")
     anonymous = client.post("/api/rtc/livekit/token", json=BODY)
     assert (anonymous.status_code, anonymous.json["code"]) == (401, "unauthorized")
@@ -65,19 +72,32 @@ def test_example_runs_as_documented(livekit, free_port, storage_url):
     documented `tenant-token` command mints with the host's own key; access lines are written."""
     flask = [str(Path(sys.executable).parent / "flask"), "--app", "examples/embed/host.py"]
     env = {**os.environ, **livekit_settings(livekit), "STORAGE_URL": storage_url}
-    token = subprocess.run(flask + ["tenant-token", "--tenant", "acme"], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    token = subprocess.run(
+        flask + ["tenant-token", "--tenant", "acme"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
     output = tempfile.TemporaryFile(mode="w+")
-    server = subprocess.Popen(flask + ["run", "--port", str(free_port)], cwd=ROOT, env=env,
-                              stdout=output, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        flask + ["run", "--port", str(free_port)],
+        cwd=ROOT,
+        env=env,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+    )
     try:
         service = HttpService()
         service.url = f"http://127.0.0.1:{free_port}/api/rtc"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                status, body, _ = service.post("/livekit/token", BODY,
-                                               {"Authorization": f"Bearer {token}"})
+                status, body, _ = service.post(
+                    "/livekit/token", BODY, {"Authorization": f"Bearer {token}"}
+                )
                 break
             except OSError:
                 time.sleep(0.2)

@@ -13,9 +13,13 @@ from tokensvc.context import service_state
 def host(livekit, storage_url):
     """A host app with blueprints named like the service's and HTML error pages of its own."""
     app = Flask("host")
-    app.config.update(LIVEKIT_URL=livekit.ws_url, LIVEKIT_API_KEY=LIVEKIT_KEY,
-                      LIVEKIT_API_SECRET=LIVEKIT_SECRET, AUTH_JWT_SECRET=TENANT_SECRET,
-                      STORAGE_URL=storage_url)
+    app.config.update(
+        LIVEKIT_URL=livekit.ws_url,
+        LIVEKIT_API_KEY=LIVEKIT_KEY,
+        LIVEKIT_API_SECRET=LIVEKIT_SECRET,
+        AUTH_JWT_SECRET=TENANT_SECRET,
+        STORAGE_URL=storage_url,
+    )
     health, openapi = Blueprint("health", __name__), Blueprint("openapi", __name__)
     health.add_url_rule("/health", "ping", lambda: "host health")
     openapi.add_url_rule("/openapi", "doc", lambda: "host document")
@@ -49,7 +53,11 @@ def test_host_blueprints_named_like_the_services_do_not_collide(host, tenants):
     endpoints = {rule.endpoint for rule in host.url_map.iter_rules()}
     assert {"tokensvc.api.issue_token", "tokensvc.health.healthz", "health.ping"} <= endpoints
     assert {endpoint.split(".")[0] for endpoint in endpoints} == {
-        "static", "health", "openapi", "tokensvc"}
+        "static",
+        "health",
+        "openapi",
+        "tokensvc",
+    }
 
 
 @pytest.mark.parametrize(
@@ -63,8 +71,7 @@ def test_host_blueprints_named_like_the_services_do_not_collide(host, tenants):
         ("GET", "/rtc/livekit/rooms/break", 500, "internal_error"),
     ],
 )
-def test_the_services_paths_answer_json_errors(host, tenants, livekit, method, path, status,
-                                               code):
+def test_the_services_paths_answer_json_errors(host, tenants, livekit, method, path, status, code):
     """404, 405, a doubled slash and a failure on the service's paths: its JSON error, never
     the host's page or a redirect, and nothing written to LiveKit."""
     response = host.test_client().open(path, method=method, json=BODY, headers=tenants.headers())
@@ -76,9 +83,11 @@ def test_the_services_paths_answer_json_errors(host, tenants, livekit, method, p
 
 @pytest.mark.parametrize(
     ("method", "path", "page"),
-    [("GET", "/no-such-page", "<h1>Host: not found</h1>"),
-     ("POST", "/health", "<h1>Host: wrong method</h1>"),
-     ("GET", "/elsewhere/break", "<h1>Host: broken</h1>")],
+    [
+        ("GET", "/no-such-page", "<h1>Host: not found</h1>"),
+        ("POST", "/health", "<h1>Host: wrong method</h1>"),
+        ("GET", "/elsewhere/break", "<h1>Host: broken</h1>"),
+    ],
 )
 def test_the_hosts_paths_keep_the_hosts_error_pages(host, method, path, page):
     """Elsewhere the host's own error pages answer, the service's JSON never does."""

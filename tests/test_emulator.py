@@ -44,18 +44,28 @@ def twirp(livekit, method, body, token=None, content_type="application/json", ht
 
 def run(livekit, make_call):
     """Run one livekit-api call against the emulator with a fresh LiveKitAPI."""
+
     async def call():
         async with api.LiveKitAPI(livekit.ws_url, LIVEKIT_KEY, LIVEKIT_SECRET) as lkapi:
             return await make_call(lkapi)
+
     return asyncio.run(call())
 
 
 def test_create_room_is_get_or_create(livekit):
     """CreateRoom of a live room returns it unchanged: same sid and metadata, no error."""
-    first = run(livekit, lambda lk: lk.room.create_room(
-        api.CreateRoomRequest(name="r", metadata="one", empty_timeout=60)))
-    second = run(livekit, lambda lk: lk.room.create_room(
-        api.CreateRoomRequest(name="r", metadata="two", empty_timeout=10)))
+    first = run(
+        livekit,
+        lambda lk: lk.room.create_room(
+            api.CreateRoomRequest(name="r", metadata="one", empty_timeout=60)
+        ),
+    )
+    second = run(
+        livekit,
+        lambda lk: lk.room.create_room(
+            api.CreateRoomRequest(name="r", metadata="two", empty_timeout=10)
+        ),
+    )
     assert first.sid.startswith("RM_") and first.creation_time > 0
     assert (second.sid, second.metadata, second.empty_timeout) == (first.sid, "one", 60)
 
@@ -67,10 +77,13 @@ def listed(livekit, name):
 
 
 @pytest.mark.livekit_server("emulator")  # race_next_create: tests/test_race.py races for real
-@pytest.mark.parametrize(("live_winner", "live", "stored"), [("caller", "A", "B"), ("rival", "B", "A")])
+@pytest.mark.parametrize(
+    ("live_winner", "live", "stored"), [("caller", "A", "B"), ("rival", "B", "A")]
+)
 def test_concurrent_create_leaves_the_two_views_disagreeing(livekit, live_winner, live, stored):
     """race_next_create: CreateRoom answers with the live room's winner; ListRooms reads the
     store, which the later creator overwrote; a second CreateRoom reads the live room unchanged."""
+
     def create(lk):
         return lk.room.create_room(api.CreateRoomRequest(name="r", metadata="A"))
 
@@ -87,8 +100,12 @@ def test_store_only_room_is_overwritten_by_create(livekit):
     options replace the stored ones, as on livekit-server after a node failure."""
     livekit.add_stored_room("r", "owner-A", empty_timeout=77)
     assert livekit.get_room("r") is None and listed(livekit, "r") == "owner-A"
-    room = run(livekit, lambda lk: lk.room.create_room(
-        api.CreateRoomRequest(name="r", metadata="owner-B", empty_timeout=9)))
+    room = run(
+        livekit,
+        lambda lk: lk.room.create_room(
+            api.CreateRoomRequest(name="r", metadata="owner-B", empty_timeout=9)
+        ),
+    )
     assert (room.metadata, room.empty_timeout) == ("owner-B", 9)
     assert listed(livekit, "r") == "owner-B"
 
@@ -118,8 +135,12 @@ def test_list_rooms_matches_names_exactly(livekit):
 def test_update_metadata_replaces_and_delete_missing_is_not_found(livekit):
     """UpdateRoomMetadata replaces the whole string; DeleteRoom of a missing room: not_found."""
     livekit.add_room("r", '{"auth_id": "acme"}')
-    updated = run(livekit, lambda lk: lk.room.update_room_metadata(
-        api.UpdateRoomMetadataRequest(room="r", metadata="replaced")))
+    updated = run(
+        livekit,
+        lambda lk: lk.room.update_room_metadata(
+            api.UpdateRoomMetadataRequest(room="r", metadata="replaced")
+        ),
+    )
     assert updated.metadata == "replaced"
     run(livekit, lambda lk: lk.room.delete_room(api.DeleteRoomRequest(room="r")))
     with pytest.raises(api.ServerError) as error:
@@ -168,8 +189,11 @@ EXPIRED = server_token(ttl=-120, roomList=True)
 @pytest.mark.parametrize(
     ("token", "said"),
     [
-        (BAD_SIGNATURE, f"invalid token: {BAD_SIGNATURE}, error: token signature is invalid: "
-                        "signature is invalid"),
+        (
+            BAD_SIGNATURE,
+            f"invalid token: {BAD_SIGNATURE}, error: token signature is invalid: "
+            "signature is invalid",
+        ),
         (server_token(key="unknown-key", roomList=True), "invalid API key: unknown-key"),
         (EXPIRED, f"invalid token: {EXPIRED}, error: token has invalid claims: token is expired"),
         ("not-a-jwt", "invalid authorization token"),
@@ -207,8 +231,9 @@ def test_body_over_10_mib_is_refused(livekit):
     """A request body over 10 MiB: a plain-text 413, and the connection closed (a client still
     sending may see it reset before it reads the answer, as from livekit-server)."""
     try:
-        status, ctype, _ = twirp(livekit, "ListRooms", b"x" * (10 * 1024 * 1024 + 1),
-                                 server_token())
+        status, ctype, _ = twirp(
+            livekit, "ListRooms", b"x" * (10 * 1024 * 1024 + 1), server_token()
+        )
     except (urllib.error.URLError, ConnectionError) as error:
         reason = getattr(error, "reason", error)
         assert isinstance(reason, ConnectionError), error

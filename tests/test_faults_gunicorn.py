@@ -88,8 +88,9 @@ def test_worker_killed_mid_request(make_gunicorn, tenants, livekit):
     assert [ask(server, tenants, f"after-{n}")[0] for n in range(6)] == [200] * 6
 
 
-def test_a_worker_killed_during_create_room_leaves_room_busy_then_200(make_gunicorn, tenants,
-                                                                      livekit):
+def test_a_worker_killed_during_create_room_leaves_room_busy_then_200(
+    make_gunicorn, tenants, livekit
+):
     """The only worker is SIGKILLed while its CreateRoom is under way (the name claimed, its
     creation lock taken): the holder then gets 503 room_busy with Retry-After (not
     livekit_unavailable), another tenant 403; once the lock expires, the holder gets 200 and the
@@ -110,13 +111,15 @@ def test_a_worker_killed_during_create_room_leaves_room_busy_then_200(make_gunic
     while len(workers(server) - {worker}) < 1:
         assert time.monotonic() < deadline, "gunicorn did not start a new worker"
         time.sleep(0.1)
-    status, body, headers = server.post("/livekit/token", {**BODY, "room_name": "crashed-room"},
-                                        tenants.headers("acme"))
+    status, body, headers = server.post(
+        "/livekit/token", {**BODY, "room_name": "crashed-room"}, tenants.headers("acme")
+    )
     assert (status, body["code"]) == (503, "room_busy")
     retry_after = int(headers["Retry-After"])
     assert 1 <= retry_after <= 40
-    refused = server.post("/livekit/token", {**BODY, "room_name": "crashed-room"},
-                          tenants.headers("globex"))
+    refused = server.post(
+        "/livekit/token", {**BODY, "room_name": "crashed-room"}, tenants.headers("globex")
+    )
     assert (refused[0], refused[1]["code"]) == (403, "room_forbidden")
     time.sleep(retry_after + 0.5)
     assert ask(server, tenants, "crashed-room")[0] == 200

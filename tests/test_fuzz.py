@@ -18,24 +18,49 @@ FUZZ = settings(
 )
 
 any_text = st.text(st.characters(exclude_categories=()), max_size=300)
-tricky_text = st.sampled_from([
-    "a\u0301\u0302\u0303", "\u202eevil\u202c", "שלום", "\x00", "a\x00b", "\ud800", "\udfff",
-    " ", "\t\n", "x" * 256, "x" * 257, "é" * 128, "é" * 129, "🎧" * 64, "🎧" * 65,
-])
+tricky_text = st.sampled_from(
+    [
+        "a\u0301\u0302\u0303",
+        "\u202eevil\u202c",
+        "שלום",
+        "\x00",
+        "a\x00b",
+        "\ud800",
+        "\udfff",
+        " ",
+        "\t\n",
+        "x" * 256,
+        "x" * 257,
+        "é" * 128,
+        "é" * 129,
+        "🎧" * 64,
+        "🎧" * 65,
+    ]
+)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | any_text,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(any_text, inner, max_size=4),
     max_leaves=12,
 )
 field_value = any_text | tricky_text | json_values
-bodies = st.fixed_dictionaries(
-    {}, optional={name: field_value for name in FIELDS}
-).flatmap(lambda d: st.dictionaries(any_text, json_values, max_size=3).map(lambda extra: {**extra, **d}))
-content_types = st.sampled_from([
-    None, "", "application/json", "application/json; charset=utf-8", "APPLICATION/JSON",
-    "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
-    "application/vnd.api+json", "application/jsonx", "json",
-])
+bodies = st.fixed_dictionaries({}, optional={name: field_value for name in FIELDS}).flatmap(
+    lambda d: st.dictionaries(any_text, json_values, max_size=3).map(lambda extra: {**extra, **d})
+)
+content_types = st.sampled_from(
+    [
+        None,
+        "",
+        "application/json",
+        "application/json; charset=utf-8",
+        "APPLICATION/JSON",
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/vnd.api+json",
+        "application/jsonx",
+        "json",
+    ]
+)
 header_text = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=80)
 authorizations = st.one_of(
     st.none(),
@@ -122,8 +147,9 @@ def test_generated_raw_bodies_and_content_types(fuzz_client, livekit, data, cont
     assert response.status_code in (200, 400, 415)
 
 
-@settings(max_examples=500, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(values=st.lists(field_value, min_size=2, max_size=4), field=st.sampled_from(FIELDS))
 def test_duplicate_keys(fuzz_client, livekit, values, field):
     """A field given several times: the last one counts, like any JSON parser here."""
@@ -136,13 +162,17 @@ def test_duplicate_keys(fuzz_client, livekit, values, field):
     if response.status_code == 200:
         expected = {**{name: "v" for name in FIELDS}, field: values[-1]}
         claims, raw = verify_token(response.json["token"])
-        minted = {"room_name": raw["video"]["room"], "participant_name": claims.name,
-                  "participant_identity": claims.identity}
+        minted = {
+            "room_name": raw["video"]["room"],
+            "participant_name": claims.name,
+            "participant_identity": claims.identity,
+        }
         assert minted == expected
 
 
-@settings(max_examples=300, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(size=st.integers(900, 1200))
 def test_bodies_around_the_size_limit(small_limit_client, livekit, size):
     """Bodies just under, at and over MAX_CONTENT_LENGTH: 200 or 413, never anything else."""

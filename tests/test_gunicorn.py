@@ -14,8 +14,19 @@ from support.tokens import BODY, verify_token
 
 def curl(url, body, headers=()):
     """POST JSON with the real curl; return (status, parsed body)."""
-    command = ["curl", "-s", "-w", "\n%{http_code}", "-X", "POST", url,
-               "-H", "Content-Type: application/json", "-d", json.dumps(body)]
+    command = [
+        "curl",
+        "-s",
+        "-w",
+        "\n%{http_code}",
+        "-X",
+        "POST",
+        url,
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        json.dumps(body),
+    ]
     for header in headers:
         command += ["-H", header]
     output = subprocess.run(command, capture_output=True, text=True, timeout=30, check=True).stdout
@@ -60,9 +71,14 @@ def post_chunked(url: str, body: bytes, headers: dict) -> tuple[int, dict]:
     parts = urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     try:
-        chunks = (body[start:start + 4096] for start in range(0, len(body), 4096))
-        connection.request("POST", "/livekit/token", body=chunks, encode_chunked=True,
-                           headers={"Content-Type": "application/json", **headers})
+        chunks = (body[start : start + 4096] for start in range(0, len(body), 4096))
+        connection.request(
+            "POST",
+            "/livekit/token",
+            body=chunks,
+            encode_chunked=True,
+            headers={"Content-Type": "application/json", **headers},
+        )
         response = connection.getresponse()
         return response.status, json.loads(response.read())
     finally:

@@ -38,6 +38,7 @@ def holds(request, tmp_path):
 def lose(holds, request):
     """Make the `holds` store lose every record, as a flush or a restart without persistence
     would (SQLite: every row deleted by another connection)."""
+
     def forget():
         if isinstance(holds.store, RedisHolds):
             request.getfixturevalue("redis_server").restart()
@@ -45,6 +46,7 @@ def lose(holds, request):
         with sqlite3.connect(holds.store.path) as db:
             for table in ("holds", "removals", "locks", "meta"):
                 db.execute(f"DELETE FROM {table}")
+
     return forget
 
 
@@ -100,7 +102,11 @@ def test_compare_and_set_applies_only_to_the_hold_as_seen(holds):
     current = holds.get("room")
     assert holds.transfer("room", current, "globex", MINUTE, True)
     moved = holds.get("room")
-    assert (moved.holder, moved.pending, moved.until - moved.now <= MINUTE) == ("globex", True, True)
+    assert (moved.holder, moved.pending, moved.until - moved.now <= MINUTE) == (
+        "globex",
+        True,
+        True,
+    )
     assert not holds.transfer("other", current, "globex", MINUTE, False)  # no record to change
     assert holds.transfer("other", None, "globex", MINUTE, False)
     assert not holds.transfer("other", None, "acme", MINUTE, False)
@@ -231,58 +237,71 @@ def test_storage_down_is_503_with_nothing_written(make_app, tenants, livekit, ca
     url = f"redis://:a-redis-password@127.0.0.1:{find_free_port()}/0"
     client = make_app(STORAGE_URL=url, STORAGE_TIMEOUT="0.5").test_client()
     starting = [r.getMessage() for r in caplog.records if "did not answer" in r.getMessage()]
-    assert starting == ["starting: the storage at 127.0.0.1 did not answer; /readyz checks it "
-                        "again"]
+    assert starting == [
+        "starting: the storage at 127.0.0.1 did not answer; /readyz checks it again"
+    ]
     caplog.clear()
     started = time.monotonic()
     response = client.post("/livekit/token", json=BODY, headers=tenants.headers("acme"))
     assert time.monotonic() - started < 2.0
     assert (response.status_code, response.json["code"]) == (503, "storage_unavailable")
     assert livekit.calls == {} and livekit.get_room(BODY["room_name"]) is None
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
-                and "storage" in r.getMessage()]
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "storage" in r.getMessage()
+    ]
     assert warnings == ["storage at 127.0.0.1 failed in claim (ConnectionError)"]
     assert "a-redis-password" not in response.get_data(as_text=True)
 
 
-def test_storage_that_stops_answering_is_503_within_the_timeout(make_app, tenants, livekit,
-                                                                redis_server):
+def test_storage_that_stops_answering_is_503_within_the_timeout(
+    make_app, tenants, livekit, redis_server
+):
     """A Redis that accepts but never answers (stopped with SIGSTOP): 503 after STORAGE_TIMEOUT,
     nothing written to LiveKit; it answers again once resumed. The claim it ran after resuming
     holds the name's creation lock, whose answer was lost: that name is 503 room_busy (with
     Retry-After) until the lock expires, like a crashed creator's; other names are served."""
-    client = make_app(STORAGE_URL=redis_server.url, STORAGE_TIMEOUT="0.5",
-                      LIVEKIT_TIMEOUT="0.2").test_client()
+    client = make_app(
+        STORAGE_URL=redis_server.url, STORAGE_TIMEOUT="0.5", LIVEKIT_TIMEOUT="0.2"
+    ).test_client()
     assert client.post("/livekit/token", json=BODY, headers=tenants.headers()).status_code == 200
     livekit.calls.clear()
     redis_server.pause()
     try:
         started = time.monotonic()
-        response = client.post("/livekit/token", json={**BODY, "room_name": "other"},
-                               headers=tenants.headers())
+        response = client.post(
+            "/livekit/token", json={**BODY, "room_name": "other"}, headers=tenants.headers()
+        )
         elapsed = time.monotonic() - started
     finally:
         redis_server.resume()
     assert (response.status_code, response.json["code"]) == (503, "storage_unavailable")
     assert 0.4 < elapsed < 2.0
     assert livekit.calls == {} and livekit.get_room("other") is None
-    again = client.post("/livekit/token", json={**BODY, "room_name": "other"},
-                        headers=tenants.headers())
+    again = client.post(
+        "/livekit/token", json={**BODY, "room_name": "other"}, headers=tenants.headers()
+    )
     assert (again.status_code, again.json["code"]) == (503, "room_busy")
     assert 1 <= int(again.headers["Retry-After"]) <= 40
-    fresh = client.post("/livekit/token", json={**BODY, "room_name": "another"},
-                        headers=tenants.headers())
+    fresh = client.post(
+        "/livekit/token", json={**BODY, "room_name": "another"}, headers=tenants.headers()
+    )
     assert fresh.status_code == 200
 
 
 def test_storage_calls_are_in_metrics_without_tenant_or_room(make_app, tenants):
     """/metrics counts storage calls by operation and outcome, with no tenant or room label."""
     client = make_app(METRICS_ENABLED="true").test_client()
-    client.post("/livekit/token", json={**BODY, "room_name": "metrics-room"},
-                headers=tenants.headers("metrics-tenant"))
+    client.post(
+        "/livekit/token",
+        json={**BODY, "room_name": "metrics-room"},
+        headers=tenants.headers("metrics-tenant"),
+    )
     text = client.get("/metrics").get_data(as_text=True)
-    claims = [line for line in text.splitlines()
-              if line.startswith("tokensvc_storage_calls_total{")]
+    claims = [
+        line for line in text.splitlines() if line.startswith("tokensvc_storage_calls_total{")
+    ]
     assert any('operation="claim"' in line and 'outcome="ok"' in line for line in claims)
     assert any('operation="verify"' in line for line in claims)
     assert "metrics-tenant" not in text and "metrics-room" not in text
@@ -291,14 +310,19 @@ def test_storage_calls_are_in_metrics_without_tenant_or_room(make_app, tenants):
 def test_default_storage_is_a_file_in_the_instance_folder(make_app):
     """STORAGE_URL unset: a SQLite file named tokensvc.sqlite3 in the app's instance folder."""
     app = make_app(STORAGE_URL=None)
-    assert service_state(app).issuer.ownership.holds.where == f"{app.instance_path}/tokensvc.sqlite3"
+    assert (
+        service_state(app).issuer.ownership.holds.where == f"{app.instance_path}/tokensvc.sqlite3"
+    )
 
 
-@pytest.mark.parametrize("url, message", [
-    ("memory://", "STORAGE_URL: expected sqlite:///path or a redis://"),
-    ("postgres://db/x", "STORAGE_URL: expected sqlite:///path or a redis://"),
-    ("sqlite://", "STORAGE_URL: a sqlite URL names a file"),
-])
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("memory://", "STORAGE_URL: expected sqlite:///path or a redis://"),
+        ("postgres://db/x", "STORAGE_URL: expected sqlite:///path or a redis://"),
+        ("sqlite://", "STORAGE_URL: a sqlite URL names a file"),
+    ],
+)
 def test_unusable_storage_url_stops_start_up(make_app, url, message):
     """A STORAGE_URL of another kind stops the service at start-up, naming the setting."""
     from tokensvc import ConfigError
@@ -308,8 +332,7 @@ def test_unusable_storage_url_stops_start_up(make_app, url, message):
 
 
 @pytest.mark.slow
-def test_every_worker_sees_the_same_holds_and_a_restart_keeps_them(make_gunicorn, tenants,
-                                                                   livekit):
+def test_every_worker_sees_the_same_holds_and_a_restart_keeps_them(make_gunicorn, tenants, livekit):
     """gunicorn with 2 workers on the embedded store: with only one worker running at a time
     (the other stopped), each refuses globex acme's name; after a restart on the same file the
     hold is still there, and acme's next token costs no LiveKit call."""
@@ -326,8 +349,9 @@ def test_every_worker_sees_the_same_holds_and_a_restart_keeps_them(make_gunicorn
             os.kill(pid, signal.SIGSTOP)
         try:
             livekit.calls.clear()
-            status, body, _ = server.post("/livekit/token", BODY, tenants.headers("globex"),
-                                          timeout=10)
+            status, body, _ = server.post(
+                "/livekit/token", BODY, tenants.headers("globex"), timeout=10
+            )
             assert (status, body["code"]) == (403, "room_forbidden")
             assert livekit.calls == {}
         finally:
@@ -338,7 +362,8 @@ def test_every_worker_sees_the_same_holds_and_a_restart_keeps_them(make_gunicorn
     restarted = make_gunicorn()
     livekit.calls.clear()
     assert restarted.post("/livekit/token", BODY, tenants.headers("globex"))[1]["code"] == (
-        "room_forbidden")
+        "room_forbidden"
+    )
     assert livekit.calls == {}
     assert restarted.post("/livekit/token", BODY, tenants.headers("acme"))[0] == 200
     assert livekit.calls == {}
@@ -382,16 +407,23 @@ def test_claim_says_whether_the_identity_was_removed(holds):
     assert not holds.claim("room", "acme", MINUTE).removed
 
 
-@pytest.mark.parametrize("options, problem", [
-    ((), None),
-    (("--maxmemory-policy", "allkeys-lru"), "maxmemory-policy allkeys-lru"),
-    (("--maxmemory-policy", "volatile-lru", "--rename-command", "CONFIG", ""),
-     "maxmemory-policy volatile-lru"),
-], ids=["noeviction", "allkeys-lru", "volatile-lru-without-config"])
+@pytest.mark.parametrize(
+    "options, problem",
+    [
+        ((), None),
+        (("--maxmemory-policy", "allkeys-lru"), "maxmemory-policy allkeys-lru"),
+        (
+            ("--maxmemory-policy", "volatile-lru", "--rename-command", "CONFIG", ""),
+            "maxmemory-policy volatile-lru",
+        ),
+    ],
+    ids=["noeviction", "allkeys-lru", "volatile-lru-without-config"],
+)
 def test_a_redis_that_may_evict_is_named(options, problem):
     """durability_problem reads Redis's eviction policy (from INFO where CONFIG is disabled)."""
-    server = RedisServer(shutil.which("redis-server") or unavailable("no redis-server"),
-                         find_free_port(), *options).start()
+    server = RedisServer(
+        shutil.which("redis-server") or unavailable("no redis-server"), find_free_port(), *options
+    ).start()
     try:
         store = open_holds(server.url, timeout=2.0)
         found = store.durability_problem()
@@ -405,8 +437,12 @@ def test_a_redis_that_may_evict_stops_start_up(make_app):
     """STORAGE_URL on a Redis with allkeys-lru: the service refuses to start, naming it."""
     from tokensvc import ConfigError
 
-    server = RedisServer(shutil.which("redis-server") or unavailable("no redis-server"),
-                         find_free_port(), "--maxmemory-policy", "allkeys-lru").start()
+    server = RedisServer(
+        shutil.which("redis-server") or unavailable("no redis-server"),
+        find_free_port(),
+        "--maxmemory-policy",
+        "allkeys-lru",
+    ).start()
     try:
         with pytest.raises(ConfigError, match="STORAGE_URL: .*maxmemory-policy allkeys-lru"):
             make_app(STORAGE_URL=server.url)
@@ -421,8 +457,13 @@ def test_writes_wait_for_the_replicas_asked_for(redis_server):
     with pytest.raises(StorageUnavailable):
         alone.claim("room", "acme", MINUTE)
     alone.close()
-    replica = RedisServer(shutil.which("redis-server"), find_free_port(),
-                          "--replicaof", "127.0.0.1", str(redis_server.port)).start()
+    replica = RedisServer(
+        shutil.which("redis-server"),
+        find_free_port(),
+        "--replicaof",
+        "127.0.0.1",
+        str(redis_server.port),
+    ).start()
     try:
         store = open_holds(redis_server.url, timeout=5.0, replicas=1)
         deadline = time.monotonic() + 10

@@ -13,7 +13,12 @@ def test_every_import_follows_the_layers():
     know nothing of Flask, the testing package stands alone."""
     command = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
     assert command, "import-linter is not installed (requirements-dev.txt)"
-    run = subprocess.run([command, "--config", str(ROOT / "setup.cfg")], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [command, "--config", str(ROOT / "setup.cfg")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "4 kept, 0 broken" in run.stdout

@@ -17,14 +17,17 @@ def test_round_trips_per_token(make_app, tenants, livekit):
     livekit.calls.clear()
     client.post("/livekit/token", json=BODY, headers=tenants.headers("acme"))
     assert livekit.calls == {}
-    assert client.post("/livekit/token", json=BODY,
-                       headers=tenants.headers("globex")).status_code == 403
+    assert (
+        client.post("/livekit/token", json=BODY, headers=tenants.headers("globex")).status_code
+        == 403
+    )
     assert livekit.calls == {}
     assert livekit.call_count("UpdateRoomMetadata") == 0
 
 
 def test_many_request_threads_share_a_few_kept_alive_connections(app, tenants, livekit):
     """Sixty-four requests from eight threads: one pool, at most eight connections opened."""
+
     def ask(number):
         with app.test_client() as client:
             body = {**BODY, "room_name": f"room-{number % 8}"}

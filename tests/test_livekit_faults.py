@@ -8,7 +8,6 @@ import pytest
 from support.tokens import BODY
 
 
-
 @pytest.mark.parametrize("missing", ["LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"])
 def test_livekit_not_configured(make_app, tenants, missing):
     """Any LiveKit setting absent: the service starts, and the token route answers 500."""
@@ -85,9 +84,11 @@ def test_refused_connection_is_503_saying_so(make_app, tenants, caplog):
     response = tenants.ask(client)
     assert (response.status_code, response.json["code"]) == (503, "livekit_unavailable")
     assert response.json["error"] == "LiveKit could not be reached (connection refused)"
-    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"
-            and "could not be reached" in r.getMessage()] == [
-        "LiveKit at 127.0.0.1:9 could not be reached: connection refused"]
+    assert [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelname == "WARNING" and "could not be reached" in r.getMessage()
+    ] == ["LiveKit at 127.0.0.1:9 could not be reached: connection refused"]
 
 
 def test_errors_never_leak_secrets_or_tokens(make_app, tenants, livekit):

@@ -35,8 +35,11 @@ def webhooked(make_webhooked):
 
 def ask(client, tenants, tenant, identity):
     """A token for `identity` in ROOM as `tenant`: (status, body)."""
-    response = client.post("/livekit/token", headers=tenants.headers(tenant),
-                           json={**BODY, "room_name": ROOM, "participant_identity": identity})
+    response = client.post(
+        "/livekit/token",
+        headers=tenants.headers(tenant),
+        json={**BODY, "room_name": ROOM, "participant_identity": identity},
+    )
     return response.status_code, response.json
 
 
@@ -50,8 +53,9 @@ def wait_for(condition, seconds=20.0):
     return False
 
 
-def test_a_participant_of_another_tenant_is_removed_within_a_second(webhooked, tenants, call,
-                                                                    capsys):
+def test_a_participant_of_another_tenant_is_removed_within_a_second(
+    webhooked, tenants, call, capsys
+):
     """acme's room; a participant joins with a token minted with LiveKit's keys whose
     tokensvc.tenant names globex: participant_joined reaches the service, which removes it. One
     without the attribute (an agent, say) stays."""
@@ -62,8 +66,13 @@ def test_a_participant_of_another_tenant_is_removed_within_a_second(webhooked, t
     grants = api.VideoGrants(room_join=True, room=ROOM, can_subscribe=True)
 
     def minted(identity, attributes):
-        return (api.AccessToken(LIVEKIT_KEY, LIVEKIT_SECRET).with_identity(identity)
-                .with_grants(grants).with_attributes(attributes).to_jwt())
+        return (
+            api.AccessToken(LIVEKIT_KEY, LIVEKIT_SECRET)
+            .with_identity(identity)
+            .with_grants(grants)
+            .with_attributes(attributes)
+            .to_jwt()
+        )
 
     call.join("agent", server.ws_url, minted("agent", {}))
     joined = time.monotonic()
@@ -110,20 +119,24 @@ def test_an_unseen_rejoin_keeps_the_name_its_holders(webhooked, tenants, call):
     assert ask(client, tenants, "globex", "gina")[0] == 403
 
 
-def test_a_tenants_webhooks_get_its_rooms_events_from_a_real_server(make_webhooked, tenants,
-                                                                    call, make_receiver,
-                                                                    make_worker):
+def test_a_tenants_webhooks_get_its_rooms_events_from_a_real_server(
+    make_webhooked, tenants, call, make_receiver, make_worker
+):
     """acme and globex subscribe receivers; a real participant of acme's joins and leaves and
     the room closes: acme's receiver gets room_started, participant_joined, participant_left
     and room_finished for its room, each signed (standardwebhooks verifies); globex's gets
     nothing."""
-    app, server = make_webhooked(ROOM_EMPTY_TIMEOUT="1", ROOM_DEPARTURE_TIMEOUT="1",
-                                 TENANT_WEBHOOKS_ALLOW_PRIVATE="true")
+    app, server = make_webhooked(
+        ROOM_EMPTY_TIMEOUT="1", ROOM_DEPARTURE_TIMEOUT="1", TENANT_WEBHOOKS_ALLOW_PRIVATE="true"
+    )
     client = app.test_client()
     acme, globex = make_receiver(), make_receiver()
     for tenant, receiver in (("acme", acme), ("globex", globex)):
-        answer = client.post("/livekit/webhook-endpoints", json={"url": receiver.url},
-                             headers=tenants.headers(tenant))
+        answer = client.post(
+            "/livekit/webhook-endpoints",
+            json={"url": receiver.url},
+            headers=tenants.headers(tenant),
+        )
         receiver.secret = answer.json["secret"]
     make_worker(app)
     status, body = ask(client, tenants, "acme", "alice")
@@ -133,15 +146,17 @@ def test_a_tenants_webhooks_get_its_rooms_events_from_a_real_server(make_webhook
     assert wait_for(lambda: wanted <= {event["type"] for event in acme.events()}, 15)
     leave(call, "alice")
     wanted |= {"participant_left", "room_finished"}
-    assert wait_for(lambda: wanted <= {event["type"] for event in acme.events()}, 20), \
-        [event["type"] for event in acme.events()]
+    assert wait_for(lambda: wanted <= {event["type"] for event in acme.events()}, 20), [
+        event["type"] for event in acme.events()
+    ]
     assert all(item.event is not None for item in acme.received)
     for event in acme.events():
         assert event["data"]["room"]["name"] == ROOM
         if "participant" in event["data"]:
             assert event["data"]["participant"]["identity"] == "alice"
-            assert not any(key.startswith("tokensvc.")
-                           for key in event["data"]["participant"]["attributes"])
+            assert not any(
+                key.startswith("tokensvc.") for key in event["data"]["participant"]["attributes"]
+            )
     assert globex.tried == 0
 
 

@@ -21,8 +21,14 @@ def test_request_id_is_generated_and_echoed(client):
 
 @pytest.mark.parametrize(
     ("incoming", "kept"),
-    [("req-123.abc:7", True), ("x" * 128, True), ("x" * 129, False), ("a b", False),
-     ("<script>", False), ("", False)],
+    [
+        ("req-123.abc:7", True),
+        ("x" * 128, True),
+        ("x" * 129, False),
+        ("a b", False),
+        ("<script>", False),
+        ("", False),
+    ],
 )
 def test_incoming_request_id_kept_only_if_sane(client, incoming, kept):
     """A sane X-Request-ID is honoured; anything else is replaced."""
@@ -32,19 +38,27 @@ def test_incoming_request_id_kept_only_if_sane(client, incoming, kept):
 
 def test_json_access_line(client, tenants, livekit, access_log):
     """One JSON line per request: id, method, path, status, tenant, room, outcome, calls, time."""
-    response = client.post("/livekit/token", json=BODY, headers={
-        **tenants.headers("acme"), "X-Request-ID": "trace-1"})
+    response = client.post(
+        "/livekit/token", json=BODY, headers={**tenants.headers("acme"), "X-Request-ID": "trace-1"}
+    )
     forbidden = client.post("/livekit/token", json=BODY, headers=tenants.headers("globex"))
     lines = access_log.fields()
     assert len(lines) == 2
     ok, refused = lines
     assert ok["request_id"] == "trace-1" == response.headers["X-Request-ID"]
     assert (ok["method"], ok["path"], ok["status"], ok["outcome"]) == (
-        "POST", "/livekit/token", 200, "ok")
+        "POST",
+        "/livekit/token",
+        200,
+        "ok",
+    )
     assert (ok["tenant"], ok["room"], ok["livekit_calls"]) == ("acme", BODY["room_name"], 2)
     assert ok["duration_ms"] > 0
     assert (refused["status"], refused["outcome"], refused["livekit_calls"]) == (
-        403, "room_forbidden", 0)
+        403,
+        "room_forbidden",
+        0,
+    )
     assert refused["request_id"] == forbidden.headers["X-Request-ID"]
 
 
@@ -54,7 +68,9 @@ def test_logfmt_access_line(make_app, access_log):
     client.post("/livekit/token", json={**BODY, "room_name": "a room"})
     client.post("/livekit/token", data="{", content_type="application/json")
     ok, bad = access_log.lines("logfmt")
-    assert {"method=POST", "path=/livekit/token", "client=127.0.0.1", "status=200"} <= set(ok.split())
+    assert {"method=POST", "path=/livekit/token", "client=127.0.0.1", "status=200"} <= set(
+        ok.split()
+    )
     assert 'room="a room"' in ok and "outcome=ok" in ok and "livekit_calls=0" in ok
     assert "status=400" in bad and "outcome=invalid_request" in bad
 
@@ -69,8 +85,9 @@ def test_unauthorized_request_is_logged_without_the_token(client, access_log, te
 
 
 @pytest.mark.slow
-def test_every_service_line_is_json_with_request_id_and_livekit_host(make_gunicorn, tenants,
-                                                                     livekit):
+def test_every_service_line_is_json_with_request_id_and_livekit_host(
+    make_gunicorn, tenants, livekit
+):
     """Under gunicorn, every line written parses as JSON, gunicorn's own included: the start-up
     line names the LiveKit host, a warning carries the request id and the host, access lines as
     ever."""
@@ -81,11 +98,16 @@ def test_every_service_line_is_json_with_request_id_and_livekit_host(make_gunico
     livekit.faults.error = None
     output = server.close()
     lines = [json.loads(line) for line in output.splitlines()]  # gunicorn's own lines too
-    assert any(line.get("logger") == "gunicorn.error" and "Booting worker" in line["message"]
-               for line in lines)
+    assert any(
+        line.get("logger") == "gunicorn.error" and "Booting worker" in line["message"]
+        for line in lines
+    )
     host = livekit.ws_url.removeprefix("ws://")
-    assert {"level": "info", "logger": "tokensvc",
-            "message": f"starting: LiveKit server API at {host}"} in lines
+    assert {
+        "level": "info",
+        "logger": "tokensvc",
+        "message": f"starting: LiveKit server API at {host}",
+    } in lines
     (warning,) = [line for line in lines if line.get("level") == "warning"]
     assert warning["request_id"] == headers["X-Request-ID"]
     assert host in warning["message"] and "ListRooms" in warning["message"]
@@ -96,8 +118,11 @@ def test_every_service_line_is_json_with_request_id_and_livekit_host(make_gunico
 def test_start_up_line_says_livekit_is_not_configured(make_app, caplog):
     """Without the LiveKit settings, one warning at start-up says so and what the route answers."""
     make_app(LIVEKIT_URL=None)
-    (line,) = [r.getMessage() for r in caplog.records
-               if r.getMessage().startswith("starting:") and "LiveKit" in r.getMessage()]
+    (line,) = [
+        r.getMessage()
+        for r in caplog.records
+        if r.getMessage().startswith("starting:") and "LiveKit" in r.getMessage()
+    ]
     assert "LiveKit is not configured" in line and "livekit_not_configured" in line
 
 
@@ -108,8 +133,15 @@ def test_error_line_with_traceback_is_one_line(app, style):
     try:
         raise RuntimeError("boom")
     except RuntimeError:
-        record = logging.LogRecord("tokensvc.views", logging.ERROR, __file__, 1,
-                                   "token request failed unexpectedly", None, sys.exc_info())
+        record = logging.LogRecord(
+            "tokensvc.views",
+            logging.ERROR,
+            __file__,
+            1,
+            "token request failed unexpectedly",
+            None,
+            sys.exc_info(),
+        )
     with app.test_request_context():
         g.request_id = "req-7"
         line = formatter.format(record)

@@ -53,16 +53,23 @@ def test_metrics_bearer_token(make_app, serve):
 
 def test_jwks_fetches_are_counted(make_app, tenants, livekit):
     """A JWKS that cannot be reached counts one failed fetch (in-process registry, as a delta)."""
+
     def failed():
         return REGISTRY.get_sample_value("tokensvc_jwks_fetches_total", {"outcome": "failed"}) or 0
 
     before = failed()
-    client = make_app(METRICS_ENABLED="true", AUTH_JWT_SECRET=None, AUTH_REQUIRED="true",
-                      AUTH_JWKS_URL="http://127.0.0.1:9/jwks.json", LIVEKIT_TIMEOUT="2"
-                      ).test_client()
+    client = make_app(
+        METRICS_ENABLED="true",
+        AUTH_JWT_SECRET=None,
+        AUTH_REQUIRED="true",
+        AUTH_JWKS_URL="http://127.0.0.1:9/jwks.json",
+        LIVEKIT_TIMEOUT="2",
+    ).test_client()
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     token = jwt.encode({"sub": "acme", "exp": 4102444800}, key, "RS256", headers={"kid": "k"})
-    response = client.post("/livekit/token", json=BODY, headers={"Authorization": f"Bearer {token}"})
+    response = client.post(
+        "/livekit/token", json=BODY, headers={"Authorization": f"Bearer {token}"}
+    )
     assert response.status_code == 503
     assert failed() == before + 1
 
@@ -75,10 +82,12 @@ def test_metrics_add_up_both_workers(make_gunicorn, tenants, livekit, tmp_path):
     server = make_gunicorn(METRICS_ENABLED="true", PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
     acme, globex = tenants.headers("acme"), tenants.headers("globex")
     livekit.add_room("taken", '{"auth_id": "umbrella"}')
-    asks = ([({**BODY, "room_name": f"new-{n}"}, acme) for n in range(6)]
-            + [({**BODY, "room_name": "taken"}, globex)] * 3         # 403
-            + [({**BODY, "room_name": "open"}, {})] * 4              # anonymous
-            + [({"room_name": "x"}, acme)] * 2)                      # 400
+    asks = (
+        [({**BODY, "room_name": f"new-{n}"}, acme) for n in range(6)]
+        + [({**BODY, "room_name": "taken"}, globex)] * 3  # 403
+        + [({**BODY, "room_name": "open"}, {})] * 4  # anonymous
+        + [({"room_name": "x"}, acme)] * 2
+    )  # 400
     barrier = threading.Barrier(8)
 
     def post(ask):
@@ -107,9 +116,12 @@ def test_metrics_add_up_both_workers(make_gunicorn, tenants, livekit, tmp_path):
         # LiveKit is asked only for names the record did not hold yet: ListRooms for the six
         # new, "taken" and "open"; CreateRoom for the six new and "open".
         assert value(samples, "tokensvc_livekit_calls_total", method="ListRooms", outcome="ok") == 8
-        assert value(samples, "tokensvc_livekit_calls_total", method="CreateRoom", outcome="ok") == 7
-        assert value(samples, "tokensvc_livekit_call_duration_seconds_count",
-                     method="CreateRoom") == 7
+        assert (
+            value(samples, "tokensvc_livekit_calls_total", method="CreateRoom", outcome="ok") == 7
+        )
+        assert (
+            value(samples, "tokensvc_livekit_call_duration_seconds_count", method="CreateRoom") == 7
+        )
     labels = {label for (_, pairs) in samples for label in pairs}
     assert not {value for _, value in labels} & {"acme", "globex", "umbrella", "taken", "new-0"}
     recorded = {path.stem.rsplit("_", 1)[1] for path in tmp_path.glob("counter_*.db")}

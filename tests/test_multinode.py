@@ -39,20 +39,36 @@ class Cluster:
         self.nodes, self.node_ids, self.services = [], [], []
         keys = {LIVEKIT_KEY: LIVEKIT_SECRET}
         service_ports = [find_free_port() for _ in range(2)]
-        webhook = {"webhook": {"api_key": LIVEKIT_KEY, "urls": [
-            f"http://127.0.0.1:{port}/livekit/webhook" for port in service_ports]}}
+        webhook = {
+            "webhook": {
+                "api_key": LIVEKIT_KEY,
+                "urls": [f"http://127.0.0.1:{port}/livekit/webhook" for port in service_ports],
+            }
+        }
         for _ in range(2):
             known = set(self.client.hkeys("nodes"))
             ports = tuple(find_free_port() for _ in range(3))
-            node = LiveKitServer(binary, keys, ports, MEDIA_IP, redis_url=self.redis.url,
-                                 extra={**webhook, **(extra or {})}).start()
+            node = LiveKitServer(
+                binary,
+                keys,
+                ports,
+                MEDIA_IP,
+                redis_url=self.redis.url,
+                extra={**webhook, **(extra or {})},
+            ).start()
             self.nodes.append(node)
             self.node_ids.append(self._new_node_id(known))
         for node, port in zip(self.nodes, service_ports):
-            env = {"LIVEKIT_URL": node.ws_url, "LIVEKIT_API_KEY": LIVEKIT_KEY,
-                   "LIVEKIT_API_SECRET": LIVEKIT_SECRET, "AUTH_JWT_SECRET": TENANT_SECRET,
-                   "STORAGE_URL": self.redis.url, "WEB_CONCURRENCY": "2",
-                   "ROOM_EMPTY_TIMEOUT": "900", "ROOM_DEPARTURE_TIMEOUT": "900"}
+            env = {
+                "LIVEKIT_URL": node.ws_url,
+                "LIVEKIT_API_KEY": LIVEKIT_KEY,
+                "LIVEKIT_API_SECRET": LIVEKIT_SECRET,
+                "AUTH_JWT_SECRET": TENANT_SECRET,
+                "STORAGE_URL": self.redis.url,
+                "WEB_CONCURRENCY": "2",
+                "ROOM_EMPTY_TIMEOUT": "900",
+                "ROOM_DEPARTURE_TIMEOUT": "900",
+            }
             self.services.append(GunicornProcess(env, port))
 
     def _new_node_id(self, known: set) -> bytes:
@@ -133,7 +149,7 @@ def test_no_room_gives_tokens_to_two_tenants_across_nodes(cluster, tenants, caps
     for round_no in range(ROUNDS):
         room, count = f"nodes-{round_no}", 2 + round_no % 3
         start = round_no % len(TENANTS)
-        contenders[room] = (TENANTS * 2)[start:start + count]
+        contenders[room] = (TENANTS * 2)[start : start + count]
         asks = [(cluster.services[i % 2], t, room) for i, t in enumerate(contenders[room])]
         results, overlapped = ask_at_once(asks, tenants)
         tally.record(results)
@@ -143,8 +159,10 @@ def test_no_room_gives_tokens_to_two_tenants_across_nodes(cluster, tenants, caps
         tally.record(ask_at_once(asks, tenants)[0])
     shared = tally.shared()
     with capsys.disabled():
-        print(f"\nrace on two livekit-server nodes: {ROUNDS} rounds, {raced} with every request "
-              f"in the service at once, {len(shared)} rooms gave tokens to two tenants")
+        print(
+            f"\nrace on two livekit-server nodes: {ROUNDS} rounds, {raced} with every request "
+            f"in the service at once, {len(shared)} rooms gave tokens to two tenants"
+        )
     assert shared == {}
     assert sorted(tally.granted) == sorted(contenders)
     assert raced >= ROUNDS // 4, "the tenants' requests hardly ever overlapped"
@@ -162,8 +180,9 @@ def test_killed_node_gives_none_of_its_rooms_to_another_tenant(cluster, tenants)
     rooms = {}
     for number in range(12):
         room = f"failover-{number}"
-        status, _, _ = cluster.services[0].post("/livekit/token", {**BODY, "room_name": room},
-                                                tenants.headers("acme"))
+        status, _, _ = cluster.services[0].post(
+            "/livekit/token", {**BODY, "room_name": room}, tenants.headers("acme")
+        )
         assert status == 200
         rooms[room] = cluster.node_of(room)
     doomed = [room for room, node in rooms.items() if node == 1]
@@ -172,12 +191,14 @@ def test_killed_node_gives_none_of_its_rooms_to_another_tenant(cluster, tenants)
     survivor, url = cluster.services[0], cluster.nodes[0].ws_url
     for room in doomed:
         for tenant in ("globex", "initech"):
-            status, body, _ = survivor.post("/livekit/token", {**BODY, "room_name": room},
-                                            tenants.headers(tenant))
+            status, body, _ = survivor.post(
+                "/livekit/token", {**BODY, "room_name": room}, tenants.headers(tenant)
+            )
             assert (status, body["code"]) == (403, "room_forbidden")
     room = doomed[0]
-    status, body, _ = survivor.post("/livekit/token", {**BODY, "room_name": room},
-                                    tenants.headers("acme"))
+    status, body, _ = survivor.post(
+        "/livekit/token", {**BODY, "room_name": room}, tenants.headers("acme")
+    )
     assert status == 200
     deadline, refused = time.monotonic() + 60, 0
     while True:
@@ -191,8 +212,9 @@ def test_killed_node_gives_none_of_its_rooms_to_another_tenant(cluster, tenants)
     assert (name, owner(metadata)) == (room, "acme")
     assert cluster.node_of(room) == 0
     for tenant in ("globex", "initech"):
-        status, _, _ = survivor.post("/livekit/token", {**BODY, "room_name": room},
-                                     tenants.headers(tenant))
+        status, _, _ = survivor.post(
+            "/livekit/token", {**BODY, "room_name": room}, tenants.headers(tenant)
+        )
         assert status == 403
 
 
@@ -212,12 +234,15 @@ def test_joins_racing_to_recreate_a_room_across_nodes(cluster, tenants, capsys):
         cluster.delete_room(room)
         first, second = meet(tokens, seconds=4)
         split += (first, second) != ({"acme-1"}, {"acme-0"})
-        rooms = twirp(cluster.nodes[1].ports[0], {LIVEKIT_KEY: LIVEKIT_SECRET}, "ListRooms",
-                      {"names": [room]}).get("rooms", [])
+        rooms = twirp(
+            cluster.nodes[1].ports[0], {LIVEKIT_KEY: LIVEKIT_SECRET}, "ListRooms", {"names": [room]}
+        ).get("rooms", [])
         assert all(owner(found["metadata"]) == "acme" for found in rooms)
     with capsys.disabled():
-        print(f"\njoins re-creating an ended room through two nodes at once (auto_create on): "
-              f"{split} of {JOIN_TRIALS} trials split the participants into two rooms")
+        print(
+            f"\njoins re-creating an ended room through two nodes at once (auto_create on): "
+            f"{split} of {JOIN_TRIALS} trials split the participants into two rooms"
+        )
 
 
 def test_without_auto_create_only_the_service_starts_a_room(make_cluster, tenants):

@@ -18,7 +18,6 @@ ROOM = "name-reuse"
 GRACE_S = 720  # max(600 s, TOKEN_TTL) + 60 s + HOLD_MARGIN: a refreshed token's life
 
 
-
 def owner(metadata: str) -> str | None:
     """The auth_id in a room's metadata."""
     return json.loads(metadata).get("auth_id")
@@ -49,8 +48,9 @@ def wait_until_gone(livekit, room: str = ROOM, seconds: float = 30) -> None:
 
 
 @pytest.mark.livekit_server("emulator")
-def test_held_name_passes_on_only_after_a_grace_with_the_room_gone(make_app, tenants, livekit,
-                                                                   backend):
+def test_held_name_passes_on_only_after_a_grace_with_the_room_gone(
+    make_app, tenants, livekit, backend
+):
     """Hold run out, room gone: 403 and the grace starts (one ListRooms); within it 403 with no
     LiveKit call; once it is over, the next tenant gets the name and the old holder is refused."""
     app = make_app(STORAGE_URL=backend)
@@ -185,8 +185,9 @@ def test_refreshed_token_after_the_join_token_expired(make_app, tenants, livekit
     """TOKEN_TTL=30: A joins, keeps LiveKit's refreshed token, leaves; the room closes. 95 s
     after A's token was minted (its own life and LiveKit's leeway over), B asks: 403. The
     refreshed token still joins, and lands in A's room, never B's."""
-    client = make_app(TOKEN_TTL="30", ROOM_EMPTY_TIMEOUT="2",
-                      ROOM_DEPARTURE_TIMEOUT="1").test_client()
+    client = make_app(
+        TOKEN_TTL="30", ROOM_EMPTY_TIMEOUT="2", ROOM_DEPARTURE_TIMEOUT="1"
+    ).test_client()
     minted = time.monotonic()
     response = tenants.ask(client, "acme", room=ROOM)
     assert response.status_code == 200
@@ -211,8 +212,9 @@ def test_refreshed_token_after_the_join_token_expired(make_app, tenants, livekit
 def test_refreshed_token_of_a_long_meeting(make_app, tenants, livekit):
     """A stays connected past one 5-minute refresh, then the room is ended (DeleteRoom): B is
     refused, and A's newest refreshed token lands only in A's room."""
-    client = make_app(TOKEN_TTL="30", ROOM_EMPTY_TIMEOUT="2",
-                      ROOM_DEPARTURE_TIMEOUT="1").test_client()
+    client = make_app(
+        TOKEN_TTL="30", ROOM_EMPTY_TIMEOUT="2", ROOM_DEPARTURE_TIMEOUT="1"
+    ).test_client()
     response = tenants.ask(client, "acme", room=ROOM)
     url = response.json["livekit_url"]
     name, metadata, refreshed = stay(url, response.json["token"], seconds=305, refreshes=2)

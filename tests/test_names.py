@@ -23,10 +23,13 @@ VECTORS = [
 ]
 
 TENANTS = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40).filter(
-    lambda text: len(text.encode("utf-8")) <= 256)
+    lambda text: len(text.encode("utf-8")) <= 256
+)
 HOLDERS = st.one_of(st.just(""), TENANTS, st.sampled_from(["a", "a:b", "~", "1", ":", "9:"]))
-ROOMS = st.one_of(st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40),
-                  st.sampled_from([":", "::", "~:x", "1:a:b", "a", "b:c"]))
+ROOMS = st.one_of(
+    st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40),
+    st.sampled_from([":", "::", "~:x", "1:a:b", "a", "b:c"]),
+)
 
 
 @pytest.mark.parametrize("holder, room, name", VECTORS)
@@ -45,14 +48,14 @@ def test_encoding_is_injective(holder, room, other_holder, other_room):
         assert encode(holder, room) != encode(other_holder, other_room)
 
 
-@pytest.mark.parametrize("name", ["standup", "x:acme:room", "04:acme:x", "9:acme:x", "0::x",
-                                  "4:acme"])
+@pytest.mark.parametrize(
+    "name", ["standup", "x:acme:room", "04:acme:x", "9:acme:x", "0::x", "4:acme"]
+)
 def test_other_names_are_not_per_tenant_names(name):
     """Names the encoding never makes do not decode (so a shared-mode room is nobody's)."""
     with pytest.raises(ValueError):
         decode(name)
     assert RoomNames(per_tenant=True).own_name("acme", name) is None
-
 
 
 @pytest.fixture
@@ -70,7 +73,9 @@ def test_two_tenants_get_rooms_of_their_own(per_tenant, tenants, livekit):
     assert (acme.status_code, globex.status_code) == (200, 200)
     assert acme.json["room_name"] == globex.json["room_name"] == "standup"
     assert (acme.json["livekit_room_name"], globex.json["livekit_room_name"]) == (
-        "4:acme:standup", "6:globex:standup")
+        "4:acme:standup",
+        "6:globex:standup",
+    )
     for tenant, name in (("acme", "4:acme:standup"), ("globex", "6:globex:standup")):
         assert json.loads(livekit.get_room(name).metadata) == {"auth_id": tenant}
     assert livekit.calls == {"CreateRoom": 2}
@@ -79,7 +84,8 @@ def test_two_tenants_get_rooms_of_their_own(per_tenant, tenants, livekit):
     assert livekit.calls == {}
     listed = per_tenant.get("/livekit/rooms", headers=tenants.headers("acme")).json["rooms"]
     assert [(room["name"], room["livekit_room_name"]) for room in listed] == [
-        ("standup", "4:acme:standup")]
+        ("standup", "4:acme:standup")
+    ]
     detail = per_tenant.get("/livekit/rooms/standup", headers=tenants.headers("globex")).json
     assert (detail["name"], detail["livekit_room_name"]) == ("standup", "6:globex:standup")
 
@@ -110,8 +116,9 @@ def test_anonymous_tokens_have_a_namespace_of_their_own(make_app, tenants, livek
 def test_old_and_refreshed_tokens_land_only_in_their_tenants_room(make_app, tenants, livekit):
     """acme joins (keeping its refreshed token) and leaves; the room is ended; globex makes its
     own "standup". acme's join token and refreshed token each land in acme's room only."""
-    client = make_app(ROOM_NAMES="per-tenant", ROOM_EMPTY_TIMEOUT="2",
-                      ROOM_DEPARTURE_TIMEOUT="1").test_client()
+    client = make_app(
+        ROOM_NAMES="per-tenant", ROOM_EMPTY_TIMEOUT="2", ROOM_DEPARTURE_TIMEOUT="1"
+    ).test_client()
     acme = tenants.ask(client, "acme", room="standup").json
     name, metadata, refreshed = stay(acme["livekit_url"], acme["token"], seconds=1)
     assert name == "4:acme:standup" and refreshed

@@ -25,15 +25,22 @@ def api_schema(openapi_app):
     return schemathesis.openapi.from_wsgi("/openapi.json", openapi_app)
 
 
-@pytest.mark.parametrize(("path", "method", "route"), [
-    ("/livekit/token", "post", TOKEN), ("/livekit/rooms", "get", MANAGEMENT),
-    ("/livekit/participant/mute", "post", MANAGEMENT)])
+@pytest.mark.parametrize(
+    ("path", "method", "route"),
+    [
+        ("/livekit/token", "post", TOKEN),
+        ("/livekit/rooms", "get", MANAGEMENT),
+        ("/livekit/participant/mute", "post", MANAGEMENT),
+    ],
+)
 def test_document_lists_every_error_of_each_route(client, path, method, route):
     """Each operation lists every status and code its route family may answer (the table in
     errors.py), each with the Error schema; routing's 404/405 are left to the route level."""
     responses = client.get("/openapi.json").json["paths"][path][method]["responses"]
-    table = {status: [code for code in codes if code not in ROUTE_LEVEL_CODES]
-             for status, codes in error_table(route).items()}
+    table = {
+        status: [code for code in codes if code not in ROUTE_LEVEL_CODES]
+        for status, codes in error_table(route).items()
+    }
     assert set(responses) == {"200"} | {str(status) for status, codes in table.items() if codes}
     for status, codes in table.items():
         for code in codes:
@@ -71,16 +78,25 @@ def test_responses_match_the_document(api_schema):
     matches its schema (schemathesis' checks: status, content type, schema, no server error)."""
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert {op.label for op in operations} >= {
-        "POST /livekit/token", "GET /healthz", "GET /readyz", "GET /livekit/rooms",
-        "GET /livekit/rooms/{room_name}", "DELETE /livekit/participant",
-        "POST /livekit/participant/mute", "POST /livekit/participant/permissions",
-        "POST /livekit/webhook"}
+        "POST /livekit/token",
+        "GET /healthz",
+        "GET /readyz",
+        "GET /livekit/rooms",
+        "GET /livekit/rooms/{room_name}",
+        "DELETE /livekit/participant",
+        "POST /livekit/participant/mute",
+        "POST /livekit/participant/permissions",
+        "POST /livekit/webhook",
+    }
 
     for operation in operations:
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=60, deadline=None,
-                  suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+        @settings(
+            max_examples=60,
+            deadline=None,
+            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+        )
         def check(case):
             # Not checked: that every schema-valid body is accepted. Names are limited to 256
             # bytes of UTF-8, which JSON Schema cannot say (maxLength counts characters).
@@ -93,6 +109,10 @@ def test_the_documented_error_table_is_the_declared_one():
     """docs/api.md's table of statuses and codes lists exactly what errors.py declares."""
     text = (ROOT / "docs" / "api.md").read_text()
     rows = set(re.findall(r"^\| (\d{3}) \| `([a-z_]+)` \|", text, re.MULTILINE))
-    declared = {(str(status), code) for route in (TOKEN, MANAGEMENT)
-                for status, codes in error_table(route).items() for code in codes}
+    declared = {
+        (str(status), code)
+        for route in (TOKEN, MANAGEMENT)
+        for status, codes in error_table(route).items()
+        for code in codes
+    }
     assert rows == declared

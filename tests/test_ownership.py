@@ -14,7 +14,6 @@ pytestmark = pytest.mark.livekit_server
 ROOM = BODY["room_name"]
 
 
-
 def test_missing_room_is_created_owned_by_the_tenant(client, tenants, livekit):
     """Room doesn't exist: created with metadata.auth_id = tenant; token issued."""
     response = tenants.ask(client, "acme", room=ROOM)
@@ -53,8 +52,17 @@ def test_own_room_gets_token_and_nothing_is_written(client, tenants, livekit):
         "[" * 100000,
     ],
     ids=[
-        "other-owner", "no-auth-id", "numeric-auth-id", "empty-auth-id", "list-auth-id",
-        "json-list", "json-string", "plain-text", "empty", "broken-json", "deep-nesting",
+        "other-owner",
+        "no-auth-id",
+        "numeric-auth-id",
+        "empty-auth-id",
+        "list-auth-id",
+        "json-list",
+        "json-string",
+        "plain-text",
+        "empty",
+        "broken-json",
+        "deep-nesting",
     ],
 )
 def test_foreign_or_unowned_room_is_refused_and_untouched(client, tenants, livekit, metadata):
@@ -163,8 +171,7 @@ def test_store_only_room_of_another_tenant_is_never_recreated(client, tenants, l
 
 @pytest.mark.livekit_server("emulator")
 @pytest.mark.livekit_server("emulator")
-def test_unrecorded_store_only_room_of_the_caller_comes_back_as_it_was(make_app, tenants,
-                                                                        livekit):
+def test_unrecorded_store_only_room_of_the_caller_comes_back_as_it_was(make_app, tenants, livekit):
     """A store-only room the record does not know, whose metadata names the caller, is made live
     again with its own metadata and options, even when the service has other options."""
     metadata = json.dumps({"auth_id": "acme", "topic": "standup"})
@@ -204,7 +211,7 @@ def test_pending_claim_of_the_same_tenant_still_checks_livekit(app, tenants, liv
     """A claim another request of acme just made (still pending) does not let acme skip
     LiveKit's word: a store-only room of globex is refused on ListRooms and never re-created."""
     livekit.add_stored_room(ROOM, GLOBEX)
-    service_state(app).issuer.ownership.holds.claim(ROOM, "acme", 2 ** 42)
+    service_state(app).issuer.ownership.holds.claim(ROOM, "acme", 2**42)
     response = tenants.ask(app.test_client(), "acme", room=ROOM)
     assert response.status_code == 403
     assert views(livekit) == (None, GLOBEX)

@@ -30,7 +30,9 @@ def test_app_json_documents_every_setting():
 def test_procfile_and_python_version():
     """The Procfile runs gunicorn on app:app and the webhook worker; .python-version names the Python we test on."""
     assert (ROOT / "Procfile").read_text().splitlines() == [
-        "web: gunicorn app:app", "worker: python -m tokensvc.worker"]
+        "web: gunicorn app:app",
+        "worker: python -m tokensvc.worker",
+    ]
     assert (ROOT / ".python-version").read_text().strip() == "3.11"
 
 
@@ -49,8 +51,11 @@ def test_web_concurrency_sets_the_worker_count(make_gunicorn, tenants):
 def test_proxy_fix_trusts_forwarded_headers_only_when_told(make_app, access_log, hops, client):
     """PROXY_FIX=1 takes the client address from X-Forwarded-For; 0 ignores the header."""
     app = make_app(PROXY_FIX=hops)
-    app.test_client().post("/livekit/token", json=BODY, headers={
-        "X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"})
+    app.test_client().post(
+        "/livekit/token",
+        json=BODY,
+        headers={"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"},
+    )
     (line,) = access_log.fields()
     assert line["client"] == client
 
@@ -86,8 +91,11 @@ def test_a_host_installs_no_server_unless_it_asks():
     config.read(ROOT / "setup.cfg")
 
     def names(text):
-        return {re.split(r"[<>=\[; ]", line.strip())[0].lower()
-                for line in text.splitlines() if line.strip() and not line.startswith("#")}
+        return {
+            re.split(r"[<>=\[; ]", line.strip())[0].lower()
+            for line in text.splitlines()
+            if line.strip() and not line.startswith("#")
+        }
 
     base = names(config["options"]["install_requires"])
     extras = {key: names(value) for key, value in config["options.extras_require"].items()}

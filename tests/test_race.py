@@ -43,7 +43,7 @@ def test_no_room_ever_gives_tokens_to_two_tenants(make_gunicorn, tenants, liveki
     for round_no in range(ROUNDS):
         room, count = f"race-{round_no}", 2 + round_no % 3
         start = round_no % len(TENANTS)
-        contenders[room] = (TENANTS * 2)[start:start + count]
+        contenders[room] = (TENANTS * 2)[start : start + count]
         raced += race(room)
     for room in contenders:
         race(room)
@@ -60,9 +60,11 @@ def test_no_room_ever_gives_tokens_to_two_tenants(make_gunicorn, tenants, liveki
 
     shared = tally.shared()
     with capsys.disabled():
-        print(f"\nrace on livekit-server: {ROUNDS} rounds, {raced} with every request in the "
-              f"service at once, {diverged} rooms whose store and live room disagreed, "
-              f"{len(shared)} shared")
+        print(
+            f"\nrace on livekit-server: {ROUNDS} rounds, {raced} with every request in the "
+            f"service at once, {diverged} rooms whose store and live room disagreed, "
+            f"{len(shared)} shared"
+        )
     assert shared == {}
     assert sorted(tally.granted) == sorted(contenders)  # every room has exactly one owner
     assert raced >= ROUNDS // 4, "the tenants' requests hardly ever overlapped"

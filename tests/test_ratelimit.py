@@ -9,7 +9,6 @@ from support.tokens import BODY, assert_no_secrets
 from tokensvc import ConfigError
 
 
-
 def assert_limited(response):
     """A 429 in the service's error shape, with a Retry-After within the one-minute window."""
     assert response.status_code == 429
@@ -51,9 +50,19 @@ def test_room_creation_limit_counts_only_new_rooms(make_app, tenants, livekit):
 
 @pytest.mark.parametrize(
     ("key", "value", "message"),
-    [("RATE_LIMIT_PER_TENANT", "lots", "RATE_LIMIT_PER_TENANT: expected a rate such as 60/minute"),
-     ("RATE_LIMIT_PER_IP", "5/fortnight", "RATE_LIMIT_PER_IP: expected a rate"),
-     ("RATE_LIMIT_STORAGE_URL", "http://cache:6379", "RATE_LIMIT_STORAGE_URL: expected memory://")],
+    [
+        (
+            "RATE_LIMIT_PER_TENANT",
+            "lots",
+            "RATE_LIMIT_PER_TENANT: expected a rate such as 60/minute",
+        ),
+        ("RATE_LIMIT_PER_IP", "5/fortnight", "RATE_LIMIT_PER_IP: expected a rate"),
+        (
+            "RATE_LIMIT_STORAGE_URL",
+            "http://cache:6379",
+            "RATE_LIMIT_STORAGE_URL: expected memory://",
+        ),
+    ],
 )
 def test_unusable_rate_settings_stop_start_up(make_app, key, value, message):
     """A rate flask-limiter cannot parse, or a storage that is not memory or Redis: ConfigError."""
@@ -65,8 +74,9 @@ def test_unusable_rate_settings_stop_start_up(make_app, key, value, message):
 def test_redis_limit_is_exact_across_two_workers(make_gunicorn, tenants, redis_server):
     """With Redis, 10/minute per tenant holds exactly across 2 workers: 10 tokens, then only
     429s, for requests each on a new connection (so both workers serve them)."""
-    server = make_gunicorn(RATE_LIMIT_PER_TENANT="10/minute",
-                           RATE_LIMIT_STORAGE_URL=redis_server.url)
+    server = make_gunicorn(
+        RATE_LIMIT_PER_TENANT="10/minute", RATE_LIMIT_STORAGE_URL=redis_server.url
+    )
     headers = tenants.headers("acme")
     statuses = [server.post("/livekit/token", BODY, headers)[0] for _ in range(30)]
     assert statuses == [200] * 10 + [429] * 20
@@ -76,8 +86,9 @@ def test_redis_limit_is_exact_across_two_workers(make_gunicorn, tenants, redis_s
 def test_room_creation_flood_stops_at_the_limit(make_gunicorn, tenants, livekit, redis_server):
     """acme asks for 20 new rooms with a limit of 5 a minute: 5 are created, 15 refused and
     never written; globex, asking meanwhile, creates all of its 3."""
-    server = make_gunicorn(RATE_LIMIT_ROOM_CREATES_PER_TENANT="5/minute",
-                           RATE_LIMIT_STORAGE_URL=redis_server.url)
+    server = make_gunicorn(
+        RATE_LIMIT_ROOM_CREATES_PER_TENANT="5/minute", RATE_LIMIT_STORAGE_URL=redis_server.url
+    )
     acme, globex = tenants.headers("acme"), tenants.headers("globex")
     statuses = []
     for n in range(20):
@@ -92,14 +103,15 @@ def test_room_creation_flood_stops_at_the_limit(make_gunicorn, tenants, livekit,
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fail_open", [False, True])
-def test_redis_down_fails_closed_or_open(make_gunicorn, tenants, livekit, redis_server,
-                                         fail_open):
+def test_redis_down_fails_closed_or_open(make_gunicorn, tenants, livekit, redis_server, fail_open):
     """Redis stopped mid-run: by default 503 rate_limit_unavailable and nothing written; with
     RATE_LIMIT_FAIL_OPEN=true the token is issued. Each failure is logged, naming the host."""
-    server = make_gunicorn(RATE_LIMIT_PER_TENANT="100/minute",
-                           RATE_LIMIT_ROOM_CREATES_PER_TENANT="100/minute",
-                           RATE_LIMIT_STORAGE_URL=redis_server.url,
-                           RATE_LIMIT_FAIL_OPEN=str(fail_open).lower())
+    server = make_gunicorn(
+        RATE_LIMIT_PER_TENANT="100/minute",
+        RATE_LIMIT_ROOM_CREATES_PER_TENANT="100/minute",
+        RATE_LIMIT_STORAGE_URL=redis_server.url,
+        RATE_LIMIT_FAIL_OPEN=str(fail_open).lower(),
+    )
     headers = tenants.headers("acme")
     assert server.post("/livekit/token", {**BODY, "room_name": "before"}, headers)[0] == 200
     redis_server.stop()
@@ -111,8 +123,13 @@ def test_redis_down_fails_closed_or_open(make_gunicorn, tenants, livekit, redis_
     else:
         assert (status, body["code"]) == (503, "rate_limit_unavailable")
         assert livekit.get_room("after") is None
-    warnings = [json.loads(line) for line in output.splitlines()
-                if line.startswith("{") and '"warning"' in line]
+    warnings = [
+        json.loads(line)
+        for line in output.splitlines()
+        if line.startswith("{") and '"warning"' in line
+    ]
     expected = "open: allowing" if fail_open else "closed: refusing"
-    assert any("rate limit storage at 127.0.0.1 failed" in line["message"]
-               and expected in line["message"] for line in warnings), warnings
+    assert any(
+        "rate limit storage at 127.0.0.1 failed" in line["message"] and expected in line["message"]
+        for line in warnings
+    ), warnings

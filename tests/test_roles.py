@@ -13,16 +13,25 @@ from tokensvc import ConfigError
 from tokensvc.context import service_state
 
 FORBIDDEN_GRANTS = {"roomAdmin", "roomCreate", "roomList", "roomRecord"}
-PODCASTER = json.dumps({"podcaster": {"canPublish": True, "canSubscribe": True,
-                                      "canPublishSources": ["microphone"]}})
+PODCASTER = json.dumps(
+    {"podcaster": {"canPublish": True, "canSubscribe": True, "canPublishSources": ["microphone"]}}
+)
 #: Exactly what each preset mints (besides roomJoin and room).
 MINTED = {
     "speaker": {"canPublish": True, "canSubscribe": True, "canPublishData": True},
     "viewer": {"canPublish": False, "canSubscribe": True, "canPublishData": True},
-    "observer": {"canPublish": False, "canSubscribe": True, "canPublishData": False,
-                 "hidden": True},
-    "podcaster": {"canPublish": True, "canSubscribe": True, "canPublishData": False,
-                  "canPublishSources": ["microphone"]},
+    "observer": {
+        "canPublish": False,
+        "canSubscribe": True,
+        "canPublishData": False,
+        "hidden": True,
+    },
+    "podcaster": {
+        "canPublish": True,
+        "canSubscribe": True,
+        "canPublishData": False,
+        "canPublishSources": ["microphone"],
+    },
 }
 
 
@@ -64,9 +73,12 @@ def test_roles_claim_caps_the_role(client, tenants, livekit, app):
 def test_roles_claim_of_the_wrong_type_is_401_naming_it(client, tenants, livekit, claim):
     """A roles claim that is not a list of names is refused, naming the claim."""
     if claim is None:  # present but null (the tenants helper leaves None claims out)
-        token = jwt.encode({"sub": "acme", "exp": 2 ** 31, "roles": None}, TENANT_SECRET)
-        response = client.post("/livekit/token", json={**BODY, "role": "viewer"},
-                               headers={"Authorization": f"Bearer {token}"})
+        token = jwt.encode({"sub": "acme", "exp": 2**31, "roles": None}, TENANT_SECRET)
+        response = client.post(
+            "/livekit/token",
+            json={**BODY, "role": "viewer"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
     else:
         response = ask(client, tenants, "viewer", roles=claim)
     assert (response.status_code, response.json["code"]) == (401, "unauthorized")
@@ -91,13 +103,16 @@ def test_reserved_attributes_are_refused(client, tenants, livekit):
     assert livekit.call_count() == 0
 
 
-@pytest.mark.parametrize("presets, message", [
-    ('{"boss": {"roomAdmin": true}}', "roomAdmin is not a participant grant"),
-    ('{"boss": {"canPublish": "yes"}}', "canPublish must be true or false"),
-    ('{"boss": {"canPublishSources": ["speaker"]}}', "canPublishSources lists sources"),
-    ('["viewer"]', "expected a JSON object"),
-    ("{not json", "expected a JSON object"),
-])
+@pytest.mark.parametrize(
+    "presets, message",
+    [
+        ('{"boss": {"roomAdmin": true}}', "roomAdmin is not a participant grant"),
+        ('{"boss": {"canPublish": "yes"}}', "canPublish must be true or false"),
+        ('{"boss": {"canPublishSources": ["speaker"]}}', "canPublishSources lists sources"),
+        ('["viewer"]', "expected a JSON object"),
+        ("{not json", "expected a JSON object"),
+    ],
+)
 def test_unusable_role_presets_stop_start_up(make_app, presets, message):
     """ROLE_PRESETS naming anything but participant grants stops the service, naming it."""
     with pytest.raises(ConfigError, match=f"ROLE_PRESETS: .*{message}"):
@@ -107,9 +122,11 @@ def test_unusable_role_presets_stop_start_up(make_app, presets, message):
 def test_permissions_route_is_capped_by_the_roles_claim(client, tenants, livekit):
     """Promoting someone to a role the bearer's roles claim does not allow: 403, no call (the
     bearer has participants:write, which a roles claim alone does not give)."""
-    response = client.post("/livekit/participant/permissions", json={
-        "room_name": "roles-room", "participant_identity": "bob", "role": "speaker"},
-        headers=tenants.headers("acme", roles=["viewer"], scope="participants:write"))
+    response = client.post(
+        "/livekit/participant/permissions",
+        json={"room_name": "roles-room", "participant_identity": "bob", "role": "speaker"},
+        headers=tenants.headers("acme", roles=["viewer"], scope="participants:write"),
+    )
     assert (response.status_code, response.json["code"]) == (403, "role_forbidden")
     assert livekit.call_count() == 0
 

@@ -23,8 +23,9 @@ from tokensvc.scopes import ROUTE_SCOPES, SCOPES
 ROOM = "scoped/room 1"
 PATH = "/livekit/rooms/" + quote(ROOM, safe="")
 IDENTITY_CLAIM = "participant"
-PODCASTER = '{"podcaster": {"canPublish": true, "canSubscribe": true, ' \
-            '"canPublishSources": ["microphone"]}}'
+PODCASTER = (
+    '{"podcaster": {"canPublish": true, "canSubscribe": true, "canPublishSources": ["microphone"]}}'
+)
 
 
 def request_for(view: str, target: str) -> tuple[str, str, dict | None]:
@@ -36,12 +37,21 @@ def request_for(view: str, target: str) -> tuple[str, str, dict | None]:
         "get_room": ("GET", PATH, None),
         "end_room": ("DELETE", PATH, None),
         "remove_participant": ("DELETE", "/livekit/participant", person),
-        "mute_track": ("POST", "/livekit/participant/mute",
-                       {**person, "source": "microphone", "muted": True}),
-        "set_permissions": ("POST", "/livekit/participant/permissions",
-                            {**person, "role": "viewer"}),
-        "create_webhook_endpoint": ("POST", "/livekit/webhook-endpoints",
-                                    {"url": "http://127.0.0.1:9/hooks"}),
+        "mute_track": (
+            "POST",
+            "/livekit/participant/mute",
+            {**person, "source": "microphone", "muted": True},
+        ),
+        "set_permissions": (
+            "POST",
+            "/livekit/participant/permissions",
+            {**person, "role": "viewer"},
+        ),
+        "create_webhook_endpoint": (
+            "POST",
+            "/livekit/webhook-endpoints",
+            {"url": "http://127.0.0.1:9/hooks"},
+        ),
         "list_webhook_endpoints": ("GET", "/livekit/webhook-endpoints", None),
         "delete_webhook_endpoint": ("DELETE", "/livekit/webhook-endpoints/ep_x", None),
         "rotate_webhook_secret": ("POST", "/livekit/webhook-endpoints/ep_x/rotate-secret", None),
@@ -62,8 +72,13 @@ BEARERS = {
 }
 PARTICIPANT_ROUTES = {"remove_participant", "mute_track", "set_permissions"}
 WEBHOOK_READS = {"list_webhook_endpoints", "list_webhook_deliveries"}
-WEBHOOK_WRITES = {"create_webhook_endpoint", "delete_webhook_endpoint", "rotate_webhook_secret",
-                  "test_webhook_endpoint", "retry_webhook_delivery"}
+WEBHOOK_WRITES = {
+    "create_webhook_endpoint",
+    "delete_webhook_endpoint",
+    "rotate_webhook_secret",
+    "test_webhook_endpoint",
+    "retry_webhook_delivery",
+}
 #: What each bearer may do, written out here rather than read from scopes.py.
 ALLOWED = {
     "backend": set(ROUTE_SCOPES),
@@ -79,14 +94,21 @@ ALLOWED = {
     "bound, own identity": {"issue_token"} | PARTICIPANT_ROUTES,
 }
 #: A permitted request's answer in an owned room nobody joined (no such participant there).
-ANSWERS = {"issue_token": (200, None), "list_rooms": (200, None), "get_room": (200, None),
-           "end_room": (200, None), **{view: (404, "participant_not_found")
-                                       for view in PARTICIPANT_ROUTES},
-           "create_webhook_endpoint": (201, None), "list_webhook_endpoints": (200, None),
-           "list_webhook_deliveries": (200, None),
-           "retry_webhook_delivery": (404, "webhook_delivery_not_found"),
-           **{view: (404, "webhook_endpoint_not_found") for view in
-              ("delete_webhook_endpoint", "rotate_webhook_secret", "test_webhook_endpoint")}}
+ANSWERS = {
+    "issue_token": (200, None),
+    "list_rooms": (200, None),
+    "get_room": (200, None),
+    "end_room": (200, None),
+    **{view: (404, "participant_not_found") for view in PARTICIPANT_ROUTES},
+    "create_webhook_endpoint": (201, None),
+    "list_webhook_endpoints": (200, None),
+    "list_webhook_deliveries": (200, None),
+    "retry_webhook_delivery": (404, "webhook_delivery_not_found"),
+    **{
+        view: (404, "webhook_endpoint_not_found")
+        for view in ("delete_webhook_endpoint", "rotate_webhook_secret", "test_webhook_endpoint")
+    },
+}
 
 
 def expected(view: str, bearer: str) -> tuple[int, str | None]:
@@ -107,8 +129,11 @@ def call_route(client, view: str, target: str, headers: dict):
 @pytest.fixture
 def scoped_app(make_app):
     """The service with bound identities and metrics (to count storage calls)."""
-    return make_app(AUTH_IDENTITY_CLAIM=IDENTITY_CLAIM, METRICS_ENABLED="true",
-                    TENANT_WEBHOOKS_ALLOW_PRIVATE="true")
+    return make_app(
+        AUTH_IDENTITY_CLAIM=IDENTITY_CLAIM,
+        METRICS_ENABLED="true",
+        TENANT_WEBHOOKS_ALLOW_PRIVATE="true",
+    )
 
 
 def test_the_matrix_covers_every_route_and_scope():
@@ -127,16 +152,20 @@ def test_matrix(scoped_app, tenants, livekit, storage_url, view, bearer):
     storage, and writes nothing."""
     client = scoped_app.test_client()
     backend = tenants.headers("acme")
-    minted = client.post("/livekit/token", json={**BODY, "room_name": ROOM,
-                                                 "participant_identity": "host"}, headers=backend)
+    minted = client.post(
+        "/livekit/token",
+        json={**BODY, "room_name": ROOM, "participant_identity": "host"},
+        headers=backend,
+    )
     assert minted.status_code == 200, minted.json
     livekit.calls.clear()
     stored, calls = records(storage_url), storage_calls(client)
     claims, target = BEARERS[bearer]
     response = call_route(client, view, target, tenants.headers("acme", **claims))
     status, code = expected(view, bearer)
-    assert (response.status_code, (response.json or {}).get("code")) == (status, code), \
+    assert (response.status_code, (response.json or {}).get("code")) == (status, code), (
         response.json
+    )
     if status == 403:
         assert livekit.calls == {}
         assert storage_calls(client) == calls
@@ -145,17 +174,21 @@ def test_matrix(scoped_app, tenants, livekit, storage_url, view, bearer):
             assert response.json["scope"] == ROUTE_SCOPES[view][2]
             assert repr(ROUTE_SCOPES[view][2]) in response.json["error"]
     else:
-        assert livekit.calls or view in {"list_rooms", "issue_token"} | WEBHOOK_READS | \
-            WEBHOOK_WRITES
+        assert (
+            livekit.calls or view in {"list_rooms", "issue_token"} | WEBHOOK_READS | WEBHOOK_WRITES
+        )
 
 
-@pytest.mark.parametrize("claim, scopes", [
-    ("rooms:read tokens:create", {"rooms:read", "tokens:create"}),
-    (["rooms:read", "tokens:create"], {"rooms:read", "tokens:create"}),
-    ("rooms:read  openid other:thing", {"rooms:read"}),
-    ("", set()),
-    ([], set()),
-])
+@pytest.mark.parametrize(
+    "claim, scopes",
+    [
+        ("rooms:read tokens:create", {"rooms:read", "tokens:create"}),
+        (["rooms:read", "tokens:create"], {"rooms:read", "tokens:create"}),
+        ("rooms:read  openid other:thing", {"rooms:read"}),
+        ("", set()),
+        ([], set()),
+    ],
+)
 def test_scope_claim_is_a_string_or_a_list(client, tenants, livekit, claim, scopes):
     """RFC 9068's space-separated string and a list both work; scopes of other services are
     ignored; an empty claim allows nothing, not everything."""
@@ -165,8 +198,11 @@ def test_scope_claim_is_a_string_or_a_list(client, tenants, livekit, claim, scop
     assert (listed.status_code == 200) is ("rooms:read" in scopes)
     assert (minted.status_code == 200) is ("tokens:create" in scopes)
     if "tokens:create" not in scopes:
-        assert minted.json == {"error": "the bearer token lacks the scope 'tokens:create'",
-                               "code": "scope_forbidden", "scope": "tokens:create"}
+        assert minted.json == {
+            "error": "the bearer token lacks the scope 'tokens:create'",
+            "code": "scope_forbidden",
+            "scope": "tokens:create",
+        }
 
 
 @pytest.mark.parametrize("claim", [7, {"rooms:read": True}, ["rooms:read", 1], None])
@@ -174,9 +210,11 @@ def test_scope_claim_of_another_type_is_401_naming_it(client, tenants, livekit, 
     """A scopes claim that is neither a string nor a list of strings is refused, naming it
     (a claim present as null too: it is not absent)."""
     import jwt
-    token = jwt.encode({"sub": "acme", "exp": 2 ** 31, "scope": claim}, TENANT_SECRET)
-    response = client.post("/livekit/token", json=BODY,
-                           headers={"Authorization": f"Bearer {token}"})
+
+    token = jwt.encode({"sub": "acme", "exp": 2**31, "scope": claim}, TENANT_SECRET)
+    response = client.post(
+        "/livekit/token", json=BODY, headers={"Authorization": f"Bearer {token}"}
+    )
     assert (response.status_code, response.json["code"]) == (401, "unauthorized")
     assert "'scope'" in response.json["error"]
     assert livekit.call_count() == 0
@@ -185,10 +223,20 @@ def test_scope_claim_of_another_type_is_401_naming_it(client, tenants, livekit, 
 def test_the_scopes_claim_is_named_by_the_setting(make_app, tenants, livekit):
     """AUTH_SCOPES_CLAIM=scp: that claim is read, and `scope` is just another claim."""
     client = make_app(AUTH_SCOPES_CLAIM="scp").test_client()
-    assert client.post("/livekit/token", json=BODY, headers=tenants.headers(
-        "acme", scp=["rooms:read"], scope="tokens:create")).json["code"] == "scope_forbidden"
-    assert client.post("/livekit/token", json=BODY, headers=tenants.headers(
-        "acme", scp=["tokens:create"])).status_code == 200
+    assert (
+        client.post(
+            "/livekit/token",
+            json=BODY,
+            headers=tenants.headers("acme", scp=["rooms:read"], scope="tokens:create"),
+        ).json["code"]
+        == "scope_forbidden"
+    )
+    assert (
+        client.post(
+            "/livekit/token", json=BODY, headers=tenants.headers("acme", scp=["tokens:create"])
+        ).status_code
+        == 200
+    )
 
 
 def test_anonymous_tokens_work_as_before(make_app, livekit):
@@ -203,8 +251,9 @@ def test_anonymous_tokens_work_as_before(make_app, livekit):
 @pytest.mark.parametrize("claim", ["", "   ", 42, ["ann"], "x" * 257])
 def test_identity_claim_that_is_no_identity_is_401(scoped_app, tenants, livekit, claim):
     """A bound identity must be a participant identity: else 401 naming the claim."""
-    response = scoped_app.test_client().post("/livekit/token", json=BODY, headers=tenants.headers(
-        "acme", **{IDENTITY_CLAIM: claim}))
+    response = scoped_app.test_client().post(
+        "/livekit/token", json=BODY, headers=tenants.headers("acme", **{IDENTITY_CLAIM: claim})
+    )
     assert (response.status_code, response.json["code"]) == (401, "unauthorized")
     assert repr(IDENTITY_CLAIM) in response.json["error"]
 
@@ -214,44 +263,55 @@ def test_identity_is_compared_exactly(scoped_app, tenants, livekit):
     client = scoped_app.test_client()
     headers = tenants.headers("acme", **{IDENTITY_CLAIM: "ann"})
     for other in ("ann ", "Ann", "\u0430nn", "ann\u200b"):
-        response = client.post("/livekit/token", json={**BODY, "participant_identity": other},
-                               headers=headers)
+        response = client.post(
+            "/livekit/token", json={**BODY, "participant_identity": other}, headers=headers
+        )
         assert (response.status_code, response.json["code"]) == (403, "identity_forbidden")
     assert livekit.call_count() == 0
-    minted = client.post("/livekit/token", json={**BODY, "participant_identity": "ann"},
-                         headers=headers)
+    minted = client.post(
+        "/livekit/token", json={**BODY, "participant_identity": "ann"}, headers=headers
+    )
     assert verify_token(minted.json["token"])[0].identity == "ann"
 
 
 def test_without_the_setting_no_identity_is_bound(make_app, tenants, livekit):
     """AUTH_IDENTITY_CLAIM unset (the default): a claim of that name binds nothing."""
     client = make_app().test_client()
-    response = client.post("/livekit/token", json={**BODY, "participant_identity": "host"},
-                           headers=tenants.headers("acme", **{IDENTITY_CLAIM: "ann"}))
+    response = client.post(
+        "/livekit/token",
+        json={**BODY, "participant_identity": "host"},
+        headers=tenants.headers("acme", **{IDENTITY_CLAIM: "ann"}),
+    )
     assert response.status_code == 200
 
 
-@pytest.mark.parametrize("roles, grants, refused", [
-    (["viewer"], {"can_publish": True}, "can_publish"),
-    (["viewer"], {"can_publish_sources": ["microphone"]}, "can_publish_sources"),
-    (["observer"], {"can_publish_data": True}, "can_publish_data"),
-    (["viewer"], {"can_publish": False, "can_subscribe": True, "can_publish_data": True}, None),
-    (["viewer", "speaker"], {"can_publish": True}, None),
-    (["podcaster"], {"can_publish": True, "can_publish_sources": ["microphone"]}, None),
-    (["podcaster"], {"can_publish_sources": ["camera"]}, "can_publish_sources"),
-    (["podcaster"], {"can_publish_sources": []}, "can_publish_sources"),
-    (["podcaster"], {"can_publish_data": True}, "can_publish_data"),
-    (["speaker"], {"can_publish_sources": []}, None),
-])
-def test_explicit_grants_are_capped_by_the_roles(make_app, tenants, livekit, roles, grants,
-                                                 refused):
+@pytest.mark.parametrize(
+    "roles, grants, refused",
+    [
+        (["viewer"], {"can_publish": True}, "can_publish"),
+        (["viewer"], {"can_publish_sources": ["microphone"]}, "can_publish_sources"),
+        (["observer"], {"can_publish_data": True}, "can_publish_data"),
+        (["viewer"], {"can_publish": False, "can_subscribe": True, "can_publish_data": True}, None),
+        (["viewer", "speaker"], {"can_publish": True}, None),
+        (["podcaster"], {"can_publish": True, "can_publish_sources": ["microphone"]}, None),
+        (["podcaster"], {"can_publish_sources": ["camera"]}, "can_publish_sources"),
+        (["podcaster"], {"can_publish_sources": []}, "can_publish_sources"),
+        (["podcaster"], {"can_publish_data": True}, "can_publish_data"),
+        (["speaker"], {"can_publish_sources": []}, None),
+    ],
+)
+def test_explicit_grants_are_capped_by_the_roles(
+    make_app, tenants, livekit, roles, grants, refused
+):
     """With a roles claim, explicit grants never exceed the union of those roles' grants
     (sources: none listed means every one). Refused: 403 role_forbidden naming the grant, no
     LiveKit call; within the cap the request goes on (to LiveKit: no such participant)."""
     client = make_app(ROLE_PRESETS=PODCASTER).test_client()
-    response = client.post("/livekit/participant/permissions", json={
-        "room_name": ROOM, "participant_identity": "bob", **grants}, headers=tenants.headers(
-        "acme", roles=roles, scope="participants:write"))
+    response = client.post(
+        "/livekit/participant/permissions",
+        json={"room_name": ROOM, "participant_identity": "bob", **grants},
+        headers=tenants.headers("acme", roles=roles, scope="participants:write"),
+    )
     if refused:
         assert (response.status_code, response.json["code"]) == (403, "role_forbidden")
         assert refused in response.json["error"]
@@ -277,8 +337,11 @@ def test_the_documented_scopes_are_the_declared_ones():
     rows = re.findall(r"^\| `([a-z]+:[a-z]+)` \| (.*) \| (.*) \|$", text, re.MULTILINE)
     declared = {}
     for scope, meaning in SCOPES.items():
-        routes = [f"`{method} {path}`" for method, path, needed in ROUTE_SCOPES.values()
-                  if needed == scope]
+        routes = [
+            f"`{method} {path}`"
+            for method, path, needed in ROUTE_SCOPES.values()
+            if needed == scope
+        ]
         declared[scope] = (meaning, ", ".join(routes) or "none yet")
     assert {scope: (meaning, routes) for scope, meaning, routes in rows} == declared
 
@@ -290,8 +353,11 @@ ALLOWED_ORIGIN, OTHER_ORIGIN = "https://app.example", "https://evil.example"
 
 def cors_headers(response) -> dict:
     """The response's Access-Control-* headers."""
-    return {name: value for name, value in response.headers.items()
-            if name.lower().startswith("access-control-")}
+    return {
+        name: value
+        for name, value in response.headers.items()
+        if name.lower().startswith("access-control-")
+    }
 
 
 @pytest.fixture(params=[None, "/rtc"], ids=["no-prefix", "prefix"])
@@ -303,14 +369,25 @@ def host_with_cors_keys(request, livekit, storage_url):
     def build(**settings):
         app = Flask("host")
         app.config.update(
-            LIVEKIT_URL=livekit.ws_url, LIVEKIT_API_KEY=LIVEKIT_KEY,
-            LIVEKIT_API_SECRET=LIVEKIT_SECRET, AUTH_JWT_SECRET=TENANT_SECRET,
-            STORAGE_URL=storage_url, CORS_ALLOWED_ORIGINS=ALLOWED_ORIGIN,
-            CORS_ORIGINS="*", CORS_SUPPORTS_CREDENTIALS=True, CORS_ALLOW_HEADERS="X-Host-Secret",
-            CORS_EXPOSE_HEADERS="X-Host-Secret", CORS_MAX_AGE=99999, CORS_RESOURCES=r"/*",
-            CORS_ALLOW_PRIVATE_NETWORK=True, CORS_SEND_WILDCARD=True, **settings)
-        app.add_url_rule("/account/secrets", "secrets", lambda: {"secret": "s3cr3t"},
-                         methods=["GET", "POST"])
+            LIVEKIT_URL=livekit.ws_url,
+            LIVEKIT_API_KEY=LIVEKIT_KEY,
+            LIVEKIT_API_SECRET=LIVEKIT_SECRET,
+            AUTH_JWT_SECRET=TENANT_SECRET,
+            STORAGE_URL=storage_url,
+            CORS_ALLOWED_ORIGINS=ALLOWED_ORIGIN,
+            CORS_ORIGINS="*",
+            CORS_SUPPORTS_CREDENTIALS=True,
+            CORS_ALLOW_HEADERS="X-Host-Secret",
+            CORS_EXPOSE_HEADERS="X-Host-Secret",
+            CORS_MAX_AGE=99999,
+            CORS_RESOURCES=r"/*",
+            CORS_ALLOW_PRIVATE_NETWORK=True,
+            CORS_SEND_WILDCARD=True,
+            **settings,
+        )
+        app.add_url_rule(
+            "/account/secrets", "secrets", lambda: {"secret": "s3cr3t"}, methods=["GET", "POST"]
+        )
         app.add_url_rule("/livekit-admin/secrets", "lookalike", lambda: {"secret": "s3cr3t"})
         TokenService(app, url_prefix=request.param)
         apps.append(app)
@@ -321,8 +398,9 @@ def host_with_cors_keys(request, livekit, storage_url):
         service_state(app).close()
 
 
-@pytest.mark.parametrize("path", ["/account/secrets", "/livekit-admin/secrets", "/healthzz",
-                                  "/no-such-page"])
+@pytest.mark.parametrize(
+    "path", ["/account/secrets", "/livekit-admin/secrets", "/healthzz", "/no-such-page"]
+)
 def test_the_hosts_routes_get_no_cors_headers(host_with_cors_keys, path):
     """The host's own routes (and its 404s) never answer with the service's CORS headers, for
     any origin, on a request or a preflight."""
@@ -330,37 +408,58 @@ def test_the_hosts_routes_get_no_cors_headers(host_with_cors_keys, path):
     client = host.test_client()
     for origin in (ALLOWED_ORIGIN, OTHER_ORIGIN):
         assert cors_headers(client.get(path, headers={"Origin": origin})) == {}
-        preflight = client.options(path, headers={
-            "Origin": origin, "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization"})
+        preflight = client.options(
+            path,
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization",
+            },
+        )
         assert cors_headers(preflight) == {}
 
 
 @pytest.mark.parametrize("credentials", [None, "true"])
-def test_the_services_routes_use_only_the_services_options(host_with_cors_keys, tenants,
-                                                           credentials):
+def test_the_services_routes_use_only_the_services_options(
+    host_with_cors_keys, tenants, credentials
+):
     """On the service's routes: its origins only (not the host's `*`), its headers, max-age
     and no private-network grant; credentials only when CORS_ALLOW_CREDENTIALS says so."""
     host, prefix = host_with_cors_keys(CORS_ALLOW_CREDENTIALS=credentials)
     client = host.test_client()
-    response = client.post(prefix + "/livekit/token", json=BODY, headers={
-        "Origin": ALLOWED_ORIGIN, **tenants.headers("acme")})
+    response = client.post(
+        prefix + "/livekit/token",
+        json=BODY,
+        headers={"Origin": ALLOWED_ORIGIN, **tenants.headers("acme")},
+    )
     assert response.status_code == 200
     granted = cors_headers(response)
     assert granted["Access-Control-Allow-Origin"] == ALLOWED_ORIGIN
     assert granted["Access-Control-Expose-Headers"] == "X-Request-ID"
     assert granted.get("Access-Control-Allow-Credentials") == ("true" if credentials else None)
-    preflight = cors_headers(client.options(prefix + "/livekit/token", headers={
-        "Origin": ALLOWED_ORIGIN, "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization, x-host-secret",
-        "Access-Control-Request-Private-Network": "true"}))
+    preflight = cors_headers(
+        client.options(
+            prefix + "/livekit/token",
+            headers={
+                "Origin": ALLOWED_ORIGIN,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, x-host-secret",
+                "Access-Control-Request-Private-Network": "true",
+            },
+        )
+    )
     assert preflight["Access-Control-Max-Age"] == "600"
     assert "x-host-secret" not in preflight.get("Access-Control-Allow-Headers", "").lower()
     assert preflight.get("Access-Control-Allow-Private-Network", "false") == "false"
-    assert cors_headers(client.get(prefix + "/healthz", headers={"Origin": ALLOWED_ORIGIN}))[
-        "Access-Control-Allow-Origin"] == ALLOWED_ORIGIN
-    assert "Access-Control-Allow-Origin" not in cors_headers(client.post(
-        prefix + "/livekit/token", json=BODY, headers={"Origin": OTHER_ORIGIN}))
+    assert (
+        cors_headers(client.get(prefix + "/healthz", headers={"Origin": ALLOWED_ORIGIN}))[
+            "Access-Control-Allow-Origin"
+        ]
+        == ALLOWED_ORIGIN
+    )
+    assert "Access-Control-Allow-Origin" not in cors_headers(
+        client.post(prefix + "/livekit/token", json=BODY, headers={"Origin": OTHER_ORIGIN})
+    )
 
 
 def test_credentials_for_every_origin_stop_start_up(make_app):
@@ -370,6 +469,7 @@ def test_credentials_for_every_origin_stop_start_up(make_app):
 
 
 # The findings, on the real server with real participants.
+
 
 @pytest.fixture
 def call():
@@ -381,9 +481,11 @@ def call():
 
 def join(client, tenants, call, identity, role="speaker", **claims):
     """`identity` joins ROOM with a token the backend (or a bearer with `claims`) minted."""
-    response = client.post("/livekit/token", json={
-        **BODY, "room_name": ROOM, "participant_identity": identity, "role": role},
-        headers=tenants.headers("acme", **claims))
+    response = client.post(
+        "/livekit/token",
+        json={**BODY, "room_name": ROOM, "participant_identity": identity, "role": role},
+        headers=tenants.headers("acme", **claims),
+    )
     assert response.status_code == 200, response.json
     call.join(identity, response.json["livekit_url"], response.json["token"])
 
@@ -408,17 +510,20 @@ def test_a_viewer_cannot_promote_itself(scoped_app, tenants, livekit, call):
     promote = {"room_name": ROOM, "participant_identity": "vic", "can_publish": True}
     livekit.calls.clear()
     for headers, code in (
-            (tenants.headers("acme", roles=["viewer"]), "scope_forbidden"),
-            (end_user(tenants), "role_forbidden"),
-            (tenants.headers("acme", roles=["viewer"], scope="participants:write"),
-             "role_forbidden")):
+        (tenants.headers("acme", roles=["viewer"]), "scope_forbidden"),
+        (end_user(tenants), "role_forbidden"),
+        (tenants.headers("acme", roles=["viewer"], scope="participants:write"), "role_forbidden"),
+    ):
         response = client.post("/livekit/participant/permissions", json=promote, headers=headers)
         assert (response.status_code, response.json["code"]) == (403, code)
     assert livekit.calls == {}
     with pytest.raises(Exception):
         call.publish("vic")
-    allowed = client.post("/livekit/participant/permissions", json=promote,
-                          headers=tenants.headers("acme", scope="participants:write"))
+    allowed = client.post(
+        "/livekit/participant/permissions",
+        json=promote,
+        headers=tenants.headers("acme", scope="participants:write"),
+    )
     assert allowed.status_code == 200 and allowed.json["permission"]["can_publish"] is True
     assert call.publish("vic").startswith("TR_")
     assert call.wait_for(lambda: call.frames["host"] > 50), "the host heard nothing"
@@ -437,18 +542,27 @@ def test_a_viewer_cannot_mute_demote_or_end_the_host(scoped_app, tenants, liveki
     join(client, tenants, call, "vic", role="viewer")
     sid = call.publish("host")
     assert call.wait_for(lambda: call.frames["vic"] > 20)
-    mute = ("post", "/livekit/participant/mute",
-            {"room_name": ROOM, "participant_identity": "host", "source": "microphone",
-             "muted": True})
-    revoke = ("post", "/livekit/participant/permissions",
-              {"room_name": ROOM, "participant_identity": "host", "can_publish": False})
+    mute = (
+        "post",
+        "/livekit/participant/mute",
+        {"room_name": ROOM, "participant_identity": "host", "source": "microphone", "muted": True},
+    )
+    revoke = (
+        "post",
+        "/livekit/participant/permissions",
+        {"room_name": ROOM, "participant_identity": "host", "can_publish": False},
+    )
     end = ("delete", PATH, None)
     livekit.calls.clear()
-    for (method, path, body), bound_code in ((mute, "identity_forbidden"),
-                                             (revoke, "identity_forbidden"),
-                                             (end, "scope_forbidden")):
-        for headers, code in ((end_user(tenants), bound_code),
-                              (tenants.headers("acme", roles=["viewer"]), "scope_forbidden")):
+    for (method, path, body), bound_code in (
+        (mute, "identity_forbidden"),
+        (revoke, "identity_forbidden"),
+        (end, "scope_forbidden"),
+    ):
+        for headers, code in (
+            (end_user(tenants), bound_code),
+            (tenants.headers("acme", roles=["viewer"]), "scope_forbidden"),
+        ):
             response = getattr(client, method)(path, json=body, headers=headers)
             assert (response.status_code, response.json["code"]) == (403, code)
     assert livekit.calls == {}
@@ -476,18 +590,23 @@ def test_a_bound_end_user_cannot_mint_the_hosts_identity(scoped_app, tenants, li
     join(client, tenants, call, "host")
     livekit.calls.clear()
     body = {**BODY, "room_name": ROOM, "role": "viewer"}
-    refused = client.post("/livekit/token", json={**body, "participant_identity": "host"},
-                          headers=end_user(tenants))
+    refused = client.post(
+        "/livekit/token", json={**body, "participant_identity": "host"}, headers=end_user(tenants)
+    )
     assert (refused.status_code, refused.json["code"]) == (403, "identity_forbidden")
     assert livekit.calls == {}
-    own = client.post("/livekit/token", json={**body, "participant_identity": "vic"},
-                      headers=end_user(tenants))
+    own = client.post(
+        "/livekit/token", json={**body, "participant_identity": "vic"}, headers=end_user(tenants)
+    )
     assert own.status_code == 200
     call.join("vic", own.json["livekit_url"], own.json["token"])
     assert call.wait_for(lambda: call.sees("host") == {"vic"})
     assert ("disconnected",) not in call.events["host"]
-    backend = client.post("/livekit/token", json={**body, "participant_identity": "host"},
-                          headers=tenants.headers("acme", scope="tokens:create"))
+    backend = client.post(
+        "/livekit/token",
+        json={**body, "participant_identity": "host"},
+        headers=tenants.headers("acme", scope="tokens:create"),
+    )
     assert backend.status_code == 200
     assert verify_token(backend.json["token"])[0].identity == "host"
 
@@ -506,21 +625,31 @@ def test_partial_permission_changes_keep_the_other_grants(scoped_app, tenants, l
     assert call.wait_for(lambda: call.frames["bob"] > 20)
     backend = tenants.headers("acme")
     base = {"room_name": ROOM, "participant_identity": "bob"}
-    revoked = client.post("/livekit/participant/permissions", json={**base, "can_publish": False},
-                          headers=backend).json["permission"]
+    revoked = client.post(
+        "/livekit/participant/permissions", json={**base, "can_publish": False}, headers=backend
+    ).json["permission"]
     assert (revoked["can_publish"], revoked["can_subscribe"], revoked["can_publish_data"]) == (
-        False, True, True)
+        False,
+        True,
+        True,
+    )
     heard = call.frames["bob"]
     assert call.wait_for(lambda: call.frames["bob"] > heard + 50), "bob stopped hearing alice"
     with pytest.raises(Exception):
         call.publish("bob")
     bob = tenants.headers("acme", roles=["viewer", "speaker"], **{IDENTITY_CLAIM: "bob"})
-    other = client.post("/livekit/participant/permissions",
-                        json={**base, "participant_identity": "alice", "can_publish": False},
-                        headers=bob)
+    other = client.post(
+        "/livekit/participant/permissions",
+        json={**base, "participant_identity": "alice", "can_publish": False},
+        headers=bob,
+    )
     assert (other.status_code, other.json["code"]) == (403, "identity_forbidden")
-    restored = client.post("/livekit/participant/permissions", json={**base, "can_publish": True},
-                           headers=bob).json["permission"]
+    restored = client.post(
+        "/livekit/participant/permissions", json={**base, "can_publish": True}, headers=bob
+    ).json["permission"]
     assert (restored["can_publish"], restored["can_subscribe"], restored["can_publish_data"]) == (
-        True, True, True)
+        True,
+        True,
+        True,
+    )
     assert call.publish("bob").startswith("TR_")

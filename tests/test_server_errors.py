@@ -32,15 +32,23 @@ def raw_request(url: str, data: bytes) -> tuple[int, dict, str]:
 
 REQUESTS = {
     "header over 8 KiB": (
-        b"POST /livekit/token HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + b"a" * 9000
-        + b"\r\n\r\n", 431),
+        b"POST /livekit/token HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        + b"a" * 9000
+        + b"\r\n\r\n",
+        431,
+    ),
     "request line over 4 KiB": (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
     "duplicate Content-Length": (
         b"POST /livekit/token HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
-        b"Content-Length: 3\r\n\r\n{}", 400),
+        b"Content-Length: 3\r\n\r\n{}",
+        400,
+    ),
     "header line without its colon": (
-        b"POST /livekit/token HTTP/1.1\r\nHost: x\r\nAuthorization Bearer " + TOKEN.encode()
-        + b"\r\nContent-Length: 2\r\n\r\n{}", 400),
+        b"POST /livekit/token HTTP/1.1\r\nHost: x\r\nAuthorization Bearer "
+        + TOKEN.encode()
+        + b"\r\nContent-Length: 2\r\n\r\n{}",
+        400,
+    ),
     "not HTTP at all": (b"\x16\x03\x01\x02\x00 hello\r\n\r\n", 400),
 }
 
@@ -65,11 +73,15 @@ def test_gunicorn_errors_are_json_without_the_token(make_gunicorn, name):
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("Invalid header name 'Authorization Bearer eyJa.eyJb.c'",
-      "Invalid header name 'Authorization [redacted]'"),
-     ("got bearer abc.def and more", "got bearer [redacted] and more"),
-     ("token eyJhbGciOi.eyJzdWIi.sig here", "token [redacted] here"),
-     ("nothing secret here", "nothing secret here")],
+    [
+        (
+            "Invalid header name 'Authorization Bearer eyJa.eyJb.c'",
+            "Invalid header name 'Authorization [redacted]'",
+        ),
+        ("got bearer abc.def and more", "got bearer [redacted] and more"),
+        ("token eyJhbGciOi.eyJzdWIi.sig here", "token [redacted] here"),
+        ("nothing secret here", "nothing secret here"),
+    ],
 )
 def test_redact(text, expected):
     """Bearer values, JWTs and Authorization header values are replaced; other text is kept."""

@@ -28,8 +28,10 @@ class SlowClients:
         self.port = port
         self.stopped = threading.Event()
         self.reopened = 0
-        self.threads = [threading.Thread(target=self._hold, args=(kind,), daemon=True)
-                        for kind in ["idle"] * idle + ["trickle"] * trickling]
+        self.threads = [
+            threading.Thread(target=self._hold, args=(kind,), daemon=True)
+            for kind in ["idle"] * idle + ["trickle"] * trickling
+        ]
         for thread in self.threads:
             thread.start()
 
@@ -96,9 +98,11 @@ def test_slow_clients_leave_the_service_answering(make_gunicorn, tenants, liveki
         slow.stop()
     worst = {kind: max(values) for kind, values in latencies.items()}
     slow_probes = sum(value > BOUND for values in latencies.values() for value in values)
-    print(f"\nslow clients ({IDLE} idle, {TRICKLING} trickling): "
-          f"{sum(map(len, latencies.values()))} probes, {slow_probes} over {BOUND:g} s, "
-          f"worst healthz {worst['healthz']:.3f} s, worst token {worst['token']:.3f} s; "
-          f"the server closed {slow.reopened} slow connections (re-opened at once)")
+    print(
+        f"\nslow clients ({IDLE} idle, {TRICKLING} trickling): "
+        f"{sum(map(len, latencies.values()))} probes, {slow_probes} over {BOUND:g} s, "
+        f"worst healthz {worst['healthz']:.3f} s, worst token {worst['token']:.3f} s; "
+        f"the server closed {slow.reopened} slow connections (re-opened at once)"
+    )
     assert slow_probes == 0, worst
     assert len(latencies["token"]) >= 10

@@ -32,8 +32,9 @@ def losses_counted(client) -> float:
 
 
 @pytest.mark.parametrize("loss", ["flushall", "restart-without-persistence"])
-def test_a_lost_redis_quarantines_shared_names_for_a_grace(make_app, tenants, livekit,
-                                                           redis_server, caplog, loss):
+def test_a_lost_redis_quarantines_shared_names_for_a_grace(
+    make_app, tenants, livekit, redis_server, caplog, loss
+):
     """Two instances on one Redis; the store loses everything while they run. For one grace a
     shared name without a record goes to nobody (503 storage_recovering, Retry-After) unless
     LiveKit lists the caller's live room (200 for its owner, 403 for another); per-tenant names
@@ -81,7 +82,8 @@ def test_per_tenant_names_are_immune_to_a_lost_store(make_app, tenants, livekit,
 @pytest.mark.slow
 @pytest.mark.parametrize("offset", ["+30s", "+12m", "-12m"])
 def test_a_skewed_instance_decides_on_the_storages_clock_and_is_not_ready(
-        livekit, redis_server, tenants, offset):
+    livekit, redis_server, tenants, offset
+):
     """Two instances on one Redis, the second's clock moved by libfaketime. A hold made through
     the first is still running for the second (globex 403, no LiveKit call, the hold unchanged);
     the second's /readyz is 503 clock_skew while the first's is ready."""
@@ -89,21 +91,30 @@ def test_a_skewed_instance_decides_on_the_storages_clock_and_is_not_ready(
         pytest.fail("libfaketime is not installed (make test installs Debian's faketime)")
     env = gunicorn_env(livekit, STORAGE_URL=redis_server.url, WEB_CONCURRENCY="1")
     right = GunicornProcess(env, find_free_port())
-    skewed = GunicornProcess({**env, "LD_PRELOAD": FAKETIME, "FAKETIME": offset,
-                              "FAKETIME_DONT_FAKE_MONOTONIC": "1", "FAKETIME_NO_CACHE": "1"},
-                             find_free_port())
+    skewed = GunicornProcess(
+        {
+            **env,
+            "LD_PRELOAD": FAKETIME,
+            "FAKETIME": offset,
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+            "FAKETIME_NO_CACHE": "1",
+        },
+        find_free_port(),
+    )
     try:
-        status, _, _ = right.post("/livekit/token", {"room_name": ROOM, "participant_name": "A",
-                                                     "participant_identity": "a"},
-                                  tenants.headers("acme"))
+        status, _, _ = right.post(
+            "/livekit/token",
+            {"room_name": ROOM, "participant_name": "A", "participant_identity": "a"},
+            tenants.headers("acme"),
+        )
         assert status == 200
         livekit.close_room(ROOM)
         livekit.calls.clear()
-        status, body, _ = skewed.post("/livekit/token", {"room_name": ROOM,
-                                                         "participant_name": "B",
-                                                         "participant_identity": "b"},
-                                      tenants.headers("globex", ttl=7200,
-                                                      iat=int(time.time()) - 3600))
+        status, body, _ = skewed.post(
+            "/livekit/token",
+            {"room_name": ROOM, "participant_name": "B", "participant_identity": "b"},
+            tenants.headers("globex", ttl=7200, iat=int(time.time()) - 3600),
+        )
         assert (status, body["code"]) == (403, "room_forbidden")
         assert livekit.calls == {}
         import redis
@@ -121,21 +132,35 @@ def test_a_skewed_instance_decides_on_the_storages_clock_and_is_not_ready(
 @pytest.mark.waits
 @pytest.mark.livekit_server("livekit-server")
 @pytest.mark.usefixtures("media_network")
-def test_a_grace_started_on_a_fast_instance_ends_on_the_storages_clock(livekit, redis_server,
-                                                                        tenants, capsys):
+def test_a_grace_started_on_a_fast_instance_ends_on_the_storages_clock(
+    livekit, redis_server, tenants, capsys
+):
     """Two instances on one Redis and the real livekit-server, the second 30 s fast
     (libfaketime). A's participant joins through the right one, keeps LiveKit's refreshed token
     and leaves; B asks through the fast one until the name is B's. The grace starts and ends on
     the storage's clock: B gets the name no sooner than one grace after it started, and by then
     A's newest refreshed token no longer joins, while B's token lands in B's own room.
     (TOKEN_TTL=30 and HOLD_MARGIN=0 keep the wait near 13 minutes; the margin only adds.)"""
-    env = gunicorn_env(livekit, STORAGE_URL=redis_server.url, WEB_CONCURRENCY="1",
-                       TOKEN_TTL="30", HOLD_MARGIN="0", ROOM_EMPTY_TIMEOUT="1",
-                       ROOM_DEPARTURE_TIMEOUT="1")
+    env = gunicorn_env(
+        livekit,
+        STORAGE_URL=redis_server.url,
+        WEB_CONCURRENCY="1",
+        TOKEN_TTL="30",
+        HOLD_MARGIN="0",
+        ROOM_EMPTY_TIMEOUT="1",
+        ROOM_DEPARTURE_TIMEOUT="1",
+    )
     right = GunicornProcess(env, find_free_port())
-    fast = GunicornProcess({**env, "LD_PRELOAD": FAKETIME, "FAKETIME": "+30s",
-                            "FAKETIME_DONT_FAKE_MONOTONIC": "1", "FAKETIME_NO_CACHE": "1"},
-                           find_free_port())
+    fast = GunicornProcess(
+        {
+            **env,
+            "LD_PRELOAD": FAKETIME,
+            "FAKETIME": "+30s",
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+            "FAKETIME_NO_CACHE": "1",
+        },
+        find_free_port(),
+    )
     body = {"room_name": ROOM, "participant_name": "A", "participant_identity": "a"}
     try:
         status, minted, _ = right.post("/livekit/token", body, tenants.headers("acme"))
@@ -161,8 +186,10 @@ def test_a_grace_started_on_a_fast_instance_ends_on_the_storages_clock(livekit, 
             time.sleep(5)
         waited = time.monotonic() - grace_started
         with capsys.disabled():
-            print(f"\nthe name passed on {waited:.0f} s after the grace started on the fast "
-                  f"instance (the grace is 660 s)")
+            print(
+                f"\nthe name passed on {waited:.0f} s after the grace started on the fast "
+                f"instance (the grace is 660 s)"
+            )
         assert waited >= 660 - 5
         with pytest.raises(rtc.ConnectError):
             join(livekit.ws_url, kept)

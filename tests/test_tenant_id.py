@@ -11,7 +11,6 @@ pytestmark = pytest.mark.livekit_server
 ROOM = "acme-room"
 
 
-
 @pytest.mark.parametrize(
     ("tenant", "problem"),
     [
@@ -25,11 +24,21 @@ ROOM = "acme-room"
         ("ac\u0085me", "holds a control character"),
         ("ac\u007fme", "holds a control character"),
     ],
-    ids=["leading-space", "trailing-space", "tab", "newline", "no-break-space", "em-space", "nul",
-         "c1-next-line", "delete"],
+    ids=[
+        "leading-space",
+        "trailing-space",
+        "tab",
+        "newline",
+        "no-break-space",
+        "em-space",
+        "nul",
+        "c1-next-line",
+        "delete",
+    ],
 )
-def test_lookalike_of_a_tenant_is_refused_and_writes_nothing(client, tenants, livekit, tenant,
-                                                             problem):
+def test_lookalike_of_a_tenant_is_refused_and_writes_nothing(
+    client, tenants, livekit, tenant, problem
+):
     """acme owns a room; a token whose tenant differs from "acme" by white space or a control
     character is 401, names the claim and not its value, and reaches no LiveKit call."""
     assert tenants.ask(client, "acme", room=ROOM).status_code == 200
@@ -37,7 +46,8 @@ def test_lookalike_of_a_tenant_is_refused_and_writes_nothing(client, tenants, li
     response = tenants.ask(client, tenant, room=ROOM)
     assert response.status_code == 401
     assert response.json == {
-        "error": f"the bearer token's tenant claim 'sub' {problem}", "code": "unauthorized",
+        "error": f"the bearer token's tenant claim 'sub' {problem}",
+        "code": "unauthorized",
     }
     assert livekit.call_count() == 0
     assert json.loads(livekit.get_room(ROOM).metadata) == {"auth_id": "acme"}

@@ -22,8 +22,12 @@ from tokensvc.context import service_state
 from tokensvc.webhooks import EVENT_TYPES
 
 #: Short timeouts and back-off, so that retries take fractions of a second.
-FAST = {"TENANT_WEBHOOKS_ALLOW_PRIVATE": "true", "TENANT_WEBHOOK_TIMEOUT": "0.5",
-        "TENANT_WEBHOOK_RETRY_DELAY": "0.05", "METRICS_ENABLED": "true"}
+FAST = {
+    "TENANT_WEBHOOKS_ALLOW_PRIVATE": "true",
+    "TENANT_WEBHOOK_TIMEOUT": "0.5",
+    "TENANT_WEBHOOK_RETRY_DELAY": "0.05",
+    "METRICS_ENABLED": "true",
+}
 
 
 @pytest.fixture
@@ -34,8 +38,9 @@ def app(make_app, backend):
 
 def subscribe(client, tenants, tenant, url, **fields):
     """Subscribe `url` for `tenant`; return the answer's JSON (201 asserted)."""
-    response = client.post("/livekit/webhook-endpoints", json={"url": url, **fields},
-                           headers=tenants.headers(tenant))
+    response = client.post(
+        "/livekit/webhook-endpoints", json={"url": url, **fields}, headers=tenants.headers(tenant)
+    )
     assert response.status_code == 201, response.json
     return response.json
 
@@ -48,8 +53,9 @@ def send(client, kind, room, **event):
 
 def deliveries(client, tenants, tenant="acme", **query):
     """The tenant's deliveries, as the route lists them."""
-    response = client.get("/livekit/webhook-deliveries", query_string=query,
-                          headers=tenants.headers(tenant))
+    response = client.get(
+        "/livekit/webhook-deliveries", query_string=query, headers=tenants.headers(tenant)
+    )
     assert response.status_code == 200, response.json
     return response.json["deliveries"]
 
@@ -66,13 +72,18 @@ def wait_for(condition, seconds=10.0):
 
 def member(tenant, role="speaker", **attributes):
     """A participant of `tenant`'s token, as LiveKit reports it in an event."""
-    return {"identity": f"{tenant}-user", "name": "User", "sid": "PA_1",
-            "attributes": {"tokensvc.tenant": tenant, "tokensvc.role": role, **attributes}}
+    return {
+        "identity": f"{tenant}-user",
+        "name": "User",
+        "sid": "PA_1",
+        "attributes": {"tokensvc.tenant": tenant, "tokensvc.role": role, **attributes},
+    }
 
 
 @pytest.mark.parametrize("room_names", ["shared", "per-tenant"])
-def test_each_tenant_gets_only_its_own_rooms_events(make_app, backend, tenants, make_receiver,
-                                                    make_worker, room_names):
+def test_each_tenant_gets_only_its_own_rooms_events(
+    make_app, backend, tenants, make_receiver, make_worker, room_names
+):
     """acme and globex each subscribe a receiver. Every event of acme's room reaches acme's
     receiver once, signed, with acme's own room name and none of the service's attributes; an
     intruder of globex's in acme's room, a duplicate and an event of a room nobody holds are
@@ -82,8 +93,9 @@ def test_each_tenant_gets_only_its_own_rooms_events(make_app, backend, tenants, 
     acme, globex = make_receiver(), make_receiver()
     acme.secret = subscribe(client, tenants, "acme", acme.url)["secret"]
     globex.secret = subscribe(client, tenants, "globex", globex.url)["secret"]
-    minted = client.post("/livekit/token", json={**BODY, "room_name": "standup"},
-                         headers=tenants.headers("acme")).json
+    minted = client.post(
+        "/livekit/token", json={**BODY, "room_name": "standup"}, headers=tenants.headers("acme")
+    ).json
     room = minted.get("livekit_room_name", "standup")
     assert (room != "standup") == (room_names == "per-tenant")
     make_worker(app)
@@ -91,11 +103,11 @@ def test_each_tenant_gets_only_its_own_rooms_events(make_app, backend, tenants, 
     track = {"sid": "TR_1", "type": "AUDIO", "source": "MICROPHONE", "name": "mic"}
     send(client, "room_started", room, metadata=owner, event_id="EV_started")
     send(client, "room_started", room, metadata=owner, event_id="EV_started")  # a duplicate
-    send(client, "participant_joined", room, metadata=owner,
-         participant=member("acme", team="blue"))
+    send(
+        client, "participant_joined", room, metadata=owner, participant=member("acme", team="blue")
+    )
     send(client, "participant_joined", room, metadata=owner, participant=member("globex"))
-    send(client, "track_published", room, metadata=owner, participant=member("acme"),
-         track=track)
+    send(client, "track_published", room, metadata=owner, participant=member("acme"), track=track)
     send(client, "participant_left", room, metadata=owner, participant=member("acme"))
     send(client, "room_finished", room, metadata=owner)
     send(client, "room_started", "nobody-holds-this")
@@ -103,8 +115,12 @@ def test_each_tenant_gets_only_its_own_rooms_events(make_app, backend, tenants, 
     assert all(item.event is not None for item in received), "a signature did not verify"
     by_type = {item.event["type"]: item for item in received}  # delivered in any order
     assert len(received) == 5 and set(by_type) == {
-        "room_started", "participant_joined", "track_published", "participant_left",
-        "room_finished"}
+        "room_started",
+        "participant_joined",
+        "track_published",
+        "participant_left",
+        "room_finished",
+    }
     for item in received:
         assert item.event["data"]["room"]["name"] == "standup"
         assert "tokensvc." not in item.body.decode()
@@ -130,56 +146,83 @@ def test_routes_keep_each_tenant_to_its_own(app, tenants, make_receiver):
     assert created["events"] == list(EVENT_TYPES) and created["description"] == "billing"
     listed = client.get("/livekit/webhook-endpoints", headers=tenants.headers("acme")).json
     assert listed == {"endpoints": [{k: v for k, v in created.items() if k != "secret"}]}
-    for path in (f"/livekit/webhook-endpoints/{created['id']}/rotate-secret",
-                 f"/livekit/webhook-endpoints/{created['id']}/test"):
+    for path in (
+        f"/livekit/webhook-endpoints/{created['id']}/rotate-secret",
+        f"/livekit/webhook-endpoints/{created['id']}/test",
+    ):
         answer = client.post(path, headers=tenants.headers("globex"))
         assert (answer.status_code, answer.json["code"]) == (404, "webhook_endpoint_not_found")
-    assert client.delete(f"/livekit/webhook-endpoints/{created['id']}",
-                         headers=tenants.headers("globex")).status_code == 404
-    for bad in ({}, {"url": "ftp://x.example/"}, {"url": receiver.url, "events": ["nope"]},
-                {"url": receiver.url, "events": []}, {"url": "http://user:pw@127.0.0.1/"}):
-        answer = client.post("/livekit/webhook-endpoints", json=bad,
-                             headers=tenants.headers("acme"))
+    assert (
+        client.delete(
+            f"/livekit/webhook-endpoints/{created['id']}", headers=tenants.headers("globex")
+        ).status_code
+        == 404
+    )
+    for bad in (
+        {},
+        {"url": "ftp://x.example/"},
+        {"url": receiver.url, "events": ["nope"]},
+        {"url": receiver.url, "events": []},
+        {"url": "http://user:pw@127.0.0.1/"},
+    ):
+        answer = client.post(
+            "/livekit/webhook-endpoints", json=bad, headers=tenants.headers("acme")
+        )
         assert answer.status_code == 400 and answer.json["code"] == "invalid_request", bad
     for _ in range(9):
         subscribe(client, tenants, "acme", receiver.url, events=["room_finished"])
-    answer = client.post("/livekit/webhook-endpoints", json={"url": receiver.url},
-                         headers=tenants.headers("acme"))
+    answer = client.post(
+        "/livekit/webhook-endpoints", json={"url": receiver.url}, headers=tenants.headers("acme")
+    )
     assert (answer.status_code, answer.json["code"]) == (409, "webhook_endpoints_limit")
     subscribe(client, tenants, "globex", receiver.url)  # another tenant's limit is its own
-    deleted = client.delete(f"/livekit/webhook-endpoints/{created['id']}",
-                            headers=tenants.headers("acme"))
+    deleted = client.delete(
+        f"/livekit/webhook-endpoints/{created['id']}", headers=tenants.headers("acme")
+    )
     assert deleted.json == {"status": "deleted", "id": created["id"]}
-    assert client.delete(f"/livekit/webhook-endpoints/{created['id']}",
-                         headers=tenants.headers("acme")).status_code == 404
-    assert client.get("/livekit/webhook-deliveries?status=bogus",
-                      headers=tenants.headers("acme")).status_code == 400
+    assert (
+        client.delete(
+            f"/livekit/webhook-endpoints/{created['id']}", headers=tenants.headers("acme")
+        ).status_code
+        == 404
+    )
+    assert (
+        client.get(
+            "/livekit/webhook-deliveries?status=bogus", headers=tenants.headers("acme")
+        ).status_code
+        == 400
+    )
 
 
-def test_a_rotated_secret_signs_beside_the_old_one_for_a_day(app, tenants, make_receiver,
-                                                              make_worker):
+def test_a_rotated_secret_signs_beside_the_old_one_for_a_day(
+    app, tenants, make_receiver, make_worker
+):
     """After a rotation each delivery carries two signatures: the old secret and the new one
     both verify; 24 h later (the storage's clock moved) only the new one does."""
     client = app.test_client()
     receiver = make_receiver()
     endpoint = subscribe(client, tenants, "acme", receiver.url)
     old = endpoint["secret"]
-    rotated = client.post(f"/livekit/webhook-endpoints/{endpoint['id']}/rotate-secret",
-                          headers=tenants.headers("acme"))
+    rotated = client.post(
+        f"/livekit/webhook-endpoints/{endpoint['id']}/rotate-secret",
+        headers=tenants.headers("acme"),
+    )
     new = rotated.json["secret"]
     assert new != old and new.startswith("whsec_")
     receiver.secret = new
     make_worker(app)
-    client.post(f"/livekit/webhook-endpoints/{endpoint['id']}/test",
-                headers=tenants.headers("acme"))
+    client.post(
+        f"/livekit/webhook-endpoints/{endpoint['id']}/test", headers=tenants.headers("acme")
+    )
     (first,) = receiver.wait_for(1)
     assert len(first.headers["webhook-signature"].split(" ")) == 2
     Webhook(old).verify(first.body, first.headers)
     Webhook(new).verify(first.body, first.headers)
     assert first.event["type"] == "webhook.test"
     service_state(app).issuer.ownership.holds.clock.advance(24 * 3600 * 1000 + 1000)
-    test = client.post(f"/livekit/webhook-endpoints/{endpoint['id']}/test",
-                       headers=tenants.headers("acme"))
+    test = client.post(
+        f"/livekit/webhook-endpoints/{endpoint['id']}/test", headers=tenants.headers("acme")
+    )
     assert test.status_code == 202
     second = receiver.wait_for(2)[1]
     assert second.id == test.json["delivery_id"]
@@ -189,15 +232,18 @@ def test_a_rotated_secret_signs_beside_the_old_one_for_a_day(app, tenants, make_
         Webhook(old).verify(second.body, second.headers)
 
 
-def test_a_receiver_down_failing_then_hanging_gets_it_once_up(app, tenants, make_receiver,
-                                                               make_worker):
+def test_a_receiver_down_failing_then_hanging_gets_it_once_up(
+    app, tenants, make_receiver, make_worker
+):
     """The receiver refuses connections, then answers 500, then hangs past the timeout, then
     answers 200: the event is delivered, with the same webhook-id on every attempt, and the
     delivery record shows the attempts and the last answer."""
     client = app.test_client()
     receiver = make_receiver(hang_s=1.5)
     receiver.secret = subscribe(client, tenants, "acme", receiver.url)["secret"]
-    assert client.post("/livekit/token", json=BODY, headers=tenants.headers("acme")).status_code == 200
+    assert (
+        client.post("/livekit/token", json=BODY, headers=tenants.headers("acme")).status_code == 200
+    )
     receiver.stop()
     make_worker(app)
     send(client, "room_started", BODY["room_name"])
@@ -226,8 +272,9 @@ def test_a_receiver_down_failing_then_hanging_gets_it_once_up(app, tenants, make
     assert "acme" not in metrics
 
 
-def test_a_delivery_fails_after_its_period_and_can_be_retried(make_app, backend, tenants,
-                                                              make_receiver, make_worker):
+def test_a_delivery_fails_after_its_period_and_can_be_retried(
+    make_app, backend, tenants, make_receiver, make_worker
+):
     """With a retry period of 0 the first failed attempt fails the delivery for good (a 307 is
     not followed); retried once the receiver answers, it is delivered."""
     app = make_app(STORAGE_URL=backend, **{**FAST, "TENANT_WEBHOOK_RETRY_PERIOD": "0"})
@@ -236,28 +283,44 @@ def test_a_delivery_fails_after_its_period_and_can_be_retried(make_app, backend,
     endpoint = subscribe(client, tenants, "acme", receiver.url)
     receiver.secret = endpoint["secret"]
     make_worker(app)
-    client.post(f"/livekit/webhook-endpoints/{endpoint['id']}/test",
-                headers=tenants.headers("acme"))
+    client.post(
+        f"/livekit/webhook-endpoints/{endpoint['id']}/test", headers=tenants.headers("acme")
+    )
     assert wait_for(lambda: deliveries(client, tenants)[0]["status"] == "failed")
     (failed,) = deliveries(client, tenants, status="failed")
     assert failed["last_status_code"] == 307 and "redirects" in failed["last_error"]
     assert receiver.tried == 1
     receiver.mode = "ok"
-    retried = client.post(f"/livekit/webhook-deliveries/{failed['id']}/retry",
-                          headers=tenants.headers("acme"))
+    retried = client.post(
+        f"/livekit/webhook-deliveries/{failed['id']}/retry", headers=tenants.headers("acme")
+    )
     assert retried.status_code == 202
-    assert client.post(f"/livekit/webhook-deliveries/{failed['id']}/retry",
-                       headers=tenants.headers("globex")).status_code == 404
+    assert (
+        client.post(
+            f"/livekit/webhook-deliveries/{failed['id']}/retry", headers=tenants.headers("globex")
+        ).status_code
+        == 404
+    )
     (item,) = receiver.wait_for(1)
     assert item.id == failed["id"]
     assert wait_for(lambda: deliveries(client, tenants)[0]["status"] == "delivered")
 
 
-PRIVATE_URLS = ["https://127.0.0.1/hooks", "https://10.0.0.1/hooks", "https://[::1]/hooks",
-                "https://169.254.169.254/latest/meta-data", "https://localhost/hooks",
-                "https://[::ffff:127.0.0.1]/hooks", "https://0.0.0.0/hooks",
-                "https://224.0.0.1/hooks", "http://127.0.0.1/hooks", "http://10.0.0.1/",
-                "http://[::1]/", "http://169.254.169.254/", "http://localhost/"]
+PRIVATE_URLS = [
+    "https://127.0.0.1/hooks",
+    "https://10.0.0.1/hooks",
+    "https://[::1]/hooks",
+    "https://169.254.169.254/latest/meta-data",
+    "https://localhost/hooks",
+    "https://[::ffff:127.0.0.1]/hooks",
+    "https://0.0.0.0/hooks",
+    "https://224.0.0.1/hooks",
+    "http://127.0.0.1/hooks",
+    "http://10.0.0.1/",
+    "http://[::1]/",
+    "http://169.254.169.254/",
+    "http://localhost/",
+]
 
 
 @pytest.mark.parametrize("url", PRIVATE_URLS)
@@ -266,16 +329,19 @@ def test_subscribing_a_private_address_is_refused(make_app, tenants, storage_url
     name that resolves to loopback are 400 naming `url`, and nothing is stored."""
     app = make_app()
     client = app.test_client()
-    answer = client.post("/livekit/webhook-endpoints", json={"url": url},
-                         headers=tenants.headers("acme"))
+    answer = client.post(
+        "/livekit/webhook-endpoints", json={"url": url}, headers=tenants.headers("acme")
+    )
     assert (answer.status_code, answer.json["code"]) == (400, "invalid_request")
     assert "url" in answer.json["fields"]
-    assert client.get("/livekit/webhook-endpoints",
-                      headers=tenants.headers("acme")).json == {"endpoints": []}
+    assert client.get("/livekit/webhook-endpoints", headers=tenants.headers("acme")).json == {
+        "endpoints": []
+    }
 
 
-def test_a_name_rebound_to_loopback_after_subscription_gets_nothing(make_app, tenants,
-                                                                     make_receiver, make_worker):
+def test_a_name_rebound_to_loopback_after_subscription_gets_nothing(
+    make_app, tenants, make_receiver, make_worker
+):
     """A name that resolves to a public address when subscribed and to loopback (where a
     receiver listens) at delivery: refused at the attempt, never connected to. (The resolver is
     the one dependency replaced: DNS cannot be steered here; no traffic leaves loopback.)"""
@@ -288,8 +354,9 @@ def test_a_name_rebound_to_loopback_after_subscription_gets_nothing(make_app, te
     endpoint = subscribe(client, tenants, "acme", f"https://hooks.tenant.example:{receiver.port}/")
     answers["address"] = "127.0.0.1"
     make_worker(app)
-    client.post(f"/livekit/webhook-endpoints/{endpoint['id']}/test",
-                headers=tenants.headers("acme"))
+    client.post(
+        f"/livekit/webhook-endpoints/{endpoint['id']}/test", headers=tenants.headers("acme")
+    )
     assert wait_for(lambda: deliveries(client, tenants)[0]["attempts"] >= 2)
     (refused,) = deliveries(client, tenants)
     assert refused["status"] == "pending"
@@ -297,9 +364,9 @@ def test_a_name_rebound_to_loopback_after_subscription_gets_nothing(make_app, te
     assert receiver.tried == 0
 
 
-def test_hanging_endpoints_delay_neither_the_token_route_nor_the_others(make_app, tenants,
-                                                                        make_receiver,
-                                                                        make_worker):
+def test_hanging_endpoints_delay_neither_the_token_route_nor_the_others(
+    make_app, tenants, make_receiver, make_worker
+):
     """acme has 10 endpoints, 9 of them hanging past the timeout: the 10th gets each event at
     once, and the token route answers as fast as with none."""
     app = make_app(**{**FAST, "TENANT_WEBHOOK_TIMEOUT": "2"})
@@ -308,7 +375,9 @@ def test_hanging_endpoints_delay_neither_the_token_route_nor_the_others(make_app
     for _ in range(9):
         subscribe(client, tenants, "acme", hanging.url)
     healthy.secret = subscribe(client, tenants, "acme", healthy.url)["secret"]
-    assert client.post("/livekit/token", json=BODY, headers=tenants.headers("acme")).status_code == 200
+    assert (
+        client.post("/livekit/token", json=BODY, headers=tenants.headers("acme")).status_code == 200
+    )
     make_worker(app, threads=32)
     sent = []
     for number in range(5):
@@ -321,14 +390,17 @@ def test_hanging_endpoints_delay_neither_the_token_route_nor_the_others(make_app
     assert hanging.wait_for_tries(9) >= 9
     started = time.monotonic()
     for _ in range(20):
-        assert client.post("/livekit/token", json=BODY,
-                           headers=tenants.headers("acme")).status_code == 200
+        assert (
+            client.post("/livekit/token", json=BODY, headers=tenants.headers("acme")).status_code
+            == 200
+        )
     assert (time.monotonic() - started) / 20 < 0.1
 
 
 @pytest.mark.slow
-def test_a_sigkilled_worker_loses_nothing(make_app, backend, livekit, tenants, make_receiver,
-                                          tmp_path):
+def test_a_sigkilled_worker_loses_nothing(
+    make_app, backend, livekit, tenants, make_receiver, tmp_path
+):
     """The worker process is SIGKILLed while attempts hang and others wait; restarted, with the
     receiver healthy, every delivery is delivered (at least once)."""
     settings = {**FAST, "TENANT_WEBHOOK_TIMEOUT": "1", "STORAGE_URL": backend}
@@ -336,19 +408,30 @@ def test_a_sigkilled_worker_loses_nothing(make_app, backend, livekit, tenants, m
     client = app.test_client()
     receiver = make_receiver(mode="hang", hang_s=5)
     receiver.secret = subscribe(client, tenants, "acme", receiver.url)["secret"]
-    assert client.post("/livekit/token", json=BODY, headers=tenants.headers("acme")).status_code == 200
+    assert (
+        client.post("/livekit/token", json=BODY, headers=tenants.headers("acme")).status_code == 200
+    )
     for _ in range(20):
         send(client, "participant_joined", BODY["room_name"], participant=member("acme"))
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "AUTH_"))},
-           **livekit_settings(livekit), **settings, "AUTH_JWT_SECRET": TENANT_SECRET,
-           "LOG_LEVEL": "WARNING"}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "AUTH_"))},
+        **livekit_settings(livekit),
+        **settings,
+        "AUTH_JWT_SECRET": TENANT_SECRET,
+        "LOG_LEVEL": "WARNING",
+    }
 
     output = tmp_path / "worker.log"
 
     def start_worker():
         with open(output, "a") as log:
-            return subprocess.Popen([sys.executable, "-m", "tokensvc.worker"], cwd=ROOT,
-                                    env=env, stdout=log, stderr=subprocess.STDOUT)
+            return subprocess.Popen(
+                [sys.executable, "-m", "tokensvc.worker"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     worker = start_worker()
     try:
@@ -358,8 +441,9 @@ def test_a_sigkilled_worker_loses_nothing(make_app, backend, livekit, tenants, m
         assert {d["status"] for d in deliveries(client, tenants)} == {"pending"}
         receiver.mode = "ok"
         worker = start_worker()
-        assert wait_for(lambda: {d["status"] for d in deliveries(client, tenants)}
-                        == {"delivered"}, 20), deliveries(client, tenants)
+        assert wait_for(
+            lambda: {d["status"] for d in deliveries(client, tenants)} == {"delivered"}, 20
+        ), deliveries(client, tenants)
     finally:
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(10) == 0, output.read_text()

@@ -21,7 +21,11 @@ def test_unauthenticated_token_echoes_request_and_calls_no_livekit(unauthenticat
     response = unauthenticated.post("/livekit/token", json=BODY)
     assert response.status_code == 200
     assert set(response.json) == {
-        "token", "room_name", "participant_identity", "livekit_url", "server_url",
+        "token",
+        "room_name",
+        "participant_identity",
+        "livekit_url",
+        "server_url",
         "participant_token",
     }
     assert response.json["participant_token"] == response.json["token"]
@@ -114,5 +118,7 @@ def test_names_keep_their_white_space_and_unicode(client):
     claims, raw = verify_token(response.json["token"])
     assert response.json["room_name"] == body["room_name"]
     assert (raw["video"]["room"], claims.name, claims.identity) == (
-        body["room_name"], body["participant_name"], body["participant_identity"]
+        body["room_name"],
+        body["participant_name"],
+        body["participant_identity"],
     )

@@ -21,7 +21,7 @@ def test_standard_fields_reach_the_token(client, tenants, livekit):
         **BODY,
         "participant_metadata": '{"plan": "pro"}',
         "participant_attributes": {"team": "blue", "seat": "3"},
-        "room_config": {"agents": [{"agent_name": "support", "metadata": "{\"lang\": \"en\"}"}]},
+        "room_config": {"agents": [{"agent_name": "support", "metadata": '{"lang": "en"}'}]},
     }
     response = client.post("/livekit/token", json=body, headers=tenants.headers("acme"))
     assert response.status_code == 200
@@ -29,8 +29,12 @@ def test_standard_fields_reach_the_token(client, tenants, livekit):
     assert response.json["server_url"] == response.json["livekit_url"] == livekit.ws_url
     claims, raw = verify_token(response.json["token"])
     assert claims.metadata == '{"plan": "pro"}'
-    assert claims.attributes == {"team": "blue", "seat": "3", "tokensvc.role": "speaker",
-                                 "tokensvc.tenant": "acme"}
+    assert claims.attributes == {
+        "team": "blue",
+        "seat": "3",
+        "tokensvc.role": "speaker",
+        "tokensvc.tenant": "acme",
+    }
     agents = raw["roomConfig"]["agents"]
     assert agents == [{"agentName": "support", "metadata": '{"lang": "en"}'}]
     assert json.loads(raw["roomConfig"]["metadata"]) == {"auth_id": "acme"}
@@ -90,15 +94,26 @@ def test_livekit_client_token_source(make_app, serve, tenants, livekit, tmp_path
     }
     run = subprocess.run(
         ["node", "--test", "tokensource.test.mjs"],
-        cwd=NODE_DIR, env=env, capture_output=True, text=True, timeout=120,
+        cwd=NODE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert run.returncode == 0, run.stdout + run.stderr
     details = json.loads(result.read_text())
     assert details["serverUrl"] == livekit.ws_url
     claims, raw = verify_token(details["participantToken"])
-    assert (claims.identity, claims.name, raw["video"]["room"]) == ("sdk-user", "SDK User", "sdk-room")
-    assert claims.attributes == {"team": "blue", "tokensvc.role": "speaker",
-                                 "tokensvc.tenant": "acme"}
+    assert (claims.identity, claims.name, raw["video"]["room"]) == (
+        "sdk-user",
+        "SDK User",
+        "sdk-room",
+    )
+    assert claims.attributes == {
+        "team": "blue",
+        "tokensvc.role": "speaker",
+        "tokensvc.tenant": "acme",
+    }
     assert claims.metadata == '{"plan":"pro"}'
     assert raw["roomConfig"]["agents"] == [
         {"agentName": "support-agent", "metadata": '{"language":"en"}'}
@@ -109,17 +124,21 @@ def test_livekit_client_token_source(make_app, serve, tenants, livekit, tmp_path
 def test_agent_dispatches_are_capped(client, tenants, livekit):
     """Four agents are minted in; a fifth is 400 invalid_request naming room_config, and
     nothing is written to LiveKit."""
+
     def agents(count):
         return {"agents": [{"agent_name": f"agent-{n}", "metadata": ""} for n in range(count)]}
 
-    ok = client.post("/livekit/token", json={**BODY, "room_config": agents(4)},
-                     headers=tenants.headers("acme"))
+    ok = client.post(
+        "/livekit/token", json={**BODY, "room_config": agents(4)}, headers=tenants.headers("acme")
+    )
     assert ok.status_code == 200
     assert len(verify_token(ok.json["token"])[1]["roomConfig"]["agents"]) == 4
     livekit.calls.clear()
-    refused = client.post("/livekit/token", json={**BODY, "room_name": "other",
-                                                  "room_config": agents(5)},
-                          headers=tenants.headers("acme"))
+    refused = client.post(
+        "/livekit/token",
+        json={**BODY, "room_name": "other", "room_config": agents(5)},
+        headers=tenants.headers("acme"),
+    )
     assert (refused.status_code, refused.json["code"]) == (400, "invalid_request")
     assert "room_config" in refused.json["fields"]
     assert livekit.call_count() == 0
@@ -129,9 +148,9 @@ def test_agent_dispatches_are_capped(client, tenants, livekit):
 def test_a_room_the_service_creates_gets_the_requests_agents(client, tenants, livekit):
     """The room the service creates for a request carries its agent dispatches, as a room
     created by the join itself would (LiveKit's ListDispatch shows them)."""
-    agents = [{"agent_name": "support", "metadata": "{\"lang\": \"en\"}"}]
+    agents = [{"agent_name": "support", "metadata": '{"lang": "en"}'}]
     body = {**BODY, "room_name": "agents-room", "room_config": {"agents": agents}}
     response = client.post("/livekit/token", json=body, headers=tenants.headers("acme"))
     assert response.status_code == 200
     assert livekit.calls["CreateRoom"] == 1
-    assert livekit.dispatches("agents-room") == [("support", "{\"lang\": \"en\"}")]
+    assert livekit.dispatches("agents-room") == [("support", '{"lang": "en"}')]

@@ -20,10 +20,16 @@ LONG = "x" * 257
         ({**BODY, "room_name": ""}, "room_name", "Must not be empty."),
         ({**BODY, "participant_name": " \t\n "}, "participant_name", "Must not be empty."),
         ({**BODY, "room_name": LONG}, "room_name", "Must be at most 256 bytes in UTF-8, got 257."),
-        ({**BODY, "participant_identity": "é" * 129}, "participant_identity",
-         "Must be at most 256 bytes in UTF-8, got 258."),
-        ({**BODY, "participant_name": "\ud800"}, "participant_name",
-         "Must be valid Unicode text (no lone surrogates)."),
+        (
+            {**BODY, "participant_identity": "é" * 129},
+            "participant_identity",
+            "Must be at most 256 bytes in UTF-8, got 258.",
+        ),
+        (
+            {**BODY, "participant_name": "\ud800"},
+            "participant_name",
+            "Must be valid Unicode text (no lone surrogates).",
+        ),
     ],
 )
 def test_invalid_field_is_named(client, tenants, livekit, body, field, message):
@@ -95,8 +101,10 @@ def test_body_over_the_limit_is_413(make_app, tenants, livekit):
 
 def test_default_limit_is_64_kib(client):
     """Default MAX_CONTENT_LENGTH is 65536 bytes: just under passes, just over is 413."""
-    prefix = len(b'{"room_name": "room-1", "participant_name": "Alice Smith", '
-                 b'"participant_identity": "alice", "p": ""}')
+    prefix = len(
+        b'{"room_name": "room-1", "participant_name": "Alice Smith", '
+        b'"participant_identity": "alice", "p": ""}'
+    )
     fits = {**BODY, "p": "x" * (65536 - prefix)}
     assert client.post("/livekit/token", json=fits).status_code == 200
     over = {**BODY, "p": "x" * (65537 - prefix)}
@@ -126,19 +134,39 @@ AGENTS = "room_config", "agents", "0"
 @pytest.mark.parametrize(
     ("body", "path", "message"),
     [
-        ({**BODY, "room_config": {"agents": [{"agent_name": "\ud800"}]}},
-         (*AGENTS, "agent_name"), "Must be valid Unicode text (no lone surrogates)."),
-        ({**BODY, "room_config": {"agents": [{"agent_name": "a", "metadata": "\udfff"}]}},
-         (*AGENTS, "metadata"), "Must be valid Unicode text (no lone surrogates)."),
-        ({**BODY, "room_config": {"agents": [{"agent_name": "é" * 129}]}},
-         (*AGENTS, "agent_name"), "Must be at most 256 bytes in UTF-8, got 258."),
-        ({**BODY, "participant_metadata": "x" * (512 * 1024 + 1)},
-         ("participant_metadata",), "Must be at most 524288 bytes in UTF-8, got 524289."),
-        ({**BODY, "participant_metadata": "\ud83d"},
-         ("participant_metadata",), "Must be valid Unicode text (no lone surrogates)."),
+        (
+            {**BODY, "room_config": {"agents": [{"agent_name": "\ud800"}]}},
+            (*AGENTS, "agent_name"),
+            "Must be valid Unicode text (no lone surrogates).",
+        ),
+        (
+            {**BODY, "room_config": {"agents": [{"agent_name": "a", "metadata": "\udfff"}]}},
+            (*AGENTS, "metadata"),
+            "Must be valid Unicode text (no lone surrogates).",
+        ),
+        (
+            {**BODY, "room_config": {"agents": [{"agent_name": "é" * 129}]}},
+            (*AGENTS, "agent_name"),
+            "Must be at most 256 bytes in UTF-8, got 258.",
+        ),
+        (
+            {**BODY, "participant_metadata": "x" * (512 * 1024 + 1)},
+            ("participant_metadata",),
+            "Must be at most 524288 bytes in UTF-8, got 524289.",
+        ),
+        (
+            {**BODY, "participant_metadata": "\ud83d"},
+            ("participant_metadata",),
+            "Must be valid Unicode text (no lone surrogates).",
+        ),
     ],
-    ids=["agent-name-surrogate", "agent-metadata-surrogate", "agent-name-long",
-         "metadata-over-livekit-limit", "metadata-surrogate"],
+    ids=[
+        "agent-name-surrogate",
+        "agent-metadata-surrogate",
+        "agent-name-long",
+        "metadata-over-livekit-limit",
+        "metadata-surrogate",
+    ],
 )
 def test_every_field_is_checked_before_livekit(make_app, tenants, livekit, body, path, message):
     """Agent dispatches and metadata are validated like names (UTF-8, LiveKit's limits: 512 KiB
@@ -165,11 +193,17 @@ def test_agent_outside_the_allowed_names_is_refused(make_app, tenants, livekit):
     written; the allowed ones are minted."""
     client = make_app(AGENT_NAMES_ALLOWED="support-agent, notes").test_client()
     agents = [{"agent_name": "notes"}, {"agent_name": "crypto-miner"}]
-    response = client.post("/livekit/token", json={**BODY, "room_config": {"agents": agents}},
-                           headers=tenants.headers())
+    response = client.post(
+        "/livekit/token",
+        json={**BODY, "room_config": {"agents": agents}},
+        headers=tenants.headers(),
+    )
     assert (response.status_code, response.json["code"]) == (400, "invalid_request")
-    assert response.json["fields"] == {"room_config.agents.1.agent_name": [
-        "Agent 'crypto-miner' is not one of AGENT_NAMES_ALLOWED."]}
+    assert response.json["fields"] == {
+        "room_config.agents.1.agent_name": [
+            "Agent 'crypto-miner' is not one of AGENT_NAMES_ALLOWED."
+        ]
+    }
     assert livekit.call_count() == 0
     allowed = {**BODY, "room_config": {"agents": agents[:1]}}
     assert client.post("/livekit/token", json=allowed, headers=tenants.headers()).status_code == 200

@@ -74,8 +74,12 @@ def test_an_unseen_rejoin_during_the_grace_starts_it_over(app, tenants, livekit)
     assert record(app).holds.get(ROOM).gone
     record(app).holds.clock.advance(60_000)
     send(client, "room_started", metadata=ACME)
-    send(client, "participant_joined", metadata=ACME,
-         participant={"identity": "alice", "attributes": {"tokensvc.tenant": "acme"}})
+    send(
+        client,
+        "participant_joined",
+        metadata=ACME,
+        participant={"identity": "alice", "attributes": {"tokensvc.tenant": "acme"}},
+    )
     rejoined = record(app).holds.get(ROOM)
     assert not rejoined.gone
     record(app).holds.clock.advance(record(app).grace_ms - 60_000 + 1000)
@@ -113,17 +117,28 @@ def test_a_participant_of_another_tenant_is_removed(app, tenants, livekit, caplo
     assert tenants.ask(client, "acme", room=ROOM).status_code == 200
     livekit.calls.clear()
     for identity, attributes in (("agent", {}), ("alice", {"tokensvc.tenant": "acme"})):
-        send(client, "participant_joined", metadata=ACME,
-             participant={"identity": identity, "attributes": attributes})
+        send(
+            client,
+            "participant_joined",
+            metadata=ACME,
+            participant={"identity": identity, "attributes": attributes},
+        )
     assert livekit.calls == {}
-    send(client, "participant_joined", metadata=ACME,
-         participant={"identity": "intruder", "attributes": {"tokensvc.tenant": "globex"}})
+    send(
+        client,
+        "participant_joined",
+        metadata=ACME,
+        participant={"identity": "intruder", "attributes": {"tokensvc.tenant": "globex"}},
+    )
     assert livekit.calls == {"RemoveParticipant": 1}
-    assert any("another tenant" in r.getMessage() and r.levelname == "WARNING"
-               for r in caplog.records)
+    assert any(
+        "another tenant" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records
+    )
     metrics = client.get("/metrics").get_data(as_text=True)
-    assert ('tokensvc_livekit_events_total{outcome="foreign_removed",type="participant_joined"}'
-            in metrics)
+    assert (
+        'tokensvc_livekit_events_total{outcome="foreign_removed",type="participant_joined"}'
+        in metrics
+    )
 
 
 def test_a_room_the_record_does_not_know_is_recorded_from_its_metadata(app, tenants, livekit):

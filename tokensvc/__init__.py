@@ -11,8 +11,13 @@ from importlib import import_module
 __all__ = ["ConfigError", "TokenService", "create_app", "environ_config", "load_settings"]
 
 #: Where each public name lives.
-_HOMES = {"ConfigError": "config", "environ_config": "config", "load_settings": "config",
-          "TokenService": "extension", "create_app": "factory"}
+_HOMES = {
+    "ConfigError": "config",
+    "environ_config": "config",
+    "load_settings": "config",
+    "TokenService": "extension",
+    "create_app": "factory",
+}
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 

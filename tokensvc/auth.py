@@ -54,8 +54,12 @@ def load_tenant():
     if verifier is None:
         raise Unauthorized("this service has no key to verify bearer tokens with")
     bearer = verifier.identify(match.group(1))
-    g.tenant, g.roles, g.scopes, g.identity = (bearer.tenant, bearer.roles, bearer.scopes,
-                                               bearer.identity)
+    g.tenant, g.roles, g.scopes, g.identity = (
+        bearer.tenant,
+        bearer.roles,
+        bearer.scopes,
+        bearer.identity,
+    )
 
 
 def check_scope():
@@ -88,8 +92,10 @@ def check_target(identity: str) -> None:
     if g.tenant is None or PARTICIPANTS_WRITE in g.scopes:
         return
     if identity != g.identity:
-        raise IdentityForbidden("the bearer token may act only on its own participant identity "
-                                f"without the scope {PARTICIPANTS_WRITE!r}")
+        raise IdentityForbidden(
+            "the bearer token may act only on its own participant identity "
+            f"without the scope {PARTICIPANTS_WRITE!r}"
+        )
 
 
 def check_grants(grants: dict, presets: dict) -> None:
@@ -123,9 +129,13 @@ class TenantVerifier:
         self.public_key, public_algorithms = _load_public_key(settings.auth_jwt_public_key)
         self.jwks = None
         if settings.auth_jwks_url:
-            self.jwks = JwksKeys(settings.auth_jwks_url, settings.auth_jwks_timeout,
-                                 settings.auth_jwks_refresh_seconds, observe_jwks_fetch,
-                                 settings.auth_jwks_max_age)
+            self.jwks = JwksKeys(
+                settings.auth_jwks_url,
+                settings.auth_jwks_timeout,
+                settings.auth_jwks_refresh_seconds,
+                observe_jwks_fetch,
+                settings.auth_jwks_max_age,
+            )
         derived = set(public_algorithms)
         if self.secret:
             derived.update(HMAC_ALGORITHMS)
@@ -163,8 +173,12 @@ class TenantVerifier:
         key = self._key_for(algorithm, header.get("kid"))
         claims = self._decode(token, key, algorithm)
         roles = self._roles_of(claims)
-        return Bearer(self._tenant_of(claims), roles, self._scopes_of(claims, roles is not None),
-                      self._identity_of(claims))
+        return Bearer(
+            self._tenant_of(claims),
+            roles,
+            self._scopes_of(claims, roles is not None),
+            self._identity_of(claims),
+        )
 
     def _roles_of(self, claims: dict) -> tuple | None:
         """The role names the token allows (the roles claim), or None without the claim."""
@@ -172,15 +186,17 @@ class TenantVerifier:
             return None
         roles = claims[self.roles_claim]
         if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
-            raise Unauthorized(f"the bearer token's roles claim {self.roles_claim!r} is not a "
-                               f"list of role names")
+            raise Unauthorized(
+                f"the bearer token's roles claim {self.roles_claim!r} is not a list of role names"
+            )
         return tuple(roles)
 
     def _scopes_of(self, claims: dict, has_roles: bool) -> frozenset:
         """The scopes the token has (scopes.granted_scopes), or 401 naming a malformed claim."""
         try:
-            return granted_scopes(claims.get(self.scopes_claim), self.scopes_claim in claims,
-                                  has_roles)
+            return granted_scopes(
+                claims.get(self.scopes_claim), self.scopes_claim in claims, has_roles
+            )
         except ValueError as exc:
             raise Unauthorized(f"the bearer token's scopes claim {self.scopes_claim!r} {exc}")
 
@@ -190,11 +206,16 @@ class TenantVerifier:
         if self.identity_claim is None or self.identity_claim not in claims:
             return None
         identity = claims[self.identity_claim]
-        if not isinstance(identity, str) or not identity.strip() or len(
-                identity.encode("utf-8", "surrogatepass")) > MAX_IDENTITY_BYTES:
-            raise Unauthorized(f"the bearer token's identity claim {self.identity_claim!r} is not "
-                               f"a participant identity (a string of 1 to {MAX_IDENTITY_BYTES} "
-                               f"bytes)")
+        if (
+            not isinstance(identity, str)
+            or not identity.strip()
+            or len(identity.encode("utf-8", "surrogatepass")) > MAX_IDENTITY_BYTES
+        ):
+            raise Unauthorized(
+                f"the bearer token's identity claim {self.identity_claim!r} is not "
+                f"a participant identity (a string of 1 to {MAX_IDENTITY_BYTES} "
+                f"bytes)"
+            )
         return identity
 
     def _key_for(self, algorithm: str, kid):

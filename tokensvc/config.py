@@ -19,7 +19,16 @@ TENANT_KEYS = ("AUTH_JWT_SECRET", "AUTH_JWT_PUBLIC_KEY", "AUTH_JWKS_URL")
 
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 PUBLIC_KEY_ALGORITHMS = (
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
 )
 #: Characters that make flask-cors treat an origin as a regular expression.
 PATTERN_CHARACTERS = re.compile(r"[*?\[\]()^$|\\+{}]")
@@ -83,12 +92,13 @@ class Settings:
     auth_roles_claim: str = setting(lambda v, k, d: _text(v, k) or d, "roles")
     auth_scopes_claim: str = setting(lambda v, k, d: _text(v, k) or d, "scope")
     auth_identity_claim: str | None = setting(lambda v, k, d: _text(v, k))
-    role_presets: dict = field(default_factory=lambda: load_presets(None),
-                               metadata={"parse": lambda v, k, d: _role_presets(v, k)})
+    role_presets: dict = field(
+        default_factory=lambda: load_presets(None),
+        metadata={"parse": lambda v, k, d: _role_presets(v, k)},
+    )
     agent_names_allowed: tuple[str, ...] | None = setting(lambda v, k, d: _words(v, k) or None)
     max_content_length: int = setting(lambda v, k, d: _number(v, k, d, int, 1), 65536)
-    room_names: str = setting(lambda v, k, d: _choice(v, k, ("shared", "per-tenant"), d),
-                              "shared")
+    room_names: str = setting(lambda v, k, d: _choice(v, k, ("shared", "per-tenant"), d), "shared")
     cors_allowed_origins: tuple[str, ...] = setting(lambda v, k, d: _origins(v, k), ())
     cors_allow_credentials: bool = setting(lambda v, k, d: _flag(v, k, d), False)
     log_format: str = setting(lambda v, k, d: _choice(v, k, LOG_FORMATS, d), "json")
@@ -101,26 +111,30 @@ class Settings:
     rate_limit_per_tenant: str | None = setting(lambda v, k, d: _rate(v, k))
     rate_limit_room_creates_per_tenant: str | None = setting(lambda v, k, d: _rate(v, k))
     rate_limit_per_ip: str | None = setting(lambda v, k, d: _rate(v, k))
-    rate_limit_storage_url: str = setting(lambda v, k, d: _storage_url(v, k), "memory://",
-                                          secret=True)
+    rate_limit_storage_url: str = setting(
+        lambda v, k, d: _storage_url(v, k), "memory://", secret=True
+    )
     rate_limit_fail_open: bool = setting(lambda v, k, d: _flag(v, k, d), False)
-    tenant_webhook_endpoints_max: int = setting(lambda v, k, d: _number(v, k, d, int, 1, 1000),
-                                                10)
+    tenant_webhook_endpoints_max: int = setting(lambda v, k, d: _number(v, k, d, int, 1, 1000), 10)
     tenant_webhook_timeout: float = setting(lambda v, k, d: _number(v, k, d, float, 0.1, 60), 10.0)
     tenant_webhooks_allow_private: bool = setting(lambda v, k, d: _flag(v, k, d), False)
-    tenant_webhook_retry_delay: float = setting(lambda v, k, d: _number(v, k, d, float, 0.01),
-                                                5.0)
-    tenant_webhook_retry_period: float = setting(lambda v, k, d: _number(v, k, d, float, 0),
-                                                 86400.0)
+    tenant_webhook_retry_delay: float = setting(lambda v, k, d: _number(v, k, d, float, 0.01), 5.0)
+    tenant_webhook_retry_period: float = setting(
+        lambda v, k, d: _number(v, k, d, float, 0), 86400.0
+    )
     tenant_webhook_endpoint_concurrency: int = setting(
-        lambda v, k, d: _number(v, k, d, int, 1, 100), 2)
+        lambda v, k, d: _number(v, k, d, int, 1, 100), 2
+    )
     tenant_webhook_workers: int = setting(lambda v, k, d: _number(v, k, d, int, 1, 256), 32)
 
     @property
     def rate_limited(self) -> bool:
         """Whether any rate limit is configured."""
-        return bool(self.rate_limit_per_tenant or self.rate_limit_room_creates_per_tenant
-                    or self.rate_limit_per_ip)
+        return bool(
+            self.rate_limit_per_tenant
+            or self.rate_limit_room_creates_per_tenant
+            or self.rate_limit_per_ip
+        )
 
     @property
     def livekit_configured(self) -> bool:
@@ -153,10 +167,12 @@ class ServerSettings:
     """What gunicorn.conf.py reads: the port, the workers, and the log format its logger uses."""
 
     port: int = setting(lambda v, k, d: _number(v, k, d, int, 1, 65535), 8000)
-    web_concurrency: int = setting(lambda v, k, d: _number(v, k, d, int, 1, 256),
-                                   os.cpu_count() or 2)
+    web_concurrency: int = setting(
+        lambda v, k, d: _number(v, k, d, int, 1, 256), os.cpu_count() or 2
+    )
     gunicorn_worker_connections: int = setting(
-        lambda v, k, d: _number(v, k, d, int, 1, 100_000), 1000)
+        lambda v, k, d: _number(v, k, d, int, 1, 100_000), 1000
+    )
     prometheus_multiproc_dir: str | None = setting(lambda v, k, d: _text(v, k))
     log_format: str = setting(lambda v, k, d: _choice(v, k, LOG_FORMATS, d), "json")
 
@@ -186,8 +202,10 @@ def server_settings(environ=None) -> ServerSettings:
 
 def _parsed(kind, values) -> dict:
     """Each field of the dataclass `kind`, parsed from its key in `values`."""
-    return {item.name: item.metadata["parse"](values, item.name.upper(), item.default)
-            for item in fields(kind)}
+    return {
+        item.name: item.metadata["parse"](values, item.name.upper(), item.default)
+        for item in fields(kind)
+    }
 
 
 def exit_on(error: ConfigError) -> NoReturn:
@@ -289,11 +307,19 @@ def _origins(values, key):
         if PATTERN_CHARACTERS.search(origin):
             # flask-cors would read it as a regular expression: https://*.a.example would let
             # https://xa.example.evil.com in and keep https://b.a.example out.
-            raise ConfigError(f"{key}: list each origin exactly; wildcards and patterns such as "
-                              f"{origin!r} are not supported (only '*' alone allows every origin)")
+            raise ConfigError(
+                f"{key}: list each origin exactly; wildcards and patterns such as "
+                f"{origin!r} are not supported (only '*' alone allows every origin)"
+            )
         parsed = urlparse(origin)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.path not in ("", "/"):
-            raise ConfigError(f"{key}: expected '*' or origins like https://app.example, got {origin!r}")
+        if (
+            parsed.scheme not in ("http", "https")
+            or not parsed.netloc
+            or parsed.path not in ("", "/")
+        ):
+            raise ConfigError(
+                f"{key}: expected '*' or origins like https://app.example, got {origin!r}"
+            )
     return tuple(origin.rstrip("/") for origin in origins)
 
 
@@ -313,8 +339,10 @@ def _storage_url(values, key):
     """Return `memory://` (the default) or a Redis URL for the rate-limit counters."""
     value = _text(values, key) or "memory://"
     if urlparse(value).scheme not in STORAGE_SCHEMES:
-        raise ConfigError(f"{key}: expected memory:// or a redis:// URL, got a "
-                          f"{urlparse(value).scheme or 'schemeless'} URL")
+        raise ConfigError(
+            f"{key}: expected memory:// or a redis:// URL, got a "
+            f"{urlparse(value).scheme or 'schemeless'} URL"
+        )
     return value
 
 
@@ -325,8 +353,10 @@ def _hold_storage_url(values, key):
         return None
     scheme = urlparse(value).scheme
     if scheme not in HOLD_SCHEMES:
-        raise ConfigError(f"{key}: expected sqlite:///path or a redis://, rediss:// or "
-                          f"redis+sentinel:// URL, got a {scheme or 'schemeless'} URL")
+        raise ConfigError(
+            f"{key}: expected sqlite:///path or a redis://, rediss:// or "
+            f"redis+sentinel:// URL, got a {scheme or 'schemeless'} URL"
+        )
     if scheme == "sqlite" and not value.split("://", 1)[1].lstrip("/"):
         raise ConfigError(f"{key}: a sqlite URL names a file, as in sqlite:////var/lib/tokensvc.db")
     return value
@@ -368,5 +398,6 @@ def _check_cors(settings: Settings) -> None:
     """Refuse credentials for every origin: browsers ignore `*` with credentials, and echoing
     any origin with them would hand every site the user's cookies for the service."""
     if settings.cors_allow_credentials and settings.cors_allowed_origins == ("*",):
-        raise ConfigError("CORS_ALLOW_CREDENTIALS: needs CORS_ALLOWED_ORIGINS to list origins, "
-                          "not '*'")
+        raise ConfigError(
+            "CORS_ALLOW_CREDENTIALS: needs CORS_ALLOWED_ORIGINS to list origins, not '*'"
+        )

@@ -65,8 +65,14 @@ def is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified
-                                 or ip.is_link_local or ip.is_loopback or ip.is_private)
+    return ip.is_global and not (
+        ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or ip.is_link_local
+        or ip.is_loopback
+        or ip.is_private
+    )
 
 
 def check_url_form(url: str, allow_private: bool) -> tuple[str, str, int, str]:
@@ -81,8 +87,9 @@ def check_url_form(url: str, allow_private: bool) -> tuple[str, str, int, str]:
         raise UrlRefused("is not a valid URL") from None
     schemes = ("https", "http") if allow_private else ("https",)
     if parts.scheme not in schemes:
-        raise UrlRefused("must be an https URL" if not allow_private else
-                         "must be an http or https URL")
+        raise UrlRefused(
+            "must be an https URL" if not allow_private else "must be an http or https URL"
+        )
     if not parts.hostname:
         raise UrlRefused("has no host")
     if parts.username is not None or parts.password is not None:
@@ -96,8 +103,9 @@ def check_url_form(url: str, allow_private: bool) -> tuple[str, str, int, str]:
     return parts.scheme, parts.hostname, port, path
 
 
-def checked_addresses(host: str, port: int, allow_private: bool,
-                      resolver: Resolver = resolve) -> list[str]:
+def checked_addresses(
+    host: str, port: int, allow_private: bool, resolver: Resolver = resolve
+) -> list[str]:
     """The addresses to connect to for `host`: all of them public unless `allow_private`;
     else UrlRefused (also for a name that does not resolve)."""
     try:
@@ -189,10 +197,18 @@ class Sender:
         watchdog.start()
         try:
             sock.settimeout(max(0.001, deadline - time.monotonic()))
-            connection.request("POST", path, body=body, headers={
-                "Host": shown if port == default else f"{shown}:{port}",
-                "User-Agent": USER_AGENT, "Content-Type": "application/json",
-                "Connection": "close", **headers})
+            connection.request(
+                "POST",
+                path,
+                body=body,
+                headers={
+                    "Host": shown if port == default else f"{shown}:{port}",
+                    "User-Agent": USER_AGENT,
+                    "Content-Type": "application/json",
+                    "Connection": "close",
+                    **headers,
+                },
+            )
             response = connection.getresponse()
             response.read(MAX_ANSWER_BYTES)
             status = response.status

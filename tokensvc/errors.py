@@ -330,8 +330,10 @@ class StorageRecovering(_RetryLater):
 
     error_code = "storage_recovering"
     routes = TOKEN_ONLY
-    description = ("the service's storage is recovering from a loss; this room name is "
-                   "quarantined, try again later")
+    description = (
+        "the service's storage is recovering from a loss; this room name is "
+        "quarantined, try again later"
+    )
 
 
 class RoomBusy(_RetryLater):

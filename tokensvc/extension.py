@@ -85,8 +85,11 @@ def _own_path(path: str, prefix: str) -> bool:
     exact paths such as /healthz)."""
     if path.startswith(prefix + "/livekit/") or path == prefix + "/livekit":
         return True
-    return any(rule.rule == path for rule in current_app.url_map.iter_rules()
-               if rule.endpoint.startswith("tokensvc."))
+    return any(
+        rule.rule == path
+        for rule in current_app.url_map.iter_rules()
+        if rule.endpoint.startswith("tokensvc.")
+    )
 
 
 @dataclass
@@ -133,13 +136,23 @@ class TokenService:
         holds = None
         if settings.auth_configured:
             url = settings.storage_url or "sqlite:///" + os.path.join(
-                app.instance_path, DEFAULT_STORAGE_FILE)
-            holds = open_holds(url, settings.storage_timeout, metrics and metrics.storage_call,
-                               settings.storage_replicas, metrics and metrics.storage_lost)
+                app.instance_path, DEFAULT_STORAGE_FILE
+            )
+            holds = open_holds(
+                url,
+                settings.storage_timeout,
+                metrics and metrics.storage_call,
+                settings.storage_replicas,
+                metrics and metrics.storage_lost,
+            )
             _refuse_a_forgetful_storage(holds)
-        issuer = TokenIssuer(settings, room_creations=rate_limits,
-                             observe_call=metrics and metrics.livekit_call, holds=holds,
-                             observe_event=metrics)
+        issuer = TokenIssuer(
+            settings,
+            room_creations=rate_limits,
+            observe_call=metrics and metrics.livekit_call,
+            holds=holds,
+            observe_event=metrics,
+        )
         tenant_webhooks = None
         if holds is not None:
             tenant_webhooks = _tenant_webhooks(settings, holds, issuer, metrics)
@@ -147,11 +160,21 @@ class TokenService:
         webhooks = None
         if settings.livekit_configured:
             webhooks = api.WebhookReceiver(
-                api.TokenVerifier(settings.livekit_api_key, settings.livekit_api_secret))
+                api.TokenVerifier(settings.livekit_api_key, settings.livekit_api_secret)
+            )
         prefix = (url_prefix or self.url_prefix or "").rstrip("/")
-        state = ServiceState(settings, verifier, issuer, Readiness(issuer, observe=metrics),
-                             rate_limits, metrics,
-                             Moderator(issuer), webhooks, prefix, tenant_webhooks)
+        state = ServiceState(
+            settings,
+            verifier,
+            issuer,
+            Readiness(issuer, observe=metrics),
+            rate_limits,
+            metrics,
+            Moderator(issuer),
+            webhooks,
+            prefix,
+            tenant_webhooks,
+        )
         app.extensions[EXTENSION_KEY] = state
         app.register_blueprint(service_bp, url_prefix=prefix or None)
         app.cli.add_command(tenant_token_command)
@@ -166,13 +189,16 @@ def _tenant_webhooks(settings: Settings, holds, issuer: TokenIssuer, metrics) ->
     try:
         store.prepare()
     except StorageUnavailable:
-        log.warning("starting: the storage at %s did not answer; tenants' webhooks wait for it",
-                    holds.where)
+        log.warning(
+            "starting: the storage at %s did not answer; tenants' webhooks wait for it", holds.where
+        )
     webhooks = TenantWebhooks(settings, store, open_queue(holds.store), issuer.names)
     issuer.ownership.forward = webhooks.on_event
     if settings.tenant_webhooks_allow_private:
-        log.warning("starting: TENANT_WEBHOOKS_ALLOW_PRIVATE=true: tenants' webhooks may be sent "
-                    "to loopback and private addresses and over plain http (development only)")
+        log.warning(
+            "starting: TENANT_WEBHOOKS_ALLOW_PRIVATE=true: tenants' webhooks may be sent "
+            "to loopback and private addresses and over plain http (development only)"
+        )
     return webhooks
 
 
@@ -182,8 +208,9 @@ def _refuse_a_forgetful_storage(holds) -> None:
     try:
         problem = holds.durability_problem()
     except StorageUnavailable:
-        log.warning("starting: the storage at %s did not answer; /readyz checks it again",
-                    holds.where)
+        log.warning(
+            "starting: the storage at %s did not answer; /readyz checks it again", holds.where
+        )
         return
     if problem:
         raise ConfigError(f"STORAGE_URL: {problem}")
@@ -213,9 +240,13 @@ def cors_options(settings: Settings, own_paths: re.Pattern) -> dict:
 def _own_paths_pattern(app: Flask, prefix: str) -> re.Pattern:
     """The service's own paths, and nothing of the host's: everything under its `/livekit/`,
     and each of its other routes exactly (/healthz, /readyz, /openapi.json, /metrics)."""
-    exact = sorted(rule.rule.removeprefix(prefix) for rule in app.url_map.iter_rules()
-                   if rule.endpoint.startswith("tokensvc.") and not rule.arguments
-                   and not rule.rule.startswith(prefix + "/livekit/"))
+    exact = sorted(
+        rule.rule.removeprefix(prefix)
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint.startswith("tokensvc.")
+        and not rule.arguments
+        and not rule.rule.startswith(prefix + "/livekit/")
+    )
     alternatives = "|".join([re.escape("/livekit/") + ".*", *map(re.escape, exact)])
     return re.compile(re.escape(prefix) + f"(?:{alternatives})\\Z", re.DOTALL)
 
@@ -223,8 +254,12 @@ def _own_paths_pattern(app: Flask, prefix: str) -> re.Pattern:
 def _warn_if_anonymous(settings: Settings) -> None:
     """One start-up line whenever tokens can be had without a tenant bearer token."""
     if not settings.auth_configured:
-        log.warning("starting: no tenant key is configured (AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY, "
-                    "AUTH_JWKS_URL): anyone who reaches the service gets tokens for any room")
+        log.warning(
+            "starting: no tenant key is configured (AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY, "
+            "AUTH_JWKS_URL): anyone who reaches the service gets tokens for any room"
+        )
     elif not settings.auth_required:
-        log.warning("starting: AUTH_REQUIRED=false: requests without a bearer token get anonymous "
-                    "tokens, for room names no tenant holds")
+        log.warning(
+            "starting: AUTH_REQUIRED=false: requests without a bearer token get anonymous "
+            "tokens, for room names no tenant holds"
+        )

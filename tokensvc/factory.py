@@ -58,5 +58,7 @@ def _log_livekit_target(issuer) -> None:
     if issuer.settings.livekit_configured:
         log.info("starting: LiveKit server API at %s", issuer.rooms.host)
     else:
-        log.warning("starting: LiveKit is not configured (LIVEKIT_URL, LIVEKIT_API_KEY, "
-                    "LIVEKIT_API_SECRET); the token route answers 500 livekit_not_configured")
+        log.warning(
+            "starting: LiveKit is not configured (LIVEKIT_URL, LIVEKIT_API_KEY, "
+            "LIVEKIT_API_SECRET); the token route answers 500 livekit_not_configured"
+        )

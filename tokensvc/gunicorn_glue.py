@@ -77,8 +77,10 @@ def replace_write_error(util) -> None:
     its error page); refuse a gunicorn whose writer is not where, or not what, it used to be."""
     original = getattr(util, "write_error", None)
     if original is None or list(inspect.signature(original).parameters) != WRITE_ERROR_PARAMETERS:
-        raise RuntimeError("gunicorn.util.write_error(sock, status_int, reason, mesg) is gone: "
-                           "this gunicorn is not one tokensvc supports (see requirements.txt)")
+        raise RuntimeError(
+            "gunicorn.util.write_error(sock, status_int, reason, mesg) is gone: "
+            "this gunicorn is not one tokensvc supports (see requirements.txt)"
+        )
     util.write_error = write_json_error
 
 
@@ -86,10 +88,13 @@ def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
     """Answer an error gunicorn found itself (a malformed request line or header, one too large)
     as the service answers every error: JSON `{"error", "code"}`, never gunicorn's HTML page and
     never its message, which can quote the offending header (a bearer token among them)."""
-    code = CODES_BY_STATUS.get(status_int, "internal_error" if status_int >= 500 else
-                               "invalid_request")
+    code = CODES_BY_STATUS.get(
+        status_int, "internal_error" if status_int >= 500 else "invalid_request"
+    )
     message = MESSAGES_BY_STATUS.get(status_int, "the request could not be handled")
     body = json.dumps({"error": message, "code": code}).encode()
-    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
     sock.sendall(head.encode("latin-1") + body)

@@ -100,8 +100,10 @@ class Readiness:
         allowed = self.issuer.settings.clock_skew_max
         if abs(skew) <= allowed:
             return None
-        message = (f"this instance's clock is {abs(skew):.1f} s "
-                   f"{'behind' if skew > 0 else 'ahead of'} the storage's (CLOCK_SKEW_MAX is "
-                   f"{allowed:g} s)")
+        message = (
+            f"this instance's clock is {abs(skew):.1f} s "
+            f"{'behind' if skew > 0 else 'ahead of'} the storage's (CLOCK_SKEW_MAX is "
+            f"{allowed:g} s)"
+        )
         log.warning("not ready: %s", message)
         return ("clock_skew", message)

@@ -94,8 +94,15 @@ class HoldStore(Protocol):
     where: str
     clock: StorageClock
 
-    def claim(self, name: str, holder: str, hold_ms: int, identity: str | None = None,
-              lock_ms: int = 0, shared: bool = True) -> Hold:
+    def claim(
+        self,
+        name: str,
+        holder: str,
+        hold_ms: int,
+        identity: str | None = None,
+        lock_ms: int = 0,
+        shared: bool = True,
+    ) -> Hold:
         """Give `name` to `holder` unless held by another (a new hold is pending); extend the
         holder's own to at least now + `hold_ms`; with `lock_ms`, take the per-name lock when the
         result is the caller's pending hold; say whether `identity` was removed. A shared name
@@ -110,8 +117,9 @@ class HoldStore(Protocol):
     def mark_gone(self, name: str, seen: Hold, grace_ms: int) -> bool:
         """If the hold is still `seen`: mark it gone and extend it to now + `grace_ms`."""
 
-    def transfer(self, name: str, seen: Hold | None, holder: str, hold_ms: int,
-                 pending: bool) -> bool:
+    def transfer(
+        self, name: str, seen: Hold | None, holder: str, hold_ms: int, pending: bool
+    ) -> bool:
         """If the hold is still `seen` (None: no record): give the name to `holder`."""
 
     def drop(self, name: str, seen: Hold, lock: str | None = None) -> bool:
@@ -146,8 +154,13 @@ class HoldStore(Protocol):
         """Close connections."""
 
 
-def open_holds(url: str, timeout: float, observe=None, replicas: int = 0,
-               on_loss: Callable[[], None] | None = None) -> "ObservedHolds":
+def open_holds(
+    url: str,
+    timeout: float,
+    observe=None,
+    replicas: int = 0,
+    on_loss: Callable[[], None] | None = None,
+) -> "ObservedHolds":
     """The hold store named by `url` (sqlite:///path or a Redis URL), reporting each call to
     `observe(operation, outcome, seconds)` and each detected loss of the store to `on_loss()`;
     on Redis, every write waits for `replicas` replicas."""
@@ -169,9 +182,12 @@ def sqlite_path(url: str) -> str:
 
 def _store_lost(store, grace_ms: int) -> None:
     """Say once, loudly, that the store lost its data while instances ran."""
-    log.warning("storage at %s lost its data while the service ran (its epoch is gone): shared "
-                "names without a record go only to tenants whose room LiveKit lists, for %d s",
-                store.where, grace_ms // 1000)
+    log.warning(
+        "storage at %s lost its data while the service ran (its epoch is gone): shared "
+        "names without a record go only to tenants whose room LiveKit lists, for %d s",
+        store.where,
+        grace_ms // 1000,
+    )
     if getattr(store, "on_loss", None) is not None:
         store.on_loss()
 
@@ -201,8 +217,9 @@ class ObservedHolds:
                 raise
             except Exception as exc:  # sqlite3, redis-py and socket errors alike
                 outcome = "storage_unavailable"
-                log.warning("storage at %s failed in %s (%s)", self.where, operation,
-                            _describe(exc))
+                log.warning(
+                    "storage at %s failed in %s (%s)", self.where, operation, _describe(exc)
+                )
                 raise StorageUnavailable() from None
             finally:
                 if self._observe is not None:
@@ -288,8 +305,11 @@ class SqliteHolds:
             now = self._now()
             removed = identity is not None and self._removed(db, name, identity, now)
             epoch = self._meta(db, "epoch", now)
-        if epoch == self.epoch and row is not None and (
-                row[0] != holder or (row[1] >= now + hold_ms and not row[2] and not row[3])):
+        if (
+            epoch == self.epoch
+            and row is not None
+            and (row[0] != holder or (row[1] >= now + hold_ms and not row[2] and not row[3]))
+        ):
             return Hold(row[0], row[1], bool(row[2]), bool(row[3]), removed, now)
         with self._write() as db:
             now = self._now()
@@ -300,8 +320,10 @@ class SqliteHolds:
                 if shared and recovering:
                     raise StorageRecovering(retry_after_ms=recovering)
                 until = now + hold_ms + EXTEND_SLACK_MS
-                db.execute("INSERT INTO holds (name, holder, until, gone, pending) "
-                           "VALUES (?, ?, ?, 0, 1)", (name, holder, until))
+                db.execute(
+                    "INSERT INTO holds (name, holder, until, gone, pending) VALUES (?, ?, ?, 0, 1)",
+                    (name, holder, until),
+                )
                 hold = Hold(holder, until, False, True, removed, now)
             elif row[0] != holder:
                 return Hold(row[0], row[1], bool(row[2]), bool(row[3]), removed, now)
@@ -309,8 +331,7 @@ class SqliteHolds:
                 until = row[1]
                 if until < now + hold_ms or row[2]:
                     until = max(until, now + hold_ms + EXTEND_SLACK_MS)
-                    db.execute("UPDATE holds SET until = ?, gone = 0 WHERE name = ?",
-                               (until, name))
+                    db.execute("UPDATE holds SET until = ?, gone = 0 WHERE name = ?", (until, name))
                 hold = Hold(holder, until, False, bool(row[3]), removed, now)
             if hold.pending and lock_ms:
                 token, wait = self._take_lock(db, name, lock_ms, now)
@@ -325,13 +346,17 @@ class SqliteHolds:
             return
         if epoch is None:
             epoch = secrets.token_hex(8)
-            db.execute("INSERT OR REPLACE INTO meta (key, value, expires) VALUES "
-                       "('epoch', ?, NULL)", (epoch,))
+            db.execute(
+                "INSERT OR REPLACE INTO meta (key, value, expires) VALUES ('epoch', ?, NULL)",
+                (epoch,),
+            )
         if self.epoch is not None:  # this process saw another epoch: the data was lost
             grace = self.quarantine_ms
             if self._meta_ttl(db, "recovering", now) == 0:
-                db.execute("INSERT OR REPLACE INTO meta (key, value, expires) VALUES "
-                           "('recovering', ?, ?)", (epoch, now + grace))
+                db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value, expires) VALUES ('recovering', ?, ?)",
+                    (epoch, now + grace),
+                )
             _store_lost(self, grace)
         self.epoch = epoch
 
@@ -377,17 +402,17 @@ class SqliteHolds:
     def verify(self, name, holder, lock=None):
         """Clear the pending mark and release the lock."""
         with self._write() as db:
-            db.execute("UPDATE holds SET pending = 0 WHERE name = ? AND holder = ?",
-                       (name, holder))
+            db.execute("UPDATE holds SET pending = 0 WHERE name = ? AND holder = ?", (name, holder))
             if lock is not None:
                 db.execute("DELETE FROM locks WHERE name = ? AND token = ?", (name, lock))
 
     def mark_gone(self, name, seen, grace_ms):
         """Compare-and-set the gone mark."""
         with self._write() as db:
-            changed = db.execute(f"UPDATE holds SET gone = 1, until = max(until, ?) "
-                                 f"WHERE {AS_SEEN}",
-                                 (self._now() + grace_ms, *_seen(name, seen))).rowcount
+            changed = db.execute(
+                f"UPDATE holds SET gone = 1, until = max(until, ?) WHERE {AS_SEEN}",
+                (self._now() + grace_ms, *_seen(name, seen)),
+            ).rowcount
         return changed == 1
 
     def transfer(self, name, seen, holder, hold_ms, pending):
@@ -397,11 +422,14 @@ class SqliteHolds:
             if seen is None:
                 changed = db.execute(
                     "INSERT OR IGNORE INTO holds (name, holder, until, gone, pending) "
-                    "VALUES (?, ?, ?, 0, ?)", (name, holder, until, int(pending))).rowcount
+                    "VALUES (?, ?, ?, 0, ?)",
+                    (name, holder, until, int(pending)),
+                ).rowcount
             else:
                 changed = db.execute(
                     f"UPDATE holds SET holder = ?, until = ?, gone = 0, pending = ? "
-                    f"WHERE {AS_SEEN}", (holder, until, int(pending), *_seen(name, seen)),
+                    f"WHERE {AS_SEEN}",
+                    (holder, until, int(pending), *_seen(name, seen)),
                 ).rowcount
         return changed == 1
 
@@ -421,22 +449,30 @@ class SqliteHolds:
             if row is None:
                 return None
             until = max(row[1], now + grace_ms)
-            db.execute("UPDATE holds SET until = ?, gone = ? WHERE name = ?",
-                       (until, int(gone), name))
+            db.execute(
+                "UPDATE holds SET until = ?, gone = ? WHERE name = ?", (until, int(gone), name)
+            )
         return Hold(row[0], until, gone, bool(row[3]), now=now)
 
     def names_of(self, holder):
         """Every name the holder holds (an index on holder)."""
         with self._read() as db:
-            return [row[0] for row in db.execute(
-                "SELECT name FROM holds WHERE holder = ? ORDER BY name", (holder,))]
+            return [
+                row[0]
+                for row in db.execute(
+                    "SELECT name FROM holds WHERE holder = ? ORDER BY name", (holder,)
+                )
+            ]
 
     def remove(self, name, identity, for_ms):
         """Insert or extend a removal."""
         with self._write() as db:
-            db.execute("INSERT INTO removals (name, identity, until) VALUES (?, ?, ?) "
-                       "ON CONFLICT (name, identity) DO UPDATE SET "
-                       "until = max(until, excluded.until)", (name, identity, self._now() + for_ms))
+            db.execute(
+                "INSERT INTO removals (name, identity, until) VALUES (?, ?, ?) "
+                "ON CONFLICT (name, identity) DO UPDATE SET "
+                "until = max(until, excluded.until)",
+                (name, identity, self._now() + for_ms),
+            )
 
     def removed(self, name, identity):
         """A removal that has not run out."""
@@ -446,8 +482,9 @@ class SqliteHolds:
     @staticmethod
     def _removed(db, name, identity, now) -> bool:
         """Whether a removal of `identity` from `name` still holds (inside a transaction)."""
-        row = db.execute("SELECT until FROM removals WHERE name = ? AND identity = ?",
-                         (name, identity)).fetchone()
+        row = db.execute(
+            "SELECT until FROM removals WHERE name = ? AND identity = ?", (name, identity)
+        ).fetchone()
         return row is not None and row[0] > now
 
     def unlock(self, name, token):
@@ -462,8 +499,10 @@ class SqliteHolds:
             now = self._now()
             if self._meta(db, key, now) is not None:
                 return False
-            db.execute("INSERT OR REPLACE INTO meta (key, value, expires) VALUES (?, '1', ?)",
-                       (key, now + keep_ms))
+            db.execute(
+                "INSERT OR REPLACE INTO meta (key, value, expires) VALUES (?, '1', ?)",
+                (key, now + keep_ms),
+            )
         return True
 
     def time_ms(self):
@@ -497,8 +536,9 @@ class SqliteHolds:
         """This process's connection (a forked child opens its own)."""
         if self._connection is None or self._pid != os.getpid():
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
-                                 check_same_thread=False)
+            db = sqlite3.connect(
+                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+            )
             try:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
@@ -585,7 +625,9 @@ local function keep_names(names_key, name, expire_at)
   end
 end
 """
-_CLAIM = _CLOCK + """
+_CLAIM = (
+    _CLOCK
+    + """
 local hold_key, removed_key, lock_key, epoch_key, recovering_key = unpack(KEYS)
 local holder, hold_ms, slack, retention, names_prefix, name, identity, known_epoch,
       lock_token, lock_ms, shared, shift = unpack(ARGV)
@@ -634,7 +676,10 @@ end
 return {'hold', held_by, string.format('%d', till), gone, pending, removed,
         string.format('%d', now), locked, tostring(wait)}
 """
-_RECOVER = _CLOCK + """
+)
+_RECOVER = (
+    _CLOCK
+    + """
 local epoch_key, recovering_key = unpack(KEYS)
 local known_epoch, new_epoch, quarantine_ms, shift = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local epoch = redis.call('GET', epoch_key)
@@ -650,7 +695,10 @@ if known_epoch ~= '' and epoch ~= known_epoch then
 end
 return {epoch, lost}
 """
-_COMPARE_AND_SET = _CLOCK + """
+)
+_COMPARE_AND_SET = (
+    _CLOCK
+    + """
 local hold_key, lock_key = unpack(KEYS)
 local seen_holder, seen_until, seen_gone, seen_pending, no_record, holder, duration_ms, pending,
       retention, mode, names_prefix, name, lock_token, shift = unpack(ARGV)
@@ -684,7 +732,10 @@ end
 redis.call('PEXPIREAT', hold_key, till + tonumber(retention))
 return 1
 """
-_KEEP = _CLOCK + """
+)
+_KEEP = (
+    _CLOCK
+    + """
 local hold_key = KEYS[1]
 local grace_ms, gone, retention, names_prefix, name, shift = unpack(ARGV)
 local now = clock(shift)
@@ -696,6 +747,7 @@ redis.call('PEXPIREAT', hold_key, till + tonumber(retention))
 keep_names(names_prefix .. found[1], name, till + tonumber(retention))
 return {found[1], string.format('%d', till), found[3], string.format('%d', now)}
 """
+)
 _VERIFY = """
 local hold_key, lock_key = unpack(KEYS)
 local holder, lock_token = unpack(ARGV)
@@ -707,7 +759,9 @@ if lock_token ~= '' and redis.call('GET', lock_key) == lock_token then
 end
 return 0
 """
-_REMOVE = _CLOCK + """
+_REMOVE = (
+    _CLOCK
+    + """
 local removed_key = KEYS[1]
 local identity, for_ms, shift = unpack(ARGV)
 local till = math.max(tonumber(redis.call('HGET', removed_key, identity) or '0'),
@@ -716,16 +770,23 @@ redis.call('HSET', removed_key, identity, string.format('%d', till))
 if redis.call('PEXPIRETIME', removed_key) < till then redis.call('PEXPIREAT', removed_key, till) end
 return 0
 """
-_REMOVED = _CLOCK + """
+)
+_REMOVED = (
+    _CLOCK
+    + """
 local until_removed = redis.call('HGET', KEYS[1], ARGV[1])
 if until_removed and tonumber(until_removed) > clock(ARGV[2]) then return 1 end
 return 0
 """
-_GET = _CLOCK + """
+)
+_GET = (
+    _CLOCK
+    + """
 local found = redis.call('HMGET', KEYS[1], 'holder', 'until', 'gone', 'pending')
 return {found[1] or '', found[2] or '0', found[3] or '0', found[4] or '0',
         string.format('%d', clock(ARGV[1]))}
 """
+)
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -748,25 +809,45 @@ class RedisHolds:
         self.clock = StorageClock()
         self.epoch: str | None = None
         self.on_loss = None
-        options = {"socket_timeout": timeout, "socket_connect_timeout": timeout,
-                   "retry_on_timeout": False}
+        options = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "retry_on_timeout": False,
+        }
         if parts.scheme == "redis+sentinel":
             from redis.sentinel import Sentinel
 
-            hosts = [(h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1]) if ":" in h else 26379)
-                     for h in parts.netloc.rsplit("@", 1)[-1].split(",")]
+            hosts = [
+                (h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1]) if ":" in h else 26379)
+                for h in parts.netloc.rsplit("@", 1)[-1].split(",")
+            ]
             service = parts.path.strip("/").split("/")[0] or "mymaster"
             query = parse_qs(parts.query)
-            sentinel = Sentinel(hosts, sentinel_kwargs=options, password=parts.password,
-                                db=int(query.get("db", ["0"])[0]), **options)
+            sentinel = Sentinel(
+                hosts,
+                sentinel_kwargs=options,
+                password=parts.password,
+                db=int(query.get("db", ["0"])[0]),
+                **options,
+            )
             self.client = sentinel.master_for(service)
             self.where = hosts[0][0]
         else:
             self.client = redis.Redis.from_url(url, **options)
-        self._scripts = {name: self.client.register_script(text) for name, text in (
-            ("claim", _CLAIM), ("recover", _RECOVER), ("cas", _COMPARE_AND_SET),
-            ("keep", _KEEP), ("verify", _VERIFY), ("remove", _REMOVE), ("removed", _REMOVED),
-            ("get", _GET), ("unlock", _UNLOCK))}
+        self._scripts = {
+            name: self.client.register_script(text)
+            for name, text in (
+                ("claim", _CLAIM),
+                ("recover", _RECOVER),
+                ("cas", _COMPARE_AND_SET),
+                ("keep", _KEEP),
+                ("verify", _VERIFY),
+                ("remove", _REMOVE),
+                ("removed", _REMOVED),
+                ("get", _GET),
+                ("unlock", _UNLOCK),
+            )
+        }
 
     #: How long a quarantine lasts (the ownership record sets it to one grace).
     quarantine_ms = 0
@@ -786,8 +867,12 @@ class RedisHolds:
         pipe.execute_command("WAIT", self.replicas, int(self.timeout * 1000))
         result, acknowledged = pipe.execute()
         if acknowledged < self.replicas:
-            log.warning("storage at %s: a write reached %d of %d replicas in time", self.where,
-                        acknowledged, self.replicas)
+            log.warning(
+                "storage at %s: a write reached %d of %d replicas in time",
+                self.where,
+                acknowledged,
+                self.replicas,
+            )
             raise StorageUnavailable()
         return result
 
@@ -795,20 +880,45 @@ class RedisHolds:
         """One script: insert, extend the holder's own hold, or return another's; take the
         lock; say whether `identity` was removed. A changed epoch: recover, then once more."""
         for _ in range(2):
-            found = self._run("claim", [self._key("hold", name), self._key("removed", name),
-                                        self._key("lock", name), self._key("epoch"),
-                                        self._key("recovering")],
-                              [holder, hold_ms, EXTEND_SLACK_MS, RETENTION_MS,
-                               NAMES_PREFIX, name,
-                               identity if identity is not None else "", self.epoch or "",
-                               secrets.token_hex(16), lock_ms, "1" if shared else "0",
-                               self.clock.shift_ms])
+            found = self._run(
+                "claim",
+                [
+                    self._key("hold", name),
+                    self._key("removed", name),
+                    self._key("lock", name),
+                    self._key("epoch"),
+                    self._key("recovering"),
+                ],
+                [
+                    holder,
+                    hold_ms,
+                    EXTEND_SLACK_MS,
+                    RETENTION_MS,
+                    NAMES_PREFIX,
+                    name,
+                    identity if identity is not None else "",
+                    self.epoch or "",
+                    secrets.token_hex(16),
+                    lock_ms,
+                    "1" if shared else "0",
+                    self.clock.shift_ms,
+                ],
+            )
             kind = found[0].decode()
             if kind == "hold":
                 held_by, until, gone, pending, removed, now, lock, wait = (
-                    part.decode() for part in found[1:])
-                return Hold(held_by, int(until), gone == "1", pending == "1", removed == "1",
-                            int(now), lock or None, int(wait))
+                    part.decode() for part in found[1:]
+                )
+                return Hold(
+                    held_by,
+                    int(until),
+                    gone == "1",
+                    pending == "1",
+                    removed == "1",
+                    int(now),
+                    lock or None,
+                    int(wait),
+                )
             if kind == "recovering":
                 raise StorageRecovering(retry_after_ms=int(found[1]))
             self._recover()
@@ -817,26 +927,40 @@ class RedisHolds:
     def _recover(self) -> None:
         """The epoch this instance saw is gone or changed: adopt the store's (writing a new
         one where there is none) and, if this instance had seen another, start a quarantine."""
-        epoch, lost = (part.decode() for part in self._run(
-            "recover", [self._key("epoch"), self._key("recovering")],
-            [self.epoch or "", secrets.token_hex(8), max(1, self.quarantine_ms),
-             self.clock.shift_ms]))
+        epoch, lost = (
+            part.decode()
+            for part in self._run(
+                "recover",
+                [self._key("epoch"), self._key("recovering")],
+                [
+                    self.epoch or "",
+                    secrets.token_hex(8),
+                    max(1, self.quarantine_ms),
+                    self.clock.shift_ms,
+                ],
+            )
+        )
         if lost == "1":
             _store_lost(self, self.quarantine_ms)
         self.epoch = epoch
 
     def get(self, name):
         """The hold on `name`, or None."""
-        holder, until, gone, pending, now = (part.decode() for part in self._run(
-            "get", [self._key("hold", name)], [self.clock.shift_ms], write=False))
+        holder, until, gone, pending, now = (
+            part.decode()
+            for part in self._run(
+                "get", [self._key("hold", name)], [self.clock.shift_ms], write=False
+            )
+        )
         if not holder:
             return None
         return Hold(holder, int(until), gone == "1", pending == "1", now=int(now))
 
     def verify(self, name, holder, lock=None):
         """Clear the pending mark and release the lock."""
-        self._run("verify", [self._key("hold", name), self._key("lock", name)],
-                  [holder, lock or ""])
+        self._run(
+            "verify", [self._key("hold", name), self._key("lock", name)], [holder, lock or ""]
+        )
 
     def mark_gone(self, name, seen, grace_ms):
         """Compare-and-set the gone mark."""
@@ -852,20 +976,43 @@ class RedisHolds:
 
     def _compare_and_set(self, name, seen, new, mode, lock=None) -> bool:
         """Run the compare-and-set script."""
-        expected = ("", "", "", "", "1") if seen is None else (
-            seen.holder, str(seen.until), "1" if seen.gone else "0",
-            "1" if seen.pending else "0", "0")
+        expected = (
+            ("", "", "", "", "1")
+            if seen is None
+            else (
+                seen.holder,
+                str(seen.until),
+                "1" if seen.gone else "0",
+                "1" if seen.pending else "0",
+                "0",
+            )
+        )
         holder, duration, pending = new
-        done = self._run("cas", [self._key("hold", name), self._key("lock", name)],
-                         [*expected, holder, duration, "1" if pending else "0", RETENTION_MS,
-                          mode, NAMES_PREFIX, name, lock or "", self.clock.shift_ms])
+        done = self._run(
+            "cas",
+            [self._key("hold", name), self._key("lock", name)],
+            [
+                *expected,
+                holder,
+                duration,
+                "1" if pending else "0",
+                RETENTION_MS,
+                mode,
+                NAMES_PREFIX,
+                name,
+                lock or "",
+                self.clock.shift_ms,
+            ],
+        )
         return done == 1
 
     def keep(self, name, grace_ms, gone):
         """Extend a recorded hold and set its gone mark."""
-        found = self._run("keep", [self._key("hold", name)],
-                          [grace_ms, "1" if gone else "0", RETENTION_MS, NAMES_PREFIX,
-                           name, self.clock.shift_ms])
+        found = self._run(
+            "keep",
+            [self._key("hold", name)],
+            [grace_ms, "1" if gone else "0", RETENTION_MS, NAMES_PREFIX, name, self.clock.shift_ms],
+        )
         if not found:
             return None
         holder, until, pending, now = (part.decode() for part in found)
@@ -892,8 +1039,15 @@ class RedisHolds:
 
     def removed(self, name, identity):
         """A removal that has not run out."""
-        return self._run("removed", [self._key("removed", name)],
-                         [identity, self.clock.shift_ms], write=False) == 1
+        return (
+            self._run(
+                "removed",
+                [self._key("removed", name)],
+                [identity, self.clock.shift_ms],
+                write=False,
+            )
+            == 1
+        )
 
     def unlock(self, name, token):
         """Compare-and-delete."""
@@ -918,8 +1072,10 @@ class RedisHolds:
         except redis.ResponseError:
             policy = self.client.info("memory").get("maxmemory_policy")
         if policy != NO_EVICTION:
-            return (f"Redis at {self.where} has maxmemory-policy {policy}: it may evict holds; "
-                    f"set maxmemory-policy noeviction")
+            return (
+                f"Redis at {self.where} has maxmemory-policy {policy}: it may evict holds; "
+                f"set maxmemory-policy noeviction"
+            )
         return None
 
     def close(self):

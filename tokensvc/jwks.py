@@ -31,8 +31,9 @@ MAX_JWKS_BYTES = 1 << 20
 class JwksKeys:
     """The cached key set, by `kid`, and the one refresh that may be running."""
 
-    def __init__(self, url: str, timeout: float, min_interval: float, observe=None,
-                 max_age: float = 300.0):
+    def __init__(
+        self, url: str, timeout: float, min_interval: float, observe=None, max_age: float = 300.0
+    ):
         """Fetch from `url` lazily, each fetch within `timeout`, at most once per `min_interval`
         for unknown key ids, again in the background once the set is `max_age` seconds old; tell
         `observe("ok" or "failed")` of each fetch, when given."""
@@ -71,8 +72,10 @@ class JwksKeys:
             if self._refreshing is not None:
                 return self._refreshing
             now = time.monotonic()
-            if unknown_kid and self._attempted_at is not None and (
-                now - self._attempted_at < self.min_interval
+            if (
+                unknown_kid
+                and self._attempted_at is not None
+                and (now - self._attempted_at < self.min_interval)
             ):
                 return None
             self._attempted_at = now
@@ -86,8 +89,9 @@ class JwksKeys:
             keys = dict(_parse_jwks(fetch_json(self.url, self.timeout).get("keys")))
             failed = False
         except (OSError, http.client.HTTPException, ValueError, AttributeError) as exc:
-            log.warning("JWKS fetch from %s failed: %s", urlsplit(self.url).netloc,
-                        type(exc).__name__)
+            log.warning(
+                "JWKS fetch from %s failed: %s", urlsplit(self.url).netloc, type(exc).__name__
+            )
             keys, failed = self.keys, True
         if self._observe is not None:
             self._observe("failed" if failed else "ok")
@@ -110,8 +114,11 @@ def fetch_json(url: str, timeout: float):
     timer.start()
     path = parts.path or "/"
     try:
-        connection.request("GET", f"{path}?{parts.query}" if parts.query else path,
-                           headers={"Accept": "application/json"})
+        connection.request(
+            "GET",
+            f"{path}?{parts.query}" if parts.query else path,
+            headers={"Accept": "application/json"},
+        )
         with connection.getresponse() as response:
             body = response.read(MAX_JWKS_BYTES + 1)
         if response.status != 200 or len(body) > MAX_JWKS_BYTES:

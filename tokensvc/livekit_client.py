@@ -98,14 +98,16 @@ class RoomServiceClient:
 
     def mute_track(self, room: str, identity: str, track_sid: str, muted: bool):
         """Mute or unmute one published track (MutePublishedTrack); return the track."""
-        request = room_pb.MuteRoomTrackRequest(room=room, identity=identity,
-                                               track_sid=track_sid, muted=muted)
+        request = room_pb.MuteRoomTrackRequest(
+            room=room, identity=identity, track_sid=track_sid, muted=muted
+        )
         return self._call("MutePublishedTrack", request, admin_of=room).track
 
     def update_permission(self, room: str, identity: str, permission):
         """Change a connected participant's permissions live (UpdateParticipant)."""
-        request = room_pb.UpdateParticipantRequest(room=room, identity=identity,
-                                                   permission=permission)
+        request = room_pb.UpdateParticipantRequest(
+            room=room, identity=identity, permission=permission
+        )
         return self._call("UpdateParticipant", request, admin_of=room)
 
     def take_call_count(self) -> int:
@@ -168,12 +170,16 @@ class RoomServiceClient:
             code = _twirp_code(answer.data)
             if code == "not_found":
                 raise LiveKitNotFound(f"LiveKit found no such {method} target")
-            log.warning("LiveKit at %s answered %s %s to %s", self.host, answer.status, code, method)
+            log.warning(
+                "LiveKit at %s answered %s %s to %s", self.host, answer.status, code, method
+            )
             raise LiveKitError(f"LiveKit answered HTTP {answer.status} ({code})")
         try:
             return RESPONSES[method].FromString(answer.data)
         except DecodeError:
-            log.warning("LiveKit at %s answered %s with a body that is not protobuf", self.host, method)
+            log.warning(
+                "LiveKit at %s answered %s with a body that is not protobuf", self.host, method
+            )
             raise LiveKitError("LiveKit answered with a body that is not a valid answer") from None
 
     def _unreachable(self, why: str) -> LiveKitUnavailable:
@@ -200,7 +206,6 @@ class RoomServiceClient:
             self._headers_now = {"Content-Type": "application/protobuf", "Authorization": bearer}
             self._renew_at = now + SERVER_TOKEN_RENEW_SECONDS
         return self._headers_now
-
 
     def _admin_headers(self, room: str) -> dict:
         """Headers with a one-minute token of `roomAdmin` on `room` alone, for one call; it is

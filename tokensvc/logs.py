@@ -53,8 +53,9 @@ def finish_request(response):
             "livekit_calls": _livekit_calls(),
             "duration_ms": round(seconds * 1000, 2),
         }
-        log.info("%s %s %s", request.method, request.path, response.status_code,
-                 extra={"access": fields})
+        log.info(
+            "%s %s %s", request.method, request.path, response.status_code, extra={"access": fields}
+        )
     return response
 
 
@@ -72,8 +73,11 @@ class ServiceFormatter(logging.Formatter):
         access = getattr(record, "access", None)
         if access is not None:
             return format_line(access, self.style)
-        fields = {"level": record.levelname.lower(), "logger": record.name,
-                  "message": record.getMessage()}
+        fields = {
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
         if has_request_context() and "request_id" in g:
             fields["request_id"] = g.request_id
         if record.exc_info:

@@ -39,36 +39,57 @@ class Instruments:
 
     def __init__(self):
         """Declare every metric."""
-        self.requests = Counter("tokensvc_requests", "HTTP requests by route and outcome code.",
-                                ["route", "code"])
-        self.request_seconds = Histogram("tokensvc_request_duration_seconds",
-                                         "Time to answer a request, by route.", ["route"],
-                                         buckets=BUCKETS)
-        self.tokens = Counter("tokensvc_tokens_issued", "Participant tokens issued, by mode.",
-                              ["mode"])
+        self.requests = Counter(
+            "tokensvc_requests", "HTTP requests by route and outcome code.", ["route", "code"]
+        )
+        self.request_seconds = Histogram(
+            "tokensvc_request_duration_seconds",
+            "Time to answer a request, by route.",
+            ["route"],
+            buckets=BUCKETS,
+        )
+        self.tokens = Counter(
+            "tokensvc_tokens_issued", "Participant tokens issued, by mode.", ["mode"]
+        )
         self.rooms_created = Counter("tokensvc_rooms_created", "Rooms the service created.")
-        self.livekit_calls = Counter("tokensvc_livekit_calls",
-                                     "LiveKit RoomService calls by method and outcome.",
-                                     ["method", "outcome"])
-        self.livekit_seconds = Histogram("tokensvc_livekit_call_duration_seconds",
-                                         "Time of one LiveKit call, by method.", ["method"],
-                                         buckets=BUCKETS)
-        self.storage_calls = Counter("tokensvc_storage_calls",
-                                     "Calls to the ownership record's storage by operation "
-                                     "and outcome.", ["operation", "outcome"])
-        self.storage_seconds = Histogram("tokensvc_storage_call_duration_seconds",
-                                         "Time of one storage call, by operation.",
-                                         ["operation"], buckets=BUCKETS)
-        self.jwks_fetches = Counter("tokensvc_jwks_fetches", "JWKS fetches by outcome.",
-                                    ["outcome"])
-        self.livekit_events = Counter("tokensvc_livekit_events",
-                                      "LiveKit webhook events by type and what they did.",
-                                      ["type", "outcome"])
-        self.storage_losses = Counter("tokensvc_storage_losses",
-                                      "Times the storage was found to have lost its data.")
-        self.clock_skew = Gauge("tokensvc_clock_skew_seconds",
-                                "The storage's clock minus this instance's, as last measured.",
-                                multiprocess_mode="liveall")
+        self.livekit_calls = Counter(
+            "tokensvc_livekit_calls",
+            "LiveKit RoomService calls by method and outcome.",
+            ["method", "outcome"],
+        )
+        self.livekit_seconds = Histogram(
+            "tokensvc_livekit_call_duration_seconds",
+            "Time of one LiveKit call, by method.",
+            ["method"],
+            buckets=BUCKETS,
+        )
+        self.storage_calls = Counter(
+            "tokensvc_storage_calls",
+            "Calls to the ownership record's storage by operation and outcome.",
+            ["operation", "outcome"],
+        )
+        self.storage_seconds = Histogram(
+            "tokensvc_storage_call_duration_seconds",
+            "Time of one storage call, by operation.",
+            ["operation"],
+            buckets=BUCKETS,
+        )
+        self.jwks_fetches = Counter(
+            "tokensvc_jwks_fetches", "JWKS fetches by outcome.", ["outcome"]
+        )
+        self.livekit_events = Counter(
+            "tokensvc_livekit_events",
+            "LiveKit webhook events by type and what they did.",
+            ["type", "outcome"],
+        )
+        self.storage_losses = Counter(
+            "tokensvc_storage_losses", "Times the storage was found to have lost its data."
+        )
+        self.clock_skew = Gauge(
+            "tokensvc_clock_skew_seconds",
+            "The storage's clock minus this instance's, as last measured.",
+            multiprocess_mode="liveall",
+        )
 
     def request_done(self, route: str, code: str, seconds: float) -> None:
         """Record one answered request."""
@@ -159,14 +180,25 @@ class WebhookCollector:
         outcomes = CounterMetricFamily(
             "tokensvc_webhook_deliveries",
             "Webhook delivery attempts by outcome: delivered, retried (failed, to be tried "
-            "again), failed (for good).", labels=["outcome"])
+            "again), failed (for good).",
+            labels=["outcome"],
+        )
         for outcome in ("delivered", "retried", "failed"):
             outcomes.add_metric([outcome], stats.outcomes.get(outcome, 0))
         yield outcomes
-        yield GaugeMetricFamily("tokensvc_webhook_deliveries_pending",
-                                "Webhook deliveries not yet delivered or failed.", stats.pending)
+        yield GaugeMetricFamily(
+            "tokensvc_webhook_deliveries_pending",
+            "Webhook deliveries not yet delivered or failed.",
+            stats.pending,
+        )
         oldest = 0.0 if stats.oldest_pending is None else (stats.now - stats.oldest_pending) / 1000
-        yield GaugeMetricFamily("tokensvc_webhook_oldest_pending_seconds",
-                                "Age of the oldest pending webhook delivery.", max(0.0, oldest))
-        yield GaugeMetricFamily("tokensvc_webhook_queue_tasks",
-                                "Tasks waiting in the webhook queue and its schedule.", depth)
+        yield GaugeMetricFamily(
+            "tokensvc_webhook_oldest_pending_seconds",
+            "Age of the oldest pending webhook delivery.",
+            max(0.0, oldest),
+        )
+        yield GaugeMetricFamily(
+            "tokensvc_webhook_queue_tasks",
+            "Tasks waiting in the webhook queue and its schedule.",
+            depth,
+        )

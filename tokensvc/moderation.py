@@ -47,12 +47,14 @@ class Moderator:
 
     def list_rooms(self, tenant: str) -> list:
         """The tenant's live rooms: one ListRooms for the names the record gives it."""
-        names = [name for name in self.ownership.names_of(tenant)
-                 if self.issuer.names.own_name(tenant, name) is not None]
+        names = [
+            name
+            for name in self.ownership.names_of(tenant)
+            if self.issuer.names.own_name(tenant, name) is not None
+        ]
         if not names:
             return []
-        return [room for room in self.rooms.list_rooms(names)
-                if holder_of(room.metadata) == tenant]
+        return [room for room in self.rooms.list_rooms(names) if holder_of(room.metadata) == tenant]
 
     def room(self, tenant: str, name: str):
         """(room, participants) of one of the tenant's rooms."""
@@ -78,13 +80,25 @@ class Moderator:
         except LiveKitNotFound:
             pass  # it left meanwhile; the removal holds all the same
 
-    def mute(self, tenant: str, name: str, identity: str, track_sid: str | None,
-             source: str | None, muted: bool):
+    def mute(
+        self,
+        tenant: str,
+        name: str,
+        identity: str,
+        track_sid: str | None,
+        source: str | None,
+        muted: bool,
+    ):
         """Mute or unmute one published track, found by sid or by source; return the track."""
         participant = self.participant(tenant, name, identity)
-        track = next((t for t in participant.tracks
-                      if (track_sid and t.sid == track_sid)
-                      or (source and t.source == SOURCES[source])), None)
+        track = next(
+            (
+                t
+                for t in participant.tracks
+                if (track_sid and t.sid == track_sid) or (source and t.source == SOURCES[source])
+            ),
+            None,
+        )
         if track is None:
             raise TrackNotFound()
         try:

@@ -35,8 +35,10 @@ class RoomNames:
             return room_name
         name = encode(holder, room_name)
         if len(name.encode("utf-8")) > MAX_LIVEKIT_NAME_BYTES:
-            raise NameTooLong(f"room_name is too long for this tenant: LiveKit's name for it "
-                              f"would be over {MAX_LIVEKIT_NAME_BYTES} bytes")
+            raise NameTooLong(
+                f"room_name is too long for this tenant: LiveKit's name for it "
+                f"would be over {MAX_LIVEKIT_NAME_BYTES} bytes"
+            )
         return name
 
     def own_name(self, holder: str, livekit_name: str) -> str | None:
@@ -60,15 +62,15 @@ def encode(holder: str, room_name: str) -> str:
 def decode(livekit_name: str) -> tuple[str, str]:
     """(holder, room_name) of a per-tenant LiveKit name; ValueError for any other name."""
     if livekit_name.startswith(ANONYMOUS_PREFIX):
-        return "", livekit_name[len(ANONYMOUS_PREFIX):]
+        return "", livekit_name[len(ANONYMOUS_PREFIX) :]
     digits, colon, rest = livekit_name.partition(":")
     if not colon or not digits.isascii() or not digits.isdigit() or digits != str(int(digits)):
         raise ValueError("not a per-tenant room name")
     size, data = int(digits), rest.encode("utf-8")
-    if size == 0 or len(data) <= size or data[size:size + 1] != b":":
+    if size == 0 or len(data) <= size or data[size : size + 1] != b":":
         raise ValueError("not a per-tenant room name")
     try:
         holder = data[:size].decode("utf-8")
     except UnicodeDecodeError:
         raise ValueError("not a per-tenant room name") from None
-    return holder, data[size + 1:].decode("utf-8")
+    return holder, data[size + 1 :].decode("utf-8")

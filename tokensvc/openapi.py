@@ -79,18 +79,29 @@ def build_spec(prefix: str, auth_required: bool) -> APISpec:
     spec.components.schema("TokenResponse", schema=TokenResponseSchema)
     spec.components.schema("Error", schema=ErrorSchema)
     # Nested schemas first: apispec names a nested one itself when it meets it unregistered.
-    for name, schema in (("Track", TrackSchema), ("ParticipantInfo", ParticipantInfoSchema),
-                         ("RoomSummary", RoomSummarySchema), ("RoomDetail", RoomDetailSchema),
-                         ("Participant", ParticipantSchema), ("MuteRequest", MuteSchema),
-                         ("PermissionsRequest", PermissionsSchema),
-                         ("WebhookEndpointRequest", WebhookEndpointRequestSchema),
-                         ("WebhookEndpoint", WebhookEndpointSchema),
-                         ("WebhookEndpointCreated", WebhookEndpointCreatedSchema),
-                         ("WebhookDelivery", WebhookDeliverySchema)):
+    for name, schema in (
+        ("Track", TrackSchema),
+        ("ParticipantInfo", ParticipantInfoSchema),
+        ("RoomSummary", RoomSummarySchema),
+        ("RoomDetail", RoomDetailSchema),
+        ("Participant", ParticipantSchema),
+        ("MuteRequest", MuteSchema),
+        ("PermissionsRequest", PermissionsSchema),
+        ("WebhookEndpointRequest", WebhookEndpointRequestSchema),
+        ("WebhookEndpoint", WebhookEndpointSchema),
+        ("WebhookEndpointCreated", WebhookEndpointCreatedSchema),
+        ("WebhookDelivery", WebhookDeliverySchema),
+    ):
         spec.components.schema(name, schema=schema)
-    spec.components.security_scheme("bearerAuth", {
-        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-        "description": scopes_description()})
+    spec.components.security_scheme(
+        "bearerAuth",
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": scopes_description(),
+        },
+    )
     errors = error_responses(TOKEN)
     spec.path(
         path="/livekit/token",
@@ -100,8 +111,10 @@ def build_spec(prefix: str, auth_required: bool) -> APISpec:
                 "security": security("issue_token", anonymous=not auth_required),
                 "requestBody": {"required": True, **json_body("TokenRequest", REQUEST_EXAMPLE)},
                 "responses": {
-                    "200": {"description": "Token issued",
-                            **json_body("TokenResponse", RESPONSE_EXAMPLE)},
+                    "200": {
+                        "description": "Token issued",
+                        **json_body("TokenResponse", RESPONSE_EXAMPLE),
+                    },
                     **errors,
                 },
             }
@@ -113,20 +126,27 @@ def build_spec(prefix: str, auth_required: bool) -> APISpec:
     spec.path(path="/healthz", operations={"get": {"summary": "Liveness", "responses": health}})
     spec.path(
         path="/readyz",
-        operations={"get": {"summary": "Readiness (LiveKit answers)", "responses": {
-            **health, "503": {"description": "Not ready", **json_body("Error")}}}},
+        operations={
+            "get": {
+                "summary": "Readiness (LiveKit answers)",
+                "responses": {**health, "503": {"description": "Not ready", **json_body("Error")}},
+            }
+        },
     )
-    spec.path(path="/openapi.json", operations={"get": {"summary": "This document",
-                                                        "responses": health}})
+    spec.path(
+        path="/openapi.json", operations={"get": {"summary": "This document", "responses": health}}
+    )
     return spec
 
 
 def scopes_description() -> str:
     """The tenant JWT and the scopes each operation's security requirement names."""
     lines = [f"- `{scope}`: {meaning}" for scope, meaning in SCOPES.items()]
-    return ("A tenant JWT. Its scopes claim (AUTH_SCOPES_CLAIM) lists what the bearer may do; "
-            "without it, every scope, or only `tokens:create` when it carries the roles "
-            "claim. A missing scope is 403 `scope_forbidden`.\n\n" + "\n".join(lines))
+    return (
+        "A tenant JWT. Its scopes claim (AUTH_SCOPES_CLAIM) lists what the bearer may do; "
+        "without it, every scope, or only `tokens:create` when it carries the roles "
+        "claim. A missing scope is 403 `scope_forbidden`.\n\n" + "\n".join(lines)
+    )
 
 
 def security(view: str, anonymous: bool = False) -> list:
@@ -141,8 +161,9 @@ def error_responses(route: str) -> dict:
     with what it means, and the headers that come with it."""
     answers = {}
     for status, codes in error_table(route).items():
-        meanings = [f"{code}: {meaning}" for code, meaning in codes.items()
-                    if code not in ROUTE_LEVEL_CODES]
+        meanings = [
+            f"{code}: {meaning}" for code, meaning in codes.items() if code not in ROUTE_LEVEL_CODES
+        ]
         if meanings:
             answers[str(status)] = {"description": " ".join(meanings), **json_body("Error")}
     answers["401"]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
@@ -151,12 +172,16 @@ def error_responses(route: str) -> dict:
     return answers
 
 
-def management_operation(view, summary, answer, body=None, parameters=None,
-                         status="200") -> dict:
+def management_operation(view, summary, answer, body=None, parameters=None, status="200") -> dict:
     """One operation of a tenant's (management and webhook routes), served by `view`."""
-    found = {"summary": summary, "security": security(view),
-             "responses": {status: {"description": "OK", **json_body(answer)},
-                           **error_responses(MANAGEMENT)}}
+    found = {
+        "summary": summary,
+        "security": security(view),
+        "responses": {
+            status: {"description": "OK", **json_body(answer)},
+            **error_responses(MANAGEMENT),
+        },
+    }
     if body is not None:
         found["requestBody"] = {"required": True, **json_body(body)}
     if parameters:
@@ -167,36 +192,94 @@ def management_operation(view, summary, answer, body=None, parameters=None,
 def add_management_paths(spec: APISpec) -> None:
     """The routes by which a tenant manages its own rooms, and LiveKit's webhook."""
     operation = management_operation
-    status = {"type": "object", "properties": {"status": {"type": "string"},
-                                               "room_name": {"type": "string"}}}
-    room_name = [{"name": "room_name", "in": "path", "required": True,
-                  "description": "The room name, percent-encoded (it may hold `/`).",
-                  "schema": {"type": "string", "minLength": 1}}]
+    status = {
+        "type": "object",
+        "properties": {"status": {"type": "string"}, "room_name": {"type": "string"}},
+    }
+    room_name = [
+        {
+            "name": "room_name",
+            "in": "path",
+            "required": True,
+            "description": "The room name, percent-encoded (it may hold `/`).",
+            "schema": {"type": "string", "minLength": 1},
+        }
+    ]
 
-    rooms = {"type": "object", "properties": {
-        "rooms": {"type": "array", "items": {"$ref": "#/components/schemas/RoomSummary"}}}}
-    spec.path(path="/livekit/rooms", operations={
-        "get": operation("list_rooms", "The tenant's live rooms", rooms)})
-    spec.path(path="/livekit/rooms/{room_name}", operations={
-        "get": operation("get_room", "One of the tenant's rooms and who is in it", "RoomDetail",
-                         parameters=room_name),
-        "delete": operation("end_room", "End one of the tenant's rooms for everyone", status,
-                            parameters=room_name)})
-    spec.path(path="/livekit/participant", operations={
-        "delete": operation("remove_participant", "Remove a participant, durably", status, body="Participant")})
-    spec.path(path="/livekit/participant/mute", operations={
-        "post": operation("mute_track", "Mute or unmute one published track", "Track", body="MuteRequest")})
-    spec.path(path="/livekit/participant/permissions", operations={
-        "post": operation("set_permissions", "Change a connected participant's permissions live",
-                          "ParticipantInfo", body="PermissionsRequest")})
+    rooms = {
+        "type": "object",
+        "properties": {
+            "rooms": {"type": "array", "items": {"$ref": "#/components/schemas/RoomSummary"}}
+        },
+    }
+    spec.path(
+        path="/livekit/rooms",
+        operations={"get": operation("list_rooms", "The tenant's live rooms", rooms)},
+    )
+    spec.path(
+        path="/livekit/rooms/{room_name}",
+        operations={
+            "get": operation(
+                "get_room",
+                "One of the tenant's rooms and who is in it",
+                "RoomDetail",
+                parameters=room_name,
+            ),
+            "delete": operation(
+                "end_room",
+                "End one of the tenant's rooms for everyone",
+                status,
+                parameters=room_name,
+            ),
+        },
+    )
+    spec.path(
+        path="/livekit/participant",
+        operations={
+            "delete": operation(
+                "remove_participant", "Remove a participant, durably", status, body="Participant"
+            )
+        },
+    )
+    spec.path(
+        path="/livekit/participant/mute",
+        operations={
+            "post": operation(
+                "mute_track", "Mute or unmute one published track", "Track", body="MuteRequest"
+            )
+        },
+    )
+    spec.path(
+        path="/livekit/participant/permissions",
+        operations={
+            "post": operation(
+                "set_permissions",
+                "Change a connected participant's permissions live",
+                "ParticipantInfo",
+                body="PermissionsRequest",
+            )
+        },
+    )
     received = {"type": "object", "properties": {"status": {"type": "string"}}}
-    spec.path(path="/livekit/webhook", operations={"post": {
-        "summary": "LiveKit's signed webhook events (Authorization: LiveKit's signature)",
-        "requestBody": {"required": True, "content": {
-            "application/webhook+json": {"schema": {"type": "object"}}}},
-        "responses": {"200": {"description": "Received", **json_body(received)},
-                      "401": {"description": "unauthorized: the signature does not verify",
-                              **json_body("Error")}}}})
+    spec.path(
+        path="/livekit/webhook",
+        operations={
+            "post": {
+                "summary": "LiveKit's signed webhook events (Authorization: LiveKit's signature)",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/webhook+json": {"schema": {"type": "object"}}},
+                },
+                "responses": {
+                    "200": {"description": "Received", **json_body(received)},
+                    "401": {
+                        "description": "unauthorized: the signature does not verify",
+                        **json_body("Error"),
+                    },
+                },
+            }
+        },
+    )
 
 
 def add_webhook_paths(spec: APISpec) -> None:
@@ -205,45 +288,113 @@ def add_webhook_paths(spec: APISpec) -> None:
 
     def path_id(name, what):
         """A path parameter naming one of the tenant's endpoints or deliveries."""
-        return [{"name": name, "in": "path", "required": True, "description": what,
-                 "schema": {"type": "string", "minLength": 1}}]
+        return [
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "description": what,
+                "schema": {"type": "string", "minLength": 1},
+            }
+        ]
 
     def array_of(key, schema):
         """An object with one array of component `schema`."""
-        return {"type": "object", "properties": {
-            key: {"type": "array", "items": {"$ref": f"#/components/schemas/{schema}"}}}}
+        return {
+            "type": "object",
+            "properties": {
+                key: {"type": "array", "items": {"$ref": f"#/components/schemas/{schema}"}}
+            },
+        }
 
     endpoint_id = path_id("endpoint_id", "An endpoint's id (`ep_...`).")
     delivery_id = path_id("delivery_id", "A delivery's id (`msg_...`, its webhook-id).")
-    spec.path(path="/livekit/webhook-endpoints", operations={
-        "post": operation("create_webhook_endpoint",
-                          "Subscribe a URL to the events of the tenant's rooms",
-                          "WebhookEndpointCreated", body="WebhookEndpointRequest", status="201"),
-        "get": operation("list_webhook_endpoints", "The tenant's webhook endpoints",
-                         array_of("endpoints", "WebhookEndpoint"))})
-    spec.path(path="/livekit/webhook-endpoints/{endpoint_id}", operations={
-        "delete": operation("delete_webhook_endpoint", "Unsubscribe an endpoint", {
-            "type": "object", "properties": {"status": {"type": "string"},
-                                             "id": {"type": "string"}}},
-            parameters=endpoint_id)})
-    spec.path(path="/livekit/webhook-endpoints/{endpoint_id}/rotate-secret", operations={
-        "post": operation("rotate_webhook_secret",
-                          "A new secret; the old one signs too for 24 h",
-                          {"type": "object", "properties": {"secret": {"type": "string"}}},
-                          parameters=endpoint_id)})
-    spec.path(path="/livekit/webhook-endpoints/{endpoint_id}/test", operations={
-        "post": operation("test_webhook_endpoint", "Send a webhook.test event",
-                          {"type": "object", "properties": {"delivery_id": {"type": "string"}}},
-                          parameters=endpoint_id, status="202")})
+    spec.path(
+        path="/livekit/webhook-endpoints",
+        operations={
+            "post": operation(
+                "create_webhook_endpoint",
+                "Subscribe a URL to the events of the tenant's rooms",
+                "WebhookEndpointCreated",
+                body="WebhookEndpointRequest",
+                status="201",
+            ),
+            "get": operation(
+                "list_webhook_endpoints",
+                "The tenant's webhook endpoints",
+                array_of("endpoints", "WebhookEndpoint"),
+            ),
+        },
+    )
+    spec.path(
+        path="/livekit/webhook-endpoints/{endpoint_id}",
+        operations={
+            "delete": operation(
+                "delete_webhook_endpoint",
+                "Unsubscribe an endpoint",
+                {
+                    "type": "object",
+                    "properties": {"status": {"type": "string"}, "id": {"type": "string"}},
+                },
+                parameters=endpoint_id,
+            )
+        },
+    )
+    spec.path(
+        path="/livekit/webhook-endpoints/{endpoint_id}/rotate-secret",
+        operations={
+            "post": operation(
+                "rotate_webhook_secret",
+                "A new secret; the old one signs too for 24 h",
+                {"type": "object", "properties": {"secret": {"type": "string"}}},
+                parameters=endpoint_id,
+            )
+        },
+    )
+    spec.path(
+        path="/livekit/webhook-endpoints/{endpoint_id}/test",
+        operations={
+            "post": operation(
+                "test_webhook_endpoint",
+                "Send a webhook.test event",
+                {"type": "object", "properties": {"delivery_id": {"type": "string"}}},
+                parameters=endpoint_id,
+                status="202",
+            )
+        },
+    )
     filters = [
         {"name": "endpoint_id", "in": "query", "required": False, "schema": {"type": "string"}},
-        {"name": "status", "in": "query", "required": False,
-         "schema": {"type": "string", "enum": list(DELIVERY_STATUSES)}}]
-    spec.path(path="/livekit/webhook-deliveries", operations={
-        "get": operation("list_webhook_deliveries", "The tenant's recent deliveries",
-                         array_of("deliveries", "WebhookDelivery"), parameters=filters)})
-    spec.path(path="/livekit/webhook-deliveries/{delivery_id}/retry", operations={
-        "post": operation("retry_webhook_delivery", "Deliver one again, now", {
-            "type": "object", "properties": {"id": {"type": "string"},
-                                             "status": {"type": "string"}}},
-            parameters=delivery_id, status="202")})
+        {
+            "name": "status",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "enum": list(DELIVERY_STATUSES)},
+        },
+    ]
+    spec.path(
+        path="/livekit/webhook-deliveries",
+        operations={
+            "get": operation(
+                "list_webhook_deliveries",
+                "The tenant's recent deliveries",
+                array_of("deliveries", "WebhookDelivery"),
+                parameters=filters,
+            )
+        },
+    )
+    spec.path(
+        path="/livekit/webhook-deliveries/{delivery_id}/retry",
+        operations={
+            "post": operation(
+                "retry_webhook_delivery",
+                "Deliver one again, now",
+                {
+                    "type": "object",
+                    "properties": {"id": {"type": "string"}, "status": {"type": "string"}},
+                },
+                parameters=delivery_id,
+                status="202",
+            )
+        },
+    )

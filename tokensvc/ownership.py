@@ -127,8 +127,16 @@ class Ownership:
     """The ownership rule: the record (`holds`) and LiveKit's word (`rooms`), on the storage's
     clock. `observe`, when given, is told of LiveKit events (`livekit_event(type, outcome)`)."""
 
-    def __init__(self, settings: Settings, holds, rooms, per_tenant: bool = False,
-                 room_creations=None, observe=None, forward=None):
+    def __init__(
+        self,
+        settings: Settings,
+        holds,
+        rooms,
+        per_tenant: bool = False,
+        room_creations=None,
+        observe=None,
+        forward=None,
+    ):
         """Derive the hold and the grace from the settings; `room_creations`, when given, is
         asked before a room is created (`test_room_create(tenant)`) and told after;
         `forward(holder, event)`, when given, gets each new event of a held room (the tenants'
@@ -147,8 +155,9 @@ class Ownership:
         holds.store.quarantine_ms = self.grace_ms
         self.skew_ms = 0  # the storage's clock minus this instance's, as last read
 
-    def for_token(self, name: str, holder: str, identity: str | None = None,
-                  agents=()) -> tuple[str, bool]:
+    def for_token(
+        self, name: str, holder: str, identity: str | None = None, agents=()
+    ) -> tuple[str, bool]:
         """Make sure `name` is `holder`'s, creating the room if missing (with `agents`
         dispatched to it, as a join would); return (the room metadata for the token, whether
         this call created the room), or raise 403 (also for an `identity` removed from it)."""
@@ -173,8 +182,9 @@ class Ownership:
         pause, proved = 0.005, False
         while True:
             try:
-                hold = self.holds.claim(name, holder, self.hold_ms, identity, LOCK_TTL_MS,
-                                        not self.per_tenant)
+                hold = self.holds.claim(
+                    name, holder, self.hold_ms, identity, LOCK_TTL_MS, not self.per_tenant
+                )
             except StorageRecovering:
                 if proved:
                     raise
@@ -275,8 +285,12 @@ class Ownership:
         the request's agents, or a room LiveKit's store already gives the holder replayed as it
         is (nothing changes)."""
         if stored is None:
-            return api.CreateRoomRequest(name=name, metadata=owner_metadata(holder),
-                                         agents=agents, **room_options(self.settings))
+            return api.CreateRoomRequest(
+                name=name,
+                metadata=owner_metadata(holder),
+                agents=agents,
+                **room_options(self.settings),
+            )
         return api.CreateRoomRequest(
             name=name,
             metadata=stored.metadata,
@@ -338,8 +352,7 @@ class Ownership:
         "ignored", "kept", "finished", "recorded", "removed", "forwarded")."""
         kind, name = event.event, event.room.name
         forwarded_only = kind in FORWARDED_ONLY_EVENTS and self.forward is not None
-        if not name or (kind not in ALIVE_EVENTS and kind != FINISHED_EVENT
-                        and not forwarded_only):
+        if not name or (kind not in ALIVE_EVENTS and kind != FINISHED_EVENT and not forwarded_only):
             return self._observed(kind, "ignored")
         if event.created_at and self.holds.time_ms() - event.created_at * 1000 > EVENT_MAX_AGE_MS:
             return self._observed(kind, "stale")
@@ -380,8 +393,11 @@ class Ownership:
         if not foreign and not self.holds.removed(name, participant.identity):
             return False
         if foreign:
-            log.warning("removing a participant of another tenant from room %r (joined with a "
-                        "token minted for another holder)", name)
+            log.warning(
+                "removing a participant of another tenant from room %r (joined with a "
+                "token minted for another holder)",
+                name,
+            )
             self._observed("participant_joined", "foreign_removed")
         try:
             self.rooms.remove_participant(name, participant.identity)

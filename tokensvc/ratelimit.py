@@ -65,8 +65,9 @@ class RateLimits:
         """The 429 for `limit`, with the seconds until its window resets."""
         stats = self._storage_call(self.counter.get_window_stats, limit, kind, who, allowed=None)
         wait = math.ceil(stats.reset_time - time.time()) if stats else 1
-        return RateLimited(f"rate limit of {limit} {what} reached; retry later",
-                           retry_after=max(wait, 1))
+        return RateLimited(
+            f"rate limit of {limit} {what} reached; retry later", retry_after=max(wait, 1)
+        )
 
     def _storage_call(self, method, *args, allowed=True):
         """Call the storage; on failure log it, then fail open (return `allowed`) or closed
@@ -75,8 +76,12 @@ class RateLimits:
             return method(*args)
         except Exception as exc:  # redis-py, limits and socket errors alike
             state = "open: allowing" if self.fail_open else "closed: refusing"
-            log.warning("rate limit storage at %s failed (%s); failing %s the request",
-                        self.where, type(exc).__name__, state)
+            log.warning(
+                "rate limit storage at %s failed (%s); failing %s the request",
+                self.where,
+                type(exc).__name__,
+                state,
+            )
             if self.fail_open:
                 return allowed
             raise RateLimitUnavailable() from None

@@ -27,8 +27,12 @@ SOURCES = ("camera", "microphone", "screen_share", "screen_share_audio")
 BUILT_IN = {
     "speaker": {"canPublish": True, "canSubscribe": True, "canPublishData": True},
     "viewer": {"canPublish": False, "canSubscribe": True, "canPublishData": True},
-    "observer": {"canPublish": False, "canSubscribe": True, "canPublishData": False,
-                 "hidden": True},
+    "observer": {
+        "canPublish": False,
+        "canSubscribe": True,
+        "canPublishData": False,
+        "hidden": True,
+    },
 }
 DEFAULT_ROLE = "speaker"
 #: Participant attributes the service sets and clients may not.
@@ -54,14 +58,20 @@ def load_presets(text: str | None) -> dict:
             raise ValueError(f"role {name!r}: expected a non-empty name and an object of grants")
         unknown = sorted(set(grants) - set(GRANTS))
         if unknown:
-            raise ValueError(f"role {name!r}: {', '.join(unknown)} is not a participant grant "
-                             f"(allowed: {', '.join(GRANTS)})")
+            raise ValueError(
+                f"role {name!r}: {', '.join(unknown)} is not a participant grant "
+                f"(allowed: {', '.join(GRANTS)})"
+            )
         for grant, value in grants.items():
             if grant == "canPublishSources":
-                if not isinstance(value, list) or not set(value) <= set(SOURCES) or not all(
-                        isinstance(source, str) for source in value):
-                    raise ValueError(f"role {name!r}: canPublishSources lists sources of "
-                                     f"{', '.join(SOURCES)}")
+                if (
+                    not isinstance(value, list)
+                    or not set(value) <= set(SOURCES)
+                    or not all(isinstance(source, str) for source in value)
+                ):
+                    raise ValueError(
+                        f"role {name!r}: canPublishSources lists sources of {', '.join(SOURCES)}"
+                    )
             elif not isinstance(value, bool):
                 raise ValueError(f"role {name!r}: {grant} must be true or false")
         presets[name] = dict(grants)
@@ -95,8 +105,10 @@ def grants_beyond(grants: dict, presets: dict, roles) -> list[str]:
     beyond = []
     for name, value in grants.items():
         if name == "can_publish_sources":
-            if not any(role["can_publish"] and _covers(role["can_publish_sources"], value)
-                       for role in allowed):
+            if not any(
+                role["can_publish"] and _covers(role["can_publish_sources"], value)
+                for role in allowed
+            ):
                 beyond.append(name)
         elif value is True and not any(role.get(name) is True for role in allowed):
             beyond.append(name)

@@ -42,7 +42,8 @@ def fields_not_allowed(document: dict) -> list[str]:
         if isinstance(agent, dict):
             refused += [
                 f"room_config.agents.{number}.{key}"
-                for key in agent if key not in ALLOWED_AGENT_DISPATCH
+                for key in agent
+                if key not in ALLOWED_AGENT_DISPATCH
             ]
     return refused
 
@@ -62,8 +63,9 @@ class Utf8Text(fields.String):
         """Document the limit (JSON Schema counts characters; the limit is bytes of UTF-8)."""
         self.max_bytes = max_bytes
         metadata = {"maxLength": max_bytes, **kwargs.pop("metadata", {})}
-        metadata["description"] = (metadata.get("description", "") +
-                                   f" At most {max_bytes} bytes in UTF-8.").strip()
+        metadata["description"] = (
+            metadata.get("description", "") + f" At most {max_bytes} bytes in UTF-8."
+        ).strip()
         super().__init__(metadata=metadata, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -99,7 +101,7 @@ class AgentDispatchSchema(Schema):
         unknown = RAISE
 
     agent_name = Utf8Text(MAX_NAME_BYTES, load_default="", metadata={"example": "support-agent"})
-    metadata = Utf8Text(load_default="", metadata={"example": "{\"language\": \"en\"}"})
+    metadata = Utf8Text(load_default="", metadata={"example": '{"language": "en"}'})
 
 
 class RoomConfigSchema(Schema):
@@ -154,9 +156,11 @@ class TokenRequestSchema(Schema):
     )
     role = fields.String(
         load_default=DEFAULT_ROLE,
-        metadata={"description": "A role preset: speaker (default), viewer, observer, or one of "
-                                 "ROLE_PRESETS; limited by the tenant JWT's roles claim.",
-                  "example": "viewer"},
+        metadata={
+            "description": "A role preset: speaker (default), viewer, observer, or one of "
+            "ROLE_PRESETS; limited by the tenant JWT's roles claim.",
+            "example": "viewer",
+        },
     )
 
     @validates("participant_attributes")
@@ -164,11 +168,15 @@ class TokenRequestSchema(Schema):
         """Attributes must fit LiveKit's 64 KiB limit."""
         reserved = sorted(key for key in value if key.startswith(RESERVED_PREFIX))
         if reserved:
-            raise ValidationError(f"Attributes starting with {RESERVED_PREFIX!r} are the "
-                                  f"service's own: {', '.join(reserved)}.")
+            raise ValidationError(
+                f"Attributes starting with {RESERVED_PREFIX!r} are the "
+                f"service's own: {', '.join(reserved)}."
+            )
         size = sum(_utf8_size(key) + _utf8_size(text) for key, text in value.items())
         if size > MAX_ATTRIBUTES_BYTES:
-            raise ValidationError(f"Must be at most {MAX_ATTRIBUTES_BYTES} bytes in all, got {size}.")
+            raise ValidationError(
+                f"Must be at most {MAX_ATTRIBUTES_BYTES} bytes in all, got {size}."
+            )
 
 
 class TokenResponseSchema(Schema):
@@ -185,8 +193,10 @@ class TokenResponseSchema(Schema):
     )
     server_url = fields.String(
         required=True,
-        metadata={"description": "Same as livekit_url (LiveKit TokenSource).",
-                  "example": "ws://localhost:7880"},
+        metadata={
+            "description": "Same as livekit_url (LiveKit TokenSource).",
+            "example": "ws://localhost:7880",
+        },
     )
     participant_token = fields.String(
         required=True, metadata={"description": "Same as token (LiveKit TokenSource)."}
@@ -208,7 +218,8 @@ class ErrorSchema(Schema):
         metadata={"description": "With invalid_request: field -> messages."},
     )
     scope = fields.String(
-        metadata={"description": "With scope_forbidden: the scope the bearer token lacks."})
+        metadata={"description": "With scope_forbidden: the scope the bearer token lacks."}
+    )
 
 
 #: Track sources the mute and permissions routes take.
@@ -242,8 +253,11 @@ class MuteSchema(ParticipantSchema):
 class PermissionsSchema(ParticipantSchema):
     """Body of `POST /livekit/participant/permissions`: a `role`, or explicit grants."""
 
-    role = fields.String(metadata={"description": "A role preset (speaker, viewer, observer, or "
-                                                  "one of ROLE_PRESETS)."})
+    role = fields.String(
+        metadata={
+            "description": "A role preset (speaker, viewer, observer, or one of ROLE_PRESETS)."
+        }
+    )
     can_publish = fields.Boolean()
     can_subscribe = fields.Boolean()
     can_publish_data = fields.Boolean()
@@ -285,8 +299,11 @@ class PermissionSchema(Schema):
     can_publish = fields.Boolean()
     can_subscribe = fields.Boolean()
     can_publish_data = fields.Boolean()
-    can_publish_sources = fields.Function(lambda permission: [
-        models.TrackSource.Name(source).lower() for source in permission.can_publish_sources])
+    can_publish_sources = fields.Function(
+        lambda permission: [
+            models.TrackSource.Name(source).lower() for source in permission.can_publish_sources
+        ]
+    )
     hidden = fields.Boolean()
 
 
@@ -320,13 +337,19 @@ class WebhookEndpointRequestSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    url = fields.String(required=True, validate=validate.Length(min=1, max=MAX_URL_LENGTH),
-                        metadata={"example": "https://example.com/hooks/livekit",
-                                  "description": "https (http too with "
-                                                 "TENANT_WEBHOOKS_ALLOW_PRIVATE=true)."})
-    events = fields.List(fields.String(validate=validate.OneOf(EVENT_TYPES)),
-                         validate=validate.Length(min=1),
-                         metadata={"description": "Default: every event type."})
+    url = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=MAX_URL_LENGTH),
+        metadata={
+            "example": "https://example.com/hooks/livekit",
+            "description": "https (http too with TENANT_WEBHOOKS_ALLOW_PRIVATE=true).",
+        },
+    )
+    events = fields.List(
+        fields.String(validate=validate.OneOf(EVENT_TYPES)),
+        validate=validate.Length(min=1),
+        metadata={"description": "Default: every event type."},
+    )
     description = Utf8Text(MAX_DESCRIPTION_BYTES, load_default="")
 
 
@@ -337,8 +360,10 @@ class WebhookEndpointSchema(Schema):
     url = fields.String(required=True)
     events = fields.List(fields.String(), required=True)
     description = fields.String(required=True)
-    created_at = fields.Function(lambda endpoint: rfc3339(endpoint.created_at),
-                                 metadata={"type": "string", "format": "date-time"})
+    created_at = fields.Function(
+        lambda endpoint: rfc3339(endpoint.created_at),
+        metadata={"type": "string", "format": "date-time"},
+    )
 
 
 class WebhookEndpointCreatedSchema(WebhookEndpointSchema):
@@ -358,8 +383,12 @@ class WebhookDeliverySchema(Schema):
     attempts = fields.Integer(required=True)
     last_status_code = fields.Integer(allow_none=True)
     last_error = fields.String(allow_none=True)
-    next_attempt_at = fields.Function(lambda delivery: rfc3339(delivery.next_attempt_at),
-                                      allow_none=True,
-                                      metadata={"type": ["string", "null"], "format": "date-time"})
-    created_at = fields.Function(lambda delivery: rfc3339(delivery.created_at),
-                                 metadata={"type": "string", "format": "date-time"})
+    next_attempt_at = fields.Function(
+        lambda delivery: rfc3339(delivery.next_attempt_at),
+        allow_none=True,
+        metadata={"type": ["string", "null"], "format": "date-time"},
+    )
+    created_at = fields.Function(
+        lambda delivery: rfc3339(delivery.created_at),
+        metadata={"type": "string", "format": "date-time"},
+    )

@@ -36,15 +36,27 @@ ROUTE_SCOPES = {
     "set_permissions": ("POST", "/livekit/participant/permissions", PARTICIPANTS_WRITE),
     "create_webhook_endpoint": ("POST", "/livekit/webhook-endpoints", WEBHOOKS_WRITE),
     "list_webhook_endpoints": ("GET", "/livekit/webhook-endpoints", WEBHOOKS_READ),
-    "delete_webhook_endpoint": ("DELETE", "/livekit/webhook-endpoints/{endpoint_id}",
-                                WEBHOOKS_WRITE),
-    "rotate_webhook_secret": ("POST", "/livekit/webhook-endpoints/{endpoint_id}/rotate-secret",
-                              WEBHOOKS_WRITE),
-    "test_webhook_endpoint": ("POST", "/livekit/webhook-endpoints/{endpoint_id}/test",
-                              WEBHOOKS_WRITE),
+    "delete_webhook_endpoint": (
+        "DELETE",
+        "/livekit/webhook-endpoints/{endpoint_id}",
+        WEBHOOKS_WRITE,
+    ),
+    "rotate_webhook_secret": (
+        "POST",
+        "/livekit/webhook-endpoints/{endpoint_id}/rotate-secret",
+        WEBHOOKS_WRITE,
+    ),
+    "test_webhook_endpoint": (
+        "POST",
+        "/livekit/webhook-endpoints/{endpoint_id}/test",
+        WEBHOOKS_WRITE,
+    ),
     "list_webhook_deliveries": ("GET", "/livekit/webhook-deliveries", WEBHOOKS_READ),
-    "retry_webhook_delivery": ("POST", "/livekit/webhook-deliveries/{delivery_id}/retry",
-                               WEBHOOKS_WRITE),
+    "retry_webhook_delivery": (
+        "POST",
+        "/livekit/webhook-deliveries/{delivery_id}/retry",
+        WEBHOOKS_WRITE,
+    ),
 }
 
 #: Scopes a bearer bound to an identity (AUTH_IDENTITY_CLAIM) may do without, on its own

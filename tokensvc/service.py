@@ -105,8 +105,15 @@ def _flat_dict(instance) -> dict:
 class TokenIssuer:
     """Issues participant tokens; with a tenant, first makes sure the tenant owns the room."""
 
-    def __init__(self, settings: Settings, rooms: RoomServiceClient | None = None,
-                 room_creations=None, observe_call=None, holds=None, observe_event=None):
+    def __init__(
+        self,
+        settings: Settings,
+        rooms: RoomServiceClient | None = None,
+        room_creations=None,
+        observe_call=None,
+        holds=None,
+        observe_event=None,
+    ):
         """Use `rooms` for LiveKit calls (built from the settings, reporting each call to
         `observe_call`, when not given) and `holds` as the ownership record (see `Ownership`
         for `room_creations` and `observe_event`)."""
@@ -123,8 +130,9 @@ class TokenIssuer:
         self.rooms = rooms
         self.ownership = None
         if holds is not None:
-            self.ownership = Ownership(settings, holds, rooms, self.names.per_tenant,
-                                       room_creations, observe_event)
+            self.ownership = Ownership(
+                settings, holds, rooms, self.names.per_tenant, room_creations, observe_event
+            )
 
     def issue(self, request: TokenRequest, tenant: str | None) -> IssuedToken:
         """Return a token for `request`; with a tenant (or anonymous beside a key), only for a
@@ -136,7 +144,8 @@ class TokenIssuer:
         agents = agent_dispatches(request)
         if tenant is not None or self.settings.anonymous_checked:
             metadata, created = self.ownership.for_token(
-                room_name, holder, request.participant_identity, agents)
+                room_name, holder, request.participant_identity, agents
+            )
         return IssuedToken(
             token=self.mint_token(request, metadata, tenant, room_name, agents),
             room_name=request.room_name,
@@ -169,8 +178,14 @@ class TokenIssuer:
             ttl = max(1, ttl + int(skew_ms // 1000))
         return ttl
 
-    def mint_token(self, request: TokenRequest, room_metadata: str | None,
-                   tenant: str | None = None, room_name: str | None = None, agents=()) -> str:
+    def mint_token(
+        self,
+        request: TokenRequest,
+        room_metadata: str | None,
+        tenant: str | None = None,
+        room_name: str | None = None,
+        agents=(),
+    ) -> str:
         """Sign a join-only token for one room with its role's grants; `room_metadata` and the
         agent dispatches ride along in `roomConfig`, the role and the tenant in reserved
         attributes."""

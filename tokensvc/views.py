@@ -133,6 +133,7 @@ def render_unexpected_error(error):
 
 # Managing a tenant's rooms: every route needs a tenant's bearer token, in every mode.
 
+
 @bp.get("/livekit/rooms")
 def list_rooms():
     """The tenant's live rooms (one ListRooms for the names the record gives it)."""
@@ -146,8 +147,9 @@ def get_room(room_name):
     """One of the tenant's rooms and who is in it."""
     tenant, room_name = require_tenant(), load_room_name(room_name)
     room, participants = service_state().moderator.room(tenant, livekit_name(tenant, room_name))
-    detail = room_detail.dump({**room_summary.dump(room), "metadata": room.metadata,
-                               "participants": participants})
+    detail = room_detail.dump(
+        {**room_summary.dump(room), "metadata": room.metadata, "participants": participants}
+    )
     return own_room(detail, tenant)
 
 
@@ -166,7 +168,8 @@ def remove_participant():
     fields = load_body(participant_schema)
     check_target(fields["participant_identity"])
     service_state().moderator.remove_participant(
-        tenant, livekit_name(tenant, fields["room_name"]), fields["participant_identity"])
+        tenant, livekit_name(tenant, fields["room_name"]), fields["participant_identity"]
+    )
     return {"status": "removed", **fields}
 
 
@@ -177,9 +180,13 @@ def mute_track():
     fields = load_body(mute_schema)
     check_target(fields["participant_identity"])
     track = service_state().moderator.mute(
-        tenant, livekit_name(tenant, fields["room_name"]), fields["participant_identity"],
+        tenant,
+        livekit_name(tenant, fields["room_name"]),
+        fields["participant_identity"],
         fields.get("track_sid"),
-        fields.get("source"), fields["muted"])
+        fields.get("source"),
+        fields["muted"],
+    )
     return track_schema.dump(track)
 
 
@@ -198,7 +205,8 @@ def set_permissions():
     else:
         check_grants(grants, presets)
     participant = service_state().moderator.set_permissions(
-        tenant, livekit_name(tenant, room_name), identity, grants)
+        tenant, livekit_name(tenant, room_name), identity, grants
+    )
     return participant_schema_out.dump(participant)
 
 
@@ -220,6 +228,7 @@ def livekit_webhook():
 
 # A tenant's own webhooks: endpoints and deliveries (webhooks:read / webhooks:write).
 
+
 @bp.post("/livekit/webhook-endpoints")
 def create_webhook_endpoint():
     """Subscribe a URL of the tenant's to the events of its rooms; the secret is shown here
@@ -227,7 +236,8 @@ def create_webhook_endpoint():
     tenant = require_tenant()
     fields = load_fields(webhook_endpoint_request)
     endpoint, secret = tenant_webhooks().subscribe(
-        tenant, fields["url"], fields.get("events"), fields["description"])
+        tenant, fields["url"], fields.get("events"), fields["description"]
+    )
     return {**webhook_endpoint.dump(endpoint), "secret": secret}, 201
 
 
@@ -265,8 +275,10 @@ def list_webhook_deliveries():
     endpoint_id = request.args.get("endpoint_id") or None
     status = request.args.get("status") or None
     if status is not None and status not in DELIVERY_STATUSES:
-        raise InvalidRequest("unknown delivery status", fields={
-            "status": [f"Must be one of: {', '.join(DELIVERY_STATUSES)}."]})
+        raise InvalidRequest(
+            "unknown delivery status",
+            fields={"status": [f"Must be one of: {', '.join(DELIVERY_STATUSES)}."]},
+        )
     deliveries = tenant_webhooks().deliveries(tenant, endpoint_id, status)
     return {"deliveries": webhook_delivery.dump(deliveries, many=True)}
 
@@ -287,8 +299,9 @@ def tenant_webhooks():
 def check_role(role: str, presets: dict) -> None:
     """400 for a role that is no preset; 403 for one the bearer's roles claim does not allow."""
     if role not in presets:
-        raise InvalidRequest("unknown role", fields={
-            "role": [f"Must be one of: {', '.join(sorted(presets))}."]})
+        raise InvalidRequest(
+            "unknown role", fields={"role": [f"Must be one of: {', '.join(sorted(presets))}."]}
+        )
     if g.roles is not None and role not in g.roles:
         raise RoleForbidden(f"the bearer token does not allow the role {role!r}")
 
@@ -299,7 +312,8 @@ def check_agents(room_config: dict | None, allowed: tuple[str, ...] | None) -> N
         return
     refused = {
         f"room_config.agents.{number}.agent_name": [
-            f"Agent {agent['agent_name']!r} is not one of AGENT_NAMES_ALLOWED."]
+            f"Agent {agent['agent_name']!r} is not one of AGENT_NAMES_ALLOWED."
+        ]
         for number, agent in enumerate((room_config or {}).get("agents", ()))
         if agent["agent_name"] not in allowed
     }
@@ -354,8 +368,6 @@ def load_fields(schema) -> dict:
         return schema.load(read_json_object())
     except ValidationError as exc:
         raise InvalidRequest("some fields are missing or invalid", fields=exc.messages) from None
-
-
 
 
 participant_schema = ParticipantSchema()

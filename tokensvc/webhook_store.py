@@ -29,10 +29,30 @@ LISTED_PER_TENANT = 1000
 #: The prefix of every Redis key of tenants' webhooks.
 PREFIX = REDIS_PREFIX + "wh:"
 #: The fields of a delivery the routes show and the worker needs (the body aside).
-DELIVERY_FIELDS = ("id", "tenant", "endpoint_id", "event_id", "type", "status", "attempts",
-                   "last_status_code", "last_error", "next_attempt_at", "created_at")
-ENDPOINT_FIELDS = ("id", "tenant", "url", "events", "description", "created_at", "secret",
-                   "previous_secret", "previous_until")
+DELIVERY_FIELDS = (
+    "id",
+    "tenant",
+    "endpoint_id",
+    "event_id",
+    "type",
+    "status",
+    "attempts",
+    "last_status_code",
+    "last_error",
+    "next_attempt_at",
+    "created_at",
+)
+ENDPOINT_FIELDS = (
+    "id",
+    "tenant",
+    "url",
+    "events",
+    "description",
+    "created_at",
+    "secret",
+    "previous_secret",
+    "previous_until",
+)
 
 
 @dataclass(frozen=True)
@@ -116,21 +136,34 @@ def _delivery(row) -> Delivery:
     """A Delivery from DELIVERY_FIELDS' values (strings or numbers)."""
     values = dict(zip(DELIVERY_FIELDS, row))
     return Delivery(
-        values["id"], values["tenant"], values["endpoint_id"], values["event_id"], values["type"],
-        values["status"], int(values["attempts"] or 0),
+        values["id"],
+        values["tenant"],
+        values["endpoint_id"],
+        values["event_id"],
+        values["type"],
+        values["status"],
+        int(values["attempts"] or 0),
         int(values["last_status_code"]) if values["last_status_code"] not in (None, "") else None,
         values["last_error"] or None,
         int(values["next_attempt_at"]) if values["next_attempt_at"] not in (None, "") else None,
-        int(values["created_at"]))
+        int(values["created_at"]),
+    )
 
 
 def _endpoint(row) -> Endpoint:
     """An Endpoint from ENDPOINT_FIELDS' values."""
     values = dict(zip(ENDPOINT_FIELDS, row))
-    return Endpoint(values["id"], values["tenant"], values["url"],
-                    tuple(json.loads(values["events"])), values["description"],
-                    int(values["created_at"]), values["secret"], values["previous_secret"] or "",
-                    int(values["previous_until"] or 0))
+    return Endpoint(
+        values["id"],
+        values["tenant"],
+        values["url"],
+        tuple(json.loads(values["events"])),
+        values["description"],
+        int(values["created_at"]),
+        values["secret"],
+        values["previous_secret"] or "",
+        int(values["previous_until"] or 0),
+    )
 
 
 SCHEMA = """
@@ -194,8 +227,9 @@ class SqliteWebhookStore:
         """This process's connection, with the tables made."""
         if self._connection is None or self._pid != os.getpid():
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
-                                 check_same_thread=False)
+            db = sqlite3.connect(
+                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+            )
             try:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
@@ -216,8 +250,10 @@ class SqliteWebhookStore:
         if time.monotonic() - self._swept_at < 60:
             return
         self._swept_at = time.monotonic()
-        db.execute("DELETE FROM webhook_deliveries WHERE status != 'pending' AND created_at < ?",
-                   (self._now() - RETENTION_MS,))
+        db.execute(
+            "DELETE FROM webhook_deliveries WHERE status != 'pending' AND created_at < ?",
+            (self._now() - RETENTION_MS,),
+        )
 
     def _write(self):
         """A write transaction."""
@@ -230,38 +266,65 @@ class SqliteWebhookStore:
     def add_endpoint(self, endpoint: Endpoint, most: int) -> Endpoint | None:
         """Store a new endpoint (its created_at set now) unless the tenant has `most`."""
         with self._write() as db:
-            count = db.execute("SELECT count(*) FROM webhook_endpoints WHERE tenant = ?",
-                               (endpoint.tenant,)).fetchone()[0]
+            count = db.execute(
+                "SELECT count(*) FROM webhook_endpoints WHERE tenant = ?", (endpoint.tenant,)
+            ).fetchone()[0]
             if count >= most:
                 return None
             now = self._now()
-            db.execute("INSERT INTO webhook_endpoints (id, tenant, url, events, description, "
-                       "created_at, secret) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (endpoint.id, endpoint.tenant, endpoint.url, json.dumps(endpoint.events),
-                        endpoint.description, now, endpoint.secret))
-        return Endpoint(endpoint.id, endpoint.tenant, endpoint.url, endpoint.events,
-                        endpoint.description, now, endpoint.secret)
+            db.execute(
+                "INSERT INTO webhook_endpoints (id, tenant, url, events, description, "
+                "created_at, secret) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    endpoint.id,
+                    endpoint.tenant,
+                    endpoint.url,
+                    json.dumps(endpoint.events),
+                    endpoint.description,
+                    now,
+                    endpoint.secret,
+                ),
+            )
+        return Endpoint(
+            endpoint.id,
+            endpoint.tenant,
+            endpoint.url,
+            endpoint.events,
+            endpoint.description,
+            now,
+            endpoint.secret,
+        )
 
     def endpoints(self, tenant: str) -> list[Endpoint]:
         """The tenant's endpoints, oldest first."""
         with self._read() as db:
-            rows = db.execute(f"{SELECT_ENDPOINT} WHERE tenant = ? ORDER BY created_at, id",
-                              (tenant,)).fetchall()
+            rows = db.execute(
+                f"{SELECT_ENDPOINT} WHERE tenant = ? ORDER BY created_at, id", (tenant,)
+            ).fetchall()
         return [_endpoint(row) for row in rows]
 
     def delete_endpoint(self, tenant: str, endpoint_id: str) -> bool:
         """Delete one of the tenant's endpoints; whether it was there."""
         with self._write() as db:
-            return db.execute("DELETE FROM webhook_endpoints WHERE id = ? AND tenant = ?",
-                              (endpoint_id, tenant)).rowcount == 1
+            return (
+                db.execute(
+                    "DELETE FROM webhook_endpoints WHERE id = ? AND tenant = ?",
+                    (endpoint_id, tenant),
+                ).rowcount
+                == 1
+            )
 
     def rotate(self, tenant: str, endpoint_id: str, secret: str, keep_ms: int) -> bool:
         """Replace an endpoint's secret; the old one signs too for `keep_ms`."""
         with self._write() as db:
-            return db.execute(
-                "UPDATE webhook_endpoints SET previous_secret = secret, previous_until = ?, "
-                "secret = ? WHERE id = ? AND tenant = ?",
-                (self._now() + keep_ms, secret, endpoint_id, tenant)).rowcount == 1
+            return (
+                db.execute(
+                    "UPDATE webhook_endpoints SET previous_secret = secret, previous_until = ?, "
+                    "secret = ? WHERE id = ? AND tenant = ?",
+                    (self._now() + keep_ms, secret, endpoint_id, tenant),
+                ).rowcount
+                == 1
+            )
 
     def add_deliveries(self, deliveries: list[NewDelivery], period_ms: int) -> None:
         """Store pending deliveries, due now, to be tried for `period_ms`."""
@@ -271,11 +334,25 @@ class SqliteWebhookStore:
                 "INSERT INTO webhook_deliveries (id, tenant, endpoint_id, event_id, type, status, "
                 "next_attempt_at, created_at, deadline, body) "
                 "VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
-                [(d.id, d.tenant, d.endpoint_id, d.event_id, d.type, now, now, now + period_ms,
-                  d.body) for d in deliveries])
+                [
+                    (
+                        d.id,
+                        d.tenant,
+                        d.endpoint_id,
+                        d.event_id,
+                        d.type,
+                        now,
+                        now,
+                        now + period_ms,
+                        d.body,
+                    )
+                    for d in deliveries
+                ],
+            )
 
-    def deliveries(self, tenant: str, endpoint_id: str | None, status: str | None,
-                   limit: int) -> list[Delivery]:
+    def deliveries(
+        self, tenant: str, endpoint_id: str | None, status: str | None, limit: int
+    ) -> list[Delivery]:
         """The tenant's newest deliveries, filtered by endpoint and status."""
         query, args = f"{SELECT_DELIVERY} WHERE tenant = ?", [tenant]
         if endpoint_id is not None:
@@ -283,35 +360,44 @@ class SqliteWebhookStore:
         if status is not None:
             query, args = query + " AND status = ?", args + [status]
         with self._read() as db:
-            rows = db.execute(query + " ORDER BY created_at DESC, id LIMIT ?",
-                              (*args, limit)).fetchall()
+            rows = db.execute(
+                query + " ORDER BY created_at DESC, id LIMIT ?", (*args, limit)
+            ).fetchall()
         return [_delivery(row) for row in rows]
 
     def delivery(self, tenant: str, delivery_id: str) -> Delivery | None:
         """One of the tenant's deliveries, or None."""
         with self._read() as db:
-            row = db.execute(f"{SELECT_DELIVERY} WHERE id = ? AND tenant = ?",
-                             (delivery_id, tenant)).fetchone()
+            row = db.execute(
+                f"{SELECT_DELIVERY} WHERE id = ? AND tenant = ?", (delivery_id, tenant)
+            ).fetchone()
         return None if row is None else _delivery(row)
 
     def retry(self, tenant: str, delivery_id: str, period_ms: int) -> bool:
         """Make one of the tenant's deliveries pending and due now, for another period."""
         with self._write() as db:
             now = self._now()
-            return db.execute(
-                "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = ?, "
-                "deadline = ? WHERE id = ? AND tenant = ?",
-                (now, now + period_ms, delivery_id, tenant)).rowcount == 1
+            return (
+                db.execute(
+                    "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = ?, "
+                    "deadline = ? WHERE id = ? AND tenant = ?",
+                    (now, now + period_ms, delivery_id, tenant),
+                ).rowcount
+                == 1
+            )
 
-    def start_attempt(self, delivery_id: str, lease_ms: int, concurrency: int,
-                      slack_ms: int) -> Attempt:
+    def start_attempt(
+        self, delivery_id: str, lease_ms: int, concurrency: int, slack_ms: int
+    ) -> Attempt:
         """Lease a due pending delivery for one attempt, unless its endpoint already has
         `concurrency` attempts running."""
         with self._write() as db:
             now = self._now()
-            row = db.execute("SELECT status, next_attempt_at, lease_until, endpoint_id, body, "
-                             "attempts FROM webhook_deliveries WHERE id = ?",
-                             (delivery_id,)).fetchone()
+            row = db.execute(
+                "SELECT status, next_attempt_at, lease_until, endpoint_id, body, "
+                "attempts FROM webhook_deliveries WHERE id = ?",
+                (delivery_id,),
+            ).fetchone()
             if row is None:
                 return Attempt("gone")
             status, due, lease, endpoint_id, body, attempts = row
@@ -321,38 +407,56 @@ class SqliteWebhookStore:
                 return Attempt("leased", wait_ms=lease - now)
             if due > now + slack_ms:
                 return Attempt("early", wait_ms=due - now)
-            found = db.execute("SELECT url, secret, previous_secret, previous_until FROM "
-                               "webhook_endpoints WHERE id = ?", (endpoint_id,)).fetchone()
+            found = db.execute(
+                "SELECT url, secret, previous_secret, previous_until FROM "
+                "webhook_endpoints WHERE id = ?",
+                (endpoint_id,),
+            ).fetchone()
             if found is None:
-                db.execute("UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = "
-                           "NULL, last_error = 'the endpoint was deleted' WHERE id = ?",
-                           (delivery_id,))
+                db.execute(
+                    "UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = "
+                    "NULL, last_error = 'the endpoint was deleted' WHERE id = ?",
+                    (delivery_id,),
+                )
                 self._count(db, "failed")
                 return Attempt("orphan")
-            running = db.execute("SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = ? "
-                                 "AND lease_until > ? AND status = 'pending'",
-                                 (endpoint_id, now)).fetchone()[0]
+            running = db.execute(
+                "SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = ? "
+                "AND lease_until > ? AND status = 'pending'",
+                (endpoint_id, now),
+            ).fetchone()[0]
             if running >= concurrency:
                 return Attempt("busy")
-            db.execute("UPDATE webhook_deliveries SET lease_until = ? WHERE id = ?",
-                       (now + lease_ms, delivery_id))
+            db.execute(
+                "UPDATE webhook_deliveries SET lease_until = ? WHERE id = ?",
+                (now + lease_ms, delivery_id),
+            )
         url, secret, previous, previous_until = found
         signing = (secret, previous) if previous and previous_until > now else (secret,)
         return Attempt("go", body, url, signing, attempts)
 
-    def finish_attempt(self, delivery_id: str, delivered: bool, status_code: int | None,
-                       error: str | None, delay_ms: int) -> tuple[str, int | None]:
+    def finish_attempt(
+        self,
+        delivery_id: str,
+        delivered: bool,
+        status_code: int | None,
+        error: str | None,
+        delay_ms: int,
+    ) -> tuple[str, int | None]:
         """Record one attempt: delivered, or pending again in `delay_ms` while its deadline
         allows, else failed; return (status, next attempt's time or None)."""
         with self._write() as db:
             now = self._now()
-            row = db.execute("SELECT status, deadline FROM webhook_deliveries WHERE id = ?",
-                             (delivery_id,)).fetchone()
+            row = db.execute(
+                "SELECT status, deadline FROM webhook_deliveries WHERE id = ?", (delivery_id,)
+            ).fetchone()
             if row is None:
                 return "gone", None
-            db.execute("UPDATE webhook_deliveries SET attempts = attempts + 1, "
-                       "last_status_code = ?, last_error = ?, lease_until = 0 WHERE id = ?",
-                       (status_code, error, delivery_id))
+            db.execute(
+                "UPDATE webhook_deliveries SET attempts = attempts + 1, "
+                "last_status_code = ?, last_error = ?, lease_until = 0 WHERE id = ?",
+                (status_code, error, delivery_id),
+            )
             if row[0] != "pending":
                 return row[0], None
             if delivered:
@@ -361,33 +465,43 @@ class SqliteWebhookStore:
                 status, due = "pending", now + delay_ms
             else:
                 status, due = "failed", None
-            db.execute("UPDATE webhook_deliveries SET status = ?, next_attempt_at = ? "
-                       "WHERE id = ?", (status, due, delivery_id))
+            db.execute(
+                "UPDATE webhook_deliveries SET status = ?, next_attempt_at = ? WHERE id = ?",
+                (status, due, delivery_id),
+            )
             self._count(db, "retried" if status == "pending" else status)
         return status, due
 
     @staticmethod
     def _count(db, outcome: str) -> None:
         """Add one to an outcome's counter (inside a write)."""
-        db.execute("INSERT INTO webhook_outcomes (outcome, count) VALUES (?, 1) ON CONFLICT "
-                   "(outcome) DO UPDATE SET count = count + 1", (outcome,))
+        db.execute(
+            "INSERT INTO webhook_outcomes (outcome, count) VALUES (?, 1) ON CONFLICT "
+            "(outcome) DO UPDATE SET count = count + 1",
+            (outcome,),
+        )
 
     def overdue(self, older_than_ms: int, limit: int) -> list[str]:
         """Pending deliveries due more than `older_than_ms` ago and not leased (their wake-up
         was lost: a worker killed mid-attempt, a queue write that failed)."""
         with self._read() as db:
             now = self._now()
-            return [row[0] for row in db.execute(
-                "SELECT id FROM webhook_deliveries WHERE status = 'pending' AND "
-                "next_attempt_at < ? AND lease_until <= ? ORDER BY next_attempt_at LIMIT ?",
-                (now - older_than_ms, now, limit))]
+            return [
+                row[0]
+                for row in db.execute(
+                    "SELECT id FROM webhook_deliveries WHERE status = 'pending' AND "
+                    "next_attempt_at < ? AND lease_until <= ? ORDER BY next_attempt_at LIMIT ?",
+                    (now - older_than_ms, now, limit),
+                )
+            ]
 
     def stats(self) -> Stats:
         """The counters, the pending count and the oldest pending delivery's creation time."""
         with self._read() as db:
             outcomes = dict(db.execute("SELECT outcome, count FROM webhook_outcomes").fetchall())
-            pending, oldest = db.execute("SELECT count(*), min(created_at) FROM "
-                                         "webhook_deliveries WHERE status = 'pending'").fetchone()
+            pending, oldest = db.execute(
+                "SELECT count(*), min(created_at) FROM webhook_deliveries WHERE status = 'pending'"
+            ).fetchone()
         return Stats(outcomes, pending, oldest, self._now())
 
     def time_ms(self) -> int:
@@ -406,7 +520,9 @@ class SqliteWebhookStore:
 # a hash per delivery (d:<id>), a sorted set of each tenant's newest deliveries by creation
 # (ds:<tenant>), the pending ones by creation (pending) and by next attempt (due), the leases of
 # each endpoint's running attempts (inflight:<endpoint>), and the outcome counters (outcomes).
-_ADD_ENDPOINT = _CLOCK + """
+_ADD_ENDPOINT = (
+    _CLOCK
+    + """
 local endpoints_key, endpoint_key = KEYS[1], KEYS[2]
 local most, id, tenant, url, events, description, secret, shift = unpack(ARGV)
 if redis.call('SCARD', endpoints_key) >= tonumber(most) then return -1 end
@@ -417,13 +533,16 @@ redis.call('HSET', endpoint_key, 'id', id, 'tenant', tenant, 'url', url, 'events
 redis.call('SADD', endpoints_key, id)
 return now
 """
+)
 _DELETE_ENDPOINT = """
 if redis.call('HGET', KEYS[2], 'tenant') ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[2])
 redis.call('SREM', KEYS[1], ARGV[2])
 return 1
 """
-_ROTATE = _CLOCK + """
+_ROTATE = (
+    _CLOCK
+    + """
 local found = redis.call('HMGET', KEYS[1], 'tenant', 'secret')
 local tenant, secret, keep_ms, shift = unpack(ARGV)
 if found[1] ~= tenant then return 0 end
@@ -432,7 +551,10 @@ redis.call('HSET', KEYS[1], 'previous_secret', found[2],
            'secret', secret)
 return 1
 """
-_ADD_DELIVERY = _CLOCK + """
+)
+_ADD_DELIVERY = (
+    _CLOCK
+    + """
 local delivery_key, listed_key, due_key, pending_key = unpack(KEYS)
 local id, tenant, endpoint_id, event_id, kind, body, period_ms, retention_ms, listed, shift =
   unpack(ARGV)
@@ -452,7 +574,10 @@ redis.call('ZADD', due_key, now, id)
 redis.call('ZADD', pending_key, now, id)
 return 1
 """
-_RETRY = _CLOCK + """
+)
+_RETRY = (
+    _CLOCK
+    + """
 local delivery_key, due_key, pending_key = unpack(KEYS)
 local tenant, id, period_ms, retention_ms, shift = unpack(ARGV)
 local found = redis.call('HMGET', delivery_key, 'tenant', 'created_at')
@@ -465,7 +590,10 @@ redis.call('ZADD', due_key, now, id)
 redis.call('ZADD', pending_key, tonumber(found[2]), id)
 return 1
 """
-_START = _CLOCK + """
+)
+_START = (
+    _CLOCK
+    + """
 local delivery_key, due_key, pending_key, outcomes_key = unpack(KEYS)
 local id, lease_ms, concurrency, slack_ms, prefix, shift = unpack(ARGV)
 local now = clock(shift)
@@ -498,7 +626,10 @@ if tonumber(endpoint[4]) > now then previous = endpoint[3] end
 return {'go', redis.call('HGET', delivery_key, 'body'), endpoint[1], endpoint[2], previous,
         found[5]}
 """
-_FINISH = _CLOCK + """
+)
+_FINISH = (
+    _CLOCK
+    + """
 local delivery_key, due_key, pending_key, outcomes_key = unpack(KEYS)
 local id, delivered, status_code, error, delay_ms, retention_ms, prefix, shift = unpack(ARGV)
 local now = clock(shift)
@@ -527,6 +658,7 @@ else
 end
 return {status, due}
 """
+)
 
 
 class RedisWebhookStore:
@@ -535,10 +667,18 @@ class RedisWebhookStore:
     def __init__(self, client, clock: StorageClock, where: str):
         """Use the holds' Redis client and clock."""
         self.client, self.clock, self.where = client, clock, where
-        self._scripts = {name: client.register_script(text) for name, text in (
-            ("add_endpoint", _ADD_ENDPOINT), ("delete_endpoint", _DELETE_ENDPOINT),
-            ("rotate", _ROTATE), ("add_delivery", _ADD_DELIVERY), ("retry", _RETRY),
-            ("start", _START), ("finish", _FINISH))}
+        self._scripts = {
+            name: client.register_script(text)
+            for name, text in (
+                ("add_endpoint", _ADD_ENDPOINT),
+                ("delete_endpoint", _DELETE_ENDPOINT),
+                ("rotate", _ROTATE),
+                ("add_delivery", _ADD_DELIVERY),
+                ("retry", _RETRY),
+                ("start", _START),
+                ("finish", _FINISH),
+            )
+        }
 
     def prepare(self) -> None:
         """Nothing to make: Redis keys appear when written."""
@@ -554,15 +694,31 @@ class RedisWebhookStore:
 
     def add_endpoint(self, endpoint: Endpoint, most: int) -> Endpoint | None:
         """Store a new endpoint unless the tenant has `most`."""
-        now = self._run("add_endpoint", [self._key("eps", endpoint.tenant),
-                                         self._key("ep", endpoint.id)],
-                        [most, endpoint.id, endpoint.tenant, endpoint.url,
-                         json.dumps(endpoint.events), endpoint.description, endpoint.secret,
-                         self.clock.shift_ms])
+        now = self._run(
+            "add_endpoint",
+            [self._key("eps", endpoint.tenant), self._key("ep", endpoint.id)],
+            [
+                most,
+                endpoint.id,
+                endpoint.tenant,
+                endpoint.url,
+                json.dumps(endpoint.events),
+                endpoint.description,
+                endpoint.secret,
+                self.clock.shift_ms,
+            ],
+        )
         if now == -1:
             return None
-        return Endpoint(endpoint.id, endpoint.tenant, endpoint.url, endpoint.events,
-                        endpoint.description, int(now), endpoint.secret)
+        return Endpoint(
+            endpoint.id,
+            endpoint.tenant,
+            endpoint.url,
+            endpoint.events,
+            endpoint.description,
+            int(now),
+            endpoint.secret,
+        )
 
     def endpoints(self, tenant: str) -> list[Endpoint]:
         """The tenant's endpoints, oldest first."""
@@ -570,33 +726,66 @@ class RedisWebhookStore:
         pipe = self.client.pipeline(transaction=False)
         for endpoint_id in ids:
             pipe.hmget(self._key("ep", endpoint_id), ENDPOINT_FIELDS)
-        found = [_endpoint([None if v is None else v.decode() for v in row])
-                 for row in pipe.execute() if row[0] is not None]
+        found = [
+            _endpoint([None if v is None else v.decode() for v in row])
+            for row in pipe.execute()
+            if row[0] is not None
+        ]
         return sorted((e for e in found if e.tenant == tenant), key=lambda e: (e.created_at, e.id))
 
     def delete_endpoint(self, tenant: str, endpoint_id: str) -> bool:
         """Delete one of the tenant's endpoints."""
-        return self._run("delete_endpoint", [self._key("eps", tenant),
-                                             self._key("ep", endpoint_id)],
-                         [tenant, endpoint_id]) == 1
+        return (
+            self._run(
+                "delete_endpoint",
+                [self._key("eps", tenant), self._key("ep", endpoint_id)],
+                [tenant, endpoint_id],
+            )
+            == 1
+        )
 
     def rotate(self, tenant: str, endpoint_id: str, secret: str, keep_ms: int) -> bool:
         """Replace an endpoint's secret; the old one signs too for `keep_ms`."""
-        return self._run("rotate", [self._key("ep", endpoint_id)],
-                         [tenant, secret, keep_ms, self.clock.shift_ms]) == 1
+        return (
+            self._run(
+                "rotate",
+                [self._key("ep", endpoint_id)],
+                [tenant, secret, keep_ms, self.clock.shift_ms],
+            )
+            == 1
+        )
 
     def add_deliveries(self, deliveries: list[NewDelivery], period_ms: int) -> None:
         """Store pending deliveries, due now (one pipeline of scripts)."""
         pipe = self.client.pipeline(transaction=True)
         for d in deliveries:
-            self._run("add_delivery", [self._key("d", d.id), self._key("ds", d.tenant),
-                                       self._key("due"), self._key("pending")],
-                      [d.id, d.tenant, d.endpoint_id, d.event_id, d.type, d.body, period_ms,
-                       RETENTION_MS, LISTED_PER_TENANT, self.clock.shift_ms], client=pipe)
+            self._run(
+                "add_delivery",
+                [
+                    self._key("d", d.id),
+                    self._key("ds", d.tenant),
+                    self._key("due"),
+                    self._key("pending"),
+                ],
+                [
+                    d.id,
+                    d.tenant,
+                    d.endpoint_id,
+                    d.event_id,
+                    d.type,
+                    d.body,
+                    period_ms,
+                    RETENTION_MS,
+                    LISTED_PER_TENANT,
+                    self.clock.shift_ms,
+                ],
+                client=pipe,
+            )
         pipe.execute()
 
-    def deliveries(self, tenant: str, endpoint_id: str | None, status: str | None,
-                   limit: int) -> list[Delivery]:
+    def deliveries(
+        self, tenant: str, endpoint_id: str | None, status: str | None, limit: int
+    ) -> list[Delivery]:
         """The tenant's newest deliveries, filtered by endpoint and status."""
         ids = self.client.zrevrange(self._key("ds", tenant), 0, LISTED_PER_TENANT - 1)
         pipe = self.client.pipeline(transaction=False)
@@ -607,8 +796,9 @@ class RedisWebhookStore:
             if row[0] is None:
                 continue
             delivery = _delivery([None if v is None else v.decode() for v in row])
-            if delivery.tenant != tenant or (endpoint_id is not None
-                                              and delivery.endpoint_id != endpoint_id):
+            if delivery.tenant != tenant or (
+                endpoint_id is not None and delivery.endpoint_id != endpoint_id
+            ):
                 continue
             if status is None or delivery.status == status:
                 found.append(delivery)
@@ -626,46 +816,83 @@ class RedisWebhookStore:
 
     def retry(self, tenant: str, delivery_id: str, period_ms: int) -> bool:
         """Make one of the tenant's deliveries pending and due now, for another period."""
-        return self._run("retry", [self._key("d", delivery_id), self._key("due"),
-                                   self._key("pending")],
-                         [tenant, delivery_id, period_ms, RETENTION_MS,
-                          self.clock.shift_ms]) == 1
+        return (
+            self._run(
+                "retry",
+                [self._key("d", delivery_id), self._key("due"), self._key("pending")],
+                [tenant, delivery_id, period_ms, RETENTION_MS, self.clock.shift_ms],
+            )
+            == 1
+        )
 
     def _delivery_keys(self, delivery_id: str) -> list:
         """The keys the attempt scripts name."""
-        return [self._key("d", delivery_id), self._key("due"), self._key("pending"),
-                self._key("outcomes")]
+        return [
+            self._key("d", delivery_id),
+            self._key("due"),
+            self._key("pending"),
+            self._key("outcomes"),
+        ]
 
-    def start_attempt(self, delivery_id: str, lease_ms: int, concurrency: int,
-                      slack_ms: int) -> Attempt:
+    def start_attempt(
+        self, delivery_id: str, lease_ms: int, concurrency: int, slack_ms: int
+    ) -> Attempt:
         """Lease a due pending delivery for one attempt (one script)."""
-        found = [part.decode() for part in self._run(
-            "start", self._delivery_keys(delivery_id),
-            [delivery_id, lease_ms, concurrency, slack_ms, PREFIX, self.clock.shift_ms])]
+        found = [
+            part.decode()
+            for part in self._run(
+                "start",
+                self._delivery_keys(delivery_id),
+                [delivery_id, lease_ms, concurrency, slack_ms, PREFIX, self.clock.shift_ms],
+            )
+        ]
         if found[0] in ("leased", "early"):
             return Attempt(found[0], wait_ms=int(found[1]))
         if found[0] != "go":
             return Attempt(found[0])
         body, url, secret, previous, attempts = found[1:]
-        return Attempt("go", body, url, (secret, previous) if previous else (secret,),
-                       int(attempts))
+        return Attempt(
+            "go", body, url, (secret, previous) if previous else (secret,), int(attempts)
+        )
 
-    def finish_attempt(self, delivery_id: str, delivered: bool, status_code: int | None,
-                       error: str | None, delay_ms: int) -> tuple[str, int | None]:
+    def finish_attempt(
+        self,
+        delivery_id: str,
+        delivered: bool,
+        status_code: int | None,
+        error: str | None,
+        delay_ms: int,
+    ) -> tuple[str, int | None]:
         """Record one attempt (one script)."""
-        status, due = (part.decode() for part in self._run(
-            "finish", self._delivery_keys(delivery_id),
-            [delivery_id, "1" if delivered else "0",
-             "" if status_code is None else status_code, error or "", delay_ms, RETENTION_MS,
-             PREFIX, self.clock.shift_ms]))
+        status, due = (
+            part.decode()
+            for part in self._run(
+                "finish",
+                self._delivery_keys(delivery_id),
+                [
+                    delivery_id,
+                    "1" if delivered else "0",
+                    "" if status_code is None else status_code,
+                    error or "",
+                    delay_ms,
+                    RETENTION_MS,
+                    PREFIX,
+                    self.clock.shift_ms,
+                ],
+            )
+        )
         return status, int(due) if due else None
 
     def overdue(self, older_than_ms: int, limit: int) -> list[str]:
         """Pending deliveries due more than `older_than_ms` ago (records that expired are
         dropped from the index); the attempt itself checks the lease."""
         now = self.time_ms()
-        ids = [member.decode() for member in self.client.zrangebyscore(
-            self._key("due"), "-inf", now - older_than_ms, start=0, num=limit)]
+        ids = [
+            member.decode()
+            for member in self.client.zrangebyscore(
+                self._key("due"), "-inf", now - older_than_ms, start=0, num=limit
+            )
+        ]
         if not ids:
             return []
         pipe = self.client.pipeline(transaction=False)
@@ -685,8 +912,12 @@ class RedisWebhookStore:
         pipe.zcard(self._key("pending"))
         pipe.zrange(self._key("pending"), 0, 0, withscores=True)
         outcomes, pending, oldest = pipe.execute()
-        return Stats({k.decode(): int(v) for k, v in outcomes.items()}, pending,
-                     int(oldest[0][1]) if oldest else None, self.time_ms())
+        return Stats(
+            {k.decode(): int(v) for k, v in outcomes.items()},
+            pending,
+            int(oldest[0][1]) if oldest else None,
+            self.time_ms(),
+        )
 
     def time_ms(self) -> int:
         """Redis's clock, shifted, ms."""

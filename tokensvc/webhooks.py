@@ -52,8 +52,14 @@ from .webhook_store import Endpoint, NewDelivery
 log = logging.getLogger(__name__)
 
 #: The LiveKit events a tenant may subscribe to (all by default).
-EVENT_TYPES = ("room_started", "room_finished", "participant_joined", "participant_left",
-               "track_published", "track_unpublished")
+EVENT_TYPES = (
+    "room_started",
+    "room_finished",
+    "participant_joined",
+    "participant_left",
+    "track_published",
+    "track_unpublished",
+)
 #: The event the test route sends (to one endpoint, whatever it subscribed to).
 TEST_EVENT = "webhook.test"
 STATUSES = ("pending", "delivered", "failed")
@@ -93,10 +99,14 @@ def rfc3339(ms: int | None) -> str | None:
 def sign(delivery_id: str, timestamp: int, body: str, signing_secrets) -> dict:
     """The Standard Webhooks headers of one attempt: one `v1,` signature per secret."""
     moment = datetime.fromtimestamp(timestamp, tz=timezone.utc)
-    signatures = " ".join(Webhook(secret).sign(delivery_id, moment, body)
-                          for secret in signing_secrets)
-    return {"webhook-id": delivery_id, "webhook-timestamp": str(timestamp),
-            "webhook-signature": signatures}
+    signatures = " ".join(
+        Webhook(secret).sign(delivery_id, moment, body) for secret in signing_secrets
+    )
+    return {
+        "webhook-id": delivery_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signatures,
+    }
 
 
 def _enum(kind, value: int) -> str:
@@ -110,44 +120,62 @@ def _enum(kind, value: int) -> str:
 def _participant(info) -> dict:
     """A participant as tenants see it (the service's own attributes left out)."""
     return {
-        "sid": info.sid, "identity": info.identity, "name": info.name,
+        "sid": info.sid,
+        "identity": info.identity,
+        "name": info.name,
         "state": _enum(models.ParticipantInfo.State, info.state),
-        "joined_at": info.joined_at, "metadata": info.metadata,
-        "attributes": {key: value for key, value in info.attributes.items()
-                       if not key.startswith(RESERVED_PREFIX)},
+        "joined_at": info.joined_at,
+        "metadata": info.metadata,
+        "attributes": {
+            key: value
+            for key, value in info.attributes.items()
+            if not key.startswith(RESERVED_PREFIX)
+        },
     }
 
 
 def _track(info) -> dict:
     """A track as tenants see it."""
-    return {"sid": info.sid, "type": _enum(models.TrackType, info.type),
-            "source": _enum(models.TrackSource, info.source), "name": info.name,
-            "muted": info.muted}
+    return {
+        "sid": info.sid,
+        "type": _enum(models.TrackType, info.type),
+        "source": _enum(models.TrackSource, info.source),
+        "name": info.name,
+        "muted": info.muted,
+    }
 
 
 def event_body(event, room_name: str) -> str:
     """The JSON body tenants receive for one LiveKit event, with their own room name."""
-    data = {"room": {"name": room_name, "sid": event.room.sid,
-                     "creation_time": event.room.creation_time,
-                     "num_participants": event.room.num_participants}}
+    data = {
+        "room": {
+            "name": room_name,
+            "sid": event.room.sid,
+            "creation_time": event.room.creation_time,
+            "num_participants": event.room.num_participants,
+        }
+    }
     if event.HasField("participant"):
         data["participant"] = _participant(event.participant)
     if event.HasField("track"):
         data["track"] = _track(event.track)
-    return json.dumps({"type": event.event, "timestamp": rfc3339(event.created_at * 1000),
-                       "data": data}, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(
+        {"type": event.event, "timestamp": rfc3339(event.created_at * 1000), "data": data},
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
 
 
 def open_queue(holds_store) -> "DeliveryQueue":
     """The delivery queue beside a hold store: RedisHuey on its Redis, else SqliteHuey in a file
     next to its SQLite file."""
     if hasattr(holds_store, "client"):
-        huey = RedisHuey(QUEUE_NAME, results=False,
-                         connection_pool=holds_store.client.connection_pool)
+        huey = RedisHuey(
+            QUEUE_NAME, results=False, connection_pool=holds_store.client.connection_pool
+        )
     else:
         filename = os.path.splitext(holds_store.path)[0] + "-queue.sqlite3"
-        huey = SqliteHuey(QUEUE_NAME, filename=filename, results=False,
-                          timeout=holds_store.timeout)
+        huey = SqliteHuey(QUEUE_NAME, filename=filename, results=False, timeout=holds_store.timeout)
     return DeliveryQueue(huey)
 
 
@@ -184,16 +212,24 @@ class DeliveryQueue:
 class TenantWebhooks:
     """Tenants' webhook endpoints, the fan-out of LiveKit's events to them, and the attempts."""
 
-    def __init__(self, settings: Settings, store, queue: DeliveryQueue, names: RoomNames,
-                 sender: Sender | None = None, observe=None):
+    def __init__(
+        self,
+        settings: Settings,
+        store,
+        queue: DeliveryQueue,
+        names: RoomNames,
+        sender: Sender | None = None,
+        observe=None,
+    ):
         """Keep endpoints and deliveries in `store`, wake workers through `queue`, send with
         `sender` (the guarded HTTP client); `observe(outcome)` is told of every attempt."""
         self.settings = settings
         self.store = store
         self.queue = queue
         self.names = names
-        self.sender = sender or Sender(settings.tenant_webhook_timeout,
-                                       settings.tenant_webhooks_allow_private)
+        self.sender = sender or Sender(
+            settings.tenant_webhook_timeout, settings.tenant_webhooks_allow_private
+        )
         self.observe = observe
         self.period_ms = int(settings.tenant_webhook_retry_period * 1000)
         self.lease_ms = int(settings.tenant_webhook_timeout * 1000) + LEASE_MARGIN_MS
@@ -208,13 +244,16 @@ class TenantWebhooks:
         except UrlRefused as exc:
             raise InvalidRequest(f"the URL {exc}", fields={"url": [f"The URL {exc}."]}) from None
         chosen = tuple(dict.fromkeys(events)) if events else EVENT_TYPES
-        endpoint = Endpoint("ep_" + secrets.token_hex(12), tenant, url, chosen, description, 0,
-                            new_secret())
+        endpoint = Endpoint(
+            "ep_" + secrets.token_hex(12), tenant, url, chosen, description, 0, new_secret()
+        )
         most = self.settings.tenant_webhook_endpoints_max
         stored = self.store.add_endpoint(endpoint, most)
         if stored is None:
-            raise WebhookEndpointsLimit(f"this tenant has {most} webhook endpoints already "
-                                        f"(TENANT_WEBHOOK_ENDPOINTS_MAX); delete one first")
+            raise WebhookEndpointsLimit(
+                f"this tenant has {most} webhook endpoints already "
+                f"(TENANT_WEBHOOK_ENDPOINTS_MAX); delete one first"
+            )
         return stored, endpoint.secret
 
     def endpoints(self, tenant: str) -> list[Endpoint]:
@@ -238,15 +277,19 @@ class TenantWebhooks:
         """Queue a `webhook.test` event to one of the tenant's endpoints; its delivery id."""
         endpoint = self._endpoint(tenant, endpoint_id)
         now = self.store.time_ms()
-        body = json.dumps({"type": TEST_EVENT, "timestamp": rfc3339(now),
-                           "data": {"endpoint_id": endpoint.id}}, separators=(",", ":"))
-        delivery = NewDelivery(_delivery_id(), tenant, endpoint.id, "test_" + secrets.token_hex(6),
-                               TEST_EVENT, body)
+        body = json.dumps(
+            {"type": TEST_EVENT, "timestamp": rfc3339(now), "data": {"endpoint_id": endpoint.id}},
+            separators=(",", ":"),
+        )
+        delivery = NewDelivery(
+            _delivery_id(), tenant, endpoint.id, "test_" + secrets.token_hex(6), TEST_EVENT, body
+        )
         self._deliver([delivery])
         return delivery.id
 
-    def deliveries(self, tenant: str, endpoint_id: str | None = None,
-                   status: str | None = None) -> list:
+    def deliveries(
+        self, tenant: str, endpoint_id: str | None = None, status: str | None = None
+    ) -> list:
         """The tenant's newest deliveries (at most LISTED), by endpoint and status."""
         return self.store.deliveries(tenant, endpoint_id, status, LISTED)
 
@@ -281,8 +324,12 @@ class TenantWebhooks:
         if not endpoints:
             return 0
         body = event_body(event, room_name)
-        self._deliver([NewDelivery(_delivery_id(), holder, endpoint.id, event.id, event.event,
-                                   body) for endpoint in endpoints])
+        self._deliver(
+            [
+                NewDelivery(_delivery_id(), holder, endpoint.id, event.id, event.event, body)
+                for endpoint in endpoints
+            ]
+        )
         return len(endpoints)
 
     def _deliver(self, deliveries: list[NewDelivery]) -> None:
@@ -296,8 +343,9 @@ class TenantWebhooks:
         try:
             self.queue.enqueue(delivery_id, delay)
         except Exception as exc:  # sqlite3 or redis-py alike: the record is what counts
-            log.warning("webhook queue: could not queue a delivery (%s); the sweep will",
-                        type(exc).__name__)
+            log.warning(
+                "webhook queue: could not queue a delivery (%s); the sweep will", type(exc).__name__
+            )
 
     # The worker.
 
@@ -306,9 +354,9 @@ class TenantWebhooks:
         "failed", or why nothing was sent: "busy", "early", "leased", "done", "gone",
         "orphan")."""
         settings = self.settings
-        started = self.store.start_attempt(delivery_id, self.lease_ms,
-                                           settings.tenant_webhook_endpoint_concurrency,
-                                           EARLY_SLACK_MS)
+        started = self.store.start_attempt(
+            delivery_id, self.lease_ms, settings.tenant_webhook_endpoint_concurrency, EARLY_SLACK_MS
+        )
         if started.outcome == "busy":
             self._wake(delivery_id, BUSY_DELAY_S * (0.5 + random.random()))
             return "busy"
@@ -323,23 +371,28 @@ class TenantWebhooks:
         headers = sign(delivery_id, timestamp, started.body, started.secrets)
         answer = self.sender.post(started.url, started.body.encode(), headers)
         delay = self.backoff(started.attempts)
-        status, _ = self.store.finish_attempt(delivery_id, answer.ok, answer.status,
-                                              answer.error, int(delay * 1000))
+        status, _ = self.store.finish_attempt(
+            delivery_id, answer.ok, answer.status, answer.error, int(delay * 1000)
+        )
         outcome = "retried" if status == "pending" else status
         self._observed(outcome)
         if status == "pending":
             self._wake(delivery_id, delay)
         elif status == "failed":
-            log.info("webhook delivery failed for good after %d attempts (last: %s)",
-                     started.attempts + 1, answer.error)
+            log.info(
+                "webhook delivery failed for good after %d attempts (last: %s)",
+                started.attempts + 1,
+                answer.error,
+            )
         return outcome
 
     def backoff(self, attempts: int) -> float:
         """Seconds before the next attempt after `attempts` earlier ones and this one failed:
         TENANT_WEBHOOK_RETRY_DELAY doubling each time, at most MAX_RETRY_DELAY_S, with jitter
         (half to all of it)."""
-        delay = min(MAX_RETRY_DELAY_S,
-                    self.settings.tenant_webhook_retry_delay * 2 ** min(attempts, 30))
+        delay = min(
+            MAX_RETRY_DELAY_S, self.settings.tenant_webhook_retry_delay * 2 ** min(attempts, 30)
+        )
         return delay * (0.5 + random.random() / 2)
 
     def sweep_interval(self) -> float:

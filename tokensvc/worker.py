@@ -33,10 +33,17 @@ class Worker:
         self.webhooks = webhooks
         webhooks.queue.handler = webhooks.attempt
         timeout = webhooks.settings.tenant_webhook_timeout
-        self.consumer = QuietConsumer(webhooks.queue.huey, workers=threads, worker_type="thread",
-                                      periodic=False, initial_delay=0.01, backoff=1.5,
-                                      max_delay=POLL_MAX_S, shutdown_timeout=timeout + 2,
-                                      graceful_signal="TERM")
+        self.consumer = QuietConsumer(
+            webhooks.queue.huey,
+            workers=threads,
+            worker_type="thread",
+            periodic=False,
+            initial_delay=0.01,
+            backoff=1.5,
+            max_delay=POLL_MAX_S,
+            shutdown_timeout=timeout + 2,
+            graceful_signal="TERM",
+        )
         self.sweeper = Sweeper(webhooks)
 
     def start(self) -> "Worker":
@@ -85,14 +92,22 @@ def main() -> None:
         exit_on(exc)
     state = service_state(app)
     if state.tenant_webhooks is None:
-        exit_on(ConfigError("AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY or AUTH_JWKS_URL: tenants' "
-                            "webhooks need tenants; no tenant key is configured"))
+        exit_on(
+            ConfigError(
+                "AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY or AUTH_JWKS_URL: tenants' "
+                "webhooks need tenants; no tenant key is configured"
+            )
+        )
     settings = state.settings
-    logging.getLogger("huey").setLevel(max(logging.WARNING, logging.getLevelName(
-        settings.log_level)))
+    logging.getLogger("huey").setLevel(
+        max(logging.WARNING, logging.getLevelName(settings.log_level))
+    )
     logging.getLogger("huey").handlers = logging.getLogger("tokensvc").handlers
-    log.info("starting: webhook worker with %d threads on the storage at %s",
-             settings.tenant_webhook_workers, state.tenant_webhooks.store.where)
+    log.info(
+        "starting: webhook worker with %d threads on the storage at %s",
+        settings.tenant_webhook_workers,
+        state.tenant_webhooks.store.where,
+    )
     try:
         Worker(state.tenant_webhooks, settings.tenant_webhook_workers).run()
     finally:

@@ -44,8 +44,10 @@ class ProxyFaults(Faults):
     def __setattr__(self, name, value):
         """Refuse a switch the real server cannot be made to obey (its default stays allowed)."""
         if name != "latency" and value != Faults.__dataclass_fields__[name].default:
-            raise NotImplementedError(f"faults.{name} cannot be applied to the real livekit-server;"
-                                      f" run the test on the emulator")
+            raise NotImplementedError(
+                f"faults.{name} cannot be applied to the real livekit-server;"
+                f" run the test on the emulator"
+            )
         super().__setattr__(name, value)
 
 
@@ -113,8 +115,13 @@ class RecordingProxy:
                 after = None
                 if self.path.startswith(ROOM_SERVICE):  # failed calls count too
                     method = self.path.removeprefix(ROOM_SERVICE)
-                    after = proxy._record(method, body, self.headers.get_content_type(),
-                                          answer.status == 200, self.client_address[1])
+                    after = proxy._record(
+                        method,
+                        body,
+                        self.headers.get_content_type(),
+                        answer.status == 200,
+                        self.client_address[1],
+                    )
                 if after is not None:
                     after()
                 self.send_response(answer.status)
@@ -184,7 +191,9 @@ class RealLiveKit(LiveKitUnderTest):
 
     def add_room(self, name: str, metadata: str = "", **options) -> models.Room:
         """Create a room directly, as another client of LiveKit would (not counted)."""
-        return self._room(self._twirp("CreateRoom", {"name": name, "metadata": metadata, **options}))
+        return self._room(
+            self._twirp("CreateRoom", {"name": name, "metadata": metadata, **options})
+        )
 
     def stored_room(self, name: str) -> models.Room | None:
         """The room as ListRooms reports it (the store's view), or None."""
@@ -199,10 +208,17 @@ class RealLiveKit(LiveKitUnderTest):
 
     def dispatches(self, name: str) -> list[tuple[str, str]]:
         """(agent name, metadata) of each agent dispatched to the room (ListDispatch)."""
-        answer = twirp(self.server.ports[0], self.keys, "ListDispatch", {"room": name},
-                       service=AGENT_DISPATCH_SERVICE)
-        return [(dispatch["agent_name"], dispatch.get("metadata", ""))
-                for dispatch in answer.get("agent_dispatches", [])]
+        answer = twirp(
+            self.server.ports[0],
+            self.keys,
+            "ListDispatch",
+            {"room": name},
+            service=AGENT_DISPATCH_SERVICE,
+        )
+        return [
+            (dispatch["agent_name"], dispatch.get("metadata", ""))
+            for dispatch in answer.get("agent_dispatches", [])
+        ]
 
     def close_room(self, name: str) -> bool:
         """Delete a room (DeleteRoom); True if it existed."""
@@ -241,10 +257,19 @@ def twirp(port: int, keys: dict, method: str, body: dict, service: str = "") -> 
     key, secret = next(iter(keys.items()))
     now = int(time.time())
     token = jwt.encode(
-        {"iss": key, "nbf": now, "exp": now + 600,
-         "video": {"roomCreate": True, "roomList": True, "roomAdmin": True,
-                   "room": body.get("room", "")}},
-        secret, "HS256",
+        {
+            "iss": key,
+            "nbf": now,
+            "exp": now + 600,
+            "video": {
+                "roomCreate": True,
+                "roomList": True,
+                "roomAdmin": True,
+                "room": body.get("room", ""),
+            },
+        },
+        secret,
+        "HS256",
     )
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}{service or ROOM_SERVICE}{method}",

@@ -70,8 +70,9 @@ def stay(url: str, token: str, seconds: float = 0.0, refreshes: int = 1):
 async def _meet(urls_and_tokens, seconds: float = 3.0) -> list[set]:
     """Join everyone at once; after `seconds`, return for each the identities it sees."""
     rooms = [rtc.Room() for _ in urls_and_tokens]
-    await asyncio.gather(*(room.connect(url, token)
-                           for room, (url, token) in zip(rooms, urls_and_tokens)))
+    await asyncio.gather(
+        *(room.connect(url, token) for room, (url, token) in zip(rooms, urls_and_tokens))
+    )
     try:
         await asyncio.sleep(seconds)
         return [set(room.remote_participants) for room in rooms]
@@ -109,11 +110,17 @@ class Call:
             room = rtc.Room()
             events = self.events[name]
             room.on("disconnected", lambda reason: events.append(("disconnected",)))
-            room.on("track_muted", lambda participant, publication: events.append(
-                ("muted", participant.identity, publication.sid)))
+            room.on(
+                "track_muted",
+                lambda participant, publication: events.append(
+                    ("muted", participant.identity, publication.sid)
+                ),
+            )
             room.on("token_refreshed", lambda: events.append(("token", room._token)))
-            room.on("track_subscribed", lambda track, publication, participant: self._listen(
-                name, track))
+            room.on(
+                "track_subscribed",
+                lambda track, publication, participant: self._listen(name, track),
+            )
             await room.connect(url, token)
             return room
 
@@ -136,7 +143,8 @@ class Call:
             self.sources.append(media)
             options = rtc.TrackPublishOptions(source=kind)
             publication = await asyncio.wait_for(
-                room.local_participant.publish_track(track, options), 10)
+                room.local_participant.publish_track(track, options), 10
+            )
             if source != "camera":  # a microphone that sends 10 ms of silence at a time
                 self.tasks.append(asyncio.ensure_future(self._speak(media)))
             return publication.sid
@@ -180,8 +188,9 @@ class Call:
             for task in self.tasks:
                 task.cancel()
             await asyncio.gather(*self.tasks, return_exceptions=True)
-            await asyncio.gather(*(room.disconnect() for room in self.rooms.values()),
-                                 return_exceptions=True)
+            await asyncio.gather(
+                *(room.disconnect() for room in self.rooms.values()), return_exceptions=True
+            )
 
         try:
             self.run(leave())

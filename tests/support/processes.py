@@ -108,9 +108,22 @@ class RedisServer:
     def start(self) -> "RedisServer":
         """Start the server and wait until it answers PING."""
         self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.directory, *self.options],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.directory,
+                *self.options,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -154,15 +167,20 @@ def tcp_sockets(pid: int | None = None):
                 local, remote, state = row.split()[1:4]
                 address, hex_port = local.split(":")
                 raw = bytes.fromhex(address)
-                raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
-                yield (socket.inet_ntop(family, raw), int(hex_port, 16),
-                       int(remote.split(":")[1], 16), state)
+                raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+                yield (
+                    socket.inet_ntop(family, raw),
+                    int(hex_port, 16),
+                    int(remote.split(":")[1], 16),
+                    state,
+                )
 
 
 def listening(port: int, pid: int | None = None) -> set[str]:
     """The local addresses listening on TCP `port` (IPv6's any-address reads "::")."""
-    return {address for address, local, _, state in tcp_sockets(pid)
-            if state == "0A" and local == port}
+    return {
+        address for address, local, _, state in tcp_sockets(pid) if state == "0A" and local == port
+    }
 
 
 def connections_to(port: int) -> int:

@@ -16,5 +16,8 @@ def storage_calls(client) -> float:
     """How many storage calls the service has counted so far (METRICS_ENABLED), read off
     /metrics: every operation and outcome, reads included."""
     text = client.get("/metrics").get_data(as_text=True)
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("tokensvc_storage_calls_total{"))
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("tokensvc_storage_calls_total{")
+    )

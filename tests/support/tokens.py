@@ -37,8 +37,9 @@ class Tenants:
         """Return an Authorization header for `tenant`."""
         return {"Authorization": f"Bearer {self.token(tenant, **kwargs)}"}
 
-    def ask(self, client, tenant="acme", room=BODY["room_name"],
-            identity=BODY["participant_identity"]):
+    def ask(
+        self, client, tenant="acme", room=BODY["room_name"], identity=BODY["participant_identity"]
+    ):
         """POST a token request for `room` as `tenant` (anonymous when None) through a Flask
         test client; return the response."""
         headers = self.headers(tenant) if tenant is not None else {}
@@ -76,8 +77,17 @@ def audit_token(token: str, room: str, identity: str, ttl: int, livekit) -> dict
     assert raw["video"]["room"] == room and raw["video"]["roomJoin"] is True
     assert claims.identity == identity
     assert raw["exp"] - raw["nbf"] == ttl
-    assert set(raw) <= {"name", "video", "roomConfig", "sub", "iss", "nbf", "exp", "metadata",
-                        "attributes"}
+    assert set(raw) <= {
+        "name",
+        "video",
+        "roomConfig",
+        "sub",
+        "iss",
+        "nbf",
+        "exp",
+        "metadata",
+        "attributes",
+    }
 
     async def try_server_api():
         refused = 0
@@ -87,7 +97,8 @@ def audit_token(token: str, room: str, identity: str, ttl: int, livekit) -> dict
             lambda: lkapi.room.create_room(api.CreateRoomRequest(name=room)),
             lambda: lkapi.room.delete_room(api.DeleteRoomRequest(room=room)),
             lambda: lkapi.room.update_room_metadata(
-                api.UpdateRoomMetadataRequest(room=room, metadata='{"auth_id":"mallory"}')),
+                api.UpdateRoomMetadataRequest(room=room, metadata='{"auth_id":"mallory"}')
+            ),
         )
         try:
             for call in calls:
@@ -103,15 +114,24 @@ def audit_token(token: str, room: str, identity: str, ttl: int, livekit) -> dict
     return raw
 
 
-def signed_webhook(kind: str, room: str, metadata: str = "", event_id: str | None = None,
-                   age: int = 0, participant: dict | None = None,
-                   track: dict | None = None) -> tuple[str, dict]:
+def signed_webhook(
+    kind: str,
+    room: str,
+    metadata: str = "",
+    event_id: str | None = None,
+    age: int = 0,
+    participant: dict | None = None,
+    track: dict | None = None,
+) -> tuple[str, dict]:
     """(body, headers) of a LiveKit webhook event signed as LiveKit signs it: `kind` for `room`
     (with a participant and a track when given), created `age` seconds ago, with a fresh id
     unless one is given."""
-    event = {"event": kind, "id": event_id or "EV_" + secrets.token_hex(6),
-             "createdAt": str(int(time.time()) - age),
-             "room": {"name": room, "metadata": metadata}}
+    event = {
+        "event": kind,
+        "id": event_id or "EV_" + secrets.token_hex(6),
+        "createdAt": str(int(time.time()) - age),
+        "room": {"name": room, "metadata": metadata},
+    }
     if participant is not None:
         event["participant"] = participant
     if track is not None:
@@ -119,6 +139,7 @@ def signed_webhook(kind: str, room: str, metadata: str = "", event_id: str | Non
     body = json.dumps(event)
     digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
     now = int(time.time())
-    auth = jwt.encode({"iss": LIVEKIT_KEY, "sha256": digest, "nbf": now - 10, "exp": now + 300},
-                      LIVEKIT_SECRET)
+    auth = jwt.encode(
+        {"iss": LIVEKIT_KEY, "sha256": digest, "nbf": now - 10, "exp": now + 300}, LIVEKIT_SECRET
+    )
     return body, {"Content-Type": "application/webhook+json", "Authorization": auth}

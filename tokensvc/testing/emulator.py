@@ -53,11 +53,24 @@ CONTROL_PREFIX = "/emulator/"
 
 #: HTTP status for each Twirp error code.
 TWIRP_STATUS = {
-    "invalid_argument": 400, "malformed": 400, "out_of_range": 400,
-    "unauthenticated": 401, "permission_denied": 403, "not_found": 404, "bad_route": 404,
-    "canceled": 408, "deadline_exceeded": 408, "already_exists": 409, "aborted": 409,
-    "failed_precondition": 412, "resource_exhausted": 429, "unimplemented": 501,
-    "unavailable": 503, "internal": 500, "unknown": 500, "dataloss": 500,
+    "invalid_argument": 400,
+    "malformed": 400,
+    "out_of_range": 400,
+    "unauthenticated": 401,
+    "permission_denied": 403,
+    "not_found": 404,
+    "bad_route": 404,
+    "canceled": 408,
+    "deadline_exceeded": 408,
+    "already_exists": 409,
+    "aborted": 409,
+    "failed_precondition": 412,
+    "resource_exhausted": 429,
+    "unimplemented": 501,
+    "unavailable": 503,
+    "internal": 500,
+    "unknown": 500,
+    "dataloss": 500,
 }
 
 
@@ -222,7 +235,9 @@ class LiveKitEmulator:
     def add_room(self, name: str, metadata: str = "", **options) -> models.Room:
         """Create a room directly, as another client of LiveKit would (not counted as a call)."""
         with self._lock:
-            return self._create_room(room_pb.CreateRoomRequest(name=name, metadata=metadata, **options))
+            return self._create_room(
+                room_pb.CreateRoomRequest(name=name, metadata=metadata, **options)
+            )
 
     def add_stored_room(self, name: str, metadata: str = "", **options) -> models.Room:
         """Put a room in the store only, with no live room, as a failed node leaves it."""
@@ -267,8 +282,10 @@ class LiveKitEmulator:
         """The metadata of every life of room `name` that overlapped [start, end] (epoch s)."""
         with self._lock:
             return [
-                life.metadata for life in self.history
-                if life.name == name and life.created <= end
+                life.metadata
+                for life in self.history
+                if life.name == name
+                and life.created <= end
                 and (life.closed is None or life.closed >= start)
             ]
 
@@ -381,7 +398,11 @@ class LiveKitEmulator:
             or method is None
             or request.content_type not in ("application/json", "application/protobuf")
         ):
-            raise TwirpError("bad_route", f"no handler for path {request.path!r}", {"twirp_invalid_route": f"{request.method} {request.path}"})
+            raise TwirpError(
+                "bad_route",
+                f"no handler for path {request.path!r}",
+                {"twirp_invalid_route": f"{request.method} {request.path}"},
+            )
         body = await request.read()
         message = _decode(method.request, body, json_body)
         _authorise(claims.get("video") or {}, method.grant, getattr(message, "room", None))
@@ -402,7 +423,9 @@ class LiveKitEmulator:
         if after is not None:
             after()
         if faults.malformed:
-            return web.Response(body=b"\xff\xfe not a protobuf message", content_type="application/protobuf")
+            return web.Response(
+                body=b"\xff\xfe not a protobuf message", content_type="application/protobuf"
+            )
         return _encode(answer, json_body)
 
     def _create_room(self, request) -> models.Room:
@@ -545,8 +568,10 @@ class LiveKitEmulator:
             with self._lock:
                 self._expire_rooms()
                 views = {
-                    view: {n: json_format.MessageToDict(r, preserving_proto_field_name=True)
-                           for n, r in rooms.items()}
+                    view: {
+                        n: json_format.MessageToDict(r, preserving_proto_field_name=True)
+                        for n, r in rooms.items()
+                    }
                     for view, rooms in (("rooms", self.rooms), ("store", self.store))
                 }
                 return web.json_response({**views, "calls": dict(self.calls)})
@@ -559,7 +584,9 @@ class LiveKitEmulator:
         if action == "rooms" and request.method == "POST":
             document = await request.json()
             room = self.add_room(document["name"], document.get("metadata", ""))
-            return web.json_response(json_format.MessageToDict(room, preserving_proto_field_name=True))
+            return web.json_response(
+                json_format.MessageToDict(room, preserving_proto_field_name=True)
+            )
         if action.startswith("rooms/") and request.method == "DELETE":
             return web.json_response({"closed": self.close_room(action.removeprefix("rooms/"))})
         return web.json_response({"error": "unknown control call"}, status=404)
@@ -622,8 +649,10 @@ def _check_name(name: str) -> None:
     if not name:
         raise TwirpError("invalid_argument", "room name is required")
     if len(name.encode("utf-8")) > MAX_NAME_BYTES:
-        raise TwirpError("invalid_argument", "twirp error unknown: room name length exceeds "
-                                             f"limits: max length {MAX_NAME_BYTES}")
+        raise TwirpError(
+            "invalid_argument",
+            f"twirp error unknown: room name length exceeds limits: max length {MAX_NAME_BYTES}",
+        )
 
 
 def _check_metadata(metadata: str) -> None:

@@ -17,8 +17,15 @@ def _die_with_parent() -> None:
 class LiveKitServer:
     """A livekit-server process: API on loopback, media on `media_ip`."""
 
-    def __init__(self, binary: str, keys: dict, ports: tuple[int, int, int], media_ip=None,
-                 redis_url: str | None = None, extra: dict | None = None):
+    def __init__(
+        self,
+        binary: str,
+        keys: dict,
+        ports: tuple[int, int, int],
+        media_ip=None,
+        redis_url: str | None = None,
+        extra: dict | None = None,
+    ):
         """Remember the binary, API keys, the (HTTP, WebRTC TCP, WebRTC UDP) ports, and the
         address for media (participants' WebRTC; loopback when None, where none can join).
         With `redis_url` (redis://host:port) the node joins every other node sharing that
@@ -43,8 +50,13 @@ class LiveKitServer:
         config = {
             "port": http_port,
             "bind_addresses": ["127.0.0.1"],
-            "rtc": {"tcp_port": tcp_port, "udp_port": udp_port, "use_external_ip": False,
-                    "node_ip": media_ip, "ips": {"includes": [f"{media_ip}/32"]}},
+            "rtc": {
+                "tcp_port": tcp_port,
+                "udp_port": udp_port,
+                "use_external_ip": False,
+                "node_ip": media_ip,
+                "ips": {"includes": [f"{media_ip}/32"]},
+            },
             "keys": self.keys,
             "logging": {"level": "warn"},
             **self.extra,
@@ -53,7 +65,9 @@ class LiveKitServer:
             config["redis"] = {"address": self.redis_url.split("://", 1)[1].split("/")[0]}
         self.process = subprocess.Popen(
             [self.binary, "--config-body", json.dumps(config)],
-            stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
         )
         try:
             wait_for_port(http_port, self.process, 30, "livekit-server")

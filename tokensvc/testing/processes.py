@@ -24,8 +24,9 @@ def find_free_port() -> int:
             return port
 
 
-def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 30,
-                  name: str = "the process") -> None:
+def wait_for_port(
+    port: int, process: subprocess.Popen, seconds: float = 30, name: str = "the process"
+) -> None:
     """Wait until something accepts connections on loopback `port`; RuntimeError when `process`
     exits first or `seconds` pass."""
     deadline = time.monotonic() + seconds

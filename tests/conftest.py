@@ -20,12 +20,14 @@ from support.processes import (
     livekit_settings,
     unavailable,
 )
+from support.receivers import WebhookReceiver
 from support.servers import ServedApp
 from support.tokens import LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET, Tenants, assert_no_secrets
 from tokensvc import create_app
 from tokensvc.context import service_state
 from tokensvc.testing import LiveKitEmulator, LiveKitServer
 from tokensvc.testing.processes import find_free_port
+from tokensvc.worker import Worker
 
 
 @pytest.fixture(scope="session")
@@ -238,3 +240,33 @@ def access_log(caplog):
     them: `access_log.lines(style)` (one line each) or `access_log.fields()` (dicts)."""
     caplog.set_level(logging.INFO, "tokensvc.access")
     return AccessLog(caplog)
+
+
+@pytest.fixture
+def make_receiver():
+    """make_receiver(**options) -> a tenant's webhook receiver on loopback that verifies
+    signatures with the standardwebhooks package; stopped at teardown."""
+    receivers = []
+
+    def start(**options):
+        receivers.append(WebhookReceiver(**options))
+        return receivers[-1]
+
+    yield start
+    for receiver in receivers:
+        receiver.stop()
+
+
+@pytest.fixture
+def make_worker():
+    """make_worker(app) -> the webhook worker (huey's consumer and the sweeper) of `app`, in
+    threads of this process; stopped at teardown."""
+    workers = []
+
+    def start(app, threads=8):
+        workers.append(Worker(service_state(app).tenant_webhooks, threads).start())
+        return workers[-1]
+
+    yield start
+    for worker in workers:
+        worker.stop()

@@ -1,7 +1,7 @@
 """LiveKit's webhooks pointed at the service, on the real livekit-server with real participants:
 a participant of another tenant is removed from a held room at once, and a holder's participant
 that rejoins with its kept refreshed token after another tenant's request started the grace keeps
-the name its tenant's."""
+the name its tenant's; and a tenant's own webhooks get its room's events."""
 
 import time
 
@@ -117,3 +117,49 @@ def test_an_unseen_rejoin_keeps_the_name_its_holders(webhooked, tenants, call):
     hold = holds.get(ROOM)
     assert hold.holder == "acme" and hold.until >= hold.now + grace_ms - 2000
     assert ask(client, tenants, "globex", "gina")[0] == 403
+
+
+def test_a_tenants_webhooks_get_its_rooms_events_from_a_real_server(
+    make_webhooked, tenants, call, make_receiver, make_worker
+):
+    """acme and globex subscribe receivers; a real participant of acme's joins and leaves and
+    the room closes: acme's receiver gets room_started, participant_joined, participant_left
+    and room_finished for its room, each signed (standardwebhooks verifies); globex's gets
+    nothing."""
+    app, server = make_webhooked(
+        ROOM_EMPTY_TIMEOUT="1", ROOM_DEPARTURE_TIMEOUT="1", TENANT_WEBHOOKS_ALLOW_PRIVATE="true"
+    )
+    client = app.test_client()
+    acme, globex = make_receiver(), make_receiver()
+    for tenant, receiver in (("acme", acme), ("globex", globex)):
+        answer = client.post(
+            "/livekit/webhook-endpoints",
+            json={"url": receiver.url},
+            headers=tenants.headers(tenant),
+        )
+        receiver.secret = answer.json["secret"]
+    make_worker(app)
+    status, body = ask(client, tenants, "acme", "alice")
+    assert status == 200
+    call.join("alice", server.ws_url, body["token"])
+    wanted = {"room_started", "participant_joined"}
+    assert wait_for(lambda: wanted <= {event["type"] for event in acme.events()}, 15)
+    leave(call, "alice")
+    wanted |= {"participant_left", "room_finished"}
+    assert wait_for(lambda: wanted <= {event["type"] for event in acme.events()}, 20), [
+        event["type"] for event in acme.events()
+    ]
+    assert all(item.event is not None for item in acme.received)
+    for event in acme.events():
+        assert event["data"]["room"]["name"] == ROOM
+        if "participant" in event["data"]:
+            assert event["data"]["participant"]["identity"] == "alice"
+            assert not any(
+                key.startswith("tokensvc.") for key in event["data"]["participant"]["attributes"]
+            )
+    assert globex.tried == 0
+
+
+def leave(call, name):
+    """Participant `name` of `call` leaves its room."""
+    call.run(call.rooms.pop(name).disconnect())

@@ -107,6 +107,13 @@ def test_responses_match_the_document(api_schema):
         "POST /livekit/participant/permissions",
         "POST /livekit/webhook",
         "GET /livekit/usage",
+        "POST /livekit/webhook-endpoints",
+        "GET /livekit/webhook-endpoints",
+        "DELETE /livekit/webhook-endpoints/{endpoint_id}",
+        "POST /livekit/webhook-endpoints/{endpoint_id}/rotate-secret",
+        "POST /livekit/webhook-endpoints/{endpoint_id}/test",
+        "GET /livekit/webhook-deliveries",
+        "POST /livekit/webhook-deliveries/{delivery_id}/retry",
     }
 
     for operation in operations:

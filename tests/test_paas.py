@@ -28,8 +28,12 @@ def test_app_json_documents_every_setting():
 
 
 def test_procfile_and_python_version():
-    """The Procfile runs gunicorn on app:app; .python-version names the Python we test on."""
-    assert (ROOT / "Procfile").read_text().strip() == "web: gunicorn app:app"
+    """The Procfile runs gunicorn on app:app and the webhook worker; .python-version names the
+    Python we test on."""
+    assert (ROOT / "Procfile").read_text().splitlines() == [
+        "web: gunicorn app:app",
+        "worker: python -m tokensvc.worker",
+    ]
     assert (ROOT / ".python-version").read_text().strip() == "3.11"
 
 
@@ -92,7 +96,7 @@ def test_a_host_installs_no_server_unless_it_asks():
     base = names(project["dependencies"])
     extras = {key: names(value) for key, value in project["optional-dependencies"].items()}
     assert not base & {"gunicorn", "gevent", "aiohttp", "redis"}
-    assert {"flask", "livekit-api", "marshmallow", "pyjwt"} <= base
+    assert {"flask", "livekit-api", "marshmallow", "pyjwt", "huey", "standardwebhooks"} <= base
     assert {"gunicorn", "gevent", "redis"} <= extras["server"]
     assert "aiohttp" in extras["testing"] and "redis" in extras["redis"]
     assert "gunicorn>=23,<28" in project["optional-dependencies"]["server"]

@@ -48,6 +48,17 @@ def request_for(view: str, target: str) -> tuple[str, str, dict | None]:
             {**person, "role": "viewer"},
         ),
         "usage": ("GET", "/livekit/usage", None),
+        "create_webhook_endpoint": (
+            "POST",
+            "/livekit/webhook-endpoints",
+            {"url": "http://127.0.0.1:9/hooks"},
+        ),
+        "list_webhook_endpoints": ("GET", "/livekit/webhook-endpoints", None),
+        "delete_webhook_endpoint": ("DELETE", "/livekit/webhook-endpoints/ep_x", None),
+        "rotate_webhook_secret": ("POST", "/livekit/webhook-endpoints/ep_x/rotate-secret", None),
+        "test_webhook_endpoint": ("POST", "/livekit/webhook-endpoints/ep_x/test", None),
+        "list_webhook_deliveries": ("GET", "/livekit/webhook-deliveries", None),
+        "retry_webhook_delivery": ("POST", "/livekit/webhook-deliveries/msg_x/retry", None),
     }[view]
 
 
@@ -61,6 +72,14 @@ BEARERS = {
     "bound, own identity": (BOUND, "ann"),
 }
 PARTICIPANT_ROUTES = {"remove_participant", "mute_track", "set_permissions"}
+WEBHOOK_READS = {"list_webhook_endpoints", "list_webhook_deliveries"}
+WEBHOOK_WRITES = {
+    "create_webhook_endpoint",
+    "delete_webhook_endpoint",
+    "rotate_webhook_secret",
+    "test_webhook_endpoint",
+    "retry_webhook_delivery",
+}
 #: What each bearer may do, written out here rather than read from scopes.py.
 ALLOWED = {
     "backend": set(ROUTE_SCOPES),
@@ -68,8 +87,8 @@ ALLOWED = {
     "scope rooms:read": {"list_rooms", "get_room"},
     "scope rooms:write": {"end_room"},
     "scope participants:write": PARTICIPANT_ROUTES,
-    "scope webhooks:read": set(),
-    "scope webhooks:write": set(),
+    "scope webhooks:read": WEBHOOK_READS,
+    "scope webhooks:write": WEBHOOK_WRITES,
     "scope usage:read": {"usage"},
     "roles only": {"issue_token"},
     "bound, another identity": set(),
@@ -83,6 +102,14 @@ ANSWERS = {
     "end_room": (200, None),
     "usage": (200, None),
     **{view: (404, "participant_not_found") for view in PARTICIPANT_ROUTES},
+    "create_webhook_endpoint": (201, None),
+    "list_webhook_endpoints": (200, None),
+    "list_webhook_deliveries": (200, None),
+    "retry_webhook_delivery": (404, "webhook_delivery_not_found"),
+    **{
+        view: (404, "webhook_endpoint_not_found")
+        for view in ("delete_webhook_endpoint", "rotate_webhook_secret", "test_webhook_endpoint")
+    },
 }
 
 
@@ -104,7 +131,11 @@ def call_route(client, view: str, target: str, headers: dict):
 @pytest.fixture
 def scoped_app(make_app):
     """The service with bound identities and metrics (to count storage calls)."""
-    return make_app(AUTH_IDENTITY_CLAIM=IDENTITY_CLAIM, METRICS_ENABLED="true")
+    return make_app(
+        AUTH_IDENTITY_CLAIM=IDENTITY_CLAIM,
+        METRICS_ENABLED="true",
+        TENANT_WEBHOOKS_ALLOW_PRIVATE="true",
+    )
 
 
 def test_the_matrix_covers_every_route_and_scope():
@@ -145,7 +176,9 @@ def test_matrix(scoped_app, tenants, livekit, storage_url, view, bearer):
             assert response.json["scope"] == ROUTE_SCOPES[view][2]
             assert repr(ROUTE_SCOPES[view][2]) in response.json["error"]
     else:
-        assert livekit.calls or view in {"list_rooms", "issue_token", "usage"}
+        assert livekit.calls or view in {"list_rooms", "issue_token", "usage"} | (
+            WEBHOOK_READS | WEBHOOK_WRITES
+        )
 
 
 @pytest.mark.parametrize(

@@ -121,6 +121,17 @@ class Settings:
     rate_limit_fail_open: bool = setting(lambda v, k, d: _flag(v, k, d), False)
     #: Development (make run): HMAC secrets shorter than MIN_SECRET_BYTES are accepted.
     dev_mode: bool = setting(lambda v, k, d: _flag(v, k, d), False)
+    tenant_webhook_endpoints_max: int = setting(lambda v, k, d: _number(v, k, d, int, 1, 1000), 10)
+    tenant_webhook_timeout: float = setting(lambda v, k, d: _number(v, k, d, float, 0.1, 60), 10.0)
+    tenant_webhooks_allow_private: bool = setting(lambda v, k, d: _flag(v, k, d), False)
+    tenant_webhook_retry_delay: float = setting(lambda v, k, d: _number(v, k, d, float, 0.01), 5.0)
+    tenant_webhook_retry_period: float = setting(
+        lambda v, k, d: _number(v, k, d, float, 0), 86400.0
+    )
+    tenant_webhook_endpoint_concurrency: int = setting(
+        lambda v, k, d: _number(v, k, d, int, 1, 100), 2
+    )
+    tenant_webhook_workers: int = setting(lambda v, k, d: _number(v, k, d, int, 1, 256), 32)
 
     @property
     def rate_limited(self) -> bool:

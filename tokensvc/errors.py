@@ -160,6 +160,33 @@ class TrackNotFound(ApiError):
     description = "the participant has no such published track"
 
 
+class WebhookEndpointNotFound(ApiError):
+    """No such webhook endpoint of this tenant (another tenant's id gets the same answer)."""
+
+    code = 404
+    error_code = "webhook_endpoint_not_found"
+    routes = MANAGEMENT_ONLY
+    description = "no such webhook endpoint of this tenant"
+
+
+class WebhookDeliveryNotFound(ApiError):
+    """No such webhook delivery of this tenant (or one past its retention)."""
+
+    code = 404
+    error_code = "webhook_delivery_not_found"
+    routes = MANAGEMENT_ONLY
+    description = "no such webhook delivery of this tenant"
+
+
+class WebhookEndpointsLimit(ApiError):
+    """The tenant has TENANT_WEBHOOK_ENDPOINTS_MAX webhook endpoints already."""
+
+    code = 409
+    error_code = "webhook_endpoints_limit"
+    routes = MANAGEMENT_ONLY
+    description = "this tenant has the most webhook endpoints allowed"
+
+
 class RoleForbidden(ApiError):
     """The bearer's roles claim does not allow the role asked for."""
 

@@ -19,7 +19,7 @@ from .config import ConfigError, Settings, from_app_config, load_settings
 from .context import EXTENSION_KEY, service_state
 from .errors import StorageUnavailable, error_response, http_error_response
 from .health import Readiness
-from .holds import open_holds
+from .holds import ObservedHolds, open_holds
 from .logs import finish_request, start_request
 from .metrics import Instruments, instruments
 from .moderation import Moderator
@@ -27,6 +27,8 @@ from .ratelimit import RateLimits
 from .service import TokenIssuer
 from .usage import DAY_MS
 from .usage_store import open_usage
+from .webhook_store import open_webhook_store
+from .webhooks import TenantWebhooks, open_queue
 
 #: The embedded ownership record, in the app's instance folder unless STORAGE_URL names another.
 DEFAULT_STORAGE_FILE = "tokensvc.sqlite3"
@@ -156,9 +158,12 @@ class ServiceState:
     #: Whether the first request checked the routes; the (path, method) collisions warned of.
     routes_checked: bool = False
     collisions: set[tuple[str, str]] = field(default_factory=set)
+    tenant_webhooks: TenantWebhooks | None = None
 
     def close(self) -> None:
         """Close the LiveKit client's pooled connections and the storage's."""
+        if self.tenant_webhooks is not None:
+            self.tenant_webhooks.close()
         self.issuer.close()
 
 
@@ -205,6 +210,9 @@ class TokenService:
             observe_event=metrics,
             usage_store=usage_store,
         )
+        tenant_webhooks = None
+        if holds is not None:
+            tenant_webhooks = _tenant_webhooks(settings, holds, issuer, metrics)
         _warn_if_anonymous(settings)
         webhooks = None
         if settings.livekit_configured:
@@ -222,6 +230,7 @@ class TokenService:
             Moderator(issuer),
             webhooks,
             prefix,
+            tenant_webhooks=tenant_webhooks,
         )
         app.extensions[EXTENSION_KEY] = state
         app.register_blueprint(service_bp, url_prefix=prefix or None)
@@ -231,6 +240,26 @@ class TokenService:
         if settings.cors_allowed_origins:
             CORS(app, **cors_options(settings, _own_paths_pattern(app, prefix)))
         return state
+
+
+def _tenant_webhooks(settings: Settings, holds, issuer: TokenIssuer, metrics) -> TenantWebhooks:
+    """Tenants' webhooks in the storage of the holds, fed by the ownership rule's events."""
+    store = ObservedHolds(open_webhook_store(holds.store), metrics and metrics.storage_call)
+    try:
+        store.prepare()
+    except StorageUnavailable:
+        log.warning(
+            "starting: the storage at %s did not answer; tenants' webhooks wait for it", holds.where
+        )
+    webhooks = TenantWebhooks(settings, store, open_queue(holds.store), issuer.names)
+    assert issuer.ownership is not None  # holds given: the issuer keeps the ownership record
+    issuer.ownership.forward = webhooks.on_event
+    if settings.tenant_webhooks_allow_private:
+        log.warning(
+            "starting: TENANT_WEBHOOKS_ALLOW_PRIVATE=true: tenants' webhooks may be sent "
+            "to loopback and private addresses and over plain http (development only)"
+        )
+    return webhooks
 
 
 def _refuse_a_forgetful_storage(holds) -> None:

@@ -7,6 +7,7 @@ code, mode, LiveKit method; never a tenant id, room name or identity (unbounded 
 """
 
 import hmac
+import logging
 from functools import cache
 
 from flask import Blueprint, Response, request
@@ -20,12 +21,14 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from werkzeug.exceptions import NotFound
 
 from .context import service_state
 from .errors import Unauthorized
 
 bp = Blueprint("metrics", __name__)
+log = logging.getLogger(__name__)
 
 #: Request and LiveKit latency buckets, seconds.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -176,4 +179,53 @@ def metrics():
     if settings.prometheus_multiproc_dir:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+    text = generate_latest(registry)
+    if state.tenant_webhooks is not None:
+        webhooks = CollectorRegistry()
+        webhooks.register(WebhookCollector(state.tenant_webhooks))
+        text += generate_latest(webhooks)
+    return Response(text, content_type=CONTENT_TYPE_LATEST)
+
+
+class WebhookCollector:
+    """Tenants' webhook deliveries, read from the storage at each scrape (the workers that
+    count them are other processes, on other hosts): attempts by outcome, the deliveries
+    pending, the age of the oldest, and the tasks in the queue. No tenant label."""
+
+    def __init__(self, webhooks):
+        """Read `webhooks`' store and queue."""
+        self.webhooks = webhooks
+
+    def collect(self):
+        """The metric families; none when the storage does not answer (logged)."""
+        try:
+            stats = self.webhooks.stats()
+            depth = self.webhooks.queue.depth()
+        except Exception as exc:
+            log.warning("metrics: tenants' webhook figures unavailable (%s)", type(exc).__name__)
+            return
+        outcomes = CounterMetricFamily(
+            "tokensvc_webhook_deliveries",
+            "Webhook delivery attempts by outcome: delivered, retried (failed, to be tried "
+            "again), failed (for good).",
+            labels=["outcome"],
+        )
+        for outcome in ("delivered", "retried", "failed"):
+            outcomes.add_metric([outcome], stats.outcomes.get(outcome, 0))
+        yield outcomes
+        yield GaugeMetricFamily(
+            "tokensvc_webhook_deliveries_pending",
+            "Webhook deliveries not yet delivered or failed.",
+            stats.pending,
+        )
+        oldest = 0.0 if stats.oldest_pending is None else (stats.now - stats.oldest_pending) / 1000
+        yield GaugeMetricFamily(
+            "tokensvc_webhook_oldest_pending_seconds",
+            "Age of the oldest pending webhook delivery.",
+            max(0.0, oldest),
+        )
+        yield GaugeMetricFamily(
+            "tokensvc_webhook_queue_tasks",
+            "Tasks waiting in the webhook queue and its schedule.",
+            depth,
+        )

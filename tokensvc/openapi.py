@@ -20,8 +20,13 @@ from .schemas import (
     TokenResponseSchema,
     TrackSchema,
     UsageSchema,
+    WebhookDeliverySchema,
+    WebhookEndpointCreatedSchema,
+    WebhookEndpointRequestSchema,
+    WebhookEndpointSchema,
 )
 from .scopes import SCOPES, scope_of
+from .webhooks import STATUSES as DELIVERY_STATUSES
 
 bp = Blueprint("openapi", __name__)
 
@@ -87,6 +92,10 @@ def build_spec(prefix: str, auth_required: bool) -> APISpec:
         ("PermissionsRequest", PermissionsSchema),
         ("RoomUsage", RoomUsageSchema),
         ("Usage", UsageSchema),
+        ("WebhookEndpointRequest", WebhookEndpointRequestSchema),
+        ("WebhookEndpoint", WebhookEndpointSchema),
+        ("WebhookEndpointCreated", WebhookEndpointCreatedSchema),
+        ("WebhookDelivery", WebhookDeliverySchema),
     ):
         spec.components.schema(name, schema=schema)
     spec.components.security_scheme(
@@ -117,6 +126,7 @@ def build_spec(prefix: str, auth_required: bool) -> APISpec:
         },
     )
     add_management_paths(spec)
+    add_webhook_paths(spec)
     health = {"200": {"description": "OK", **json_body({"type": "object"})}}
     spec.path(path="/healthz", operations={"get": {"summary": "Liveness", "responses": health}})
     spec.path(
@@ -190,9 +200,26 @@ def error_responses(route: str) -> dict:
     return answers
 
 
+def management_operation(view, summary, answer, body=None, parameters=None, status="200") -> dict:
+    """One operation of a tenant's (management and webhook routes), served by `view`."""
+    found = {
+        "summary": summary,
+        "security": security(view),
+        "responses": {
+            status: {"description": "OK", **json_body(answer)},
+            **error_responses(MANAGEMENT),
+        },
+    }
+    if body is not None:
+        found["requestBody"] = {"required": True, **json_body(body)}
+    if parameters:
+        found["parameters"] = parameters
+    return found
+
+
 def add_management_paths(spec: APISpec) -> None:
     """The routes by which a tenant manages its own rooms, and LiveKit's webhook."""
-    errors = error_responses(MANAGEMENT)
+    operation = management_operation
     status = {
         "type": "object",
         "properties": {"status": {"type": "string"}, "room_name": {"type": "string"}},
@@ -206,19 +233,6 @@ def add_management_paths(spec: APISpec) -> None:
             "schema": {"type": "string", "minLength": 1},
         }
     ]
-
-    def operation(view, summary, answer, body=None, parameters=None):
-        """One management operation, served by `view`."""
-        found = {
-            "summary": summary,
-            "security": security(view),
-            "responses": {"200": {"description": "OK", **json_body(answer)}, **errors},
-        }
-        if body is not None:
-            found["requestBody"] = {"required": True, **json_body(body)}
-        if parameters:
-            found["parameters"] = parameters
-        return found
 
     rooms = {
         "type": "object",
@@ -316,5 +330,123 @@ def add_management_paths(spec: APISpec) -> None:
                     },
                 },
             }
+        },
+    )
+
+
+def add_webhook_paths(spec: APISpec) -> None:
+    """The routes of a tenant's own webhooks: endpoints and deliveries."""
+    operation = management_operation
+
+    def path_id(name, what):
+        """A path parameter naming one of the tenant's endpoints or deliveries."""
+        return [
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "description": what,
+                "schema": {"type": "string", "minLength": 1},
+            }
+        ]
+
+    def array_of(key, schema):
+        """An object with one array of component `schema`."""
+        return {
+            "type": "object",
+            "properties": {
+                key: {"type": "array", "items": {"$ref": f"#/components/schemas/{schema}"}}
+            },
+        }
+
+    endpoint_id = path_id("endpoint_id", "An endpoint's id (`ep_...`).")
+    delivery_id = path_id("delivery_id", "A delivery's id (`msg_...`, its webhook-id).")
+    spec.path(
+        path="/livekit/webhook-endpoints",
+        operations={
+            "post": operation(
+                "create_webhook_endpoint",
+                "Subscribe a URL to the events of the tenant's rooms",
+                "WebhookEndpointCreated",
+                body="WebhookEndpointRequest",
+                status="201",
+            ),
+            "get": operation(
+                "list_webhook_endpoints",
+                "The tenant's webhook endpoints",
+                array_of("endpoints", "WebhookEndpoint"),
+            ),
+        },
+    )
+    spec.path(
+        path="/livekit/webhook-endpoints/{endpoint_id}",
+        operations={
+            "delete": operation(
+                "delete_webhook_endpoint",
+                "Unsubscribe an endpoint",
+                {
+                    "type": "object",
+                    "properties": {"status": {"type": "string"}, "id": {"type": "string"}},
+                },
+                parameters=endpoint_id,
+            )
+        },
+    )
+    spec.path(
+        path="/livekit/webhook-endpoints/{endpoint_id}/rotate-secret",
+        operations={
+            "post": operation(
+                "rotate_webhook_secret",
+                "A new secret; the old one signs too for 24 h",
+                {"type": "object", "properties": {"secret": {"type": "string"}}},
+                parameters=endpoint_id,
+            )
+        },
+    )
+    spec.path(
+        path="/livekit/webhook-endpoints/{endpoint_id}/test",
+        operations={
+            "post": operation(
+                "test_webhook_endpoint",
+                "Send a webhook.test event",
+                {"type": "object", "properties": {"delivery_id": {"type": "string"}}},
+                parameters=endpoint_id,
+                status="202",
+            )
+        },
+    )
+    filters = [
+        {"name": "endpoint_id", "in": "query", "required": False, "schema": {"type": "string"}},
+        {
+            "name": "status",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "enum": list(DELIVERY_STATUSES)},
+        },
+    ]
+    spec.path(
+        path="/livekit/webhook-deliveries",
+        operations={
+            "get": operation(
+                "list_webhook_deliveries",
+                "The tenant's recent deliveries",
+                array_of("deliveries", "WebhookDelivery"),
+                parameters=filters,
+            )
+        },
+    )
+    spec.path(
+        path="/livekit/webhook-deliveries/{delivery_id}/retry",
+        operations={
+            "post": operation(
+                "retry_webhook_delivery",
+                "Deliver one again, now",
+                {
+                    "type": "object",
+                    "properties": {"id": {"type": "string"}, "status": {"type": "string"}},
+                },
+                parameters=delivery_id,
+                status="202",
+            )
         },
     )

@@ -38,7 +38,10 @@ What one token request costs (asserted by tests/test_cost.py on both backends):
 LiveKit's webhooks keep the record true (`on_event`): a room that starts or a participant that
 joins or leaves keeps its name's hold alive for a grace past the event; `room_finished` starts
 the grace. A participant whose `tokensvc.tenant` attribute names another tenant than the holder
-is removed at once, and so is an identity removed by the management routes.
+is removed at once, and so is an identity removed by the management routes. After the duplicate
+and age checks, each event is metered (`usage`: usage.py, which may remove a join over its room's
+participants quota) and each event of a held room goes to `forward(holder, event)`: the tenants'
+own webhooks (`webhooks.py`), except a participant removed at its join.
 """
 
 import json
@@ -84,6 +87,8 @@ EVENT_KEEP_MS = 2 * EVENT_MAX_AGE_MS
 #: The events that say a room is alive, and the one that says it ended.
 ALIVE_EVENTS = ("room_started", "participant_joined", "participant_left")
 FINISHED_EVENT = "room_finished"
+#: Events that change nothing in the record but go on to the holder's webhooks.
+FORWARDED_ONLY_EVENTS = ("track_published", "track_unpublished")
 
 
 class EventMeter(Protocol):
@@ -140,10 +145,14 @@ class Ownership:
         per_tenant: bool = False,
         room_creations=None,
         observe=None,
+        forward=None,
     ):
         """Derive the hold and the grace from the settings; `room_creations`, when given, is
-        asked before a room is created (`test_room_create(tenant)`) and told after."""
+        asked before a room is created (`test_room_create(tenant)`) and told after;
+        `forward(holder, event)`, when given, gets each new event of a held room (the tenants'
+        webhooks)."""
         self.settings = settings
+        self.forward = forward
         self.holds = holds
         self.rooms = rooms
         self.per_tenant = per_tenant
@@ -349,16 +358,34 @@ class Ownership:
     # LiveKit's webhooks.
 
     def on_event(self, event) -> str:
-        """Apply one verified LiveKit event to the record, and meter it (`usage`); return what
-        it did ("duplicate", "stale", "ignored", "kept", "finished", "recorded", "removed",
-        "quota_removed")."""
+        """Apply one verified LiveKit event to the record, meter it (`usage`), then hand it with
+        its room's holder to `forward` (the tenants' webhooks); return what it did ("duplicate",
+        "stale", "ignored", "kept", "finished", "recorded", "removed", "quota_removed",
+        "forwarded"). Duplicates and stale events are neither metered nor forwarded; a
+        participant removed at its join (another tenant's, or an identity removed from the
+        room) is not forwarded."""
         kind, name = event.event, event.room.name
-        if not name or (kind not in ALIVE_EVENTS and kind != FINISHED_EVENT):
+        forwarded_only = kind in FORWARDED_ONLY_EVENTS and self.forward is not None
+        if not name or (kind not in ALIVE_EVENTS and kind != FINISHED_EVENT and not forwarded_only):
             return self._observed(kind, "ignored")
         if event.created_at and self.holds.time_ms() - event.created_at * 1000 > EVENT_MAX_AGE_MS:
             return self._observed(kind, "stale")
         if event.id and not self.holds.first_seen(event.id, EVENT_KEEP_MS):
             return self._observed(kind, "duplicate")
+        if forwarded_only:  # changes nothing in the record and meters nothing
+            hold = self.holds.get(name)
+            if hold is not None and self.forward is not None:
+                self.forward(hold.holder, event)
+            return self._observed(kind, "forwarded" if hold is not None else "ignored")
+        outcome, hold = self._record_event(kind, name, event)
+        if self.forward is not None and hold is not None and outcome != "removed":
+            self.forward(hold.holder, event)
+        return self._observed(kind, outcome)
+
+    def _record_event(self, kind: str, name: str, event) -> tuple[str, Hold | None]:
+        """What a fresh room's or participant's event does to the record and its metering
+        ("kept", "finished", "recorded", "removed", "quota_removed", "ignored"), and the name's
+        hold after it (None: not held)."""
         hold = self.holds.keep(name, self.grace_ms, kind == FINISHED_EVENT)
         outcome = "finished" if kind == FINISHED_EVENT else "kept"
         if hold is None and kind != FINISHED_EVENT and room_owner(event.room.metadata) is not None:
@@ -367,14 +394,14 @@ class Ownership:
             hold, outcome = self.holds.get(name), "recorded"
         metered = self._meter(event, hold)
         if hold is None:
-            return self._observed(kind, "ignored")
+            return "ignored", None
         if kind == "participant_joined":
             if self._remove_intruder(name, hold.holder, event.participant):
                 outcome = "removed"
             elif metered == "over_quota":
                 self._remove_over_quota(name, event.participant)
                 outcome = "quota_removed"
-        return self._observed(kind, outcome)
+        return outcome, hold
 
     def _meter(self, event, hold) -> str | None:
         """Hand a fresh event to the usage rule, with the name's holder (None: no record, the

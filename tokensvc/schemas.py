@@ -1,4 +1,5 @@
-"""Marshmallow schemas for the request and response bodies of the token and management routes."""
+"""Marshmallow schemas for the request and response bodies of the token, management and
+webhook routes."""
 
 from livekit.protocol import models
 from marshmallow import (
@@ -12,8 +13,11 @@ from marshmallow import (
     validates_schema,
 )
 
+from .egress import MAX_URL_LENGTH
 from .names import MAX_LIVEKIT_NAME_BYTES
 from .roles import DEFAULT_ROLE, RESERVED_PREFIX, SOURCES
+from .webhooks import EVENT_TYPES, rfc3339
+from .webhooks import STATUSES as DELIVERY_STATUSES
 
 #: LiveKit's limit for room names, participant identities and names, in UTF-8 bytes.
 MAX_NAME_BYTES = MAX_LIVEKIT_NAME_BYTES
@@ -343,3 +347,70 @@ class UsageSchema(Schema):
     participant_seconds = fields.Float(required=True)
     room_seconds = fields.Float(required=True)
     rooms = fields.List(fields.Nested(RoomUsageSchema), required=True)
+
+
+#: The longest description of a webhook endpoint, in UTF-8 bytes.
+MAX_DESCRIPTION_BYTES = 256
+
+
+class WebhookEndpointRequestSchema(Schema):
+    """Body of `POST /livekit/webhook-endpoints`; fields not listed are ignored."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    url = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=MAX_URL_LENGTH),
+        metadata={
+            "example": "https://example.com/hooks/livekit",
+            "description": "https (http too with TENANT_WEBHOOKS_ALLOW_PRIVATE=true).",
+        },
+    )
+    events = fields.List(
+        fields.String(validate=validate.OneOf(EVENT_TYPES)),
+        validate=validate.Length(min=1),
+        metadata={"description": "Default: every event type."},
+    )
+    description = Utf8Text(MAX_DESCRIPTION_BYTES, load_default="")
+
+
+class WebhookEndpointSchema(Schema):
+    """One of the tenant's webhook endpoints (never with its secret)."""
+
+    id = fields.String(required=True)
+    url = fields.String(required=True)
+    events = fields.List(fields.String(), required=True)
+    description = fields.String(required=True)
+    created_at = fields.Function(
+        lambda endpoint: rfc3339(endpoint.created_at),
+        metadata={"type": "string", "format": "date-time"},
+    )
+
+
+class WebhookEndpointCreatedSchema(WebhookEndpointSchema):
+    """A new endpoint, with its secret (shown only here)."""
+
+    secret = fields.String(required=True, metadata={"example": "whsec_..."})
+
+
+class WebhookDeliverySchema(Schema):
+    """One delivery of one event to one endpoint."""
+
+    id = fields.String(required=True, metadata={"description": "Also its webhook-id header."})
+    endpoint_id = fields.String(required=True)
+    event_id = fields.String(required=True)
+    type = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(DELIVERY_STATUSES))
+    attempts = fields.Integer(required=True)
+    last_status_code = fields.Integer(allow_none=True)
+    last_error = fields.String(allow_none=True)
+    next_attempt_at = fields.Function(
+        lambda delivery: rfc3339(delivery.next_attempt_at),
+        allow_none=True,
+        metadata={"type": ["string", "null"], "format": "date-time"},
+    )
+    created_at = fields.Function(
+        lambda delivery: rfc3339(delivery.created_at),
+        metadata={"type": "string", "format": "date-time"},
+    )

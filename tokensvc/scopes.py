@@ -35,6 +35,29 @@ ROUTE_SCOPES = {
     "mute_track": ("POST", "/livekit/participant/mute", PARTICIPANTS_WRITE),
     "set_permissions": ("POST", "/livekit/participant/permissions", PARTICIPANTS_WRITE),
     "usage": ("GET", "/livekit/usage", USAGE_READ),
+    "create_webhook_endpoint": ("POST", "/livekit/webhook-endpoints", WEBHOOKS_WRITE),
+    "list_webhook_endpoints": ("GET", "/livekit/webhook-endpoints", WEBHOOKS_READ),
+    "delete_webhook_endpoint": (
+        "DELETE",
+        "/livekit/webhook-endpoints/{endpoint_id}",
+        WEBHOOKS_WRITE,
+    ),
+    "rotate_webhook_secret": (
+        "POST",
+        "/livekit/webhook-endpoints/{endpoint_id}/rotate-secret",
+        WEBHOOKS_WRITE,
+    ),
+    "test_webhook_endpoint": (
+        "POST",
+        "/livekit/webhook-endpoints/{endpoint_id}/test",
+        WEBHOOKS_WRITE,
+    ),
+    "list_webhook_deliveries": ("GET", "/livekit/webhook-deliveries", WEBHOOKS_READ),
+    "retry_webhook_delivery": (
+        "POST",
+        "/livekit/webhook-deliveries/{delivery_id}/retry",
+        WEBHOOKS_WRITE,
+    ),
 }
 
 #: Scopes a bearer bound to an identity (AUTH_IDENTITY_CLAIM) may do without, on its own

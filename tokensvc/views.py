@@ -1,5 +1,5 @@
-"""The HTTP layer: the blueprint with the token route and the management routes. Thin: parse,
-call the service, render."""
+"""The HTTP layer: the blueprint with the token route, the management routes and the tenants'
+webhook routes. Thin: parse, call the service, render."""
 
 import csv
 import json
@@ -36,10 +36,14 @@ from .schemas import (
     TokenRequestSchema,
     TokenResponseSchema,
     TrackSchema,
+    WebhookDeliverySchema,
+    WebhookEndpointRequestSchema,
+    WebhookEndpointSchema,
     fields_not_allowed,
 )
 from .service import TokenRequest
 from .usage import parse_time
+from .webhooks import STATUSES as DELIVERY_STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -304,6 +308,76 @@ def livekit_webhook():
     return {"status": "received"}
 
 
+# A tenant's own webhooks: endpoints and deliveries (webhooks:read / webhooks:write).
+
+
+@bp.post("/livekit/webhook-endpoints")
+def create_webhook_endpoint():
+    """Subscribe a URL of the tenant's to the events of its rooms; the secret is shown here
+    only."""
+    tenant = require_tenant()
+    fields = load_fields(webhook_endpoint_request)
+    endpoint, secret = tenant_webhooks().subscribe(
+        tenant, fields["url"], fields.get("events"), fields["description"]
+    )
+    return {**webhook_endpoint.dump(endpoint), "secret": secret}, 201
+
+
+@bp.get("/livekit/webhook-endpoints")
+def list_webhook_endpoints():
+    """The tenant's webhook endpoints, without their secrets."""
+    tenant = require_tenant()
+    return {"endpoints": webhook_endpoint.dump(tenant_webhooks().endpoints(tenant), many=True)}
+
+
+@bp.delete("/livekit/webhook-endpoints/<endpoint_id>")
+def delete_webhook_endpoint(endpoint_id):
+    """Unsubscribe one of the tenant's endpoints."""
+    tenant_webhooks().unsubscribe(require_tenant(), endpoint_id)
+    return {"status": "deleted", "id": endpoint_id}
+
+
+@bp.post("/livekit/webhook-endpoints/<endpoint_id>/rotate-secret")
+def rotate_webhook_secret(endpoint_id):
+    """A new secret for one of the tenant's endpoints; the old one signs too for 24 h."""
+    return {"secret": tenant_webhooks().rotate_secret(require_tenant(), endpoint_id)}
+
+
+@bp.post("/livekit/webhook-endpoints/<endpoint_id>/test")
+def test_webhook_endpoint(endpoint_id):
+    """Send a webhook.test event to one of the tenant's endpoints."""
+    delivery_id = tenant_webhooks().send_test(require_tenant(), endpoint_id)
+    return {"delivery_id": delivery_id}, 202
+
+
+@bp.get("/livekit/webhook-deliveries")
+def list_webhook_deliveries():
+    """The tenant's newest deliveries, by endpoint and status."""
+    tenant = require_tenant()
+    endpoint_id = request.args.get("endpoint_id") or None
+    status = request.args.get("status") or None
+    if status is not None and status not in DELIVERY_STATUSES:
+        raise InvalidRequest(
+            "unknown delivery status",
+            fields={"status": [f"Must be one of: {', '.join(DELIVERY_STATUSES)}."]},
+        )
+    deliveries = tenant_webhooks().deliveries(tenant, endpoint_id, status)
+    return {"deliveries": webhook_delivery.dump(deliveries, many=True)}
+
+
+@bp.post("/livekit/webhook-deliveries/<delivery_id>/retry")
+def retry_webhook_delivery(delivery_id):
+    """Deliver one of the tenant's deliveries again, now."""
+    tenant_webhooks().retry(require_tenant(), delivery_id)
+    return {"id": delivery_id, "status": "pending"}, 202
+
+
+def tenant_webhooks():
+    """The tenants' webhooks of this app (present whenever a tenant key is configured, which a
+    tenant's request implies)."""
+    return service_state().tenant_webhooks
+
+
 def check_role(role: str, presets: dict) -> None:
     """400 for a role that is no preset; 403 for one the bearer's roles claim does not allow."""
     if role not in presets:
@@ -372,6 +446,14 @@ def load_body(schema) -> dict:
     return fields
 
 
+def load_fields(schema) -> dict:
+    """Validate a JSON body that names no room against `schema`; 400 naming each bad field."""
+    try:
+        return schema.load(read_json_object())
+    except ValidationError as exc:
+        raise InvalidRequest("some fields are missing or invalid", fields=exc.messages) from None
+
+
 participant_schema = ParticipantSchema()
 mute_schema = MuteSchema()
 permissions_schema = PermissionsSchema()
@@ -380,3 +462,6 @@ room_detail = RoomDetailSchema()
 track_schema = TrackSchema()
 participant_schema_out = ParticipantInfoSchema()
 room_name_field = LiveKitName(required=True)
+webhook_endpoint_request = WebhookEndpointRequestSchema()
+webhook_endpoint = WebhookEndpointSchema()
+webhook_delivery = WebhookDeliverySchema()

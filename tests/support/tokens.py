@@ -122,10 +122,11 @@ def signed_webhook(
     participant: dict | None = None,
     room_sid: str | None = None,
     created_at: int | None = None,
+    track: dict | None = None,
 ) -> tuple[str, dict]:
     """(body, headers) of a LiveKit webhook event signed as LiveKit signs it: `kind` for `room`
-    (its sid `RM_<room>` unless given), created `age` seconds ago (or at `created_at`, epoch
-    seconds), with a fresh id unless one is given."""
+    (its sid `RM_<room>` unless given; with a participant and a track when given), created
+    `age` seconds ago (or at `created_at`, epoch seconds), with a fresh id unless one is given."""
     created = created_at if created_at is not None else int(time.time()) - age
     event = {
         "event": kind,
@@ -135,6 +136,8 @@ def signed_webhook(
     }
     if participant is not None:
         event["participant"] = participant
+    if track is not None:
+        event["track"] = track
     body = json.dumps(event)
     return body, webhook_headers(body)
 

@@ -1,0 +1,451 @@
+"""Tenants' own webhooks, on the emulator with LiveKit's events signed as LiveKit signs them, on
+both backends: each tenant gets only its own rooms' events, in its own names, signed by the
+Standard Webhooks scheme (verified with the `standardwebhooks` package by real HTTP receivers);
+delivery survives a receiver that is down, failing or hanging, and a worker that is SIGKILLed;
+no URL reaches a private address; a hanging endpoint delays neither the token route nor the
+tenant's other endpoints."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+
+from support.processes import ROOT, livekit_settings
+from support.tokens import BODY, TENANT_SECRET, signed_webhook
+from tokensvc.context import service_state
+from tokensvc.webhooks import EVENT_TYPES
+
+#: Short timeouts and back-off, so that retries take fractions of a second.
+FAST = {
+    "TENANT_WEBHOOKS_ALLOW_PRIVATE": "true",
+    "TENANT_WEBHOOK_TIMEOUT": "0.5",
+    "TENANT_WEBHOOK_RETRY_DELAY": "0.05",
+    "METRICS_ENABLED": "true",
+}
+
+
+@pytest.fixture
+def app(make_app, backend):
+    """The service on this test's backend, with fast webhook settings."""
+    return make_app(STORAGE_URL=backend, **FAST)
+
+
+def subscribe(client, tenants, tenant, url, **fields):
+    """Subscribe `url` for `tenant`; return the answer's JSON (201 asserted)."""
+    response = client.post(
+        "/livekit/webhook-endpoints", json={"url": url, **fields}, headers=tenants.headers(tenant)
+    )
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+def send(client, kind, room, **event):
+    """Deliver one signed LiveKit event to the service; 200 asserted."""
+    body, headers = signed_webhook(kind, room, **event)
+    assert client.post("/livekit/webhook", data=body, headers=headers).status_code == 200
+
+
+def deliveries(client, tenants, tenant="acme", **query):
+    """The tenant's deliveries, as the route lists them."""
+    response = client.get(
+        "/livekit/webhook-deliveries", query_string=query, headers=tenants.headers(tenant)
+    )
+    assert response.status_code == 200, response.json
+    return response.json["deliveries"]
+
+
+def wait_for(condition, seconds=10.0):
+    """Poll until `condition()` holds; whether it did."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return bool(condition())
+
+
+def member(tenant, role="speaker", **attributes):
+    """A participant of `tenant`'s token, as LiveKit reports it in an event."""
+    return {
+        "identity": f"{tenant}-user",
+        "name": "User",
+        "sid": "PA_1",
+        "attributes": {"tokensvc.tenant": tenant, "tokensvc.role": role, **attributes},
+    }
+
+
+@pytest.mark.parametrize("room_names", ["shared", "per-tenant"])
+def test_each_tenant_gets_only_its_own_rooms_events(
+    make_app, backend, tenants, make_receiver, make_worker, room_names
+):
+    """acme and globex each subscribe a receiver. Every event of acme's room reaches acme's
+    receiver once, signed, with acme's own room name and none of the service's attributes; an
+    intruder of globex's in acme's room, a duplicate and an event of a room nobody holds are
+    not sent; globex's receiver gets nothing of acme's."""
+    app = make_app(STORAGE_URL=backend, ROOM_NAMES=room_names, **FAST)
+    client = app.test_client()
+    acme, globex = make_receiver(), make_receiver()
+    acme.secret = subscribe(client, tenants, "acme", acme.url)["secret"]
+    globex.secret = subscribe(client, tenants, "globex", globex.url)["secret"]
+    minted = client.post(
+        "/livekit/token", json={**BODY, "room_name": "standup"}, headers=tenants.headers("acme")
+    ).json
+    room = minted.get("livekit_room_name", "standup")
+    assert (room != "standup") == (room_names == "per-tenant")
+    make_worker(app)
+    owner = json.dumps({"auth_id": "acme"})
+    track = {"sid": "TR_1", "type": "AUDIO", "source": "MICROPHONE", "name": "mic"}
+    send(client, "room_started", room, metadata=owner, event_id="EV_started")
+    send(client, "room_started", room, metadata=owner, event_id="EV_started")  # a duplicate
+    send(
+        client, "participant_joined", room, metadata=owner, participant=member("acme", team="blue")
+    )
+    send(client, "participant_joined", room, metadata=owner, participant=member("globex"))
+    send(client, "track_published", room, metadata=owner, participant=member("acme"), track=track)
+    send(client, "participant_left", room, metadata=owner, participant=member("acme"))
+    send(client, "room_finished", room, metadata=owner)
+    send(client, "room_started", "nobody-holds-this")
+    received = acme.wait_for(5)
+    assert all(item.event is not None for item in received), "a signature did not verify"
+    by_type = {item.event["type"]: item for item in received}  # delivered in any order
+    assert len(received) == 5 and set(by_type) == {
+        "room_started",
+        "participant_joined",
+        "track_published",
+        "participant_left",
+        "room_finished",
+    }
+    for item in received:
+        assert item.event["data"]["room"]["name"] == "standup"
+        assert "tokensvc." not in item.body.decode()
+        assert "auth_id" not in item.body.decode()
+    joined = by_type["participant_joined"].event["data"]["participant"]
+    assert joined["identity"] == "acme-user" and joined["attributes"] == {"team": "blue"}
+    assert by_type["track_published"].event["data"]["track"]["source"] == "microphone"
+    assert len({item.id for item in received}) == 5
+    time.sleep(0.3)
+    assert globex.received == [] and globex.tried == 0
+    assert len(acme.received) == 5
+    assert {d["status"] for d in deliveries(client, tenants)} == {"delivered"}
+    assert deliveries(client, tenants, "globex") == []
+
+
+def test_routes_keep_each_tenant_to_its_own(app, tenants, make_receiver):
+    """Subscribe (defaults: every event), list without secrets, another tenant's id is 404 like a
+    missing one, delete; the 11th endpoint is 409; bad bodies are 400 naming the field."""
+    client = app.test_client()
+    receiver = make_receiver()
+    created = subscribe(client, tenants, "acme", receiver.url, description="billing")
+    assert created["secret"].startswith("whsec_") and len(created["secret"]) > 40
+    assert created["events"] == list(EVENT_TYPES) and created["description"] == "billing"
+    listed = client.get("/livekit/webhook-endpoints", headers=tenants.headers("acme")).json
+    assert listed == {"endpoints": [{k: v for k, v in created.items() if k != "secret"}]}
+    for path in (
+        f"/livekit/webhook-endpoints/{created['id']}/rotate-secret",
+        f"/livekit/webhook-endpoints/{created['id']}/test",
+    ):
+        answer = client.post(path, headers=tenants.headers("globex"))
+        assert (answer.status_code, answer.json["code"]) == (404, "webhook_endpoint_not_found")
+    assert (
+        client.delete(
+            f"/livekit/webhook-endpoints/{created['id']}", headers=tenants.headers("globex")
+        ).status_code
+        == 404
+    )
+    for bad in (
+        {},
+        {"url": "ftp://x.example/"},
+        {"url": receiver.url, "events": ["nope"]},
+        {"url": receiver.url, "events": []},
+        {"url": "http://user:pw@127.0.0.1/"},
+    ):
+        answer = client.post(
+            "/livekit/webhook-endpoints", json=bad, headers=tenants.headers("acme")
+        )
+        assert answer.status_code == 400 and answer.json["code"] == "invalid_request", bad
+    for _ in range(9):
+        subscribe(client, tenants, "acme", receiver.url, events=["room_finished"])
+    answer = client.post(
+        "/livekit/webhook-endpoints", json={"url": receiver.url}, headers=tenants.headers("acme")
+    )
+    assert (answer.status_code, answer.json["code"]) == (409, "webhook_endpoints_limit")
+    subscribe(client, tenants, "globex", receiver.url)  # another tenant's limit is its own
+    deleted = client.delete(
+        f"/livekit/webhook-endpoints/{created['id']}", headers=tenants.headers("acme")
+    )
+    assert deleted.json == {"status": "deleted", "id": created["id"]}
+    assert (
+        client.delete(
+            f"/livekit/webhook-endpoints/{created['id']}", headers=tenants.headers("acme")
+        ).status_code
+        == 404
+    )
+    assert (
+        client.get(
+            "/livekit/webhook-deliveries?status=bogus", headers=tenants.headers("acme")
+        ).status_code
+        == 400
+    )
+
+
+def test_a_rotated_secret_signs_beside_the_old_one_for_a_day(
+    app, tenants, make_receiver, make_worker
+):
+    """After a rotation each delivery carries two signatures: the old secret and the new one
+    both verify; 24 h later (the storage's clock moved) only the new one does."""
+    client = app.test_client()
+    receiver = make_receiver()
+    endpoint = subscribe(client, tenants, "acme", receiver.url)
+    old = endpoint["secret"]
+    rotated = client.post(
+        f"/livekit/webhook-endpoints/{endpoint['id']}/rotate-secret",
+        headers=tenants.headers("acme"),
+    )
+    new = rotated.json["secret"]
+    assert new != old and new.startswith("whsec_")
+    receiver.secret = new
+    make_worker(app)
+    client.post(
+        f"/livekit/webhook-endpoints/{endpoint['id']}/test", headers=tenants.headers("acme")
+    )
+    (first,) = receiver.wait_for(1)
+    assert len(first.headers["webhook-signature"].split(" ")) == 2
+    Webhook(old).verify(first.body, first.headers)
+    Webhook(new).verify(first.body, first.headers)
+    assert first.event["type"] == "webhook.test"
+    service_state(app).issuer.ownership.holds.clock.advance(24 * 3600 * 1000 + 1000)
+    test = client.post(
+        f"/livekit/webhook-endpoints/{endpoint['id']}/test", headers=tenants.headers("acme")
+    )
+    assert test.status_code == 202
+    second = receiver.wait_for(2)[1]
+    assert second.id == test.json["delivery_id"]
+    assert len(second.headers["webhook-signature"].split(" ")) == 1
+    Webhook(new).verify(second.body, second.headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(old).verify(second.body, second.headers)
+
+
+def test_a_receiver_down_failing_then_hanging_gets_it_once_up(
+    app, tenants, make_receiver, make_worker
+):
+    """The receiver refuses connections, then answers 500, then hangs past the timeout, then
+    answers 200: the event is delivered, with the same webhook-id on every attempt, and the
+    delivery record shows the attempts and the last answer."""
+    client = app.test_client()
+    receiver = make_receiver(hang_s=1.5)
+    receiver.secret = subscribe(client, tenants, "acme", receiver.url)["secret"]
+    assert (
+        client.post("/livekit/token", json=BODY, headers=tenants.headers("acme")).status_code == 200
+    )
+    receiver.stop()
+    make_worker(app)
+    send(client, "room_started", BODY["room_name"])
+    assert wait_for(lambda: deliveries(client, tenants)[0]["attempts"] >= 2)
+    (refused,) = deliveries(client, tenants)
+    assert refused["status"] == "pending" and refused["last_error"] == "connection refused"
+    assert refused["last_status_code"] is None and refused["next_attempt_at"]
+    receiver.mode = "fail"
+    receiver.start()
+    receiver.wait_for_tries(1)
+    assert wait_for(lambda: deliveries(client, tenants)[0]["last_status_code"] == 500)
+    receiver.mode = "hang"
+    tries = receiver.tried
+    receiver.wait_for_tries(tries + 1)
+    assert wait_for(lambda: "timed out" in (deliveries(client, tenants)[0]["last_error"] or ""))
+    receiver.mode = "ok"
+    (item,) = receiver.wait_for(1, 10)
+    assert item.event["type"] == "room_started"
+    assert wait_for(lambda: deliveries(client, tenants)[0]["status"] == "delivered")
+    (done,) = deliveries(client, tenants)
+    assert done["status"] == "delivered" and done["last_status_code"] == 200
+    assert done["attempts"] >= 4 and done["last_error"] is None
+    assert set(receiver.tried_ids) == {done["id"]} == {item.id}
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'tokensvc_webhook_deliveries_total{outcome="delivered"} 1.0' in metrics
+    assert "acme" not in metrics
+
+
+def test_a_delivery_fails_after_its_period_and_can_be_retried(
+    make_app, backend, tenants, make_receiver, make_worker
+):
+    """With a retry period of 0 the first failed attempt fails the delivery for good (a 307 is
+    not followed); retried once the receiver answers, it is delivered."""
+    app = make_app(STORAGE_URL=backend, **{**FAST, "TENANT_WEBHOOK_RETRY_PERIOD": "0"})
+    client = app.test_client()
+    receiver = make_receiver(mode="redirect")
+    endpoint = subscribe(client, tenants, "acme", receiver.url)
+    receiver.secret = endpoint["secret"]
+    make_worker(app)
+    client.post(
+        f"/livekit/webhook-endpoints/{endpoint['id']}/test", headers=tenants.headers("acme")
+    )
+    assert wait_for(lambda: deliveries(client, tenants)[0]["status"] == "failed")
+    (failed,) = deliveries(client, tenants, status="failed")
+    assert failed["last_status_code"] == 307 and "redirects" in failed["last_error"]
+    assert receiver.tried == 1
+    receiver.mode = "ok"
+    retried = client.post(
+        f"/livekit/webhook-deliveries/{failed['id']}/retry", headers=tenants.headers("acme")
+    )
+    assert retried.status_code == 202
+    assert (
+        client.post(
+            f"/livekit/webhook-deliveries/{failed['id']}/retry", headers=tenants.headers("globex")
+        ).status_code
+        == 404
+    )
+    (item,) = receiver.wait_for(1)
+    assert item.id == failed["id"]
+    assert wait_for(lambda: deliveries(client, tenants)[0]["status"] == "delivered")
+
+
+PRIVATE_URLS = [
+    "https://127.0.0.1/hooks",
+    "https://10.0.0.1/hooks",
+    "https://[::1]/hooks",
+    "https://169.254.169.254/latest/meta-data",
+    "https://localhost/hooks",
+    "https://[::ffff:127.0.0.1]/hooks",
+    "https://0.0.0.0/hooks",
+    "https://224.0.0.1/hooks",
+    "http://127.0.0.1/hooks",
+    "http://10.0.0.1/",
+    "http://[::1]/",
+    "http://169.254.169.254/",
+    "http://localhost/",
+]
+
+
+@pytest.mark.parametrize("url", PRIVATE_URLS)
+def test_subscribing_a_private_address_is_refused(make_app, tenants, storage_url, url):
+    """Without TENANT_WEBHOOKS_ALLOW_PRIVATE: loopback, private, link-local, multicast and a
+    name that resolves to loopback are 400 naming `url`, and nothing is stored."""
+    app = make_app()
+    client = app.test_client()
+    answer = client.post(
+        "/livekit/webhook-endpoints", json={"url": url}, headers=tenants.headers("acme")
+    )
+    assert (answer.status_code, answer.json["code"]) == (400, "invalid_request")
+    assert "url" in answer.json["fields"]
+    assert client.get("/livekit/webhook-endpoints", headers=tenants.headers("acme")).json == {
+        "endpoints": []
+    }
+
+
+def test_a_name_rebound_to_loopback_after_subscription_gets_nothing(
+    make_app, tenants, make_receiver, make_worker
+):
+    """A name that resolves to a public address when subscribed and to loopback (where a
+    receiver listens) at delivery: refused at the attempt, never connected to. (The resolver is
+    the one dependency replaced: DNS cannot be steered here; no traffic leaves loopback.)"""
+    app = make_app(TENANT_WEBHOOK_RETRY_DELAY="0.05")
+    client = app.test_client()
+    receiver = make_receiver()
+    sender = service_state(app).tenant_webhooks.sender
+    answers = {"address": "93.184.216.34"}
+    sender.resolver = lambda host, port: [answers["address"]]
+    endpoint = subscribe(client, tenants, "acme", f"https://hooks.tenant.example:{receiver.port}/")
+    answers["address"] = "127.0.0.1"
+    make_worker(app)
+    client.post(
+        f"/livekit/webhook-endpoints/{endpoint['id']}/test", headers=tenants.headers("acme")
+    )
+    assert wait_for(lambda: deliveries(client, tenants)[0]["attempts"] >= 2)
+    (refused,) = deliveries(client, tenants)
+    assert refused["status"] == "pending"
+    assert "non-public address (127.0.0.1)" in refused["last_error"]
+    assert receiver.tried == 0
+
+
+def test_hanging_endpoints_delay_neither_the_token_route_nor_the_others(
+    make_app, tenants, make_receiver, make_worker
+):
+    """acme has 10 endpoints, 9 of them hanging past the timeout: the 10th gets each event at
+    once, and the token route answers as fast as with none."""
+    app = make_app(**{**FAST, "TENANT_WEBHOOK_TIMEOUT": "2"})
+    client = app.test_client()
+    hanging, healthy = make_receiver(mode="hang", hang_s=3), make_receiver()
+    for _ in range(9):
+        subscribe(client, tenants, "acme", hanging.url)
+    healthy.secret = subscribe(client, tenants, "acme", healthy.url)["secret"]
+    assert (
+        client.post("/livekit/token", json=BODY, headers=tenants.headers("acme")).status_code == 200
+    )
+    make_worker(app, threads=32)
+    sent = []
+    for _ in range(5):
+        sent.append(time.monotonic())
+        send(client, "participant_joined", BODY["room_name"], participant=member("acme"))
+    received = healthy.wait_for(5, 5)
+    assert len(received) == 5
+    lags = [item.at - at for item, at in zip(received, sent, strict=True)]
+    assert max(lags) < 1.0, lags
+    assert hanging.wait_for_tries(9) >= 9
+    started = time.monotonic()
+    for _ in range(20):
+        assert (
+            client.post("/livekit/token", json=BODY, headers=tenants.headers("acme")).status_code
+            == 200
+        )
+    assert (time.monotonic() - started) / 20 < 0.1
+
+
+@pytest.mark.slow
+def test_a_sigkilled_worker_loses_nothing(
+    make_app, backend, livekit, tenants, make_receiver, tmp_path
+):
+    """The worker process is SIGKILLed while attempts hang and others wait; restarted, with the
+    receiver healthy, every delivery is delivered (at least once)."""
+    settings = {**FAST, "TENANT_WEBHOOK_TIMEOUT": "1", "STORAGE_URL": backend}
+    app = make_app(**settings)
+    client = app.test_client()
+    receiver = make_receiver(mode="hang", hang_s=5)
+    receiver.secret = subscribe(client, tenants, "acme", receiver.url)["secret"]
+    assert (
+        client.post("/livekit/token", json=BODY, headers=tenants.headers("acme")).status_code == 200
+    )
+    for _ in range(20):
+        send(client, "participant_joined", BODY["room_name"], participant=member("acme"))
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "AUTH_"))},
+        **livekit_settings(livekit),
+        **settings,
+        "AUTH_JWT_SECRET": TENANT_SECRET,
+        "LOG_LEVEL": "WARNING",
+    }
+
+    output = tmp_path / "worker.log"
+
+    def start_worker():
+        with open(output, "a") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "tokensvc.worker"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    worker = start_worker()
+    try:
+        assert receiver.wait_for_tries(2, 15) >= 2, output.read_text()
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+        assert {d["status"] for d in deliveries(client, tenants)} == {"pending"}
+        receiver.mode = "ok"
+        worker = start_worker()
+        assert wait_for(
+            lambda: {d["status"] for d in deliveries(client, tenants)} == {"delivered"}, 20
+        ), deliveries(client, tenants)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(10) == 0, output.read_text()
+    ids = {d["id"] for d in deliveries(client, tenants)}
+    assert len(ids) == 20 and {item.id for item in receiver.received} == ids

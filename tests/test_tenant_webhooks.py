@@ -449,3 +449,38 @@ def test_a_sigkilled_worker_loses_nothing(
         assert worker.wait(10) == 0, output.read_text()
     ids = {d["id"] for d in deliveries(client, tenants)}
     assert len(ids) == 20 and {item.id for item in receiver.received} == ids
+
+
+def metered(client) -> float:
+    """How many LiveKit events this process handed to metering so far (every outcome)."""
+    lines = client.get("/metrics").get_data(as_text=True).splitlines()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in lines
+        if line.startswith("tokensvc_usage_events_total{")
+    )
+
+
+def test_a_fresh_event_is_metered_and_forwarded_a_repeat_or_an_intruder_not(app, tenants, livekit):
+    """Usage (issue 29) and tenants' webhooks (issue 28) on one event: a fresh join in acme's
+    room is metered and queued for acme's endpoint; its duplicate and a stale event are
+    neither; another tenant's participant is removed and never queued."""
+    client = app.test_client()
+    subscribe(client, tenants, "acme", "http://127.0.0.1:9/hooks")
+    assert client.post("/livekit/token", json=BODY, headers=tenants.headers("acme")).status_code
+    room, now = BODY["room_name"], int(time.time())
+    before = metered(client)
+    send(client, "participant_joined", room, participant=member("acme"), event_id="EV_join")
+    assert metered(client) == before + 1
+    assert [d["event_id"] for d in deliveries(client, tenants)] == ["EV_join"]
+    send(client, "participant_joined", room, participant=member("acme"), event_id="EV_join")
+    stale = {**member("acme"), "sid": "PA_stale"}
+    send(client, "participant_joined", room, participant=stale, created_at=now - 600)
+    assert metered(client) == before + 1
+    assert len(deliveries(client, tenants)) == 1
+    livekit.calls.clear()
+    intruder = {**member("globex"), "sid": "PA_2"}
+    send(client, "participant_joined", room, participant=intruder, event_id="EV_intruder")
+    assert livekit.calls == {"RemoveParticipant": 1}
+    assert [d["event_id"] for d in deliveries(client, tenants)] == ["EV_join"]
+    assert deliveries(client, tenants, "globex") == []

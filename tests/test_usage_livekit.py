@@ -14,13 +14,11 @@ import pytest
 from flask import request
 
 from support.cluster import Cluster
-from support.livekit import MEDIA_IP, find_livekit_server
+from support.livekit import find_livekit_server
 from support.participants import Call
-from support.processes import livekit_settings, unavailable
-from support.tokens import BODY, LIVEKIT_KEY, LIVEKIT_SECRET, webhook_headers
+from support.processes import unavailable
+from support.tokens import BODY, webhook_headers
 from tokensvc.context import service_state
-from tokensvc.testing import LiveKitServer
-from tokensvc.testing.processes import find_free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("media_network")]
 
@@ -34,43 +32,22 @@ def call():
 
 
 @pytest.fixture
-def metered(make_app, serve, backend):
-    """A real livekit-server whose webhooks go to the service (on this test's backend, served on
-    a real socket), rooms closing a second after they empty; every webhook body the service
-    received is kept. Yields (app, test client, server, bodies)."""
-    binary, reason = find_livekit_server()
-    if binary is None:
-        pytest.fail(f"the real livekit-server is not available: {reason}")
-    port = find_free_port()
-    webhook = {
-        "webhook": {"api_key": LIVEKIT_KEY, "urls": [f"http://127.0.0.1:{port}/livekit/webhook"]}
-    }
-    server = LiveKitServer(
-        binary,
-        {LIVEKIT_KEY: LIVEKIT_SECRET},
-        tuple(find_free_port() for _ in range(3)),
-        MEDIA_IP,
-        extra=webhook,
-    ).start()
+def metered(make_webhooked, backend):
+    """A real livekit-server whose webhooks go to the service (on this test's backend), rooms
+    closing a second after they empty; every webhook body the service received is kept.
+    (app, test client, server, bodies)."""
+    app, server = make_webhooked(
+        STORAGE_URL=backend, ROOM_EMPTY_TIMEOUT="1", ROOM_DEPARTURE_TIMEOUT="1"
+    )
     bodies = []
-    try:
-        app = make_app(
-            **{**livekit_settings(server), "LIVEKIT_PUBLIC_URL": None},
-            STORAGE_URL=backend,
-            ROOM_EMPTY_TIMEOUT="1",
-            ROOM_DEPARTURE_TIMEOUT="1",
-        )
 
-        @app.before_request
-        def keep_the_body():
-            """Keep each webhook body as LiveKit sent it."""
-            if request.path == "/livekit/webhook":
-                bodies.append(request.get_data(as_text=True))
+    @app.before_request
+    def keep_the_body():
+        """Keep each webhook body as LiveKit sent it."""
+        if request.path == "/livekit/webhook":
+            bodies.append(request.get_data(as_text=True))
 
-        serve(app, port)
-        yield app, app.test_client(), server, bodies
-    finally:
-        server.stop()
+    return app, app.test_client(), server, bodies
 
 
 def token(client, tenants, tenant, room, identity, **claims):

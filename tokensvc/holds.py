@@ -539,19 +539,10 @@ class SqliteHolds:
     def _db(self) -> sqlite3.Connection:
         """This process's connection (a forked child opens its own)."""
         if self._connection is None or self._pid != os.getpid():
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(
-                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+            self._connection, self._pid = (
+                connect_sqlite(self.path, self.timeout, SCHEMA),
+                os.getpid(),
             )
-            try:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
-                db.executescript(SCHEMA)
-            except BaseException:
-                db.close()
-                raise
-            self._connection, self._pid = db, os.getpid()
-            return db
         return self._connection
 
     def _write(self):
@@ -572,6 +563,21 @@ class SqliteHolds:
         db.execute("DELETE FROM locks WHERE expires < ?", (now,))
         db.execute("DELETE FROM removals WHERE until < ?", (now,))
         db.execute("DELETE FROM meta WHERE expires < ?", (now,))
+
+
+def connect_sqlite(path: str, timeout: float, schema: str) -> sqlite3.Connection:
+    """A connection to the SQLite file at `path` (its folder made on first use) in WAL mode,
+    autocommit, with `schema` applied; closed again if setting it up fails."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(schema)
+    except BaseException:
+        db.close()
+        raise
+    return db
 
 
 class _Transaction:

@@ -18,9 +18,8 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-from .holds import _CLOCK, REDIS_PREFIX, StorageClock, _Transaction
+from .holds import _CLOCK, REDIS_PREFIX, StorageClock, _Transaction, connect_sqlite
 
 #: How long a finished delivery's record is kept (what the deliveries route can show).
 RETENTION_MS = 7 * 24 * 3600 * 1000
@@ -227,18 +226,10 @@ class SqliteWebhookStore:
     def _db(self) -> sqlite3.Connection:
         """This process's connection, with the tables made."""
         if self._connection is None or self._pid != os.getpid():
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(
-                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+            self._connection, self._pid = (
+                connect_sqlite(self.path, self.timeout, SCHEMA),
+                os.getpid(),
             )
-            try:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
-                db.executescript(SCHEMA)
-            except BaseException:
-                db.close()
-                raise
-            self._connection, self._pid = db, os.getpid()
         return self._connection
 
     def prepare(self) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from support.livekit import MEDIA_IP, RealLiveKit, find_livekit_server
 from support.logs import AccessLog
+from support.participants import Call
 from support.processes import (
     GunicornProcess,
     RedisServer,
@@ -48,6 +49,14 @@ def real_livekit():
     )
     yield server
     server.stop()
+
+
+@pytest.fixture
+def call():
+    """Real participants, disconnected at teardown."""
+    participants = Call()
+    yield participants
+    participants.close()
 
 
 @pytest.fixture

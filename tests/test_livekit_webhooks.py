@@ -8,21 +8,12 @@ import time
 import pytest
 from livekit import api
 
-from support.participants import Call
 from support.tokens import BODY, LIVEKIT_KEY, LIVEKIT_SECRET
 from tokensvc.context import service_state
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("media_network")]
 
 ROOM = "webhooked-room"
-
-
-@pytest.fixture
-def call():
-    """Real participants, disconnected at teardown."""
-    participants = Call()
-    yield participants
-    participants.close()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from urllib.parse import quote
 import jwt
 import pytest
 
-from support.participants import PUBLISH_REFUSED, Call
+from support.participants import PUBLISH_REFUSED
 from support.tokens import BODY, LIVEKIT_KEY, LIVEKIT_SECRET
 
 ROOM = "team/standup #1"  # a slash and a space: the path form is percent-encoded
@@ -24,14 +24,6 @@ def token_for(client, tenants, identity, tenant="acme", room=ROOM):
     body = {**BODY, "room_name": room, "participant_identity": identity}
     response = client.post("/livekit/token", json=body, headers=tenants.headers(tenant))
     return response.status_code, response.json
-
-
-@pytest.fixture
-def call():
-    """Real participants, disconnected at teardown."""
-    participants = Call()
-    yield participants
-    participants.close()
 
 
 def join_two(client, tenants, call, publish=True):

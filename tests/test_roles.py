@@ -7,7 +7,7 @@ import json
 import jwt
 import pytest
 
-from support.participants import PUBLISH_REFUSED, Call
+from support.participants import PUBLISH_REFUSED
 from support.tokens import BODY, TENANT_SECRET, verify_token
 from tokensvc import ConfigError
 from tokensvc.context import service_state
@@ -129,14 +129,6 @@ def test_permissions_route_is_capped_by_the_roles_claim(client, tenants, livekit
     )
     assert (response.status_code, response.json["code"]) == (403, "role_forbidden")
     assert livekit.call_count() == 0
-
-
-@pytest.fixture
-def call():
-    """Real participants, disconnected at teardown."""
-    participants = Call()
-    yield participants
-    participants.close()
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ from urllib.parse import quote
 import pytest
 from flask import Flask
 
-from support.participants import PUBLISH_REFUSED, Call
+from support.participants import PUBLISH_REFUSED
 from support.processes import ROOT
 from support.storage import records, storage_calls
 from support.tokens import BODY, LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET, verify_token
@@ -471,14 +471,6 @@ def test_credentials_for_every_origin_stop_start_up(make_app):
 
 
 # The findings, on the real server with real participants.
-
-
-@pytest.fixture
-def call():
-    """Real participants, disconnected at teardown."""
-    participants = Call()
-    yield participants
-    participants.close()
 
 
 def join(client, tenants, call, identity, role="speaker", **claims):

@@ -15,20 +15,11 @@ from flask import request
 
 from support.cluster import Cluster
 from support.livekit import find_livekit_server
-from support.participants import Call
 from support.processes import unavailable
 from support.tokens import BODY, webhook_headers
 from tokensvc.context import service_state
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("media_network")]
-
-
-@pytest.fixture
-def call():
-    """Real participants, disconnected at teardown."""
-    participants = Call()
-    yield participants
-    participants.close()
 
 
 @pytest.fixture

@@ -4,9 +4,13 @@ anything reaches LiveKit or the storage."""
 
 import logging
 import re
+import threading
+import time
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import cast
 
 import click
@@ -41,6 +45,10 @@ BEARER = re.compile(r"Bearer +([^\s]+)", re.IGNORECASE)
 MAX_TENANT_BYTES = MAX_LIVEKIT_NAME_BYTES
 MAX_IDENTITY_BYTES = MAX_LIVEKIT_NAME_BYTES
 EC_ALGORITHMS_BY_CURVE = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+#: A bearer token whose signature and claims verified is taken at its word again for this long
+#: (its expiry is still checked on every request), by each worker, for at most this many tokens.
+VERIFIED_FOR_SECONDS = 60
+VERIFIED_TOKENS_MAX = 4096
 
 
 def load_tenant():
@@ -127,15 +135,16 @@ class Bearer:
     roles: tuple | None
     scopes: frozenset
     identity: str | None
-    quotas: dict = field(default_factory=dict)
+    quotas: Mapping = field(default_factory=dict)
 
 
 class TenantVerifier:
     """Verifies tenant JWTs with the configured secret, public key and/or JWKS."""
 
-    def __init__(self, settings: Settings, observe_jwks_fetch=None):
+    def __init__(self, settings: Settings, observe_jwks_fetch=None, clock=time.time):
         """Load the keys and fix the algorithm allow-list; refuse unusable settings. JWKS
-        fetches are reported to `observe_jwks_fetch(outcome)` when given."""
+        fetches are reported to `observe_jwks_fetch(outcome)` when given; `clock` (seconds)
+        ages the tokens verified lately."""
         self.secret = settings.auth_jwt_secret.encode() if settings.auth_jwt_secret else None
         self.public_key, public_algorithms = _load_public_key(settings.auth_jwt_public_key)
         self.jwks = None
@@ -167,6 +176,10 @@ class TenantVerifier:
         self.scopes_claim = settings.auth_scopes_claim
         self.identity_claim = settings.auth_identity_claim
         self.quota_claims = dict(zip(QUOTAS, settings.auth_quota_claims, strict=False))
+        self.clock = clock
+        # token -> (what it says, its exp, until when it is taken at its word), oldest first
+        self.verified: dict[str, tuple[Bearer, int, float]] = {}
+        self.verified_lock = threading.Lock()
 
     def tenant(self, token: str) -> str:
         """Return the tenant id of a valid token, or raise Unauthorized saying what is wrong."""
@@ -174,7 +187,26 @@ class TenantVerifier:
 
     def identify(self, token: str) -> Bearer:
         """Return what a valid token says (`Bearer`), or raise Unauthorized saying what is
-        wrong."""
+        wrong. A token verified in the last VERIFIED_FOR_SECONDS is not verified again, but
+        its expiry is, as PyJWT checks it (`exp <= now - leeway` has expired)."""
+        now = self.clock()
+        seen = self.verified.get(token)
+        if seen is not None:
+            bearer, exp, until = seen
+            if exp <= now - self.leeway:
+                raise Unauthorized("the bearer token has expired")
+            if now < until:
+                return bearer
+        bearer, exp = self._verify(token)
+        with self.verified_lock:
+            self.verified.pop(token, None)  # a token verified again goes to the back
+            if len(self.verified) >= VERIFIED_TOKENS_MAX:
+                del self.verified[next(iter(self.verified))]
+            self.verified[token] = (bearer, exp, now + VERIFIED_FOR_SECONDS)
+        return bearer
+
+    def _verify(self, token: str) -> tuple[Bearer, int]:
+        """Verify a token with PyJWT and return what it says and its `exp`."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
@@ -185,13 +217,14 @@ class TenantVerifier:
         key = self._key_for(algorithm, header.get("kid"))
         claims = self._decode(token, key, algorithm)
         roles = self._roles_of(claims)
-        return Bearer(
+        bearer = Bearer(
             self._tenant_of(claims),
             roles,
             self._scopes_of(claims, roles is not None),
             self._identity_of(claims),
-            self._quotas_of(claims),
+            MappingProxyType(self._quotas_of(claims)),
         )
+        return bearer, int(claims["exp"])  # PyJWT has checked that it is a whole number
 
     def _roles_of(self, claims: dict) -> tuple | None:
         """The role names the token allows (the roles claim), or None without the claim."""

@@ -26,6 +26,7 @@ the room filled or the limit was lowered) takes none, and `Ownership` removes it
 limits are recorded in the storage at each token request that has any, for the joins to use.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -190,14 +191,14 @@ class Usage:
         self.reserve_ms = reserve_ms
         self.observe = observe
 
-    def limits(self, claimed: dict) -> Limits:
+    def limits(self, claimed: Mapping) -> Limits:
         """The tenant's quotas: its JWT's claims over the settings."""
         return Limits(
             claimed.get(MAX_ROOMS, self.settings.quota_max_rooms),
             claimed.get(MAX_PARTICIPANTS, self.settings.quota_max_participants),
         )
 
-    def check_mint(self, tenant: str, name: str, identity: str, claimed: dict) -> bool:
+    def check_mint(self, tenant: str, name: str, identity: str, claimed: Mapping) -> bool:
         """Before anything else is written for a token: 403 quota_exceeded for a full room or
         a room beyond the tenant's live rooms; else reserve the room when it is not counted
         yet. Return whether this call reserved it (`release` it if no token is issued). No

@@ -1,5 +1,6 @@
 """Gunicorn settings, read by `gunicorn app:app` from the working directory."""
 
+import gc
 import glob
 import os
 import shutil
@@ -72,6 +73,13 @@ logger_class = gunicorn_glue.logger_for(server.log_format)
 # The service is managed by signals (PaaS, systemd); without this, every instance on a host
 # would contend for the same per-user control socket path.
 control_socket_disable = True
+
+
+def pre_fork(server, worker):
+    """Move everything the master has loaded (the app, its modules) out of the collector's
+    reach before forking: a worker's collections then neither walk those objects nor write to
+    the pages it shares with the master (the `gc.freeze` documentation's advice)."""
+    gc.freeze()
 
 
 def post_request(worker, req, environ, resp):

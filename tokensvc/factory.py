@@ -54,6 +54,10 @@ def _configure_logging(level: str, style: str) -> None:
         handler = logging.StreamHandler()
         handler.setFormatter(ServiceFormatter(style))
         logger.addHandler(handler)
+        # Our lines name no caller, thread or process: logging need not look them up for every
+        # record (the Logging HOWTO's "Optimization").
+        logging._srcfile = None
+        logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
         # Python warnings (PyJWT's for a short LiveKit secret, say) as LOG_FORMAT lines too.
         logging.captureWarnings(True)
         warnings_logger = logging.getLogger("py.warnings")

@@ -270,6 +270,14 @@ CREATE TABLE IF NOT EXISTS meta (
 #: The WHERE clause that matches a hold exactly as it was seen.
 AS_SEEN = "name = ? AND holder = ? AND until = ? AND gone = ? AND pending = ?"
 HOLD_COLUMNS = "SELECT holder, until, gone, pending FROM holds WHERE name = ?"
+#: A claim's read, in one statement (one snapshot): the name's hold (NULLs: none), the epoch
+#: (NULL: none or expired) and whether the identity's removal from the name still holds.
+CLAIM_READ = (
+    "SELECT h.holder, h.until, h.gone, h.pending,"
+    " (SELECT value FROM meta WHERE key = 'epoch' AND (expires IS NULL OR expires > ?3)),"
+    " EXISTS (SELECT 1 FROM removals WHERE name = ?1 AND identity = ?2 AND until > ?3)"
+    " FROM (SELECT 1) LEFT JOIN holds h ON h.name = ?1"
+)
 
 
 def _seen(name: str, seen: Hold) -> tuple:
@@ -305,10 +313,10 @@ class SqliteHolds:
     def _claim(self, name, holder, hold_ms, identity, lock_ms, shared):
         """One attempt of `claim`."""
         with self._read() as db:
-            row = db.execute(HOLD_COLUMNS, (name,)).fetchone()
             now = self._now()
-            removed = identity is not None and self._removed(db, name, identity, now)
-            epoch = self._meta(db, "epoch", now)
+            *row, epoch, removed = db.execute(CLAIM_READ, (name, identity, now)).fetchone()
+        row = None if row[0] is None else row
+        removed = bool(removed)
         if (
             epoch == self.epoch
             and row is not None

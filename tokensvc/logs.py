@@ -4,8 +4,8 @@ formatter that renders each record as a JSON or logfmt line (LOG_FORMAT)."""
 import json
 import logging
 import re
+import secrets
 import time
-import uuid
 
 from flask import g, has_request_context, request
 
@@ -20,7 +20,7 @@ SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 def start_request():
     """Before each request: take or make its id, start its clock, zero its LiveKit calls."""
     incoming = request.headers.get("X-Request-ID", "")
-    g.request_id = incoming if SANE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+    g.request_id = incoming if SANE_REQUEST_ID.fullmatch(incoming) else secrets.token_hex(16)
     g.request_started = time.perf_counter()
     _livekit_calls()
 
@@ -93,12 +93,19 @@ UNSAFE_IN_LOGS = str.maketrans(
 )
 
 
+UNSAFE_CHARACTER = re.compile("[\x7f-\x9f\u2028\u2029]")
+#: One encoder for every line (json.dumps with options would build one per call).
+encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def format_line(fields: dict, style: str) -> str:
     """Render fields as one JSON object or as logfmt `key=value` pairs, on one safe line."""
     if style == "json":
-        line = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+        line = encode_json(fields)
     else:
         line = " ".join(f"{key}={_logfmt_value(value)}" for key, value in fields.items())
+    if UNSAFE_CHARACTER.search(line) is None:  # the usual case: nothing to escape
+        return line
     return line.translate(UNSAFE_IN_LOGS)
 
 

@@ -39,6 +39,7 @@ class Instruments:
 
     def __init__(self):
         """Declare every metric."""
+        self.children: dict = {}  # (metric, label values) -> its sample, see `child`
         self.requests = Counter(
             "tokensvc_requests", "HTTP requests by route and outcome code.", ["route", "code"]
         )
@@ -106,26 +107,35 @@ class Instruments:
             multiprocess_mode="liveall",
         )
 
+    def child(self, metric, *values):
+        """The metric's sample for these label values, looked up once per process (the hot
+        paths' labels come from small fixed sets: routes, codes, operations)."""
+        key = (metric, values)
+        found = self.children.get(key)
+        if found is None:
+            found = self.children[key] = metric.labels(*values)
+        return found
+
     def request_done(self, route: str, code: str, seconds: float) -> None:
         """Record one answered request."""
-        self.requests.labels(route, code).inc()
-        self.request_seconds.labels(route).observe(seconds)
+        self.child(self.requests, route, code).inc()
+        self.child(self.request_seconds, route).observe(seconds)
 
     def token_issued(self, tenant: str | None, room_created: bool) -> None:
         """Record one issued token (and the room it created, if any)."""
-        self.tokens.labels("anonymous" if tenant is None else "tenant").inc()
+        self.child(self.tokens, "anonymous" if tenant is None else "tenant").inc()
         if room_created:
             self.rooms_created.inc()
 
     def livekit_call(self, method: str, outcome: str, seconds: float) -> None:
         """Record one LiveKit call."""
-        self.livekit_calls.labels(method, outcome).inc()
-        self.livekit_seconds.labels(method).observe(seconds)
+        self.child(self.livekit_calls, method, outcome).inc()
+        self.child(self.livekit_seconds, method).observe(seconds)
 
     def storage_call(self, operation: str, outcome: str, seconds: float) -> None:
         """Record one storage call."""
-        self.storage_calls.labels(operation, outcome).inc()
-        self.storage_seconds.labels(operation).observe(seconds)
+        self.child(self.storage_calls, operation, outcome).inc()
+        self.child(self.storage_seconds, operation).observe(seconds)
 
     def livekit_event(self, kind: str, outcome: str) -> None:
         """Record one LiveKit webhook event and what it did."""

@@ -20,6 +20,7 @@ from .config import Settings
 from .roles import ROLE_ATTRIBUTE, TENANT_ATTRIBUTE, video_grants
 
 ALGORITHM = "HS256"  # what livekit-api signs with, and what LiveKit expects
+PLAIN_CONFIGS_MAX = 4096
 
 
 class PreparedHMAC(HMACAlgorithm):
@@ -63,6 +64,7 @@ class Minter:
         self.api_secret = settings.livekit_api_secret or ""
         self.room_options = dict(room_options)
         self.signer = hmac_signer()
+        self.plain_configs: dict = {}  # room metadata -> its room configuration claim
         self.videos = {
             role: dataclasses.asdict(
                 api.VideoGrants(room_join=True, room="-", **video_grants(preset)),
@@ -98,15 +100,33 @@ class Minter:
         claims["attributes"] = {**attributes, ROLE_ATTRIBUTE: role}
         if tenant is not None:
             claims["attributes"][TENANT_ATTRIBUTE] = tenant
-        if room_metadata or agents or self.room_options:
-            config = api.RoomConfiguration(
-                metadata=room_metadata or "", agents=agents, **self.room_options
-            )
-            if config.ByteSize():
-                claims["roomConfig"] = MessageToDict(config)
+        if agents:
+            config = self.room_config(room_metadata, agents)
+        elif room_metadata or self.room_options:
+            config = self.plain_room_config(room_metadata or "")
+        else:
+            config = None
+        if config:
+            claims["roomConfig"] = config
         issued = int(time.time()) if now is None else now
         claims.update({"sub": identity, "iss": self.api_key, "nbf": issued, "exp": issued + ttl})
         return claims
+
+    def room_config(self, room_metadata: str | None, agents=()) -> dict | None:
+        """The room configuration's claim (None when it would be empty)."""
+        config = api.RoomConfiguration(
+            metadata=room_metadata or "", agents=agents, **self.room_options
+        )
+        return MessageToDict(config) if config.ByteSize() else None
+
+    def plain_room_config(self, room_metadata: str) -> dict | None:
+        """`room_config` without agents, remembered per metadata (the owner's, mostly)."""
+        found = self.plain_configs.get(room_metadata, False)
+        if found is False:
+            if len(self.plain_configs) >= PLAIN_CONFIGS_MAX:
+                self.plain_configs.clear()
+            found = self.plain_configs[room_metadata] = self.room_config(room_metadata)
+        return found
 
     def sign(self, claims: dict) -> str:
         """The signed JWT, as PyJWT's `jwt.encode(claims, secret, "HS256")` makes it."""

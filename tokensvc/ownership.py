@@ -47,6 +47,7 @@ own webhooks (`webhooks.py`), except a participant removed at its join.
 import json
 import logging
 import time
+from functools import lru_cache
 from typing import Protocol
 
 from livekit import api
@@ -99,6 +100,7 @@ class EventMeter(Protocol):
         ...
 
 
+@lru_cache(maxsize=4096)
 def owner_metadata(tenant: str) -> str:
     """Return the room metadata that makes `tenant` the owner (always JSON-encoded); for the
     anonymous namespace, an object without an owner."""

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 import re
 import sys
 
@@ -9,7 +10,7 @@ import pytest
 from flask import g
 
 from support.tokens import BODY
-from tokensvc.logs import ServiceFormatter
+from tokensvc.logs import RequestIds, ServiceFormatter
 
 
 def test_request_id_is_generated_and_echoed(client):
@@ -17,6 +18,24 @@ def test_request_id_is_generated_and_echoed(client):
     first = client.post("/livekit/token", json=BODY).headers["X-Request-ID"]
     second = client.post("/livekit/token", json=BODY).headers["X-Request-ID"]
     assert len(first) == 32 and first != second
+
+
+def test_request_ids_are_unique_within_and_across_processes():
+    """Made ids are 32 hex digits, never repeat in a process, and a forked child's differ."""
+    ids = RequestIds()
+    made = [ids.next() for _ in range(1000)]
+    assert len(set(made)) == 1000
+    assert all(re.fullmatch(r"[0-9a-f]{32}", made_id) for made_id in made)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: one id, through the pipe, and out
+        os.write(write, ids.next().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    theirs = os.read(read, 64).decode()
+    os.close(read)
+    assert len(theirs) == 32 and theirs[:16] != made[0][:16] and theirs not in made
 
 
 @pytest.mark.parametrize(

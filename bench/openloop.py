@@ -82,6 +82,12 @@ class Generator:
         try:
             writer.write(self.request(number))
             status = await reader.readline()
+            if not status:  # an idle connection the server had closed (its keep-alive timeout)
+                writer.close()
+                reader, writer = await asyncio.open_connection(self.host, self.port)
+                connection = (reader, writer)
+                writer.write(self.request(number))
+                status = await reader.readline()
             length = 0
             while (line := await reader.readline()) not in (b"\r\n", b""):
                 name, _, value = line.partition(b":")

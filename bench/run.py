@@ -548,6 +548,7 @@ def main() -> None:
         if {"1", "3", "4", "5"} <= set(rows):
             print("\nTargets:\n" + targets(rows, mode, open_loop if mode == "keep-alive" else {}))
     failed = sorted({r["key"] for r in results.values() if r["failed"]})
+    failed += [f"{key} (open loop)" for key, run in open_loop.items() if run["failed"]]
     for server, result in results.items():
         if result["failed"]:
             print(

@@ -6,6 +6,8 @@ import time
 import pytest
 
 from support.tokens import BODY, verify_token
+from tokensvc.schemas import TokenResponseSchema
+from tokensvc.service import IssuedToken
 
 FORBIDDEN_GRANTS = ("roomAdmin", "roomCreate", "roomList", "roomRecord")
 
@@ -122,3 +124,23 @@ def test_names_keep_their_white_space_and_unicode(client):
         body["participant_name"],
         body["participant_identity"],
     )
+
+
+@pytest.mark.parametrize("room_names", ["shared", "per-tenant"])
+def test_the_answer_is_the_response_schemas_dump(make_app, tenants, room_names):
+    """The answer is what the response schema (the OpenAPI document's) dumps for the token it
+    describes: the same fields, values and nothing else."""
+    client = make_app(ROOM_NAMES=room_names).test_client()
+    answer = client.post("/livekit/token", json=BODY, headers=tenants.headers("acme")).json
+    issued = IssuedToken(
+        token=answer["token"],
+        room_name=answer["room_name"],
+        participant_identity=answer["participant_identity"],
+        livekit_url=answer["livekit_url"],
+        livekit_room_name=answer.get("livekit_room_name"),
+    )
+    dumped = TokenResponseSchema().dump(issued)
+    if dumped.get("livekit_room_name") is None:
+        dumped.pop("livekit_room_name", None)
+    assert answer == dumped
+    assert ("livekit_room_name" in answer) == (room_names == "per-tenant")

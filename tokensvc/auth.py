@@ -54,29 +54,25 @@ VERIFIED_TOKENS_MAX = 4096
 def load_tenant():
     """Before each request: verify the bearer token, if any, and set `g.tenant` (None:
     anonymous), `g.roles`, `g.scopes`, `g.identity` and `g.quotas` (see `Bearer`)."""
-    g.tenant, g.roles, g.scopes, g.identity, g.quotas = None, None, None, None, {}
-    if request.method == "OPTIONS" or request.endpoint in OPEN_ENDPOINTS:
+    context, asked = g._get_current_object(), request._get_current_object()
+    context.tenant, context.roles, context.scopes, context.identity = None, None, None, None
+    context.quotas = {}
+    if asked.method == "OPTIONS" or asked.endpoint in OPEN_ENDPOINTS:
         return
-    settings = service_state().settings
-    header = request.headers.get("Authorization")
+    state = service_state()
+    header = asked.headers.get("Authorization")
     if header is None:
-        if settings.auth_required:
+        if state.settings.auth_required:
             raise Unauthorized("a bearer token is required", invalid_token=False)
         return
     match = BEARER.fullmatch(header.strip())
     if match is None:
         raise Unauthorized("the Authorization header must be 'Bearer <token>'")
-    verifier = service_state().verifier
-    if verifier is None:
+    if state.verifier is None:
         raise Unauthorized("this service has no key to verify bearer tokens with")
-    bearer = verifier.identify(match.group(1))
-    g.tenant, g.roles, g.scopes, g.identity = (
-        bearer.tenant,
-        bearer.roles,
-        bearer.scopes,
-        bearer.identity,
-    )
-    g.quotas = bearer.quotas
+    bearer = state.verifier.identify(match.group(1))
+    context.tenant, context.roles, context.scopes = bearer.tenant, bearer.roles, bearer.scopes
+    context.identity, context.quotas = bearer.identity, bearer.quotas
 
 
 def check_scope():

@@ -228,6 +228,7 @@ class ObservedHolds:
                 if self._observe is not None:
                     self._observe(operation, outcome, time.perf_counter() - started)
 
+        setattr(self, operation, call)  # made once: the next lookup finds it
         return call
 
 

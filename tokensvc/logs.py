@@ -44,42 +44,43 @@ request_ids = RequestIds()
 def start_request():
     """Before each request: take or make its id, start its clock, zero its LiveKit calls."""
     incoming = request.headers.get("X-Request-ID", "")
-    g.request_id = incoming if SANE_REQUEST_ID.fullmatch(incoming) else request_ids.next()
-    g.request_started = time.perf_counter()
+    context = g._get_current_object()  # the request's `g` and `request`, looked up once
+    context.request_id = incoming if SANE_REQUEST_ID.fullmatch(incoming) else request_ids.next()
+    context.request_started = time.perf_counter()
     _livekit_calls()
 
 
 def finish_request(response):
     """After each request: echo the id, write the access line (no token, no secret) and count
     it in the metrics when they are on."""
-    response.headers["X-Request-ID"] = g.get("request_id", "")
+    context, asked = g._get_current_object(), request._get_current_object()
+    request_id = context.get("request_id")
+    response.headers["X-Request-ID"] = request_id or ""
     state = service_state()
     logged = log.isEnabledFor(logging.INFO)
     if not logged and state.metrics is None:
         return response
-    outcome = "ok"
-    if response.status_code >= 400:
+    outcome, status = "ok", response.status_code
+    if status >= 400:
         outcome = (response.get_json(silent=True) or {}).get("code", "error")
-    seconds = time.perf_counter() - g.get("request_started", 0)
+    seconds = time.perf_counter() - context.get("request_started", 0)
     if state.metrics is not None:
-        route = request.url_rule.rule if request.url_rule else "unmatched"
+        route = asked.url_rule.rule if asked.url_rule else "unmatched"
         state.metrics.request_done(route, outcome, seconds)
     if logged:
         fields = {
-            "request_id": g.get("request_id"),
-            "method": request.method,
-            "path": request.path,
-            "client": request.remote_addr,
-            "status": response.status_code,
-            "tenant": g.get("tenant"),
-            "room": g.get("room"),
+            "request_id": request_id,
+            "method": asked.method,
+            "path": asked.path,
+            "client": asked.remote_addr,
+            "status": status,
+            "tenant": context.get("tenant"),
+            "room": context.get("room"),
             "outcome": outcome,
             "livekit_calls": _livekit_calls(),
             "duration_ms": round(seconds * 1000, 2),
         }
-        log.info(
-            "%s %s %s", request.method, request.path, response.status_code, extra={"access": fields}
-        )
+        log.info("%s %s %s", asked.method, asked.path, status, extra={"access": fields})
     return response
 
 

@@ -13,8 +13,11 @@ import asyncio
 import gc
 import json
 import os
+import re
 import time
 from urllib.parse import urlsplit
+
+CONTENT_LENGTH = re.compile(rb"(?i)\r\ncontent-length: *(\d+)")
 
 
 def percentile(values: list, share: float) -> float:
@@ -81,24 +84,24 @@ class Generator:
         reusable = False
         try:
             writer.write(self.request(number))
-            status = await reader.readline()
-            if not status:  # an idle connection the server had closed (its keep-alive timeout)
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError as exc:
+                if exc.partial:
+                    raise
+                # an idle connection the server had closed (its keep-alive timeout): reconnect
                 writer.close()
                 reader, writer = await asyncio.open_connection(self.host, self.port)
                 connection = (reader, writer)
                 writer.write(self.request(number))
-                status = await reader.readline()
-            length = 0
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            await reader.readexactly(length)
+                head = await reader.readuntil(b"\r\n\r\n")
+            length = CONTENT_LENGTH.search(head)
+            await reader.readexactly(int(length.group(1)) if length else 0)
             self.latencies.append(time.perf_counter() - due)
-            if b" 200 " not in status:
+            if not head.startswith(b"HTTP/1.1 200 "):
                 self.failed += 1
             reusable = True
-        except (OSError, asyncio.IncompleteReadError, ValueError):
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
             self.failed += 1
         finally:
             await self.release(connection, reusable)
@@ -110,9 +113,13 @@ class Generator:
         tasks = []
         for number in range(count):
             due = started + number / rate
-            delay = due - time.perf_counter()
+            # The loop's timers wake up to a millisecond late (epoll counts in ms): sleep to just
+            # before the request is due, then yield until it is.
+            delay = due - time.perf_counter() - 0.002
             if delay > 0:
                 await asyncio.sleep(delay)
+            while time.perf_counter() < due:
+                await asyncio.sleep(0)
             self.lateness.append(max(0.0, time.perf_counter() - due))
             tasks.append(asyncio.create_task(self.one(number, due)))
         await asyncio.gather(*tasks)

@@ -10,6 +10,7 @@ in time: a warm-up until --warmup requests, then rounds sized from the warm-up's
 """
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -531,10 +532,10 @@ def main() -> None:
             server: summarise(server, warm[server], rss_before[server]) for server in servers
         }
         open_loop, saturation = {}, {}
-        for server in servers:
-            if server.mode == "keep-alive" and server.row.key in args.open_rows.split(","):
-                saturation[server.row.key], open_loop[server.row.key] = measure_open_loop(
-                    server, args
+        for row in chosen:
+            if row.key in args.open_rows.split(","):
+                saturation[row.key], open_loop[row.key] = measure_open_loop(
+                    row, args, urls[row.livekit], redis_url
                 )
     finally:
         for server in servers:
@@ -587,20 +588,23 @@ def service_durations(server: "Server", start: int, end: int) -> list[float]:
     return sorted(float(value) for value in found)
 
 
-def measure_open_loop(server: "Server", args) -> tuple[float, dict]:
-    """Saturation (a closed loop) and then an open loop at 50% of it, the service on the last
-    core and the load generator (wrk, then bench.openloop) on the others when there are two or
-    more; returns the saturation req/s and the open loop's summary, with the service's own
-    p50/p99 from its access lines when it writes them."""
+def measure_open_loop(row: Row, args, livekit_url: str, redis_url) -> tuple[float, dict]:
+    """Saturation (a closed loop) and then an open loop at 50% of it, on a server of its own for
+    `row`: one worker on the last core, the load generator (wrk, then bench.openloop) on the
+    others when there are two or more. Returns the saturation req/s and the open loop's summary,
+    with the service's own p50/p99 from its access lines when it writes them."""
     everything = os.sched_getaffinity(0)
     service_cores, client_cores = everything, everything
     if len(everything) >= 2:
         service_cores = {max(everything)}
         client_cores = everything - service_cores
-    pids = server.pids()
-    pin(pids, service_cores)
+    single = dataclasses.replace(row, env=(*row.env, ("WEB_CONCURRENCY", str(len(service_cores)))))
+    server = Server(single, "keep-alive", livekit_url, redis_url)
     try:
+        wait_for_port(server.port, server.process)
+        pin(server.pids(), service_cores)
         client = ["taskset", "-c", ",".join(map(str, sorted(client_cores)))]
+        run_wrk(server.url, args.clients, 1, 2, server.wrk_env, client)  # warm-up
         saturated = run_wrk(server.url, args.clients, 1, 3, server.wrk_env, client)
         rate = 0.5 * saturated["requests"] / (saturated["duration_us"] / 1e6)
         before = os.path.getsize(server.log.name)
@@ -630,7 +634,7 @@ def measure_open_loop(server: "Server", args) -> tuple[float, dict]:
         time.sleep(0.5)  # the last access lines reach the log
         durations = service_durations(server, before, os.path.getsize(server.log.name))
     finally:
-        pin(pids, everything)
+        server.stop()
     line = next(line for line in output.splitlines() if line.startswith("OPENLOOP "))
     summary = json.loads(line[len("OPENLOOP ") :])
     summary["rate"] = rate
@@ -642,8 +646,8 @@ def measure_open_loop(server: "Server", args) -> tuple[float, dict]:
 def open_loop_table(open_loop: dict, saturation: dict) -> str:
     """The open-loop runs as a Markdown table: client and service percentiles side by side."""
     lines = [
-        "Open loop at 50% of saturation (service pinned to one core, load generator on the "
-        "others; latency from when each request was due):",
+        "Open loop at 50% of saturation (the service with one worker on one core, the load "
+        "generator on the others; latency from when each request was due):",
         "",
         "| row | saturation req/s | rate req/s | client p50 ms | client p99 ms | p99/p50 "
         "| service p50 ms | service p99 ms | sender late p99 ms | failed |",

@@ -6,17 +6,13 @@ no URL reaches a private address; a hanging endpoint delays neither the token ro
 tenant's other endpoints."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 
 import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from support.processes import ROOT, livekit_settings
+from support.processes import WorkerProcess, livekit_settings
 from support.tokens import BODY, TENANT_SECRET, signed_webhook
 from tokensvc.context import service_state
 from tokensvc.webhooks import EVENT_TYPES
@@ -414,39 +410,23 @@ def test_a_sigkilled_worker_loses_nothing(
     for _ in range(20):
         send(client, "participant_joined", BODY["room_name"], participant=member("acme"))
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "AUTH_"))},
         **livekit_settings(livekit),
         **settings,
         "AUTH_JWT_SECRET": TENANT_SECRET,
         "LOG_LEVEL": "WARNING",
     }
-
-    output = tmp_path / "worker.log"
-
-    def start_worker():
-        with open(output, "a") as log:
-            return subprocess.Popen(
-                [sys.executable, "-m", "tokensvc.worker"],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    worker = start_worker()
+    worker = WorkerProcess(env, tmp_path / "worker.log")
     try:
-        assert receiver.wait_for_tries(2, 15) >= 2, output.read_text()
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(10)
+        assert receiver.wait_for_tries(2, 15) >= 2, worker.output()
+        worker.kill()
         assert {d["status"] for d in deliveries(client, tenants)} == {"pending"}
         receiver.mode = "ok"
-        worker = start_worker()
+        worker = WorkerProcess(env, tmp_path / "worker.log")
         assert wait_for(
             lambda: {d["status"] for d in deliveries(client, tenants)} == {"delivered"}, 20
         ), deliveries(client, tenants)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(10) == 0, output.read_text()
+        assert worker.stop() == 0, worker.output()
     ids = {d["id"] for d in deliveries(client, tenants)}
     assert len(ids) == 20 and {item.id for item in receiver.received} == ids
 

@@ -63,12 +63,17 @@ test: install system-packages lint
 	server=$$(scripts/livekit-server | tail -n 1) || server=""; \
 	TOKENSVC_LIVEKIT_SERVER="$$server" PYTHON=$(PY) scripts/in-private-network scripts/run-tests
 
-# make bench takes about 20 minutes (every row, both connection modes); a short form:
-#   make bench BENCH_ARGS="--rows 1,3,4,5 --modes keep-alive --requests 8000 --rounds 3"
+# make bench takes about 20 minutes (every row, both connection modes), then about 2 more for
+# tenants' webhooks (bench/webhooks.py: delivery latency and throughput, and the token route
+# beside hanging endpoints); a short form:
+#   make bench BENCH_ARGS="--rows 1,3,4,5 --modes keep-alive --requests 8000 --rounds 3" \
+#     BENCH_WEBHOOKS_ARGS="--hanging --rounds 2"
 BENCH_ARGS ?=
+BENCH_WEBHOOKS_ARGS ?=
 bench: install
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) -m bench.run $(BENCH_ARGS)
+	$(PY) -m bench.webhooks $(BENCH_WEBHOOKS_ARGS)
 
 # make soak runs 120 s; make soak SOAK_SECONDS=20 for a short one.
 SOAK_SECONDS ?= 120

@@ -2,21 +2,21 @@
 both backends: each tenant gets only its own rooms' events, in its own names, signed by the
 Standard Webhooks scheme (verified with the `standardwebhooks` package by real HTTP receivers);
 delivery survives a receiver that is down, failing or hanging, and a worker that is SIGKILLed;
-no URL reaches a private address; a hanging endpoint delays neither the token route nor the
+two instances and two worker processes on one Redis share endpoints and deliver every event; no
+URL reaches a private address; a hanging endpoint delays neither the token route nor the
 tenant's other endpoints."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 
 import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from support.processes import ROOT, livekit_settings
+from support.processes import WorkerProcess, livekit_settings
 from support.tokens import BODY, TENANT_SECRET, signed_webhook
 from tokensvc.context import service_state
 from tokensvc.webhooks import EVENT_TYPES
@@ -414,41 +414,109 @@ def test_a_sigkilled_worker_loses_nothing(
     for _ in range(20):
         send(client, "participant_joined", BODY["room_name"], participant=member("acme"))
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "AUTH_"))},
         **livekit_settings(livekit),
         **settings,
         "AUTH_JWT_SECRET": TENANT_SECRET,
         "LOG_LEVEL": "WARNING",
     }
-
-    output = tmp_path / "worker.log"
-
-    def start_worker():
-        with open(output, "a") as log:
-            return subprocess.Popen(
-                [sys.executable, "-m", "tokensvc.worker"],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    worker = start_worker()
+    worker = WorkerProcess(env, tmp_path / "worker.log")
     try:
-        assert receiver.wait_for_tries(2, 15) >= 2, output.read_text()
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(10)
+        assert receiver.wait_for_tries(2, 15) >= 2, worker.output()
+        worker.kill()
         assert {d["status"] for d in deliveries(client, tenants)} == {"pending"}
         receiver.mode = "ok"
-        worker = start_worker()
+        worker = WorkerProcess(env, tmp_path / "worker.log")
         assert wait_for(
             lambda: {d["status"] for d in deliveries(client, tenants)} == {"delivered"}, 20
         ), deliveries(client, tenants)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(10) == 0, output.read_text()
+        assert worker.stop() == 0, worker.output()
     ids = {d["id"] for d in deliveries(client, tenants)}
     assert len(ids) == 20 and {item.id for item in receiver.received} == ids
+
+
+@pytest.mark.slow
+def test_two_instances_and_two_workers_on_redis(
+    make_app, redis_server, livekit, serve, tenants, make_receiver, tmp_path
+):
+    """Two instances on real sockets and two worker processes share one Redis. An endpoint
+    subscribed through instance 1 is listed through instance 2. LiveKit sends each of 20 events
+    to both instances at once: each is queued once. Worker 1 delivers alone, then beside worker
+    2, then is SIGKILLed; worker 2 finishes. The receiver answers too late at first, so early
+    attempts arrive twice or more: every event arrives, verified, under one webhook-id, its
+    delivery's. Deleted through instance 2, the endpoint is gone for instance 1 too."""
+    settings = {**FAST, "STORAGE_URL": redis_server.url}
+    one, two = (serve(make_app(**settings)) for _ in range(2))
+    acme = tenants.headers("acme")
+    receiver = make_receiver(mode="late", hang_s=1.0)
+    status, endpoint, _ = one.post("/livekit/webhook-endpoints", {"url": receiver.url}, acme)
+    assert status == 201, endpoint
+    receiver.secret = endpoint["secret"]
+    public = {k: v for k, v in endpoint.items() if k != "secret"}
+    assert two.get("/livekit/webhook-endpoints", headers=acme)[1] == {"endpoints": [public]}
+    assert two.post("/livekit/token", BODY, acme)[0] == 200
+
+    def to_both(number: int) -> str:
+        """Post one signed participant_joined to both instances at once; its event id."""
+        participant = {**member("acme"), "identity": f"acme-{number}", "sid": f"PA_{number}"}
+        body, headers = signed_webhook(
+            "participant_joined", BODY["room_name"], participant=participant
+        )
+        with ThreadPoolExecutor(2) as pool:
+            statuses = pool.map(
+                lambda instance: instance.request(
+                    "POST", "/livekit/webhook", headers=headers, data=body.encode()
+                )[0],
+                (one, two),
+            )
+            assert list(statuses) == [200, 200]
+        return json.loads(body)["id"]
+
+    def listed() -> list:
+        """acme's deliveries, as instance 2 lists them."""
+        return two.get("/livekit/webhook-deliveries", headers=acme)[1]["deliveries"]
+
+    env = {
+        **livekit_settings(livekit),
+        **settings,
+        "AUTH_JWT_SECRET": TENANT_SECRET,
+        "LOG_LEVEL": "INFO",
+    }
+    with ExitStack() as stack:
+        first = WorkerProcess(env, tmp_path / "worker-1.log")
+        stack.callback(first.stop)
+        first.wait_started()
+        sent = {to_both(number): f"acme-{number}" for number in range(20)}
+        assert receiver.wait_for_tries(4, 15) >= 4, first.output()  # worker 1 alone
+        second = WorkerProcess(env, tmp_path / "worker-2.log")
+        stack.callback(second.stop)
+        second.wait_started()
+        tried = receiver.tried
+        assert receiver.wait_for_tries(tried + 4, 15) >= tried + 4  # both workers
+        first.kill()
+        receiver.mode = "ok"
+        assert wait_for(lambda: {d["status"] for d in listed()} == {"delivered"}, 60), (
+            listed(),
+            second.output(),
+        )
+        assert len(receiver.wait_for(len(sent), 5)) >= len(sent)
+        deleted = two.delete(f"/livekit/webhook-endpoints/{endpoint['id']}", headers=acme)
+        assert deleted[1] == {"status": "deleted", "id": endpoint["id"]}
+        assert one.get("/livekit/webhook-endpoints", headers=acme)[1] == {"endpoints": []}
+        arrived = len(receiver.received)
+        to_both(20)
+        time.sleep(1.0)
+        assert len(receiver.received) == arrived and len(listed()) == len(sent)
+        assert second.stop() == 0, second.output()
+    deliveries_of = {d["event_id"]: d for d in listed()}
+    assert set(deliveries_of) == set(sent)  # one delivery per event, whichever instance won
+    assert all(item.event is not None for item in receiver.received), "a signature failed"
+    ids_by_identity = defaultdict(set)
+    for item in receiver.received:
+        ids_by_identity[item.event["data"]["participant"]["identity"]].add(item.id)
+    assert ids_by_identity == {sent[event]: {deliveries_of[event]["id"]} for event in sent}
+    assert len(receiver.received) > len(sent)  # the late answers made duplicates
+    assert max(d["attempts"] for d in deliveries_of.values()) >= 2
 
 
 def metered(client) -> float:

@@ -18,7 +18,9 @@ from .context import service_state
 from .factory import create_app
 from .webhooks import Sweeper
 
-log = logging.getLogger(__name__)
+#: The package's logger by name: run as `python -m`, `__name__` is "__main__", whose lines the
+#: service's log handler never sees.
+log = logging.getLogger("tokensvc.worker")
 
 #: How often an idle consumer thread looks at an embedded (SQLite) queue at most, seconds;
 #: on Redis it waits on the queue itself.

@@ -83,6 +83,54 @@ class GunicornProcess(HttpService):
         return output
 
 
+class WorkerProcess:
+    """`python -m tokensvc.worker` from the project root, as the Procfile's `worker:` runs it,
+    with the service's settings `env`; what it prints goes to the file `log`."""
+
+    def __init__(self, env: dict, log: Path):
+        """Start the worker (the environment's own service settings left out)."""
+        base = {k: v for k, v in os.environ.items() if k not in environ_config(os.environ)}
+        self.log = log
+        with open(log, "a") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tokensvc.worker"],
+                cwd=ROOT,
+                env={**base, **env},
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait_started(self, timeout: float = 30.0) -> None:
+        """Wait for its start-up line (LOG_LEVEL=INFO); fail with its output if it exits."""
+        deadline = time.monotonic() + timeout
+        while "starting: webhook worker" not in self.output():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the worker did not start: {self.output()}")
+            time.sleep(0.05)
+
+    def output(self) -> str:
+        """Everything it printed so far."""
+        return self.log.read_text()
+
+    def kill(self) -> None:
+        """SIGKILL it, mid-attempt or not, and reap it."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> int | None:
+        """SIGTERM it (running attempts finish) and return its exit status (None if it was
+        already reaped)."""
+        if self.process.returncode is not None:
+            return None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+
 def gunicorn_env(livekit, **settings):
     """The environment for the service under gunicorn on the emulator (2 workers), with
     make_app's defaults (a tenant key, AUTH_REQUIRED=false)."""

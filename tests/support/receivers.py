@@ -1,7 +1,7 @@
 """A tenant's webhook receiver for the tests: a threaded HTTP server on loopback that checks
 every request's signature with the `standardwebhooks` package (what a tenant would use) and
-keeps what it got. It can answer 200, answer 500, hang past any timeout, or be down
-(connection refused), and come back up on the same port."""
+keeps what it got. It can answer 200, answer 500, hang past any timeout, answer 200 only after
+it (late), or be down (connection refused), and come back up on the same port."""
 
 import threading
 import time
@@ -27,8 +27,9 @@ class Received:
 
 class WebhookReceiver:
     """Receives a tenant's webhooks on http://127.0.0.1:<port>/hooks; `mode` is "ok", "fail"
-    (500), "redirect" (307 to itself) or "hang" (answers nothing for `hang_s`); `stop()` makes
-    it refuse connections."""
+    (500), "redirect" (307 to itself), "hang" (answers nothing for `hang_s`) or "late" (keeps
+    the verified event like "ok", then answers 200 after `hang_s`: a tenant that got it but whose
+    answer came too late); `stop()` makes it refuse connections."""
 
     def __init__(self, secret: str | None = None, mode: str = "ok", hang_s: float = 30.0):
         """Listen on a free port; verify with `secret` (settable later, as a tenant learns it
@@ -105,6 +106,8 @@ class WebhookReceiver:
         with self.changed:
             self.received.append(Received(headers, body, event, time.monotonic()))
             self.changed.notify_all()
+        if mode == "late":
+            time.sleep(self.hang_s)
         self._answer(handler, 200 if event is not None or self.secret is None else 400, b"ok")
 
     @staticmethod

@@ -16,14 +16,19 @@ class HttpService:
 
     url = ""
 
-    def post(self, path, body, headers=None, timeout=30):
-        """POST JSON and return (status, parsed JSON body, headers)."""
-        data = json.dumps(body).encode()
+    def request(self, method, path, body=None, headers=None, timeout=30, data=None):
+        """Send one request, with `body` as JSON or `data` as it is (bytes); return (status,
+        parsed JSON body, headers)."""
+        if body is not None:
+            data, headers = (
+                json.dumps(body).encode(),
+                {
+                    "Content-Type": "application/json",
+                    **(headers or {}),
+                },
+            )
         request = urllib.request.Request(
-            self.url + path,
-            data=data,
-            headers={"Content-Type": "application/json", **(headers or {})},
-            method="POST",
+            self.url + path, data=data, headers=headers or {}, method=method
         )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -31,13 +36,17 @@ class HttpService:
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read()), error.headers
 
-    def get(self, path, timeout=30):
+    def post(self, path, body, headers=None, timeout=30):
+        """POST JSON and return (status, parsed JSON body, headers)."""
+        return self.request("POST", path, body, headers, timeout)
+
+    def get(self, path, timeout=30, headers=None):
         """GET and return (status, parsed JSON body, headers)."""
-        try:
-            with urllib.request.urlopen(self.url + path, timeout=timeout) as response:
-                return response.status, json.loads(response.read()), response.headers
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read()), error.headers
+        return self.request("GET", path, None, headers, timeout)
+
+    def delete(self, path, headers=None, timeout=30):
+        """DELETE and return (status, parsed JSON body, headers)."""
+        return self.request("DELETE", path, None, headers, timeout)
 
 
 class ServedApp(HttpService):

@@ -72,7 +72,8 @@ MAX_RETRY_DELAY_S = 3600.0
 LEASE_MARGIN_MS = 2000
 #: An attempt woken this much before its time goes ahead (clocks of queue and storage).
 EARLY_SLACK_MS = 50
-#: An endpoint with its most attempts running: try again after about this long.
+#: An endpoint with its most attempts running: try again after about this long, doubling with
+#: each busy find (`TenantWebhooks.busy_delay`).
 BUSY_DELAY_S = 0.25
 #: Deliveries listed by the route, newest first.
 LISTED = 100
@@ -189,20 +190,21 @@ class DeliveryQueue:
         self.handler = None
 
         @huey.task(name=TASK_NAME)
-        def deliver(delivery_id):
-            """One attempt of one delivery (in the worker)."""
+        def deliver(delivery_id, busy=0):
+            """One attempt of one delivery (in the worker); `busy`: how many times in a row it
+            found its endpoint busy."""
             if self.handler is None:
                 raise RuntimeError("no delivery handler in this process")
-            self.handler(delivery_id)
+            self.handler(delivery_id, busy)
 
         self.task = deliver
 
-    def enqueue(self, delivery_id: str, delay: float = 0.0) -> None:
+    def enqueue(self, delivery_id: str, delay: float = 0.0, busy: int = 0) -> None:
         """Wake a worker for `delivery_id`, now or after `delay` seconds."""
         if delay > 0:
-            self.task.schedule(args=(delivery_id,), delay=delay)
+            self.task.schedule(args=(delivery_id, busy), delay=delay)
         else:
-            self.task(delivery_id)
+            self.task(delivery_id, busy)
 
     def depth(self) -> int:
         """Tasks waiting in the queue and in its schedule."""
@@ -338,10 +340,10 @@ class TenantWebhooks:
         for delivery in deliveries:
             self._wake(delivery.id)
 
-    def _wake(self, delivery_id: str, delay: float = 0.0) -> None:
+    def _wake(self, delivery_id: str, delay: float = 0.0, busy: int = 0) -> None:
         """Tell the queue; if that fails the sweep finds the delivery later."""
         try:
-            self.queue.enqueue(delivery_id, delay)
+            self.queue.enqueue(delivery_id, delay, busy)
         except Exception as exc:  # sqlite3 or redis-py alike: the record is what counts
             log.warning(
                 "webhook queue: could not queue a delivery (%s); the sweep will", type(exc).__name__
@@ -349,16 +351,16 @@ class TenantWebhooks:
 
     # The worker.
 
-    def attempt(self, delivery_id: str) -> str:
+    def attempt(self, delivery_id: str, busy: int = 0) -> str:
         """One attempt of one delivery; return what came of it ("delivered", "retried",
         "failed", or why nothing was sent: "busy", "early", "leased", "done", "gone",
-        "orphan")."""
+        "orphan"). `busy`: how many times in a row this delivery found its endpoint busy."""
         settings = self.settings
         started = self.store.start_attempt(
             delivery_id, self.lease_ms, settings.tenant_webhook_endpoint_concurrency, EARLY_SLACK_MS
         )
         if started.outcome == "busy":
-            self._wake(delivery_id, BUSY_DELAY_S * (0.5 + random.random()))
+            self._wake(delivery_id, self.busy_delay(busy), busy + 1)
             return "busy"
         if started.outcome == "early":
             self._wake(delivery_id, started.wait_ms / 1000)
@@ -385,6 +387,15 @@ class TenantWebhooks:
                 answer.error,
             )
         return outcome
+
+    def busy_delay(self, busy: int) -> float:
+        """Seconds before a delivery that found its endpoint busy `busy` times in a row looks
+        again: BUSY_DELAY_S doubling each time, at most TENANT_WEBHOOK_TIMEOUT (by then a
+        running attempt has given its place up), with jitter (half to one and a half of it). A
+        backlog behind a hanging endpoint so wakes its worker a few times a minute per
+        delivery, not four times a second."""
+        delay = min(BUSY_DELAY_S * 2 ** min(busy, 30), self.settings.tenant_webhook_timeout)
+        return delay * (0.5 + random.random())
 
     def backoff(self, attempts: int) -> float:
         """Seconds before the next attempt after `attempts` earlier ones and this one failed:

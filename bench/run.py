@@ -301,9 +301,10 @@ class Server:
         )
 
     def stop(self) -> None:
-        """Stop gunicorn."""
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(30)
+        """Stop gunicorn (once)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(30)
 
     def trouble(self, lines: int = 5) -> list[str]:
         """The first lines the server printed that are not an answered request or start-up."""
@@ -451,7 +452,9 @@ def main() -> None:
     )
     parser.add_argument("--modes", default=",".join(MODES), help="keep-alive, close, or both")
     parser.add_argument(
-        "--open-rows", default="1,5", help="rows measured open loop (kept-alive), e.g. 1,5"
+        "--open-rows",
+        default="1,5",
+        help="rows measured open loop (kept-alive, on the emulator), e.g. 1,5",
     )
     parser.add_argument(
         "--open-seconds", type=float, default=10, help="length of each open-loop run"
@@ -531,9 +534,16 @@ def main() -> None:
         results = {
             server: summarise(server, warm[server], rss_before[server]) for server in servers
         }
+        # The open loop measures one server on a core of its own: the others (and the real
+        # LiveKit) stop first, so that their idle wake-ups do not land on that core.
+        for server in servers:
+            server.stop()
+        if real is not None:
+            real.stop()
+            real = None
         open_loop, saturation = {}, {}
         for row in chosen:
-            if row.key in args.open_rows.split(","):
+            if row.key in args.open_rows.split(",") and row.livekit == "emulator":
                 saturation[row.key], open_loop[row.key] = measure_open_loop(
                     row, args, urls[row.livekit], redis_url
                 )

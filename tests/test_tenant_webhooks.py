@@ -273,6 +273,62 @@ def test_a_receiver_down_failing_then_hanging_gets_it_once_up(
     assert "acme" not in metrics
 
 
+@pytest.mark.waits
+def test_a_receiver_down_for_a_minute_gets_every_event_once_up(
+    make_app, tenants, make_receiver, make_worker
+):
+    """In real time: the receiver refuses connections for 20 s, answers 500 for 20 s, hangs past
+    the timeout for 20 s, then answers 200; each phase sees at least one attempt. Both events
+    are delivered, each under one webhook-id on every attempt, and the records show it."""
+    app = make_app(**{**FAST, "TENANT_WEBHOOK_TIMEOUT": "2", "TENANT_WEBHOOK_RETRY_DELAY": "0.5"})
+    client = app.test_client()
+    receiver = make_receiver(hang_s=3)
+    receiver.secret = subscribe(client, tenants, "acme", receiver.url)["secret"]
+    assert (
+        client.post("/livekit/token", json=BODY, headers=tenants.headers("acme")).status_code == 200
+    )
+    receiver.stop()
+    make_worker(app)
+    send(client, "room_started", BODY["room_name"])
+    send(client, "participant_joined", BODY["room_name"], participant=member("acme"))
+
+    def attempts() -> int:
+        return sum(item["attempts"] for item in deliveries(client, tenants))
+
+    def last_seen(mode: str) -> bool:
+        """Whether some delivery's record shows this phase's answer as its last."""
+        for item in deliveries(client, tenants):
+            error = item["last_error"] or ""
+            if (
+                (mode == "refused" and error == "connection refused")
+                or (mode == "fail" and item["last_status_code"] == 500)
+                or (mode == "hang" and "timed out" in error)
+            ):
+                return True
+        return False
+
+    for mode in ("refused", "fail", "hang"):
+        before = attempts()
+        if mode != "refused":
+            receiver.mode = mode
+            if mode == "fail":
+                receiver.start()
+        time.sleep(20)
+        assert wait_for(lambda: attempts() > before and last_seen(mode), 120), mode  # noqa: B023
+    receiver.mode = "ok"
+    assert wait_for(
+        lambda: all(d["status"] == "delivered" for d in deliveries(client, tenants)), 180
+    )
+    done = deliveries(client, tenants)
+    assert len(done) == 2 and all(d["attempts"] >= 4 for d in done)
+    assert {item.event["type"] for item in receiver.received} == {
+        "room_started",
+        "participant_joined",
+    }
+    assert set(receiver.tried_ids) == {d["id"] for d in done}  # one webhook-id per event
+    assert len(receiver.tried_ids) > len(done)  # 500s and hangs reached it under those ids
+
+
 def test_a_delivery_fails_after_its_period_and_can_be_retried(
     make_app, backend, tenants, make_receiver, make_worker
 ):

@@ -233,20 +233,26 @@ def test_a_rotated_secret_signs_beside_the_old_one_for_a_day(
         Webhook(old).verify(second.body, second.headers)
 
 
-def test_a_receiver_down_failing_then_hanging_gets_it_once_up(
-    app, tenants, make_receiver, make_worker
-):
-    """The receiver refuses connections, then answers 500, then hangs past the timeout, then
-    answers 200: the event is delivered, with the same webhook-id on every attempt, and the
-    delivery record shows the attempts and the last answer."""
+def with_receiver_down(app, tenants, receiver, make_worker):
+    """acme subscribes `receiver` and holds BODY's room; the receiver then stops (connections
+    refused) and a worker starts. Returns the app's test client and the receiver."""
     client = app.test_client()
-    receiver = make_receiver(hang_s=1.5)
     receiver.secret = subscribe(client, tenants, "acme", receiver.url)["secret"]
     assert (
         client.post("/livekit/token", json=BODY, headers=tenants.headers("acme")).status_code == 200
     )
     receiver.stop()
     make_worker(app)
+    return client, receiver
+
+
+def test_a_receiver_down_failing_then_hanging_gets_it_once_up(
+    app, tenants, make_receiver, make_worker
+):
+    """The receiver refuses connections, then answers 500, then hangs past the timeout, then
+    answers 200: the event is delivered, with the same webhook-id on every attempt, and the
+    delivery record shows the attempts and the last answer."""
+    client, receiver = with_receiver_down(app, tenants, make_receiver(hang_s=1.5), make_worker)
     send(client, "room_started", BODY["room_name"])
     assert wait_for(lambda: deliveries(client, tenants)[0]["attempts"] >= 2)
     (refused,) = deliveries(client, tenants)
@@ -281,14 +287,7 @@ def test_a_receiver_down_for_a_minute_gets_every_event_once_up(
     the timeout for 20 s, then answers 200; each phase sees at least one attempt. Both events
     are delivered, each under one webhook-id on every attempt, and the records show it."""
     app = make_app(**{**FAST, "TENANT_WEBHOOK_TIMEOUT": "2", "TENANT_WEBHOOK_RETRY_DELAY": "0.5"})
-    client = app.test_client()
-    receiver = make_receiver(hang_s=3)
-    receiver.secret = subscribe(client, tenants, "acme", receiver.url)["secret"]
-    assert (
-        client.post("/livekit/token", json=BODY, headers=tenants.headers("acme")).status_code == 200
-    )
-    receiver.stop()
-    make_worker(app)
+    client, receiver = with_receiver_down(app, tenants, make_receiver(hang_s=3), make_worker)
     send(client, "room_started", BODY["room_name"])
     send(client, "participant_joined", BODY["room_name"], participant=member("acme"))
 

@@ -112,10 +112,13 @@ def test_each_tenant_gets_only_its_own_rooms_events(
     send(client, "participant_left", room, metadata=owner, participant=member("acme"))
     send(client, "room_finished", room, metadata=owner)
     send(client, "room_started", "nobody-holds-this")
-    received = acme.wait_for(5)
+    # At least once: an attempt slower than the 0.5 s timeout (a loaded machine) is sent again,
+    # under the same webhook-id; five deliveries, whatever their attempts.
+    assert wait_for(lambda: len({item.id for item in acme.received}) >= 5)
+    received = list(acme.received)
     assert all(item.event is not None for item in received), "a signature did not verify"
     by_type = {item.event["type"]: item for item in received}  # delivered in any order
-    assert len(received) == 5 and set(by_type) == {
+    assert len({item.id for item in received}) == 5 and set(by_type) == {
         "room_started",
         "participant_joined",
         "track_published",
@@ -129,11 +132,11 @@ def test_each_tenant_gets_only_its_own_rooms_events(
     joined = by_type["participant_joined"].event["data"]["participant"]
     assert joined["identity"] == "acme-user" and joined["attributes"] == {"team": "blue"}
     assert by_type["track_published"].event["data"]["track"]["source"] == "microphone"
-    assert len({item.id for item in received}) == 5
+    assert wait_for(lambda: {d["status"] for d in deliveries(client, tenants)} == {"delivered"})
     time.sleep(0.3)
     assert globex.received == [] and globex.tried == 0
-    assert len(acme.received) == 5
-    assert {d["status"] for d in deliveries(client, tenants)} == {"delivered"}
+    assert len({item.id for item in acme.received}) == 5
+    assert len(deliveries(client, tenants)) == 5
     assert deliveries(client, tenants, "globex") == []
 
 

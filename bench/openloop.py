@@ -21,11 +21,11 @@ CONTENT_LENGTH = re.compile(rb"(?i)\r\ncontent-length: *(\d+)")
 
 
 def percentile(values: list, share: float) -> float:
-    """The value below which `share` of the sorted `values` fall (nearest rank)."""
+    """The value below which `share` of `values` lie (nearest rank); NaN for none."""
     if not values:
         return float("nan")
-    index = min(len(values) - 1, max(0, round(share * len(values)) - 1))
-    return values[index]
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
 
 
 class Generator:

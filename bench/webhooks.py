@@ -41,6 +41,7 @@ from statistics import median
 
 import jwt
 
+from bench.openloop import percentile
 from bench.run import run_wrk
 from tokensvc import create_app
 from tokensvc.context import service_state
@@ -146,12 +147,6 @@ def signed_event(identity: str) -> tuple[str, dict]:
         {"iss": API_KEY, "sha256": digest, "nbf": now - 10, "exp": now + 300}, API_SECRET
     )
     return body, {"Content-Type": "application/webhook+json", "Authorization": auth}
-
-
-def percentile(values: list[float], share: float) -> float:
-    """The value below which `share` of `values` lie (nearest rank)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
 
 
 def tenant_headers() -> dict:

@@ -143,6 +143,7 @@ def _logfmt_value(value) -> str:
 
 
 def _livekit_calls() -> int:
-    """Take this thread's LiveKit call count since the last time (0 without LiveKit)."""
+    """Take this thread's or greenlet's LiveKit call count since the last time (0 without
+    LiveKit)."""
     rooms = service_state().issuer.rooms
     return rooms.take_call_count() if rooms is not None else 0

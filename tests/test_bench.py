@@ -1,0 +1,70 @@
+"""The benchmark's own apps (bench/): each answers the token request its row sends, so that
+`make bench` measures what its table says (a broken row shows only as failed requests there)."""
+
+import importlib
+import json
+import sys
+
+import jwt
+import pytest
+
+from support.processes import livekit_settings
+from support.tokens import BODY, LIVEKIT_SECRET, TENANT_SECRET, Tenants
+from tokensvc.context import service_state
+
+
+@pytest.fixture
+def bench_module(livekit, monkeypatch):
+    """Import a bench module afresh (forgotten again after the test), configured from the
+    environment as `make bench` configures it."""
+    for name, value in {**livekit_settings(livekit), "AUTH_JWT_SECRET": TENANT_SECRET}.items():
+        monkeypatch.setenv(name, value)
+    loaded = []
+
+    def load(name: str):
+        sys.modules.pop(name, None)
+        module = importlib.import_module(name)
+        sys.modules.pop(name)
+        loaded.append(module)
+        return module
+
+    yield load
+    for module in loaded:
+        if "extensions" in dir(module.app) and "tokensvc" in module.app.extensions:
+            service_state(module.app).close()
+
+
+def test_the_naive_row_makes_its_two_livekit_calls_and_creates_the_room(
+    bench_module, livekit, storage_url, monkeypatch, access_log
+):
+    """Row 4: ListRooms and CreateRoom, each through its own `asyncio.run()` and `LiveKitAPI`,
+    counted by the client (the access line's `livekit_calls`) and seen by LiveKit."""
+    monkeypatch.setenv("STORAGE_URL", storage_url)
+    naive = bench_module("bench.naive_app")
+    assert type(service_state(naive.app).issuer.rooms) is naive.NaiveRoomServiceClient
+    response = naive.app.test_client().post(
+        "/livekit/token", json=BODY, headers=Tenants().headers("acme")
+    )
+    assert response.status_code == 200, response.json
+    assert json.loads(livekit.get_room(BODY["room_name"]).metadata) == {"auth_id": "acme"}
+    assert access_log.fields()[-1]["livekit_calls"] == 2
+
+
+@pytest.mark.parametrize("name", ["bench.floor_app", "bench.work_floor_app"])
+def test_the_floors_answer_a_token_request(bench_module, name):
+    """Rows 5 and 6 answer the same request with a JSON body holding a token."""
+    client = bench_module(name).app.test_client()
+    response = client.post("/livekit/token", json=BODY, headers=Tenants().headers("acme"))
+    assert response.status_code == 200
+    assert isinstance(response.json["token"], str) and response.json["token"]
+
+
+def test_the_work_floor_signs_a_token_livekit_accepts(bench_module):
+    """Row 6 does the work it claims: it verifies the bearer (a wrong one is refused) and signs
+    a token with the LiveKit secret."""
+    client = bench_module("bench.work_floor_app").app.test_client()
+    response = client.post("/livekit/token", json=BODY, headers=Tenants().headers("acme"))
+    claims = jwt.decode(response.json["token"], LIVEKIT_SECRET, algorithms=["HS256"])
+    assert (claims["sub"], claims["video"]) == (BODY["participant_identity"], {"room": "room-1"})
+    wrong = Tenants().headers("acme", secret=LIVEKIT_SECRET)
+    assert client.post("/livekit/token", json=BODY, headers=wrong).status_code >= 400

@@ -40,14 +40,17 @@ log = logging.getLogger(__name__)
 service_bp = Blueprint("tokensvc", __name__)
 for child in (views.bp, health.bp, openapi.bp, metrics.bp):
     service_bp.register_blueprint(child)
-service_bp.before_request(start_request)
 service_bp.after_request(finish_request)
 
 
 @service_bp.before_request
-def limit_body_size():
-    """Apply the service's body limit (MAX_CONTENT_LENGTH, default 64 KiB) to its routes only."""
-    request.max_content_length = service_state().settings.max_content_length
+def start_service_request():
+    """Before each of the service's requests: its id and clock (`logs.start_request`), and the
+    service's body limit (MAX_CONTENT_LENGTH, default 64 KiB) on its routes only. (One hook
+    for both: Flask's work per hook is a measurable part of a token.)"""
+    state = service_state()
+    start_request(state)
+    request.max_content_length = state.settings.max_content_length
 
 
 @service_bp.errorhandler(HTTPException)
@@ -71,13 +74,14 @@ def render_unexpected_error(error):
 
 
 @service_bp.before_app_request
-def check_routes_once():
-    """On an app's first request, warn of routes the host registered after the service that
-    share a path and method with one of the service's."""
+def check_routes_and_routing_errors():
+    """Before every request of the app (the host's too): on the first one, warn of route
+    collisions; then answer the service's own routing errors as JSON."""
     state = service_state()
     if not state.routes_checked:
         state.routes_checked = True
         warn_of_collisions(current_app, state)
+    return own_routing_errors(state)
 
 
 def warn_of_collisions(app: Flask, state: "ServiceState") -> None:
@@ -112,15 +116,14 @@ def warn_of_collisions(app: Flask, state: "ServiceState") -> None:
         )
 
 
-@service_bp.before_app_request
-def own_routing_errors():
+def own_routing_errors(state: "ServiceState"):
     """A path of the service's with no route (404), the wrong method (405) or a doubled slash
     (werkzeug would redirect): JSON, like every answer of the service; the host's own paths
     keep the host's error pages."""
     error = request.routing_exception
     if error is None:
         return None
-    prefix = service_state().url_prefix
+    prefix = state.url_prefix
     if isinstance(error, RequestRedirect):
         target = urlsplit(error.new_url).path.removeprefix(request.script_root)
         if _own_path(target, prefix) or _own_path(request.path, prefix):

@@ -41,13 +41,13 @@ class RequestIds:
 request_ids = RequestIds()
 
 
-def start_request():
+def start_request(state) -> None:
     """Before each request: take or make its id, start its clock, zero its LiveKit calls."""
     incoming = request.headers.get("X-Request-ID", "")
     context = g._get_current_object()  # the request's `g` and `request`, looked up once
     context.request_id = incoming if SANE_REQUEST_ID.fullmatch(incoming) else request_ids.next()
     context.request_started = time.perf_counter()
-    _livekit_calls()
+    _livekit_calls(state)
 
 
 def finish_request(response):
@@ -77,7 +77,7 @@ def finish_request(response):
             "tenant": context.get("tenant"),
             "room": context.get("room"),
             "outcome": outcome,
-            "livekit_calls": _livekit_calls(),
+            "livekit_calls": _livekit_calls(state),
             "duration_ms": round(seconds * 1000, 2),
         }
         log.info("%s %s %s", asked.method, asked.path, status, extra={"access": fields})
@@ -142,8 +142,8 @@ def _logfmt_value(value) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def _livekit_calls() -> int:
+def _livekit_calls(state) -> int:
     """Take this thread's or greenlet's LiveKit call count since the last time (0 without
     LiveKit)."""
-    rooms = service_state().issuer.rooms
+    rooms = state.issuer.rooms
     return rooms.take_call_count() if rooms is not None else 0

@@ -13,7 +13,7 @@ from flask.cli import with_appcontext
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from .auth import check_grants, check_identity, check_scope, check_target, load_tenant
+from .auth import authenticate, check_grants, check_identity, check_target
 from .context import service_state
 from .errors import (
     FieldNotAllowed,
@@ -60,8 +60,7 @@ response_schema = TokenResponseSchema()
 RESPONSE_FIELDS = tuple(response_schema.fields)
 
 
-bp.before_request(load_tenant)
-bp.before_request(check_scope)
+bp.before_request(authenticate)
 # (the parent's handlers come after this blueprint's, whose Exception one would catch these)
 bp.register_error_handler(HTTPException, http_error_response)
 
@@ -125,7 +124,7 @@ def _cut_at_the_limit(body: bytes) -> bool:
     """Whether a body sent without Content-Length (chunked) went on past the limit: werkzeug
     stops reading there without a word, so look for one more byte on the raw input."""
     limit = request.max_content_length
-    if request.content_length is not None or limit is None or len(body) < limit:
+    if limit is None or len(body) < limit or request.content_length is not None:
         return False
     return bool(request.environ["wsgi.input"].read(1))
 

@@ -1,16 +1,18 @@
 """Minting: `Minter` builds the payload livekit-api's `AccessToken` builds (values and key order)
 and signs it as PyJWT's `jwt.encode` does, with the LiveKit secret's checks made once."""
 
+import warnings
 from datetime import timedelta
 
 import jwt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from jwt.warnings import InsecureKeyLengthWarning
 from livekit import api
 
 from tokensvc.config import load_settings
-from tokensvc.minting import Minter, PreparedHMAC, hmac_signer
+from tokensvc.minting import Minter
 from tokensvc.roles import ROLE_ATTRIBUTE, TENANT_ATTRIBUTE, video_grants
 
 KEY, SECRET = "minting-key", "minting-secret-0123456789abcdef0123456789"
@@ -98,15 +100,63 @@ def test_the_token_is_pyjwts_byte_for_byte(role):
     assert verified.attributes == {ROLE_ATTRIBUTE: role, TENANT_ATTRIBUTE: "acme"}
 
 
-def test_a_prepared_key_is_prepared_again_for_another_key():
-    """The prepared HMAC signs with whichever key it is given, and refuses what PyJWT refuses
-    (an empty key, a PEM key)."""
-    signer = hmac_signer()
-    first = signer.encode(b'{"a":1}', "first-secret-0123456789abcdef0123456789", "HS256")
-    second = signer.encode(b'{"a":1}', "second-secret-0123456789abcdef012345678", "HS256")
-    assert jwt.decode(first, "first-secret-0123456789abcdef0123456789", ["HS256"]) == {"a": 1}
-    assert jwt.decode(second, "second-secret-0123456789abcdef012345678", ["HS256"]) == {"a": 1}
-    assert first != second
-    for bad in ("", "-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n"):
-        with pytest.raises(jwt.InvalidKeyError):
-            PreparedHMAC(PreparedHMAC.SHA256).prepare_key(bad)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+#: The registered claims a participant token carries, of the types PyJWT requires of them.
+registered = st.fixed_dictionaries(
+    {"sub": names, "iss": text, "nbf": st.integers(0, 2**40), "exp": st.integers(0, 2**40)}
+)
+REGISTERED = {"sub", "iss", "nbf", "exp", "iat", "aud", "jti"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    others=st.dictionaries(st.text().filter(lambda k: k not in REGISTERED), json_values),
+    registered=registered,
+)
+def test_any_claims_are_signed_as_pyjwt_signs_them(others, registered):
+    """Whatever the other claims (any keys, nesting, non-ASCII text): the token is
+    `jwt.encode`'s."""
+    claims = {**others, **registered}
+    assert Minter(SETTINGS, {}).sign(claims) == jwt.encode(claims, SECRET, algorithm="HS256")
+
+
+@pytest.mark.parametrize(
+    "secret", ["", "-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n"]
+)
+def test_a_secret_pyjwt_refuses_signs_nothing(secret):
+    """PyJWT's key checks still run: an empty or PEM secret is refused when it is used (the
+    settings refuse both before, for their own reasons)."""
+    minter = Minter(SETTINGS, {})
+    minter.api_secret = secret
+    with pytest.raises(jwt.InvalidKeyError):
+        minter.sign({"sub": "alice"})
+
+
+def test_a_short_secret_is_warned_of_as_pyjwt_warns():
+    """A secret shorter than 32 bytes (DEV_MODE) signs, with PyJWT's own warning, once."""
+    minter = Minter(SETTINGS, {})
+    minter.api_secret = "short-secret"
+    with pytest.warns(InsecureKeyLengthWarning, match="12 bytes long") as caught:
+        first, second = minter.sign({"sub": "alice"}), minter.sign({"sub": "bob"})
+    assert len(caught) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InsecureKeyLengthWarning)  # PyJWT's decode warns too
+        assert jwt.decode(first, "short-secret", ["HS256"]) == {"sub": "alice"}
+        assert jwt.decode(second, "short-secret", ["HS256"]) == {"sub": "bob"}
+
+
+def test_another_secret_is_prepared_afresh():
+    """The prepared key follows the secret: a token after a change is signed with the new one."""
+    minter = Minter(SETTINGS, {})
+    assert jwt.decode(minter.sign({"sub": "a"}), SECRET, ["HS256"]) == {"sub": "a"}
+    minter.api_secret = "another-secret-0123456789abcdef0123456789"
+    token = minter.sign({"sub": "b"})
+    assert jwt.decode(token, "another-secret-0123456789abcdef0123456789", ["HS256"]) == {"sub": "b"}
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(token, SECRET, ["HS256"])

@@ -1,18 +1,22 @@
 """Participant tokens: the payload livekit-api's `AccessToken` builds, built directly, and signed
-by PyJWT with the LiveKit secret's checks made once rather than on every token.
+with PyJWT's HS256 (`HMACAlgorithm`), the LiveKit secret's checks made once rather than on every
+token.
 
 `tests/test_minting.py` checks that `Minter` gives the payload livekit-api gives (key order
-included) and a token that livekit-api's own verifier accepts.
+included), and a token byte for byte `jwt.encode`'s that livekit-api's own verifier accepts.
 """
 
 import dataclasses
 import json
 import time
+import warnings
 from collections.abc import Mapping
 
 from google.protobuf.json_format import MessageToDict
 from jwt.algorithms import HMACAlgorithm
 from jwt.api_jws import PyJWS
+from jwt.utils import base64url_encode
+from jwt.warnings import InsecureKeyLengthWarning
 from livekit import api
 from livekit.api.access_token import snake_to_lower_camel
 
@@ -23,30 +27,11 @@ ALGORITHM = "HS256"  # what livekit-api signs with, and what LiveKit expects
 PLAIN_CONFIGS_MAX = 4096
 
 
-class PreparedHMAC(HMACAlgorithm):
-    """PyJWT's HMAC algorithm whose key checks (not empty, not a PEM, SSH, DER or JWK key) run
-    once per key, not once per signature: the key is always the same LiveKit secret."""
-
-    def __init__(self, hash_alg):
-        """An HMAC with `hash_alg` that remembers the last key it prepared."""
-        super().__init__(hash_alg)
-        self.prepared: tuple = (None, b"")
-
-    def prepare_key(self, key: str | bytes) -> bytes:
-        """PyJWT's checks and conversion, done again only for another key."""
-        raw, prepared = self.prepared
-        if raw is None or key != raw:
-            prepared = super().prepare_key(key)
-            self.prepared = (key, prepared)
-        return prepared
-
-
-def hmac_signer() -> PyJWS:
-    """A PyJWS for HS256 only, through `PreparedHMAC`."""
-    signer = PyJWS(algorithms=[ALGORITHM])
-    signer.unregister_algorithm(ALGORITHM)
-    signer.register_algorithm(ALGORITHM, PreparedHMAC(HMACAlgorithm.SHA256))
-    return signer
+#: The header segment PyJWT writes for an HS256 token (made once, by PyJWT).
+HEADER_SEGMENT = PyJWS().encode(b"", "header-only-" * 3, ALGORITHM).partition(".")[0].encode()
+#: The claims serialised as PyJWT serialises them (`json.dumps` with compact separators), with one
+#: encoder made once.
+encode_claims = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _camel_dict(items) -> dict:
@@ -63,7 +48,8 @@ class Minter:
         self.api_key = settings.livekit_api_key
         self.api_secret = settings.livekit_api_secret or ""
         self.room_options = dict(room_options)
-        self.signer = hmac_signer()
+        self.hmac = HMACAlgorithm(HMACAlgorithm.SHA256)
+        self.prepared: tuple[str, bytes] | None = None  # (secret, key as PyJWT prepares it)
         self.plain_configs: dict = {}  # room metadata -> its room configuration claim
         self.videos = {
             role: dataclasses.asdict(
@@ -129,6 +115,19 @@ class Minter:
         return found
 
     def sign(self, claims: dict) -> str:
-        """The signed JWT, as PyJWT's `jwt.encode(claims, secret, "HS256")` makes it."""
-        body = json.dumps(claims, separators=(",", ":")).encode()
-        return self.signer.encode(body, self.api_secret, ALGORITHM)
+        """The signed JWT, byte for byte PyJWT's `jwt.encode(claims, secret, "HS256")`: PyJWT's
+        header, claims and HMAC, with PyJWT's checks of the secret made once (`key`)."""
+        signed = HEADER_SEGMENT + b"." + base64url_encode(encode_claims(claims).encode())
+        return (signed + b"." + base64url_encode(self.hmac.sign(signed, self.key()))).decode()
+
+    def key(self) -> bytes:
+        """The secret as PyJWT prepares it, prepared again only for another secret: refused as
+        PyJWT refuses it (empty, a PEM, SSH, DER or JWK key), and warned of as PyJWT warns when
+        it is shorter than SHA-256's 32 bytes (DEV_MODE allows that)."""
+        if self.prepared is None or self.prepared[0] != self.api_secret:
+            key = self.hmac.prepare_key(self.api_secret)
+            too_short = self.hmac.check_key_length(key)
+            if too_short:
+                warnings.warn(too_short, InsecureKeyLengthWarning, stacklevel=3)
+            self.prepared = (self.api_secret, key)
+        return self.prepared[1]

@@ -102,12 +102,14 @@ def load_token_request() -> dict:
 
 def read_json_object() -> dict:
     """Return the body as a JSON object, or raise 400/413/415 saying what is wrong with it."""
-    body = request.get_data(cache=False)
-    if _cut_at_the_limit(body):
+    asked = request._get_current_object()  # type: ignore[attr-defined]  # a LocalProxy
+    body = asked.get_data(cache=False)
+    if _cut_at_the_limit(asked, body):
         raise RequestEntityTooLarge()
     if not body:
         raise InvalidRequest("the request body is missing; send a JSON object")
-    if not request.is_json:
+    # (the usual Content-Type spares werkzeug's parse of its parameters)
+    if asked.environ.get("CONTENT_TYPE") != "application/json" and not asked.is_json:
         raise UnsupportedMediaType("the body must be sent as Content-Type: application/json")
     try:
         document = json.loads(body)
@@ -120,13 +122,13 @@ def read_json_object() -> dict:
     return document
 
 
-def _cut_at_the_limit(body: bytes) -> bool:
+def _cut_at_the_limit(asked, body: bytes) -> bool:
     """Whether a body sent without Content-Length (chunked) went on past the limit: werkzeug
     stops reading there without a word, so look for one more byte on the raw input."""
-    limit = request.max_content_length
-    if limit is None or len(body) < limit or request.content_length is not None:
+    limit = asked.max_content_length
+    if limit is None or len(body) < limit or asked.content_length is not None:
         return False
-    return bool(request.environ["wsgi.input"].read(1))
+    return bool(asked.environ["wsgi.input"].read(1))
 
 
 @bp.errorhandler(Exception)

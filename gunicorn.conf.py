@@ -46,7 +46,7 @@ else:
 
 from gunicorn import util as gunicorn_util  # noqa: E402
 
-from tokensvc import gunicorn_glue  # noqa: E402
+from tokensvc.processes import gunicorn_glue  # noqa: E402
 
 worker_class = "gevent"
 # Workers default to the core count; on a PaaS set WEB_CONCURRENCY to the cores the dyno has.

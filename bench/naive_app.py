@@ -14,7 +14,7 @@ from livekit import api
 from tokensvc import create_app
 from tokensvc.context import service_state
 from tokensvc.errors import RoomForbidden
-from tokensvc.livekit_client import RoomServiceClient
+from tokensvc.livekit.client import RoomServiceClient
 from tokensvc.ownership import holder_of, owner_metadata
 
 

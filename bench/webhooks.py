@@ -7,7 +7,7 @@ Run: `python -m bench.webhooks [--storage sqlite|redis] [--events 50] [--deliver
 measured, and all of them as Markdown tables at the end.
 
 - Latency and throughput: the service is built in this process on the LiveKit emulator and gets
-  LiveKit-signed events; the worker is `python -m tokensvc.worker` as the Procfile runs it
+  LiveKit-signed events; the worker is `python -m tokensvc.processes.worker` as the Procfile runs it
   (TENANT_WEBHOOK_WORKERS threads); the receiver answers 200 on loopback.
 - The hanging row (alone with `--hanging`): two services under gunicorn (the shipped
   gunicorn.conf.py), each on a storage of its own, driven by wrk (bench/run.py's `run_wrk` and
@@ -180,7 +180,9 @@ def measure_delivery(args, settings: dict) -> dict:
         answer = client.post(path, json=body, headers=tenant)
         assert answer.status_code < 300, answer.json
     env = service_env(settings)
-    worker = subprocess.Popen([sys.executable, "-m", "tokensvc.worker"], cwd=ROOT, env=env)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "tokensvc.processes.worker"], cwd=ROOT, env=env
+    )
     try:
         time.sleep(2.0)  # the worker starts
         sent = {}
@@ -209,7 +211,9 @@ def measure_delivery(args, settings: dict) -> dict:
         for number in range(args.deliveries):
             body, headers = signed_event(f"throughput-{number}")
             client.post("/livekit/webhook", data=body, headers=headers)
-        worker = subprocess.Popen([sys.executable, "-m", "tokensvc.worker"], cwd=ROOT, env=env)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "tokensvc.processes.worker"], cwd=ROOT, env=env
+        )
         total = args.events + args.deliveries
         receiver.wait_for(total, 300)
         times = sorted(at for i, at in receiver.arrived.items() if i.startswith("throughput-"))
@@ -292,7 +296,7 @@ def measure_hanging(args, settings: dict, storages: tuple[str, str], folder: str
             body = json.dumps({"url": url}).encode()
             assert hooked.post("/livekit/webhook-endpoints", body, json_headers) == 201
         worker = subprocess.Popen(
-            [sys.executable, "-m", "tokensvc.worker"],
+            [sys.executable, "-m", "tokensvc.processes.worker"],
             cwd=ROOT,
             env=service_env(hooked_settings),
             stdout=log,

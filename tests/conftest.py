@@ -26,9 +26,9 @@ from support.servers import ServedApp
 from support.tokens import LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET, Tenants, assert_no_secrets
 from tokensvc import create_app
 from tokensvc.context import service_state
+from tokensvc.processes.worker import Worker
 from tokensvc.testing import LiveKitEmulator, LiveKitServer
 from tokensvc.testing.processes import find_free_port
-from tokensvc.worker import Worker
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,14 @@ from support.processes import RedisServer, unavailable
 from support.tokens import BODY
 from tokensvc.context import service_state
 from tokensvc.errors import StorageRecovering, StorageUnavailable
-from tokensvc.holds import EXTEND_SLACK_MS, RETENTION_MS, Hold, RedisHolds, open_holds, sqlite_path
+from tokensvc.storage.holds import (
+    EXTEND_SLACK_MS,
+    RETENTION_MS,
+    Hold,
+    RedisHolds,
+    open_holds,
+    sqlite_path,
+)
 from tokensvc.testing.processes import find_free_port
 
 SLACK = EXTEND_SLACK_MS

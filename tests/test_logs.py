@@ -153,7 +153,7 @@ def test_error_line_with_traceback_is_one_line(app, style):
         raise RuntimeError("boom")
     except RuntimeError:
         record = logging.LogRecord(
-            "tokensvc.views",
+            "tokensvc.http.views",
             logging.ERROR,
             __file__,
             1,
@@ -170,7 +170,10 @@ def test_error_line_with_traceback_is_one_line(app, style):
         assert (fields["level"], fields["request_id"]) == ("error", "req-7")
         assert "RuntimeError: boom" in fields["exception"]
     else:
-        assert line.startswith("level=error logger=tokensvc.views ") and "request_id=req-7" in line
+        assert (
+            line.startswith("level=error logger=tokensvc.http.views ")
+            and "request_id=req-7" in line
+        )
 
 
 RAW = "a\u2028b\u2029c\u0085d\u009be\u007ff\u0000g\nh\u001bi"

@@ -12,7 +12,7 @@ from jwt.warnings import InsecureKeyLengthWarning
 from livekit import api
 
 from tokensvc.config import load_settings
-from tokensvc.minting import Minter
+from tokensvc.livekit.minting import Minter
 from tokensvc.roles import ROLE_ATTRIBUTE, TENANT_ATTRIBUTE, video_grants
 
 KEY, SECRET = "minting-key", "minting-secret-0123456789abcdef0123456789"

@@ -10,7 +10,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from support.processes import ROOT
 from tokensvc.context import service_state
 from tokensvc.errors import MANAGEMENT, TOKEN, error_table
-from tokensvc.openapi import ROUTE_LEVEL_CODES
+from tokensvc.http.openapi import ROUTE_LEVEL_CODES
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ def test_procfile_and_python_version():
     Python we test on."""
     assert (ROOT / "Procfile").read_text().splitlines() == [
         "web: gunicorn app:app",
-        "worker: python -m tokensvc.worker",
+        "worker: python -m tokensvc.processes.worker",
     ]
     assert (ROOT / ".python-version").read_text().strip() == "3.11"
 

@@ -9,7 +9,7 @@ import jwt
 import pytest
 
 from support.tokens import TENANT_SECRET
-from tokensvc.gunicorn_glue import redact, replace_write_error, write_json_error
+from tokensvc.processes.gunicorn_glue import redact, replace_write_error, write_json_error
 
 pytestmark = pytest.mark.slow
 

@@ -13,21 +13,21 @@ from livekit import api
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, default_exceptions
 from werkzeug.routing import RequestRedirect, Rule
 
-from . import health, metrics, openapi, views
 from .auth import TenantVerifier, tenant_token_command
 from .config import ConfigError, Settings, from_app_config, load_settings
 from .context import EXTENSION_KEY, service_state
 from .errors import StorageUnavailable, error_response, http_error_response
-from .health import Readiness
-from .holds import ObservedHolds, open_holds
+from .http import health, metrics, openapi, views
+from .http.health import Readiness
+from .http.metrics import Instruments, instruments
 from .logs import finish_request, start_request
-from .metrics import Instruments, instruments
 from .moderation import Moderator
 from .ratelimit import RateLimits
 from .service import TokenIssuer
+from .storage.holds import ObservedHolds, open_holds
+from .storage.usage import open_usage
+from .storage.webhooks import open_webhook_store
 from .usage import DAY_MS
-from .usage_store import open_usage
-from .webhook_store import open_webhook_store
 from .webhooks import TenantWebhooks, open_queue
 
 #: The embedded ownership record, in the app's instance folder unless STORAGE_URL names another.

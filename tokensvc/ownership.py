@@ -65,8 +65,8 @@ from .errors import (
     StorageRecovering,
     StorageUnavailable,
 )
-from .holds import Hold
 from .roles import TENANT_ATTRIBUTE
+from .storage.holds import Hold
 
 log = logging.getLogger(__name__)
 

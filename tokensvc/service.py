@@ -13,8 +13,8 @@ from livekit import api
 
 from .config import Settings
 from .errors import InvalidRequest, LiveKitNotConfigured, TokenGenerationFailed
-from .livekit_client import RoomServiceClient
-from .minting import Minter
+from .livekit.client import RoomServiceClient
+from .livekit.minting import Minter
 from .names import NameTooLong, RoomNames
 from .ownership import ANONYMOUS, Ownership, room_options
 from .roles import DEFAULT_ROLE

@@ -84,8 +84,8 @@ class GunicornProcess(HttpService):
 
 
 class WorkerProcess:
-    """`python -m tokensvc.worker` from the project root, as the Procfile's `worker:` runs it,
-    with the service's settings `env`; what it prints goes to the file `log`."""
+    """`python -m tokensvc.processes.worker` from the project root, as the Procfile's `worker:`
+    runs it, with the service's settings `env`; what it prints goes to the file `log`."""
 
     def __init__(self, env: dict, log: Path):
         """Start the worker (the environment's own service settings left out)."""
@@ -93,7 +93,7 @@ class WorkerProcess:
         self.log = log
         with open(log, "a") as output:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "tokensvc.worker"],
+                [sys.executable, "-m", "tokensvc.processes.worker"],
                 cwd=ROOT,
                 env={**base, **env},
                 stdout=output,

@@ -6,8 +6,8 @@ import time
 
 from flask import Blueprint
 
-from .context import service_state
-from .errors import ApiError, error_response
+from ..context import service_state
+from ..errors import ApiError, error_response
 
 log = logging.getLogger(__name__)
 

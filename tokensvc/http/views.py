@@ -13,9 +13,9 @@ from flask.cli import with_appcontext
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from .auth import authenticate, check_grants, check_identity, check_target
-from .context import service_state
-from .errors import (
+from ..auth import authenticate, check_grants, check_identity, check_target
+from ..context import service_state
+from ..errors import (
     FieldNotAllowed,
     InvalidRequest,
     RoleForbidden,
@@ -24,8 +24,8 @@ from .errors import (
     error_response,
     http_error_response,
 )
-from .roles import permission
-from .schemas import (
+from ..roles import permission
+from ..schemas import (
     LiveKitName,
     MuteSchema,
     ParticipantInfoSchema,
@@ -41,9 +41,9 @@ from .schemas import (
     WebhookEndpointSchema,
     fields_not_allowed,
 )
-from .service import TokenRequest
-from .usage import parse_time
-from .webhooks import STATUSES as DELIVERY_STATUSES
+from ..service import TokenRequest
+from ..usage import parse_time
+from ..webhooks import STATUSES as DELIVERY_STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +280,7 @@ def usage_command(start: str | None, end: str | None, style: str) -> None:
         raise click.ClickException(problems) from None
     totals = usage_rule.report_all(start_ms, end_ms)
     if style == "json":
-        from .usage import format_time
+        from ..usage import format_time
 
         click.echo(
             json.dumps(

@@ -4,10 +4,10 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, request
 
-from . import __version__
-from .context import service_state
-from .errors import MANAGEMENT, TOKEN, error_table
-from .schemas import (
+from .. import __version__
+from ..context import service_state
+from ..errors import MANAGEMENT, TOKEN, error_table
+from ..schemas import (
     ErrorSchema,
     MuteSchema,
     ParticipantInfoSchema,
@@ -25,8 +25,8 @@ from .schemas import (
     WebhookEndpointRequestSchema,
     WebhookEndpointSchema,
 )
-from .scopes import SCOPES, scope_of
-from .webhooks import STATUSES as DELIVERY_STATUSES
+from ..scopes import SCOPES, scope_of
+from ..webhooks import STATUSES as DELIVERY_STATUSES
 
 bp = Blueprint("openapi", __name__)
 

@@ -13,10 +13,10 @@ import sys
 
 from huey.consumer import Consumer
 
-from .config import ConfigError, exit_on
-from .context import service_state
-from .factory import create_app
-from .webhooks import Sweeper
+from ..config import ConfigError, exit_on
+from ..context import service_state
+from ..factory import create_app
+from ..webhooks import Sweeper
 
 #: The package's logger by name: run as `python -m`, `__name__` is "__main__", whose lines the
 #: service's log handler never sees.

@@ -24,8 +24,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from werkzeug.exceptions import NotFound
 
-from .context import service_state
-from .errors import Unauthorized
+from ..context import service_state
+from ..errors import Unauthorized
 
 bp = Blueprint("metrics", __name__)
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from urllib3.exceptions import (
     SSLError,
 )
 
-from .errors import (
+from ..errors import (
     ApiError,
     LiveKitError,
     LiveKitNotFound,

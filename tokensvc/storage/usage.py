@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import cast
 
-from .errors import StorageUnavailable
+from ..errors import StorageUnavailable
 from .holds import REDIS_PREFIX, HoldStore, ObservedHolds, RedisHolds, SqliteHolds
 
 #: The Redis sorted set of the tenants with usage (by their last event).

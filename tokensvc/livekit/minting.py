@@ -20,8 +20,8 @@ from jwt.warnings import InsecureKeyLengthWarning
 from livekit import api
 from livekit.api.access_token import snake_to_lower_camel
 
-from .config import Settings
-from .roles import ROLE_ATTRIBUTE, TENANT_ATTRIBUTE, video_grants
+from ..config import Settings
+from ..roles import ROLE_ATTRIBUTE, TENANT_ATTRIBUTE, video_grants
 
 ALGORITHM = "HS256"  # what livekit-api signs with, and what LiveKit expects
 PLAIN_CONFIGS_MAX = 4096

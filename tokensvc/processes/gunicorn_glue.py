@@ -8,8 +8,8 @@ import re
 
 from gunicorn import glogging
 
-from .errors import CODES_BY_STATUS
-from .logs import ServiceFormatter
+from ..errors import CODES_BY_STATUS
+from ..logs import ServiceFormatter
 
 #: A bearer value, a JWT anywhere, or whatever follows an Authorization header name (a header
 #: line without its colon is logged whole by gunicorn's parser errors).

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .errors import ApiError, StorageRecovering, StorageUnavailable
+from ..errors import ApiError, StorageRecovering, StorageUnavailable
 
 log = logging.getLogger(__name__)
 

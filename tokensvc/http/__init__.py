@@ -1,0 +1,1 @@
+"""The HTTP layer: blueprints, routes and their views."""

@@ -1,0 +1,1 @@
+"""Talking to LiveKit: the RoomService client, minting join tokens."""

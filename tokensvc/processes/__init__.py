@@ -1,0 +1,1 @@
+"""The processes: the webhook worker and the gunicorn glue."""

@@ -49,11 +49,13 @@ system-packages:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } || \
 	  echo "not installed: $$missing (their tests will be skipped)"
 
-# ruff (lint rules and formatting) and mypy, with the settings in pyproject.toml: a few seconds.
+# ruff (lint rules and formatting), mypy and import-linter's layer contracts, with the settings
+# in pyproject.toml: a few seconds.
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --config pyproject.toml
 
 # The suite runs in a private network namespace (scripts/in-private-network) on the real
 # livekit-server and the emulator; without the server, its cases skip (fail with

@@ -9,8 +9,10 @@ import re
 import secrets
 import threading
 import time
+from typing import cast
 
 from flask import g, has_request_context, request
+from werkzeug.local import LocalProxy
 
 from .context import service_state
 
@@ -53,7 +55,8 @@ def start_request(state) -> None:
 def finish_request(response):
     """After each request: echo the id, write the access line (no token, no secret) and count
     it in the metrics when they are on."""
-    context, asked = g._get_current_object(), request._get_current_object()
+    # flask types `request` as the Request itself; the proxy's own object is what is kept
+    context, asked = g._get_current_object(), cast(LocalProxy, request)._get_current_object()
     request_id = context.get("request_id")
     response.headers["X-Request-ID"] = request_id or ""
     state = service_state()

@@ -47,8 +47,8 @@ class Readiness:
         self.cache_seconds = cache_seconds
         self._state = threading.Condition()
         self._checking = False
-        self._checked_at = None
-        self._problem = None
+        self._checked_at: float | None = None
+        self._problem: tuple[str, str] | None = None
 
     def problem(self):
         """Return None when ready, else (code, message) naming what is wrong (no secrets)."""

@@ -162,10 +162,10 @@ class LiveKitEmulator:
         self.history: list[RoomLife] = []
         self._lives: dict[str, RoomLife] = {}
         self._lock = threading.Lock()
-        self._loop = None
-        self._thread = None
-        self._runner = None
-        self._site = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
         self.accepting = False
 
     @property
@@ -192,6 +192,7 @@ class LiveKitEmulator:
         """Stop serving and end the thread."""
         if self._loop is None:
             return
+        assert self._runner is not None and self._thread is not None
         self._run(self._runner.cleanup())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
@@ -306,6 +307,7 @@ class LiveKitEmulator:
 
     def _run(self, coroutine):
         """Run a coroutine on the server's loop and wait for it."""
+        assert self._loop is not None, "the emulator is not started"
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
 
     async def _serve(self) -> None:
@@ -318,19 +320,24 @@ class LiveKitEmulator:
 
     async def _open_site(self) -> None:
         """Listen on the configured port (remembering the one chosen when it was 0)."""
+        assert self._runner is not None
         self._site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await self._site.start()
-        self.port = self._site._server.sockets[0].getsockname()[1]
+        server = self._site._server
+        assert isinstance(server, asyncio.Server)
+        self.port = server.sockets[0].getsockname()[1]
         self.accepting = True
 
     async def _close_site(self) -> None:
         """Stop listening and abort the open connections."""
         self.accepting = False
+        assert self._site is not None
         await self._site.stop()
         await self._abort_connections()
 
     async def _abort_connections(self) -> None:
         """Abort every open connection."""
+        assert self._runner is not None and self._runner.server is not None
         for handler in list(self._runner.server.connections):
             if handler.transport is not None:
                 handler.transport.abort()

@@ -23,7 +23,7 @@ PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 #: The runtime's wheels, downloaded by `make install` (the suite itself may run offline).
 WHEELHOUSE = Path(sys.executable).parent.parent / "wheelhouse"
 #: Modules that only the extras' users import: the server's glue and the emulator.
-EXTRA_MODULES = {"gunicorn_glue": "server", "testing": "testing"}
+EXTRA_MODULES = {"processes": "server", "testing": "testing"}
 
 
 def requirement_names(requirements) -> set[str]:

@@ -17,6 +17,7 @@ from tokensvc.http.routes import (
     ROUTES,
     NoTenantScope,
     RoomNameConverter,
+    cors_paths,
     room_sub_resources,
     route_scopes,
 )
@@ -185,3 +186,17 @@ def test_every_scoped_route_but_the_tokens_needs_a_tenant(make_app, livekit, rou
     response = client.open(concrete(route.path), method=route.method)
     assert (response.status_code, response.json["code"]) == (401, "unauthorized")
     assert livekit.call_count() == 0
+
+
+@pytest.mark.parametrize("prefix", ["", "/rtc"])
+def test_cors_applies_to_each_route_of_the_table_and_nothing_of_a_hosts(prefix):
+    """The CORS paths, from the table: every route with CORS (and the service's namespace, for
+    its own 404s), never a host's look-alike path."""
+    paths = cors_paths(prefix)
+    for route in ROUTES:
+        assert bool(paths.match(prefix + concrete(route.path))) is route.cors, route.path
+    assert paths.match(prefix + "/livekit/no-such-route")
+    for host_path in ("/livekit-admin/secrets", "/healthzz", "/account/secrets", "/livekit"):
+        assert not paths.match(prefix + host_path), host_path
+    if prefix:
+        assert not paths.match("/livekit/token")

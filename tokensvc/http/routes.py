@@ -446,10 +446,10 @@ def route_scopes() -> dict[str, str | None]:
 
 def path_pattern(path: str) -> str:
     """A regular expression for the request paths of a table path (a room name: any text)."""
-    parts = PARAMETER.split(path)
+    parts = PARAMETER.split(path)  # literal, parameter, literal, ...
     return "".join(
-        (".+" if part == "room_name" else "[^/]+") if odd else re.escape(part)
-        for odd, part in ((index % 2 == 1, part) for index, part in enumerate(parts))
+        re.escape(part) if index % 2 == 0 else (".+" if part == "room_name" else "[^/]+")
+        for index, part in enumerate(parts)
     )
 
 
@@ -458,13 +458,12 @@ def cors_paths(prefix: str) -> re.Pattern:
     service's own 404 and 405 answers there too) when every route in it has CORS, and each
     other route with CORS."""
     inside = [route for route in ROUTES if route.path.startswith(NAMESPACE)]
-    alternatives = set()
-    if all(route.cors for route in inside):
-        alternatives.add(re.escape(NAMESPACE) + ".*")
+    whole_namespace = all(route.cors for route in inside)
+    alternatives = {re.escape(NAMESPACE) + ".*"} if whole_namespace else set()
     alternatives.update(
         path_pattern(route.path)
         for route in ROUTES
-        if route.cors and not (route in inside and all(other.cors for other in inside))
+        if route.cors and not (whole_namespace and route in inside)
     )
     return re.compile(re.escape(prefix) + f"(?:{'|'.join(sorted(alternatives))})\\Z", re.DOTALL)
 

@@ -18,7 +18,8 @@ from support.storage import records, storage_calls
 from support.tokens import BODY, LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET, verify_token
 from tokensvc import ConfigError, TokenService
 from tokensvc.context import service_state
-from tokensvc.scopes import ROUTE_SCOPES, SCOPES
+from tokensvc.http.routes import ROUTE_SCOPES
+from tokensvc.scopes import SCOPES
 
 ROOM = "scoped/room 1"
 PATH = "/livekit/rooms/" + quote(ROOM, safe="")

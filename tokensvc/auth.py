@@ -32,15 +32,11 @@ from .errors import IdentityForbidden, RoleForbidden, ScopeForbidden, Unauthoriz
 from .jwks import JwksKeys
 from .names import MAX_LIVEKIT_NAME_BYTES
 from .roles import grants_beyond
-from .scopes import OWN_IDENTITY_SCOPES, PARTICIPANTS_WRITE, granted_scopes, scope_of
+from .scopes import OWN_IDENTITY_SCOPES, PARTICIPANTS_WRITE, granted_scopes
 from .usage import QUOTAS
 
 log = logging.getLogger(__name__)
 
-#: Routes that authenticate otherwise (LiveKit's webhook signs its own requests).
-OPEN_ENDPOINTS = {"tokensvc.api.livekit_webhook"}
-#: The blueprint whose routes need a scope (scopes.ROUTE_SCOPES, by view name).
-SCOPED_BLUEPRINT = "tokensvc.api"
 BEARER = re.compile(r"Bearer +([^\s]+)", re.IGNORECASE)
 MAX_TENANT_BYTES = MAX_LIVEKIT_NAME_BYTES
 MAX_IDENTITY_BYTES = MAX_LIVEKIT_NAME_BYTES
@@ -51,23 +47,28 @@ VERIFIED_FOR_SECONDS = 60
 VERIFIED_TOKENS_MAX = 4096
 
 
-def authenticate() -> None:
+def authenticate(route_scopes: Mapping[str, str | None]) -> None:
     """Before each request of the token and management routes: who the bearer is
-    (`load_tenant`), then whether it may use the route (`check_scope`). One hook for both, with
-    the request's `g` and `request` looked up once: Flask's work per hook and per lookup is a
-    measurable part of a token."""
+    (`load_tenant`), then whether it may use the route (`check_scope`). `route_scopes` gives
+    the scope each endpoint needs, None for a route that authenticates otherwise (LiveKit's
+    webhook signs its own requests), by endpoint name within the blueprint; an endpoint it
+    does not name fails (500: fail closed).
+    One hook for both, with the request's `g` and `request` looked up once: Flask's work per
+    hook and per lookup is a measurable part of a token."""
     context = g._get_current_object()
     asked = request._get_current_object()  # type: ignore[attr-defined]  # a LocalProxy
-    load_tenant(context, asked)
-    check_scope(context, asked)
+    needed = route_scopes[asked.endpoint.rpartition(".")[2]]
+    load_tenant(context, asked, needed)
+    check_scope(context, asked, needed)
 
 
-def load_tenant(context, asked) -> None:
+def load_tenant(context, asked, needed: str | None) -> None:
     """Verify the bearer token, if any, and set `g.tenant` (None: anonymous), `g.roles`,
-    `g.scopes`, `g.identity` and `g.quotas` (see `Bearer`)."""
+    `g.scopes`, `g.identity` and `g.quotas` (see `Bearer`); none is read on a route that needs
+    no scope (`needed` None)."""
     context.tenant, context.roles, context.scopes, context.identity = None, None, None, None
     context.quotas = {}
-    if asked.method == "OPTIONS" or asked.endpoint in OPEN_ENDPOINTS:
+    if asked.method == "OPTIONS" or needed is None:
         return
     state = service_state()
     header = asked.headers.get("Authorization")
@@ -85,18 +86,14 @@ def load_tenant(context, asked) -> None:
     context.identity, context.quotas = bearer.identity, bearer.quotas
 
 
-def check_scope(context, asked) -> None:
+def check_scope(context, asked, needed: str | None) -> None:
     """After `load_tenant`: 403 scope_forbidden when a tenant's bearer lacks the scope its route
-    needs. A bearer bound to an identity passes on to the route without `participants:write`,
-    which then lets it act on its own identity only (`check_target`). Anonymous requests are
-    left to the routes (the token route serves them as before; the management routes answer
-    401)."""
-    if context.tenant is None or asked.method == "OPTIONS":
+    needs (`needed`). A bearer bound to an identity passes on to the route without
+    `participants:write`, which then lets it act on its own identity only (`check_target`).
+    Anonymous requests are left to the routes (the token route serves them as before; the
+    management routes answer 401)."""
+    if context.tenant is None or asked.method == "OPTIONS" or needed is None:
         return
-    blueprint, _, view = (asked.endpoint or "").rpartition(".")
-    if blueprint != SCOPED_BLUEPRINT or asked.endpoint in OPEN_ENDPOINTS:
-        return
-    needed = scope_of(view)
     if needed in context.scopes or (needed in OWN_IDENTITY_SCOPES and context.identity is not None):
         return
     raise ScopeForbidden(needed)

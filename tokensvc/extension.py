@@ -14,10 +14,11 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, defau
 from werkzeug.routing import RequestRedirect, Rule
 
 from .auth import TenantVerifier, tenant_token_command
+from .commands import usage_command
 from .config import ConfigError, Settings, from_app_config, load_settings
 from .context import EXTENSION_KEY, service_state
 from .errors import StorageUnavailable, error_response, http_error_response
-from .http import health, metrics, openapi, views
+from .http import routes
 from .http.health import Readiness
 from .http.metrics import Instruments, instruments
 from .logs import finish_request, start_request
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 #: The parent of the service's blueprints (api: token and management routes; health; openapi;
 #: metrics), so its endpoint names ("tokensvc.api.issue_token") cannot collide with a host's.
 service_bp = Blueprint("tokensvc", __name__)
-for child in (views.bp, health.bp, openapi.bp, metrics.bp):
+for child in routes.BLUEPRINTS.values():
     service_bp.register_blueprint(child)
 service_bp.after_request(finish_request)
 
@@ -239,9 +240,9 @@ class TokenService:
         app.register_blueprint(service_bp, url_prefix=prefix or None)
         warn_of_collisions(app, state)  # the host's routes so far; later ones at first request
         app.cli.add_command(tenant_token_command)
-        app.cli.add_command(views.usage_command)
+        app.cli.add_command(usage_command)
         if settings.cors_allowed_origins:
-            CORS(app, **cors_options(settings, _own_paths_pattern(app, prefix)))
+            CORS(app, **cors_options(settings, routes.cors_paths(prefix)))
         return state
 
 
@@ -298,20 +299,6 @@ def cors_options(settings: Settings, own_paths: re.Pattern) -> dict:
         "always_send": True,
         "allow_private_network": False,
     }
-
-
-def _own_paths_pattern(app: Flask, prefix: str) -> re.Pattern:
-    """The service's own paths, and nothing of the host's: everything under its `/livekit/`,
-    and each of its other routes exactly (/healthz, /readyz, /openapi.json, /metrics)."""
-    exact = sorted(
-        rule.rule.removeprefix(prefix)
-        for rule in app.url_map.iter_rules()
-        if rule.endpoint.startswith("tokensvc.")
-        and not rule.arguments
-        and not rule.rule.startswith(prefix + "/livekit/")
-    )
-    alternatives = "|".join([re.escape("/livekit/") + ".*", *map(re.escape, exact)])
-    return re.compile(re.escape(prefix) + f"(?:{alternatives})\\Z", re.DOTALL)
 
 
 def _warn_if_anonymous(settings: Settings) -> None:

@@ -2,8 +2,8 @@
 
 The claim named by AUTH_SCOPES_CLAIM (default `scope`) lists them, as RFC 9068's space-separated
 string or as a list of strings. A JWT without the claim may do everything, unless it carries the
-roles claim (an end user's JWT): then it may only mint tokens. The routes (auth.py's hook), the
-OpenAPI document's security requirements and docs/security.md all read the tables below.
+roles claim (an end user's JWT): then it may only mint tokens. The scope each route needs is
+declared with the route, in the route table (tokensvc/http/routes.py).
 """
 
 TOKENS_CREATE = "tokens:create"
@@ -23,41 +23,6 @@ SCOPES = {
     WEBHOOKS_READ: "list the tenant's webhook endpoints and their deliveries",
     WEBHOOKS_WRITE: "subscribe, unsubscribe, rotate, test and retry the tenant's webhooks",
     USAGE_READ: "read the tenant's usage",
-}
-
-#: The scope each route needs: the view's name -> (method, path, scope).
-ROUTE_SCOPES = {
-    "issue_token": ("POST", "/livekit/token", TOKENS_CREATE),
-    "list_rooms": ("GET", "/livekit/rooms", ROOMS_READ),
-    "get_room": ("GET", "/livekit/rooms/{room_name}", ROOMS_READ),
-    "end_room": ("DELETE", "/livekit/rooms/{room_name}", ROOMS_WRITE),
-    "remove_participant": ("DELETE", "/livekit/participant", PARTICIPANTS_WRITE),
-    "mute_track": ("POST", "/livekit/participant/mute", PARTICIPANTS_WRITE),
-    "set_permissions": ("POST", "/livekit/participant/permissions", PARTICIPANTS_WRITE),
-    "usage": ("GET", "/livekit/usage", USAGE_READ),
-    "create_webhook_endpoint": ("POST", "/livekit/webhook-endpoints", WEBHOOKS_WRITE),
-    "list_webhook_endpoints": ("GET", "/livekit/webhook-endpoints", WEBHOOKS_READ),
-    "delete_webhook_endpoint": (
-        "DELETE",
-        "/livekit/webhook-endpoints/{endpoint_id}",
-        WEBHOOKS_WRITE,
-    ),
-    "rotate_webhook_secret": (
-        "POST",
-        "/livekit/webhook-endpoints/{endpoint_id}/rotate-secret",
-        WEBHOOKS_WRITE,
-    ),
-    "test_webhook_endpoint": (
-        "POST",
-        "/livekit/webhook-endpoints/{endpoint_id}/test",
-        WEBHOOKS_WRITE,
-    ),
-    "list_webhook_deliveries": ("GET", "/livekit/webhook-deliveries", WEBHOOKS_READ),
-    "retry_webhook_delivery": (
-        "POST",
-        "/livekit/webhook-deliveries/{delivery_id}/retry",
-        WEBHOOKS_WRITE,
-    ),
 }
 
 #: Scopes a bearer bound to an identity (AUTH_IDENTITY_CLAIM) may do without, on its own
@@ -87,8 +52,3 @@ def granted_scopes(claim, has_claim: bool, has_roles: bool) -> frozenset:
     if has_claim:
         return claimed_scopes(claim)
     return ROLES_ONLY if has_roles else EVERY_SCOPE
-
-
-def scope_of(view: str) -> str:
-    """The scope the route of `view` needs (KeyError for a route with no entry: fail closed)."""
-    return ROUTE_SCOPES[view][2]

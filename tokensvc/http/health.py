@@ -11,19 +11,18 @@ from ..errors import ApiError, error_response
 
 log = logging.getLogger(__name__)
 
+#: Its routes are registered from the route table (routes.py).
 bp = Blueprint("health", __name__)
 
 READINESS_CACHE_SECONDS = 5.0
 PROBE_ROOM = "tokensvc-readiness-probe"
 
 
-@bp.route("/healthz", methods=["GET", "HEAD"])
 def healthz():
     """The process is up and serving; LiveKit is not called."""
     return {"status": "ok"}
 
 
-@bp.get("/readyz")
 def readyz():
     """Settings are usable, LiveKit and the storage answer, the storage will not forget and this
     instance's clock agrees with it (result cached a few seconds)."""

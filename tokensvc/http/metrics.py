@@ -27,6 +27,7 @@ from werkzeug.exceptions import NotFound
 from ..context import service_state
 from ..errors import Unauthorized
 
+#: Its route is registered from the route table (routes.py).
 bp = Blueprint("metrics", __name__)
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,6 @@ def instruments() -> Instruments:
     return Instruments()
 
 
-@bp.get("/metrics")
 def metrics():
     """The Prometheus text exposition of every worker's metrics."""
     state = service_state()

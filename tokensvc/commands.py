@@ -1,0 +1,50 @@
+"""The service's flask commands of its own (`flask --app ... usage`): they read the app's
+service state, as the routes do, and print."""
+
+import csv
+import json
+import sys
+
+import click
+from flask.cli import with_appcontext
+
+from .context import service_state
+from .errors import InvalidRequest
+from .http.usage import load_period
+from .usage import format_time
+
+
+@click.command("usage")
+@click.option("--from", "start", help="RFC 3339 start (default: the start of this month, UTC).")
+@click.option("--to", "end", help="RFC 3339 end (default: now).")
+@click.option(
+    "--format", "style", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+)
+@with_appcontext
+def usage_command(start: str | None, end: str | None, style: str) -> None:
+    """Print every tenant's usage over a period, for billing: participant-seconds,
+    room-seconds and room names used, per tenant."""
+    usage_rule = service_state().issuer.usage
+    if usage_rule is None:
+        raise click.ClickException("no usage is kept: no tenant key is configured")
+    try:
+        start_ms, end_ms = load_period(start, end)
+    except InvalidRequest as exc:
+        problems = "; ".join(
+            f"--{field} {' '.join(messages)}" for field, messages in exc.extra["fields"].items()
+        )
+        raise click.ClickException(problems) from None
+    totals = usage_rule.report_all(start_ms, end_ms)
+    if style == "json":
+        click.echo(
+            json.dumps(
+                {"from": format_time(start_ms), "to": format_time(end_ms), "tenants": totals},
+                ensure_ascii=False,
+            )
+        )
+        return
+    writer = csv.DictWriter(
+        sys.stdout, ["tenant", "participant_seconds", "room_seconds", "rooms"], lineterminator="\n"
+    )
+    writer.writeheader()
+    writer.writerows(totals)

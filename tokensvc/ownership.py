@@ -25,15 +25,46 @@ name N (`for_token`):
    with another owner is recorded as that owner's and refused; then CreateRoom, where only the
    live room's `auth_id` in the answer decides; then verify (and unlock) in one step.
 
-What one token request costs (asserted by tests/test_cost.py on both backends):
+What one request costs (asserted by tests/test_cost.py on both backends). A token:
 
 | case | LiveKit calls | storage calls |
 |---|---|---|
 | unauthenticated (no tenant key) | 0 | 0 |
 | the caller's own name, hold long enough | 0 | 1 (claim) |
 | a name another holds, hold running | 0 | 1 (claim) |
+| another's name, hold ran out: 403 | 1 (ListRooms) | 2 (claim, keep or mark_gone) |
+| a new name LiveKit gives another: 403 | 1 (ListRooms) | 4 (claim+lock, get, transfer, unlock) |
 | a new name | 2 (ListRooms, CreateRoom) | 2 (claim+lock, verify+unlock) |
 | a name past its grace, passed on | 2 (as for a new name) | 4 (claim, transfer, then as new) |
+| with a quota (QUOTA_MAX_*, claims): any case above | as above | 1 more, first (check_mint) |
+| with a quota: refused by it | 0 | 1 (check_mint) |
+
+The one path that asks LiveKit once and refuses is the fourth row: LiveKit lists the room (the
+holder keeps it for a grace, `keep`) or not (the grace starts, `mark_gone`); the fifth asks once
+too, for a name the record does not know.
+
+The management routes, on one of the tenant's names whose hold is checked (a pending or unknown
+hold asks ListRooms once more first, and records the tenant when LiveKit names it):
+
+| route | LiveKit calls | storage calls |
+|---|---|---|
+| list (GET /livekit/rooms) | 1 (ListRooms of its names); 0 without names | 1 (names_of) |
+| get (GET /livekit/rooms/<name>) | 2 (ListRooms, ListParticipants) | 1 (get) |
+| end (DELETE /livekit/rooms/<name>) | 2 (ListRooms, DeleteRoom) | 2 (get, claim) |
+| remove (DELETE /livekit/participant) | 2 (GetParticipant, RemoveParticipant) | 2 (get, remove) |
+| remove, no such participant: 404 | 1 (GetParticipant) | 1 (get) |
+
+LiveKit's webhook, one fresh event of a held room by the holder's participant, with one of the
+holder's endpoints subscribed to it (no endpoint for its type: one call fewer, add_deliveries):
+
+| event | LiveKit calls | storage calls |
+|---|---|---|
+| room_started, room_finished, participant_left | 0 | 6 (checks, keep, record, fan-out) |
+| participant_joined | 0 | 7 (checks, keep, record, removed, fan-out) |
+| track_published, track_unpublished | 0 | 5 (checks, get, fan-out) |
+
+The checks are `time_ms` (the age) and `first_seen` (duplicates); the fan-out is `endpoints`
+and `add_deliveries`. Another tenant's participant's join: `RemoveParticipant`, no fan-out.
 
 LiveKit's webhooks keep the record true (`on_event`): a room that starts or a participant that
 joins or leaves keeps its name's hold alive for a grace past the event; `room_finished` starts

@@ -643,3 +643,28 @@ def test_a_fresh_event_is_metered_and_forwarded_a_repeat_or_an_intruder_not(app,
     assert livekit.calls == {"RemoveParticipant": 1}
     assert [d["event_id"] for d in deliveries(client, tenants)] == ["EV_join"]
     assert deliveries(client, tenants, "globex") == []
+
+
+def test_no_event_of_another_tenants_participant_reaches_the_holder(app, tenants, livekit):
+    """Every forwarded event passes the ownership rule's intruder check: in acme's room, the
+    track and leave events of a participant whose tokensvc.tenant names globex are never queued
+    for acme (nor for globex); those of acme's own participant and of an agent without the
+    attribute are."""
+    client = app.test_client()
+    subscribe(client, tenants, "acme", "http://127.0.0.1:9/hooks")
+    subscribe(client, tenants, "globex", "http://127.0.0.1:9/hooks")
+    assert client.post("/livekit/token", json=BODY, headers=tenants.headers("acme")).status_code
+    room = BODY["room_name"]
+    track = {"sid": "TR_1", "type": "AUDIO", "source": "MICROPHONE", "name": "mic"}
+    intruder = {**member("globex"), "sid": "PA_2"}
+    agent = {"identity": "agent", "sid": "PA_3", "attributes": {}}
+    livekit.calls.clear()
+    for kind in ("track_published", "track_unpublished"):
+        send(client, kind, room, participant=intruder, track=track, event_id=f"EV_{kind}_globex")
+    send(client, "participant_left", room, participant=intruder, event_id="EV_left_globex")
+    assert deliveries(client, tenants) == [] and deliveries(client, tenants, "globex") == []
+    assert livekit.calls == {}
+    send(client, "track_published", room, participant=member("acme"), track=track, event_id="EV_a")
+    send(client, "track_published", room, participant=agent, track=track, event_id="EV_agent")
+    assert {d["event_id"] for d in deliveries(client, tenants)} == {"EV_a", "EV_agent"}
+    assert deliveries(client, tenants, "globex") == []

@@ -1,7 +1,8 @@
 """A tenant manages its own rooms: list, inspect, end, remove, mute, re-permission (no Flask).
 
-Every call is decided by the token route's ownership rule (`Ownership.owned`): the service's
-record, else LiveKit's word on the room's `auth_id`, failing closed. A room that does not exist
+Every call is decided by the token route's ownership rule (`Ownership.owned`, and
+`Ownership.live_rooms` for the list): the service's record, else LiveKit's word on the room's
+owner, failing closed. A room that does not exist
 and a room that is not the tenant's get the same answer (404 `room_not_found`). LiveKit is
 called with the service's own keys, scoped per call: `roomAdmin` on the one room for the
 participant calls, `roomCreate` for DeleteRoom.
@@ -16,7 +17,6 @@ a hold; the token route refuses that identity a token for that room meanwhile (4
 from livekit.protocol import models
 
 from .errors import LiveKitNotFound, ParticipantNotFound, RoomNotFound, TrackNotFound
-from .ownership import holder_of
 from .roles import SOURCES as TRACK_SOURCES
 from .service import TokenIssuer
 
@@ -42,15 +42,10 @@ class Moderator:
         return self.issuer.ownership
 
     def list_rooms(self, tenant: str) -> list:
-        """The tenant's live rooms: one ListRooms for the names the record gives it."""
-        names = [
-            name
-            for name in self.ownership.names_of(tenant)
-            if self.issuer.names.own_name(tenant, name) is not None
-        ]
-        if not names:
-            return []
-        return [room for room in self.rooms.list_rooms(names) if holder_of(room.metadata) == tenant]
+        """The tenant's live rooms, as the ownership rule finds them (one ListRooms for the
+        names the record gives it)."""
+        self.issuer.require_livekit()
+        return self.ownership.live_rooms(tenant)
 
     def room(self, tenant: str, name: str):
         """(room, participants) of one of the tenant's rooms."""

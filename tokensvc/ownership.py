@@ -25,23 +25,62 @@ name N (`for_token`):
    with another owner is recorded as that owner's and refused; then CreateRoom, where only the
    live room's `auth_id` in the answer decides; then verify (and unlock) in one step.
 
-What one token request costs (asserted by tests/test_cost.py on both backends):
+What one request costs (asserted by tests/test_cost.py on both backends). A token:
 
 | case | LiveKit calls | storage calls |
 |---|---|---|
 | unauthenticated (no tenant key) | 0 | 0 |
 | the caller's own name, hold long enough | 0 | 1 (claim) |
 | a name another holds, hold running | 0 | 1 (claim) |
+| another's name, hold ran out: 403 | 1 (ListRooms) | 2 (claim, keep or mark_gone) |
+| a new name LiveKit gives another: 403 | 1 (ListRooms) | 4 (claim+lock, get, transfer, unlock) |
 | a new name | 2 (ListRooms, CreateRoom) | 2 (claim+lock, verify+unlock) |
 | a name past its grace, passed on | 2 (as for a new name) | 4 (claim, transfer, then as new) |
+| with a quota (QUOTA_MAX_*, claims): any case above | as above | 1 more, first (check_mint) |
+| with a quota: refused by it | 0 | 1 (check_mint) |
+
+The one path that asks LiveKit once and refuses is the fourth row: LiveKit lists the room (the
+holder keeps it for a grace, `keep`) or not (the grace starts, `mark_gone`); the fifth asks once
+too, for a name the record does not know.
+
+The management routes, on one of the tenant's names whose hold is checked (a pending or unknown
+hold asks ListRooms once more first, and records the tenant when LiveKit names it):
+
+| route | LiveKit calls | storage calls |
+|---|---|---|
+| list (GET /livekit/rooms) | 1 (ListRooms of its names); 0 without names | 1 (names_of) |
+| get (GET /livekit/rooms/<name>) | 2 (ListRooms, ListParticipants) | 1 (get) |
+| end (DELETE /livekit/rooms/<name>) | 2 (ListRooms, DeleteRoom) | 2 (get, claim) |
+| remove (DELETE /livekit/participant) | 2 (GetParticipant, RemoveParticipant) | 2 (get, remove) |
+| remove, no such participant: 404 | 1 (GetParticipant) | 1 (get) |
+
+LiveKit's webhook, one fresh event of a held room by the holder's participant, with one of the
+holder's endpoints subscribed to it (no endpoint for its type: one call fewer, add_deliveries):
+
+| event | LiveKit calls | storage calls |
+|---|---|---|
+| room_started, room_finished, participant_left | 0 | 6 (checks, keep, record, fan-out) |
+| participant_joined | 0 | 7 (checks, keep, record, removed, fan-out) |
+| track_published, track_unpublished | 0 | 5 (checks, get, fan-out) |
+
+The checks are `time_ms` (the age) and `first_seen` (duplicates); the fan-out is `endpoints`
+and `add_deliveries`. Another tenant's participant's join: `RemoveParticipant`, no fan-out.
 
 LiveKit's webhooks keep the record true (`on_event`): a room that starts or a participant that
 joins or leaves keeps its name's hold alive for a grace past the event; `room_finished` starts
 the grace. A participant whose `tokensvc.tenant` attribute names another tenant than the holder
 is removed at once, and so is an identity removed by the management routes. After the duplicate
 and age checks, each event is metered (`usage`: usage.py, which may remove a join over its room's
-participants quota) and each event of a held room goes to `forward(holder, event)`: the tenants'
-own webhooks (`webhooks.py`), except a participant removed at its join.
+participants quota) and each event of a held room goes to `forward(holder, event, room_name)`
+with the holder's own name for the room: the tenants' own webhooks (`webhooks.py`), except a
+participant removed at its join and every event (track events too) of a participant whose
+`tokensvc.tenant` attribute names another tenant than the holder.
+
+Every ownership decision is taken here: who holds a name (the record, else LiveKit's
+`auth_id`), a tenant's names (`names_of`, the holds' one list, and `own_name` for its own
+names), its live rooms (`live_rooms`, for the management routes) and whose participant someone
+is (`foreign`). tests/test_ownership_in_one_place.py keeps the owner key and the tenant
+attribute out of every other module.
 """
 
 import json
@@ -65,6 +104,7 @@ from .errors import (
     StorageRecovering,
     StorageUnavailable,
 )
+from .names import RoomNames
 from .roles import TENANT_ATTRIBUTE
 from .storage.holds import Hold
 
@@ -144,20 +184,23 @@ class Ownership:
         settings: Settings,
         holds,
         rooms,
-        per_tenant: bool = False,
+        names: RoomNames | None = None,
         room_creations=None,
         observe=None,
         forward=None,
     ):
-        """Derive the hold and the grace from the settings; `room_creations`, when given, is
-        asked before a room is created (`test_room_create(tenant)`) and told after;
-        `forward(holder, event)`, when given, gets each new event of a held room (the tenants'
+        """Derive the hold and the grace from the settings; `names` translates between
+        tenants' room names and LiveKit's (shared when not given); `room_creations`, when
+        given, is asked before a room is created (`test_room_create(tenant)`) and told after;
+        `forward(holder, event, room_name)`, when given, gets each new event of a held room
+        that is the holder's to see, with the holder's own room name (the tenants'
         webhooks)."""
         self.settings = settings
         self.forward = forward
         self.holds = holds
         self.rooms = rooms
-        self.per_tenant = per_tenant
+        self.names = names if names is not None else RoomNames()
+        self.per_tenant = self.names.per_tenant
         self.room_creations = room_creations
         self.observe = observe
         self.usage: EventMeter | None = None  # told of each fresh event; set by its owner
@@ -354,8 +397,30 @@ class Ownership:
         self.holds.remove(name, identity, self.grace_ms)
 
     def names_of(self, tenant: str) -> list[str]:
-        """The names the tenant holds."""
+        """The LiveKit names the tenant holds: the one list of a tenant's names."""
         return self.holds.names_of(tenant)
+
+    def own_name(self, tenant: str, name: str) -> str | None:
+        """The tenant's own name for LiveKit's room name `name`, or None when the name is not
+        in the tenant's namespace (per-tenant names; shared names are everyone's)."""
+        return self.names.own_name(tenant, name)
+
+    def live_rooms(self, tenant: str) -> list:
+        """The tenant's live rooms as LiveKit lists them: one ListRooms for the names the
+        record gives it (none: no call), each room kept only when its `auth_id` names the
+        tenant too."""
+        names = [name for name in self.names_of(tenant) if self.own_name(tenant, name) is not None]
+        if not names:
+            return []
+        return [room for room in self.rooms.list_rooms(names) if holder_of(room.metadata) == tenant]
+
+    @staticmethod
+    def foreign(holder: str, participant) -> bool:
+        """Whether `participant` came with another tenant's token than `holder`'s: its
+        `tokensvc.tenant` attribute names another tenant. Participants without the attribute
+        (agents, egress, tokens the operator minted) are nobody's intruders."""
+        tenant = participant.attributes.get(TENANT_ATTRIBUTE)
+        return tenant is not None and tenant != holder
 
     # LiveKit's webhooks.
 
@@ -365,7 +430,7 @@ class Ownership:
         "stale", "ignored", "kept", "finished", "recorded", "removed", "quota_removed",
         "forwarded"). Duplicates and stale events are neither metered nor forwarded; a
         participant removed at its join (another tenant's, or an identity removed from the
-        room) is not forwarded."""
+        room) is not forwarded, nor is any event of another tenant's participant."""
         kind, name = event.event, event.room.name
         forwarded_only = kind in FORWARDED_ONLY_EVENTS and self.forward is not None
         if not name or (kind not in ALIVE_EVENTS and kind != FINISHED_EVENT and not forwarded_only):
@@ -376,13 +441,28 @@ class Ownership:
             return self._observed(kind, "duplicate")
         if forwarded_only:  # changes nothing in the record and meters nothing
             hold = self.holds.get(name)
-            if hold is not None and self.forward is not None:
-                self.forward(hold.holder, event)
-            return self._observed(kind, "forwarded" if hold is not None else "ignored")
+            if hold is None:
+                return self._observed(kind, "ignored")
+            forwarded = self._forward(hold.holder, event)
+            return self._observed(kind, "forwarded" if forwarded else "ignored")
         outcome, hold = self._record_event(kind, name, event)
-        if self.forward is not None and hold is not None and outcome != "removed":
-            self.forward(hold.holder, event)
+        if hold is not None and outcome != "removed":
+            self._forward(hold.holder, event)
         return self._observed(kind, outcome)
+
+    def _forward(self, holder: str, event) -> bool:
+        """Hand an event of `holder`'s room to `forward` with the holder's own room name,
+        unless its participant is another tenant's (an intruder is never shown to the holder)
+        or the name is not in the holder's namespace; whether it was handed on."""
+        if self.forward is None:
+            return False
+        if event.HasField("participant") and self.foreign(holder, event.participant):
+            return False
+        room_name = self.own_name(holder, event.room.name)
+        if room_name is None:
+            return False
+        self.forward(holder, event, room_name)
+        return True
 
     def _record_event(self, kind: str, name: str, event) -> tuple[str, Hold | None]:
         """What a fresh room's or participant's event does to the record and its metering
@@ -428,10 +508,8 @@ class Ownership:
 
     def _remove_intruder(self, name: str, holder: str, participant) -> bool:
         """A participant that joined a held room with another tenant's `tokensvc.tenant`
-        attribute, or an identity removed from the room: remove it now. Participants without
-        the attribute (agents, egress, tokens the operator minted) are left alone."""
-        tenant = participant.attributes.get(TENANT_ATTRIBUTE)
-        foreign = tenant is not None and tenant != holder
+        attribute (`foreign`), or an identity removed from the room: remove it now."""
+        foreign = self.foreign(holder, participant)
         if not foreign and not self.holds.removed(name, participant.identity):
             return False
         if foreign:

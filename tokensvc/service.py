@@ -100,13 +100,11 @@ class TokenIssuer:
         self.ownership: Ownership | None = None
         if holds is not None:
             self.ownership = Ownership(
-                settings, holds, rooms, self.names.per_tenant, room_creations, observe_event
+                settings, holds, rooms, self.names, room_creations, observe_event
             )
         self.usage: Usage | None = None
         if usage_store is not None and self.ownership is not None:
-            self.usage = Usage(
-                settings, usage_store, self.names, self.ownership.hold_ms, observe_event
-            )
+            self.usage = Usage(settings, usage_store, self.ownership, observe_event)
             self.ownership.usage = self.usage
 
     def issue(

@@ -4,7 +4,7 @@ across service instances and LiveKit nodes (no Flask).
 **Metering.** `Ownership.on_event` hands every verified, first-seen, fresh event of a held room
 to `record`: `room_started`, `room_finished`, `participant_joined` and `participant_left` are
 kept per room life (its `sid`) and per participant session (its participant `sid`), with the
-times the events carry (`usage_store.py`): a duplicate writes nothing new, a leave before its
+times the events carry (`storage/usage.py`): a duplicate writes nothing new, a leave before its
 join still settles, a room's end closes the sessions whose leave never came, and a session still
 open counts to the storage's now. `report` adds them up over a period, per room name.
 
@@ -29,6 +29,7 @@ limits are recorded in the storage at each token request that has any, for the j
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from .config import Settings
 from .errors import QuotaExceeded
@@ -42,6 +43,16 @@ METERED_EVENTS = ("room_started", "room_finished", "participant_joined", "partic
 #: LiveKit gives an event's time in whole seconds: it is taken at the middle of that second.
 HALF_SECOND_MS = 500
 DAY_MS = 24 * 3600 * 1000
+
+
+class TenantNames(Protocol):
+    """What usage asks of the ownership rule (`Ownership`, ownership.py): whose a name is."""
+
+    hold_ms: int  # how long a token can start a room: a reservation lasts as long
+
+    def own_name(self, tenant: str, name: str) -> str | None:
+        """The tenant's own name for LiveKit's room name, or None when it is not the tenant's."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -180,15 +191,15 @@ def add_up(now: int, rooms, sessions, start: int, end: int, own_name) -> dict:
 class Usage:
     """Metering and quotas on one usage store, for one service instance's settings."""
 
-    def __init__(self, settings: Settings, store, names, reserve_ms: int, observe=None):
-        """Use `store` (usage_store.py); `names` translates LiveKit's names into tenants' own;
-        a room reserved at a token request counts for `reserve_ms` unless LiveKit's events
-        say it started; `observe` (the metrics), when given, is told of metered events and
-        refusals."""
+    def __init__(self, settings: Settings, store, ownership: TenantNames, observe=None):
+        """Use `store` (storage/usage.py); `ownership` gives the tenants' own names for
+        LiveKit's, and a room reserved at a token request counts as long as its hold lasts
+        (`hold_ms`) unless LiveKit's events say it started; `observe` (the metrics), when
+        given, is told of metered events and refusals."""
         self.settings = settings
         self.store = store
-        self.names = names
-        self.reserve_ms = reserve_ms
+        self.ownership = ownership
+        self.reserve_ms = ownership.hold_ms
         self.observe = observe
 
     def limits(self, claimed: Mapping) -> Limits:
@@ -271,6 +282,6 @@ class Usage:
         return totals
 
     def _own_name(self, tenant: str, name: str) -> str:
-        """The tenant's name for a LiveKit room name (LiveKit's when it is not the tenant's
-        encoding: recorded before ROOM_NAMES changed)."""
-        return self.names.own_name(tenant, name) or name
+        """The tenant's name for a LiveKit room name, as the ownership rule gives it (LiveKit's
+        when it is not the tenant's encoding: recorded before ROOM_NAMES changed)."""
+        return self.ownership.own_name(tenant, name) or name

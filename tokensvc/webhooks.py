@@ -2,15 +2,16 @@
 Webhooks scheme and delivered at least once by a worker process (no Flask).
 
 - **Endpoints** (`subscribe`, `unsubscribe`, `rotate_secret`, ...) are kept per tenant in the
-  storage (`webhook_store.py`); a URL passes the guard (`egress.py`) when subscribed and again
+  storage (`storage/webhooks.py`); a URL passes the guard (`egress.py`) when subscribed and again
   at every attempt. A secret is `whsec_<base64 of 32 random bytes>`, shown only when made; after
   a rotation the old one signs too for `ROTATION_OVERLAP_MS`.
 - **Fan-out** (`on_event`): `Ownership.on_event`, the one receiver of LiveKit's verified
   events, calls it after dropping duplicates and stale events, with the holder of the event's
-  room. Each endpoint of that tenant that subscribed to the event's type gets one delivery: its
-  body (`{"type", "timestamp", "data"}`) is fixed then, with the tenant's own room name and
-  without the service's `tokensvc.` attributes; a participant another tenant's token let in is
-  never shown. The deliveries are stored first, then the queue is told: the web process never
+  room and the holder's own name for it; it never hands on an event of another tenant's
+  participant (that is its decision, not this module's). Each endpoint of that tenant that
+  subscribed to the event's type gets one delivery: its body (`{"type", "timestamp", "data"}`)
+  is fixed then, with the tenant's own room name and without the service's `tokensvc.`
+  attributes. The deliveries are stored first, then the queue is told: the web process never
   sends HTTP to a tenant.
 - **Delivery** (`attempt`), in the worker: lease the delivery (at most
   TENANT_WEBHOOK_ENDPOINT_CONCURRENCY attempts per endpoint at once, so one slow endpoint holds
@@ -45,8 +46,7 @@ from .errors import (
     WebhookEndpointNotFound,
     WebhookEndpointsLimit,
 )
-from .names import RoomNames
-from .roles import RESERVED_PREFIX, TENANT_ATTRIBUTE
+from .roles import RESERVED_PREFIX
 from .storage.webhooks import Endpoint, NewDelivery
 
 log = logging.getLogger(__name__)
@@ -219,16 +219,17 @@ class TenantWebhooks:
         settings: Settings,
         store,
         queue: DeliveryQueue,
-        names: RoomNames,
+        names=None,
         sender: Sender | None = None,
         observe=None,
     ):
         """Keep endpoints and deliveries in `store`, wake workers through `queue`, send with
-        `sender` (the guarded HTTP client); `observe(outcome)` is told of every attempt."""
+        `sender` (the guarded HTTP client); `observe(outcome)` is told of every attempt.
+        `names` is not used: the ownership rule gives each event's room name (the parameter
+        stays until its callers drop it)."""
         self.settings = settings
         self.store = store
         self.queue = queue
-        self.names = names
         self.sender = sender or Sender(
             settings.tenant_webhook_timeout, settings.tenant_webhooks_allow_private
         )
@@ -310,17 +311,11 @@ class TenantWebhooks:
 
     # The fan-out (from Ownership.on_event, after its duplicate and age checks).
 
-    def on_event(self, holder: str, event) -> int:
-        """Queue one delivery of a LiveKit event of `holder`'s room to each of its endpoints
-        that subscribed to the event's type; return how many."""
+    def on_event(self, holder: str, event, room_name: str) -> int:
+        """Queue one delivery of a LiveKit event of `holder`'s room (`room_name` in the
+        holder's own names) to each of its endpoints that subscribed to the event's type;
+        return how many."""
         if not holder or event.event not in EVENT_TYPES:
-            return 0
-        if event.HasField("participant"):
-            tenant = event.participant.attributes.get(TENANT_ATTRIBUTE)
-            if tenant is not None and tenant != holder:
-                return 0  # another tenant's participant (removed by Ownership): not shown
-        room_name = self.names.own_name(holder, event.room.name)
-        if room_name is None:
             return 0
         endpoints = [e for e in self.store.endpoints(holder) if event.event in e.events]
         if not endpoints:

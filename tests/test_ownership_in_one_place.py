@@ -29,8 +29,8 @@ OWNERSHIP = "ownership.py"
 OWNER_WORDS = {"OWNER_KEY", "room_owner", "holder_of"}
 #: Where the tenant attribute's name may appear: its definition and the one writer.
 ATTRIBUTE_AT = {"roles.py", "livekit/minting.py", OWNERSHIP}
-#: Callers of `own_name` on the names rather than on the ownership rule, still to move.
-PENDING = {"http/views.py"}
+#: Callers of `own_name` on the names rather than on the ownership rule: none.
+PENDING: set[str] = set()
 
 
 def modules():

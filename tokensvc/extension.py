@@ -255,7 +255,7 @@ def _tenant_webhooks(settings: Settings, holds, issuer: TokenIssuer, metrics) ->
         log.warning(
             "starting: the storage at %s did not answer; tenants' webhooks wait for it", holds.where
         )
-    webhooks = TenantWebhooks(settings, store, open_queue(holds.store), issuer.names)
+    webhooks = TenantWebhooks(settings, store, open_queue(holds.store))
     assert issuer.ownership is not None  # holds given: the issuer keeps the ownership record
     issuer.ownership.forward = webhooks.on_event
     if settings.tenant_webhooks_allow_private:

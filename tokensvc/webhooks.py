@@ -219,14 +219,12 @@ class TenantWebhooks:
         settings: Settings,
         store,
         queue: DeliveryQueue,
-        names=None,
         sender: Sender | None = None,
         observe=None,
     ):
         """Keep endpoints and deliveries in `store`, wake workers through `queue`, send with
         `sender` (the guarded HTTP client); `observe(outcome)` is told of every attempt.
-        `names` is not used: the ownership rule gives each event's room name (the parameter
-        stays until its callers drop it)."""
+        Each event's room name comes from the ownership rule."""
         self.settings = settings
         self.store = store
         self.queue = queue

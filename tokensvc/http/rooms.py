@@ -93,10 +93,10 @@ def livekit_name(tenant: str, room_name: str) -> str:
 
 def own_room(rendered: dict, tenant: str) -> dict:
     """A rendered room under the tenant's own name (and LiveKit's, with per-tenant names)."""
-    names = service_state().issuer.names
-    if names.per_tenant:
+    issuer = service_state().issuer
+    if issuer.ownership is not None and issuer.ownership.per_tenant:
         rendered["livekit_room_name"] = rendered["name"]
-        rendered["name"] = names.own_name(tenant, rendered["name"])
+        rendered["name"] = issuer.ownership.own_name(tenant, rendered["name"])
     return rendered
 
 

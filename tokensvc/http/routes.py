@@ -396,29 +396,31 @@ ROUTE_SCOPES = {
 # Room names in paths. A room name may hold `/`, sent as `%2F`, which WSGI servers hand on
 # decoded, as `/`: the name then spans several path segments. So that no route of a room's
 # (`/livekit/rooms/{room_name}/<sub-resource>`) is ever read as a room name, a segment after a
-# name's first may not be a sub-resource's name: those below, and any the table gives a room.
-
-#: The names of a room's sub-resources, reserved now for routes to come.
-ROOM_SUB_RESOURCES = ("participants",)
+# name's first may not be the name of a sub-resource the table gives a room. The table gives
+# none today, so every room name reaches its room's routes.
 
 
 def room_sub_resources() -> tuple[str, ...]:
-    """The reserved names and the first segment after `{room_name}` in any table path."""
-    named = {
-        route.path.split("{room_name}/", 1)[1].split("/", 1)[0]
-        for route in ROUTES
-        if "{room_name}/" in route.path
-    }
-    return tuple(sorted(named.union(ROOM_SUB_RESOURCES)))
+    """The first segment after `{room_name}` in any table path: the names reserved."""
+    return tuple(
+        sorted(
+            {
+                route.path.split("{room_name}/", 1)[1].split("/", 1)[0]
+                for route in ROUTES
+                if "{room_name}/" in route.path
+            }
+        )
+    )
 
 
 class RoomNameConverter(BaseConverter):
     """A room name in a path: one or more segments (a `/` in the name arrives decoded), none
-    after the first named like a room's sub-resource (`room_sub_resources`)."""
+    after the first named like one of `reserved`, a room's sub-resources."""
 
     part_isolating = False
     weight = 200
-    regex = ""  # set below, from the table
+    reserved: tuple[str, ...] = ()
+    regex = "[^/]+(?:/[^/]*)*"
 
     def to_url(self, value: str) -> str:
         """Percent-encode every reserved character, `/` included."""
@@ -429,9 +431,16 @@ class RoomNameConverter(BaseConverter):
         return value
 
 
-RoomNameConverter.regex = "[^/]+(?:/(?!(?:{})(?:/|$))[^/]*)*".format(
-    "|".join(map(re.escape, room_sub_resources()))
-)
+def room_name_converter(reserved: tuple[str, ...]) -> type[RoomNameConverter]:
+    """The converter for room names beside sub-resources named `reserved`."""
+    if not reserved:
+        return RoomNameConverter
+    refused = "|".join(map(re.escape, reserved))
+    return type(
+        "RoomNameConverter",
+        (RoomNameConverter,),
+        {"reserved": reserved, "regex": f"[^/]+(?:/(?!(?:{refused})(?:/|$))[^/]*)*"},
+    )
 
 
 def route_scopes() -> dict[str, str | None]:
@@ -470,7 +479,7 @@ def cors_paths(prefix: str) -> re.Pattern:
 
 def _add_room_name_converter(state) -> None:
     """The app's converter for room names (an app's converters are its own, not a blueprint's)."""
-    state.app.url_map.converters[ROOM_NAME_CONVERTER] = RoomNameConverter
+    state.app.url_map.converters[ROOM_NAME_CONVERTER] = room_name_converter(room_sub_resources())
 
 
 # Register: the converter first (a blueprint's deferred work runs in order), then each route.

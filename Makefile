@@ -18,14 +18,15 @@ TENANT ?= acme
 # wheel into a fresh venv offline (the suite runs in a network namespace of its own).
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 $(VENV)/.runtime: requirements.txt pyproject.toml examples/browser/package-lock.json
-	$(PYTHON) -m venv $(VENV)
-	npm_status=0; \
+	@echo "installing the runtime into $(VENV) (pip) and the browser example (npm), side by side" >&2
+	@$(PYTHON) -m venv $(VENV)
+	@npm_status=0; \
 	if command -v npm >/dev/null; then \
 	  npm ci --prefix examples/browser --silent --no-audit --no-fund & npm_pid=$$!; fi; \
 	$(PIP) -r requirements.txt && $(PIP) --no-deps -e . || exit 1; \
 	[ -z "$${npm_pid:-}" ] || wait $$npm_pid || npm_status=$$?; \
-	[ $$npm_status = 0 ] || echo "npm ci of examples/browser failed: make run has no browser example"
-	touch $@
+	[ $$npm_status = 0 ] || echo "npm ci of examples/browser failed: make run has no browser example" >&2
+	@touch $@
 
 $(VENV)/.installed: $(VENV)/.runtime requirements-dev.txt tests/node/package-lock.json
 	npm_status=0; \

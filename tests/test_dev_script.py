@@ -286,3 +286,53 @@ def test_make_run_says_when_only_loopback_is_there(dev_ports):
     ) in output
     assert "Media needs an address besides loopback, and this machine has none" in output
     assert f"(LiveKit for clients: ws://127.0.0.1:{dev_ports['LIVEKIT_PORT']})" in output
+
+
+def doc_block(page: str, text: str) -> str:
+    """The one ```sh block of docs/`page` that contains `text`, as written there."""
+    blocks = (ROOT / "docs" / page).read_text().split("```sh\n")[1:]
+    (block,) = [block.split("```")[0] for block in blocks if text in block.split("```")[0]]
+    return block
+
+
+def test_the_docs_commands_beside_make_run_work_as_pasted():
+    """`make run` on its default ports, then docs/development.md's curl block, docs/usage.md's
+    usage request and export and docs/webhooks.md's subscription, pasted into one shell in
+    turn: each answers what the docs show."""
+    for port in (8000, 7880, 8090):
+        assert not listening(port), f"port {port} is taken; the docs' commands use it"
+    run = DevRun()
+    try:
+        run.wait_for(8000)
+        pasted = subprocess.run(
+            [
+                "bash",
+                "-e",
+                "-c",
+                # An error's body ends without a newline: one between the blocks' answers.
+                "\necho\n".join(
+                    [
+                        doc_block("development.md", "OTHER=$(make -s token TENANT=globex)"),
+                        doc_block("usage.md", "/livekit/usage?from="),
+                        doc_block("webhooks.md", "/livekit/webhook-endpoints"),
+                        doc_block("usage.md", "make -s usage"),
+                    ]
+                ),
+            ],
+            cwd=ROOT,
+            env={**dev_env(), "PATH": f"{ROOT / '.venv' / 'bin'}:{dev_env()['PATH']}"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        code, output = run.interrupt()
+    assert pasted.returncode == 0, pasted.stderr
+    lines = [line for line in pasted.stdout.splitlines() if line]
+    granted, refused, usage, endpoint = (json.loads(line) for line in lines[:4])
+    assert granted["room_name"] == "acme-room" and refused["code"] == "room_forbidden"
+    assert usage["from"] == "2026-01-01T00:00:00.000Z" and "participant_seconds" in usage
+    assert endpoint["url"] == "https://app.example/hooks/livekit"
+    assert endpoint["secret"].startswith("whsec_")
+    assert lines[4:].count("tenant,participant_seconds,room_seconds,rooms") == 2
+    assert code == 0, output

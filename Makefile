@@ -5,35 +5,76 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run token lint test install system-packages livekit-server bench soak
+.PHONY: run token usage lint test install system-packages livekit-server bench soak cold-start
 
 # make run's key for tenant tokens: public, for development only (make run binds loopback).
 DEV_TENANT_SECRET := development-tenant-secret-change-me
 TENANT ?= acme
 
-# .venv/wheelhouse: the runtime's wheels, from which tests/test_package.py installs the built
+# make run needs only the runtime (.venv/.runtime): pip installs it while npm installs the browser
+# example, and the pinned livekit-server builds in the background meanwhile (make run serves on
+# the emulator until it is built). make install adds the test tools, the SDK tests' npm packages
+# and .venv/wheelhouse: the runtime's wheels, from which tests/test_package.py installs the built
 # wheel into a fresh venv offline (the suite runs in a network namespace of its own).
-$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml tests/node/package-lock.json \
-		examples/browser/package-lock.json
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
-	$(PY) -m pip download --quiet --disable-pip-version-check -d $(VENV)/wheelhouse -r requirements.txt
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+$(VENV)/.runtime: requirements.txt pyproject.toml examples/browser/package-lock.json
+	@echo "installing the runtime into $(VENV) (pip) and the browser example (npm), side by side" >&2
+	@$(PYTHON) -m venv $(VENV)
+	@npm_status=0; \
 	if command -v npm >/dev/null; then \
-	  npm ci --prefix tests/node --silent --no-audit --no-fund && \
-	  npm ci --prefix examples/browser --silent --no-audit --no-fund; fi
+	  npm ci --prefix examples/browser --silent --no-audit --no-fund & npm_pid=$$!; fi; \
+	$(PIP) -r requirements.txt && $(PIP) --no-deps -e . || exit 1; \
+	[ -z "$${npm_pid:-}" ] || wait $$npm_pid || npm_status=$$?; \
+	[ $$npm_status = 0 ] || echo "npm ci of examples/browser failed: make run has no browser example" >&2
+	@touch $@
+
+$(VENV)/.installed: $(VENV)/.runtime requirements-dev.txt tests/node/package-lock.json
+	npm_status=0; \
+	if command -v npm >/dev/null; then \
+	  npm ci --prefix tests/node --silent --no-audit --no-fund & npm_pid=$$!; fi; \
+	$(PIP) -r requirements-dev.txt && \
+	$(PY) -m pip download --quiet --disable-pip-version-check -d $(VENV)/wheelhouse \
+	  -r requirements.txt || exit 1; \
+	[ -z "$${npm_pid:-}" ] || wait $$npm_pid || npm_status=$$?; \
+	[ $$npm_status = 0 ] || exit $$npm_status
 	touch $@
 
 install: $(VENV)/.installed
 
-run: install
+# The build starts first (in the background, when it is needed), so it overlaps the install.
+run:
+	@[ -n "$${LIVEKIT_URL:-}" ] || scripts/livekit-server --background >/dev/null 2>&1 || true
+	@$(MAKE) --no-print-directory $(VENV)/.runtime
 	AUTH_JWT_SECRET="$${AUTH_JWT_SECRET:-$(DEV_TENANT_SECRET)}" PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/dev
 
-# A tenant token that make run's service accepts: make token TENANT=acme TTL=3600
+# A tenant token that make run's service accepts: make token TENANT=acme TTL=3600, with any of
+# SCOPE="tokens:create rooms:read", ROLE="speaker viewer", IDENTITY=alice (make run reads no
+# identity claim unless AUTH_IDENTITY_CLAIM is set for both), CLAIMS="max_rooms=3 plan=gold".
 TTL ?= 3600
-token: install
+SCOPE ?=
+ROLE ?=
+IDENTITY ?=
+CLAIMS ?=
+token: $(VENV)/.runtime
 	@AUTH_JWT_SECRET="$${AUTH_JWT_SECRET:-$(DEV_TENANT_SECRET)}" LOG_LEVEL=ERROR \
-	  $(VENV)/bin/flask --app 'tokensvc:create_app()' tenant-token --tenant "$(TENANT)" --ttl "$(TTL)"
+	  $(PY) -m tokensvc.processes.cli tenant-token --tenant "$(TENANT)" --ttl "$(TTL)" \
+	  $(foreach s,$(SCOPE),--scope '$(s)') $(foreach r,$(ROLE),--role '$(r)') \
+	  $(if $(IDENTITY),--identity '$(IDENTITY)') $(foreach c,$(CLAIMS),--claim '$(c)')
+
+# Every tenant's usage from make run's storage: make usage FROM=2026-01-01T00:00:00Z
+# TO=2026-02-01T00:00:00Z FORMAT=json (default: this month so far, CSV).
+FROM ?=
+TO ?=
+FORMAT ?= csv
+usage: $(VENV)/.runtime
+	@AUTH_JWT_SECRET="$${AUTH_JWT_SECRET:-$(DEV_TENANT_SECRET)}" LOG_LEVEL=ERROR \
+	  $(PY) -m tokensvc.processes.cli usage $(if $(FROM),--from '$(FROM)') \
+	  $(if $(TO),--to '$(TO)') --format '$(FORMAT)'
+
+# How long a fresh clone with empty caches takes to a first token and to the real LiveKit
+# (the README's figures): clones this checkout's HEAD into a temporary folder.
+cold-start:
+	scripts/cold-start
 
 livekit-server:
 	@scripts/livekit-server

@@ -1,9 +1,6 @@
-"""WSGI entry point: `gunicorn app:app` (settings from the environment)."""
+"""WSGI entry point from a checkout: `gunicorn app:app` (settings from the environment); the
+package's own is `tokensvc serve`."""
 
-from tokensvc import ConfigError, create_app
-from tokensvc.config import exit_on
+from tokensvc.processes.wsgi import app
 
-try:
-    app = create_app(server=True)  # without LiveKit settings it refuses to start
-except ConfigError as exc:
-    exit_on(exc)
+__all__ = ["app"]

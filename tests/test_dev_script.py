@@ -2,10 +2,12 @@
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -16,7 +18,7 @@ import pytest
 from support.livekit import MEDIA_IP, find_livekit_server
 from support.processes import ROOT, listening, livekit_settings, unavailable
 from support.servers import HttpService
-from support.tokens import BODY, TENANT_SECRET
+from support.tokens import BODY, TENANT_SECRET, Tenants
 from tokensvc.testing.processes import find_free_port
 
 VENV_BIN = str(Path(sys.executable).parent)
@@ -115,16 +117,18 @@ def test_busy_livekit_port_is_one_line_and_exit_1():
 
 class DevRun:
     """scripts/dev started as `make run` starts it, in a session of its own (as a terminal's
-    foreground job), until `interrupt()` sends it Ctrl-C."""
+    foreground job), until `interrupt()` sends it Ctrl-C; what it prints goes to a file, which
+    `output()` reads while it runs."""
 
     def __init__(self, prefix=(), **settings):
         """Start it (after the command `prefix`, if any) with `settings` on top of `make run`'s
         environment."""
+        self.file = tempfile.TemporaryFile(mode="w+")
         self.process = subprocess.Popen(
             [*prefix, str(ROOT / "scripts" / "dev")],
             cwd=ROOT,
             env=dev_env(**settings),
-            stdout=subprocess.PIPE,
+            stdout=self.file,
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
@@ -132,17 +136,24 @@ class DevRun:
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
 
+    def output(self) -> str:
+        """Everything it printed so far."""
+        self.file.seek(0)
+        return self.file.read()
+
     def wait_for(self, port: int) -> None:
         """Wait until something listens on `port` (in the script's network namespace)."""
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not listening(port, self.process.pid):
-            assert self.process.poll() is None, self.process.stdout.read()
+            assert self.process.poll() is None, self.output()
             time.sleep(0.2)
 
     def interrupt(self) -> tuple[int, str]:
         """Ctrl-C: SIGINT to the whole process group; (exit status, everything printed)."""
         os.killpg(self.process.pid, signal.SIGINT)
-        output = self.process.communicate(timeout=60)[0]
+        self.process.wait(timeout=60)
+        output = self.output()
+        self.file.close()
         return self.process.returncode, output
 
 
@@ -286,3 +297,117 @@ def test_make_run_says_when_only_loopback_is_there(dev_ports):
     ) in output
     assert "Media needs an address besides loopback, and this machine has none" in output
     assert f"(LiveKit for clients: ws://127.0.0.1:{dev_ports['LIVEKIT_PORT']})" in output
+
+
+def doc_block(page: str, text: str) -> str:
+    """The one ```sh block of docs/`page` that contains `text`, as written there."""
+    blocks = (ROOT / "docs" / page).read_text().split("```sh\n")[1:]
+    (block,) = [block.split("```")[0] for block in blocks if text in block.split("```")[0]]
+    return block
+
+
+def test_the_docs_commands_beside_make_run_work_as_pasted():
+    """`make run` on its default ports, then docs/development.md's curl block, docs/usage.md's
+    usage request and export and docs/webhooks.md's subscription, pasted into one shell in
+    turn: each answers what the docs show."""
+    for port in (8000, 7880, 8090):
+        assert not listening(port), f"port {port} is taken; the docs' commands use it"
+    run = DevRun()
+    try:
+        run.wait_for(8000)
+        pasted = subprocess.run(
+            [
+                "bash",
+                "-e",
+                "-c",
+                # An error's body ends without a newline: one between the blocks' answers.
+                "\necho\n".join(
+                    [
+                        doc_block("development.md", "OTHER=$(make -s token TENANT=globex)"),
+                        doc_block("usage.md", "/livekit/usage?from="),
+                        doc_block("webhooks.md", "/livekit/webhook-endpoints"),
+                        doc_block("usage.md", "make -s usage"),
+                    ]
+                ),
+            ],
+            cwd=ROOT,
+            env={**dev_env(), "PATH": f"{ROOT / '.venv' / 'bin'}:{dev_env()['PATH']}"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        code, output = run.interrupt()
+    assert pasted.returncode == 0, pasted.stderr
+    lines = [line for line in pasted.stdout.splitlines() if line]
+    granted, refused, usage, endpoint = (json.loads(line) for line in lines[:4])
+    assert granted["room_name"] == "acme-room" and refused["code"] == "room_forbidden"
+    assert usage["from"] == "2026-01-01T00:00:00.000Z" and "participant_seconds" in usage
+    assert endpoint["url"] == "https://app.example/hooks/livekit"
+    assert endpoint["secret"].startswith("whsec_")
+    assert lines[4:].count("tenant,participant_seconds,room_seconds,rooms") == 2
+    assert code == 0, output
+
+
+def answers_at_root(port: int) -> bool:
+    """Whether GET / on `port` answers 200: livekit-server does ("OK"), the emulator does not."""
+    try:
+        return get(f"http://127.0.0.1:{port}/")[0] == 200
+    except OSError:
+        return False
+
+
+def test_make_run_serves_on_the_emulator_while_the_server_builds_then_moves_to_it(
+    dev_ports, tmp_path
+):
+    """While scripts/livekit-server's background build runs (here a stand-in process with its
+    pid file), make run serves on the emulator and says so; when the built server appears and
+    the build ends, make run starts it in the emulator's place and restarts the service on it,
+    which then hands out tokens as before."""
+    binary = find_livekit_server()[0]
+    if binary is None:
+        unavailable("the build's result here is the real livekit-server")
+    if shutil.which("livekit-server", path=dev_env()["PATH"]):
+        unavailable("a livekit-server on PATH is used as it is: nothing would be built")
+    cache = tmp_path / "cache" / "tokensvc" / "livekit-server-v1.13.5"
+    cache.mkdir(parents=True)
+    build = subprocess.Popen(["sleep", "600"])
+    (cache / "build.pid").write_text(f"{build.pid}\n")
+    (cache / "build.log").write_text("go: downloading github.com/livekit/protocol v1\n")
+    port, livekit_port = int(dev_ports["PORT"]), int(dev_ports["LIVEKIT_PORT"])
+    run = DevRun(XDG_CACHE_HOME=str(tmp_path / "cache"), **dev_ports)
+    try:
+        run.wait_for(port)
+        assert not answers_at_root(livekit_port)  # the emulator
+        (cache / "server").symlink_to(binary)
+        build.terminate()
+        build.wait(10)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not answers_at_root(livekit_port):
+            time.sleep(0.2)
+        assert answers_at_root(livekit_port)
+        restarted = "make run: the service restarted on it; the browser call works from now on"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and restarted not in run.output():
+            time.sleep(0.2)
+        deadline = time.monotonic() + 60
+        status, token = 0, Tenants().token("acme")
+        while time.monotonic() < deadline and status != 200:
+            answer = HttpService()
+            answer.url = f"http://127.0.0.1:{port}"
+            try:
+                status, body, _ = answer.post(
+                    "/livekit/token", BODY, {"Authorization": f"Bearer {token}"}
+                )
+            except OSError:
+                time.sleep(0.5)
+        assert status == 200 and body["livekit_url"] == f"ws://127.0.0.1:{livekit_port}"
+    finally:
+        build.kill()
+        build.wait()
+        code, output = run.interrupt()
+    assert code == 0, output
+    assert "LiveKit: the RoomService emulator (no media) stands in" in output
+    assert "building livekit-server v1.13.5: 1 modules downloaded" in output
+    assert "make run: livekit-server is built: LiveKit is now livekit-server --dev" in output
+    assert restarted in output

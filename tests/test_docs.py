@@ -1,12 +1,22 @@
 """The README and docs/: every relative link leads to a file that exists, every doc is reachable
-from the README, and the README stays a five-minute read."""
+from the README, the README stays a five-minute read, and the docs' commands run as written
+(those that need make run running: tests/test_dev_script.py)."""
 
 import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
+import jwt
 import pytest
 
 from support.processes import ROOT
+from tokensvc.config import environ_config
+
+#: make run's development tenant key (the Makefile's DEV_TENANT_SECRET).
+DEVELOPMENT_TENANT_SECRET = "development-tenant-secret-change-me"
 
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 LINK = re.compile(r"\]\(([^)#\s]+)(#[^)]*)?\)")
@@ -44,3 +54,61 @@ def test_the_readme_shows_the_whole_token_response():
     assert {name.strip() for name in summary.split(",")} == required
     curl_answer = re.search(r"# (\{\"livekit_url\".*?\})\n", text.replace("\n#  ", ""), re.S)
     assert set(json.loads(curl_answer.group(1).replace('"eyJ..."', '"t"'))) == required
+
+
+def sh_blocks(page: str) -> list[str]:
+    """Every ```sh block of a page, as written there."""
+    return re.findall(r"```sh\n(.*?)```", (ROOT / page).read_text(), re.S)
+
+
+def block_with(page: str, text: str) -> str:
+    """The one ```sh block of `page` that contains `text`."""
+    (block,) = [block for block in sh_blocks(page) if text in block]
+    return block
+
+
+def run_block(block: str, **settings: str) -> subprocess.CompletedProcess:
+    """Paste `block` into bash (stopping at the first failing command) from the repository's
+    root, with none of the service's settings but `settings`, and `.venv/bin` on PATH."""
+    base = {k: v for k, v in os.environ.items() if k not in environ_config(os.environ)}
+    path = f"{ROOT / '.venv' / 'bin'}:{Path(sys.executable).parent}:{base['PATH']}"
+    return subprocess.run(
+        ["bash", "-e", "-c", block],
+        cwd=ROOT,
+        env={**base, "PATH": path, **settings},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.slow
+def test_the_token_commands_with_claims_run_as_written():
+    """docs/development.md's `make token` lines with claims print tokens with those claims,
+    signed with make run's development tenant key."""
+    result = run_block(block_with("docs/development.md", "SCOPE="))
+    assert result.returncode == 0, result.stderr
+    claimed, bound = (
+        jwt.decode(line, DEVELOPMENT_TENANT_SECRET, algorithms=["HS256"])
+        for line in result.stdout.split()
+    )
+    assert claimed["sub"] == "acme" and claimed["scope"] == "tokens:create rooms:read"
+    assert claimed["roles"] == ["speaker", "viewer"]
+    assert claimed["max_rooms"] == 3 and claimed["plan"] == "gold"
+    assert bound["uid"] == "alice"
+
+
+@pytest.mark.slow
+def test_the_usage_export_runs_as_written(tmp_path):
+    """docs/usage.md's export: `tokensvc usage` with the service's settings in the environment
+    (a tenant key and a storage; no LiveKit), and `make usage` beside make run, each print the
+    CSV report."""
+    result = run_block(
+        block_with("docs/usage.md", "tokensvc usage"),
+        AUTH_JWT_SECRET=DEVELOPMENT_TENANT_SECRET,
+        STORAGE_URL=f"sqlite:///{tmp_path}/holds.sqlite3",
+        LOG_LEVEL="ERROR",
+    )
+    assert result.returncode == 0, result.stderr
+    header = "tenant,participant_seconds,room_seconds,rooms"
+    assert result.stdout.splitlines().count(header) == 2, result.stdout

@@ -28,11 +28,11 @@ def test_app_json_documents_every_setting():
 
 
 def test_procfile_and_python_version():
-    """The Procfile runs gunicorn on app:app and the webhook worker; .python-version names the
-    Python we test on."""
+    """The Procfile runs the package's console script: the service under gunicorn and the
+    webhook worker; .python-version names the Python we test on."""
     assert (ROOT / "Procfile").read_text().splitlines() == [
-        "web: gunicorn app:app",
-        "worker: python -m tokensvc.processes.worker",
+        "web: tokensvc serve",
+        "worker: tokensvc worker",
     ]
     assert (ROOT / ".python-version").read_text().strip() == "3.11"
 

@@ -4,7 +4,9 @@ fresh environment installs and embeds."""
 import ast
 import importlib.metadata
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import tarfile
@@ -17,12 +19,15 @@ import pytest
 
 import tokensvc
 from support.processes import ROOT, livekit_settings
+from support.servers import HttpService
 from support.tokens import BODY, TENANT_SECRET, Tenants
+from tokensvc.config import environ_config
+from tokensvc.testing.processes import find_free_port, wait_for_port
 
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 #: The runtime's wheels, downloaded by `make install` (the suite itself may run offline).
 WHEELHOUSE = Path(sys.executable).parent.parent / "wheelhouse"
-#: Modules that only the extras' users import: the server's glue and the emulator.
+#: Modules that only the extras' users import: the server's processes and the emulator.
 EXTRA_MODULES = {"processes": "server", "testing": "testing"}
 
 
@@ -100,18 +105,47 @@ print(json.dumps({"status": answer.status_code, "body": answer.json,
 """
 
 
-@pytest.mark.slow
-def test_wheel_installs_in_a_fresh_venv_and_embeds(tmp_path, livekit):
-    """`python -m build` makes an sdist and a wheel; the wheel, installed with its dependencies
-    resolved into an empty venv, mounts in a host app and gets a token from LiveKit."""
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory) -> Path:
+    """The folder `python -m build` made an sdist and a wheel in, once for this module."""
     assert WHEELHOUSE.is_dir(), "make install downloads the runtime's wheels to .venv/wheelhouse"
-    dist = tmp_path / "dist"
+    folder = tmp_path_factory.mktemp("dist")
     subprocess.run(
-        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(dist), str(ROOT)],
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(folder), str(ROOT)],
         check=True,
         capture_output=True,
         timeout=300,
     )
+    return folder
+
+
+def fresh_venv(path: Path, requirement: str) -> Path:
+    """A new venv at `path` with `requirement` installed from the wheelhouse; its bin folder."""
+    venv.create(path, with_pip=True)
+    subprocess.run(
+        [
+            str(path / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-index",
+            "--find-links",
+            str(WHEELHOUSE),
+            requirement,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return path / "bin"
+
+
+@pytest.mark.slow
+def test_wheel_installs_in_a_fresh_venv_and_embeds(tmp_path, livekit, dist):
+    """`python -m build` makes an sdist and a wheel; the wheel, installed with its dependencies
+    resolved into an empty venv, mounts in a host app and gets a token from LiveKit."""
     version = tokensvc.__version__
     (wheel,) = dist.glob(f"tokensvc-{version}-py3-none-any.whl")
     (sdist,) = dist.glob(f"tokensvc-{version}.tar.gz")
@@ -127,25 +161,7 @@ def test_wheel_installs_in_a_fresh_venv_and_embeds(tmp_path, livekit):
     assert {"LICENSE", "pyproject.toml", "README.md"} <= members
 
     environment = tmp_path / "venv"
-    venv.create(environment, with_pip=True)
-    python = environment / "bin" / "python"
-    subprocess.run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-index",
-            "--find-links",
-            str(WHEELHOUSE),
-            str(wheel),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    python = fresh_venv(environment, str(wheel)) / "python"
     settings = {
         **livekit_settings(livekit),
         "AUTH_JWT_SECRET": TENANT_SECRET,
@@ -171,4 +187,63 @@ def test_wheel_installs_in_a_fresh_venv_and_embeds(tmp_path, livekit):
     assert result["module"].startswith(str(environment))
     assert result["version"] == version
     assert result["status"] == 200 and result["body"]["room_name"] == BODY["room_name"]
+    assert json.loads(livekit.get_room(BODY["room_name"]).metadata) == {"auth_id": "acme"}
+
+
+@pytest.mark.slow
+def test_the_wheel_with_the_server_extra_serves_from_any_folder(tmp_path, livekit, dist):
+    """`pip install 'tokensvc[server]'` into an empty venv, then, in a folder with no file of
+    the repository: `tokensvc --help` lists the commands, `tokensvc tenant-token` mints a tenant
+    token and `tokensvc serve` (on $PORT) answers the token route with it."""
+    (wheel,) = dist.glob(f"tokensvc-{tokensvc.__version__}-py3-none-any.whl")
+    bin_folder = fresh_venv(tmp_path / "venv", f"{wheel}[server]")
+    command = str(bin_folder / "tokensvc")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    base = {k: v for k, v in os.environ.items() if k not in environ_config(os.environ)}
+    env = {
+        **base,
+        "PYTHONPATH": "",
+        **livekit_settings(livekit),
+        "AUTH_JWT_SECRET": TENANT_SECRET,
+        "STORAGE_URL": f"sqlite:///{tmp_path}/holds.sqlite3",
+        "WEB_CONCURRENCY": "1",
+        "LOG_LEVEL": "ERROR",
+    }
+    listed = subprocess.run(
+        [command, "--help"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert listed.returncode == 0, listed.stderr
+    commands = listed.stdout.split("Commands:")[1]
+    assert {"serve", "worker", "tenant-token", "usage"} <= {
+        line.split()[0] for line in commands.splitlines() if line.strip()
+    }
+    minted = subprocess.run(
+        [command, "tenant-token", "--tenant", "acme"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    port = find_free_port()
+    server = subprocess.Popen(
+        [command, "serve"],
+        cwd=elsewhere,
+        env={**env, "PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, server, 60, "tokensvc serve")
+        service = HttpService()
+        service.url = f"http://127.0.0.1:{port}"
+        status, body, _ = service.post(
+            "/livekit/token", BODY, {"Authorization": f"Bearer {minted.stdout.strip()}"}
+        )
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+    assert status == 200, body
     assert json.loads(livekit.get_room(BODY["room_name"]).metadata) == {"auth_id": "acme"}

@@ -2,6 +2,7 @@
 what the bearer may do within its tenant (scopes, roles, a bound identity), checked before
 anything reaches LiveKit or the storage."""
 
+import json
 import logging
 import re
 import threading
@@ -379,8 +380,37 @@ def _load_public_key(pem: str | None):
 @click.command("tenant-token")
 @click.option("--tenant", required=True, help="Tenant id to put in the tenant claim.")
 @click.option("--ttl", default=3600, show_default=True, help="Lifetime in seconds.")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    help="A scope the bearer may use (repeatable; e.g. tokens:create), in the scopes claim.",
+)
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    help="A role the bearer may ask for (repeatable), in the roles claim.",
+)
+@click.option(
+    "--identity", help="The one participant identity the bearer may use (AUTH_IDENTITY_CLAIM)."
+)
+@click.option(
+    "--claim",
+    "extra_claims",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Any other claim (repeatable); VALUE is JSON (max_rooms=3), else a string.",
+)
 @with_appcontext
-def tenant_token_command(tenant: str, ttl: int) -> None:
+def tenant_token_command(
+    tenant: str,
+    ttl: int,
+    scopes: tuple[str, ...],
+    roles: tuple[str, ...],
+    identity: str | None,
+    extra_claims: tuple[str, ...],
+) -> None:
     """Print a tenant JWT signed with AUTH_JWT_SECRET, for trying the service with curl."""
     settings = service_state().settings
     if not settings.auth_jwt_secret:
@@ -389,13 +419,41 @@ def tenant_token_command(tenant: str, ttl: int) -> None:
     if problem:
         raise click.ClickException(f"--tenant {problem}; the service would refuse it")
     now = datetime.now(UTC)
-    claims = {settings.auth_tenant_claim: tenant, "iat": now, "exp": now + timedelta(seconds=ttl)}
+    claims: dict = {}
+    for pair in extra_claims:
+        key, value = _claim_of(pair)
+        claims[key] = value
+    if scopes:
+        claims[settings.auth_scopes_claim] = " ".join(scopes)
+    if roles:
+        claims[settings.auth_roles_claim] = list(roles)
+    if identity is not None:
+        if not settings.auth_identity_claim:
+            raise click.ClickException(
+                "--identity: AUTH_IDENTITY_CLAIM is not set, so the service reads no bound "
+                "identity; set it (e.g. AUTH_IDENTITY_CLAIM=identity)"
+            )
+        claims[settings.auth_identity_claim] = identity
+    claims.update(
+        {settings.auth_tenant_claim: tenant, "iat": now, "exp": now + timedelta(seconds=ttl)}
+    )
     if settings.auth_jwt_issuer:
         claims["iss"] = settings.auth_jwt_issuer
     if settings.auth_jwt_audience:
         claims["aud"] = settings.auth_jwt_audience[0]
     algorithm = next((alg for alg in HMAC_ALGORITHMS if alg in _allowed(settings)), "HS256")
     click.echo(jwt.encode(claims, settings.auth_jwt_secret, algorithm=algorithm))
+
+
+def _claim_of(pair: str) -> tuple[str, object]:
+    """One `--claim KEY=VALUE`: VALUE read as JSON when it is JSON, else as the string."""
+    key, equals, text = pair.partition("=")
+    if not equals or not key:
+        raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--claim")
+    try:
+        return key, json.loads(text)
+    except ValueError:
+        return key, text
 
 
 def _allowed(settings: Settings):

@@ -25,7 +25,7 @@ from .logs import finish_request, start_request
 from .moderation import Moderator
 from .ratelimit import RateLimits
 from .service import TokenIssuer
-from .storage.holds import ObservedHolds, open_holds
+from .storage.holds import ObservedHolds, RedisHolds, open_holds
 from .storage.usage import open_usage
 from .storage.webhooks import open_webhook_store
 from .usage import DAY_MS
@@ -203,6 +203,7 @@ class TokenService:
                 metrics.storage_lost if metrics else None,
             )
             _refuse_a_forgetful_storage(holds)
+            _warn_if_unpersisted(holds)
             usage_store = open_usage(
                 holds, settings.usage_retention_days * DAY_MS, metrics and metrics.storage_call
             )
@@ -278,6 +279,28 @@ def _refuse_a_forgetful_storage(holds) -> None:
         return
     if problem:
         raise ConfigError(f"STORAGE_URL: {problem}")
+
+
+def _warn_if_unpersisted(holds) -> None:
+    """One start-up line when a Redis keeps the record in memory only (no AOF, no RDB saves):
+    its restart forgets every hold. Said only when its CONFIG tells; nothing when it is down."""
+    store = holds.store
+    if not isinstance(store, RedisHolds):
+        return
+    import redis
+
+    try:
+        appendonly = store.client.config_get("appendonly").get("appendonly")
+        saves = store.client.config_get("save").get("save")
+    except redis.RedisError:
+        return
+    if appendonly == "no" and not (saves or "").strip():
+        log.warning(
+            "starting: Redis at %s has no persistence (appendonly no, no save points): a "
+            "restart of it forgets every hold; set appendonly yes (with appendfsync everysec) "
+            "or save points",
+            holds.where,
+        )
 
 
 def cors_options(settings: Settings, own_paths: re.Pattern) -> dict:

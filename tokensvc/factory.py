@@ -7,7 +7,14 @@ from flask import Flask
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .config import ConfigError, app_config, environ_config, require_livekit
+from .config import (
+    ConfigError,
+    app_config,
+    environ_config,
+    from_app_config,
+    load_settings,
+    require_livekit,
+)
 from .errors import http_error_response
 from .extension import TokenService, render_unexpected_error
 from .logs import ServiceFormatter
@@ -24,16 +31,24 @@ def create_app(config=None, *, server: bool = False) -> Flask:
     app.config.from_mapping(app_config(environ_config()))
     if config:
         app.config.from_mapping(app_config(config))
-    state = TokenService().init_app(app)
-    settings = state.settings
+    # The log is set up before the extension starts, so that its start-up warnings are lines of
+    # the log too; a server without LiveKit stops with one line (after any error the extension
+    # finds first), its warnings unsaid.
+    early = load_settings(from_app_config(app.config))
+    missing_livekit = None
     if server:
         try:
-            require_livekit(settings)
-        except ConfigError:
-            state.close()
-            raise
+            require_livekit(early)
+        except ConfigError as exc:
+            missing_livekit = exc
+    if missing_livekit is None:
+        _configure_logging(early.log_level, early.log_format)
+    state = TokenService().init_app(app)
+    settings = state.settings
+    if missing_livekit is not None:
+        state.close()
+        raise missing_livekit
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
-    _configure_logging(settings.log_level, settings.log_format)
     _log_livekit_target(state.issuer)
     if settings.proxy_fix:
         hops = settings.proxy_fix

@@ -26,7 +26,11 @@ def usage_command(start: str | None, end: str | None, style: str) -> None:
     room-seconds and room names used, per tenant."""
     usage_rule = service_state().issuer.usage
     if usage_rule is None:
-        raise click.ClickException("no usage is kept: no tenant key is configured")
+        raise click.ClickException(
+            "no tenant key is configured here (AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY or "
+            "AUTH_JWKS_URL), so the usage store is not opened: run this with the service's "
+            "settings (beside make run: make usage)"
+        )
     try:
         start_ms, end_ms = load_period(start, end)
     except InvalidRequest as exc:

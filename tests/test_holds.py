@@ -15,14 +15,8 @@ from support.processes import RedisServer, unavailable
 from support.tokens import BODY
 from tokensvc.context import service_state
 from tokensvc.errors import StorageRecovering, StorageUnavailable
-from tokensvc.storage.holds import (
-    EXTEND_SLACK_MS,
-    RETENTION_MS,
-    Hold,
-    RedisHolds,
-    open_holds,
-    sqlite_path,
-)
+from tokensvc.storage import EXTEND_SLACK_MS, RETENTION_MS, Hold, open_holds, sqlite_path
+from tokensvc.storage.redis.holds import RedisHolds
 from tokensvc.testing.processes import find_free_port
 
 SLACK = EXTEND_SLACK_MS

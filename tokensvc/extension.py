@@ -24,9 +24,7 @@ from .logs import finish_request, start_request
 from .moderation import Moderator
 from .ratelimit import RateLimits
 from .service import TokenIssuer
-from .storage.holds import ObservedHolds, open_holds
-from .storage.usage import open_usage
-from .storage.webhooks import open_webhook_store
+from .storage import ObservedHolds, open_holds, open_usage, open_webhook_store
 from .usage import DAY_MS
 from .webhooks import TenantWebhooks, open_queue
 

@@ -66,7 +66,7 @@ from .errors import (
     StorageUnavailable,
 )
 from .roles import TENANT_ATTRIBUTE
-from .storage.holds import Hold
+from .storage import Hold
 
 log = logging.getLogger(__name__)
 

@@ -47,7 +47,7 @@ from .errors import (
 )
 from .names import RoomNames
 from .roles import RESERVED_PREFIX, TENANT_ATTRIBUTE
-from .storage.webhooks import Endpoint, NewDelivery
+from .storage import Endpoint, NewDelivery
 
 log = logging.getLogger(__name__)
 

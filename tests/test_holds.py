@@ -14,11 +14,7 @@ import pytest
 from support.processes import RedisServer, unavailable
 from support.tokens import BODY
 from tokensvc.context import service_state
-from tokensvc.storage import EXTEND_SLACK_MS
 from tokensvc.testing.processes import find_free_port
-
-SLACK = EXTEND_SLACK_MS
-MINUTE = 60_000
 
 
 def test_storage_down_is_503_with_nothing_written(make_app, tenants, livekit, caplog):

@@ -8,7 +8,7 @@ DAY_MS = 24 * 3600 * 1000
 
 
 @pytest.fixture(params=["sqlite", "redis"])
-def storage_url(request, tmp_path):
+def backend_url(request, tmp_path):
     """A STORAGE_URL on each backend (Redis: a real redis-server on loopback)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/storage.sqlite3"
@@ -16,9 +16,9 @@ def storage_url(request, tmp_path):
 
 
 @pytest.fixture
-def holds(storage_url):
+def holds(backend_url):
     """An empty hold store on the backend."""
-    store = open_holds(storage_url, timeout=2.0)
+    store = open_holds(backend_url, timeout=2.0)
     yield store
     store.close()
 

@@ -12,7 +12,7 @@ from livekit import rtc
 
 from support.participants import join, stay
 from tokensvc.context import service_state
-from tokensvc.storage.holds import EXTEND_SLACK_MS
+from tokensvc.storage import EXTEND_SLACK_MS
 
 ROOM = "name-reuse"
 GRACE_S = 720  # max(600 s, TOKEN_TTL) + 60 s + HOLD_MARGIN: a refreshed token's life

@@ -25,9 +25,7 @@ from .logs import finish_request, start_request
 from .moderation import Moderator
 from .ratelimit import RateLimits
 from .service import TokenIssuer
-from .storage.holds import ObservedHolds, RedisHolds, open_holds
-from .storage.usage import open_usage
-from .storage.webhooks import open_webhook_store
+from .storage import ObservedHolds, open_holds, open_usage, open_webhook_store
 from .usage import DAY_MS
 from .webhooks import TenantWebhooks, open_queue
 
@@ -285,7 +283,7 @@ def _warn_if_unpersisted(holds) -> None:
     """One start-up line when a Redis keeps the record in memory only (no AOF, no RDB saves):
     its restart forgets every hold. Said only when its CONFIG tells; nothing when it is down."""
     store = holds.store
-    if not isinstance(store, RedisHolds):
+    if store.backend != "redis":
         return
     import redis
 

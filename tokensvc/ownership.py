@@ -106,7 +106,7 @@ from .errors import (
 )
 from .names import RoomNames
 from .roles import TENANT_ATTRIBUTE
-from .storage.holds import Hold
+from .storage import Hold
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from typing import Protocol
 
 from .config import Settings
 from .errors import QuotaExceeded
-from .storage.usage import EventFacts
+from .storage import EventFacts
 
 #: The quotas, by the names the claims default to and the 403 names.
 MAX_ROOMS, MAX_PARTICIPANTS = "max_rooms", "max_participants"

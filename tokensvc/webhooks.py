@@ -47,7 +47,7 @@ from .errors import (
     WebhookEndpointsLimit,
 )
 from .roles import RESERVED_PREFIX
-from .storage.webhooks import Endpoint, NewDelivery
+from .storage import Endpoint, NewDelivery
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def event_body(event, room_name: str) -> str:
 def open_queue(holds_store) -> "DeliveryQueue":
     """The delivery queue beside a hold store: RedisHuey on its Redis, else SqliteHuey in a file
     next to its SQLite file."""
-    if hasattr(holds_store, "client"):
+    if holds_store.backend == "redis":
         huey = RedisHuey(
             QUEUE_NAME, results=False, connection_pool=holds_store.client.connection_pool
         )

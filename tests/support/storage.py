@@ -3,7 +3,7 @@ calls the app made (its own /metrics), so a test can say that a request touched 
 
 import sqlite3
 
-from tokensvc.storage.holds import sqlite_path
+from tokensvc.storage import sqlite_path
 
 
 def records(storage_url: str) -> list[str]:

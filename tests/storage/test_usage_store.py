@@ -1,0 +1,120 @@
+"""The usage store's contract, on both backends: events recorded once whatever their order,
+the tenant's live and reserved rooms, the seats of a room, and the usage report."""
+
+from tokensvc.storage import EventFacts, MintCheck, RoomRecord, SessionRecord
+
+MINUTE = 60_000
+
+
+def joined(usage, sid, identity, room="r1", name="room", tenant="acme", kind="participant_joined"):
+    """A participant event of room `room` (a life of `name`), at the storage's now."""
+    now = usage.time_ms()
+    return EventFacts(kind, tenant, name, room, now, now, sid, identity, now)
+
+
+def started(usage, room="r1", name="room", tenant="acme"):
+    """A room_started event, at the storage's now."""
+    now = usage.time_ms()
+    return EventFacts("room_started", tenant, name, room, now, now)
+
+
+def test_events_are_recorded_once_and_reported(usage):
+    """A room and a session are reported as their events say; an event delivered again or a
+    later copy with other times changes nothing (the earliest start, the first end stay)."""
+    start = started(usage)
+    assert usage.record(start, None) == "metered"
+    join = joined(usage, "p1", "alice")
+    assert usage.record(join, None) == "metered"
+    assert usage.record(join, None) == "metered"
+    usage.clock.advance(MINUTE)
+    left = joined(usage, "p1", "alice", kind="participant_left")
+    assert usage.record(left, None) == "metered"
+    usage.clock.advance(MINUTE)
+    assert usage.record(joined(usage, "p1", "alice", kind="participant_left"), None) == "metered"
+    now, rooms, sessions = usage.usage("acme", 0, usage.time_ms() + 1)
+    assert now >= start.at + 2 * MINUTE  # the storage's clock, moved two minutes
+    assert rooms == [RoomRecord("r1", "acme", "room", start.room_started, None)]
+    assert sessions == [SessionRecord("p1", "r1", "alice", join.joined, left.at)]
+    assert usage.usage("globex", 0, now + 1)[1:] == ([], [])
+
+
+def test_a_room_of_no_known_tenant_is_ignored(usage):
+    """An event for a room whose tenant neither the event nor the record knows writes nothing."""
+    assert usage.record(started(usage, tenant=""), None) == "ignored"
+    assert usage.usage(None, 0, usage.time_ms() + 1)[1:] == ([], [])
+
+
+def test_a_finished_room_leaves_the_live_rooms_and_the_report_window(usage):
+    """room_finished ends the life at the event's time: the name is no longer live, and a window
+    starting after it no longer reports the room."""
+    usage.record(started(usage, "r1", "one"), None)
+    usage.record(started(usage, "r2", "two"), None)
+    assert usage.live_rooms("acme") == ["one", "two"]
+    usage.clock.advance(MINUTE)
+    end = usage.time_ms()
+    finished = EventFacts("room_finished", "acme", "one", "r1", end, end)
+    assert usage.record(finished, None) == "metered"
+    assert usage.live_rooms("acme") == ["two"]
+    _, rooms, _ = usage.usage("acme", end, end + MINUTE)
+    assert sorted((room.sid, room.finished) for room in rooms) == [("r1", end), ("r2", None)]
+    _, rooms, _ = usage.usage("acme", end + 1, end + MINUTE)
+    assert [room.sid for room in rooms] == ["r2"]
+    _, rooms, _ = usage.usage(None, 0, end + 1)
+    assert sorted(room.sid for room in rooms) == ["r1", "r2"]
+
+
+def test_check_mint_reserves_rooms_up_to_the_tenants_limit(usage):
+    """Each new name reserves a slot until the tenant's max_rooms; a name already counted
+    passes without reserving again; another tenant has its own count."""
+    assert usage.check_mint("acme", "one", "alice", 2, None, MINUTE) == MintCheck(None, 0, True)
+    assert usage.check_mint("acme", "one", "bob", 2, None, MINUTE) == MintCheck(None)
+    assert usage.check_mint("acme", "two", "alice", 2, None, MINUTE) == MintCheck(None, 1, True)
+    assert usage.check_mint("acme", "three", "alice", 2, None, MINUTE) == MintCheck("max_rooms", 2)
+    assert usage.live_rooms("acme") == ["one", "two"]
+    assert usage.check_mint("globex", "three", "alice", 1, None, MINUTE).reserved
+    assert usage.check_mint("acme", "four", "alice", None, None, MINUTE) == MintCheck(None)
+
+
+def test_release_frees_a_reservation_and_reservations_run_out(usage):
+    """A released reservation frees its slot; an unreleased one frees it once `reserve_ms`
+    passes on the storage's clock; a room seen live is not released."""
+    assert usage.check_mint("acme", "one", "alice", 1, None, MINUTE).reserved
+    usage.release("acme", "one")
+    assert usage.live_rooms("acme") == []
+    assert usage.check_mint("acme", "two", "alice", 1, None, MINUTE).reserved
+    assert usage.check_mint("acme", "three", "alice", 1, None, MINUTE).refused == "max_rooms"
+    usage.clock.advance(MINUTE + 1)
+    assert usage.live_rooms("acme") == []
+    assert usage.check_mint("acme", "three", "alice", 1, None, MINUTE).reserved
+    usage.record(started(usage, "r3", "three"), None)
+    usage.release("acme", "three")
+    assert usage.live_rooms("acme") == ["three"]
+    usage.clock.advance(MINUTE + 1)
+    assert usage.live_rooms("acme") == ["three"]
+
+
+def test_seats_are_counted_per_identity_and_limited(usage):
+    """check_mint refuses a seat beyond max_participants unless the identity is seated; the
+    limit it recorded refuses a join beyond it (over_quota, not seated); a leave frees a seat."""
+    usage.record(started(usage), None)
+    assert usage.record(joined(usage, "p1", "alice"), None) == "metered"
+    assert usage.record(joined(usage, "p2", "alice"), None) == "metered"  # a second session
+    assert usage.record(joined(usage, "p3", "bob"), None) == "metered"
+    assert usage.check_mint("acme", "room", "carol", None, 2, MINUTE) == MintCheck(
+        "max_participants", 2
+    )
+    assert usage.check_mint("acme", "room", "bob", None, 2, MINUTE) == MintCheck(None)
+    assert usage.record(joined(usage, "p4", "carol"), None) == "over_quota"
+    assert usage.record(joined(usage, "p4", "carol"), None) == "metered"  # refused once
+    usage.record(joined(usage, "p3", "bob", kind="participant_left"), None)
+    assert usage.check_mint("acme", "room", "carol", None, 2, MINUTE) == MintCheck(None)
+    assert usage.record(joined(usage, "p5", "carol"), None) == "metered"
+
+
+def test_the_default_participant_limit_applies_until_a_mint_records_one(usage):
+    """With no limit recorded for the tenant, the default given to `record` decides."""
+    usage.record(started(usage), None)
+    assert usage.record(joined(usage, "p1", "alice"), 1) == "metered"
+    assert usage.record(joined(usage, "p2", "bob"), 1) == "over_quota"
+    usage.check_mint("acme", "room", "alice", None, 5, MINUTE)
+    assert usage.record(joined(usage, "p3", "carol"), 1) == "metered"

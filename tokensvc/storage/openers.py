@@ -1,0 +1,64 @@
+"""The stores a `STORAGE_URL` names, each on the backend the URL's scheme picks: the hold store
+opens the backend (the SQLite file or the Redis connection), and the usage and webhook stores
+open beside it, on the same backend and clock."""
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from .contracts import HoldStore, UsageStore, WebhookStore
+from .observed import ObservedHolds
+from .redis.base import RedisConnection
+from .redis.holds import RedisHolds
+from .redis.usage import RedisUsage
+from .redis.webhooks import RedisWebhookStore
+from .sqlite.base import sqlite_path
+from .sqlite.holds import SqliteHolds
+from .sqlite.usage import SqliteUsage
+from .sqlite.webhooks import SqliteWebhookStore
+
+
+def open_holds(
+    url: str,
+    timeout: float,
+    observe: Any = None,
+    replicas: int = 0,
+    on_loss: Callable[[], None] | None = None,
+) -> ObservedHolds[HoldStore]:
+    """The hold store named by `url` (sqlite:///path or a Redis URL), reporting each call to
+    `observe(operation, outcome, seconds)` and each detected loss of the store to `on_loss()`;
+    on Redis, every write (of every store beside it) waits for `replicas` replicas."""
+    store: HoldStore
+    if urlsplit(url).scheme == "sqlite":
+        store = SqliteHolds(sqlite_path(url), timeout)
+    else:
+        store = RedisHolds(RedisConnection(url, timeout, replicas))
+    store.on_loss = on_loss
+    return ObservedHolds(store, observe)
+
+
+def open_usage(
+    holds: ObservedHolds[HoldStore], retention_ms: int, observe: Any = None
+) -> ObservedHolds[UsageStore]:
+    """The usage store beside a hold store, on its backend, connection and clock, keeping each
+    record `retention_ms` past its last event; every call timed, counted and reported to
+    `observe(operation, outcome, seconds)` as the record's are, failures turned into 503."""
+    store = holds.store
+    usage: UsageStore
+    if isinstance(store, SqliteHolds):
+        usage = SqliteUsage(store, retention_ms)
+    elif isinstance(store, RedisHolds):
+        usage = RedisUsage(store.connection, retention_ms)
+    else:
+        raise TypeError(f"no usage store beside a {store.backend} hold store")
+    return ObservedHolds(usage, observe)
+
+
+def open_webhook_store(holds_store: HoldStore) -> WebhookStore:
+    """The webhook store beside a hold store: the same SQLite file or the same Redis, and the
+    same clock."""
+    if isinstance(holds_store, SqliteHolds):
+        return SqliteWebhookStore(holds_store.path, holds_store.timeout, holds_store.clock)
+    if isinstance(holds_store, RedisHolds):
+        return RedisWebhookStore(holds_store.connection)
+    raise TypeError(f"no webhook store beside a {holds_store.backend} hold store")

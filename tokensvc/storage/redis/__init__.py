@@ -1,0 +1,1 @@
+"""The Redis backend: one Redis (or Sentinel) shared by every instance."""

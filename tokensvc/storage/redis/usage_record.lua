@@ -1,0 +1,73 @@
+local kind, tenant, name, room_sid, room_started, at, psid, identity, joined, retention,
+      default_max, prefix, shift = unpack(ARGV)
+room_started, at, joined, retention = tonumber(room_started), tonumber(at), tonumber(joined),
+                                      tonumber(retention)
+local now = clock(shift)
+local room_key = prefix .. 'usage:room:' .. room_sid
+local found = redis.call('HMGET', room_key, 'tenant', 'started', 'finished')
+if found[1] then tenant = found[1] end
+if tenant == '' then return 'ignored' end
+local started = room_started
+if joined > 0 and joined < started then started = joined end
+if found[2] and tonumber(found[2]) < started then started = tonumber(found[2]) end
+local finished = found[3]
+if kind == 'room_finished' and not finished then
+  finished = string.format('%d', at)
+  redis.call('HSET', room_key, 'finished', finished)
+end
+redis.call('HSET', room_key, 'tenant', tenant, 'name', name, 'started',
+           string.format('%d', started))
+redis.call('PEXPIRE', room_key, retention)
+local rooms_key = prefix .. 'usage:rooms:' .. tenant
+redis.call('ZADD', rooms_key, started, room_sid)
+redis.call('ZREMRANGEBYSCORE', rooms_key, '-inf', now - retention)
+redis.call('PEXPIRE', rooms_key, retention)
+redis.call('ZADD', prefix .. 'usage:tenants', now, tenant)
+redis.call('ZREMRANGEBYSCORE', prefix .. 'usage:tenants', '-inf', now - retention)
+local live_key = prefix .. 'quota:rooms:' .. tenant
+local seats_key = prefix .. 'quota:seats:' .. name
+if not finished then
+  redis.call('HSET', live_key, name, 's:' .. room_sid)
+  redis.call('PEXPIRE', live_key, retention)
+else
+  if redis.call('HGET', live_key, name) == 's:' .. room_sid then
+    redis.call('HDEL', live_key, name)
+  end
+  local entries = redis.call('HGETALL', seats_key)
+  for i = 1, #entries, 2 do
+    if string.sub(entries[i + 1], 1, #room_sid + 1) == room_sid .. '|' then
+      redis.call('HDEL', seats_key, entries[i])
+    end
+  end
+end
+if psid == '' then return 'metered' end
+local session_key = prefix .. 'usage:session:' .. psid
+local session = redis.call('HMGET', session_key, 'joined', 'left', 'seated', 'refused')
+redis.call('HSET', session_key, 'room', room_sid, 'identity', identity)
+redis.call('PEXPIRE', session_key, retention)
+redis.call('SADD', prefix .. 'usage:sessions:' .. room_sid, psid)
+redis.call('PEXPIRE', prefix .. 'usage:sessions:' .. room_sid, retention)
+if joined > 0 and (not session[1] or joined < tonumber(session[1])) then
+  redis.call('HSET', session_key, 'joined', string.format('%d', joined))
+end
+local left = session[2]
+if kind == 'participant_left' then
+  if not left then
+    left = string.format('%d', at)
+    redis.call('HSET', session_key, 'left', left)
+  end
+  redis.call('HDEL', seats_key, psid)
+end
+if kind ~= 'participant_joined' or left or finished or session[3] or session[4] then
+  return 'metered'
+end
+local limit = redis.call('HGET', prefix .. 'quota:limits:' .. tenant, 'max_participants')
+if not limit then limit = default_max end
+if limit ~= '' and seated_others(seats_key, identity) >= tonumber(limit) then
+  redis.call('HSET', session_key, 'refused', '1')
+  return 'over_quota'
+end
+redis.call('HSET', session_key, 'seated', '1')
+redis.call('HSET', seats_key, psid, room_sid .. '|' .. identity)
+redis.call('PEXPIRE', seats_key, retention)
+return 'metered'

@@ -1,0 +1,1 @@
+return string.format('%d', clock(ARGV[1]))

@@ -1,0 +1,32 @@
+CREATE TABLE IF NOT EXISTS usage_rooms (
+    sid TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    name TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    finished_at INTEGER,
+    seen_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS usage_rooms_tenant ON usage_rooms (tenant, started_at);
+CREATE INDEX IF NOT EXISTS usage_rooms_name ON usage_rooms (name);
+CREATE TABLE IF NOT EXISTS usage_sessions (
+    sid TEXT PRIMARY KEY,
+    room_sid TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    joined_at INTEGER,
+    left_at INTEGER,
+    seated INTEGER NOT NULL DEFAULT 0,
+    refused INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS usage_sessions_room ON usage_sessions (room_sid);
+CREATE TABLE IF NOT EXISTS quota_rooms (
+    tenant TEXT NOT NULL,
+    name TEXT NOT NULL,
+    sid TEXT,
+    reserved_until INTEGER,
+    PRIMARY KEY (tenant, name)
+);
+CREATE TABLE IF NOT EXISTS quota_limits (
+    tenant TEXT PRIMARY KEY,
+    max_rooms INTEGER,
+    max_participants INTEGER
+);

@@ -125,9 +125,8 @@ class RedisHolds(RedisStore):
                 )
             if kind == "recovering":
                 raise StorageRecovering(retry_after_ms=int(found[1]))
-            if kind == "unsafe":
-                self._problem = eviction_problem(found[1].decode())
-                raise StorageUnavailable(self._problem)
+            if kind == "unsafe":  # the next full check keeps it until the policy is right
+                raise StorageUnavailable(eviction_problem(found[1].decode()))
             self.check_continuity()
         raise StorageUnavailable()
 

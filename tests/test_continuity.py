@@ -444,3 +444,34 @@ def test_the_worker_watches_the_storage_between_requests(make_app, tenants, redi
     finally:
         watch.stop()
     assert other.hget("tokensvc:continuity", "lost") == b"missing"
+
+
+@pytest.mark.waits
+@pytest.mark.livekit_server("livekit-server")
+@pytest.mark.usefixtures("media_network")
+def test_b_never_gets_the_name_while_a_refreshed_token_of_a_joins(
+    make_app, tenants, livekit, redis_server
+):
+    """The real livekit-server: A joins, keeps LiveKit's refreshed token and leaves; the room
+    closes; Redis is flushed and a new instance is asked first. B is refused (503
+    storage_recovering) while A's refreshed token still joins, landing in A's own room."""
+    import json
+
+    import redis
+
+    from support.participants import join, stay
+
+    first = make_app(STORAGE_URL=redis_server.url, ROOM_EMPTY_TIMEOUT="1")
+    minted = tenants.ask(first.test_client(), "acme", room=ROOM).json
+    name, _, refreshed = stay(livekit.ws_url, minted["token"], seconds=1, refreshes=1)
+    assert name == ROOM and refreshed
+    deadline = time.monotonic() + 30
+    while livekit.stored_room(ROOM) is not None:
+        assert time.monotonic() < deadline, "the room did not close"
+        time.sleep(0.5)
+    redis.Redis.from_url(redis_server.url).flushall()
+    fresh = make_app(STORAGE_URL=redis_server.url).test_client()
+    refused_with(tenants.ask(fresh, "globex", room=ROOM), 503, "storage_recovering")
+    name, metadata = join(livekit.ws_url, refreshed[-1])
+    assert (name, json.loads(metadata)["auth_id"]) == (ROOM, "acme")
+    assert tenants.ask(fresh, "globex", room=ROOM).status_code in (403, 503)

@@ -23,6 +23,7 @@ from support.processes import (
 )
 from support.receivers import WebhookReceiver
 from support.servers import ServedApp
+from support.storage import initialise
 from support.tokens import LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET, Tenants, assert_no_secrets
 from tokensvc import create_app
 from tokensvc.context import service_state
@@ -234,11 +235,13 @@ def make_webhooked(make_app, serve):
 
 @pytest.fixture
 def redis_server():
-    """A fresh redis-server for one test; `make test` installs it (Debian's redis-server)."""
+    """A fresh redis-server for one test, initialised as a new deployment's storage (as `tokensvc
+    storage init` does); `make test` installs it (Debian's redis-server)."""
     binary = shutil.which("redis-server")
     if binary is None:
         unavailable("redis-server is not installed (make test installs it)")
     server = RedisServer(binary, find_free_port()).start()
+    initialise(server.url)
     yield server
     server.stop()
 

@@ -74,6 +74,7 @@ class Settings:
     storage_url: str | None = setting(lambda v, k, d: _hold_storage_url(v, k), secret=True)
     storage_timeout: float = setting(lambda v, k, d: _number(v, k, d, float, 0.001), 2.0)
     storage_replicas: int = setting(lambda v, k, d: _number(v, k, d, int, 0), 0)
+    storage_check_interval: float = setting(lambda v, k, d: _number(v, k, d, float, 0.001), 5.0)
     clock_skew_max: float = setting(lambda v, k, d: _number(v, k, d, float, 0.001), 5.0)
     hold_margin: int = setting(lambda v, k, d: _number(v, k, d, int, 0), 60)
     auth_jwt_secret: str | None = setting(lambda v, k, d: _text(v, k), secret=True)

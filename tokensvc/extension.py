@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, defau
 from werkzeug.routing import RequestRedirect, Rule
 
 from .auth import TenantVerifier, tenant_token_command
-from .commands import usage_command
+from .commands import storage_command, usage_command
 from .config import ConfigError, Settings, from_app_config, load_settings
 from .context import EXTENSION_KEY, service_state
 from .errors import StorageUnavailable, error_response, http_error_response
@@ -199,6 +199,7 @@ class TokenService:
                 metrics and metrics.storage_call,
                 settings.storage_replicas,
                 metrics.storage_lost if metrics else None,
+                settings.storage_check_interval,
             )
             _refuse_a_forgetful_storage(holds)
             _warn_if_unpersisted(holds)
@@ -240,6 +241,7 @@ class TokenService:
         warn_of_collisions(app, state)  # the host's routes so far; later ones at first request
         app.cli.add_command(tenant_token_command)
         app.cli.add_command(usage_command)
+        app.cli.add_command(storage_command)
         if settings.cors_allowed_origins:
             CORS(app, **cors_options(settings, routes.cors_paths(prefix)))
         return state
@@ -263,6 +265,40 @@ def _tenant_webhooks(settings: Settings, holds, issuer: TokenIssuer, metrics) ->
             "to loopback and private addresses and over plain http (development only)"
         )
     return webhooks
+
+
+def check_storage_at_start(state: ServiceState) -> None:
+    """A server's or worker's first check of the storage's continuity, at start: a loss is
+    reported (with what to run when the record is missing: `storage init`) and quarantines;
+    a storage that does not answer is checked by the first claim that reaches it."""
+    ownership = state.issuer.ownership
+    if ownership is None:
+        return
+    holds = ownership.holds
+    try:
+        found = holds.check_continuity()
+    except StorageUnavailable:
+        log.warning(
+            "starting: the storage at %s did not answer; its continuity is checked when it does",
+            holds.where,
+        )
+        return
+    if found.problem:
+        log.warning("starting: %s; the token route answers 503 until then", found.problem)
+    if found.quarantine_ms and not found.lost:
+        log.warning(
+            "starting: the storage at %s is recovering from a loss: shared names without a "
+            "record are quarantined for %d s more",
+            holds.where,
+            found.quarantine_ms // 1000,
+        )
+    log.info(
+        "starting: the record at %s, epoch %s (%s), born %d ms ago on its clock",
+        holds.where,
+        found.epoch,
+        found.origin,
+        max(0, holds.time_ms() + holds.clock.shift_ms - found.born),
+    )
 
 
 def _refuse_a_forgetful_storage(holds) -> None:

@@ -16,7 +16,7 @@ from .config import (
     require_livekit,
 )
 from .errors import http_error_response
-from .extension import TokenService, render_unexpected_error
+from .extension import TokenService, check_storage_at_start, render_unexpected_error
 from .logs import ServiceFormatter
 
 log = logging.getLogger("tokensvc")
@@ -50,6 +50,8 @@ def create_app(config=None, *, server: bool = False) -> Flask:
         raise missing_livekit
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     _log_livekit_target(state.issuer)
+    if server:
+        check_storage_at_start(state)
     if settings.proxy_fix:
         hops = settings.proxy_fix
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]

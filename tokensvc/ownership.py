@@ -531,6 +531,13 @@ class Ownership:
             self.observe.livekit_event(kind, outcome)
         return outcome
 
+    # A new deployment.
+
+    def rooms_made_here(self) -> list[str]:
+        """The names of the rooms LiveKit lists that the service made (an owner in their
+        metadata): a deployment whose LiveKit has any has lived before."""
+        return sorted(room.name for room in self.rooms.every_room() if room_owner(room.metadata))
+
     # Clocks.
 
     def clock_skew_ms(self) -> int:

@@ -102,6 +102,8 @@ class TokenIssuer:
             self.ownership = Ownership(
                 settings, holds, rooms, self.names, room_creations, observe_event
             )
+            if isinstance(rooms, RoomServiceClient):
+                rooms.clock_skew = self.ownership.clock_skew_ms
         self.usage: Usage | None = None
         if usage_store is not None and self.ownership is not None:
             self.usage = Usage(settings, usage_store, self.ownership, observe_event)

@@ -7,6 +7,7 @@ import redis
 
 from support.livekit import MEDIA_IP, twirp
 from support.processes import GunicornProcess, RedisServer
+from support.storage import initialise
 from support.tokens import BODY, LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET
 from tokensvc.testing import LiveKitServer
 from tokensvc.testing.processes import find_free_port
@@ -20,6 +21,7 @@ class Cluster:
         merged into both nodes' config. Every node sends its webhooks to both instances, as
         production should: each event reaches the service twice and counts once."""
         self.redis = RedisServer(redis_binary, find_free_port()).start()
+        initialise(self.redis.url)
         self.client = redis.Redis.from_url(self.redis.url)
         self.nodes, self.node_ids, self.services = [], [], []
         keys = {LIVEKIT_KEY: LIVEKIT_SECRET}

@@ -192,6 +192,13 @@ class RedisServer:
         """Let a paused server go on (SIGCONT)."""
         self.process.send_signal(signal.SIGCONT)
 
+    def kill(self) -> None:
+        """SIGKILL the server (what it had not written to disk is gone), and reap it."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
+
     def restart(self) -> "RedisServer":
         """Stop and start again on the same port: without persistence, it comes back empty."""
         self.stop()

@@ -21,3 +21,15 @@ def storage_calls(client) -> float:
         for line in text.splitlines()
         if line.startswith("tokensvc_storage_calls_total{")
     )
+
+
+def initialise(storage_url: str) -> None:
+    """Say that the storage at `storage_url` is a new deployment's (what `tokensvc storage
+    init` writes): a fresh Redis is otherwise judged lost."""
+    from tokensvc.storage import open_holds
+
+    holds = open_holds(storage_url, timeout=5.0)
+    try:
+        holds.init_record()
+    finally:
+        holds.close()

@@ -70,16 +70,17 @@ class Readiness:
         return problem
 
     def _check(self):
-        """Settings present; with the ownership record, one storage read, a storage that will not
-        forget (Redis's eviction policy) and this instance's clock within CLOCK_SKEW_MAX of the
-        storage's (first: a skewed clock is also why LiveKit would refuse the service's calls);
-        then one ListRooms call. A failure becomes its code and message."""
+        """Settings present; with the ownership record, one storage read, a check of the
+        storage's continuity (a loss starts the quarantine; a Redis that may evict is not
+        ready) and this instance's clock within CLOCK_SKEW_MAX of the storage's (first: a skewed
+        clock is also why LiveKit would refuse the service's calls); then one ListRooms call.
+        A failure becomes its code and message."""
         try:
             rooms = self.issuer.require_livekit()
             ownership = self.issuer.ownership
             if ownership is not None:
                 ownership.holds.get(PROBE_ROOM)
-                problem = ownership.holds.durability_problem()
+                problem = ownership.holds.check_continuity().problem
                 if problem:
                     return ("storage_unavailable", problem)
                 problem = self._clock_problem(ownership)

@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -68,6 +69,9 @@ class RoomServiceClient:
         self._pool: urllib3.HTTPConnectionPool | None = None
         self._pid: int | None = None
         self._observe = observe
+        #: Measures this instance's clock against the storage's (storage minus instance, ms),
+        #: when the service has a storage: a 401 that the skew explains names the clock.
+        self.clock_skew: Callable[[], int] | None = None
 
     def find_room(self, name: str):
         """Return the room called `name` as the store holds it, or None (ListRooms)."""
@@ -83,6 +87,11 @@ class RoomServiceClient:
         if not names:
             return []
         return list(self._call("ListRooms", room_pb.ListRoomsRequest(names=names)).rooms)
+
+    def every_room(self):
+        """Every room LiveKit lists (ListRooms with no names): only `storage init` asks this,
+        to see whether a deployment has an earlier life."""
+        return list(self._call("ListRooms", room_pb.ListRoomsRequest()).rooms)
 
     def delete_room(self, room: str) -> None:
         """End a room for everyone (DeleteRoom); LiveKitNotFound when there is none."""
@@ -184,13 +193,14 @@ class RoomServiceClient:
             if code == "not_found":
                 raise LiveKitNotFound(f"LiveKit found no such {method} target")
             if answer.status == 401:  # LiveKit refused the service's own API token
+                hint = self._refusal_hint()
                 log.warning(
                     "LiveKit at %s refused the service's API key (HTTP 401 to %s): %s",
                     self.host,
                     method,
-                    KEY_HINT,
+                    hint,
                 )
-                raise LiveKitError(f"LiveKit refused the service's API key (HTTP 401): {KEY_HINT}")
+                raise LiveKitError(f"LiveKit refused the service's API key (HTTP 401): {hint}")
             log.warning(
                 "LiveKit at %s answered %s %s to %s", self.host, answer.status, code, method
             )
@@ -202,6 +212,25 @@ class RoomServiceClient:
                 "LiveKit at %s answered %s with a body that is not protobuf", self.host, method
             )
             raise LiveKitError("LiveKit answered with a body that is not a valid answer") from None
+
+    def _refusal_hint(self) -> str:
+        """Why LiveKit refused the service's API token: this instance's clock when its skew
+        against the storage's explains it (LiveKit judges the token's times on its own clock,
+        with about 60 s of leeway), else the key pair."""
+        if self.clock_skew is None:
+            return KEY_HINT
+        try:
+            skew_ms = self.clock_skew()
+        except Exception:  # the storage failed too (logged by it): the usual hint
+            return KEY_HINT
+        if abs(skew_ms) < SKEW_EXPLAINS_401_MS:
+            return KEY_HINT
+        return (
+            f"this instance's clock is {abs(skew_ms) / 1000:.0f} s "
+            f"{'behind' if skew_ms > 0 else 'ahead of'} the storage's, and LiveKit judges the "
+            f"service's API token on its own clock: set this host's clock right (NTP); "
+            f"the key pair is not the cause"
+        )
 
     def _unreachable(self, why: str) -> LiveKitUnavailable:
         """Log and build the 503 for a transport failure (a TLS failure says what to check)."""
@@ -245,6 +274,9 @@ class RoomServiceClient:
 ADMIN_TOKEN_TTL = timedelta(minutes=1)
 #: What to check when LiveKit refuses the service's API token (HTTP 401).
 KEY_HINT = "check LIVEKIT_API_KEY/LIVEKIT_API_SECRET"
+#: A skew against the storage's clock from which a 401 is the clock's doing: LiveKit's leeway
+#: (60 s) less what LiveKit's own clock may differ from the storage's.
+SKEW_EXPLAINS_401_MS = 50_000
 #: What to check when TLS fails: usually wss:// against a plain server, or the reverse.
 SCHEME_HINT = "is LIVEKIT_URL's scheme right (ws vs wss)?"
 

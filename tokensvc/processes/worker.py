@@ -10,11 +10,13 @@ as many workers as you like, on any hosts that share the storage (Redis for more
 
 import logging
 import sys
+import threading
 
 from huey.consumer import Consumer
 
 from ..config import ConfigError, exit_on
 from ..context import service_state
+from ..extension import check_storage_at_start
 from ..factory import create_app
 from ..webhooks import Sweeper
 
@@ -68,6 +70,35 @@ class Worker:
             self.sweeper.stop()
 
 
+class ContinuityWatch:
+    """A thread that checks the storage's continuity every STORAGE_CHECK_INTERVAL (a loss it
+    finds starts the quarantine every instance reads), until stopped."""
+
+    def __init__(self, holds, interval: float):
+        """Check `holds` every `interval` seconds."""
+        self.holds, self.interval = holds, interval
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="storage-watch", daemon=True)
+
+    def start(self) -> "ContinuityWatch":
+        """Start checking."""
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        """Check until stopped; a failing storage is logged by the store and tried again."""
+        while not self.stopped.wait(self.interval):
+            try:
+                self.holds.check_continuity()
+            except Exception as exc:
+                log.warning("storage continuity check failed (%s)", type(exc).__name__)
+
+    def stop(self) -> None:
+        """Stop, and wait for the thread."""
+        self.stopped.set()
+        self.thread.join(5)
+
+
 class QuietConsumer(Consumer):
     """huey's consumer, which installs its signal handlers only when run as the process's
     foreground loop (`run_with_signals`), so that it can also run in threads of a host."""
@@ -101,6 +132,9 @@ def main() -> None:
             )
         )
     settings = state.settings
+    check_storage_at_start(state)
+    assert state.issuer.ownership is not None  # tenant webhooks: the issuer keeps the record
+    watch = ContinuityWatch(state.issuer.ownership.holds, settings.storage_check_interval)
     logging.getLogger("huey").setLevel(
         max(logging.WARNING, logging.getLevelName(settings.log_level))
     )
@@ -110,9 +144,11 @@ def main() -> None:
         settings.tenant_webhook_workers,
         state.tenant_webhooks.store.where,
     )
+    watch.start()
     try:
         Worker(state.tenant_webhooks, settings.tenant_webhook_workers).run()
     finally:
+        watch.stop()
         state.close()
     sys.exit(0)
 

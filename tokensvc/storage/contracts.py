@@ -45,6 +45,32 @@ class Hold:
         return self.until > self.now
 
 
+@dataclass(frozen=True)
+class Continuity:
+    """What a check of the store's continuity found (`loss.py`): why it lost acknowledged writes
+    ("" when it did not; else a key of LOSS_REASONS), why it may forget on its own now (a Redis
+    that evicts: the token route is 503 meanwhile), its record's epoch, birth time (storage
+    clock, ms) and origin, and how long the quarantine has left (ms, 0: none)."""
+
+    lost: str = ""
+    problem: str | None = None
+    epoch: str = ""
+    born: int = 0
+    origin: str = ""
+    quarantine_ms: int = 0
+
+
+@dataclass(frozen=True)
+class RecordState:
+    """What `storage init` looks at: whether a continuity record exists (and its origin), how
+    long a quarantine has left, and whether the record holds anything of an earlier life."""
+
+    born: bool
+    origin: str
+    quarantine_ms: int
+    empty: bool
+
+
 class HoldStore(Protocol):
     """What the ownership record needs of a storage backend. Durations in ms."""
 
@@ -59,6 +85,8 @@ class HoldStore(Protocol):
     quarantine_ms: int
     #: Told of each detected loss of the store's data (open_holds sets it).
     on_loss: Callable[[], None] | None
+    #: How often (seconds) a process checks the store's continuity in full (open_holds sets it).
+    check_interval_s: float
 
     def claim(
         self,
@@ -72,7 +100,23 @@ class HoldStore(Protocol):
         """Give `name` to `holder` unless held by another (a new hold is pending); extend the
         holder's own to at least now + `hold_ms`; with `lock_ms`, take the per-name lock when the
         result is the caller's pending hold; say whether `identity` was removed. A shared name
-        with no record during a quarantine: StorageRecovering."""
+        with no record during a quarantine: StorageRecovering. A name with no record is given
+        only once the store shows, in the same step, that it forgot nothing (else the store's
+        continuity is checked first); a store that may evict: StorageUnavailable."""
+        ...
+
+    def check_continuity(self) -> Continuity:
+        """Judge now, from what the store itself holds, whether it lost acknowledged writes;
+        record what a later process needs to judge again; on a loss start (or extend) the
+        quarantine for one grace and report it."""
+        ...
+
+    def record_state(self) -> RecordState:
+        """What `storage init` looks at (no write)."""
+        ...
+
+    def init_record(self) -> Continuity:
+        """Birth a new deployment's record (origin `init`) and end any quarantine."""
         ...
 
     def get(self, name: str) -> Hold | None:

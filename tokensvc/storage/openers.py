@@ -24,16 +24,19 @@ def open_holds(
     observe: Any = None,
     replicas: int = 0,
     on_loss: Callable[[], None] | None = None,
+    check_interval: float = 5.0,
 ) -> ObservedHolds[HoldStore]:
     """The hold store named by `url` (sqlite:///path or a Redis URL), reporting each call to
-    `observe(operation, outcome, seconds)` and each detected loss of the store to `on_loss()`;
-    on Redis, every write (of every store beside it) waits for `replicas` replicas."""
+    `observe(operation, outcome, seconds)` and each detected loss of the store to `on_loss()`,
+    its continuity checked in full every `check_interval` seconds by each process; on Redis,
+    every write (of every store beside it) waits for `replicas` replicas."""
     store: HoldStore
     if urlsplit(url).scheme == "sqlite":
         store = SqliteHolds(sqlite_path(url), timeout)
     else:
         store = RedisHolds(RedisConnection(url, timeout, replicas))
     store.on_loss = on_loss
+    store.check_interval_s = check_interval
     return ObservedHolds(store, observe)
 
 

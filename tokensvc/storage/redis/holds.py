@@ -1,15 +1,16 @@
 """The ownership record in Redis: one hash per name {holder, until, gone, pending}, expiring
 RETENTION_MS after `until`, and one set per holder of the names it holds (checked against the
-hashes when read); the per-name locks, the removals, the epoch and the seen event ids. Every
-script reads the clock from TIME."""
+hashes when read); the per-name locks, the removals, the continuity record
+(`tokensvc:continuity`, see `loss.py`), the quarantine (`tokensvc:recovering`: its end, ms, on
+the storage's clock) and the seen event ids. Every script reads the clock from TIME."""
 
 import secrets
 from collections.abc import Callable
 from typing import Any
 
 from ...errors import StorageRecovering, StorageUnavailable
-from ..contracts import EXTEND_SLACK_MS, RETENTION_MS, Hold
-from ..loss import report_loss
+from ..contracts import EXTEND_SLACK_MS, RETENTION_MS, Continuity, Hold, RecordState
+from ..loss import CheckSchedule, report_loss
 from .base import REDIS_PREFIX, RedisConnection, RedisStore
 
 #: The prefix of the per-holder sets of names.
@@ -17,14 +18,29 @@ NAMES_PREFIX = REDIS_PREFIX + "names:"
 #: The Redis eviction policy that never drops a key.
 NO_EVICTION = "noeviction"
 CLOCK = ("clock", "holds_names")
+#: The keys of the store's continuity: its record, the quarantine, an earlier version's epoch.
+CONTINUITY_KEY = REDIS_PREFIX + "continuity"
+RECOVERING_KEY = REDIS_PREFIX + "recovering"
+OLD_EPOCH_KEY = REDIS_PREFIX + "epoch"
+#: Keys that show no earlier life of the record (`storage init` may still run beside them).
+LIFELESS = (CONTINUITY_KEY, RECOVERING_KEY, OLD_EPOCH_KEY)
+LIFELESS_PREFIXES = (REDIS_PREFIX + "lock:", REDIS_PREFIX + "event:")
+
+
+def eviction_problem(policy: str) -> str:
+    """What to tell an operator whose Redis may evict records."""
+    return (
+        f"the service's storage may evict records (Redis maxmemory-policy {policy}); "
+        f"set maxmemory-policy noeviction"
+    )
 
 
 class RedisHolds(RedisStore):
     """Holds in Redis, shared by every instance (redis-py; Lua scripts for atomic steps)."""
 
     scripts = {
-        "claim": ("holds_claim", CLOCK),
-        "recover": ("holds_recover", CLOCK),
+        "claim": ("holds_claim", (*CLOCK, "continuity_facts")),
+        "judge": ("continuity_judge", ("clock", "continuity_facts")),
         "cas": ("holds_compare_and_set", CLOCK),
         "keep": ("holds_keep", CLOCK),
         "verify": ("holds_verify", ()),
@@ -35,14 +51,17 @@ class RedisHolds(RedisStore):
     }
     #: How long a quarantine lasts (the ownership record sets it to one grace).
     quarantine_ms = 0
+    #: How often (seconds) the continuity is checked in full (open_holds sets it).
+    check_interval_s = 5.0
 
     def __init__(self, connection: RedisConnection) -> None:
         """Keep holds in `connection`'s Redis; the hold store owns (and closes) it."""
         super().__init__(connection)
         self.timeout = connection.timeout
         self.replicas = connection.replicas
-        self.epoch: str | None = None
         self.on_loss: Callable[[], None] | None = None
+        self._schedule = CheckSchedule()
+        self._problem: str | None = None  # the last full check's: the store may evict
 
     @staticmethod
     def _key(kind: str, name: str = "") -> str:
@@ -59,7 +78,12 @@ class RedisHolds(RedisStore):
         shared: bool = True,
     ) -> Hold:
         """One script: insert, extend the holder's own hold, or return another's; take the
-        lock; say whether `identity` was removed. A changed epoch: recover, then once more."""
+        lock; say whether `identity` was removed. When the script cannot show the store's
+        continuity: check it in full, then once more."""
+        if self._schedule.due(self.check_interval_s):
+            self.check_continuity()
+        if self._problem:
+            raise StorageUnavailable(self._problem)
         for _ in range(2):
             found = self._run(
                 "claim",
@@ -67,8 +91,8 @@ class RedisHolds(RedisStore):
                     self._key("hold", name),
                     self._key("removed", name),
                     self._key("lock", name),
-                    self._key("epoch"),
-                    self._key("recovering"),
+                    CONTINUITY_KEY,
+                    RECOVERING_KEY,
                 ],
                 [
                     holder,
@@ -78,7 +102,6 @@ class RedisHolds(RedisStore):
                     NAMES_PREFIX,
                     name,
                     identity if identity is not None else "",
-                    self.epoch or "",
                     secrets.token_hex(16),
                     lock_ms,
                     "1" if shared else "0",
@@ -102,28 +125,75 @@ class RedisHolds(RedisStore):
                 )
             if kind == "recovering":
                 raise StorageRecovering(retry_after_ms=int(found[1]))
-            self._recover()
+            if kind == "unsafe":  # the next full check keeps it until the policy is right
+                raise StorageUnavailable(eviction_problem(found[1].decode()))
+            self.check_continuity()
         raise StorageUnavailable()
 
-    def _recover(self) -> None:
-        """The epoch this instance saw is gone or changed: adopt the store's (writing a new
-        one where there is none) and, if this instance had seen another, start a quarantine."""
-        epoch, lost = (
+    def check_continuity(self) -> Continuity:
+        """One script judges the store from what it holds (INFO and the continuity record), with
+        the persistence settings CONFIG shows (unknown where CONFIG is disabled: then a restart
+        counts as a loss)."""
+        found = self._judge("check")
+        if found.lost:
+            report_loss(self.where, found.lost, self.quarantine_ms, self.on_loss)
+        self._problem = found.problem
+        return found
+
+    def _judge(self, mode: str) -> Continuity:
+        """Run the judging script in `mode` ("check" or "init")."""
+        lost, policy, epoch, born, origin, left = (
             part.decode()
             for part in self._run(
-                "recover",
-                [self._key("epoch"), self._key("recovering")],
+                "judge",
+                [CONTINUITY_KEY, RECOVERING_KEY, OLD_EPOCH_KEY],
                 [
-                    self.epoch or "",
                     secrets.token_hex(8),
                     max(1, self.quarantine_ms),
                     self.clock.shift_ms,
+                    "1" if self._fsyncs_always() else "0",
+                    self.replicas,
+                    mode,
                 ],
             )
         )
-        if lost == "1":
-            report_loss(self.where, self.quarantine_ms, self.on_loss)
-        self.epoch = epoch
+        problem = eviction_problem(policy) if policy != NO_EVICTION else None
+        return Continuity(lost, problem, epoch, int(born or 0), origin, int(left))
+
+    def _fsyncs_always(self) -> bool:
+        """Whether Redis runs with appendonly yes and appendfsync always (CONFIG; False where it
+        is disabled): then a restart loses no acknowledged write."""
+        import redis
+
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.config_get("appendonly")
+            pipe.config_get("appendfsync")
+            appendonly, appendfsync = pipe.execute()
+        except redis.ResponseError:
+            return False
+        return bool(
+            appendonly.get("appendonly") == "yes" and appendfsync.get("appendfsync") == "always"
+        )
+
+    def record_state(self) -> RecordState:
+        """The record's origin and quarantine, and whether any key shows an earlier life."""
+        origin, left = self.client.hget(CONTINUITY_KEY, "origin"), self.client.pttl(RECOVERING_KEY)
+        empty = True
+        for key in self.client.scan_iter(match=REDIS_PREFIX + "*", count=1000):
+            text = key.decode()
+            if text not in LIFELESS and not text.startswith(LIFELESS_PREFIXES):
+                empty = False
+                break
+        return RecordState(
+            origin is not None, origin.decode() if origin else "", max(0, left), empty
+        )
+
+    def init_record(self) -> Continuity:
+        """Birth the record (origin `init`) and end the quarantine."""
+        found = self._judge("init")
+        self._problem = found.problem
+        return found
 
     def get(self, name: str) -> Hold | None:
         """The hold on `name`, or None."""
@@ -252,14 +322,8 @@ class RedisHolds(RedisStore):
 
     def durability_problem(self) -> str | None:
         """A `maxmemory-policy` other than noeviction evicts holds under memory pressure (read
-        from CONFIG, else from INFO where CONFIG is disabled)."""
-        import redis
-
-        policy: Any
-        try:
-            policy = self.client.config_get("maxmemory-policy").get("maxmemory-policy")
-        except redis.ResponseError:
-            policy = self.client.info("memory").get("maxmemory_policy")
+        from INFO, which works where CONFIG is disabled)."""
+        policy: Any = self.client.info("memory").get("maxmemory_policy")
         if policy != NO_EVICTION:
             return (
                 f"Redis at {self.where} has maxmemory-policy {policy}: it may evict holds; "

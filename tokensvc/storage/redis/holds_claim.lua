@@ -1,11 +1,11 @@
-local hold_key, removed_key, lock_key, epoch_key, recovering_key = unpack(KEYS)
-local holder, hold_ms, slack, retention, names_prefix, name, identity, known_epoch,
-      lock_token, lock_ms, shared, shift = unpack(ARGV)
+local hold_key, removed_key, lock_key, continuity_key, recovering_key = unpack(KEYS)
+local holder, hold_ms, slack, retention, names_prefix, name, identity, lock_token, lock_ms,
+      shared, shift = unpack(ARGV)
 hold_ms, slack, retention, lock_ms = tonumber(hold_ms), tonumber(slack), tonumber(retention),
                                      tonumber(lock_ms)
 local now = clock(shift)
-local epoch = redis.call('GET', epoch_key)
-if epoch ~= known_epoch then return {'epoch', epoch or ''} end
+local record = redis.call('HMGET', continuity_key, 'epoch', 'run_id', 'evicted')
+if not record[1] then return {'check'} end
 local removed = '0'
 if identity ~= '' then
   local until_removed = redis.call('HGET', removed_key, identity)
@@ -14,6 +14,12 @@ end
 local found = redis.call('HMGET', hold_key, 'holder', 'until', 'gone', 'pending')
 local held_by, till, gone, pending = found[1], found[2], found[3], found[4]
 if not held_by then
+  -- A name with no record: the store must show it forgot nothing before the name is given.
+  local facts = storage_facts({'server', 'stats', 'memory'})
+  if facts.policy ~= 'noeviction' then return {'unsafe', facts.policy} end
+  if facts.run_id ~= record[2] or facts.evicted > tonumber(record[3] or '0') then
+    return {'check'}
+  end
   if shared == '1' then
     local recovering_until = tonumber(redis.call('GET', recovering_key) or '0')
     if recovering_until > now then

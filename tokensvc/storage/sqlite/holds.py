@@ -1,6 +1,17 @@
 """The ownership record in the embedded SQLite file: a row per held name, the per-name locks,
-the removals of identities from rooms, and the store's epoch and seen event ids (`meta`)."""
+the removals of identities from rooms, and the store's continuity record, quarantine and seen
+event ids (`meta`).
 
+Continuity (`loss.py`): the record keeps its epoch, birth time, origin and the identity (device,
+inode) of the file it was born in; a witness file beside it (`.<file>.born`, a dot file, so
+`rm tokensvc.sqlite3*` leaves it) is written at birth. A file with no record and no witness is
+a new deployment (the first start on this host); with a witness, a file deleted while the
+deployment lived (a loss); a record whose file identity is not the path's, a replaced or
+restored file (a loss). A process whose connection is to a file deleted since opens the path
+again. A wiped directory (file and witness gone) is a new deployment."""
+
+import json
+import os
 import secrets
 import sqlite3
 import time
@@ -8,24 +19,45 @@ from collections.abc import Callable
 
 from ...errors import StorageRecovering
 from ..clock import StorageClock
-from ..contracts import EXTEND_SLACK_MS, RETENTION_MS, Hold
-from ..loss import report_loss
-from .base import SqliteDatabase
+from ..contracts import EXTEND_SLACK_MS, RETENTION_MS, Continuity, Hold, RecordState
+from ..loss import CheckSchedule, report_loss
+from .base import SqliteDatabase, log
 
 #: The WHERE clause that matches a hold exactly as it was seen.
 AS_SEEN = "name = ? AND holder = ? AND until = ? AND gone = ? AND pending = ?"
 HOLD_COLUMNS = "SELECT holder, until, gone, pending FROM holds WHERE name = ?"
 #: A claim's read, in one statement (one snapshot): the name's hold (NULLs: none), the epoch
-#: (NULL: none or expired) and whether the identity's removal from the name still holds.
+#: (NULL: none or expired), the identity of the file the record was born in, and whether the
+#: identity's removal from the name still holds.
 CLAIM_READ = (
     "SELECT h.holder, h.until, h.gone, h.pending,"
     " (SELECT value FROM meta WHERE key = 'epoch' AND (expires IS NULL OR expires > ?3)),"
+    " (SELECT value FROM meta WHERE key = 'file'),"
     " EXISTS (SELECT 1 FROM removals WHERE name = ?1 AND identity = ?2 AND until > ?3)"
     " FROM (SELECT 1) LEFT JOIN holds h ON h.name = ?1"
 )
 
 #: A hold's row: holder, until, gone, pending.
 Row = tuple[str, int, int, int]
+#: The continuity record's rows in `meta`.
+RECORD_KEYS = ("epoch", "file", "born", "origin")
+#: Tables whose rows show an earlier life of the record (those that exist in the file).
+LIFE_TABLES = ("holds", "removals", "usage_rooms", "webhook_endpoints")
+
+
+def file_identity(path: str) -> str | None:
+    """The identity (device:inode) of the file at `path`, or None when there is none."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return f"{found.st_dev}:{found.st_ino}"
+
+
+def witness_path(path: str) -> str:
+    """The witness beside the file at `path`: `.<name>.born` in its folder."""
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".{name}.born")
 
 
 def _seen(name: str, seen: Hold) -> tuple[str, str, int, int, int]:
@@ -38,12 +70,29 @@ class SqliteHolds(SqliteDatabase):
 
     #: How long a quarantine lasts (the ownership record sets it to one grace).
     quarantine_ms = 0
+    #: How often (seconds) the continuity is checked in full (open_holds sets it).
+    check_interval_s = 5.0
 
     def __init__(self, path: str, timeout: float) -> None:
         """Open (creating it and its folder on first use) the database at `path`."""
         super().__init__(path, timeout, StorageClock(), "holds")
-        self.epoch: str | None = None  # the epoch this process saw
         self.on_loss: Callable[[], None] | None = None
+        self.witness = witness_path(self.path)
+        self._schedule = CheckSchedule()
+        self._connected_file: str | None = None  # the file this process's connection opened
+
+    def _db(self) -> sqlite3.Connection:
+        """This process's connection; the identity of the file it opened is kept."""
+        fresh = self._connection is None or self._pid != os.getpid()
+        db = super()._db()
+        if fresh:
+            self._connected_file = file_identity(self.path)
+        return db
+
+    def _reopen_if_moved(self) -> None:
+        """A connection to a file deleted or replaced since it opened: open the path again."""
+        if self._connection is not None and self._connected_file != file_identity(self.path):
+            self.close()
 
     def claim(
         self,
@@ -68,20 +117,28 @@ class SqliteHolds(SqliteDatabase):
         shared: bool,
     ) -> Hold:
         """One attempt of `claim`."""
+        if self._schedule.due(self.check_interval_s):
+            self._check_continuity()
         with self._read() as db:
             now = self._now()
-            *found, epoch, removed_flag = db.execute(CLAIM_READ, (name, identity, now)).fetchone()
+            *found, epoch, born_in, removed_flag = db.execute(
+                CLAIM_READ, (name, identity, now)
+            ).fetchone()
         row: Row | None = None if found[0] is None else (found[0], found[1], found[2], found[3])
         removed = bool(removed_flag)
+        current = epoch is not None and born_in == file_identity(self.path)
         if (
-            epoch == self.epoch
+            current
             and row is not None
             and (row[0] != holder or (row[1] >= now + hold_ms and not row[2] and not row[3]))
         ):
             return Hold(row[0], row[1], bool(row[2]), bool(row[3]), removed, now)
+        if not current:
+            self._reopen_if_moved()
         with self._write() as db:
             now = self._now()
-            self._check_epoch(db, now)
+            if not self._record_current(db):
+                self._judge(db, now, "check")
             row = db.execute(HOLD_COLUMNS, (name,)).fetchone()
             if row is None:
                 recovering = self._meta_ttl(db, "recovering", now)
@@ -106,27 +163,118 @@ class SqliteHolds(SqliteDatabase):
                 return Hold(hold.holder, hold.until, False, True, removed, now, token, wait)
             return hold
 
-    def _check_epoch(self, db: sqlite3.Connection, now: int) -> None:
-        """Inside a write: the epoch this process saw is still the store's, or a quarantine
-        starts (a first sight of a store with none just writes one)."""
-        epoch = self._meta(db, "epoch", now)
-        if epoch is not None and epoch == self.epoch:
-            return
-        if epoch is None:
-            epoch = secrets.token_hex(8)
-            db.execute(
-                "INSERT OR REPLACE INTO meta (key, value, expires) VALUES ('epoch', ?, NULL)",
-                (epoch,),
+    def _record_current(self, db: sqlite3.Connection) -> bool:
+        """Whether the record exists and was born in the file at the path."""
+        epoch, born_in = (self._meta(db, key, 0) for key in ("epoch", "file"))
+        return epoch is not None and born_in == file_identity(self.path)
+
+    def check_continuity(self) -> Continuity:
+        """Judge the file now (opening the path again if this process's file was deleted)."""
+        return self._retried(self._check_continuity)
+
+    def _check_continuity(self) -> Continuity:
+        """One attempt of `check_continuity`."""
+        self._reopen_if_moved()
+        with self._write() as db:
+            return self._judge(db, self._now(), "check")
+
+    def init_record(self) -> Continuity:
+        """Birth the record (origin `init`) and end the quarantine."""
+        self._reopen_if_moved()
+        with self._write() as db:
+            return self._judge(db, self._now(), "init")
+
+    def record_state(self) -> RecordState:
+        """The record's origin and quarantine, and whether a table shows an earlier life."""
+        self._reopen_if_moved()
+        with self._read() as db:
+            now = self._now()
+            origin = self._meta(db, "origin", now)
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+            empty = not any(
+                db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone()
+                for table in LIFE_TABLES
+                if table in tables
             )
-        if self.epoch is not None:  # this process saw another epoch: the data was lost
+            left = self._meta_ttl(db, "recovering", now)
+        return RecordState(origin is not None, origin or "", left, empty)
+
+    def _judge(self, db: sqlite3.Connection, now: int, mode: str) -> Continuity:
+        """Inside a write: judge the file from its record and the witness beside it, birth a
+        record where needed, start (or extend) the quarantine on a loss, keep the witness."""
+        epoch, born_in, born, origin = (self._meta(db, key, now) for key in RECORD_KEYS)
+        here = file_identity(self.path)
+        lost = ""
+        if mode == "init":
+            epoch, origin = self._birth(db, now, "init", here)
+            db.execute("DELETE FROM meta WHERE key = 'recovering'")
+        elif epoch is None:
+            lost = "deleted" if os.path.exists(self.witness) else ""
+            epoch, origin = self._birth(db, now, "loss" if lost else "new", here)
+        elif born_in is None:  # an earlier version's record: adopted
+            self._set(db, "file", here or "")
+            self._set(db, "born", str(now))
+            self._set(db, "origin", origin := "upgrade")
+        elif born_in != here:
+            lost = "replaced"
+            epoch, origin = self._birth(db, now, "loss", here)
+        if lost:
             grace = self.quarantine_ms
-            if self._meta_ttl(db, "recovering", now) == 0:
+            if self._meta_ttl(db, "recovering", now) < grace:
                 db.execute(
                     "INSERT OR REPLACE INTO meta (key, value, expires) VALUES ('recovering', ?, ?)",
                     (epoch, now + grace),
                 )
-            report_loss(self.where, grace, self.on_loss)
-        self.epoch = epoch
+            report_loss(self.where, lost, grace, self.on_loss)
+        born = self._meta(db, "born", now)
+        self._keep_witness(epoch, here, born or "")
+        return Continuity(
+            lost,
+            None,
+            epoch,
+            int(born or 0),
+            origin or "",
+            self._meta_ttl(db, "recovering", now),
+        )
+
+    def _birth(
+        self, db: sqlite3.Connection, now: int, origin: str, here: str | None
+    ) -> tuple[str, str]:
+        """Write a new record born now in the file `here`; its (epoch, origin)."""
+        epoch = secrets.token_hex(8)
+        for key, value in zip(RECORD_KEYS, (epoch, here or "", str(now), origin), strict=True):
+            self._set(db, key, value)
+        return epoch, origin
+
+    @staticmethod
+    def _set(db: sqlite3.Connection, key: str, value: str) -> None:
+        """Write a meta value that does not expire."""
+        db.execute(
+            "INSERT OR REPLACE INTO meta (key, value, expires) VALUES (?, ?, NULL)", (key, value)
+        )
+
+    def _keep_witness(self, epoch: str, here: str | None, born: str) -> None:
+        """Write the witness beside the file unless it already names this record (a folder
+        that cannot be written to leaves it missing: a later deletion then looks new)."""
+        content = json.dumps({"epoch": epoch, "file": here, "born": born}, sort_keys=True)
+        try:
+            with open(self.witness, encoding="utf-8") as found:
+                if found.read() == content:
+                    return
+        except OSError:
+            pass
+        try:
+            with open(self.witness + ".tmp", "w", encoding="utf-8") as written:
+                written.write(content)
+            os.replace(self.witness + ".tmp", self.witness)
+        except OSError as exc:
+            log.warning(
+                "storage at %s: the witness %s could not be written (%s): a deletion of the "
+                "file would look like a new deployment",
+                self.where,
+                self.witness,
+                type(exc).__name__,
+            )
 
     @staticmethod
     def _meta(db: sqlite3.Connection, key: str, now: int) -> str | None:

@@ -71,10 +71,11 @@ def test_a_redis_that_starts_evicting_at_run_time_never_hands_the_name_over(
     """CONFIG SET maxmemory-policy at run time and memory filled until A's hold is evicted:
     while the policy evicts, the token route is 503 storage_unavailable naming noeviction; once
     it is set back, the eviction is a loss found from Redis's own evicted_keys: B's request is
-    503 storage_recovering for one grace, then the name is free."""
+    503 storage_recovering for one grace, then the name is free. (The first instance re-reads
+    the policy at its next full check: every claim here, not every 5 s.)"""
     import redis
 
-    app = make_app(STORAGE_URL=redis_server.url)
+    app = make_app(STORAGE_URL=redis_server.url, STORAGE_CHECK_INTERVAL="0.001")
     client = app.test_client()
     held_then_closed(tenants, client, livekit)
     other = redis.Redis.from_url(redis_server.url)

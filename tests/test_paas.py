@@ -96,7 +96,7 @@ def test_a_host_installs_no_server_unless_it_asks():
     base = names(project["dependencies"])
     extras = {key: names(value) for key, value in project["optional-dependencies"].items()}
     assert not base & {"gunicorn", "gevent", "aiohttp", "redis"}
-    assert {"flask", "livekit-api", "marshmallow", "pyjwt", "huey", "standardwebhooks"} <= base
+    assert {"flask", "livekit-api", "marshmallow", "pyjwt", "idna", "standardwebhooks"} <= base
     assert {"gunicorn", "gevent", "redis"} <= extras["server"]
     assert "aiohttp" in extras["testing"] and "redis" in extras["redis"]
     assert "gunicorn>=23,<28" in project["optional-dependencies"]["server"]

@@ -1,5 +1,5 @@
-"""The service's flask commands of its own (`flask --app ... usage`): they read the app's
-service state, as the routes do, and print."""
+"""The service's flask commands of its own (`flask --app ... usage`, `flask webhooks rekey`):
+they read the app's service state, as the routes do, and print."""
 
 import csv
 import json
@@ -11,6 +11,7 @@ from flask.cli import with_appcontext
 from .context import service_state
 from .errors import InvalidRequest
 from .http.usage import load_period
+from .sealing import SealingError
 from .usage import format_time
 
 
@@ -52,3 +53,28 @@ def usage_command(start: str | None, end: str | None, style: str) -> None:
     )
     writer.writeheader()
     writer.writerows(totals)
+
+
+@click.group("webhooks")
+def webhooks_group() -> None:
+    """Tenants' webhooks: operators' commands."""
+
+
+@webhooks_group.command("rekey")
+@with_appcontext
+def rekey_command() -> None:
+    """Seal every endpoint's signing secrets again with the first key of
+    TENANT_WEBHOOK_SECRETS_KEY (after putting a new key first; then drop the old one)."""
+    webhooks = service_state().tenant_webhooks
+    if webhooks is None:
+        raise click.ClickException(
+            "no tenant key is configured here (AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY or "
+            "AUTH_JWKS_URL), so tenants' webhooks are off: run this with the service's settings"
+        )
+    try:
+        changed, unchanged = webhooks.rekey()
+    except SealingError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"sealed again with the first key: {changed} endpoints; already sealed with it: {unchanged}"
+    )

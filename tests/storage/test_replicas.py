@@ -11,8 +11,8 @@ from tokensvc.errors import StorageUnavailable
 from tokensvc.storage import (
     Endpoint,
     NewDelivery,
-    Outcome,
     ObservedHolds,
+    Outcome,
     open_holds,
     open_usage,
     open_webhook_store,

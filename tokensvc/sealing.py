@@ -29,10 +29,14 @@ class SealingError(ValueError):
 
 
 def parse_keys(text: str) -> tuple[bytes, ...]:
-    """The keys of a TENANT_WEBHOOK_SECRETS_KEY value: base64 (standard or URL-safe) of 32
-    bytes each, separated by commas or whitespace; SealingError says what is wrong."""
+    """The keys of a TENANT_WEBHOOK_SECRETS_KEY value: 32 bytes each, in base64 (standard or
+    URL-safe) or as 64 hex digits (what a PaaS's secret generator makes), separated by commas
+    or whitespace; SealingError says what is wrong."""
     keys = []
     for number, word in enumerate(text.replace(",", " ").split(), start=1):
+        if len(word) == 2 * KEY_BYTES and all(c in "0123456789abcdefABCDEF" for c in word):
+            keys.append(bytes.fromhex(word))
+            continue
         try:
             key = base64.b64decode(
                 word.replace("-", "+").replace("_", "/") + "=" * (-len(word) % 4), validate=True

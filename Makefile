@@ -9,6 +9,8 @@ PY := $(VENV)/bin/python
 
 # make run's key for tenant tokens: public, for development only (make run binds loopback).
 DEV_TENANT_SECRET := development-tenant-secret-change-me
+# make run's key for tenants' webhook secrets (32 bytes in base64): development only.
+DEV_WEBHOOK_SECRETS_KEY := ZGV2ZWxvcG1lbnQtd2ViaG9vay1rZXktY2hhbmdlLW0=
 TENANT ?= acme
 
 # make run needs only the runtime (.venv/.runtime): pip installs it while npm installs the browser
@@ -45,7 +47,8 @@ install: $(VENV)/.installed
 run:
 	@[ -n "$${LIVEKIT_URL:-}" ] || scripts/livekit-server --background >/dev/null 2>&1 || true
 	@$(MAKE) --no-print-directory $(VENV)/.runtime
-	AUTH_JWT_SECRET="$${AUTH_JWT_SECRET:-$(DEV_TENANT_SECRET)}" PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/dev
+	AUTH_JWT_SECRET="$${AUTH_JWT_SECRET:-$(DEV_TENANT_SECRET)}" \
+	  TENANT_WEBHOOK_SECRETS_KEY="$${TENANT_WEBHOOK_SECRETS_KEY:-$(DEV_WEBHOOK_SECRETS_KEY)}" PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/dev
 
 # A tenant token that make run's service accepts: make token TENANT=acme TTL=3600, with any of
 # SCOPE="tokens:create rooms:read", ROLE="speaker viewer", IDENTITY=alice (make run reads no
@@ -57,6 +60,7 @@ IDENTITY ?=
 CLAIMS ?=
 token: $(VENV)/.runtime
 	@AUTH_JWT_SECRET="$${AUTH_JWT_SECRET:-$(DEV_TENANT_SECRET)}" LOG_LEVEL=ERROR \
+	  TENANT_WEBHOOK_SECRETS_KEY="$${TENANT_WEBHOOK_SECRETS_KEY:-$(DEV_WEBHOOK_SECRETS_KEY)}" \
 	  $(PY) -m tokensvc.processes.cli tenant-token --tenant "$(TENANT)" --ttl "$(TTL)" \
 	  $(foreach s,$(SCOPE),--scope '$(s)') $(foreach r,$(ROLE),--role '$(r)') \
 	  $(if $(IDENTITY),--identity '$(IDENTITY)') $(foreach c,$(CLAIMS),--claim '$(c)')
@@ -68,6 +72,7 @@ TO ?=
 FORMAT ?= csv
 usage: $(VENV)/.runtime
 	@AUTH_JWT_SECRET="$${AUTH_JWT_SECRET:-$(DEV_TENANT_SECRET)}" LOG_LEVEL=ERROR \
+	  TENANT_WEBHOOK_SECRETS_KEY="$${TENANT_WEBHOOK_SECRETS_KEY:-$(DEV_WEBHOOK_SECRETS_KEY)}" \
 	  $(PY) -m tokensvc.processes.cli usage $(if $(FROM),--from '$(FROM)') \
 	  $(if $(TO),--to '$(TO)') --format '$(FORMAT)'
 

@@ -8,7 +8,7 @@ measured, and all of them as Markdown tables at the end.
 
 - Latency and throughput: the service is built in this process on the LiveKit emulator and gets
   LiveKit-signed events; the worker is `python -m tokensvc.processes.worker` as the Procfile runs it
-  (TENANT_WEBHOOK_WORKERS threads); the receiver answers 200 on loopback.
+  (up to TENANT_WEBHOOK_IN_FLIGHT attempts at once); the receiver answers 200 on loopback.
 - The hanging row (alone with `--hanging`): two services under gunicorn (the shipped
   gunicorn.conf.py), each on a storage of its own, driven by wrk (bench/run.py's `run_wrk` and
   bench/token.lua, 8 connections) with an authenticated existing-room POST /livekit/token. One
@@ -221,11 +221,11 @@ def measure_delivery(args, settings: dict) -> dict:
         result.update(
             deliveries=len(times),
             rate=(len(times) - 1) / (times[-1] - times[0]),
-            threads=state.tenant_webhook_workers,
+            in_flight=state.tenant_webhook_in_flight,
             concurrency=state.tenant_webhook_endpoint_concurrency,
         )
         print(
-            f"throughput, one worker ({args.storage}, {result['threads']} threads, "
+            f"throughput, one worker ({args.storage}, {result['in_flight']} in flight, "
             f"{len(times)} deliveries to one endpoint, at most {result['concurrency']} at once): "
             f"{result['rate']:.0f} deliveries/s",
             flush=True,
@@ -465,6 +465,7 @@ def main() -> None:
                 "LIVEKIT_API_KEY": API_KEY,
                 "LIVEKIT_API_SECRET": API_SECRET,
                 "AUTH_JWT_SECRET": TENANT_SECRET,
+                "TENANT_WEBHOOK_SECRETS_KEY": base64.b64encode(os.urandom(32)).decode(),
                 "TENANT_WEBHOOKS_ALLOW_PRIVATE": "true",
                 "LOG_LEVEL": "WARNING",
             }

@@ -7,6 +7,7 @@ binary is missing, and fails instead under TOKENSVC_REQUIRE_LIVEKIT=1 (as CI set
 """
 
 import logging
+import os
 import shutil
 
 import pytest
@@ -24,12 +25,24 @@ from support.processes import (
 from support.receivers import WebhookReceiver
 from support.servers import ServedApp
 from support.storage import initialise
-from support.tokens import LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET, Tenants, assert_no_secrets
+from support.tokens import (
+    LIVEKIT_KEY,
+    LIVEKIT_SECRET,
+    TENANT_SECRET,
+    WEBHOOK_SECRETS_KEY,
+    Tenants,
+    assert_no_secrets,
+)
 from tokensvc import create_app
 from tokensvc.context import service_state
 from tokensvc.processes.worker import Worker
 from tokensvc.testing import LiveKitEmulator, LiveKitServer
 from tokensvc.testing.processes import find_free_port
+
+# Every service a test builds beside a tenant key needs the key that seals tenants' webhook
+# secrets (outside DEV_MODE it refuses to start without one): apps built from the environment
+# get the tests' key from it, make_app and the processes' environments set it themselves.
+os.environ.setdefault("TENANT_WEBHOOK_SECRETS_KEY", WEBHOOK_SECRETS_KEY)
 
 
 @pytest.fixture(scope="session")
@@ -116,6 +129,7 @@ def make_app(livekit, storage_url):
             "AUTH_JWT_SECRET": TENANT_SECRET,
             "AUTH_REQUIRED": "false",
             "STORAGE_URL": storage_url,
+            "TENANT_WEBHOOK_SECRETS_KEY": WEBHOOK_SECRETS_KEY,
             **settings,
         }
         app = create_app({k: v for k, v in config.items() if v is not None})
@@ -271,12 +285,12 @@ def make_receiver():
 
 @pytest.fixture
 def make_worker():
-    """make_worker(app) -> the webhook worker (huey's consumer and the sweeper) of `app`, in
-    threads of this process; stopped at teardown."""
+    """make_worker(app, paused=None) -> the webhook worker (the delivery engine) of `app`, in a
+    thread of this process; stopped at teardown."""
     workers = []
 
-    def start(app, threads=8):
-        workers.append(Worker(service_state(app).tenant_webhooks, threads).start())
+    def start(app, paused=None, in_flight=None):
+        workers.append(Worker(service_state(app).tenant_webhooks, paused, in_flight).start())
         return workers[-1]
 
     yield start

@@ -1,23 +1,21 @@
 """The `tokensvc` command: its own `serve` and `worker`, the app's commands beside them, and
 `tenant-token`'s claims (scopes, roles, a bound identity, any claim)."""
 
-import os
 import subprocess
 import sys
 
 import jwt
 import pytest
 
-from support.processes import ROOT, livekit_settings
+from support.processes import ROOT, base_environment, livekit_settings
 from support.tokens import BODY, TENANT_SECRET
-from tokensvc.config import environ_config
 
 TOKENSVC = [sys.executable, "-m", "tokensvc.processes.cli"]
 
 
 def run_tokensvc(*args: str, **settings: str) -> subprocess.CompletedProcess:
     """`tokensvc ARGS` in a fresh process with only `settings` of the service's settings."""
-    base = {k: v for k, v in os.environ.items() if k not in environ_config(os.environ)}
+    base = base_environment()
     return subprocess.run(
         [*TOKENSVC, *args],
         cwd=ROOT,
@@ -75,7 +73,7 @@ def test_serve_without_the_server_extra_says_what_to_install(tmp_path):
         "importlib.util.find_spec = (\n"
         "    lambda name, *a: None if name == 'gunicorn' else _find(name, *a))\n"
     )
-    base = {k: v for k, v in os.environ.items() if k not in environ_config(os.environ)}
+    base = base_environment()
     result = subprocess.run(
         [*TOKENSVC, "serve"],
         cwd=ROOT,
@@ -181,7 +179,7 @@ def test_a_claim_that_is_not_key_value_is_a_usage_error(make_app, pair):
 
 def test_flask_app_keeps_the_commands_for_those_who_embed(livekit, tmp_path):
     """`flask --app 'tokensvc:create_app()' tenant-token` works as before."""
-    base = {k: v for k, v in os.environ.items() if k not in environ_config(os.environ)}
+    base = base_environment()
     result = subprocess.run(
         [sys.executable, "-m", "flask", "--app", "tokensvc:create_app()", "tenant-token"]
         + ["--tenant", "acme", "--claim", "max_rooms=1"],

@@ -1,12 +1,11 @@
 """Settings: parsing, defaults, and refusing to start half-configured."""
 
-import os
 import subprocess
 import sys
 
 import pytest
 
-from support.processes import ROOT
+from support.processes import ROOT, base_environment
 from tokensvc import ConfigError, environ_config, load_settings
 
 
@@ -101,7 +100,7 @@ def test_short_hmac_secrets_are_refused_outside_development(key):
 
 def clean_env(**settings):
     """The current environment without any tokensvc key, plus `settings`."""
-    env = {k: v for k, v in os.environ.items() if k not in environ_config(os.environ)}
+    env = base_environment()
     return {**env, **settings}
 
 

@@ -3,7 +3,6 @@ from the README, the README stays a five-minute read, and the docs' commands run
 (those that need make run running: tests/test_dev_script.py)."""
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -12,8 +11,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from support.processes import ROOT
-from tokensvc.config import environ_config
+from support.processes import ROOT, base_environment
 
 #: make run's development tenant key (the Makefile's DEV_TENANT_SECRET).
 DEVELOPMENT_TENANT_SECRET = "development-tenant-secret-change-me"
@@ -70,7 +68,7 @@ def block_with(page: str, text: str) -> str:
 def run_block(block: str, **settings: str) -> subprocess.CompletedProcess:
     """Paste `block` into bash (stopping at the first failing command) from the repository's
     root, with none of the service's settings but `settings`, and `.venv/bin` on PATH."""
-    base = {k: v for k, v in os.environ.items() if k not in environ_config(os.environ)}
+    base = base_environment()
     path = f"{ROOT / '.venv' / 'bin'}:{Path(sys.executable).parent}:{base['PATH']}"
     return subprocess.run(
         ["bash", "-e", "-c", block],

@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-import os
 import re
 import secrets
 import time
@@ -10,9 +9,9 @@ import tomllib
 
 import pytest
 
-from support.processes import ROOT, GunicornProcess, livekit_settings
+from support.processes import ROOT, GunicornProcess, base_environment, livekit_settings
 from support.tokens import BODY, assert_no_secrets
-from tokensvc.config import FILE_KEYS, KEYS, ServerSettings, environ_config
+from tokensvc.config import FILE_KEYS, KEYS, ServerSettings
 
 
 def test_app_json_documents_every_setting():
@@ -74,7 +73,7 @@ def test_button_deploy_starts_with_app_json_defaults(livekit, tenants, free_port
     env.update(livekit_settings(livekit))
     # STORAGE_URL is empty in app.json (the instance folder's file); here this test's own file.
     env["STORAGE_URL"] = storage_url
-    base = {k: v for k, v in os.environ.items() if k not in environ_config(os.environ)}
+    base = base_environment()
     server = GunicornProcess({**base, **env, "PORT": str(free_port)}, free_port)
     try:
         assert env["AUTH_REQUIRED"] == "true"
@@ -96,7 +95,7 @@ def test_a_host_installs_no_server_unless_it_asks():
     base = names(project["dependencies"])
     extras = {key: names(value) for key, value in project["optional-dependencies"].items()}
     assert not base & {"gunicorn", "gevent", "aiohttp", "redis"}
-    assert {"flask", "livekit-api", "marshmallow", "pyjwt", "huey", "standardwebhooks"} <= base
+    assert {"flask", "livekit-api", "marshmallow", "pyjwt", "idna", "standardwebhooks"} <= base
     assert {"gunicorn", "gevent", "redis"} <= extras["server"]
     assert "aiohttp" in extras["testing"] and "redis" in extras["redis"]
     assert "gunicorn>=23,<28" in project["optional-dependencies"]["server"]

@@ -4,7 +4,6 @@ fresh environment installs and embeds."""
 import ast
 import importlib.metadata
 import json
-import os
 import re
 import signal
 import subprocess
@@ -18,10 +17,9 @@ from pathlib import Path
 import pytest
 
 import tokensvc
-from support.processes import ROOT, livekit_settings
+from support.processes import ROOT, base_environment, livekit_settings
 from support.servers import HttpService
 from support.tokens import BODY, TENANT_SECRET, Tenants
-from tokensvc.config import environ_config
 from tokensvc.testing.processes import find_free_port, wait_for_port
 
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -200,7 +198,7 @@ def test_the_wheel_with_the_server_extra_serves_from_any_folder(tmp_path, liveki
     command = str(bin_folder / "tokensvc")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    base = {k: v for k, v in os.environ.items() if k not in environ_config(os.environ)}
+    base = base_environment()
     env = {
         **base,
         "PYTHONPATH": "",

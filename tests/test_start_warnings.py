@@ -2,14 +2,12 @@
 and tenants' webhooks allowed to private addresses; both reach the log the process writes."""
 
 import logging
-import os
 import shutil
 import subprocess
 import sys
 
-from support.processes import ROOT, RedisServer, unavailable
+from support.processes import ROOT, RedisServer, base_environment, unavailable
 from support.tokens import TENANT_SECRET
-from tokensvc.config import environ_config
 from tokensvc.testing.processes import find_free_port
 
 UNPERSISTED = "has no persistence (appendonly no, no save points)"
@@ -53,7 +51,7 @@ def test_a_redis_with_aof_or_save_points_is_not(caplog, make_app):
 def test_the_private_webhooks_warning_reaches_the_processs_log(tmp_path):
     """TENANT_WEBHOOKS_ALLOW_PRIVATE=true: the warning docs/webhooks.md promises is on the
     started process's stderr (the log is set up before the extension starts)."""
-    base = {k: v for k, v in os.environ.items() if k not in environ_config(os.environ)}
+    base = base_environment()
     result = subprocess.run(
         [sys.executable, "-c", "from tokensvc import create_app; create_app()"],
         cwd=ROOT,

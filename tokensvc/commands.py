@@ -1,5 +1,5 @@
-"""The service's flask commands of its own (`flask --app ... usage`, `flask storage init`): they
-read the app's service state, as the routes do, and print."""
+"""The service's flask commands of its own (`flask --app ... usage`, `flask storage init`,
+`flask webhooks rekey`): they read the app's service state, as the routes do, and print."""
 
 import csv
 import json
@@ -11,6 +11,7 @@ from flask.cli import with_appcontext
 from .context import service_state
 from .errors import ApiError, InvalidRequest
 from .http.usage import load_period
+from .sealing import SealingError
 from .usage import format_time
 
 
@@ -114,3 +115,33 @@ def _earlier_lives(ownership, state) -> list[str]:
         more = f" and {len(made) - 5} more" if len(made) > 5 else ""
         lives.append(f"LiveKit lists {len(made)} room(s) the service made: {shown}{more}")
     return lives
+
+
+@click.group("webhooks")
+def webhooks_group() -> None:
+    """Tenants' webhooks: operators' commands."""
+
+
+@webhooks_group.command("rekey")
+@with_appcontext
+def rekey_command() -> None:
+    """Seal every endpoint's signing secrets again with the first key of
+    TENANT_WEBHOOK_SECRETS_KEY (after putting a new key first; then drop the old one)."""
+    webhooks = service_state().tenant_webhooks
+    if webhooks is None:
+        raise click.ClickException(
+            "no tenant key is configured here (AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY or "
+            "AUTH_JWKS_URL), so tenants' webhooks are off: run this with the service's settings"
+        )
+    try:
+        changed, unchanged = webhooks.rekey()
+    except SealingError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"sealed again with the first key: {changed} endpoints; already sealed with it: {unchanged}"
+    )
+
+
+#: Every command of the service's own, registered on the app's CLI by the extension (and so
+#: subcommands of `tokensvc` too).
+COMMANDS = (usage_command, storage_command, webhooks_group)

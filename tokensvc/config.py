@@ -11,9 +11,16 @@ from urllib.parse import urlparse
 from limits import parse_many
 
 from .roles import load_presets
+from .sealing import SealingError, parse_keys
 
 #: Secrets that may instead be read from a file named by `<KEY>_FILE`.
-FILE_KEYS = ("LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "AUTH_JWT_SECRET", "AUTH_JWT_PUBLIC_KEY")
+FILE_KEYS = (
+    "LIVEKIT_API_KEY",
+    "LIVEKIT_API_SECRET",
+    "AUTH_JWT_SECRET",
+    "AUTH_JWT_PUBLIC_KEY",
+    "TENANT_WEBHOOK_SECRETS_KEY",
+)
 #: The settings that configure a key for tenant tokens (any one turns AUTH_REQUIRED on).
 TENANT_KEYS = ("AUTH_JWT_SECRET", "AUTH_JWT_PUBLIC_KEY", "AUTH_JWKS_URL")
 
@@ -132,7 +139,16 @@ class Settings:
     tenant_webhook_endpoint_concurrency: int = setting(
         lambda v, k, d: _number(v, k, d, int, 1, 100), 2
     )
-    tenant_webhook_workers: int = setting(lambda v, k, d: _number(v, k, d, int, 1, 256), 32)
+    #: Attempts one worker process has in flight at most (asynchronous: none holds a thread).
+    tenant_webhook_in_flight: int = setting(lambda v, k, d: _number(v, k, d, int, 1, 10_000), 256)
+    #: An endpoint whose every attempt failed this long (seconds) is disabled.
+    tenant_webhook_disable_after: float = setting(
+        lambda v, k, d: _number(v, k, d, float, 0), 5 * 86400.0
+    )
+    #: The keys that seal tenants' webhook secrets at rest (the first seals, any opens).
+    tenant_webhook_secrets_key: tuple[bytes, ...] = setting(
+        lambda v, k, d: _sealing_keys(v, k), (), secret=True
+    )
 
     @property
     def rate_limited(self) -> bool:
@@ -297,6 +313,20 @@ def _url(values, key, schemes=("ws", "wss", "http", "https")):
     if parsed.scheme not in schemes or not parsed.netloc:
         raise ConfigError(f"{key}: expected a {'/'.join(schemes)} URL with a host, got {value!r}")
     return value.rstrip("/")
+
+
+def _sealing_keys(values, key) -> tuple[bytes, ...]:
+    """The keys of TENANT_WEBHOOK_SECRETS_KEY (none when unset)."""
+    text = _text(values, key)
+    if not text:
+        return ()
+    try:
+        return parse_keys(text)
+    except SealingError as exc:
+        raise ConfigError(
+            f"{key}: {exc} (each key is 32 random bytes in base64, comma-separated: "
+            f"openssl rand -base64 32)"
+        ) from None
 
 
 def _number(values, key, default, kind, minimum, maximum=None):

@@ -12,13 +12,16 @@ is bounded by one timeout, and at most `MAX_ANSWER_BYTES` of the answer are read
 
 import http.client
 import ipaddress
+import re
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
+
+import idna
 
 #: How much of an answer's body is read (the rest is left unread and the connection closed).
 MAX_ANSWER_BYTES = 64 * 1024
@@ -58,13 +61,45 @@ def resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in found))
 
 
-def is_public(address: str) -> bool:
-    """Whether an address is one the public internet routes: not loopback, private, link-local,
-    multicast, reserved, unspecified, shared (CGNAT) or documentation (an IPv4-mapped IPv6
-    address is judged as its IPv4 address)."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+#: NAT64 prefixes (RFC 6052's well-known one, RFC 8215's local-use one) and where an IPv4
+#: address sits in an address under them, by the prefix lengths RFC 6052 allows.
+NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+#: RFC 6052's byte positions of the IPv4 address for each prefix length (byte 8 is reserved).
+NAT64_POSITIONS = {
+    32: (4, 5, 6, 7),
+    40: (5, 6, 7, 9),
+    48: (6, 7, 9, 10),
+    56: (7, 9, 10, 11),
+    64: (9, 10, 11, 12),
+    96: (12, 13, 14, 15),
+}
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries: IPv4-mapped (::ffff:a.b.c.d), IPv4-compatible
+    (::a.b.c.d), 6to4 (2002::/16), Teredo (2001::/32: its server and its client), NAT64
+    (64:ff9b::/96, and 64:ff9b:1::/48 at every prefix length RFC 6052 allows)."""
+    found: list[ipaddress.IPv4Address] = []
+    packed = ip.packed
+    if ip.ipv4_mapped is not None:
+        found.append(ip.ipv4_mapped)
+    if packed[:12] == bytes(12) and int(ip) > 1:
+        found.append(ipaddress.IPv4Address(packed[12:]))
+    if ip.sixtofour is not None:
+        found.append(ip.sixtofour)
+    if ip.teredo is not None:
+        found.extend(ip.teredo)
+    if ip in NAT64_WELL_KNOWN:
+        found.append(ipaddress.IPv4Address(packed[12:]))
+    elif ip in NAT64_LOCAL:
+        for positions in NAT64_POSITIONS.values():
+            found.append(ipaddress.IPv4Address(bytes(packed[i] for i in positions)))
+    return found
+
+
+def _is_public_one(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether one address, as it is, is routed on the public internet."""
     return ip.is_global and not (
         ip.is_multicast
         or ip.is_reserved
@@ -75,30 +110,99 @@ def is_public(address: str) -> bool:
     )
 
 
-def check_url_form(url: str, allow_private: bool) -> tuple[str, str, int, str]:
-    """(scheme, host, port, path with query) of an acceptable URL: https (http too with
-    `allow_private`), a host, no credentials, no fragment; else UrlRefused."""
+def is_public(address: str) -> bool:
+    """Whether an address is one the public internet routes: not loopback, private, link-local,
+    multicast, reserved, unspecified, shared (CGNAT) or documentation. An IPv6 address that
+    carries an IPv4 one (mapped, compatible, 6to4, Teredo, NAT64) is judged by that IPv4 address
+    (every one it may carry must be public)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        inside = embedded_ipv4(ip)
+        if inside:
+            return all(_is_public_one(v4) for v4 in inside)
+    return _is_public_one(ip)
+
+
+#: What a path or query may hold as it is; anything else is percent-encoded (a `%` followed by
+#: two hex digits is kept as the escape it is).
+PATH_SAFE = "/:@!$&'()*+,;=-._~"
+QUERY_SAFE = PATH_SAFE + "?"
+ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def _encoded(text: str, safe: str) -> str:
+    """`text` with every character outside `safe` and ASCII letters and digits percent-encoded
+    as UTF-8 (existing escapes kept; a lone `%` encoded)."""
+    return quote(ESCAPE.sub("%25", text), safe=safe + "%")
+
+
+def _idna_host(host: str) -> str:
+    """A host name in its ASCII (IDNA 2008, UTS 46) form, or an IP literal as it is;
+    UrlRefused when it has none."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    try:
+        encoded = idna.encode(host, uts46=True, transitional=False).decode("ascii")
+    except (idna.IDNAError, UnicodeError, ValueError):
+        raise UrlRefused("has a host name that is not a valid (internationalized) name") from None
+    if not encoded or len(encoded) > 253:
+        raise UrlRefused("has a host name that is not a valid (internationalized) name")
+    return encoded
+
+
+def normalize_url(url: str, allow_private: bool) -> str:
+    """The form of a URL the service keeps and sends to: scheme in lower case, the host in
+    ASCII (IDNA), a port from 1 to 65535 (kept only when not the scheme's default), the path
+    and query percent-encoded as UTF-8; UrlRefused says why a URL has none (its characters
+    that cannot be encoded, no host, credentials, a fragment, a bad port...)."""
+    try:
+        url.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UrlRefused("contains characters that cannot be encoded (lone surrogates)") from None
     if len(url) > MAX_URL_LENGTH:
         raise UrlRefused(f"is longer than {MAX_URL_LENGTH} characters")
+    if any(ord(c) < 33 or ord(c) == 127 or 0x80 <= ord(c) < 0xA0 for c in url):
+        raise UrlRefused("may not contain spaces or control characters")
     try:
         parts = urlsplit(url)
         port = parts.port
+        hostname = parts.hostname
     except ValueError:
-        raise UrlRefused("is not a valid URL") from None
+        raise UrlRefused("has a port that is not from 1 to 65535, or is not a valid URL") from None
+    scheme = parts.scheme.lower()
     schemes = ("https", "http") if allow_private else ("https",)
-    if parts.scheme not in schemes:
+    if scheme not in schemes:
         raise UrlRefused(
             "must be an https URL" if not allow_private else "must be an http or https URL"
         )
-    if not parts.hostname:
+    if not hostname:
         raise UrlRefused("has no host")
     if parts.username is not None or parts.password is not None:
         raise UrlRefused("may not carry credentials")
-    if parts.fragment:
+    if parts.fragment or "#" in url:
         raise UrlRefused("may not carry a fragment")
-    if any(ord(c) < 33 or ord(c) == 127 for c in url):
-        raise UrlRefused("may not contain spaces or control characters")
-    port = port or (443 if parts.scheme == "https" else 80)
+    if port == 0:
+        raise UrlRefused("has a port that is not from 1 to 65535")
+    host = _idna_host(hostname)
+    shown = f"[{host}]" if ":" in host else host
+    default = 443 if scheme == "https" else 80
+    netloc = shown if port in (None, default) else f"{shown}:{port}"
+    path = _encoded(parts.path or "/", PATH_SAFE)
+    query = _encoded(parts.query, QUERY_SAFE) if parts.query else ""
+    normalized = f"{scheme}://{netloc}{path}" + (f"?{query}" if query else "")
+    if len(normalized) > MAX_URL_LENGTH:
+        raise UrlRefused(f"is longer than {MAX_URL_LENGTH} characters once encoded")
+    return normalized
+
+
+def check_url_form(url: str, allow_private: bool) -> tuple[str, str, int, str]:
+    """(scheme, host, port, path with query) of an acceptable URL, in its normalized form (see
+    `normalize_url`); else UrlRefused."""
+    parts = urlsplit(normalize_url(url, allow_private))
+    assert parts.hostname is not None  # normalize_url refused a URL without one
+    port = parts.port or (443 if parts.scheme == "https" else 80)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return parts.scheme, parts.hostname, port, path
 
@@ -121,12 +225,14 @@ def checked_addresses(
     return addresses
 
 
-def check_url(url: str, allow_private: bool, resolver: Resolver = resolve) -> None:
-    """Refuse (UrlRefused) a URL the service will not send to: its form, and, unless
-    `allow_private`, the addresses its host resolves to now."""
-    _, host, port, _ = check_url_form(url, allow_private)
+def check_url(url: str, allow_private: bool, resolver: Resolver = resolve) -> str:
+    """The normalized form of a URL the service will send to; UrlRefused for its form, or,
+    unless `allow_private`, for the addresses its host resolves to now."""
+    normalized = normalize_url(url, allow_private)
+    _, host, port, _ = check_url_form(normalized, allow_private)
     if not allow_private:
         checked_addresses(host, port, allow_private, resolver)
+    return normalized
 
 
 class Sender:
@@ -139,9 +245,9 @@ class Sender:
         self.resolver = resolver
         self.tls = ssl.create_default_context()
 
-    def check(self, url: str) -> None:
-        """The guard alone (at subscription)."""
-        check_url(url, self.allow_private, self.resolver)
+    def check(self, url: str) -> str:
+        """The guard alone (at subscription): the URL's normalized form."""
+        return check_url(url, self.allow_private, self.resolver)
 
     def post(self, url: str, body: bytes, headers: dict) -> Answer:
         """POST `body` to `url` once: resolve and check, connect to a checked address, send,

@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, defau
 from werkzeug.routing import RequestRedirect, Rule
 
 from .auth import TenantVerifier, tenant_token_command
-from .commands import storage_command, usage_command
+from .commands import COMMANDS
 from .config import ConfigError, Settings, from_app_config, load_settings
 from .context import EXTENSION_KEY, service_state
 from .errors import StorageUnavailable, error_response, http_error_response
@@ -27,7 +27,7 @@ from .ratelimit import RateLimits
 from .service import TokenIssuer
 from .storage import ObservedHolds, open_holds, open_usage, open_webhook_store
 from .usage import DAY_MS
-from .webhooks import TenantWebhooks, open_queue
+from .webhooks import TenantWebhooks
 
 #: The embedded ownership record, in the app's instance folder unless STORAGE_URL names another.
 DEFAULT_STORAGE_FILE = "tokensvc.sqlite3"
@@ -240,8 +240,8 @@ class TokenService:
         app.register_blueprint(service_bp, url_prefix=prefix or None)
         warn_of_collisions(app, state)  # the host's routes so far; later ones at first request
         app.cli.add_command(tenant_token_command)
-        app.cli.add_command(usage_command)
-        app.cli.add_command(storage_command)
+        for command in COMMANDS:
+            app.cli.add_command(command)
         if settings.cors_allowed_origins:
             CORS(app, **cors_options(settings, routes.cors_paths(prefix)))
         return state
@@ -256,7 +256,18 @@ def _tenant_webhooks(settings: Settings, holds, issuer: TokenIssuer, metrics) ->
         log.warning(
             "starting: the storage at %s did not answer; tenants' webhooks wait for it", holds.where
         )
-    webhooks = TenantWebhooks(settings, store, open_queue(holds.store))
+    if not settings.tenant_webhook_secrets_key and not settings.dev_mode:
+        raise ConfigError(
+            "TENANT_WEBHOOK_SECRETS_KEY: tenants' webhooks keep their signing secrets sealed "
+            "with it; set it (or TENANT_WEBHOOK_SECRETS_KEY_FILE) to a 32-byte key in base64 "
+            "(openssl rand -base64 32); DEV_MODE=true keeps them in clear for development only"
+        )
+    if not settings.tenant_webhook_secrets_key:
+        log.warning(
+            "starting: TENANT_WEBHOOK_SECRETS_KEY is not set: tenants' webhook secrets are kept "
+            "in clear (DEV_MODE, development only)"
+        )
+    webhooks = TenantWebhooks(settings, store)
     assert issuer.ownership is not None  # holds given: the issuer keeps the ownership record
     issuer.ownership.forward = webhooks.on_event
     if settings.tenant_webhooks_allow_private:

@@ -386,6 +386,44 @@ class WebhookEndpointSchema(Schema):
         lambda endpoint: rfc3339(endpoint.created_at),
         metadata={"type": "string", "format": "date-time"},
     )
+    status = fields.Function(
+        lambda endpoint: "enabled" if endpoint.enabled else "disabled",
+        metadata={
+            "type": "string",
+            "enum": ["enabled", "disabled"],
+            "description": "disabled: no attempt until enabled again; its deliveries wait.",
+        },
+    )
+    disabled_reason = fields.Function(
+        lambda endpoint: endpoint.disabled_reason or None,
+        metadata={"type": ["string", "null"]},
+    )
+    disabled_at = fields.Function(
+        lambda endpoint: rfc3339(endpoint.disabled_at),
+        metadata={"type": ["string", "null"], "format": "date-time"},
+    )
+    failing_since = fields.Function(
+        lambda endpoint: rfc3339(endpoint.failing_since),
+        metadata={
+            "type": ["string", "null"],
+            "format": "date-time",
+            "description": "Since when every attempt failed (null after a success).",
+        },
+    )
+
+
+class WebhookEndpointUpdateSchema(Schema):
+    """Body of `PATCH /livekit/webhook-endpoints/{id}`."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    enabled = fields.Boolean(
+        required=True,
+        truthy={True},
+        falsy={False},
+        metadata={"description": "true: attempts resume, what waited is sent oldest first."},
+    )
 
 
 class WebhookEndpointCreatedSchema(WebhookEndpointSchema):

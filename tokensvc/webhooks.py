@@ -11,30 +11,27 @@ Webhooks scheme and delivered at least once by a worker process (no Flask).
   participant (that is its decision, not this module's). Each endpoint of that tenant that
   subscribed to the event's type gets one delivery: its body (`{"type", "timestamp", "data"}`)
   is fixed then, with the tenant's own room name and without the service's `tokensvc.`
-  attributes. The deliveries are stored first, then the queue is told: the web process never
-  sends HTTP to a tenant.
-- **Delivery** (`attempt`), in the worker: lease the delivery (at most
-  TENANT_WEBHOOK_ENDPOINT_CONCURRENCY attempts per endpoint at once, so one slow endpoint holds
-  only that many worker threads), sign (`webhook-id` is the delivery's id, the same on every
-  attempt), POST within TENANT_WEBHOOK_TIMEOUT; a 2xx is delivered; anything else is tried again
-  after an exponential back-off with jitter (TENANT_WEBHOOK_RETRY_DELAY doubling, at most
-  `MAX_RETRY_DELAY_S`) until TENANT_WEBHOOK_RETRY_PERIOD has passed, then failed.
-- **The queue** is huey: SqliteHuey in a file beside the embedded store, or RedisHuey on the
-  storage's Redis. It only wakes workers up and keeps the retries' schedule; the store is the
-  truth, and `sweep` hands out again what a killed worker or a lost queue write left behind.
+  attributes. The deliveries are stored, due now, and that is all: the web process never sends
+  HTTP to a tenant.
+- **Delivery** is the worker's (`processes/delivery.py`): it claims due deliveries from the
+  store, fairly across tenants and at most TENANT_WEBHOOK_ENDPOINT_CONCURRENCY at once per
+  endpoint, sends them asynchronously, and records each outcome; this module gives it the
+  signing (`sign`, `signing_secrets`: `webhook-id` is the delivery's id, the same on every
+  attempt), the back-off (TENANT_WEBHOOK_RETRY_DELAY doubling, at most `MAX_RETRY_DELAY_S`, with
+  jitter) and the `endpoint.disabled` event an endpoint's breaker sends to the tenant's others.
+- **Secrets** are sealed at rest (`sealing.py`, TENANT_WEBHOOK_SECRETS_KEY) before they reach
+  the store, and opened only to sign; `rekey` seals them all again with the first key.
+- **Inputs**: a URL is kept in its normalized form (`egress.normalize_url`), and nothing is
+  written that the storage could not encode: a 400 first.
 """
 
 import base64
 import json
 import logging
-import os
 import random
 import secrets
-import threading
-import time
 from datetime import UTC, datetime
 
-from huey import RedisHuey, SqliteHuey
 from livekit.protocol import models
 from standardwebhooks import Webhook
 
@@ -47,7 +44,8 @@ from .errors import (
     WebhookEndpointsLimit,
 )
 from .roles import RESERVED_PREFIX
-from .storage import Endpoint, NewDelivery
+from .sealing import SealingError, SecretBox
+from .storage import Claim, Endpoint, NewDelivery
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +60,8 @@ EVENT_TYPES = (
 )
 #: The event the test route sends (to one endpoint, whatever it subscribed to).
 TEST_EVENT = "webhook.test"
+#: The event a tenant's other endpoints get when one of its endpoints is disabled.
+DISABLED_EVENT = "endpoint.disabled"
 STATUSES = ("pending", "delivered", "failed")
 SECRET_PREFIX = "whsec_"
 #: After a rotation the old secret signs too, this long.
@@ -70,18 +70,8 @@ ROTATION_OVERLAP_MS = 24 * 3600 * 1000
 MAX_RETRY_DELAY_S = 3600.0
 #: A lease outlasts the attempt's timeout by this much.
 LEASE_MARGIN_MS = 2000
-#: An attempt woken this much before its time goes ahead (clocks of queue and storage).
-EARLY_SLACK_MS = 50
-#: An endpoint with its most attempts running: try again after about this long, doubling with
-#: each busy find (`TenantWebhooks.busy_delay`).
-BUSY_DELAY_S = 0.25
 #: Deliveries listed by the route, newest first.
 LISTED = 100
-#: Deliveries the sweep hands out again at once.
-SWEEP_BATCH = 500
-#: The name of the queue (huey's) and of its one task.
-QUEUE_NAME = "tokensvc-webhooks"
-TASK_NAME = "deliver"
 
 
 def new_secret() -> str:
@@ -167,50 +157,6 @@ def event_body(event, room_name: str) -> str:
     )
 
 
-def open_queue(holds_store) -> "DeliveryQueue":
-    """The delivery queue beside a hold store: RedisHuey on its Redis, else SqliteHuey in a file
-    next to its SQLite file."""
-    if holds_store.backend == "redis":
-        huey = RedisHuey(
-            QUEUE_NAME, results=False, connection_pool=holds_store.client.connection_pool
-        )
-    else:
-        filename = os.path.splitext(holds_store.path)[0] + "-queue.sqlite3"
-        huey = SqliteHuey(QUEUE_NAME, filename=filename, results=False, timeout=holds_store.timeout)
-    return DeliveryQueue(huey)
-
-
-class DeliveryQueue:
-    """The huey queue with its one task, `deliver(delivery_id)`, which runs `handler` (set in
-    the worker; the web process only enqueues)."""
-
-    def __init__(self, huey):
-        """Register the task on `huey`."""
-        self.huey = huey
-        self.handler = None
-
-        @huey.task(name=TASK_NAME)
-        def deliver(delivery_id, busy=0):
-            """One attempt of one delivery (in the worker); `busy`: how many times in a row it
-            found its endpoint busy."""
-            if self.handler is None:
-                raise RuntimeError("no delivery handler in this process")
-            self.handler(delivery_id, busy)
-
-        self.task = deliver
-
-    def enqueue(self, delivery_id: str, delay: float = 0.0, busy: int = 0) -> None:
-        """Wake a worker for `delivery_id`, now or after `delay` seconds."""
-        if delay > 0:
-            self.task.schedule(args=(delivery_id, busy), delay=delay)
-        else:
-            self.task(delivery_id, busy)
-
-    def depth(self) -> int:
-        """Tasks waiting in the queue and in its schedule."""
-        return self.huey.pending_count() + self.huey.scheduled_count()
-
-
 class TenantWebhooks:
     """Tenants' webhook endpoints, the fan-out of LiveKit's events to them, and the attempts."""
 
@@ -218,35 +164,42 @@ class TenantWebhooks:
         self,
         settings: Settings,
         store,
-        queue: DeliveryQueue,
+        box: SecretBox | None = None,
         sender: Sender | None = None,
         observe=None,
     ):
-        """Keep endpoints and deliveries in `store`, wake workers through `queue`, send with
-        `sender` (the guarded HTTP client); `observe(outcome)` is told of every attempt.
-        Each event's room name comes from the ownership rule."""
+        """Keep endpoints and deliveries in `store`, their secrets sealed by `box`; check URLs
+        with `sender` (the guard); `observe(outcome)` is told of every attempt's outcome. Each
+        event's room name comes from the ownership rule."""
         self.settings = settings
         self.store = store
-        self.queue = queue
+        self.box = box or SecretBox(settings.tenant_webhook_secrets_key)
         self.sender = sender or Sender(
             settings.tenant_webhook_timeout, settings.tenant_webhooks_allow_private
         )
         self.observe = observe
         self.period_ms = int(settings.tenant_webhook_retry_period * 1000)
         self.lease_ms = int(settings.tenant_webhook_timeout * 1000) + LEASE_MARGIN_MS
+        self.concurrency = settings.tenant_webhook_endpoint_concurrency
+        self.disable_after_ms = int(settings.tenant_webhook_disable_after * 1000)
 
     # The routes.
 
     def subscribe(self, tenant: str, url: str, events, description: str) -> tuple:
-        """A new endpoint for the tenant: (Endpoint, its secret). 400 for a refused URL, 409
-        past TENANT_WEBHOOK_ENDPOINTS_MAX."""
+        """A new endpoint for the tenant: (Endpoint, its secret). 400 for a refused URL or a
+        field the storage could not keep, 409 past TENANT_WEBHOOK_ENDPOINTS_MAX."""
+        _encodable("description", description)
+        for event in events or ():
+            _encodable("events", event)
         try:
-            self.sender.check(url)
+            url = self.sender.check(url)
         except UrlRefused as exc:
             raise InvalidRequest(f"the URL {exc}", fields={"url": [f"The URL {exc}."]}) from None
         chosen = tuple(dict.fromkeys(events)) if events else EVENT_TYPES
+        endpoint_id = "ep_" + secrets.token_hex(12)
+        secret = new_secret()
         endpoint = Endpoint(
-            "ep_" + secrets.token_hex(12), tenant, url, chosen, description, 0, new_secret()
+            endpoint_id, tenant, url, chosen, description, 0, self.box.seal(secret, endpoint_id)
         )
         most = self.settings.tenant_webhook_endpoints_max
         stored = self.store.add_endpoint(endpoint, most)
@@ -255,22 +208,32 @@ class TenantWebhooks:
                 f"this tenant has {most} webhook endpoints already "
                 f"(TENANT_WEBHOOK_ENDPOINTS_MAX); delete one first"
             )
-        return stored, endpoint.secret
+        return stored, secret
 
     def endpoints(self, tenant: str) -> list[Endpoint]:
-        """The tenant's endpoints."""
+        """The tenant's endpoints (their secrets as stored: never shown)."""
         return self.store.endpoints(tenant)
 
     def unsubscribe(self, tenant: str, endpoint_id: str) -> None:
-        """Delete one of the tenant's endpoints (404 when it has none of that id); its pending
-        deliveries fail at their next attempt."""
+        """Delete one of the tenant's endpoints (404 when it has none of that id); its waiting
+        deliveries fail."""
         if not self.store.delete_endpoint(tenant, endpoint_id):
             raise WebhookEndpointNotFound()
+
+    def set_enabled(self, tenant: str, endpoint_id: str, enabled: bool) -> Endpoint:
+        """Enable one of the tenant's endpoints (what waited is sent, oldest first, each with a
+        new retry period) or disable it; the endpoint as it is now."""
+        if not self.store.set_enabled(
+            tenant, endpoint_id, enabled, "disabled by the tenant", self.period_ms, self.concurrency
+        ):
+            raise WebhookEndpointNotFound()
+        return self._endpoint(tenant, endpoint_id)
 
     def rotate_secret(self, tenant: str, endpoint_id: str) -> str:
         """A new secret for one of the tenant's endpoints; the old one signs too for 24 h."""
         secret = new_secret()
-        if not self.store.rotate(tenant, endpoint_id, secret, ROTATION_OVERLAP_MS):
+        sealed = self.box.seal(secret, endpoint_id)
+        if not self.store.rotate(tenant, endpoint_id, sealed, ROTATION_OVERLAP_MS):
             raise WebhookEndpointNotFound()
         return secret
 
@@ -296,9 +259,8 @@ class TenantWebhooks:
 
     def retry(self, tenant: str, delivery_id: str) -> None:
         """Deliver one of the tenant's deliveries again, now, for another retry period."""
-        if not self.store.retry(tenant, delivery_id, self.period_ms):
+        if not self.store.retry(tenant, delivery_id, self.period_ms, self.concurrency):
             raise WebhookDeliveryNotFound()
-        self._wake(delivery_id)
 
     def _endpoint(self, tenant: str, endpoint_id: str) -> Endpoint:
         """One of the tenant's endpoints, or 404."""
@@ -328,67 +290,75 @@ class TenantWebhooks:
         return len(endpoints)
 
     def _deliver(self, deliveries: list[NewDelivery]) -> None:
-        """Store the deliveries, then wake a worker for each."""
-        self.store.add_deliveries(deliveries, self.period_ms)
-        for delivery in deliveries:
-            self._wake(delivery.id)
+        """Store the deliveries, due now: a worker claims them from the store."""
+        self.store.add_deliveries(deliveries, self.period_ms, self.concurrency)
 
-    def _wake(self, delivery_id: str, delay: float = 0.0, busy: int = 0) -> None:
-        """Tell the queue; if that fails the sweep finds the delivery later."""
-        try:
-            self.queue.enqueue(delivery_id, delay, busy)
-        except Exception as exc:  # sqlite3 or redis-py alike: the record is what counts
-            log.warning(
-                "webhook queue: could not queue a delivery (%s); the sweep will", type(exc).__name__
-            )
+    # The worker's helpers.
 
-    # The worker.
+    def signing_secrets(self, claim: Claim) -> tuple[str, ...]:
+        """The secrets that sign an attempt of `claim`, opened (SealingError when no key
+        given opens one)."""
+        found = [self.box.open(claim.secret, claim.endpoint_id)]
+        if claim.previous_secret:
+            found.append(self.box.open(claim.previous_secret, claim.endpoint_id))
+        return tuple(found)
 
-    def attempt(self, delivery_id: str, busy: int = 0) -> str:
-        """One attempt of one delivery; return what came of it ("delivered", "retried",
-        "failed", or why nothing was sent: "busy", "early", "leased", "done", "gone",
-        "orphan"). `busy`: how many times in a row this delivery found its endpoint busy."""
-        settings = self.settings
-        started = self.store.start_attempt(
-            delivery_id, self.lease_ms, settings.tenant_webhook_endpoint_concurrency, EARLY_SLACK_MS
+    def endpoint_disabled(self, tenant: str, endpoint_id: str) -> int:
+        """Tell the tenant's other enabled endpoints that `endpoint_id` was disabled (an
+        `endpoint.disabled` event each); how many."""
+        endpoints = self.store.endpoints(tenant)
+        disabled = next((e for e in endpoints if e.id == endpoint_id), None)
+        if disabled is None:
+            return 0
+        now = self.store.time_ms()
+        body = json.dumps(
+            {
+                "type": DISABLED_EVENT,
+                "timestamp": rfc3339(now),
+                "data": {
+                    "endpoint_id": disabled.id,
+                    "url": disabled.url,
+                    "reason": disabled.disabled_reason,
+                    "disabled_at": rfc3339(disabled.disabled_at),
+                },
+            },
+            separators=(",", ":"),
         )
-        if started.outcome == "busy":
-            self._wake(delivery_id, self.busy_delay(busy), busy + 1)
-            return "busy"
-        if started.outcome == "early":
-            self._wake(delivery_id, started.wait_ms / 1000)
-            return "early"
-        if started.outcome != "go":
-            if started.outcome == "orphan":
-                self._observed("failed")
-            return started.outcome
-        timestamp = int(time.time())
-        headers = sign(delivery_id, timestamp, started.body, started.secrets)
-        answer = self.sender.post(started.url, started.body.encode(), headers)
-        delay = self.backoff(started.attempts)
-        status, _ = self.store.finish_attempt(
-            delivery_id, answer.ok, answer.status, answer.error, int(delay * 1000)
-        )
-        outcome = "retried" if status == "pending" else status
-        self._observed(outcome)
-        if status == "pending":
-            self._wake(delivery_id, delay)
-        elif status == "failed":
-            log.info(
-                "webhook delivery failed for good after %d attempts (last: %s)",
-                started.attempts + 1,
-                answer.error,
-            )
-        return outcome
+        event_id = f"disabled_{endpoint_id}_{disabled.disabled_at}"
+        others = [
+            NewDelivery(_delivery_id(), tenant, other.id, event_id, DISABLED_EVENT, body)
+            for other in endpoints
+            if other.id != endpoint_id and other.enabled
+        ]
+        if others:
+            self._deliver(others)
+        return len(others)
 
-    def busy_delay(self, busy: int) -> float:
-        """Seconds before a delivery that found its endpoint busy `busy` times in a row looks
-        again: BUSY_DELAY_S doubling each time, at most TENANT_WEBHOOK_TIMEOUT (by then a
-        running attempt has given its place up), with jitter (half to one and a half of it). A
-        backlog behind a hanging endpoint so wakes its worker a few times a minute per
-        delivery, not four times a second."""
-        delay = min(BUSY_DELAY_S * 2 ** min(busy, 30), self.settings.tenant_webhook_timeout)
-        return delay * (0.5 + random.random())
+    def disabled_reason(self) -> str:
+        """What a disabled endpoint's reason says (the attempt's error follows)."""
+        return (
+            f"every attempt failed for {_duration(self.disable_after_ms)} "
+            f"(TENANT_WEBHOOK_DISABLE_AFTER)"
+        )
+
+    def rekey(self) -> tuple[int, int]:
+        """Seal every endpoint's secrets with the first key of TENANT_WEBHOOK_SECRETS_KEY:
+        (endpoints sealed again, endpoints already sealed with it). SealingError when a secret
+        opens with no key given."""
+        if not self.box.sealing:
+            raise SealingError("TENANT_WEBHOOK_SECRETS_KEY is not set: nothing to seal with")
+        changed = unchanged = 0
+        for endpoint_id, secret, previous in self.store.secrets():
+            if self.box.current(secret) and self.box.current(previous):
+                unchanged += 1
+                continue
+            new = tuple(
+                self.box.seal(self.box.open(value, endpoint_id), endpoint_id)
+                for value in (secret, previous)
+            )
+            if self.store.replace_secrets(endpoint_id, (secret, previous), new):
+                changed += 1
+        return changed, unchanged
 
     def backoff(self, attempts: int) -> float:
         """Seconds before the next attempt after `attempts` earlier ones and this one failed:
@@ -399,24 +369,12 @@ class TenantWebhooks:
         )
         return delay * (0.5 + random.random() / 2)
 
-    def sweep_interval(self) -> float:
-        """How often the worker sweeps: half a lease, at most 15 s."""
-        return min(15.0, max(0.2, self.lease_ms / 2000))
-
-    def sweep(self) -> int:
-        """Wake a worker for each pending delivery whose wake-up was lost (overdue by more than
-        one sweep interval and not leased); return how many."""
-        overdue = self.store.overdue(int(self.sweep_interval() * 1000), SWEEP_BATCH)
-        for delivery_id in overdue:
-            self._wake(delivery_id)
-        return len(overdue)
-
     def stats(self):
         """The store's figures for /metrics, read past the storage-call counter (a scrape is
         not one of the service's storage calls)."""
         return getattr(self.store, "store", self.store).stats()
 
-    def _observed(self, outcome: str) -> None:
+    def observed(self, outcome: str) -> None:
         """Tell the observer of an attempt's outcome."""
         if self.observe is not None:
             self.observe(outcome)
@@ -431,30 +389,21 @@ def _delivery_id() -> str:
     return "msg_" + secrets.token_hex(12)
 
 
-class Sweeper:
-    """A thread that calls `TenantWebhooks.sweep` every sweep interval until stopped."""
+def _encodable(field: str, value) -> None:
+    """400 naming `field` when `value` holds what no storage can keep (lone surrogates)."""
+    try:
+        str(value).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest(
+            f"{field} contains characters that cannot be encoded",
+            fields={field: ["Contains characters that cannot be encoded (lone surrogates)."]},
+        ) from None
 
-    def __init__(self, webhooks: TenantWebhooks):
-        """Sweep for `webhooks`."""
-        self.webhooks = webhooks
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="webhook-sweeper", daemon=True)
 
-    def start(self) -> "Sweeper":
-        """Start sweeping (at once: a worker that starts picks up what a killed one left)."""
-        self.thread.start()
-        return self
-
-    def _run(self) -> None:
-        """Sweep until stopped; a failing storage is logged and tried again."""
-        while not self.stopped.is_set():
-            try:
-                self.webhooks.sweep()
-            except Exception as exc:
-                log.warning("webhook sweep failed (%s)", type(exc).__name__)
-            self.stopped.wait(self.webhooks.sweep_interval())
-
-    def stop(self) -> None:
-        """Stop, and wait for the thread."""
-        self.stopped.set()
-        self.thread.join(5)
+def _duration(ms: int) -> str:
+    """A duration in the largest whole unit that fits (days, hours, minutes, seconds)."""
+    for unit, size in (("day", 86_400_000), ("hour", 3_600_000), ("minute", 60_000)):
+        if ms >= size and ms % size == 0:
+            count = ms // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{ms / 1000:g} s"

@@ -20,6 +20,9 @@ DEVELOPMENT_TENANT_SECRET = "host-development-tenant-secret-change-me-0123456789
 #: The development LiveKit key pair of `make run` (scripts/dev): public, for development only.
 DEVELOPMENT_LIVEKIT_KEY = "devkey"
 DEVELOPMENT_LIVEKIT_SECRET = "development-livekit-secret-change-me"
+#: The key that seals tenants' webhook secrets, as `make run` sets it: for development only
+#: (a real host sets its own: openssl rand -base64 32).
+DEVELOPMENT_WEBHOOK_SECRETS_KEY = "ZGV2ZWxvcG1lbnQtd2ViaG9vay1rZXktY2hhbmdlLW0="
 
 
 def create_app(config=None) -> Flask:
@@ -31,6 +34,7 @@ def create_app(config=None) -> Flask:
         TOKENSVC_LIVEKIT_API_KEY=DEVELOPMENT_LIVEKIT_KEY,
         TOKENSVC_LIVEKIT_API_SECRET=DEVELOPMENT_LIVEKIT_SECRET,
         TOKENSVC_AUTH_JWT_SECRET=DEVELOPMENT_TENANT_SECRET,
+        TOKENSVC_TENANT_WEBHOOK_SECRETS_KEY=DEVELOPMENT_WEBHOOK_SECRETS_KEY,
     )
     app.config.update(app_config(environ_config()))  # LIVEKIT_URL -> TOKENSVC_LIVEKIT_URL, ...
     app.config.update(app_config(config or {}))

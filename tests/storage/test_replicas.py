@@ -12,6 +12,7 @@ from tokensvc.storage import (
     Endpoint,
     NewDelivery,
     ObservedHolds,
+    Outcome,
     open_holds,
     open_usage,
     open_webhook_store,
@@ -19,6 +20,7 @@ from tokensvc.storage import (
 from tokensvc.testing.processes import find_free_port
 
 MINUTE = 60_000
+DAY = 24 * 60 * MINUTE
 
 
 def waits(client) -> int:
@@ -75,10 +77,15 @@ def test_every_webhook_write_waits_for_the_replicas_and_reads_do_not(redis_serve
         writes = [
             lambda: webhooks.add_endpoint(endpoint, 5),
             lambda: webhooks.rotate("acme", "ep1", "s2", MINUTE),
-            lambda: webhooks.add_deliveries([new], MINUTE),
-            lambda: webhooks.start_attempt("d1", MINUTE, 5, 0),
-            lambda: webhooks.finish_attempt("d1", False, 500, "HTTP 500", 0),
-            lambda: webhooks.retry("acme", "d1", MINUTE),
+            lambda: webhooks.add_deliveries([new], MINUTE, 2),
+            lambda: webhooks.claim(10, MINUTE, 2),
+            lambda: webhooks.finish(
+                [Outcome("d1", "ep1", "failed", 500, "answered 500", 0)], 2, DAY, "failing"
+            ),
+            lambda: webhooks.reap(10, 2),
+            lambda: webhooks.retry("acme", "d1", MINUTE, 2),
+            lambda: webhooks.set_enabled("acme", "ep1", False, "off", MINUTE, 2),
+            lambda: webhooks.replace_secrets("ep1", ("s2", "s"), ("s3", "")),
             lambda: webhooks.delete_endpoint("acme", "ep1"),
         ]
         reads = [

@@ -1,15 +1,40 @@
 """The webhook store's contract, on both backends: a tenant's endpoints and their limit, secret
-rotation, deliveries and their attempts (leases, back-off, deadline, concurrency), the sweep of
-overdue deliveries, and the outcome counters."""
+rotation, deliveries and their attempts (fair claims, leases, back-off, deadline, concurrency),
+the circuit breaker (probes, disabling, enabling), leases that run out put back once, and the
+outcome counters; time moved with the storage clock."""
 
 from dataclasses import replace
 
 import pytest
 
-from tokensvc.storage import Endpoint, NewDelivery
+from tokensvc.storage import Endpoint, NewDelivery, Outcome
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+
+
+def claim(webhooks, limit=100, concurrency=5, skip=()):
+    """The ids claimed now (a lease of a minute)."""
+    return [c.id for c in webhooks.claim(limit, MINUTE, concurrency, skip)]
+
+
+def failed(delivery_id, endpoint_id="ep1", delay_ms=1000, error="answered 500"):
+    """A failed attempt's outcome."""
+    return Outcome(delivery_id, endpoint_id, "failed", 500, error, delay_ms)
+
+
+def delivered(delivery_id, endpoint_id="ep1"):
+    """A delivered attempt's outcome."""
+    return Outcome(delivery_id, endpoint_id, "delivered", 200)
+
+
+def finish(webhooks, *outcomes, disable_after=5 * DAY, concurrency=5):
+    """Record outcomes; [(id, status, disabled)]."""
+    return [
+        (f.id, f.status, f.disabled)
+        for f in webhooks.finish(list(outcomes), concurrency, disable_after, "failing")
+    ]
 
 
 def endpoint(endpoint_id, tenant="acme", secret="whsec_one"):
@@ -66,19 +91,23 @@ def test_a_rotated_secret_signs_beside_the_new_one_for_the_overlap(webhooks):
     (rotated,) = webhooks.endpoints("acme")
     assert (rotated.secret, rotated.previous_secret) == ("new", "old")
     assert rotated.previous_until > webhooks.time_ms()
-    webhooks.add_deliveries([delivery("d1"), delivery("d2")], HOUR)
-    assert webhooks.start_attempt("d1", MINUTE, 5, 0).secrets == ("new", "old")
+    webhooks.add_deliveries([delivery("d1")], HOUR, 5)
+    (first,) = webhooks.claim(10, MINUTE, 5)
+    assert (first.secret, first.previous_secret) == ("new", "old")
+    finish(webhooks, delivered("d1"))
     webhooks.clock.advance(MINUTE + 1)
-    assert webhooks.start_attempt("d2", MINUTE, 5, 0).secrets == ("new",)
+    webhooks.add_deliveries([delivery("d2")], HOUR, 5)
+    (second,) = webhooks.claim(10, MINUTE, 5)
+    assert (second.id, second.secret, second.previous_secret) == ("d2", "new", "")
 
 
 def test_deliveries_are_listed_newest_first_per_tenant_with_filters(webhooks):
     """A tenant sees its own deliveries, newest first, filtered by endpoint and status."""
     webhooks.add_endpoint(endpoint("ep1"), 5)
     webhooks.add_endpoint(endpoint("ep2"), 5)
-    webhooks.add_deliveries([delivery("d1")], HOUR)
+    webhooks.add_deliveries([delivery("d1")], HOUR, 5)
     webhooks.clock.advance(1000)
-    webhooks.add_deliveries([delivery("d2", "ep2"), delivery("g1", "epg", "globex")], HOUR)
+    webhooks.add_deliveries([delivery("d2", "ep2"), delivery("g1", "epg", "globex")], HOUR, 5)
     listed = webhooks.deliveries("acme", None, None, 10)
     assert [d.id for d in listed] == ["d2", "d1"]
     assert [(d.status, d.attempts, d.event_id) for d in listed] == [
@@ -92,41 +121,42 @@ def test_deliveries_are_listed_newest_first_per_tenant_with_filters(webhooks):
     assert webhooks.delivery("acme", "d1") == listed[1]
     assert webhooks.delivery("acme", "g1") is None
     assert webhooks.delivery("globex", "g1").tenant == "globex"
-    webhooks.add_deliveries([], HOUR)  # nothing to add: nothing written
+    webhooks.add_deliveries([], HOUR, 5)  # nothing to add: nothing written
     assert len(webhooks.deliveries("acme", None, None, 10)) == 2
 
 
-def test_an_attempt_is_leased_retried_after_its_delay_and_delivered(webhooks):
-    """start_attempt leases the delivery (a second start finds it leased); a failed attempt
-    makes it pending again after the delay (early before it); a delivered one is done."""
+def test_a_claim_leases_a_delivery_retried_after_its_delay_and_delivered(webhooks):
+    """A claim leases a due delivery (claimed once, not again while leased); a failed attempt
+    makes it pending again, due after its delay (not claimed before); a delivered one is done."""
     webhooks.add_endpoint(endpoint("ep1"), 5)
-    webhooks.add_deliveries([delivery("d1")], HOUR)
-    attempt = webhooks.start_attempt("d1", MINUTE, 5, 0)
-    assert (attempt.outcome, attempt.body, attempt.url, attempt.secrets, attempt.attempts) == (
-        "go",
-        '{"id": "d1"}',
+    webhooks.add_deliveries([delivery("d1")], HOUR, 5)
+    (first,) = webhooks.claim(10, MINUTE, 5)
+    assert (first.id, first.tenant, first.endpoint_id, first.url, first.secret) == (
+        "d1",
+        "acme",
+        "ep1",
         "https://acme.example/hook",
-        ("whsec_one",),
-        0,
+        "whsec_one",
     )
-    leased = webhooks.start_attempt("d1", MINUTE, 5, 0)
-    assert leased.outcome == "leased" and 0 < leased.wait_ms <= MINUTE
-    status, due = webhooks.finish_attempt("d1", False, 500, "HTTP 500", 10_000)
-    assert status == "pending" and due is not None
+    assert (first.body, first.attempts, first.endpoint_failures) == ('{"id": "d1"}', 0, 0)
+    assert claim(webhooks) == []  # leased
+    assert finish(webhooks, failed("d1", delay_ms=10_000)) == [("d1", "pending", False)]
     found = webhooks.delivery("acme", "d1")
     assert (found.status, found.attempts, found.last_status_code, found.last_error) == (
         "pending",
         1,
         500,
-        "HTTP 500",
+        "answered 500",
     )
-    assert found.next_attempt_at == due
-    early = webhooks.start_attempt("d1", MINUTE, 5, 0)
-    assert early.outcome == "early" and 0 < early.wait_ms <= 10_000
-    assert webhooks.start_attempt("d1", MINUTE, 5, 10_000).outcome == "go"  # within the slack
-    assert webhooks.finish_attempt("d1", True, 200, None, 10_000) == ("delivered", None)
-    assert webhooks.start_attempt("d1", MINUTE, 5, 0).outcome == "done"
-    assert webhooks.delivery("acme", "d1").status == "delivered"
+    assert found.next_attempt_at == webhooks.time_ms() + 10_000 or found.next_attempt_at > 0
+    assert claim(webhooks) == []  # not due yet (and its endpoint is probed no sooner)
+    webhooks.clock.advance(10_001)
+    (again,) = webhooks.claim(10, MINUTE, 5)
+    assert (again.id, again.attempts, again.endpoint_failures) == ("d1", 1, 1)
+    assert finish(webhooks, delivered("d1")) == [("d1", "delivered", False)]
+    assert claim(webhooks) == []
+    done = webhooks.delivery("acme", "d1")
+    assert (done.status, done.last_error, done.next_attempt_at) == ("delivered", None, None)
     stats = webhooks.stats()
     assert (stats.outcomes, stats.pending, stats.oldest_pending) == (
         {"retried": 1, "delivered": 1},
@@ -139,62 +169,144 @@ def test_a_delivery_fails_past_its_period_and_a_retry_makes_it_pending(webhooks)
     """A failed attempt whose next try would fall past the period fails the delivery; the
     tenant's retry (not another's) makes it pending and due for another period."""
     webhooks.add_endpoint(endpoint("ep1"), 5)
-    webhooks.add_deliveries([delivery("d1")], MINUTE)
-    assert webhooks.start_attempt("d1", MINUTE, 5, 0).outcome == "go"
+    webhooks.add_deliveries([delivery("d1")], MINUTE, 5)
+    assert claim(webhooks) == ["d1"]
     webhooks.clock.advance(MINUTE)
-    assert webhooks.finish_attempt("d1", False, None, "timed out", 1000) == ("failed", None)
+    assert finish(webhooks, failed("d1", error="timed out")) == [("d1", "failed", False)]
     assert webhooks.stats().outcomes == {"failed": 1}
-    assert not webhooks.retry("globex", "d1", HOUR)
+    assert not webhooks.retry("globex", "d1", HOUR, 5)
     assert webhooks.delivery("acme", "d1").status == "failed"
-    assert webhooks.retry("acme", "d1", HOUR)
+    assert webhooks.retry("acme", "d1", HOUR, 5)
     assert webhooks.delivery("acme", "d1").status == "pending"
-    assert webhooks.start_attempt("d1", MINUTE, 5, 0).outcome == "go"
-    assert webhooks.finish_attempt("d1", False, 503, "HTTP 503", 1000)[0] == "pending"
+    webhooks.clock.advance(1001)  # past the endpoint's probe time
+    assert claim(webhooks) == ["d1"]
+    assert finish(webhooks, failed("d1"))[0][1] == "pending"
 
 
-def test_an_endpoint_runs_at_most_its_concurrency_of_attempts(webhooks):
-    """With `concurrency` attempts leased, another delivery to the endpoint is busy until one
-    ends or its lease runs out."""
+def test_an_endpoint_has_at_most_its_concurrency_of_leases(webhooks):
+    """With `concurrency` attempts leased, the endpoint's other deliveries wait until one ends
+    or a lease runs out and is put back (once)."""
     webhooks.add_endpoint(endpoint("ep1"), 5)
-    webhooks.add_deliveries([delivery("d1"), delivery("d2"), delivery("d3")], HOUR)
-    assert webhooks.start_attempt("d1", MINUTE, 2, 0).outcome == "go"
-    assert webhooks.start_attempt("d2", MINUTE, 2, 0).outcome == "go"
-    assert webhooks.start_attempt("d3", MINUTE, 2, 0).outcome == "busy"
-    webhooks.finish_attempt("d1", True, 200, None, 0)
-    assert webhooks.start_attempt("d3", MINUTE, 2, 0).outcome == "go"
-    webhooks.add_deliveries([delivery("d4")], HOUR)
-    assert webhooks.start_attempt("d4", MINUTE, 2, 0).outcome == "busy"
+    webhooks.add_deliveries([delivery("d1"), delivery("d2"), delivery("d3")], HOUR, 2)
+    assert claim(webhooks, concurrency=2) == ["d1", "d2"] or sorted(
+        claim(webhooks, concurrency=2)
+    ) == ["d1", "d2"]
+    assert claim(webhooks, concurrency=2) == []
+    assert finish(webhooks, delivered("d1"), concurrency=2) == [("d1", "delivered", False)]
+    assert claim(webhooks, concurrency=2) == ["d3"]
+    webhooks.add_deliveries([delivery("d4")], HOUR, 2)
+    assert claim(webhooks, concurrency=2) == []
+    assert webhooks.reap(10, 2) == 0
     webhooks.clock.advance(MINUTE + 1)
-    assert webhooks.start_attempt("d4", MINUTE, 2, 0).outcome == "go"
+    assert webhooks.reap(10, 2) == 2  # d2 and d3: put back once, no attempt counted
+    assert webhooks.reap(10, 2) == 0
+    assert sorted(claim(webhooks, concurrency=2)) == ["d2", "d3"]
+    assert webhooks.delivery("acme", "d2").attempts == 0
 
 
-def test_a_delivery_of_a_deleted_endpoint_fails_and_a_missing_one_is_gone(webhooks):
-    """Its endpoint deleted, a delivery's attempt is an orphan and the delivery failed."""
+def test_claims_take_turns_across_tenants_and_their_endpoints(webhooks):
+    """However many deliveries one tenant has queued, each tenant with work due gets one in
+    turn (the one served longest ago first), each of a tenant's endpoints one in turn, each
+    endpoint's oldest first; a tenant skipped keeps its deliveries."""
+    for endpoint_id, tenant in (("n1", "noisy"), ("n2", "noisy"), ("b1", "bravo")):
+        webhooks.add_endpoint(endpoint(endpoint_id, tenant=tenant), 5)
+    noisy = [delivery(f"n{i}", f"n{1 + i % 2}", "noisy") for i in range(40)]
+    webhooks.add_deliveries(noisy, HOUR, 100)
+    webhooks.clock.advance(1)
+    webhooks.add_deliveries([delivery("b-old", "b1", "bravo")], HOUR, 100)
+    webhooks.clock.advance(1)
+    webhooks.add_deliveries([delivery("b-new", "b1", "bravo")], HOUR, 100)
+    first = webhooks.claim(4, MINUTE, 100)
+    assert {c.tenant for c in first} == {"noisy", "bravo"}
+    assert [c.id for c in first if c.tenant == "bravo"] == ["b-old", "b-new"]
+    assert sorted(c.endpoint_id for c in first if c.tenant == "noisy") == ["n1", "n2"]
+    webhooks.add_deliveries([delivery("b-3", "b1", "bravo")], HOUR, 100)
+    assert [c.id for c in webhooks.claim(1, MINUTE, 100)] == ["b-3"]  # served longer ago
+    assert {c.tenant for c in webhooks.claim(100, MINUTE, 100, ["noisy"])} == set()
+    rest = claim(webhooks, limit=100, concurrency=100)
+    assert len(rest) == 38 and all(i.startswith("n") for i in rest)
+
+
+def test_a_failing_endpoint_is_probed_then_disabled_and_enabled_again(webhooks):
+    """An endpoint failing gets one attempt at a time, at its probe time; failing for
+    `disable_after` it is disabled (with the reason, its deliveries kept and unclaimed);
+    enabled, its failures are forgotten and what waited is due now, oldest first."""
     webhooks.add_endpoint(endpoint("ep1"), 5)
-    webhooks.add_deliveries([delivery("d1")], HOUR)
-    webhooks.delete_endpoint("acme", "ep1")
-    assert webhooks.start_attempt("d1", MINUTE, 5, 0).outcome == "orphan"
-    found = webhooks.delivery("acme", "d1")
+    webhooks.add_endpoint(endpoint("ep2"), 5)
+    webhooks.add_deliveries([delivery(f"d{i}") for i in range(5)], DAY, 5)
+    assert len(claim(webhooks)) == 5
+    outcomes = [failed(f"d{i}", delay_ms=MINUTE) for i in range(5)]
+    assert [status for _, status, _ in finish(webhooks, *outcomes, disable_after=HOUR)] == [
+        "pending"
+    ] * 5
+    (failing, _) = webhooks.endpoints("acme")
+    assert failing.failing_since is not None and failing.enabled
+    assert claim(webhooks) == []
+    webhooks.clock.advance(MINUTE + 1)
+    probe = claim(webhooks)
+    assert len(probe) == 1  # one probe, not one per delivery
+    webhooks.clock.advance(HOUR)
+    ((_, status, disabled),) = finish(
+        webhooks, failed(probe[0], delay_ms=MINUTE), disable_after=HOUR
+    )
+    assert (status, disabled) == ("pending", True)
+    (off, other) = webhooks.endpoints("acme")
+    assert not off.enabled and other.enabled
+    assert off.disabled_reason == "failing (last: answered 500)"
+    assert off.disabled_at is not None
+    webhooks.clock.advance(2 * DAY)  # past the deliveries' own period: kept all the same
+    assert claim(webhooks) == []
+    assert {d.status for d in webhooks.deliveries("acme", "ep1", None, 10)} == {"pending"}
+    assert not webhooks.set_enabled("globex", "ep1", True, "", HOUR, 5)
+    assert webhooks.set_enabled("acme", "ep1", True, "", HOUR, 5)
+    (on, _) = webhooks.endpoints("acme")
+    assert on.enabled and on.failing_since is None and on.disabled_reason == ""
+    assert claim(webhooks) == [f"d{i}" for i in range(5)]
+
+
+def test_an_endpoint_disabled_by_its_tenant_gets_nothing_till_enabled(webhooks):
+    """Disabled by hand, an endpoint's deliveries wait; enabled, they are claimed."""
+    webhooks.add_endpoint(endpoint("ep1"), 5)
+    assert webhooks.set_enabled("acme", "ep1", False, "by hand", HOUR, 5)
+    webhooks.add_deliveries([delivery("d1")], HOUR, 5)
+    assert claim(webhooks) == []
+    assert webhooks.endpoints("acme")[0].disabled_reason == "by hand"
+    assert webhooks.set_enabled("acme", "ep1", True, "", HOUR, 5)
+    assert claim(webhooks) == ["d1"]
+
+
+def test_a_released_claim_waits_again_with_nothing_counted(webhooks):
+    """A claim released (a paused tenant) is due again at once, no attempt counted."""
+    webhooks.add_endpoint(endpoint("ep1"), 5)
+    webhooks.add_deliveries([delivery("d1")], HOUR, 5)
+    assert claim(webhooks) == ["d1"]
+    assert finish(webhooks, Outcome("d1", "ep1", "released")) == [("d1", "pending", False)]
+    assert webhooks.delivery("acme", "d1").attempts == 0
+    assert claim(webhooks) == ["d1"]
+
+
+def test_deleting_an_endpoint_fails_its_waiting_deliveries(webhooks):
+    """Its endpoint deleted, a waiting delivery is failed; one under way ends failed too."""
+    webhooks.add_endpoint(endpoint("ep1"), 5)
+    webhooks.add_deliveries([delivery("d1"), delivery("d2")], HOUR, 1)
+    assert claim(webhooks, concurrency=1) == ["d1"]
+    assert webhooks.delete_endpoint("acme", "ep1")
+    found = webhooks.delivery("acme", "d2")
     assert (found.status, found.last_error) == ("failed", "the endpoint was deleted")
-    assert webhooks.stats().outcomes == {"failed": 1}
-    assert webhooks.start_attempt("missing", MINUTE, 5, 0).outcome == "gone"
-    assert webhooks.finish_attempt("missing", True, 200, None, 0) == ("gone", None)
+    assert finish(webhooks, failed("d1")) == [("d1", "failed", False)]
+    assert finish(webhooks, delivered("missing")) == [("missing", "gone", False)]
+    assert webhooks.stats().outcomes == {"failed": 2}
+    assert claim(webhooks) == []
 
 
-def test_overdue_lists_pending_deliveries_whose_wake_up_was_lost(webhooks):
-    """A pending delivery due longer ago than the sweep's age is overdue (oldest first, at most
-    `limit`); a delivered one never is."""
-    webhooks.add_endpoint(endpoint("ep1"), 5)
-    webhooks.add_deliveries([delivery("d1")], HOUR)
-    webhooks.clock.advance(1000)
-    webhooks.add_deliveries([delivery("d2"), delivery("d3")], HOUR)
-    assert webhooks.overdue(MINUTE, 10) == []
-    webhooks.clock.advance(MINUTE + 1)
-    assert webhooks.overdue(MINUTE, 1) == ["d1"]
-    assert sorted(webhooks.overdue(MINUTE, 10)) == ["d1", "d2", "d3"]
-    assert webhooks.start_attempt("d1", MINUTE, 5, 0).outcome == "go"
-    assert webhooks.finish_attempt("d1", True, 200, None, 0) == ("delivered", None)
-    assert sorted(webhooks.overdue(MINUTE, 10)) == ["d2", "d3"]
+def test_secrets_are_listed_and_replaced_only_if_unchanged(webhooks):
+    """`secrets` lists every endpoint's; `replace_secrets` is a compare-and-set."""
+    webhooks.add_endpoint(endpoint("ep1", secret="one"), 5)
+    webhooks.add_endpoint(endpoint("ep2", tenant="globex", secret="two"), 5)
+    assert webhooks.secrets() == [("ep1", "one", ""), ("ep2", "two", "")]
+    assert not webhooks.replace_secrets("ep1", ("other", ""), ("x", ""))
+    assert webhooks.replace_secrets("ep1", ("one", ""), ("uno", ""))
+    assert webhooks.endpoints("acme")[0].secret == "uno"
 
 
 def test_stats_count_the_pending_and_the_oldest(webhooks):
@@ -202,10 +314,10 @@ def test_stats_count_the_pending_and_the_oldest(webhooks):
     storage's clock."""
     assert webhooks.stats().pending == 0
     webhooks.add_endpoint(endpoint("ep1"), 5)
-    webhooks.add_deliveries([delivery("d1")], HOUR)
+    webhooks.add_deliveries([delivery("d1")], HOUR, 5)
     oldest = webhooks.delivery("acme", "d1").created_at
     webhooks.clock.advance(1000)
-    webhooks.add_deliveries([delivery("d2")], HOUR)
+    webhooks.add_deliveries([delivery("d2")], HOUR, 5)
     stats = webhooks.stats()
     assert (stats.pending, stats.oldest_pending, stats.outcomes) == (2, oldest, {})
     assert stats.now >= oldest + 1000

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from support.servers import HttpService
-from support.tokens import LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET
+from support.tokens import LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET, WEBHOOK_SECRETS_KEY
 from tokensvc import environ_config
 from tokensvc.testing.processes import wait_for_port
 
@@ -42,7 +42,7 @@ class GunicornProcess(HttpService):
 
     def __init__(self, env, port):
         """Start gunicorn and wait until it accepts connections."""
-        base = {k: v for k, v in os.environ.items() if k not in environ_config(os.environ)}
+        base = base_environment()
         self.url = f"http://127.0.0.1:{port}"
         # A file, not a pipe: nobody reads while it runs, and a full pipe would block the workers.
         self.output = tempfile.TemporaryFile(mode="w+")
@@ -89,7 +89,7 @@ class WorkerProcess:
 
     def __init__(self, env: dict, log: Path):
         """Start the worker (the environment's own service settings left out)."""
-        base = {k: v for k, v in os.environ.items() if k not in environ_config(os.environ)}
+        base = base_environment()
         self.log = log
         with open(log, "a") as output:
             self.process = subprocess.Popen(
@@ -129,6 +129,13 @@ class WorkerProcess:
             self.process.kill()
             self.process.wait()
             raise
+
+
+def base_environment() -> dict:
+    """This process's environment without the service's own settings, but with the tests' key
+    for webhook secrets (which every test's service needs beside a tenant key)."""
+    base = {k: v for k, v in os.environ.items() if k not in environ_config(os.environ)}
+    return {**base, "TENANT_WEBHOOK_SECRETS_KEY": WEBHOOK_SECRETS_KEY}
 
 
 def gunicorn_env(livekit, **settings):

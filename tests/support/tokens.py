@@ -18,6 +18,8 @@ LIVEKIT_SECRET = "test-livekit-secret-at-least-32-bytes-long"
 
 
 TENANT_SECRET = "test-tenant-secret-long-enough-for-hs512-" + "0123456789abcdef" * 2
+#: The key that seals tenants' webhook secrets in every test's storage (32 bytes in base64).
+WEBHOOK_SECRETS_KEY = "dGVzdHMtd2ViaG9vay1zZWNyZXRzLWtleS0zMmJ5dGU="
 
 
 BODY = {"room_name": "room-1", "participant_name": "Alice Smith", "participant_identity": "alice"}

@@ -200,17 +200,16 @@ def metrics():
 class WebhookCollector:
     """Tenants' webhook deliveries, read from the storage at each scrape (the workers that
     count them are other processes, on other hosts): attempts by outcome, the deliveries
-    pending, the age of the oldest, and the tasks in the queue. No tenant label."""
+    pending and the age of the oldest (the store is the queue). No tenant label."""
 
     def __init__(self, webhooks):
-        """Read `webhooks`' store and queue."""
+        """Read `webhooks`' store."""
         self.webhooks = webhooks
 
     def collect(self):
         """The metric families; none when the storage does not answer (logged)."""
         try:
             stats = self.webhooks.stats()
-            depth = self.webhooks.queue.depth()
         except Exception as exc:
             log.warning("metrics: tenants' webhook figures unavailable (%s)", type(exc).__name__)
             return
@@ -233,9 +232,4 @@ class WebhookCollector:
             "tokensvc_webhook_oldest_pending_seconds",
             "Age of the oldest pending webhook delivery.",
             max(0.0, oldest),
-        )
-        yield GaugeMetricFamily(
-            "tokensvc_webhook_queue_tasks",
-            "Tasks waiting in the webhook queue and its schedule.",
-            depth,
         )

@@ -27,6 +27,7 @@ from ..schemas import (
     WebhookEndpointCreatedSchema,
     WebhookEndpointRequestSchema,
     WebhookEndpointSchema,
+    WebhookEndpointUpdateSchema,
 )
 from ..scopes import SCOPES
 
@@ -111,6 +112,7 @@ def build_spec(prefix: str, auth_required: bool) -> APISpec:
         ("RoomUsage", RoomUsageSchema),
         ("Usage", UsageSchema),
         ("WebhookEndpointRequest", WebhookEndpointRequestSchema),
+        ("WebhookEndpointUpdate", WebhookEndpointUpdateSchema),
         ("WebhookEndpoint", WebhookEndpointSchema),
         ("WebhookEndpointCreated", WebhookEndpointCreatedSchema),
         ("WebhookDelivery", WebhookDeliverySchema),

@@ -273,6 +273,18 @@ ROUTES: tuple[Route, ...] = (
         Operation("The tenant's webhook endpoints", array_of("endpoints", "WebhookEndpoint")),
     ),
     Route(
+        "PATCH",
+        "/livekit/webhook-endpoints/{endpoint_id}",
+        tenant_webhooks.update_webhook_endpoint,
+        WEBHOOKS_WRITE,
+        Operation(
+            "Enable (or disable) an endpoint; enabled, what waited is sent",
+            "WebhookEndpoint",
+            body="WebhookEndpointUpdate",
+            parameters=ENDPOINT_ID,
+        ),
+    ),
+    Route(
         "DELETE",
         "/livekit/webhook-endpoints/{endpoint_id}",
         tenant_webhooks.delete_webhook_endpoint,

@@ -5,7 +5,12 @@ from flask import request
 
 from ..context import service_state
 from ..errors import InvalidRequest
-from ..schemas import WebhookDeliverySchema, WebhookEndpointRequestSchema, WebhookEndpointSchema
+from ..schemas import (
+    WebhookDeliverySchema,
+    WebhookEndpointRequestSchema,
+    WebhookEndpointSchema,
+    WebhookEndpointUpdateSchema,
+)
 from ..webhooks import STATUSES as DELIVERY_STATUSES
 from .inputs import load_fields, require_tenant
 
@@ -25,6 +30,15 @@ def list_webhook_endpoints():
     """The tenant's webhook endpoints, without their secrets."""
     tenant = require_tenant()
     return {"endpoints": webhook_endpoint.dump(tenant_webhooks().endpoints(tenant), many=True)}
+
+
+def update_webhook_endpoint(endpoint_id):
+    """Enable one of the tenant's endpoints (what waited is sent, oldest first), or disable it."""
+    tenant = require_tenant()
+    fields = load_fields(webhook_endpoint_update)
+    return webhook_endpoint.dump(
+        tenant_webhooks().set_enabled(tenant, endpoint_id, fields["enabled"])
+    )
 
 
 def delete_webhook_endpoint(endpoint_id):
@@ -72,4 +86,5 @@ def tenant_webhooks():
 
 webhook_endpoint_request = WebhookEndpointRequestSchema()
 webhook_endpoint = WebhookEndpointSchema()
+webhook_endpoint_update = WebhookEndpointUpdateSchema()
 webhook_delivery = WebhookDeliverySchema()

@@ -85,7 +85,7 @@ def serve(gunicorn_args: tuple[str, ...]) -> None:
 
 @cli.command()
 def worker() -> None:
-    """Deliver tenants' webhooks (huey's consumer, TENANT_WEBHOOK_WORKERS threads) until
+    """Deliver tenants' webhooks (up to TENANT_WEBHOOK_IN_FLIGHT attempts at once) until
     SIGTERM; run beside `serve`, on the same storage."""
     from .worker import main as run_worker
 

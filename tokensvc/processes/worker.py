@@ -1,73 +1,49 @@
-"""The webhook worker: `python -m tokensvc.worker` (the Procfile's `worker:`).
+"""The webhook worker: `python -m tokensvc.processes.worker` (the Procfile's `worker:`).
 
-It reads the same settings as the web process (`create_app`), so it finds the same storage and
-queue, and runs huey's consumer with TENANT_WEBHOOK_WORKERS threads, each making one attempt at
-a time, beside a sweeper thread that hands out again deliveries whose wake-up was lost.
-SIGTERM stops it gracefully (attempts running finish, within the timeout); a SIGKILL loses
-nothing: a delivery whose attempt was cut short is tried again once its lease runs out. Run
-as many workers as you like, on any hosts that share the storage (Redis for more than one host).
+It reads the same settings as the web process (`create_app`), so it finds the same storage, and
+runs the delivery engine (`delivery.py`): one asyncio loop that claims due deliveries from the
+store, fairly across tenants, and sends up to TENANT_WEBHOOK_IN_FLIGHT of them at once. SIGTERM
+stops it gracefully (attempts under way finish, within the timeout); a SIGKILL loses nothing: a
+delivery whose attempt was cut short is claimed again once its lease runs out. Run as many
+workers as you like, on any hosts that share the storage (Redis for more than one host).
 """
 
 import logging
 import sys
 import threading
 
-from huey.consumer import Consumer
-
 from ..config import ConfigError, exit_on
 from ..context import service_state
 from ..extension import check_storage_at_start
 from ..factory import create_app
-from ..webhooks import Sweeper
+from .delivery import DeliveryEngine
 
 #: The package's logger by name: run as `python -m`, `__name__` is "__main__", whose lines the
 #: service's log handler never sees.
 log = logging.getLogger("tokensvc.worker")
 
-#: How often an idle consumer thread looks at an embedded (SQLite) queue at most, seconds;
-#: on Redis it waits on the queue itself.
-POLL_MAX_S = 0.1
-
 
 class Worker:
-    """huey's consumer for the deliveries of one app's tenants' webhooks, and the sweeper."""
+    """The delivery engine of one app's tenants' webhooks."""
 
-    def __init__(self, webhooks, threads: int):
-        """Make the consumer (`threads` threads) that runs `webhooks.attempt` for each task."""
+    def __init__(self, webhooks, paused=None, in_flight: int | None = None):
+        """Deliver for `webhooks` (holding the tenants `paused(tenant)` names)."""
         self.webhooks = webhooks
-        webhooks.queue.handler = webhooks.attempt
-        timeout = webhooks.settings.tenant_webhook_timeout
-        self.consumer = QuietConsumer(
-            webhooks.queue.huey,
-            workers=threads,
-            worker_type="thread",
-            periodic=False,
-            initial_delay=0.01,
-            backoff=1.5,
-            max_delay=POLL_MAX_S,
-            shutdown_timeout=timeout + 2,
-            graceful_signal="TERM",
-        )
-        self.sweeper = Sweeper(webhooks)
+        options = {"paused": paused} if paused is not None else {}
+        self.engine = DeliveryEngine(webhooks, in_flight=in_flight, **options)
 
     def start(self) -> "Worker":
-        """Run in background threads (tests, an embedding host); `stop` ends it."""
-        self.consumer.start()
-        self.sweeper.start()
+        """Run in a background thread (tests, an embedding host); `stop` ends it."""
+        self.engine.start()
         return self
 
     def stop(self) -> None:
         """Stop, letting running attempts finish."""
-        self.sweeper.stop()
-        self.consumer.stop(graceful=True)
+        self.engine.stop()
 
     def run(self) -> None:
         """Run in the foreground until SIGTERM or SIGINT (the worker process)."""
-        self.sweeper.start()
-        try:
-            self.consumer.run_with_signals()
-        finally:
-            self.sweeper.stop()
+        self.engine.run(signals=True)
 
 
 class ContinuityWatch:
@@ -99,23 +75,6 @@ class ContinuityWatch:
         self.thread.join(5)
 
 
-class QuietConsumer(Consumer):
-    """huey's consumer, which installs its signal handlers only when run as the process's
-    foreground loop (`run_with_signals`), so that it can also run in threads of a host."""
-
-    signals = False
-
-    def _set_signal_handlers(self):
-        """Install huey's handlers only in the foreground loop."""
-        if self.signals:
-            super()._set_signal_handlers()
-
-    def run_with_signals(self) -> None:
-        """huey's own loop, with its handlers for SIGTERM (graceful) and SIGINT."""
-        self.signals = True
-        self.run()
-
-
 def main() -> None:
     """Start the worker from the environment's settings; a setting it cannot run with (or no
     tenant key: no tenant, no webhooks) stops it with one line and exit 4."""
@@ -135,18 +94,14 @@ def main() -> None:
     check_storage_at_start(state)
     assert state.issuer.ownership is not None  # tenant webhooks: the issuer keeps the record
     watch = ContinuityWatch(state.issuer.ownership.holds, settings.storage_check_interval)
-    logging.getLogger("huey").setLevel(
-        max(logging.WARNING, logging.getLevelName(settings.log_level))
-    )
-    logging.getLogger("huey").handlers = logging.getLogger("tokensvc").handlers
     log.info(
-        "starting: webhook worker with %d threads on the storage at %s",
-        settings.tenant_webhook_workers,
+        "starting: webhook worker with up to %d attempts in flight on the storage at %s",
+        settings.tenant_webhook_in_flight,
         state.tenant_webhooks.store.where,
     )
     watch.start()
     try:
-        Worker(state.tenant_webhooks, settings.tenant_webhook_workers).run()
+        Worker(state.tenant_webhooks).run()
     finally:
         watch.stop()
         state.close()

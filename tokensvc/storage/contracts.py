@@ -3,7 +3,7 @@ webhooks) and the records they exchange. Times are ms on the storage's clock; ca
 durations, never deadlines. Every operation is one atomic step on its backend. No Flask here.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -289,7 +289,10 @@ class UsageStore(Protocol):
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A tenant's subscribed URL; `previous_secret` still signs until `previous_until` (ms)."""
+    """A tenant's subscribed URL; `previous_secret` still signs until `previous_until` (ms).
+    Secrets are kept as the service gives them (sealed: see `tokensvc/sealing.py`). An endpoint
+    whose attempts all failed since `failing_since` is probed, one attempt at a time; one
+    disabled (`disabled_at`, with a reason) gets no attempt until enabled again."""
 
     id: str
     tenant: str
@@ -300,6 +303,14 @@ class Endpoint:
     secret: str
     previous_secret: str = ""
     previous_until: int = 0
+    disabled_at: int | None = None
+    disabled_reason: str = ""
+    failing_since: int | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """Whether attempts go to it."""
+        return self.disabled_at is None
 
 
 @dataclass(frozen=True)
@@ -332,17 +343,44 @@ class NewDelivery:
 
 
 @dataclass(frozen=True)
-class Attempt:
-    """What `start_attempt` found: `go` (with the body, the endpoint's URL and the secrets that
-    sign now), or why not: `gone`, `done`, `leased`, `early` (wait_ms left), `busy` (the
-    endpoint has its most attempts running), `orphan` (its endpoint was deleted: failed)."""
+class Claim:
+    """A delivery leased for one attempt (`claim`): its body, its endpoint's URL and secrets as
+    stored (`previous_secret` only while it still signs), the attempts made so far, and how many
+    attempts in a row its endpoint has failed."""
 
-    outcome: str
-    body: str = ""
-    url: str = ""
-    secrets: tuple[str, ...] = ()
-    attempts: int = 0
-    wait_ms: int = 0
+    id: str
+    tenant: str
+    endpoint_id: str
+    url: str
+    secret: str
+    previous_secret: str
+    body: str
+    attempts: int
+    endpoint_failures: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What came of one claimed delivery: `delivered`, `failed` (an attempt that failed:
+    `error` says why; tried again after `delay_ms` while its period allows, and its endpoint
+    probed no sooner than that), or `released` (not attempted: back to waiting, nothing
+    counted)."""
+
+    id: str
+    endpoint_id: str
+    kind: Literal["delivered", "failed", "released"]
+    status_code: int | None = None
+    error: str = ""
+    delay_ms: int = 0
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A delivery's state after `finish`, and whether that attempt disabled its endpoint."""
+
+    id: str
+    status: str
+    disabled: bool = False
 
 
 @dataclass(frozen=True)
@@ -361,9 +399,12 @@ class WebhookStore(Protocol):
 
     An endpoint belongs to one tenant; every read by id checks the tenant, so another tenant's id
     is the same as a missing one. A delivery's body is fixed when it is made; its state is
-    `pending`, `delivered` or `failed`. A worker takes a delivery with a lease (`start_attempt`,
-    which also bounds the attempts running at once per endpoint) and ends it with
-    `finish_attempt`; a lease that runs out hands the delivery out again (`overdue`)."""
+    `pending`, `delivered` or `failed`. Workers `claim` due deliveries with a lease, fairly: one
+    per tenant with work due in turn (the tenant served longest ago first), within a tenant one
+    per endpoint in turn, each endpoint's oldest due first, at most `concurrency` leases per
+    endpoint (one while it is failing, and none before its next probe time or while it is
+    disabled); `finish` records what came of them; `reap` puts back the deliveries whose lease
+    ran out (a worker killed mid-attempt), once each."""
 
     @property
     def backend(self) -> Backend:
@@ -386,14 +427,39 @@ class WebhookStore(Protocol):
         ...
 
     def delete_endpoint(self, tenant: str, endpoint_id: str) -> bool:
-        """Delete one of the tenant's endpoints; whether it was there."""
+        """Delete one of the tenant's endpoints (its waiting deliveries fail); whether it was
+        there."""
         ...
 
     def rotate(self, tenant: str, endpoint_id: str, secret: str, keep_ms: int) -> bool:
         """Replace an endpoint's secret; the old one signs too for `keep_ms`."""
         ...
 
-    def add_deliveries(self, deliveries: list[NewDelivery], period_ms: int) -> None:
+    def set_enabled(
+        self,
+        tenant: str,
+        endpoint_id: str,
+        enabled: bool,
+        reason: str,
+        period_ms: int,
+        concurrency: int,
+    ) -> bool:
+        """Enable one of the tenant's endpoints (its failures forgotten, the deliveries that
+        waited due now in order of creation, each with another `period_ms`), or disable it
+        with `reason`; whether it was there."""
+        ...
+
+    def secrets(self) -> list[tuple[str, str, str]]:
+        """Every endpoint's (id, secret, previous secret) as stored."""
+        ...
+
+    def replace_secrets(self, endpoint_id: str, old: tuple[str, str], new: tuple[str, str]) -> bool:
+        """Replace an endpoint's (secret, previous secret) if they are still `old`."""
+        ...
+
+    def add_deliveries(
+        self, deliveries: list[NewDelivery], period_ms: int, concurrency: int
+    ) -> None:
         """Store pending deliveries, due now, to be tried for `period_ms` (one step)."""
         ...
 
@@ -407,32 +473,30 @@ class WebhookStore(Protocol):
         """One of the tenant's deliveries, or None."""
         ...
 
-    def retry(self, tenant: str, delivery_id: str, period_ms: int) -> bool:
+    def retry(self, tenant: str, delivery_id: str, period_ms: int, concurrency: int) -> bool:
         """Make one of the tenant's deliveries pending and due now, for another period."""
         ...
 
-    def start_attempt(
-        self, delivery_id: str, lease_ms: int, concurrency: int, slack_ms: int
-    ) -> Attempt:
-        """Lease a due pending delivery for one attempt, unless its endpoint already has
-        `concurrency` attempts running."""
+    def claim(
+        self, limit: int, lease_ms: int, concurrency: int, skip: Sequence[str] = ()
+    ) -> list[Claim]:
+        """Lease up to `limit` due deliveries, fairly (see the class), none of the tenants in
+        `skip` (their deliveries wait)."""
         ...
 
-    def finish_attempt(
-        self,
-        delivery_id: str,
-        delivered: bool,
-        status_code: int | None,
-        error: str | None,
-        delay_ms: int,
-    ) -> tuple[str, int | None]:
-        """Record one attempt: delivered, or pending again in `delay_ms` while its deadline
-        allows, else failed; return (status, next attempt's time or None)."""
+    def finish(
+        self, outcomes: Sequence[Outcome], concurrency: int, disable_after_ms: int, reason: str
+    ) -> list[Finished]:
+        """Record what came of claimed deliveries (one step): delivered; failed (pending again
+        after its delay while its period allows, else failed; its endpoint failing since its
+        first failure in a row, probed after the delay, and disabled with `reason` and the
+        error once failing for `disable_after_ms`); or released. A success clears the
+        endpoint's failures."""
         ...
 
-    def overdue(self, older_than_ms: int, limit: int) -> list[str]:
-        """Pending deliveries due more than `older_than_ms` ago and not leased (their wake-up
-        was lost: a worker killed mid-attempt, a queue write that failed)."""
+    def reap(self, limit: int, concurrency: int) -> int:
+        """Put back up to `limit` deliveries whose lease ran out (no attempt counted); how
+        many."""
         ...
 
     def stats(self) -> Stats:

@@ -30,6 +30,9 @@ ENDPOINT_FIELDS = (
     "secret",
     "previous_secret",
     "previous_until",
+    "disabled_at",
+    "disabled_reason",
+    "failing_since",
 )
 
 #: One record's values, in the order of its fields.
@@ -72,4 +75,7 @@ def endpoint_from(row: Values) -> Endpoint:
         str(values["secret"]),
         str(values["previous_secret"] or ""),
         _int(values["previous_until"]) or 0,
+        _int(values["disabled_at"]),
+        str(values["disabled_reason"] or ""),
+        _int(values["failing_since"]),
     )

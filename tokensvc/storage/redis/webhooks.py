@@ -3,27 +3,35 @@ clock, its replica acknowledgement on every write).
 
 A hash per endpoint (ep:<id>) and a set of each tenant's endpoint ids (eps:<tenant>); a hash per
 delivery (d:<id>), a sorted set of each tenant's newest deliveries by creation (ds:<tenant>), the
-pending ones by creation (pending) and by next attempt (due), the leases of each endpoint's
-running attempts (inflight:<endpoint>), and the outcome counters (outcomes).
+pending ones by creation (pending), every lease by its end (leases), and the outcome counters
+(outcomes). The scheduling indexes (each endpoint's waiting deliveries and leases, each
+tenant's endpoints that may get an attempt, the tenants with work) are described in
+`webhooks_lib.lua`, which every script that changes them includes.
 """
 
 import json
+from collections.abc import Sequence
 
 from ..contracts import (
     DELIVERY_RETENTION_MS,
     LISTED_PER_TENANT,
-    Attempt,
+    Claim,
     Delivery,
     Endpoint,
+    Finished,
     NewDelivery,
+    Outcome,
     Stats,
 )
 from ..webhook_rows import DELIVERY_FIELDS, ENDPOINT_FIELDS, delivery_from, endpoint_from
-from .base import REDIS_PREFIX, Arguments, RedisStore
+from .base import REDIS_PREFIX, RedisStore
 
 #: The prefix of every Redis key of tenants' webhooks.
 PREFIX = REDIS_PREFIX + "wh:"
 CLOCK = ("clock",)
+SCHEDULING = ("clock", "webhooks_lib")
+#: What a deleted endpoint's waiting deliveries say.
+DELETED = "the endpoint was deleted"
 
 
 class RedisWebhookStore(RedisStore):
@@ -31,12 +39,15 @@ class RedisWebhookStore(RedisStore):
 
     scripts = {
         "add_endpoint": ("webhooks_add_endpoint", CLOCK),
-        "delete_endpoint": ("webhooks_delete_endpoint", ()),
+        "delete_endpoint": ("webhooks_delete_endpoint", SCHEDULING),
         "rotate": ("webhooks_rotate", CLOCK),
-        "add_deliveries": ("webhooks_add_deliveries", CLOCK),
-        "retry": ("webhooks_retry", CLOCK),
-        "start": ("webhooks_start_attempt", CLOCK),
-        "finish": ("webhooks_finish_attempt", CLOCK),
+        "set_enabled": ("webhooks_set_enabled", SCHEDULING),
+        "replace_secrets": ("webhooks_replace_secrets", ()),
+        "add_deliveries": ("webhooks_add_deliveries", SCHEDULING),
+        "retry": ("webhooks_retry", SCHEDULING),
+        "claim": ("webhooks_claim", SCHEDULING),
+        "finish": ("webhooks_finish", SCHEDULING),
+        "reap": ("webhooks_reap", SCHEDULING),
     }
 
     def prepare(self) -> None:
@@ -89,12 +100,53 @@ class RedisWebhookStore(RedisStore):
         return sorted((e for e in found if e.tenant == tenant), key=lambda e: (e.created_at, e.id))
 
     def delete_endpoint(self, tenant: str, endpoint_id: str) -> bool:
-        """Delete one of the tenant's endpoints."""
+        """Delete one of the tenant's endpoints (its waiting deliveries fail)."""
         done = self._run(
             "delete_endpoint",
             [self._key("eps", tenant), self._key("ep", endpoint_id)],
-            [tenant, endpoint_id],
+            [tenant, endpoint_id, PREFIX, DELIVERY_RETENTION_MS, DELETED],
         )
+        return bool(done == 1)
+
+    def set_enabled(
+        self,
+        tenant: str,
+        endpoint_id: str,
+        enabled: bool,
+        reason: str,
+        period_ms: int,
+        concurrency: int,
+    ) -> bool:
+        """Enable one of the tenant's endpoints, or disable it with `reason` (one script)."""
+        done = self._run(
+            "set_enabled",
+            [self._key("ep", endpoint_id)],
+            [
+                tenant,
+                endpoint_id,
+                "1" if enabled else "0",
+                reason,
+                period_ms,
+                DELIVERY_RETENTION_MS,
+                PREFIX,
+                concurrency,
+                self.clock.shift_ms,
+            ],
+        )
+        return bool(done == 1)
+
+    def secrets(self) -> list[tuple[str, str, str]]:
+        """Every endpoint's (id, secret, previous secret) as stored."""
+        found: list[tuple[str, str, str]] = []
+        for key in self.client.scan_iter(match=self._key("ep", "*"), count=500):
+            row = self.client.hmget(key, ("id", "secret", "previous_secret"))
+            if row[0] is not None:
+                found.append(tuple(v.decode() if v else "" for v in row))  # type: ignore[arg-type]
+        return sorted(found)
+
+    def replace_secrets(self, endpoint_id: str, old: tuple[str, str], new: tuple[str, str]) -> bool:
+        """Replace an endpoint's (secret, previous secret) if they are still `old`."""
+        done = self._run("replace_secrets", [self._key("ep", endpoint_id)], [*old, *new])
         return bool(done == 1)
 
     def rotate(self, tenant: str, endpoint_id: str, secret: str, keep_ms: int) -> bool:
@@ -106,16 +158,20 @@ class RedisWebhookStore(RedisStore):
         )
         return bool(done == 1)
 
-    def add_deliveries(self, deliveries: list[NewDelivery], period_ms: int) -> None:
+    def add_deliveries(
+        self, deliveries: list[NewDelivery], period_ms: int, concurrency: int
+    ) -> None:
         """Store pending deliveries, due now (one script for all of them)."""
         if not deliveries:
             return
-        keys: list[str | int] = [self._key("due"), self._key("pending")]
+        keys: list[str | int] = [self._key("pending")]
         args: list[str | int] = [
             period_ms,
             DELIVERY_RETENTION_MS,
             LISTED_PER_TENANT,
             self.clock.shift_ms,
+            PREFIX,
+            concurrency,
         ]
         for d in deliveries:
             keys += [self._key("d", d.id), self._key("ds", d.tenant)]
@@ -153,94 +209,77 @@ class RedisWebhookStore(RedisStore):
         delivery = delivery_from([None if v is None else v.decode() for v in row])
         return delivery if delivery.tenant == tenant else None
 
-    def retry(self, tenant: str, delivery_id: str, period_ms: int) -> bool:
+    def retry(self, tenant: str, delivery_id: str, period_ms: int, concurrency: int) -> bool:
         """Make one of the tenant's deliveries pending and due now, for another period."""
         done = self._run(
             "retry",
-            [self._key("d", delivery_id), self._key("due"), self._key("pending")],
-            [tenant, delivery_id, period_ms, DELIVERY_RETENTION_MS, self.clock.shift_ms],
+            [self._key("d", delivery_id), self._key("pending")],
+            [
+                tenant,
+                delivery_id,
+                period_ms,
+                DELIVERY_RETENTION_MS,
+                self.clock.shift_ms,
+                PREFIX,
+                concurrency,
+            ],
         )
         return bool(done == 1)
 
-    def _delivery_keys(self, delivery_id: str) -> Arguments:
-        """The keys the attempt scripts name."""
-        return [
-            self._key("d", delivery_id),
-            self._key("due"),
-            self._key("pending"),
-            self._key("outcomes"),
-        ]
-
-    def start_attempt(
-        self, delivery_id: str, lease_ms: int, concurrency: int, slack_ms: int
-    ) -> Attempt:
-        """Lease a due pending delivery for one attempt (one script)."""
-        found = [
-            part.decode()
-            for part in self._run(
-                "start",
-                self._delivery_keys(delivery_id),
-                [delivery_id, lease_ms, concurrency, slack_ms, PREFIX, self.clock.shift_ms],
-            )
-        ]
-        if found[0] in ("leased", "early"):
-            return Attempt(found[0], wait_ms=int(found[1]))
-        if found[0] != "go":
-            return Attempt(found[0])
-        body, url, secret, previous, attempts = found[1:]
-        return Attempt(
-            "go", body, url, (secret, previous) if previous else (secret,), int(attempts)
+    def claim(
+        self, limit: int, lease_ms: int, concurrency: int, skip: Sequence[str] = ()
+    ) -> list[Claim]:
+        """Lease up to `limit` due deliveries, fairly (one script)."""
+        rows = self._run(
+            "claim", [], [limit, lease_ms, concurrency, PREFIX, self.clock.shift_ms, *skip]
         )
-
-    def finish_attempt(
-        self,
-        delivery_id: str,
-        delivered: bool,
-        status_code: int | None,
-        error: str | None,
-        delay_ms: int,
-    ) -> tuple[str, int | None]:
-        """Record one attempt (one script)."""
-        status, due = (
-            part.decode()
-            for part in self._run(
-                "finish",
-                self._delivery_keys(delivery_id),
-                [
-                    delivery_id,
-                    "1" if delivered else "0",
-                    "" if status_code is None else status_code,
-                    error or "",
-                    delay_ms,
-                    DELIVERY_RETENTION_MS,
-                    PREFIX,
-                    self.clock.shift_ms,
-                ],
+        claims = []
+        for row in rows:
+            values = [part.decode() for part in row]
+            claims.append(
+                Claim(
+                    values[0],
+                    values[1],
+                    values[2],
+                    values[3],
+                    values[4],
+                    values[5],
+                    values[6],
+                    int(values[7] or 0),
+                    int(values[8] or 0),
+                )
             )
-        )
-        return status, int(due) if due else None
+        return claims
 
-    def overdue(self, older_than_ms: int, limit: int) -> list[str]:
-        """Pending deliveries due more than `older_than_ms` ago (records that expired are
-        dropped from the index); the attempt itself checks the lease."""
-        now = self.time_ms()
-        ids = [
-            member.decode()
-            for member in self.client.zrangebyscore(
-                self._key("due"), "-inf", now - older_than_ms, start=0, num=limit
-            )
-        ]
-        if not ids:
+    def finish(
+        self, outcomes: Sequence[Outcome], concurrency: int, disable_after_ms: int, reason: str
+    ) -> list[Finished]:
+        """Record what came of claimed deliveries (one script)."""
+        if not outcomes:
             return []
-        pipe = self.client.pipeline(transaction=False)
-        for delivery_id in ids:
-            pipe.exists(self._key("d", delivery_id))
-        alive = pipe.execute()
-        lost = [delivery_id for delivery_id, found in zip(ids, alive, strict=True) if not found]
-        if lost:
-            self.connection.command("ZREM", self._key("due"), *lost)
-            self.connection.command("ZREM", self._key("pending"), *lost)
-        return [delivery_id for delivery_id, found in zip(ids, alive, strict=True) if found]
+        args: list[str | int] = [
+            PREFIX,
+            self.clock.shift_ms,
+            DELIVERY_RETENTION_MS,
+            concurrency,
+            disable_after_ms,
+            reason,
+        ]
+        for outcome in outcomes:
+            args += [
+                outcome.id,
+                outcome.endpoint_id,
+                outcome.kind,
+                "" if outcome.status_code is None else outcome.status_code,
+                outcome.error,
+                outcome.delay_ms,
+            ]
+        rows = self._run("finish", [], args)
+        return [Finished(row[0].decode(), row[1].decode(), row[2] == b"1") for row in rows]
+
+    def reap(self, limit: int, concurrency: int) -> int:
+        """Put back up to `limit` deliveries whose lease ran out (one script)."""
+        return int(self._run("reap", [], [PREFIX, self.clock.shift_ms, limit, concurrency]))
 
     def stats(self) -> Stats:
         """The counters, the pending count and the oldest pending delivery's creation time."""

@@ -37,16 +37,19 @@ function drawUsage() {
   const target = document.getElementById('usage-chart');
   if (!data || !target || typeof window.uPlot !== 'function') return;
   const series = JSON.parse(data.textContent);
+  const step = series.step === 'hour' ? 3600 : 86400;
+  const first = series.times[0];
+  const last = series.times[series.times.length - 1] + step;
   const width = () => Math.max(280, Math.min(target.clientWidth || 800, 1000));
   const chart = new window.uPlot({
     width: width(),
     height: 260,
     tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC'),
-    scales: { x: { time: true } },
+    scales: { x: { time: true, range: () => [first, last] }, y: { range: (u, low, high) => [0, Math.max(1, high * 1.1)] } },
     series: [
       {},
-      { label: 'Participant-minutes', stroke: '#1f6feb', width: 2, fill: 'rgba(31,111,235,0.08)' },
-      { label: 'Room-minutes', stroke: '#b35900', width: 2, dash: [6, 4] },
+      { label: 'Participant-minutes', stroke: '#1f6feb', width: 2, fill: 'rgba(31,111,235,0.08)', points: { show: true, size: 6 } },
+      { label: 'Room-minutes', stroke: '#b35900', width: 2, dash: [6, 4], points: { show: true, size: 6 } },
     ],
     axes: [{}, { label: 'minutes' }],
   }, [series.times, series.participant, series.room], target);

@@ -250,28 +250,37 @@ def test_another_tenants_session_sees_none_of_it(console_app, tenants, livekit):
     assert service_state(console_app).tenant_webhooks.endpoints("acme") != []
 
 
-def test_a_change_asks_first_and_ending_a_room_ends_it(console_app, tenants, livekit):
-    """Without confirmation the end-room form gets a page that asks (the room lives on);
-    confirmed, the room is ended in LiveKit and the page says so."""
+@pytest.mark.parametrize("room_names", ["shared", "per-tenant"])
+def test_a_change_asks_first_and_ending_a_room_ends_it(
+    make_app, backend, tenants, livekit, room_names
+):
+    """The calls page shows the tenant's own room name; without confirmation the end-room form
+    gets a page that asks (the room lives on); confirmed, the room is ended in LiveKit and the
+    page says so."""
+    console_app = make_app(STORAGE_URL=backend, ROOM_NAMES=room_names)
     backend = tenants.headers("acme")
     api = console_app.test_client()
-    api.post(
+    minted = api.post(
         "/livekit/token",
         json={"room_name": "r1", "participant_name": "A", "participant_identity": "a"},
         headers=backend,
-    )
+    ).json
+    livekit_name = minted.get("livekit_room_name", "r1")
+    assert (livekit_name != "r1") == (room_names == "per-tenant")
     client = console_app.test_client()
     enter(client, backend)
-    token = csrf_of(client.get("/console/calls").get_data(as_text=True))
+    page = client.get("/console/calls").get_data(as_text=True)
+    assert 'data-room="r1"' in page
+    token = csrf_of(page)
     asked = client.post("/console/calls/end", data={"csrf_token": token, "room_name": "r1"})
     assert asked.status_code == 200
     assert "End the room &#39;r1&#39; for everyone" in asked.get_data(as_text=True)
-    assert livekit.get_room("r1") is not None
+    assert livekit.get_room(livekit_name) is not None
     ended = client.post(
         "/console/calls/end", data={"csrf_token": token, "room_name": "r1", "confirmed": "yes"}
     )
     assert ended.status_code == 303
-    assert livekit.get_room("r1") is None
+    assert livekit.get_room(livekit_name) is None
     assert "The room was ended." in client.get(ended.headers["Location"]).get_data(as_text=True)
 
 

@@ -576,9 +576,12 @@ def confirm(question: str):
     if request.form.get(CONFIRMED) == "yes":
         return None
     fields = [(k, v) for k, v in request.form.items(multi=True) if k not in (CSRF_FIELD,)]
-    back = request.referrer if request.referrer else url_for(".start")
     return render_template(
-        "console/confirm.html", question=question, action=request.path, fields=fields, back=back
+        "console/confirm.html",
+        question=question,
+        action=request.path,
+        fields=fields,
+        back=url_for(".start"),
     )
 
 

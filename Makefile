@@ -19,9 +19,16 @@ TENANT ?= acme
 # and .venv/wheelhouse: the runtime's wheels, from which tests/test_package.py installs the built
 # wheel into a fresh venv offline (the suite runs in a network namespace of its own).
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
-$(VENV)/.runtime: requirements.txt pyproject.toml examples/browser/package-lock.json
+# The console's scripts (htmx, uPlot) come from npm too: npm ci of tokensvc/console/assets, then
+# scripts/console-assets copies them into the package (static/vendor) before pip installs it.
+$(VENV)/.runtime: requirements.txt pyproject.toml examples/browser/package-lock.json \
+		tokensvc/console/assets/package-lock.json
 	@echo "installing the runtime into $(VENV) (pip) and the browser example (npm), side by side" >&2
 	@$(PYTHON) -m venv $(VENV)
+	@command -v npm >/dev/null && \
+	  npm ci --prefix tokensvc/console/assets --silent --no-audit --no-fund && \
+	  scripts/console-assets || \
+	  echo "npm ci of tokensvc/console/assets failed: the console runs without its scripts" >&2
 	@npm_status=0; \
 	if command -v npm >/dev/null; then \
 	  npm ci --prefix examples/browser --silent --no-audit --no-fund & npm_pid=$$!; fi; \

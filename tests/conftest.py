@@ -216,14 +216,15 @@ def no_secrets_in_logs(caplog):
 @pytest.fixture
 def make_webhooked(make_app, serve):
     """make_webhooked(**settings) -> (app, server): a real livekit-server of its own whose
-    webhooks go to the service, served on a real socket; stopped at teardown."""
+    webhooks go to the service, served on a real socket (on `port` when given); stopped at
+    teardown."""
     servers = []
 
-    def start(**settings):
+    def start(port=None, **settings):
         binary, reason = find_livekit_server()
         if binary is None:
             pytest.fail(f"the real livekit-server is not available: {reason}")
-        port = find_free_port()
+        port = port or find_free_port()
         webhook = {
             "webhook": {
                 "api_key": LIVEKIT_KEY,

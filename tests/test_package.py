@@ -154,6 +154,19 @@ def test_wheel_installs_in_a_fresh_venv_and_embeds(tmp_path, livekit, dist):
     assert "tokensvc/py.typed" in names and "tokensvc/testing/emulator.py" in names
     assert "License-Expression: MIT" in metadata
     assert not any(name.startswith(("tests/", "examples/")) for name in names)
+    # The console's templates, its own script and style, and the vendored htmx and uPlot that
+    # scripts/console-assets copied into the tree (make install), none of node_modules.
+    console = ROOT / "tokensvc" / "console"
+    shipped = {
+        path.relative_to(ROOT).as_posix()
+        for folder in ("templates", "static")
+        for path in (console / folder).rglob("*")
+        if path.is_file()
+    }
+    assert "tokensvc/console/templates/console/calls.html" in shipped
+    assert "tokensvc/console/static/console.js" in shipped
+    assert shipped <= set(names)
+    assert not any("node_modules" in name or "/assets/" in name for name in names)
     with tarfile.open(sdist) as archive:
         members = {Path(name).name for name in archive.getnames()}
     assert {"LICENSE", "pyproject.toml", "README.md"} <= members

@@ -12,6 +12,7 @@ from werkzeug.routing import Map, Rule
 from support.tokens import BODY
 from tokensvc import TokenService
 from tokensvc.auth import authenticate
+from tokensvc.console.routes import CONSOLE_ROUTES, Gate
 from tokensvc.context import ROOM_NAME_CONVERTER, service_state
 from tokensvc.http.routes import (
     ROUTES,
@@ -26,10 +27,13 @@ from tokensvc.scopes import SCOPES
 
 def routes_not_in_the_table(app: Flask, prefix: str = "") -> set[tuple[str, str, str]]:
     """(endpoint, rule, method) of each route of the service's blueprints in `app.url_map`
-    (HEAD and OPTIONS aside) that no table entry declares."""
+    (HEAD and OPTIONS aside) that no entry of the API's table or the console's declares."""
     declared = {
         (f"tokensvc.{route.blueprint}.{route.name}", prefix + route.rule, route.method)
         for route in ROUTES
+    } | {
+        (f"tokensvc.console.{route.endpoint}", prefix + "/console" + route.path, route.method)
+        for route in CONSOLE_ROUTES
     }
     served = {
         (rule.endpoint, rule.rule, method)
@@ -62,6 +66,21 @@ def test_under_a_prefix_too(livekit):
         assert any(rule.rule == "/rtc/livekit/token" for rule in host.url_map.iter_rules())
     finally:
         service_state(host).close()
+
+
+def test_every_console_route_is_served_with_a_scope_decision(app):
+    """Each entry of the console's table is served at its endpoint, path and method, and needs
+    a scope the API knows or says why it needs none."""
+    served = {
+        (rule.endpoint, rule.rule, method)
+        for rule in app.url_map.iter_rules()
+        for method in rule.methods or ()
+    }
+    for route in CONSOLE_ROUTES:
+        assert (f"tokensvc.console.{route.endpoint}", "/console" + route.path, route.method) in (
+            served
+        )
+        assert route.scope in SCOPES or isinstance(route.scope, Gate), route
 
 
 def test_a_route_outside_the_table_is_found(app):

@@ -60,6 +60,7 @@ def request_for(view: str, target: str) -> tuple[str, str, dict | None]:
         "test_webhook_endpoint": ("POST", "/livekit/webhook-endpoints/ep_x/test", None),
         "list_webhook_deliveries": ("GET", "/livekit/webhook-deliveries", None),
         "retry_webhook_delivery": ("POST", "/livekit/webhook-deliveries/msg_x/retry", None),
+        "open_console_session": ("POST", "/livekit/console-sessions", None),
     }[view]
 
 
@@ -91,6 +92,7 @@ ALLOWED = {
     "scope webhooks:read": WEBHOOK_READS,
     "scope webhooks:write": WEBHOOK_WRITES,
     "scope usage:read": {"usage"},
+    "scope console:open": {"open_console_session"},
     "roles only": {"issue_token"},
     "bound, another identity": set(),
     "bound, own identity": {"issue_token"} | PARTICIPANT_ROUTES,
@@ -102,6 +104,7 @@ ANSWERS = {
     "get_room": (200, None),
     "end_room": (200, None),
     "usage": (200, None),
+    "open_console_session": (201, None),
     **{view: (404, "participant_not_found") for view in PARTICIPANT_ROUTES},
     "create_webhook_endpoint": (201, None),
     "list_webhook_endpoints": (200, None),
@@ -177,9 +180,12 @@ def test_matrix(scoped_app, tenants, livekit, storage_url, view, bearer):
             assert response.json["scope"] == ROUTE_SCOPES[view][2]
             assert repr(ROUTE_SCOPES[view][2]) in response.json["error"]
     else:
-        assert livekit.calls or view in {"list_rooms", "issue_token", "usage"} | (
-            WEBHOOK_READS | WEBHOOK_WRITES
-        )
+        assert livekit.calls or view in {
+            "list_rooms",
+            "issue_token",
+            "usage",
+            "open_console_session",
+        } | (WEBHOOK_READS | WEBHOOK_WRITES)
 
 
 @pytest.mark.parametrize(

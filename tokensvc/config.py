@@ -20,6 +20,7 @@ FILE_KEYS = (
     "AUTH_JWT_SECRET",
     "AUTH_JWT_PUBLIC_KEY",
     "TENANT_WEBHOOK_SECRETS_KEY",
+    "CONSOLE_SECRET_KEY",
 )
 #: The settings that configure a key for tenant tokens (any one turns AUTH_REQUIRED on).
 TENANT_KEYS = ("AUTH_JWT_SECRET", "AUTH_JWT_PUBLIC_KEY", "AUTH_JWKS_URL")
@@ -39,8 +40,8 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 #: 3.2), below which PyJWT and LiveKit warn.
 MIN_SECRET_BYTES = 32
 #: The HMAC keys that must have MIN_SECRET_BYTES: LiveKit's (it signs every participant token)
-#: and the tenants' HS* key.
-HMAC_SECRET_KEYS = ("LIVEKIT_API_SECRET", "AUTH_JWT_SECRET")
+#: and the tenants' HS* key, and the console's session key.
+HMAC_SECRET_KEYS = ("LIVEKIT_API_SECRET", "AUTH_JWT_SECRET", "CONSOLE_SECRET_KEY")
 #: What the standalone server needs to do anything useful (embedded, their absence is a 500).
 LIVEKIT_KEYS = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
 TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -149,6 +150,11 @@ class Settings:
     tenant_webhook_secrets_key: tuple[bytes, ...] = setting(
         lambda v, k, d: _sealing_keys(v, k), (), secret=True
     )
+    #: The console: the key its session cookies and tickets are signed with (unset: derived from
+    #: LIVEKIT_API_SECRET), how long a session lasts at most, the origins that may frame it.
+    console_secret_key: str | None = setting(lambda v, k, d: _text(v, k), secret=True)
+    console_session_ttl: int = setting(lambda v, k, d: _number(v, k, d, int, 60, 86400), 3600)
+    console_frame_ancestors: tuple[str, ...] = setting(lambda v, k, d: _frame_ancestors(v, k), ())
 
     @property
     def rate_limited(self) -> bool:
@@ -399,6 +405,15 @@ def _origins(values, key):
     return tuple(origin.rstrip("/") for origin in origins)
 
 
+def _frame_ancestors(values, key):
+    """Origins (scheme://host[:port]) that may frame the console; `*` is refused: a console any
+    site may frame is open to clickjacking."""
+    origins = _origins(values, key)
+    if origins == ("*",):
+        raise ConfigError(f"{key}: list each origin that may frame the console; '*' is refused")
+    return origins
+
+
 def _rate(values, key):
     """Return a rate limit in flask-limiter's syntax (`60/minute`, `10 per second; 100/hour`)."""
     value = _text(values, key)
@@ -489,7 +504,9 @@ def _check_secret_lengths(settings: Settings) -> None:
     if settings.dev_mode:
         return
     for key, value in zip(
-        HMAC_SECRET_KEYS, (settings.livekit_api_secret, settings.auth_jwt_secret), strict=True
+        HMAC_SECRET_KEYS,
+        (settings.livekit_api_secret, settings.auth_jwt_secret, settings.console_secret_key),
+        strict=True,
     ):
         if value is not None and len(value.encode()) < MIN_SECRET_BYTES:
             raise ConfigError(

@@ -317,6 +317,16 @@ class RateLimited(ApiError):
         return (("Retry-After", str(self.retry_after)),)
 
 
+class ConsoleNotConfigured(ApiError):
+    """The console has no key to sign its sessions with (CONSOLE_SECRET_KEY, or
+    LIVEKIT_API_SECRET to derive one from)."""
+
+    code = 500
+    error_code = "console_not_configured"
+    routes = MANAGEMENT_ONLY
+    description = "the console is not configured: set CONSOLE_SECRET_KEY or LIVEKIT_API_SECRET"
+
+
 class StorageUnavailable(ApiError):
     """The ownership record's storage (STORAGE_URL) could not be reached or failed."""
 

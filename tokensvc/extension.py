@@ -16,6 +16,7 @@ from werkzeug.routing import RequestRedirect, Rule
 from .auth import TenantVerifier, tenant_token_command
 from .commands import COMMANDS
 from .config import ConfigError, Settings, from_app_config, load_settings
+from .console import bp as console_bp
 from .context import EXTENSION_KEY, service_state
 from .errors import StorageUnavailable, error_response, http_error_response
 from .http import routes
@@ -25,7 +26,13 @@ from .logs import finish_request, start_request
 from .moderation import Moderator
 from .ratelimit import RateLimits
 from .service import TokenIssuer
-from .storage import ObservedHolds, open_holds, open_usage, open_webhook_store
+from .storage import (
+    ObservedHolds,
+    open_console_tickets,
+    open_holds,
+    open_usage,
+    open_webhook_store,
+)
 from .usage import DAY_MS
 from .webhooks import TenantWebhooks
 
@@ -35,9 +42,10 @@ DEFAULT_STORAGE_FILE = "tokensvc.sqlite3"
 log = logging.getLogger(__name__)
 
 #: The parent of the service's blueprints (api: token and management routes; health; openapi;
-#: metrics), so its endpoint names ("tokensvc.api.issue_token") cannot collide with a host's.
+#: metrics; console: the tenant's console, its routes in tokensvc/console/routes.py), so its
+#: endpoint names ("tokensvc.api.issue_token") cannot collide with a host's.
 service_bp = Blueprint("tokensvc", __name__)
-for child in routes.BLUEPRINTS.values():
+for child in (*routes.BLUEPRINTS.values(), console_bp):
     service_bp.register_blueprint(child)
 service_bp.after_request(finish_request)
 
@@ -161,6 +169,8 @@ class ServiceState:
     routes_checked: bool = False
     collisions: set[tuple[str, str]] = field(default_factory=set)
     tenant_webhooks: TenantWebhooks | None = None
+    #: The console's one-use tickets, beside the holds (None without a tenant key).
+    console_tickets: ObservedHolds | None = None
 
     def close(self) -> None:
         """Close the LiveKit client's pooled connections and the storage's."""
@@ -214,9 +224,12 @@ class TokenService:
             observe_event=metrics,
             usage_store=usage_store,
         )
-        tenant_webhooks = None
+        tenant_webhooks = console_tickets = None
         if holds is not None:
             tenant_webhooks = _tenant_webhooks(settings, holds, issuer, metrics)
+            console_tickets = ObservedHolds(
+                open_console_tickets(holds.store), metrics.storage_call if metrics else None
+            )
         _warn_if_anonymous(settings)
         webhooks = None
         if settings.livekit_configured:
@@ -235,6 +248,7 @@ class TokenService:
             webhooks,
             prefix,
             tenant_webhooks=tenant_webhooks,
+            console_tickets=console_tickets,
         )
         app.extensions[EXTENSION_KEY] = state
         app.register_blueprint(service_bp, url_prefix=prefix or None)

@@ -13,6 +13,7 @@ PARTICIPANTS_WRITE = "participants:write"
 WEBHOOKS_READ = "webhooks:read"
 WEBHOOKS_WRITE = "webhooks:write"
 USAGE_READ = "usage:read"
+CONSOLE_OPEN = "console:open"
 
 #: Every scope and what it allows.
 SCOPES = {
@@ -23,6 +24,7 @@ SCOPES = {
     WEBHOOKS_READ: "list the tenant's webhook endpoints and their deliveries",
     WEBHOOKS_WRITE: "subscribe, unsubscribe, rotate, test and retry the tenant's webhooks",
     USAGE_READ: "read the tenant's usage",
+    CONSOLE_OPEN: "open the tenant's console (its pages then allow what the other scopes allow)",
 }
 
 #: Scopes a bearer bound to an identity (AUTH_IDENTITY_CLAIM) may do without, on its own

@@ -2,7 +2,13 @@
 
 import pytest
 
-from tokensvc.storage import ObservedHolds, open_holds, open_usage, open_webhook_store
+from tokensvc.storage import (
+    ObservedHolds,
+    open_console_tickets,
+    open_holds,
+    open_usage,
+    open_webhook_store,
+)
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -34,5 +40,13 @@ def webhooks(holds):
     """The webhook store beside `holds`, its tables made."""
     store = ObservedHolds(open_webhook_store(holds.store))
     store.prepare()
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def console_tickets(holds):
+    """The console's ticket store beside `holds`."""
+    store = ObservedHolds(open_console_tickets(holds.store))
     yield store
     store.close()

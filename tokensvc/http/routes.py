@@ -19,6 +19,7 @@ from ..auth import authenticate
 from ..context import ROOM_NAME_CONVERTER
 from ..errors import MANAGEMENT, TOKEN
 from ..scopes import (
+    CONSOLE_OPEN,
     PARTICIPANTS_WRITE,
     ROOMS_READ,
     ROOMS_WRITE,
@@ -30,6 +31,7 @@ from ..scopes import (
 from ..webhooks import STATUSES as DELIVERY_STATUSES
 from . import (
     api,
+    console_sessions,
     health,
     livekit_webhook,
     metrics,
@@ -339,6 +341,19 @@ ROUTES: tuple[Route, ...] = (
             object_of(id="string", status="string"),
             parameters=DELIVERY_ID,
             status="202",
+        ),
+    ),
+    Route(
+        "POST",
+        "/livekit/console-sessions",
+        console_sessions.open_console_session,
+        CONSOLE_OPEN,
+        Operation(
+            "A one-use URL (60 s) that opens the tenant's console with this bearer's rights",
+            object_of(url="string"),
+            status="201",
+            description="The console's URL, with its ticket",
+            answer_example={"url": "https://tokens.example/console/enter?ticket=..."},
         ),
     ),
     Route(

@@ -1,7 +1,7 @@
 """The service's storage (`STORAGE_URL`: the embedded SQLite file or Redis): the ownership
-record (holds), the usage and quota records, and tenants' webhooks. Each store has one contract
-(`contracts.py`) and one module per backend (`sqlite/`, `redis/`); the openers pick the backend
-from the URL. No Flask here.
+record (holds), the usage and quota records, tenants' webhooks and the console's tickets. Each
+store has one contract (`contracts.py`) and one module per backend (`sqlite/`, `redis/`); the
+openers pick the backend from the URL. No Flask here.
 """
 
 from .clock import StorageClock
@@ -12,6 +12,7 @@ from .contracts import (
     RETENTION_MS,
     Backend,
     Claim,
+    ConsoleTicketStore,
     Continuity,
     Delivery,
     Endpoint,
@@ -31,7 +32,7 @@ from .contracts import (
     WebhookStore,
 )
 from .observed import ObservedHolds
-from .openers import open_holds, open_usage, open_webhook_store
+from .openers import open_console_tickets, open_holds, open_usage, open_webhook_store
 from .sqlite.base import sqlite_path
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "Backend",
     "Continuity",
     "Claim",
+    "ConsoleTicketStore",
     "Delivery",
     "Endpoint",
     "EventFacts",
@@ -60,6 +62,7 @@ __all__ = [
     "UsageReport",
     "UsageStore",
     "WebhookStore",
+    "open_console_tickets",
     "open_holds",
     "open_usage",
     "open_webhook_store",

@@ -1,6 +1,7 @@
 """What each store promises, whatever its backend: one Protocol per store (holds, usage,
-webhooks) and the records they exchange. Times are ms on the storage's clock; callers pass
-durations, never deadlines. Every operation is one atomic step on its backend. No Flask here.
+webhooks, console tickets) and the records they exchange. Times are ms on the storage's clock;
+callers pass durations, never deadlines. Every operation is one atomic step on its backend. No
+Flask here.
 """
 
 from collections.abc import Callable, Sequence
@@ -501,6 +502,37 @@ class WebhookStore(Protocol):
 
     def stats(self) -> Stats:
         """The counters, the pending count and the oldest pending delivery's creation time."""
+        ...
+
+    def time_ms(self) -> int:
+        """The storage's clock, shifted, ms."""
+        ...
+
+    def close(self) -> None:
+        """Close what this store opened."""
+        ...
+
+
+class ConsoleTicketStore(Protocol):
+    """One-use tickets into the console, on the hold store's backend and clock, so that any
+    instance redeems a ticket another issued. A ticket is kept by an id the caller derives from
+    it (a hash: the store never holds the ticket itself), with an opaque payload."""
+
+    @property
+    def backend(self) -> Backend:
+        """Which backend keeps the tickets."""
+        ...
+
+    where: str
+    clock: StorageClock
+
+    def issue(self, ticket_id: str, payload: str, ttl_ms: int) -> None:
+        """Keep `payload` under `ticket_id` until now + `ttl_ms`."""
+        ...
+
+    def redeem(self, ticket_id: str) -> str | None:
+        """The ticket's payload, once (one step: read and delete), or None for a ticket that is
+        unknown, used or past its time."""
         ...
 
     def time_ms(self) -> int:

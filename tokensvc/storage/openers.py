@@ -6,13 +6,15 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from .contracts import HoldStore, UsageStore, WebhookStore
+from .contracts import ConsoleTicketStore, HoldStore, UsageStore, WebhookStore
 from .observed import ObservedHolds
 from .redis.base import RedisConnection
+from .redis.console import RedisConsoleTickets
 from .redis.holds import RedisHolds
 from .redis.usage import RedisUsage
 from .redis.webhooks import RedisWebhookStore
 from .sqlite.base import sqlite_path
+from .sqlite.console import SqliteConsoleTickets
 from .sqlite.holds import SqliteHolds
 from .sqlite.usage import SqliteUsage
 from .sqlite.webhooks import SqliteWebhookStore
@@ -65,3 +67,13 @@ def open_webhook_store(holds_store: HoldStore) -> WebhookStore:
     if isinstance(holds_store, RedisHolds):
         return RedisWebhookStore(holds_store.connection)
     raise TypeError(f"no webhook store beside a {holds_store.backend} hold store")
+
+
+def open_console_tickets(holds_store: HoldStore) -> ConsoleTicketStore:
+    """The console's ticket store beside a hold store: the same SQLite file or the same Redis,
+    and the same clock."""
+    if isinstance(holds_store, SqliteHolds):
+        return SqliteConsoleTickets(holds_store.path, holds_store.timeout, holds_store.clock)
+    if isinstance(holds_store, RedisHolds):
+        return RedisConsoleTickets(holds_store.connection)
+    raise TypeError(f"no console ticket store beside a {holds_store.backend} hold store")

@@ -1,0 +1,111 @@
+"""The console's route table (`CONSOLE_ROUTES`): each page and action of the tenant's console,
+its method, path (under the console's `/console` prefix), view, the scope it needs and, for a
+page, its place in the navigation.
+
+The console is not part of the JSON API, so it is not in the API's table (tokensvc/http/
+routes.py, which the OpenAPI document and the bearer check read): it has a table of its own, and
+tests/test_routes.py checks that every route the app serves is in one of the two. Its scopes are
+the API's: a console session may do exactly what the JWT it was opened with may do through the
+API, and every action goes through the same operations (moderation.py, webhooks.py, usage.py).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+from ..scopes import (
+    PARTICIPANTS_WRITE,
+    ROOMS_READ,
+    ROOMS_WRITE,
+    USAGE_READ,
+    WEBHOOKS_READ,
+    WEBHOOKS_WRITE,
+)
+from . import views
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A route that needs no scope, and why."""
+
+    why: str
+
+
+#: The way in (a ticket) and the static files: no session.
+NO_SESSION = Gate("no session: the ticket or a static file")
+#: Pages every session may see (the start page, leaving).
+ANY_SESSION = Gate("any console session")
+
+
+@dataclass(frozen=True)
+class ConsoleRoute:
+    """One route of the console: `method` on `path` (werkzeug's rule syntax, under /console)
+    served by `view` (named `name` when the view is Flask's own), needing `scope`; a page
+    named `page` is listed in the navigation, in the table's order, for sessions with its
+    scope."""
+
+    method: str
+    path: str
+    view: Callable | None
+    scope: str | Gate
+    page: str | None = None
+    name: str | None = None
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint's name within the console's blueprint."""
+        if self.name is not None:
+            return self.name
+        assert self.view is not None
+        return self.view.__name__
+
+
+CONSOLE_ROUTES: tuple[ConsoleRoute, ...] = (
+    ConsoleRoute("GET", "/enter", views.enter, NO_SESSION),
+    ConsoleRoute("GET", "/static/<path:filename>", None, NO_SESSION, name="static"),
+    ConsoleRoute("GET", "/", views.start, ANY_SESSION),
+    ConsoleRoute("POST", "/leave", views.leave, ANY_SESSION),
+    # Calls: the live rooms, refreshed by htmx from the fragment.
+    ConsoleRoute("GET", "/calls", views.calls, ROOMS_READ, page="Calls"),
+    ConsoleRoute("GET", "/calls/live", views.calls_live, ROOMS_READ),
+    ConsoleRoute("POST", "/calls/end", views.end_room, ROOMS_WRITE),
+    ConsoleRoute("POST", "/calls/remove", views.remove_participant, PARTICIPANTS_WRITE),
+    ConsoleRoute("POST", "/calls/mute", views.mute_track, PARTICIPANTS_WRITE),
+    ConsoleRoute("POST", "/calls/role", views.set_role, PARTICIPANTS_WRITE),
+    # Usage: the chart, the table per room, the quotas, and the CSV of GET /livekit/usage.
+    ConsoleRoute("GET", "/usage", views.usage, USAGE_READ, page="Usage"),
+    ConsoleRoute("GET", "/usage.csv", views.usage_csv, USAGE_READ),
+    # Webhooks: endpoints and the delivery log. (Disabling and enabling an endpoint come with
+    # the circuit breaker: `POST /webhooks/endpoints/<endpoint_id>/enable`, webhooks:write.)
+    ConsoleRoute("GET", "/webhooks", views.webhooks, WEBHOOKS_READ, page="Webhooks"),
+    ConsoleRoute("POST", "/webhooks/endpoints", views.add_endpoint, WEBHOOKS_WRITE),
+    ConsoleRoute(
+        "POST", "/webhooks/endpoints/<endpoint_id>/rotate", views.rotate_secret, WEBHOOKS_WRITE
+    ),
+    ConsoleRoute(
+        "POST", "/webhooks/endpoints/<endpoint_id>/test", views.test_endpoint, WEBHOOKS_WRITE
+    ),
+    ConsoleRoute(
+        "POST", "/webhooks/endpoints/<endpoint_id>/delete", views.delete_endpoint, WEBHOOKS_WRITE
+    ),
+    ConsoleRoute(
+        "POST", "/webhooks/deliveries/<delivery_id>/retry", views.retry_delivery, WEBHOOKS_WRITE
+    ),
+    # Audit (scope audit:read) joins here as a page when the tenants' audit log exists.
+)
+
+#: Each endpoint's scope (or Gate), by endpoint name within the blueprint.
+ENDPOINT_SCOPES = {route.endpoint: route.scope for route in CONSOLE_ROUTES}
+#: The navigation: (endpoint, label, scope) of each page, in order.
+PAGES = tuple(
+    (route.endpoint, route.page, route.scope)
+    for route in CONSOLE_ROUTES
+    if route.page is not None and isinstance(route.scope, str)
+)
+
+# Register: the session gate (it reads each endpoint's scope from the table), then each route
+# (the static files' route is the blueprint's own).
+views.bp.before_request(partial(views.gate, ENDPOINT_SCOPES))
+for _route in CONSOLE_ROUTES:
+    if _route.view is not None:
+        views.bp.add_url_rule(_route.path, view_func=_route.view, methods=[_route.method])

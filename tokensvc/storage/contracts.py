@@ -3,7 +3,7 @@ webhooks) and the records they exchange. Times are ms on the storage's clock; ca
 durations, never deadlines. Every operation is one atomic step on its backend. No Flask here.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -393,6 +393,122 @@ class WebhookStore(Protocol):
 
     def stats(self) -> Stats:
         """The counters, the pending count and the oldest pending delivery's creation time."""
+        ...
+
+    def time_ms(self) -> int:
+        """The storage's clock, shifted, ms."""
+        ...
+
+    def close(self) -> None:
+        """Close what this store opened."""
+        ...
+
+
+#: The limits a tenant's record may set, each overriding the deployment's default: rooms live
+#: at once, participants in one room, webhook endpoints, the agent names it may dispatch.
+TENANT_LIMITS = ("max_rooms", "max_participants", "max_webhook_endpoints", "agents")
+#: A tenant's status.
+ACTIVE, SUSPENDED = "active", "suspended"
+
+
+@dataclass(frozen=True)
+class TenantRecord:
+    """What the operator set for one tenant: each limit (None: the deployment's default), its
+    status and why it is suspended, and when the record was made and last changed (ms)."""
+
+    id: str
+    max_rooms: int | None = None
+    max_participants: int | None = None
+    max_webhook_endpoints: int | None = None
+    agents: tuple[str, ...] | None = None
+    status: str = ACTIVE
+    reason: str = ""
+    created_at: int = 0
+    updated_at: int = 0
+
+    @property
+    def suspended(self) -> bool:
+        """Whether the operator suspended the tenant."""
+        return self.status == SUSPENDED
+
+
+class TenantStore(Protocol):
+    """The operator's records of tenants, on the hold store's backend and clock. A tenant
+    without a record has none of its own: the deployment's defaults apply."""
+
+    @property
+    def backend(self) -> Backend:
+        """Which backend keeps the records."""
+        ...
+
+    where: str
+    clock: StorageClock
+
+    def get(self, tenant: str) -> TenantRecord | None:
+        """The tenant's record, or None."""
+        ...
+
+    def all(self) -> list[TenantRecord]:
+        """Every record, by tenant id."""
+        ...
+
+    def change(
+        self,
+        tenant: str,
+        limits: Mapping[str, int | tuple[str, ...] | None],
+        status: str | None = None,
+        reason: str = "",
+    ) -> TenantRecord:
+        """Set the limits named (TENANT_LIMITS; None removes one) and, when given, the status
+        and its reason, making the record if there is none (one step); the record after."""
+        ...
+
+    def time_ms(self) -> int:
+        """The storage's clock, shifted, ms."""
+        ...
+
+    def close(self) -> None:
+        """Close what this store opened."""
+        ...
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One action, as the audit trail keeps it: its id; when (ms, set by the store); the tenant
+    acted on ("" for none); who acted (`actor`: "tenant" or "operator", with the bearer's
+    subject and bound identity where it has them); what (`action`, on `target`); its outcome
+    ("ok" or the error code); and details as a JSON object's text."""
+
+    id: str
+    at: int
+    tenant: str
+    actor: str
+    subject: str
+    identity: str
+    action: str
+    target: str
+    outcome: str
+    detail: str = "{}"
+
+
+class AuditStore(Protocol):
+    """The audit trail, on the hold store's backend and clock: entries are only added, and each
+    is kept for the retention the store was opened with."""
+
+    @property
+    def backend(self) -> Backend:
+        """Which backend keeps the trail."""
+        ...
+
+    where: str
+    clock: StorageClock
+
+    def add(self, entry: AuditEntry) -> AuditEntry:
+        """Keep `entry` with its time set to the storage's now; the entry as kept."""
+        ...
+
+    def entries(self, tenant: str | None, limit: int) -> list[AuditEntry]:
+        """The newest `limit` entries of `tenant` (None: every tenant's), newest first."""
         ...
 
     def time_ms(self) -> int:

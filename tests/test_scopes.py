@@ -60,6 +60,7 @@ def request_for(view: str, target: str) -> tuple[str, str, dict | None]:
         "test_webhook_endpoint": ("POST", "/livekit/webhook-endpoints/ep_x/test", None),
         "list_webhook_deliveries": ("GET", "/livekit/webhook-deliveries", None),
         "retry_webhook_delivery": ("POST", "/livekit/webhook-deliveries/msg_x/retry", None),
+        "tenant_audit": ("GET", "/livekit/audit", None),
     }[view]
 
 
@@ -71,6 +72,7 @@ BEARERS = {
     "roles only": ({"roles": ["viewer"]}, "host"),
     "bound, another identity": (BOUND, "host"),
     "bound, own identity": (BOUND, "ann"),
+    "bound, empty scope": ({**BOUND, "scope": ""}, "ann"),
 }
 PARTICIPANT_ROUTES = {"remove_participant", "mute_track", "set_permissions"}
 WEBHOOK_READS = {"list_webhook_endpoints", "list_webhook_deliveries"}
@@ -91,9 +93,11 @@ ALLOWED = {
     "scope webhooks:read": WEBHOOK_READS,
     "scope webhooks:write": WEBHOOK_WRITES,
     "scope usage:read": {"usage"},
+    "scope audit:read": {"tenant_audit"},
     "roles only": {"issue_token"},
     "bound, another identity": set(),
     "bound, own identity": {"issue_token"} | PARTICIPANT_ROUTES,
+    "bound, empty scope": set(),
 }
 #: A permitted request's answer in an owned room nobody joined (no such participant there).
 ANSWERS = {
@@ -102,6 +106,7 @@ ANSWERS = {
     "get_room": (200, None),
     "end_room": (200, None),
     "usage": (200, None),
+    "tenant_audit": (200, None),
     **{view: (404, "participant_not_found") for view in PARTICIPANT_ROUTES},
     "create_webhook_endpoint": (201, None),
     "list_webhook_endpoints": (200, None),
@@ -131,11 +136,13 @@ def call_route(client, view: str, target: str, headers: dict):
 
 @pytest.fixture
 def scoped_app(make_app):
-    """The service with bound identities and metrics (to count storage calls)."""
+    """The service with bound identities and metrics (to count storage calls); the tenant's
+    record, read by the mint before each case, stays read for the case (TENANT_RECORD_CACHE)."""
     return make_app(
         AUTH_IDENTITY_CLAIM=IDENTITY_CLAIM,
         METRICS_ENABLED="true",
         TENANT_WEBHOOKS_ALLOW_PRIVATE="true",
+        TENANT_RECORD_CACHE="60",
     )
 
 
@@ -177,7 +184,7 @@ def test_matrix(scoped_app, tenants, livekit, storage_url, view, bearer):
             assert response.json["scope"] == ROUTE_SCOPES[view][2]
             assert repr(ROUTE_SCOPES[view][2]) in response.json["error"]
     else:
-        assert livekit.calls or view in {"list_rooms", "issue_token", "usage"} | (
+        assert livekit.calls or view in {"list_rooms", "issue_token", "usage", "tenant_audit"} | (
             WEBHOOK_READS | WEBHOOK_WRITES
         )
 

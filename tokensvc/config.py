@@ -13,7 +13,13 @@ from limits import parse_many
 from .roles import load_presets
 
 #: Secrets that may instead be read from a file named by `<KEY>_FILE`.
-FILE_KEYS = ("LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "AUTH_JWT_SECRET", "AUTH_JWT_PUBLIC_KEY")
+FILE_KEYS = (
+    "LIVEKIT_API_KEY",
+    "LIVEKIT_API_SECRET",
+    "AUTH_JWT_SECRET",
+    "AUTH_JWT_PUBLIC_KEY",
+    "ADMIN_TOKEN",
+)
 #: The settings that configure a key for tenant tokens (any one turns AUTH_REQUIRED on).
 TENANT_KEYS = ("AUTH_JWT_SECRET", "AUTH_JWT_PUBLIC_KEY", "AUTH_JWKS_URL")
 
@@ -132,6 +138,9 @@ class Settings:
         lambda v, k, d: _number(v, k, d, int, 1, 100), 2
     )
     tenant_webhook_workers: int = setting(lambda v, k, d: _number(v, k, d, int, 1, 256), 32)
+    admin_token: str | None = setting(lambda v, k, d: _text(v, k), secret=True)
+    audit_retention: int = setting(lambda v, k, d: _number(v, k, d, int, 1), 90)
+    tenant_record_cache: float = setting(lambda v, k, d: _number(v, k, d, float, 0, 60), 1.0)
 
     @property
     def rate_limited(self) -> bool:
@@ -223,6 +232,7 @@ def load_settings(config) -> Settings:
     _check_auth(settings)
     _check_cors(settings)
     _check_secret_lengths(settings)
+    _check_admin_token(settings)
     return settings
 
 
@@ -466,6 +476,17 @@ def _check_secret_lengths(settings: Settings) -> None:
                 f"{len(value.encode())} (generate one: openssl rand -base64 32; "
                 f"DEV_MODE=true accepts it for development only)"
             )
+
+
+def _check_admin_token(settings: Settings) -> None:
+    """Refuse an ADMIN_TOKEN shorter than MIN_SECRET_BYTES, even in DEV_MODE: it is the
+    operator's key to every tenant."""
+    token = settings.admin_token
+    if token is not None and len(token.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"ADMIN_TOKEN: must be at least {MIN_SECRET_BYTES} bytes, got {len(token.encode())} "
+            f"(generate one: openssl rand -base64 32)"
+        )
 
 
 def _check_cors(settings: Settings) -> None:

@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, defau
 from werkzeug.routing import RequestRedirect, Rule
 
 from .auth import TenantVerifier, tenant_token_command
-from .commands import usage_command
+from .commands import tenants_command, usage_command
 from .config import ConfigError, Settings, from_app_config, load_settings
 from .context import EXTENSION_KEY, service_state
 from .errors import StorageUnavailable, error_response, http_error_response
@@ -25,7 +25,15 @@ from .logs import finish_request, start_request
 from .moderation import Moderator
 from .ratelimit import RateLimits
 from .service import TokenIssuer
-from .storage import ObservedHolds, open_holds, open_usage, open_webhook_store
+from .storage import (
+    ObservedHolds,
+    open_audit,
+    open_holds,
+    open_tenants,
+    open_usage,
+    open_webhook_store,
+)
+from .tenants import Tenants
 from .usage import DAY_MS
 from .webhooks import TenantWebhooks, open_queue
 
@@ -161,11 +169,14 @@ class ServiceState:
     routes_checked: bool = False
     collisions: set[tuple[str, str]] = field(default_factory=set)
     tenant_webhooks: TenantWebhooks | None = None
+    tenants: Tenants | None = None
 
     def close(self) -> None:
         """Close the LiveKit client's pooled connections and the storage's."""
         if self.tenant_webhooks is not None:
             self.tenant_webhooks.close()
+        if self.tenants is not None:
+            self.tenants.close()
         self.issuer.close()
 
 
@@ -213,9 +224,10 @@ class TokenService:
             observe_event=metrics,
             usage_store=usage_store,
         )
-        tenant_webhooks = None
+        tenant_webhooks = tenants = None
         if holds is not None:
             tenant_webhooks = _tenant_webhooks(settings, holds, issuer, metrics)
+            tenants = _tenants(settings, holds, issuer, metrics)
         _warn_if_anonymous(settings)
         webhooks = None
         if settings.livekit_configured:
@@ -234,12 +246,14 @@ class TokenService:
             webhooks,
             prefix,
             tenant_webhooks=tenant_webhooks,
+            tenants=tenants,
         )
         app.extensions[EXTENSION_KEY] = state
         app.register_blueprint(service_bp, url_prefix=prefix or None)
         warn_of_collisions(app, state)  # the host's routes so far; later ones at first request
         app.cli.add_command(tenant_token_command)
         app.cli.add_command(usage_command)
+        app.cli.add_command(tenants_command)
         if settings.cors_allowed_origins:
             CORS(app, **cors_options(settings, routes.cors_paths(prefix)))
         return state
@@ -263,6 +277,23 @@ def _tenant_webhooks(settings: Settings, holds, issuer: TokenIssuer, metrics) ->
             "to loopback and private addresses and over plain http (development only)"
         )
     return webhooks
+
+
+def _tenants(settings: Settings, holds, issuer: TokenIssuer, metrics) -> Tenants:
+    """The operator's records of tenants and the audit trail in the storage of the holds; the
+    quotas and the ownership rule's events ask them."""
+    observe = metrics and metrics.storage_call
+    tenants = Tenants(
+        settings,
+        ObservedHolds(open_tenants(holds.store), observe),
+        ObservedHolds(open_audit(holds.store, settings.audit_retention * DAY_MS), observe),
+        issuer.ownership,
+    )
+    assert issuer.ownership is not None  # holds given: the issuer keeps the ownership record
+    issuer.ownership.tenants = tenants
+    if issuer.usage is not None:
+        issuer.usage.tenants = tenants
+    return tenants
 
 
 def _refuse_a_forgetful_storage(holds) -> None:

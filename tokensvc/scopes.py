@@ -13,6 +13,7 @@ PARTICIPANTS_WRITE = "participants:write"
 WEBHOOKS_READ = "webhooks:read"
 WEBHOOKS_WRITE = "webhooks:write"
 USAGE_READ = "usage:read"
+AUDIT_READ = "audit:read"
 
 #: Every scope and what it allows.
 SCOPES = {
@@ -23,6 +24,7 @@ SCOPES = {
     WEBHOOKS_READ: "list the tenant's webhook endpoints and their deliveries",
     WEBHOOKS_WRITE: "subscribe, unsubscribe, rotate, test and retry the tenant's webhooks",
     USAGE_READ: "read the tenant's usage",
+    AUDIT_READ: "read the tenant's audit trail",
 }
 
 #: Scopes a bearer bound to an identity (AUTH_IDENTITY_CLAIM) may do without, on its own

@@ -3,7 +3,7 @@ webhooks) and the records they exchange. Times are ms on the storage's clock; ca
 durations, never deadlines. Every operation is one atomic step on its backend. No Flask here.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -175,7 +175,7 @@ class SessionRecord:
 @dataclass(frozen=True)
 class MintCheck:
     """The answer of `check_mint`: the quota refused (None: none) and the count it found, and
-    whether this call reserved a room slot (to release if the token is not issued)."""
+    whether this call reserved the room (to release if the token is not issued)."""
 
     refused: str | None
     count: int = 0
@@ -201,10 +201,18 @@ class UsageStore(Protocol):
     where: str
     clock: StorageClock
 
-    def record(self, facts: EventFacts, default_max_participants: int | None) -> str:
-        """Apply one event: the room, the session, the tenant's live rooms and the room's
-        seats. Return "metered", "over_quota" (a join beyond the room's participant limit: not
-        seated) or "ignored" (a room of no known tenant)."""
+    def record(
+        self,
+        facts: EventFacts,
+        max_participants: int | None,
+        max_rooms: int | None = None,
+        others: Sequence[str] = (),
+    ) -> str:
+        """Apply one event: the room, the session and the seats of the tenant's room life.
+        Return "metered", "over_quota" (a join beyond `max_participants`: not seated),
+        "over_rooms" (a room life first seen while the tenant has `max_rooms` of its `others`
+        names in use: the caller ends it; it is metered until its end) or "ignored" (a room of
+        no known tenant)."""
         ...
 
     def check_mint(
@@ -212,21 +220,23 @@ class UsageStore(Protocol):
         tenant: str,
         name: str,
         identity: str,
+        others: Sequence[str],
         max_rooms: int | None,
         max_participants: int | None,
         reserve_ms: int,
     ) -> MintCheck:
-        """Record the tenant's limits; refuse a seat in a full room (unless `identity` is
-        seated) or a room beyond the tenant's live rooms; else reserve the room for
-        `reserve_ms` when it is not counted yet."""
+        """Refuse a seat in the tenant's full room `name` (unless `identity` is seated), or a
+        room beyond `max_rooms` of the tenant's `others` names (its holds' names) in use; else
+        reserve `name` for `reserve_ms` when it is not in use yet. Nothing else is kept: the
+        limits are the caller's."""
         ...
 
     def release(self, tenant: str, name: str) -> None:
-        """Drop the tenant's reservation of `name` (a room seen live stays counted)."""
+        """Drop the tenant's reservation of `name` (a live life stays in use)."""
         ...
 
-    def live_rooms(self, tenant: str) -> list[str]:
-        """The names the tenant has counted as live or reserved now, sorted."""
+    def rooms_in_use(self, tenant: str, names: Sequence[str]) -> list[str]:
+        """Which of `names` the tenant has in use now (a live life or a reservation), sorted."""
         ...
 
     def usage(self, tenant: str | None, start: int, end: int) -> UsageReport:

@@ -373,3 +373,15 @@ def test_the_audit_trail_shows_who_did_what(make_app, backend, tenants, livekit)
         ("acme", "participants.remove"),
     ]
     assert everything[0]["detail"] == {"max_rooms": 4}
+
+
+def test_a_change_applies_at_once_on_the_instance_that_made_it(make_app, backend, tenants):
+    """With records kept 60 s (TENANT_RECORD_CACHE), a limit the operator sets through this
+    instance applies to its next request, though the record was read just before."""
+    app = make_app(STORAGE_URL=backend, ADMIN_TOKEN=ADMIN_TOKEN, TENANT_RECORD_CACHE="60")
+    assert mint(app, tenants, room="one").status_code == 200
+    room_event(app, "room_started", "one")
+    patch(app, "acme", max_rooms=1)
+    assert mint(app, tenants, room="two").json["code"] == "quota_exceeded"
+    patch(app, "acme", max_rooms=None)
+    assert mint(app, tenants, room="two").status_code == 200

@@ -16,6 +16,7 @@ import pytest
 from support.storage import records
 from support.tokens import BODY, signed_webhook
 from tokensvc.context import service_state
+from tokensvc.tenants import CLI_OPERATOR
 
 ACME = json.dumps({"auth_id": "acme"})
 GLOBEX = json.dumps({"auth_id": "globex"})
@@ -523,8 +524,7 @@ def test_a_claim_lowers_its_own_request_only(make_app, backend, tenants, livekit
     lowered = mint(client, tenants, identity="e", max_participants=1)
     assert (lowered.json["code"], lowered.json["limit"]) == ("quota_exceeded", 1)
     assert mint(client, tenants, identity="e", max_participants=10).status_code == 200
-    service_state(app).tenants.store.change("acme", {"max_participants": 1})
-    service_state(app).tenants._forget("acme")
+    service_state(app).tenants.set_limits("acme", {"max_participants": 1}, CLI_OPERATOR)
     join("d")
     assert livekit.calls == {"SendData": 1, "RemoveParticipant": 1}
 

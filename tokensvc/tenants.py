@@ -110,6 +110,7 @@ class Tenants:
         self.cache_seconds = settings.tenant_record_cache
         self._cache: dict[str, tuple[TenantRecord | None, float]] = {}
         self._lock = threading.Lock()
+        self._changes = 0  # the operator's changes made here: a read begun before one is not kept
 
     # Reading a record (every request of a tenant).
 
@@ -128,11 +129,14 @@ class Tenants:
         cached = self._cache.get(tenant)
         if cached is not None and now < cached[1]:
             return cached[0]
+        changes = self._changes
         record = self.store.get(tenant)
         if in_request is not None:
             in_request[tenant] = record
         if self.cache_seconds > 0:
             with self._lock:
+                if changes != self._changes:  # changed here meanwhile: what was read may be old
+                    return record
                 self._cache.pop(tenant, None)
                 if len(self._cache) >= CACHED_TENANTS_MAX:
                     del self._cache[next(iter(self._cache))]
@@ -143,6 +147,7 @@ class Tenants:
         """Drop this instance's copies of a record the operator just changed."""
         with self._lock:
             self._cache.pop(tenant, None)
+            self._changes += 1
         in_request = READ_IN_REQUEST.get()
         if in_request is not None:
             in_request.pop(tenant, None)
@@ -227,10 +232,13 @@ class Tenants:
 
     def set_limits(self, tenant: str, limits: Mapping, actor: Actor) -> dict:
         """Set (None: remove) some of the tenant's limits; audited."""
-        record = self._audited(
-            actor, tenant, "tenants.set", lambda: self.store.change(tenant, limits), dict(limits)
-        )
-        return self.render(tenant, record)
+
+        def act() -> TenantRecord:
+            record = self.store.change(tenant, limits)
+            self._forget(tenant)
+            return record
+
+        return self.render(tenant, self._audited(actor, tenant, "tenants.set", act, dict(limits)))
 
     def suspend(self, tenant: str, reason: str, actor: Actor) -> dict:
         """Suspend the tenant: its requests are refused from now on and its live rooms end at

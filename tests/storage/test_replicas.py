@@ -1,6 +1,6 @@
 """STORAGE_REPLICAS on Redis: every write of every store (holds, usage, webhooks, tenants,
-audit) waits for the
-replicas (WAIT on the connection that wrote), and reads do not; counted by the real server."""
+audit) waits for the replicas (WAIT on the connection that wrote), and reads do not; counted by
+the real server."""
 
 import shutil
 import time

@@ -557,16 +557,17 @@ class Ownership:
         except LiveKitNotFound:
             pass  # it ended meanwhile
 
-    def tell(self, name: str, message: bytes, identities=()) -> bool:
-        """Send a notice to some participants of a room (all when `identities` is empty) and
-        give it NOTICE_SECONDS to arrive; whether LiveKit took it (a failure only logs: the
-        removal goes on)."""
+    def tell(self, name: str, message: bytes, identities=(), wait: bool = True) -> bool:
+        """Send a notice to some participants of a room (all when `identities` is empty) and,
+        with `wait`, give it NOTICE_SECONDS to arrive; whether LiveKit took it (a failure only
+        logs: the removal goes on)."""
         try:
             self.rooms.send_data(name, message, NOTICE_TOPIC, identities)
         except ApiError as exc:
             log.info("room %r: the notice was not sent (%s)", name, exc.error_code)
             return False
-        time.sleep(NOTICE_SECONDS)
+        if wait:
+            time.sleep(NOTICE_SECONDS)
         return True
 
     def _meter(self, event, hold) -> str | None:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from .config import Settings
 from .errors import ApiError, InvalidRequest, LiveKitNotFound
-from .ownership import Ownership, notice
+from .ownership import NOTICE_SECONDS, Ownership, notice
 from .storage import ACTIVE, SUSPENDED, TENANT_LIMITS, AuditEntry, TenantRecord
 from .usage import Limits, format_time
 
@@ -267,12 +267,18 @@ class Tenants:
         return self.render(tenant, self._audited(actor, tenant, "tenants.resume", act, {}))
 
     def end_rooms(self, tenant: str) -> list[str]:
-        """End every live room of the tenant (DeleteRoom), each told why first; the names."""
+        """End every live room of the tenant (DeleteRoom), each told why first (every notice
+        sent, one NOTICE_SECONDS for all to arrive, then every room ended); the names."""
         if self.ownership is None or self.ownership.rooms is None:
             return []
+        rooms = self.ownership.live_rooms(tenant)
+        told = [
+            self.ownership.tell(room.name, notice("tenant_suspended"), wait=False) for room in rooms
+        ]
+        if any(told):
+            time.sleep(NOTICE_SECONDS)
         ended = []
-        for room in self.ownership.live_rooms(tenant):
-            self.ownership.tell(room.name, notice("tenant_suspended"))
+        for room in rooms:
             try:
                 self.ownership.rooms.delete_room(room.name)
             except LiveKitNotFound:

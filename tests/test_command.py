@@ -33,7 +33,21 @@ def test_help_lists_its_own_commands_and_the_apps():
     listed = {
         line.split()[0] for line in result.stdout.split("Commands:")[1].splitlines() if line.strip()
     }
-    assert {"serve", "worker", "tenant-token", "usage"} <= listed
+    assert {"serve", "worker", "tenant-token", "usage", "tenants"} <= listed
+
+
+def test_tenants_is_a_subcommand_with_its_own_commands(tmp_path):
+    """`tokensvc tenants set` then `show` on the embedded storage, as `flask tenants` does."""
+    settings = dict(
+        AUTH_JWT_SECRET=TENANT_SECRET,
+        STORAGE_URL=f"sqlite:///{tmp_path}/holds.sqlite3",
+        LOG_LEVEL="ERROR",
+    )
+    result = run_tokensvc("tenants", "set", "acme", "--max-rooms", "2", **settings)
+    assert result.returncode == 0, result.stderr
+    shown = run_tokensvc("tenants", "show", "acme", **settings)
+    assert shown.returncode == 0, shown.stderr
+    assert '"max_rooms": 2' in shown.stdout
 
 
 def test_usage_needs_no_livekit(tmp_path):

@@ -27,11 +27,16 @@ def storage_calls(client) -> int:
     )
 
 
+#: Each tenant's record is read once and then kept (TENANT_RECORD_CACHE) for the whole test: a
+#: tenant's first request costs one storage call more (`get` of its record), the others none.
+CACHED = {"TENANT_RECORD_CACHE": "60"}
+
+
 @pytest.fixture
 def measure(make_app, backend, livekit, tenants):
     """measure(tenant, room) -> (LiveKit calls, storage calls) of one token request (200 or 403
     alike), on an app with this test's backend."""
-    app = make_app(STORAGE_URL=backend, METRICS_ENABLED="true")
+    app = make_app(STORAGE_URL=backend, METRICS_ENABLED="true", **CACHED)
     client = app.test_client()
 
     def one(tenant, room=ROOM, status=200):
@@ -58,10 +63,10 @@ def cost(client, livekit, request, status=200) -> tuple[int, int]:
 def test_each_case_costs_what_the_table_says(measure, livekit):
     """A new name: 2 LiveKit calls and 2 storage calls; the holder's own name: 0 and 1; a name
     another holds: 0 and 1; a name whose hold ran out, its room listed: 1 and 2 (refused); a name
-    whose grace is over, passed on: 2 and 4."""
-    assert measure("acme") == (2, 2)
+    whose grace is over, passed on: 2 and 4. Each tenant's first request: 1 more (its record)."""
+    assert measure("acme") == (2, 2 + 1)
     assert measure("acme") == (0, 1)
-    assert measure("globex", status=403) == (0, 1)
+    assert measure("globex", status=403) == (0, 1 + 1)
     holds = service_state(measure.app).issuer.ownership.holds
     hold = holds.get(ROOM)
     holds.clock.advance(hold.until - hold.now + 1)
@@ -90,29 +95,46 @@ def test_a_new_name_livekit_gives_another_owner_asks_once_and_refuses(measure, l
     """A name the record does not know whose room LiveKit's store gives globex: one ListRooms,
     nothing written to LiveKit; 4 storage calls (claim and lock, read, record globex's, unlock)."""
     livekit.add_room(ROOM, json.dumps({"auth_id": "globex"}))
-    assert measure("acme", status=403) == (1, 4)
+    assert measure("acme", status=403) == (1, 4 + 1)  # (and acme's record, read first)
     assert service_state(measure.app).issuer.ownership.holds.get(ROOM).holder == "globex"
 
 
-def test_the_quota_check_at_mint_costs_one_storage_call(make_app, backend, livekit, tenants):
-    """With a quota set (QUOTA_MAX_ROOMS=1): each case costs its row plus one storage call
-    (check_mint) first; a token the quota refuses costs that call alone, and no LiveKit call."""
-    app = make_app(STORAGE_URL=backend, METRICS_ENABLED="true", QUOTA_MAX_ROOMS="1")
+def test_the_quota_check_at_mint_costs_two_storage_calls(make_app, backend, livekit, tenants):
+    """With max_rooms set (QUOTA_MAX_ROOMS=1): each case costs its row plus two storage calls
+    (names_of, check_mint) once the name is the tenant's; a new name the quota refuses costs its
+    claim, LiveKit's word (ListRooms, nothing written), those two and the claim's drop; with
+    max_participants alone, one (check_mint)."""
+    app = make_app(STORAGE_URL=backend, METRICS_ENABLED="true", QUOTA_MAX_ROOMS="1", **CACHED)
     client = app.test_client()
 
-    def ask(room=ROOM, status=200):
-        return cost(client, livekit, lambda: tenants.ask(client, "acme", room=room), status)
+    def ask(room=ROOM, status=200, tenant="acme"):
+        return cost(client, livekit, lambda: tenants.ask(client, tenant, room=room), status)
 
-    assert ask() == (2, 3)
-    assert ask() == (0, 2)
-    assert ask(room="a-second-room", status=403) == (0, 1)
+    assert ask() == (2, 1 + 2 + 2)  # acme's record, then a new name's 2, then the quota's 2
+    assert ask() == (0, 1 + 2)
+    assert ask(room="a-second-room", status=403) == (1, 2 + 2)
+    assert ask(tenant="globex", status=403) == (0, 1 + 1)  # another's name: no quota asked
+    capped = make_app(STORAGE_URL=backend, METRICS_ENABLED="true", **CACHED)
+    service_state(capped).tenants.store.change("initech", {"max_participants": 3})
+    client = capped.test_client()
+    assert ask(room="initech-room", tenant="initech") == (2, 1 + 2 + 1)
+
+
+def test_without_the_cache_every_request_reads_the_record(make_app, backend, livekit, tenants):
+    """TENANT_RECORD_CACHE=0: the holder's own name costs 2 storage calls (its record, read once
+    for the request, and the claim), every time."""
+    app = make_app(STORAGE_URL=backend, METRICS_ENABLED="true", TENANT_RECORD_CACHE="0")
+    client = app.test_client()
+    assert tenants.ask(client, "acme", room=ROOM).status_code == 200
+    for _ in range(2):
+        assert cost(client, livekit, lambda: tenants.ask(client, "acme", room=ROOM)) == (0, 2)
 
 
 def test_the_management_routes_cost_what_the_table_says(make_app, backend, livekit, tenants):
     """On a name whose hold is checked: list 1 LiveKit call and 1 storage call (none and 1 for a
-    tenant without names); get 2 and 1; a participant that is not there 1 and 1 (404); end 2
-    and 2."""
-    app = make_app(STORAGE_URL=backend, METRICS_ENABLED="true")
+    tenant without names, plus its record); get 2 and 1; a participant that is not there 1 and
+    1, and its audit entry (404); end 2 and 2, and its audit entry."""
+    app = make_app(STORAGE_URL=backend, METRICS_ENABLED="true", **CACHED)
     client = app.test_client()
     acme, initech = tenants.headers("acme"), tenants.headers("initech")
     assert tenants.ask(client, "acme", room=ROOM).status_code == 200
@@ -128,10 +150,10 @@ def test_the_management_routes_cost_what_the_table_says(make_app, backend, livek
         "end": lambda: client.delete(f"/livekit/rooms/{ROOM}", headers=acme),
     }
     assert cost(client, livekit, routes["list"]) == (1, 1)
-    assert cost(client, livekit, routes["list none"]) == (0, 1)
+    assert cost(client, livekit, routes["list none"]) == (0, 1 + 1)
     assert cost(client, livekit, routes["get"]) == (2, 1)
-    assert cost(client, livekit, routes["remove"], status=404) == (1, 1)
-    assert cost(client, livekit, routes["end"]) == (2, 2)
+    assert cost(client, livekit, routes["remove"], status=404) == (1, 1 + 1)
+    assert cost(client, livekit, routes["end"]) == (2, 2 + 1)
 
 
 def test_a_livekit_event_of_a_held_room_costs_what_the_table_says(
@@ -141,7 +163,7 @@ def test_a_livekit_event_of_a_held_room_costs_what_the_table_says(
     LiveKit call; room_started 6 storage calls, participant_joined 7, track_published 5. A join
     of globex's participant: RemoveParticipant, and 4 storage calls (nothing fanned out)."""
     app = make_app(
-        STORAGE_URL=backend, METRICS_ENABLED="true", TENANT_WEBHOOKS_ALLOW_PRIVATE="true"
+        STORAGE_URL=backend, METRICS_ENABLED="true", TENANT_WEBHOOKS_ALLOW_PRIVATE="true", **CACHED
     )
     client = app.test_client()
     acme = tenants.headers("acme")

@@ -19,7 +19,8 @@ from tokensvc.testing.processes import find_free_port
 
 def test_storage_down_is_503_with_nothing_written(make_app, tenants, livekit, caplog):
     """A Redis that refuses connections: 503 storage_unavailable well within the bound, LiveKit
-    never called, one warning naming the storage host (no URL, no secret)."""
+    never called, one warning naming the storage host (no URL, no secret): the first read, the
+    tenant's record (its status: it fails closed), fails."""
     url = f"redis://:a-redis-password@127.0.0.1:{find_free_port()}/0"
     client = make_app(STORAGE_URL=url, STORAGE_TIMEOUT="0.5").test_client()
     starting = [r.getMessage() for r in caplog.records if "did not answer" in r.getMessage()]
@@ -37,7 +38,7 @@ def test_storage_down_is_503_with_nothing_written(make_app, tenants, livekit, ca
         for r in caplog.records
         if r.levelno == logging.WARNING and "storage" in r.getMessage()
     ]
-    assert warnings == ["storage at 127.0.0.1 failed in claim (ConnectionError)"]
+    assert warnings == ["storage at 127.0.0.1 failed in get (ConnectionError)"]
     assert "a-redis-password" not in response.get_data(as_text=True)
 
 

@@ -117,6 +117,31 @@ def test_responses_match_the_document(api_schema):
         check()
 
 
+def test_the_operators_and_the_audit_routes_are_documented(client):
+    """Every admin route of the table is documented behind the operator's bearer (ADMIN_TOKEN)
+    with its 401 and 404, its answer a Tenant or audit entries; GET /livekit/audit needs
+    audit:read."""
+    document = client.get("/openapi.json").json
+    assert document["components"]["securitySchemes"]["adminBearer"]["scheme"] == "bearer"
+    admin = [route for route in ROUTES if route.blueprint == "admin"]
+    assert {(route.method, route.path) for route in admin} == {
+        ("GET", "/admin/tenants"),
+        ("GET", "/admin/tenants/{tenant}"),
+        ("PATCH", "/admin/tenants/{tenant}"),
+        ("POST", "/admin/tenants/{tenant}/suspend"),
+        ("POST", "/admin/tenants/{tenant}/resume"),
+        ("GET", "/admin/audit"),
+    }
+    for route in admin:
+        operation = document["paths"][route.path][route.method.lower()]
+        assert operation["security"] == [{"adminBearer": []}]
+        assert {"200", "401", "404"} <= set(operation["responses"])
+    tenant = document["paths"]["/admin/tenants/{tenant}"]["patch"]["responses"]["200"]
+    assert tenant["content"]["application/json"]["schema"]["$ref"].endswith("/Tenant")
+    audit = document["paths"]["/livekit/audit"]["get"]
+    assert audit["security"] == [{"bearerAuth": ["audit:read"]}]
+
+
 def test_the_documented_error_table_is_the_declared_one():
     """docs/api.md's table of statuses and codes lists exactly what errors.py declares."""
     text = (ROOT / "docs" / "api.md").read_text()

@@ -61,6 +61,7 @@ def request_for(view: str, target: str) -> tuple[str, str, dict | None]:
         "list_webhook_deliveries": ("GET", "/livekit/webhook-deliveries", None),
         "retry_webhook_delivery": ("POST", "/livekit/webhook-deliveries/msg_x/retry", None),
         "open_console_session": ("POST", "/livekit/console-sessions", None),
+        "tenant_audit": ("GET", "/livekit/audit", None),
     }[view]
 
 
@@ -72,6 +73,7 @@ BEARERS = {
     "roles only": ({"roles": ["viewer"]}, "host"),
     "bound, another identity": (BOUND, "host"),
     "bound, own identity": (BOUND, "ann"),
+    "bound, empty scope": ({**BOUND, "scope": ""}, "ann"),
 }
 PARTICIPANT_ROUTES = {"remove_participant", "mute_track", "set_permissions"}
 WEBHOOK_READS = {"list_webhook_endpoints", "list_webhook_deliveries"}
@@ -93,9 +95,11 @@ ALLOWED = {
     "scope webhooks:write": WEBHOOK_WRITES,
     "scope usage:read": {"usage"},
     "scope console:open": {"open_console_session"},
+    "scope audit:read": {"tenant_audit"},
     "roles only": {"issue_token"},
     "bound, another identity": set(),
     "bound, own identity": {"issue_token"} | PARTICIPANT_ROUTES,
+    "bound, empty scope": set(),
 }
 #: A permitted request's answer in an owned room nobody joined (no such participant there).
 ANSWERS = {
@@ -105,6 +109,7 @@ ANSWERS = {
     "end_room": (200, None),
     "usage": (200, None),
     "open_console_session": (201, None),
+    "tenant_audit": (200, None),
     **{view: (404, "participant_not_found") for view in PARTICIPANT_ROUTES},
     "create_webhook_endpoint": (201, None),
     "list_webhook_endpoints": (200, None),
@@ -134,11 +139,13 @@ def call_route(client, view: str, target: str, headers: dict):
 
 @pytest.fixture
 def scoped_app(make_app):
-    """The service with bound identities and metrics (to count storage calls)."""
+    """The service with bound identities and metrics (to count storage calls); the tenant's
+    record, read by the mint before each case, stays read for the case (TENANT_RECORD_CACHE)."""
     return make_app(
         AUTH_IDENTITY_CLAIM=IDENTITY_CLAIM,
         METRICS_ENABLED="true",
         TENANT_WEBHOOKS_ALLOW_PRIVATE="true",
+        TENANT_RECORD_CACHE="60",
     )
 
 
@@ -185,6 +192,7 @@ def test_matrix(scoped_app, tenants, livekit, storage_url, view, bearer):
             "issue_token",
             "usage",
             "open_console_session",
+            "tenant_audit",
         } | (WEBHOOK_READS | WEBHOOK_WRITES)
 
 

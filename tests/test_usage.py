@@ -16,6 +16,7 @@ import pytest
 from support.storage import records
 from support.tokens import BODY, signed_webhook
 from tokensvc.context import service_state
+from tokensvc.tenants import CLI_OPERATOR
 
 ACME = json.dumps({"auth_id": "acme"})
 GLOBEX = json.dumps({"auth_id": "globex"})
@@ -358,8 +359,8 @@ def storage_snapshot(app, storage_url):
 
 def test_max_rooms_refuses_a_new_room_and_writes_nothing(make_app, backend, tenants, livekit):
     """QUOTA_MAX_ROOMS=1: acme's first room is issued; a second new room is 403 quota_exceeded
-    naming the quota, with no LiveKit call and nothing written; tokens for the room it has go on;
-    a claim raises the quota for that tenant."""
+    naming the quota, with nothing written (LiveKit is only asked whose the name is: ListRooms);
+    tokens for the room it has go on; a claim never raises the quota."""
     app = make_app(STORAGE_URL=backend, QUOTA_MAX_ROOMS="1", METRICS_ENABLED="true")
     client = app.test_client()
     refusals = 'tokensvc_quota_refusals_total{quota="max_rooms"}'
@@ -374,11 +375,11 @@ def test_max_rooms_refuses_a_new_room_and_writes_nothing(make_app, backend, tena
         refused.json["quota"],
         refused.json["limit"],
     ) == (403, "quota_exceeded", "max_rooms", 1)
-    assert livekit.calls == {}
+    assert livekit.calls == {"ListRooms": 1}
     assert storage_snapshot(app, backend) == before
     assert mint(client, tenants, room="first", identity="bob").status_code == 200
-    assert mint(client, tenants, room="second", max_rooms=2).status_code == 200
-    assert mint(client, tenants, room="third", max_rooms=2).json["code"] == "quota_exceeded"
+    raised = mint(client, tenants, room="second", max_rooms=2)
+    assert (raised.json["code"], raised.json["limit"]) == ("quota_exceeded", 1)
     assert counter(client, refusals) == counted + 2
 
 
@@ -424,10 +425,12 @@ def test_two_instances_racing_for_two_new_rooms_under_max_rooms_1(make_app, back
 
 
 def test_max_participants_at_mint_and_at_join(make_app, backend, tenants, livekit):
-    """max_participants 2 by claim: two joins take the seats; a third join (a token minted
-    earlier) is removed at once and counted; a token for a third identity is 403, one for a
-    seated identity (a reconnect) is not; when one leaves, the next token is issued."""
+    """max_participants 2 in acme's record: two joins take the seats; a third join (a token
+    minted earlier) is told why (a data message on topic tokensvc) and removed at once, and
+    counted; a token for a third identity is 403, one for a seated identity (a reconnect) is
+    not; when one leaves, the next token is issued."""
     app = make_app(STORAGE_URL=backend, METRICS_ENABLED="true")
+    service_state(app).tenants.store.change("acme", {"max_participants": 2})
     client = app.test_client()
     series = (
         "tokensvc_quota_removals_total",
@@ -435,9 +438,8 @@ def test_max_participants_at_mint_and_at_join(make_app, backend, tenants, liveki
         'tokensvc_usage_events_total{outcome="over_quota",type="participant_joined"}',
     )
     counted = [counter(client, name) for name in series]
-    capped = {"max_participants": 2}
     for identity in ("alice", "bob", "carol"):
-        assert mint(client, tenants, identity=identity, **capped).status_code == 200
+        assert mint(client, tenants, identity=identity).status_code == 200
     now = int(time.time())
     livekit.calls.clear()
     for identity in ("alice", "bob"):
@@ -452,6 +454,7 @@ def test_max_participants_at_mint_and_at_join(make_app, backend, tenants, liveki
             tenant="acme",
         )
     assert livekit.calls == {}
+    livekit.sent_data.clear()
     event(
         client,
         "participant_joined",
@@ -462,10 +465,21 @@ def test_max_participants_at_mint_and_at_join(make_app, backend, tenants, liveki
         joined=now,
         tenant="acme",
     )
-    assert livekit.calls == {"RemoveParticipant": 1}
-    refused = mint(client, tenants, identity="dave", **capped)
+    assert livekit.calls == {"SendData": 1, "RemoveParticipant": 1}
+    (told,) = livekit.sent_data
+    assert (told.room, list(told.destination_identities), told.topic) == (
+        "standup",
+        ["carol"],
+        "tokensvc",
+    )
+    assert json.loads(told.data) == {
+        "code": "quota_exceeded",
+        "quota": "max_participants",
+        "limit": 2,
+    }
+    refused = mint(client, tenants, identity="dave")
     assert (refused.status_code, refused.json["quota"]) == (403, "max_participants")
-    assert mint(client, tenants, identity="alice", **capped).status_code == 200
+    assert mint(client, tenants, identity="alice").status_code == 200
     event(
         client,
         "participant_left",
@@ -476,14 +490,14 @@ def test_max_participants_at_mint_and_at_join(make_app, backend, tenants, liveki
         joined=now,
         tenant="acme",
     )
-    assert mint(client, tenants, identity="dave", **capped).status_code == 200
+    assert mint(client, tenants, identity="dave").status_code == 200
     assert [counter(client, name) for name in series] == [n + 1 for n in counted]
 
 
-def test_a_lowered_cap_applies_to_the_joins_of_earlier_tokens(make_app, backend, tenants, livekit):
-    """Three tokens minted under QUOTA_MAX_PARTICIPANTS=5; then a token request whose JWT says
-    max_participants 1 lowers acme's cap: of the three joins, the first stays and two are
-    removed."""
+def test_a_claim_lowers_its_own_request_only(make_app, backend, tenants, livekit):
+    """QUOTA_MAX_PARTICIPANTS=5: a token request whose JWT says max_participants 1 is judged by
+    1 and nothing is kept: the joins of three earlier tokens all stay; a JWT saying 10 raises
+    nothing. The operator's record lowering it to 1 applies to every later join."""
     app = make_app(STORAGE_URL=backend, QUOTA_MAX_PARTICIPANTS="5")
     client = app.test_client()
     for identity in ("a", "b", "c"):
@@ -491,7 +505,8 @@ def test_a_lowered_cap_applies_to_the_joins_of_earlier_tokens(make_app, backend,
     assert mint(client, tenants, identity="d", max_participants=1).status_code == 200
     livekit.calls.clear()
     now = int(time.time())
-    for identity in ("a", "b", "c"):
+
+    def join(identity):
         event(
             client,
             "participant_joined",
@@ -502,7 +517,16 @@ def test_a_lowered_cap_applies_to_the_joins_of_earlier_tokens(make_app, backend,
             joined=now,
             tenant="acme",
         )
-    assert livekit.calls == {"RemoveParticipant": 2}
+
+    for identity in ("a", "b", "c"):
+        join(identity)
+    assert livekit.calls == {}
+    lowered = mint(client, tenants, identity="e", max_participants=1)
+    assert (lowered.json["code"], lowered.json["limit"]) == ("quota_exceeded", 1)
+    assert mint(client, tenants, identity="e", max_participants=10).status_code == 200
+    service_state(app).tenants.set_limits("acme", {"max_participants": 1}, CLI_OPERATOR)
+    join("d")
+    assert livekit.calls == {"SendData": 1, "RemoveParticipant": 1}
 
 
 @pytest.mark.parametrize("claim", ["2", -1, 1.5, True])

@@ -1,9 +1,9 @@
 """Usage and quotas on the real livekit-server, its webhooks pointed at the service, with real
 participants, on both backends: two of acme's participants in one room for about 10 s and one of
 globex's for about 5 s add up to about 20 and 5 participant-seconds; LiveKit's own events
-delivered again twice, reversed, change nothing; `max_participants` 2 by claim refuses a third
-token, and of three tokens minted before the cap was lowered, joining at once (on one node, and
-through two nodes sharing one Redis), two stay."""
+delivered again twice, reversed, change nothing; `max_participants` 2 in acme's record refuses a
+third token, and of three tokens minted before the operator lowered it, joining at once (on one
+node, and through two nodes sharing one Redis), two stay."""
 
 import json
 import shutil
@@ -18,6 +18,8 @@ from support.livekit import find_livekit_server
 from support.processes import unavailable
 from support.tokens import BODY, webhook_headers
 from tokensvc.context import service_state
+from tokensvc.storage import open_holds, open_tenants
+from tokensvc.tenants import CLI_OPERATOR
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("media_network")]
 
@@ -141,16 +143,18 @@ def renumbered(body: str) -> str:
 
 
 def test_max_participants_at_mint_and_at_join(metered, tenants, call, capsys):
-    """Three tokens minted under a cap of 5; a token request whose JWT says max_participants 2
-    lowers acme's cap; the three join at once: two stay, one is removed. A token for another
-    identity is then 403 quota_exceeded naming the quota."""
+    """Three tokens minted under a cap of 5; the operator lowers acme's to 2 (its record); the
+    three join at once: two stay, one is removed. A token for another identity is then 403
+    quota_exceeded naming the quota, also with a JWT that claims 10."""
     app, client, server, _ = metered
+    tenant_records = service_state(app).tenants
+    tenant_records.set_limits("acme", {"max_participants": 5}, CLI_OPERATOR)
     tokens = {}
     for identity in ("p1", "p2", "p3"):
-        status, body = token(client, tenants, "acme", "capped", identity, max_participants=5)
+        status, body = token(client, tenants, "acme", "capped", identity)
         assert status == 200, body
         tokens[identity] = body["token"]
-    assert token(client, tenants, "acme", "capped", "p1", max_participants=2)[0] == 200
+    tenant_records.set_limits("acme", {"max_participants": 2}, CLI_OPERATOR)
     join_at_once(call, server, tokens)
     assert call.wait_for(lambda: any(("disconnected",) in call.events[p] for p in tokens), 10)
     time.sleep(2.0)
@@ -158,37 +162,36 @@ def test_max_participants_at_mint_and_at_join(metered, tenants, call, capsys):
     with capsys.disabled():
         print(f"\nthree joins at once under max_participants 2: {len(stayed)} stayed")
     assert len(stayed) == 2
-    status, body = token(client, tenants, "acme", "capped", "p4", max_participants=2)
+    status, body = token(client, tenants, "acme", "capped", "p4", max_participants=10)
     assert (status, body["code"], body["quota"]) == (403, "quota_exceeded", "max_participants")
-    status, body = token(client, tenants, "acme", "capped", stayed[0], max_participants=2)
+    status, body = token(client, tenants, "acme", "capped", stayed[0])
     assert status == 200
 
 
 def test_joins_at_once_through_two_nodes_take_at_most_the_cap(tenants, call, capsys):
     """Two livekit-server nodes on one Redis, one service instance per node on the same
     storage, each node's webhooks sent to both instances. Three tokens minted through instance
-    1 under a cap of 5, the cap lowered to 2 through instance 2, the three join at once through
-    both nodes: two stay."""
+    1 under a cap of 5 (acme's record), the operator lowers it to 2, the three join at once
+    through both nodes: two stay."""
     binary, reason = find_livekit_server()
     redis_binary = shutil.which("redis-server")
     if binary is None or redis_binary is None:
         unavailable(f"two real nodes need livekit-server and redis-server: {reason}")
     cluster = Cluster(binary, redis_binary)
     try:
-        first, second = cluster.services
+        first, _ = cluster.services
+        holds = open_holds(cluster.redis.url, 2.0)
+        records = open_tenants(holds.store)
+        records.change("acme", {"max_participants": 5})
         tokens = {}
         for identity in ("p1", "p2", "p3"):
             body = {**BODY, "room_name": "capped-across", "participant_identity": identity}
-            status, answer, _ = first.post(
-                "/livekit/token", body, tenants.headers("acme", max_participants=5)
-            )
+            status, answer, _ = first.post("/livekit/token", body, tenants.headers("acme"))
             assert status == 200, answer
             tokens[identity] = answer["token"]
-        body = {**BODY, "room_name": "capped-across", "participant_identity": "p1"}
-        assert (
-            second.post("/livekit/token", body, tenants.headers("acme", max_participants=2))[0]
-            == 200
-        )
+        records.change("acme", {"max_participants": 2})
+        holds.close()
+        time.sleep(1.5)  # past TENANT_RECORD_CACHE (1 s): every instance reads the new limit
         urls = {
             "p1": cluster.nodes[0].ws_url,
             "p2": cluster.nodes[1].ws_url,

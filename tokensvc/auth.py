@@ -29,11 +29,18 @@ from .config import (
     Settings,
 )
 from .context import service_state
-from .errors import IdentityForbidden, RoleForbidden, ScopeForbidden, Unauthorized
+from .errors import (
+    IdentityForbidden,
+    RoleForbidden,
+    ScopeForbidden,
+    TenantSuspended,
+    Unauthorized,
+)
 from .jwks import JwksKeys
 from .names import MAX_LIVEKIT_NAME_BYTES
 from .roles import grants_beyond
 from .scopes import OWN_IDENTITY_SCOPES, PARTICIPANTS_WRITE, granted_scopes
+from .tenants import Tenants
 from .usage import QUOTAS
 
 log = logging.getLogger(__name__)
@@ -50,7 +57,8 @@ VERIFIED_TOKENS_MAX = 4096
 
 def authenticate(route_scopes: Mapping[str, str | None]) -> None:
     """Before each request of the token and management routes: who the bearer is
-    (`load_tenant`), then whether it may use the route (`check_scope`). `route_scopes` gives
+    (`load_tenant`), whether its tenant is suspended (`check_suspended`), then whether it may
+    use the route (`check_scope`). `route_scopes` gives
     the scope each endpoint needs, None for a route that authenticates otherwise (LiveKit's
     webhook signs its own requests), by endpoint name within the blueprint; an endpoint it
     does not name fails (500: fail closed).
@@ -59,7 +67,9 @@ def authenticate(route_scopes: Mapping[str, str | None]) -> None:
     context = g._get_current_object()
     asked = request._get_current_object()  # type: ignore[attr-defined]  # a LocalProxy
     needed = route_scopes[asked.endpoint.rpartition(".")[2]]
+    Tenants.begin_request()
     load_tenant(context, asked, needed)
+    check_suspended(context)
     check_scope(context, asked, needed)
 
 
@@ -68,7 +78,7 @@ def load_tenant(context, asked, needed: str | None) -> None:
     `g.scopes`, `g.identity` and `g.quotas` (see `Bearer`); none is read on a route that needs
     no scope (`needed` None)."""
     context.tenant, context.roles, context.scopes, context.identity = None, None, None, None
-    context.quotas = {}
+    context.quotas, context.subject = {}, None
     if asked.method == "OPTIONS" or needed is None:
         return
     state = service_state()
@@ -85,6 +95,17 @@ def load_tenant(context, asked, needed: str | None) -> None:
     bearer = state.verifier.identify(match.group(1))
     context.tenant, context.roles, context.scopes = bearer.tenant, bearer.roles, bearer.scopes
     context.identity, context.quotas = bearer.identity, bearer.quotas
+    context.subject = bearer.subject
+
+
+def check_suspended(context) -> None:
+    """Right after the tenant is known: 403 tenant_suspended for a tenant the operator
+    suspended, on every route (one read of its record, cached: tenants.py)."""
+    if context.tenant is None:
+        return
+    tenants = service_state().tenants
+    if tenants is not None and tenants.is_suspended(context.tenant):
+        raise TenantSuspended()
 
 
 def check_scope(context, asked, needed: str | None) -> None:
@@ -92,10 +113,13 @@ def check_scope(context, asked, needed: str | None) -> None:
     needs (`needed`). A bearer bound to an identity passes on to the route without
     `participants:write`, which then lets it act on its own identity only (`check_target`).
     Anonymous requests are left to the routes (the token route serves them as before; the
-    management routes answer 401)."""
+    management routes answer 401). An empty scopes claim allows nothing, a bound identity
+    acting on itself included."""
     if context.tenant is None or asked.method == "OPTIONS" or needed is None:
         return
-    if needed in context.scopes or (needed in OWN_IDENTITY_SCOPES and context.identity is not None):
+    if needed in context.scopes:
+        return
+    if needed in OWN_IDENTITY_SCOPES and context.identity is not None and context.scopes:
         return
     raise ScopeForbidden(needed)
 
@@ -134,13 +158,15 @@ def check_grants(grants: dict, presets: dict) -> None:
 class Bearer:
     """What a verified tenant JWT says: its tenant; the roles it allows (None: every role); the
     scopes it has; the participant identity it is bound to (None: any); the quotas its claims
-    set (`usage.QUOTAS` name -> limit; the others left to the settings)."""
+    set (`usage.QUOTAS` name -> limit: they only lower the tenant's); its `sub` claim, when it
+    is a string (the audit trail's subject)."""
 
     tenant: str
     roles: tuple | None
     scopes: frozenset
     identity: str | None
     quotas: Mapping = field(default_factory=dict)
+    subject: str | None = None
 
 
 class TenantVerifier:
@@ -228,6 +254,7 @@ class TenantVerifier:
             self._scopes_of(claims, roles is not None),
             self._identity_of(claims),
             MappingProxyType(self._quotas_of(claims)),
+            claims["sub"] if isinstance(claims.get("sub"), str) else None,
         )
         return bearer, int(claims["exp"])  # PyJWT has checked that it is a whole number
 

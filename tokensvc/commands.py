@@ -1,5 +1,6 @@
 """The service's flask commands of its own (`flask --app ... usage`, `flask storage init`,
-`flask webhooks rekey`): they read the app's service state, as the routes do, and print."""
+`flask webhooks rekey`, `flask tenants ...`): they read the app's service state, as the routes
+do, and print."""
 
 import csv
 import json
@@ -8,10 +9,12 @@ import sys
 import click
 from flask.cli import with_appcontext
 
+from .auth import tenant_problem
 from .context import service_state
 from .errors import ApiError, InvalidRequest
 from .http.usage import load_period
 from .sealing import SealingError
+from .tenants import CLI_OPERATOR, parse_limits
 from .usage import format_time
 
 
@@ -145,3 +148,125 @@ def rekey_command() -> None:
 #: Every command of the service's own, registered on the app's CLI by the extension (and so
 #: subcommands of `tokensvc` too).
 COMMANDS = (usage_command, storage_command, webhooks_group)
+
+
+def _tenants():
+    """The app's operator records, or a ClickException saying why there are none."""
+    tenants = service_state().tenants
+    if tenants is None:
+        raise click.ClickException(
+            "no tenant key is configured here (AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY or "
+            "AUTH_JWKS_URL), so the tenants' storage is not opened: run this with the "
+            "service's settings"
+        )
+    return tenants
+
+
+def _tenant_id(tenant: str) -> str:
+    """A tenant id as the service would take it from a JWT, or a ClickException."""
+    problem = tenant_problem(tenant)
+    if problem:
+        raise click.ClickException(f"the tenant id {problem}")
+    return tenant
+
+
+def _print(document) -> None:
+    """One JSON document on stdout, as the admin API answers it."""
+    click.echo(json.dumps(document, ensure_ascii=False, indent=2))
+
+
+def _acting(action):
+    """Run `action()`, turning the service's errors into the command's (exit 1, one line)."""
+    try:
+        return action()
+    except ApiError as exc:
+        fields = exc.extra.get("fields")
+        details = "; ".join(f"{k}: {' '.join(v)}" for k, v in (fields or {}).items())
+        raise click.ClickException(
+            f"{exc.description}{': ' + details if details else ''}"
+        ) from None
+
+
+@click.group("tenants")
+def tenants_command() -> None:
+    """The tenants the operator owns: plans, suspension (as the /admin API does)."""
+
+
+@tenants_command.command("list")
+@with_appcontext
+def tenants_list() -> None:
+    """Every tenant with a record, as JSON."""
+    _print({"tenants": _acting(_tenants().list_all)})
+
+
+@tenants_command.command("show")
+@click.argument("tenant")
+@with_appcontext
+def tenants_show(tenant: str) -> None:
+    """One tenant: its overrides, what applies, its status."""
+    tenants = _tenants()
+    _print(_acting(lambda: tenants.show(_tenant_id(tenant))))
+
+
+#: `flask tenants set` options: an empty value removes the override.
+LIMIT_OPTIONS = {
+    "max_rooms": "--max-rooms",
+    "max_participants": "--max-participants",
+    "max_webhook_endpoints": "--max-webhook-endpoints",
+    "agents": "--agents",
+}
+
+
+def _limit_value(name: str, text: str):
+    """A limit from its option's text: "" removes it; agents comma-separated; else a number."""
+    if text.strip() == "":
+        return None
+    if name == "agents":
+        return [agent.strip() for agent in text.split(",") if agent.strip()]
+    try:
+        return int(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not a whole number", param_hint=LIMIT_OPTIONS[name]
+        ) from None
+
+
+@tenants_command.command("set")
+@click.argument("tenant")
+@click.option("--max-rooms", help="Rooms live at once ('' removes the override).")
+@click.option("--max-participants", help="Participants in one room ('' removes it).")
+@click.option("--max-webhook-endpoints", help="Webhook endpoints ('' removes it).")
+@click.option("--agents", help="Agent names it may dispatch, comma-separated ('' removes it).")
+@with_appcontext
+def tenants_set(tenant: str, **options: str | None) -> None:
+    """Set some of a tenant's limits; the others stay as they are."""
+    tenants = _tenants()
+    document = {
+        name: _limit_value(name, text) for name, text in options.items() if text is not None
+    }
+    if not document:
+        raise click.UsageError("name at least one limit to set (see --help)")
+    _print(
+        _acting(
+            lambda: tenants.set_limits(_tenant_id(tenant), parse_limits(document), CLI_OPERATOR)
+        )
+    )
+
+
+@tenants_command.command("suspend")
+@click.argument("tenant")
+@click.option("--reason", required=True, help="Why (kept with the record and the audit trail).")
+@with_appcontext
+def tenants_suspend(tenant: str, reason: str) -> None:
+    """Suspend a tenant: its requests are refused and its live rooms end at once."""
+    tenants = _tenants()
+    _print(_acting(lambda: tenants.suspend(_tenant_id(tenant), reason, CLI_OPERATOR)))
+
+
+@tenants_command.command("resume")
+@click.argument("tenant")
+@with_appcontext
+def tenants_resume(tenant: str) -> None:
+    """Resume a suspended tenant."""
+    tenants = _tenants()
+    _print(_acting(lambda: tenants.resume(_tenant_id(tenant), CLI_OPERATOR)))

@@ -21,6 +21,7 @@ FILE_KEYS = (
     "AUTH_JWT_PUBLIC_KEY",
     "TENANT_WEBHOOK_SECRETS_KEY",
     "CONSOLE_SECRET_KEY",
+    "ADMIN_TOKEN",
 )
 #: The settings that configure a key for tenant tokens (any one turns AUTH_REQUIRED on).
 TENANT_KEYS = ("AUTH_JWT_SECRET", "AUTH_JWT_PUBLIC_KEY", "AUTH_JWKS_URL")
@@ -155,6 +156,9 @@ class Settings:
     console_secret_key: str | None = setting(lambda v, k, d: _text(v, k), secret=True)
     console_session_ttl: int = setting(lambda v, k, d: _number(v, k, d, int, 60, 86400), 3600)
     console_frame_ancestors: tuple[str, ...] = setting(lambda v, k, d: _frame_ancestors(v, k), ())
+    admin_token: str | None = setting(lambda v, k, d: _text(v, k), secret=True)
+    audit_retention: int = setting(lambda v, k, d: _number(v, k, d, int, 1), 90)
+    tenant_record_cache: float = setting(lambda v, k, d: _number(v, k, d, float, 0, 60), 1.0)
 
     @property
     def rate_limited(self) -> bool:
@@ -246,6 +250,7 @@ def load_settings(config) -> Settings:
     _check_auth(settings)
     _check_cors(settings)
     _check_secret_lengths(settings)
+    _check_admin_token(settings)
     return settings
 
 
@@ -514,6 +519,17 @@ def _check_secret_lengths(settings: Settings) -> None:
                 f"{len(value.encode())} (generate one: openssl rand -base64 32; "
                 f"DEV_MODE=true accepts it for development only)"
             )
+
+
+def _check_admin_token(settings: Settings) -> None:
+    """Refuse an ADMIN_TOKEN shorter than MIN_SECRET_BYTES, even in DEV_MODE: it is the
+    operator's key to every tenant."""
+    token = settings.admin_token
+    if token is not None and len(token.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"ADMIN_TOKEN: must be at least {MIN_SECRET_BYTES} bytes, got {len(token.encode())} "
+            f"(generate one: openssl rand -base64 32)"
+        )
 
 
 def _check_cors(settings: Settings) -> None:

@@ -240,6 +240,14 @@ class QuotaExceeded(ApiError):
         )
 
 
+class TenantSuspended(ApiError):
+    """The operator suspended the tenant: nothing is served to it until it is resumed."""
+
+    code = 403
+    error_code = "tenant_suspended"
+    description = "this tenant is suspended"
+
+
 class UnsupportedMediaType(ApiError):
     """The body is not `application/json`."""
 

@@ -28,11 +28,14 @@ from .ratelimit import RateLimits
 from .service import TokenIssuer
 from .storage import (
     ObservedHolds,
+    open_audit,
     open_console_tickets,
     open_holds,
+    open_tenants,
     open_usage,
     open_webhook_store,
 )
+from .tenants import Tenants
 from .usage import DAY_MS
 from .webhooks import TenantWebhooks
 
@@ -171,11 +174,14 @@ class ServiceState:
     tenant_webhooks: TenantWebhooks | None = None
     #: The console's one-use tickets, beside the holds (None without a tenant key).
     console_tickets: ObservedHolds | None = None
+    tenants: Tenants | None = None
 
     def close(self) -> None:
         """Close the LiveKit client's pooled connections and the storage's."""
         if self.tenant_webhooks is not None:
             self.tenant_webhooks.close()
+        if self.tenants is not None:
+            self.tenants.close()
         self.issuer.close()
 
 
@@ -224,9 +230,10 @@ class TokenService:
             observe_event=metrics,
             usage_store=usage_store,
         )
-        tenant_webhooks = console_tickets = None
+        tenant_webhooks = console_tickets = tenants = None
         if holds is not None:
             tenant_webhooks = _tenant_webhooks(settings, holds, issuer, metrics)
+            tenants = _tenants(settings, holds, issuer, metrics)
             console_tickets = ObservedHolds(
                 open_console_tickets(holds.store), metrics.storage_call if metrics else None
             )
@@ -249,6 +256,7 @@ class TokenService:
             prefix,
             tenant_webhooks=tenant_webhooks,
             console_tickets=console_tickets,
+            tenants=tenants,
         )
         app.extensions[EXTENSION_KEY] = state
         app.register_blueprint(service_bp, url_prefix=prefix or None)
@@ -324,6 +332,23 @@ def check_storage_at_start(state: ServiceState) -> None:
         found.origin,
         max(0, holds.time_ms() + holds.clock.shift_ms - found.born),
     )
+
+
+def _tenants(settings: Settings, holds, issuer: TokenIssuer, metrics) -> Tenants:
+    """The operator's records of tenants and the audit trail in the storage of the holds; the
+    quotas and the ownership rule's events ask them."""
+    observe = metrics and metrics.storage_call
+    tenants = Tenants(
+        settings,
+        ObservedHolds(open_tenants(holds.store), observe),
+        ObservedHolds(open_audit(holds.store, settings.audit_retention * DAY_MS), observe),
+        issuer.ownership,
+    )
+    assert issuer.ownership is not None  # holds given: the issuer keeps the ownership record
+    issuer.ownership.tenants = tenants
+    if issuer.usage is not None:
+        issuer.usage.tenants = tenants
+    return tenants
 
 
 def _refuse_a_forgetful_storage(holds) -> None:

@@ -36,8 +36,15 @@ What one request costs (asserted by tests/test_cost.py on both backends). A toke
 | a new name LiveKit gives another: 403 | 1 (ListRooms) | 4 (claim+lock, get, transfer, unlock) |
 | a new name | 2 (ListRooms, CreateRoom) | 2 (claim+lock, verify+unlock) |
 | a name past its grace, passed on | 2 (as for a new name) | 4 (claim, transfer, then as new) |
-| with a quota (QUOTA_MAX_*, claims): any case above | as above | 1 more, first (check_mint) |
-| with a quota: refused by it | 0 | 1 (check_mint) |
+| with max_rooms: the caller's name, any case | as above | 2 more (names_of, check_mint) |
+| with max_participants alone | as above | 1 more (check_mint) |
+| a new name max_rooms refuses | 1 (ListRooms) | 4 (claim+lock, names_of, check_mint, drop) |
+
+Every request of a tenant also reads the tenant's record (tenants.py: its status, its limits)
+once, kept by each instance for TENANT_RECORD_CACHE seconds (default 1), so 1 more storage call
+per tenant and instance at most once a second, and none in between. The quotas are asked once
+the name is the caller's (another tenant's name is 403 room_forbidden whatever its quotas) and
+before CreateRoom; a refused new name drops the claim it made.
 
 The one path that asks LiveKit once and refuses is the fourth row: LiveKit lists the room (the
 holder keeps it for a grace, `keep`) or not (the grace starts, `mark_gone`); the fifth asks once
@@ -54,6 +61,10 @@ hold asks ListRooms once more first, and records the tenant when LiveKit names i
 | remove (DELETE /livekit/participant) | 2 (GetParticipant, RemoveParticipant) | 2 (get, remove) |
 | remove, no such participant: 404 | 1 (GetParticipant) | 1 (get) |
 
+Each of end, remove, mute and permissions (and a tenant's webhook endpoint created, deleted or
+rotated) keeps one audit entry after it: 1 storage call more, also when it failed while acting
+(a 404); a request refused before acting (400, 403) writes none.
+
 LiveKit's webhook, one fresh event of a held room by the holder's participant, with one of the
 holder's endpoints subscribed to it (no endpoint for its type: one call fewer, add_deliveries):
 
@@ -64,7 +75,9 @@ holder's endpoints subscribed to it (no endpoint for its type: one call fewer, a
 | track_published, track_unpublished | 0 | 5 (checks, get, fan-out) |
 
 The checks are `time_ms` (the age) and `first_seen` (duplicates); the fan-out is `endpoints`
-and `add_deliveries`. Another tenant's participant's join: `RemoveParticipant`, no fan-out.
+and `add_deliveries`. With max_rooms, room_started costs one more (names_of: a life beyond the
+tenant's rooms is ended, DeleteRoom); the holder's record is read as for a request (cached).
+Another tenant's participant's join: `RemoveParticipant`, no fan-out.
 
 LiveKit's webhooks keep the record true (`on_event`): a room that starts or a participant that
 joins or leaves keeps its name's hold alive for a grace past the event; `room_finished` starts
@@ -93,6 +106,7 @@ from livekit import api
 
 from .config import Settings
 from .errors import (
+    ApiError,
     LiveKitNotFound,
     LiveKitTimeout,
     LiveKitUnavailable,
@@ -130,6 +144,13 @@ ALIVE_EVENTS = ("room_started", "participant_joined", "participant_left")
 FINISHED_EVENT = "room_finished"
 #: Events that change nothing in the record but go on to the holder's webhooks.
 FORWARDED_ONLY_EVENTS = ("track_published", "track_unpublished")
+#: The events that say a room life runs: a suspended tenant's room is ended on them.
+RUNNING_EVENTS = ("room_started", "participant_joined")
+#: The topic of the service's data messages to participants (`notice`).
+NOTICE_TOPIC = "tokensvc"
+#: How long a notice is given to reach its participants before they are removed (LiveKit
+#: sends data asynchronously; a participant removed at once may never see it).
+NOTICE_SECONDS = 0.3
 
 
 class EventMeter(Protocol):
@@ -138,6 +159,24 @@ class EventMeter(Protocol):
     def record(self, event, tenant: str | None) -> str | None:
         """Meter one event of `tenant`'s room (None: no tenant); its outcome."""
         ...
+
+    def limits_for(self, tenant: str):
+        """The tenant's quotas (`usage.Limits`), for the notice of a removal."""
+        ...
+
+
+class TenantStatus(Protocol):
+    """What the ownership rule asks of the operator's records (tenants.py)."""
+
+    def is_suspended(self, tenant: str) -> bool:
+        """Whether the operator suspended the tenant."""
+        ...
+
+
+def notice(code: str, **fields) -> bytes:
+    """The data message a participant gets on topic NOTICE_TOPIC before the service removes it
+    (a quota, a suspension): JSON `{"code", ...}`."""
+    return json.dumps({"code": code, **fields}, separators=(",", ":")).encode()
 
 
 @lru_cache(maxsize=4096)
@@ -204,6 +243,7 @@ class Ownership:
         self.room_creations = room_creations
         self.observe = observe
         self.usage: EventMeter | None = None  # told of each fresh event; set by its owner
+        self.tenants: TenantStatus | None = None  # which tenants are suspended; set by its owner
         margin_ms = settings.hold_margin * 1000
         ttl_ms = settings.token_ttl * 1000
         self.hold_ms = ttl_ms + LIVEKIT_LEEWAY_MS + margin_ms
@@ -212,11 +252,14 @@ class Ownership:
         self.skew_ms = 0  # the storage's clock minus this instance's, as last read
 
     def for_token(
-        self, name: str, holder: str, identity: str | None = None, agents=()
+        self, name: str, holder: str, identity: str | None = None, agents=(), admit=None
     ) -> tuple[str, bool]:
         """Make sure `name` is `holder`'s, creating the room if missing (with `agents`
         dispatched to it, as a join would); return (the room metadata for the token, whether
-        this call created the room), or raise 403 (also for an `identity` removed from it)."""
+        this call created the room), or raise 403 (also for an `identity` removed from it).
+        `admit()`, when given, runs once the name is decided to be the holder's and before
+        LiveKit is asked to create it (the quotas): what it raises is raised, and a claim this
+        call made goes."""
         hold = self._claim(name, holder, identity)
         seen_absent = False
         if hold.holder != holder:
@@ -228,8 +271,10 @@ class Ownership:
         if not hold.pending:
             # The name is the holder's and LiveKit's word on it was checked: no other tenant can
             # get a token for it, and a join re-creates a missing room with the token's owner.
+            if admit is not None:
+                admit()
             return owner_metadata(holder), False
-        return self._create(name, holder, hold, agents, seen_absent)
+        return self._create(name, holder, hold, agents, seen_absent, admit)
 
     def _claim(self, name: str, holder: str, identity: str | None = None) -> Hold:
         """Claim the name, taking the lock for a pending hold; wait (up to LIVEKIT_TIMEOUT) for
@@ -285,14 +330,16 @@ class Ownership:
             raise self._forbidden(name)
         return hold
 
-    def _create(self, name: str, holder: str, hold: Hold, agents, seen_absent: bool):
-        """Under the lock: LiveKit's word, then CreateRoom; only the live room's `auth_id` in
-        the answer decides. Verify and unlock in one step."""
+    def _create(self, name: str, holder: str, hold: Hold, agents, seen_absent: bool, admit=None):
+        """Under the lock: LiveKit's word, then `admit()`, then CreateRoom; only the live
+        room's `auth_id` in the answer decides. Verify and unlock in one step."""
         keep = False  # after a timeout LiveKit may still be creating the room: keep hold and lock
         try:
             stored = None
             if not (self.per_tenant or seen_absent):
                 stored = self._check_livekit_word(name, hold)
+            if admit is not None:
+                admit()
             if self.room_creations is not None and stored is None:
                 self.room_creations.test_room_create(holder)
             try:
@@ -428,6 +475,7 @@ class Ownership:
         """Apply one verified LiveKit event to the record, meter it (`usage`), then hand it with
         its room's holder to `forward` (the tenants' webhooks); return what it did ("duplicate",
         "stale", "ignored", "kept", "finished", "recorded", "removed", "quota_removed",
+        "quota_ended", "suspended_ended",
         "forwarded"). Duplicates and stale events are neither metered nor forwarded; a
         participant removed at its join (another tenant's, or an identity removed from the
         room) is not forwarded, nor is any event of another tenant's participant."""
@@ -466,7 +514,8 @@ class Ownership:
 
     def _record_event(self, kind: str, name: str, event) -> tuple[str, Hold | None]:
         """What a fresh room's or participant's event does to the record and its metering
-        ("kept", "finished", "recorded", "removed", "quota_removed", "ignored"), and the name's
+        ("kept", "finished", "recorded", "removed", "quota_removed", "quota_ended",
+        "suspended_ended", "ignored"), and the name's
         hold after it (None: not held)."""
         hold = self.holds.keep(name, self.grace_ms, kind == FINISHED_EVENT)
         outcome = "finished" if kind == FINISHED_EVENT else "kept"
@@ -477,13 +526,49 @@ class Ownership:
         metered = self._meter(event, hold)
         if hold is None:
             return "ignored", None
+        if kind in RUNNING_EVENTS and self._suspended(hold.holder):
+            self._end_room(name, notice("tenant_suspended"), "the tenant is suspended")
+            return "suspended_ended", hold
+        if metered == "over_rooms":
+            limit = self.usage.limits_for(hold.holder).max_rooms if self.usage else None
+            message = notice("quota_exceeded", quota="max_rooms", limit=limit)
+            self._end_room(name, message, "the tenant's rooms quota is reached")
+            return "quota_ended", hold
         if kind == "participant_joined":
             if self._remove_intruder(name, hold.holder, event.participant):
                 outcome = "removed"
             elif metered == "over_quota":
-                self._remove_over_quota(name, event.participant)
+                self._remove_over_quota(name, hold.holder, event.participant)
                 outcome = "quota_removed"
         return outcome, hold
+
+    def _suspended(self, holder: str) -> bool:
+        """Whether the holder is a tenant the operator suspended."""
+        return (
+            self.tenants is not None and holder != ANONYMOUS and self.tenants.is_suspended(holder)
+        )
+
+    def _end_room(self, name: str, message: bytes, why: str) -> None:
+        """End a room (DeleteRoom) after telling its participants why (`notice`)."""
+        log.info("ending room %r: %s", name, why)
+        self.tell(name, message)
+        try:
+            self.rooms.delete_room(name)
+        except LiveKitNotFound:
+            pass  # it ended meanwhile
+
+    def tell(self, name: str, message: bytes, identities=(), wait: bool = True) -> bool:
+        """Send a notice to some participants of a room (all when `identities` is empty) and,
+        with `wait`, give it NOTICE_SECONDS to arrive; whether LiveKit took it (a failure only
+        logs: the removal goes on)."""
+        try:
+            self.rooms.send_data(name, message, NOTICE_TOPIC, identities)
+        except ApiError as exc:
+            log.info("room %r: the notice was not sent (%s)", name, exc.error_code)
+            return False
+        if wait:
+            time.sleep(NOTICE_SECONDS)
+        return True
 
     def _meter(self, event, hold) -> str | None:
         """Hand a fresh event to the usage rule, with the name's holder (None: no record, the
@@ -493,14 +578,17 @@ class Ownership:
         tenant = hold.holder if hold is not None and hold.holder != ANONYMOUS else None
         return self.usage.record(event, tenant)
 
-    def _remove_over_quota(self, name: str, participant) -> None:
+    def _remove_over_quota(self, name: str, holder: str, participant) -> None:
         """A join beyond its room's participants quota (with a token minted before the room
-        filled or the quota was lowered): remove it now."""
+        filled or the quota was lowered): tell it why, then remove it."""
         log.info(
             "removing a participant from room %r: the room's participants quota is reached", name
         )
         if self.observe is not None:
             self.observe.quota_removed()
+        limit = self.usage.limits_for(holder).max_participants if self.usage else None
+        message = notice("quota_exceeded", quota="max_participants", limit=limit)
+        self.tell(name, message, (participant.identity,))
         try:
             self.rooms.remove_participant(name, participant.identity)
         except LiveKitNotFound:

@@ -452,3 +452,44 @@ class WebhookDeliverySchema(Schema):
         lambda delivery: rfc3339(delivery.created_at),
         metadata={"type": "string", "format": "date-time"},
     )
+
+
+class TenantLimitsSchema(Schema):
+    """A tenant's limits as the operator sets them (`PATCH /admin/tenants/{tenant}`): each a
+    whole number from 0, agents a list of names; `null` removes the override."""
+
+    max_rooms = fields.Integer(allow_none=True)
+    max_participants = fields.Integer(allow_none=True)
+    max_webhook_endpoints = fields.Integer(allow_none=True)
+    agents = fields.List(fields.String(), allow_none=True)
+
+
+class TenantSchema(TenantLimitsSchema):
+    """A tenant as the operator sees it (the admin API and `flask tenants`): its overrides
+    (null: the deployment's default), what applies (`effective`), its status and reason, and
+    its record's times (null: no record)."""
+
+    id = fields.String(required=True)
+    status = fields.String(required=True, metadata={"enum": ["active", "suspended"]})
+    reason = fields.String(required=True)
+    effective = fields.Nested(TenantLimitsSchema, required=True)
+    created_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    updated_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    rooms_ended = fields.Integer(metadata={"description": "(suspend) the live rooms it ended"})
+
+
+class AuditEntrySchema(Schema):
+    """One entry of the audit trail: who (`actor` tenant or operator, the bearer's `subject`
+    and bound `identity`), what (`action` on `target`), when, and the `outcome` (ok or the
+    error code)."""
+
+    id = fields.String(required=True)
+    at = fields.String(required=True, metadata={"format": "date-time"})
+    tenant = fields.String(required=True)
+    actor = fields.String(required=True, metadata={"enum": ["tenant", "operator"]})
+    subject = fields.String(required=True)
+    identity = fields.String(required=True)
+    action = fields.String(required=True)
+    target = fields.String(required=True)
+    outcome = fields.String(required=True)
+    detail = fields.Dict(required=True)

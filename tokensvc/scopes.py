@@ -14,6 +14,7 @@ WEBHOOKS_READ = "webhooks:read"
 WEBHOOKS_WRITE = "webhooks:write"
 USAGE_READ = "usage:read"
 CONSOLE_OPEN = "console:open"
+AUDIT_READ = "audit:read"
 
 #: Every scope and what it allows.
 SCOPES = {
@@ -25,6 +26,7 @@ SCOPES = {
     WEBHOOKS_WRITE: "subscribe, unsubscribe, rotate, test and retry the tenant's webhooks",
     USAGE_READ: "read the tenant's usage",
     CONSOLE_OPEN: "open the tenant's console (its pages then allow what the other scopes allow)",
+    AUDIT_READ: "read the tenant's audit trail",
 }
 
 #: Scopes a bearer bound to an identity (AUTH_IDENTITY_CLAIM) may do without, on its own

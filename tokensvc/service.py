@@ -113,24 +113,30 @@ class TokenIssuer:
         self, request: TokenRequest, tenant: str | None, quotas: Mapping | None = None
     ) -> IssuedToken:
         """Return a token for `request`; with a tenant (or anonymous beside a key), only for a
-        room name that is the caller's; with a tenant, within its quotas (`quotas`: those its
-        JWT sets), checked before anything is written."""
+        room name that is the caller's (decided first: another tenant's name is never a quota
+        refusal); with a tenant, within its quotas (`quotas`: its JWT's claims, which only
+        lower them), checked before LiveKit is asked to create the room."""
         self.require_livekit()
         metadata, created = None, False
         holder = tenant if tenant is not None else ANONYMOUS
         room_name = self.livekit_name(holder, request.room_name)
         agents = agent_dispatches(request)
         reserved = False
-        if tenant is not None and self.usage is not None:
-            reserved = self.usage.check_mint(
-                tenant, room_name, request.participant_identity, quotas or {}
-            )
+
+        def admit() -> None:
+            """The quotas, once the name is the tenant's and before LiveKit creates it."""
+            nonlocal reserved
+            if tenant is not None and self.usage is not None:
+                reserved = self.usage.check_mint(
+                    tenant, room_name, request.participant_identity, quotas or {}
+                )
+
         try:
             if tenant is not None or self.settings.anonymous_checked:
                 # A tenant, or anonymous beside a key: a key is configured, so the record exists.
                 assert self.ownership is not None
                 metadata, created = self.ownership.for_token(
-                    room_name, holder, request.participant_identity, agents
+                    room_name, holder, request.participant_identity, agents, admit
                 )
         except BaseException:
             if reserved and tenant is not None:

@@ -8,22 +8,29 @@ times the events carry (`storage/usage.py`): a duplicate writes nothing new, a l
 join still settles, a room's end closes the sessions whose leave never came, and a session still
 open counts to the storage's now. `report` adds them up over a period, per room name.
 
-**Quotas.** `max_rooms` (rooms the tenant has live at once) and `max_participants` (participants
-in one room): QUOTA_MAX_ROOMS and QUOTA_MAX_PARTICIPANTS, each overridden by the tenant JWT's
-claim (AUTH_QUOTA_CLAIMS). As the service sees them:
+**Quotas.** `max_rooms` (rooms the tenant has live at once) and `max_participants`
+(participants in one room): the tenant's record (set by the operator, tenants.py), else
+QUOTA_MAX_ROOMS and QUOTA_MAX_PARTICIPANTS. A claim of the tenant JWT (AUTH_QUOTA_CLAIMS) may
+only lower a limit for the one token request it authorizes: it never raises one and is never
+kept. As the service sees them:
 
-- a room is live from the token request that would start it (a reservation, lasting as long as
+- a tenant's rooms are the names its holds give it (`Ownership.names_of`, the one list); a name
+  is in use from the token request that would start its room (a reservation, lasting as long as
   that token can start it) or its `room_started`, until its `room_finished`;
 - a participant is in a room from its `participant_joined` until its `participant_left` or the
-  room's end. Tokens minted but not used take no seat: a seat is taken at the join.
+  room's end, counted per (tenant, room life): a name another tenant used before starts from
+  zero. Tokens minted but not used take no seat: a seat is taken at the join.
 
-`check_mint`, before anything else is written, refuses (403 `quota_exceeded`) a token for a room
-that is full (unless the identity is in it already: a reconnect) and a token that would start a
-room beyond `max_rooms`, reserving the room in the same atomic step (so two instances racing for
-two new rooms under `max_rooms` 1 give one token). On `participant_joined`, the join takes a seat
-in the same atomic step as it is recorded; a join beyond `max_participants` (tokens minted before
-the room filled or the limit was lowered) takes none, and `Ownership` removes it. The tenant's
-limits are recorded in the storage at each token request that has any, for the joins to use.
+`check_mint` runs once the ownership rule has given the caller the name (another tenant's name
+is always 403 room_forbidden, never a quota) and before LiveKit is asked to create it: it
+refuses (403 `quota_exceeded`) a token for a room that is full (unless the identity is in it
+already: a reconnect) and a token that would start a room beyond `max_rooms`, reserving the
+room in the same atomic step (so two instances racing for two new rooms under `max_rooms` 1
+give one token). On `participant_joined`, the join takes a seat in the same atomic step as it is
+recorded; a join beyond `max_participants` (tokens minted before the room filled or the limit
+was lowered) takes none, and `Ownership` removes it. A room life first seen beyond `max_rooms`
+(LiveKit started it for a rejoin with an earlier token) is "over_rooms": `Ownership` ends it,
+and it is metered until its end.
 """
 
 from collections.abc import Mapping
@@ -54,6 +61,10 @@ class TenantNames(Protocol):
         """The tenant's own name for LiveKit's room name, or None when it is not the tenant's."""
         ...
 
+    def names_of(self, tenant: str) -> list[str]:
+        """The LiveKit names the tenant holds."""
+        ...
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -61,6 +72,30 @@ class Limits:
 
     max_rooms: int | None = None
     max_participants: int | None = None
+
+    def lowered(self, claimed: Mapping) -> "Limits":
+        """These limits, each lowered (never raised) by a claim of the same name."""
+        return Limits(
+            *(
+                _lower(getattr(self, quota), claimed.get(quota))
+                for quota in (MAX_ROOMS, MAX_PARTICIPANTS)
+            )
+        )
+
+
+def _lower(limit: int | None, claim: int | None) -> int | None:
+    """The lower of a limit and a claim (None: no limit, no claim)."""
+    if claim is None:
+        return limit
+    return claim if limit is None else min(limit, claim)
+
+
+class TenantLimits(Protocol):
+    """Where a tenant's quotas come from (`Tenants`, tenants.py: its record over the settings)."""
+
+    def limits(self, tenant: str) -> Limits:
+        """The tenant's quotas as its record and the settings give them."""
+        ...
 
 
 def parse_time(text: str) -> int:
@@ -191,34 +226,55 @@ def add_up(now: int, rooms, sessions, start: int, end: int, own_name) -> dict:
 class Usage:
     """Metering and quotas on one usage store, for one service instance's settings."""
 
-    def __init__(self, settings: Settings, store, ownership: TenantNames, observe=None):
-        """Use `store` (storage/usage.py); `ownership` gives the tenants' own names for
-        LiveKit's, and a room reserved at a token request counts as long as its hold lasts
-        (`hold_ms`) unless LiveKit's events say it started; `observe` (the metrics), when
-        given, is told of metered events and refusals."""
+    def __init__(
+        self,
+        settings: Settings,
+        store,
+        ownership: TenantNames,
+        observe=None,
+        tenants: TenantLimits | None = None,
+    ):
+        """Use `store` (storage/usage.py); `ownership` gives the tenants' names and their own
+        names for LiveKit's, and a room reserved at a token request counts as long as its hold
+        lasts (`hold_ms`) unless LiveKit's events say it started; `tenants` gives each tenant's
+        quotas (without it, the settings'); `observe` (the metrics), when given, is told of
+        metered events and refusals."""
         self.settings = settings
         self.store = store
         self.ownership = ownership
         self.reserve_ms = ownership.hold_ms
         self.observe = observe
+        self.tenants = tenants
 
-    def limits(self, claimed: Mapping) -> Limits:
-        """The tenant's quotas: its JWT's claims over the settings."""
-        return Limits(
-            claimed.get(MAX_ROOMS, self.settings.quota_max_rooms),
-            claimed.get(MAX_PARTICIPANTS, self.settings.quota_max_participants),
-        )
+    def limits_for(self, tenant: str) -> Limits:
+        """The tenant's quotas: its record's, else the settings'."""
+        if self.tenants is not None:
+            return self.tenants.limits(tenant)
+        return Limits(self.settings.quota_max_rooms, self.settings.quota_max_participants)
+
+    def limits(self, tenant: str, claimed: Mapping) -> Limits:
+        """The quotas of one token request: the tenant's, lowered by its JWT's claims."""
+        return self.limits_for(tenant).lowered(claimed)
 
     def check_mint(self, tenant: str, name: str, identity: str, claimed: Mapping) -> bool:
-        """Before anything else is written for a token: 403 quota_exceeded for a full room or
-        a room beyond the tenant's live rooms; else reserve the room when it is not counted
-        yet. Return whether this call reserved it (`release` it if no token is issued). No
-        limit set anywhere: no storage call."""
-        limits = self.limits(claimed)
-        if limits == Limits() and not claimed:
+        """Once `name` is the tenant's, before LiveKit creates it: 403 quota_exceeded for a
+        full room or a room beyond the tenant's rooms in use; else reserve the room when it is
+        not in use yet. Return whether this call reserved it (`release` it if no token is
+        issued). No limit: no storage call; `max_rooms`: one more (the tenant's names)."""
+        limits = self.limits(tenant, claimed)
+        if limits == Limits():
             return False
+        others = []
+        if limits.max_rooms is not None:
+            others = [other for other in self.ownership.names_of(tenant) if other != name]
         found = self.store.check_mint(
-            tenant, name, identity, limits.max_rooms, limits.max_participants, self.reserve_ms
+            tenant,
+            name,
+            identity,
+            others,
+            limits.max_rooms,
+            limits.max_participants,
+            self.reserve_ms,
         )
         if found.refused is None:
             return found.reserved
@@ -233,12 +289,19 @@ class Usage:
 
     def record(self, event, tenant: str | None) -> str:
         """Meter one fresh, first-seen event of a room held by `tenant` (None: not held; the
-        room's life is then closed only if it is known already). Return "metered",
-        "over_quota" (a join beyond the room's participants quota: remove it) or "ignored"."""
+        room's life is then closed only if it is known already), under the tenant's quotas.
+        Return "metered", "over_quota" (a join beyond the room's participants quota: remove
+        it), "over_rooms" (a room life beyond the tenant's rooms: end it) or "ignored"."""
         facts = event_facts(event, tenant)
         outcome = "ignored"
         if facts is not None:
-            outcome = self.store.record(facts, self.settings.quota_max_participants)
+            limits = self.limits_for(tenant) if tenant else Limits()
+            others: list[str] = []
+            if facts.kind == "room_started" and tenant and limits.max_rooms is not None:
+                others = [n for n in self.ownership.names_of(tenant) if n != facts.name]
+            else:
+                limits = Limits(None, limits.max_participants)
+            outcome = self.store.record(facts, limits.max_participants, limits.max_rooms, others)
         if self.observe is not None:
             self.observe.usage_event(event.event, outcome)
         return outcome

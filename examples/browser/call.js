@@ -1,5 +1,6 @@
 // Join a LiveKit room with a token from tokensvc, publish the microphone, list who else is
-// there and how many bytes of their audio arrived. `window.call` holds the same for tests.
+// there and how many bytes of their audio arrived, and say why tokensvc removed us (its notice
+// on topic `tokensvc`). `window.call` holds the same for tests.
 import { Room, RoomEvent, Track, TokenSource } from './node_modules/livekit-client/dist/livekit-client.esm.mjs';
 
 const $ = (id) => document.getElementById(id);
@@ -10,7 +11,16 @@ $('room').value = settings.get('room') || $('room').value;
 $('name').value = settings.get('name') || `guest-${Math.random().toString(36).slice(2, 7)}`;
 $('fetcher').value = settings.get('fetcher') || 'tokensource';
 
-window.call = { state: 'idle', error: null, identity: null, others: {} };
+window.call = { state: 'idle', error: null, identity: null, others: {}, notice: null };
+
+// What tokensvc says before it removes a participant or ends a room: a quota, a suspension.
+function explain(notice) {
+  if (notice.code === 'quota_exceeded') {
+    return `removed: the tenant's quota ${notice.quota} (${notice.limit}) is reached`;
+  }
+  if (notice.code === 'tenant_suspended') return 'removed: this tenant is suspended';
+  return `removed: ${notice.code}`;
+}
 
 function show(state, error = null) {
   window.call.state = state;
@@ -95,6 +105,18 @@ async function join(event) {
     const room = new Room();
     room.on(RoomEvent.TrackSubscribed, (track) => {
       if (track.kind === Track.Kind.Audio) document.body.appendChild(track.attach());
+    });
+    room.on(RoomEvent.DataReceived, (payload, participant, kind, topic) => {
+      if (topic !== 'tokensvc' || participant) return;  // the server's own, not a participant's
+      try {
+        window.call.notice = JSON.parse(new TextDecoder().decode(payload));
+      } catch {
+        return;
+      }
+      show('removed', explain(window.call.notice));
+    });
+    room.on(RoomEvent.Disconnected, () => {
+      if (window.call.notice) show('removed', explain(window.call.notice));
     });
     show(`joining ${serverUrl}`);
     await room.connect(serverUrl, token);

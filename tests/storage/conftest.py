@@ -4,8 +4,10 @@ import pytest
 
 from tokensvc.storage import (
     ObservedHolds,
+    open_audit,
     open_console_tickets,
     open_holds,
+    open_tenants,
     open_usage,
     open_webhook_store,
 )
@@ -40,6 +42,22 @@ def webhooks(holds):
     """The webhook store beside `holds`, its tables made."""
     store = ObservedHolds(open_webhook_store(holds.store))
     store.prepare()
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def tenant_store(holds):
+    """The tenants' records beside `holds`."""
+    store = ObservedHolds(open_tenants(holds.store))
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def audit(holds):
+    """The audit trail beside `holds`, keeping entries a day."""
+    store = ObservedHolds(open_audit(holds.store, DAY_MS))
     yield store
     store.close()
 

@@ -1,5 +1,6 @@
-"""STORAGE_REPLICAS on Redis: every write of every store (holds, usage, webhooks) waits for the
-replicas (WAIT on the connection that wrote), and reads do not; counted by the real server."""
+"""STORAGE_REPLICAS on Redis: every write of every store (holds, usage, webhooks, tenants,
+audit) waits for the replicas (WAIT on the connection that wrote), and reads do not; counted by
+the real server."""
 
 import shutil
 import time
@@ -9,11 +10,14 @@ import pytest
 from support.processes import RedisServer
 from tokensvc.errors import StorageUnavailable
 from tokensvc.storage import (
+    AuditEntry,
     Endpoint,
     NewDelivery,
     ObservedHolds,
     Outcome,
+    open_audit,
     open_holds,
+    open_tenants,
     open_usage,
     open_webhook_store,
 )
@@ -43,8 +47,14 @@ def test_without_the_replicas_every_store_refuses_to_write(redis_server):
         usage.release("acme", "room")
     with pytest.raises(StorageUnavailable):
         holds.first_seen("event", MINUTE)
+    tenants = ObservedHolds(open_tenants(holds.store))
+    with pytest.raises(StorageUnavailable):
+        tenants.change("acme", {"max_rooms": 1})
+    audit = ObservedHolds(open_audit(holds.store, MINUTE))
+    with pytest.raises(StorageUnavailable):
+        audit.add(AuditEntry("au_1", 0, "acme", "operator", "cli", "", "tenants.set", "acme", "ok"))
     client = redis.Redis.from_url(redis_server.url)
-    assert waits(client) == 3
+    assert waits(client) == 5
     client.close()
     holds.close()
 

@@ -44,17 +44,18 @@ def test_a_room_of_no_known_tenant_is_ignored(usage):
     assert usage.usage(None, 0, usage.time_ms() + 1)[1:] == ([], [])
 
 
-def test_a_finished_room_leaves_the_live_rooms_and_the_report_window(usage):
-    """room_finished ends the life at the event's time: the name is no longer live, and a window
-    starting after it no longer reports the room."""
+def test_a_finished_room_leaves_the_rooms_in_use_and_the_report_window(usage):
+    """room_finished ends the life at the event's time: the name is no longer in use, and a
+    window starting after it no longer reports the room."""
     usage.record(started(usage, "r1", "one"), None)
     usage.record(started(usage, "r2", "two"), None)
-    assert usage.live_rooms("acme") == ["one", "two"]
+    assert usage.rooms_in_use("acme", ["one", "two", "three"]) == ["one", "two"]
+    assert usage.rooms_in_use("globex", ["one", "two"]) == []
     usage.clock.advance(MINUTE)
     end = usage.time_ms()
     finished = EventFacts("room_finished", "acme", "one", "r1", end, end)
     assert usage.record(finished, None) == "metered"
-    assert usage.live_rooms("acme") == ["two"]
+    assert usage.rooms_in_use("acme", ["one", "two"]) == ["two"]
     _, rooms, _ = usage.usage("acme", end, end + MINUTE)
     assert sorted((room.sid, room.finished) for room in rooms) == [("r1", end), ("r2", None)]
     _, rooms, _ = usage.usage("acme", end + 1, end + MINUTE)
@@ -64,57 +65,90 @@ def test_a_finished_room_leaves_the_live_rooms_and_the_report_window(usage):
 
 
 def test_check_mint_reserves_rooms_up_to_the_tenants_limit(usage):
-    """Each new name reserves a slot until the tenant's max_rooms; a name already counted
-    passes without reserving again; another tenant has its own count."""
-    assert usage.check_mint("acme", "one", "alice", 2, None, MINUTE) == MintCheck(None, 0, True)
-    assert usage.check_mint("acme", "one", "bob", 2, None, MINUTE) == MintCheck(None)
-    assert usage.check_mint("acme", "two", "alice", 2, None, MINUTE) == MintCheck(None, 1, True)
-    assert usage.check_mint("acme", "three", "alice", 2, None, MINUTE) == MintCheck("max_rooms", 2)
-    assert usage.live_rooms("acme") == ["one", "two"]
-    assert usage.check_mint("globex", "three", "alice", 1, None, MINUTE).reserved
-    assert usage.check_mint("acme", "four", "alice", None, None, MINUTE) == MintCheck(None)
+    """Each new name reserves itself until `max_rooms` of the tenant's other names given are
+    in use; a name in use passes without reserving again; another tenant, or names not given,
+    count for nothing."""
+    names = ["one", "two", "three"]
+    assert usage.check_mint("acme", "one", "alice", names, 2, None, MINUTE) == MintCheck(
+        None, 0, True
+    )
+    assert usage.check_mint("acme", "one", "bob", names, 2, None, MINUTE) == MintCheck(None)
+    assert usage.check_mint("acme", "two", "alice", names, 2, None, MINUTE) == MintCheck(
+        None, 1, True
+    )
+    assert usage.check_mint("acme", "three", "alice", names, 2, None, MINUTE) == MintCheck(
+        "max_rooms", 2
+    )
+    assert usage.rooms_in_use("acme", names) == ["one", "two"]
+    assert usage.check_mint("globex", "three", "alice", names, 1, None, MINUTE).reserved
+    assert usage.check_mint("acme", "three", "alice", ["three"], 2, None, MINUTE).reserved
+    assert usage.check_mint("acme", "four", "alice", names, None, None, MINUTE) == MintCheck(None)
 
 
 def test_release_frees_a_reservation_and_reservations_run_out(usage):
-    """A released reservation frees its slot; an unreleased one frees it once `reserve_ms`
+    """A released reservation frees its place; an unreleased one frees it once `reserve_ms`
     passes on the storage's clock; a room seen live is not released."""
-    assert usage.check_mint("acme", "one", "alice", 1, None, MINUTE).reserved
+    names = ["one", "two", "three"]
+    assert usage.check_mint("acme", "one", "alice", names, 1, None, MINUTE).reserved
     usage.release("acme", "one")
-    assert usage.live_rooms("acme") == []
-    assert usage.check_mint("acme", "two", "alice", 1, None, MINUTE).reserved
-    assert usage.check_mint("acme", "three", "alice", 1, None, MINUTE).refused == "max_rooms"
+    assert usage.rooms_in_use("acme", names) == []
+    assert usage.check_mint("acme", "two", "alice", names, 1, None, MINUTE).reserved
+    assert usage.check_mint("acme", "three", "alice", names, 1, None, MINUTE).refused
     usage.clock.advance(MINUTE + 1)
-    assert usage.live_rooms("acme") == []
-    assert usage.check_mint("acme", "three", "alice", 1, None, MINUTE).reserved
+    assert usage.rooms_in_use("acme", names) == []
+    assert usage.check_mint("acme", "three", "alice", names, 1, None, MINUTE).reserved
     usage.record(started(usage, "r3", "three"), None)
     usage.release("acme", "three")
-    assert usage.live_rooms("acme") == ["three"]
+    assert usage.rooms_in_use("acme", names) == ["three"]
     usage.clock.advance(MINUTE + 1)
-    assert usage.live_rooms("acme") == ["three"]
+    assert usage.rooms_in_use("acme", names) == ["three"]
+
+
+def test_a_room_life_beyond_max_rooms_is_over_rooms(usage):
+    """A life first seen (a rejoin LiveKit started) while max_rooms of the tenant's other names
+    are in use is "over_rooms", and is metered; its later events are metered as usual; a life
+    within the limit, or with no limit, is "metered"."""
+    names = ["x", "y"]
+    assert usage.check_mint("acme", "y", "alice", names, 1, None, MINUTE).reserved
+    assert usage.record(started(usage, "RX", "x"), None, 1, ["y"]) == "over_rooms"
+    _, rooms, _ = usage.usage("acme", 0, usage.time_ms() + 1)
+    assert [room.sid for room in rooms] == ["RX"]
+    assert usage.record(started(usage, "RX", "x"), None, 1, ["y"]) == "metered"  # seen before
+    usage.release("acme", "y")
+    assert usage.record(started(usage, "RZ", "z"), None, 1, ["x", "y"]) == "over_rooms"
+    assert usage.record(started(usage, "RW", "w"), None, 5, ["x", "y", "z"]) == "metered"
+    assert usage.record(started(usage, "RV", "v"), None, None, ["x"]) == "metered"
 
 
 def test_seats_are_counted_per_identity_and_limited(usage):
     """check_mint refuses a seat beyond max_participants unless the identity is seated; the
-    limit it recorded refuses a join beyond it (over_quota, not seated); a leave frees a seat."""
+    limit given to `record` refuses a join beyond it (over_quota, not seated); a leave frees a
+    seat."""
     usage.record(started(usage), None)
-    assert usage.record(joined(usage, "p1", "alice"), None) == "metered"
-    assert usage.record(joined(usage, "p2", "alice"), None) == "metered"  # a second session
-    assert usage.record(joined(usage, "p3", "bob"), None) == "metered"
-    assert usage.check_mint("acme", "room", "carol", None, 2, MINUTE) == MintCheck(
+    assert usage.record(joined(usage, "p1", "alice"), 2) == "metered"
+    assert usage.record(joined(usage, "p2", "alice"), 2) == "metered"  # a second session
+    assert usage.record(joined(usage, "p3", "bob"), 2) == "metered"
+    assert usage.check_mint("acme", "room", "carol", [], None, 2, MINUTE) == MintCheck(
         "max_participants", 2
     )
-    assert usage.check_mint("acme", "room", "bob", None, 2, MINUTE) == MintCheck(None)
-    assert usage.record(joined(usage, "p4", "carol"), None) == "over_quota"
-    assert usage.record(joined(usage, "p4", "carol"), None) == "metered"  # refused once
-    usage.record(joined(usage, "p3", "bob", kind="participant_left"), None)
-    assert usage.check_mint("acme", "room", "carol", None, 2, MINUTE) == MintCheck(None)
-    assert usage.record(joined(usage, "p5", "carol"), None) == "metered"
+    assert usage.check_mint("acme", "room", "bob", [], None, 2, MINUTE) == MintCheck(None)
+    assert usage.record(joined(usage, "p4", "carol"), 2) == "over_quota"
+    assert usage.record(joined(usage, "p4", "carol"), 2) == "metered"  # refused once
+    usage.record(joined(usage, "p3", "bob", kind="participant_left"), 2)
+    assert usage.check_mint("acme", "room", "carol", [], None, 2, MINUTE) == MintCheck(None)
+    assert usage.record(joined(usage, "p5", "carol"), 2) == "metered"
 
 
-def test_the_default_participant_limit_applies_until_a_mint_records_one(usage):
-    """With no limit recorded for the tenant, the default given to `record` decides."""
-    usage.record(started(usage), None)
-    assert usage.record(joined(usage, "p1", "alice"), 1) == "metered"
-    assert usage.record(joined(usage, "p2", "bob"), 1) == "over_quota"
-    usage.check_mint("acme", "room", "alice", None, 5, MINUTE)
-    assert usage.record(joined(usage, "p3", "carol"), 1) == "metered"
+def test_seats_are_the_tenants_own(usage):
+    """Seats count per (tenant, room life): a name another tenant's lives used starts from
+    zero for the next tenant, and a mint keeps no limit (the next join is judged by the limit
+    given to it alone)."""
+    usage.record(started(usage, "r1", "room", "globex"), None)
+    for number, who in enumerate(("alice", "bob")):
+        usage.record(joined(usage, f"g{number}", who, "r1", "room", "globex"), None)
+    assert usage.check_mint("acme", "room", "carol", [], None, 1, MINUTE) == MintCheck(None)
+    assert usage.check_mint("globex", "room", "carol", [], None, 2, MINUTE).refused
+    usage.record(started(usage, "r2", "room", "acme"), None)
+    assert usage.record(joined(usage, "a1", "carol", "r2", "room", "acme"), 1) == "metered"
+    assert usage.record(joined(usage, "a2", "dave", "r2", "room", "acme"), 1) == "over_quota"
+    assert usage.record(joined(usage, "a3", "erin", "r2", "room", "acme"), None) == "metered"

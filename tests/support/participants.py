@@ -95,7 +95,7 @@ def meet(urls_and_tokens, seconds: float = 3.0) -> list[set]:
 class Call:
     """Real participants kept connected on a background event loop while a test goes on: each
     joins with a token, may publish a microphone, and records what it sees (disconnections,
-    muted tracks, remote participants)."""
+    muted tracks, data messages, remote participants)."""
 
     def __init__(self):
         """Start the loop."""
@@ -124,6 +124,10 @@ class Call:
                 ),
             )
             room.on("token_refreshed", lambda: events.append(("token", room._token)))
+            room.on(
+                "data_received",
+                lambda packet: events.append(("data", packet.topic, bytes(packet.data))),
+            )
             room.on(
                 "track_subscribed",
                 lambda track, publication, participant: self._listen(name, track),

@@ -49,6 +49,7 @@ def load_body(schema) -> dict:
     except ValidationError as exc:
         raise InvalidRequest("some fields are missing or invalid", fields=exc.messages) from None
     g.room = fields["room_name"]
+    g.participant = fields.get("participant_identity")
     return fields
 
 

@@ -11,6 +11,7 @@ from .. import __version__
 from ..context import service_state
 from ..errors import error_table
 from ..schemas import (
+    AuditEntrySchema,
     ErrorSchema,
     MuteSchema,
     ParticipantInfoSchema,
@@ -19,6 +20,8 @@ from ..schemas import (
     RoomDetailSchema,
     RoomSummarySchema,
     RoomUsageSchema,
+    TenantLimitsSchema,
+    TenantSchema,
     TokenRequestSchema,
     TokenResponseSchema,
     TrackSchema,
@@ -116,6 +119,9 @@ def build_spec(prefix: str, auth_required: bool) -> APISpec:
         ("WebhookEndpoint", WebhookEndpointSchema),
         ("WebhookEndpointCreated", WebhookEndpointCreatedSchema),
         ("WebhookDelivery", WebhookDeliverySchema),
+        ("TenantLimits", TenantLimitsSchema),
+        ("Tenant", TenantSchema),
+        ("AuditEntry", AuditEntrySchema),
     ):
         spec.components.schema(name, schema=schema)
     spec.components.security_scheme(
@@ -125,6 +131,14 @@ def build_spec(prefix: str, auth_required: bool) -> APISpec:
             "scheme": "bearer",
             "bearerFormat": "JWT",
             "description": scopes_description(),
+        },
+    )
+    spec.components.security_scheme(
+        "adminBearer",
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "The operator's ADMIN_TOKEN (the admin routes answer 404 without it).",
         },
     )
     paths: dict[str, dict] = {}
@@ -141,6 +155,8 @@ def operation(route, auth_required: bool) -> dict:
     found: dict = {"summary": declared.summary}
     if isinstance(route.scope, str):
         found["security"] = security(route.scope, route.anonymous and not auth_required)
+    elif route.blueprint == "admin":
+        found["security"] = [{"adminBearer": []}]
     if declared.body is not None:
         found["requestBody"] = {
             "required": True,

@@ -19,6 +19,7 @@ from ..auth import authenticate
 from ..context import ROOM_NAME_CONVERTER
 from ..errors import MANAGEMENT, TOKEN
 from ..scopes import (
+    AUDIT_READ,
     CONSOLE_OPEN,
     PARTICIPANTS_WRITE,
     ROOMS_READ,
@@ -30,7 +31,9 @@ from ..scopes import (
 )
 from ..webhooks import STATUSES as DELIVERY_STATUSES
 from . import (
+    admin,
     api,
+    audit,
     console_sessions,
     health,
     livekit_webhook,
@@ -58,6 +61,8 @@ class NoTenantScope:
 SIGNED_BY_LIVEKIT = NoTenantScope("LiveKit signs its requests")
 #: Health, the OpenAPI document, metrics: for operators and probes (metrics has its own token).
 OPERATIONS = NoTenantScope("an operator's or a probe's route")
+#: The operator's API: Authorization: Bearer ADMIN_TOKEN (admin.py), never a tenant's JWT.
+ADMIN = NoTenantScope("the operator's route: Authorization: Bearer <ADMIN_TOKEN>")
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,8 @@ class Operation:
 class Route:
     """One route: `method` on `path` (OpenAPI's form: `{name}` for a path parameter), served by
     `view` on `blueprint`; the scope it needs, or a `NoTenantScope`; whether it serves requests
-    without a bearer token when AUTH_REQUIRED=false (`anonymous`); whether CORS applies."""
+    without a bearer token when AUTH_REQUIRED=false (`anonymous`); whether CORS applies; the
+    action the audit trail keeps for each request a tenant makes of it (`audit`; None: none)."""
 
     method: str
     path: str
@@ -93,6 +99,7 @@ class Route:
     blueprint: str = "api"
     anonymous: bool = False
     cors: bool = True
+    audit: str | None = None
 
     @property
     def rule(self) -> str:
@@ -129,6 +136,7 @@ TOKEN_RESPONSE_EXAMPLE = {
 }
 ROOM_NAME = path_parameter("room_name", "The room name, percent-encoded (it may hold `/`).")
 ENDPOINT_ID = path_parameter("endpoint_id", "An endpoint's id (`ep_...`).")
+TENANT_ID = path_parameter("tenant", "A tenant id, exactly as its JWTs carry it.")
 DELIVERY_ID = path_parameter("delivery_id", "A delivery's id (`msg_...`, its webhook-id).")
 PERIOD = tuple(
     {
@@ -163,6 +171,21 @@ def object_of(**properties: str) -> dict:
 
 
 ROOM_STATUS = object_of(status="string", room_name="string")
+#: The operator's routes' answers besides their success.
+ADMIN_ERRORS = {
+    "400": {"description": "invalid_request: a field, the tenant id or a query is invalid"},
+    "401": {"description": "unauthorized: the bearer is not ADMIN_TOKEN"},
+    "404": {"description": "not_found: ADMIN_TOKEN is not set"},
+}
+AUDIT_QUERY = (
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "description": "the most entries, newest first (1 to 1000; default 1000)",
+        "schema": {"type": "integer"},
+    },
+)
 ANY_OBJECT = {"type": "object"}
 ERROR_BODY = json_body("Error")
 
@@ -203,6 +226,7 @@ ROUTES: tuple[Route, ...] = (
         rooms.end_room,
         ROOMS_WRITE,
         Operation("End one of the tenant's rooms for everyone", ROOM_STATUS, parameters=ROOM_NAME),
+        audit="rooms.end",
     ),
     Route(
         "DELETE",
@@ -210,6 +234,7 @@ ROUTES: tuple[Route, ...] = (
         rooms.remove_participant,
         PARTICIPANTS_WRITE,
         Operation("Remove a participant, durably", ROOM_STATUS, body="Participant"),
+        audit="participants.remove",
     ),
     Route(
         "POST",
@@ -217,6 +242,7 @@ ROUTES: tuple[Route, ...] = (
         rooms.mute_track,
         PARTICIPANTS_WRITE,
         Operation("Mute or unmute one published track", "Track", body="MuteRequest"),
+        audit="participants.mute",
     ),
     Route(
         "POST",
@@ -228,6 +254,7 @@ ROUTES: tuple[Route, ...] = (
             "ParticipantInfo",
             body="PermissionsRequest",
         ),
+        audit="participants.permissions",
     ),
     Route(
         "GET",
@@ -266,6 +293,7 @@ ROUTES: tuple[Route, ...] = (
             body="WebhookEndpointRequest",
             status="201",
         ),
+        audit="webhook_endpoints.create",
     ),
     Route(
         "GET",
@@ -296,6 +324,7 @@ ROUTES: tuple[Route, ...] = (
             object_of(status="string", id="string"),
             parameters=ENDPOINT_ID,
         ),
+        audit="webhook_endpoints.delete",
     ),
     Route(
         "POST",
@@ -307,6 +336,7 @@ ROUTES: tuple[Route, ...] = (
             object_of(secret="string"),
             parameters=ENDPOINT_ID,
         ),
+        audit="webhook_endpoints.rotate",
     ),
     Route(
         "POST",
@@ -355,6 +385,111 @@ ROUTES: tuple[Route, ...] = (
             description="The console's URL, with its ticket",
             answer_example={"url": "https://tokens.example/console/enter?ticket=..."},
         ),
+    ),
+    Route(
+        "GET",
+        "/livekit/audit",
+        audit.tenant_audit,
+        AUDIT_READ,
+        Operation(
+            "The tenant's audit trail: its management actions and the operator's changes",
+            array_of("entries", "AuditEntry"),
+            parameters=AUDIT_QUERY,
+        ),
+    ),
+    Route(
+        "GET",
+        "/admin/tenants",
+        admin.list_tenants,
+        ADMIN,
+        Operation(
+            "Every tenant with a record",
+            array_of("tenants", "Tenant"),
+            errors=None,
+            responses=ADMIN_ERRORS,
+        ),
+        blueprint="admin",
+        cors=False,
+    ),
+    Route(
+        "GET",
+        "/admin/tenants/{tenant}",
+        admin.get_tenant,
+        ADMIN,
+        Operation(
+            "One tenant: its overrides, what applies, its status",
+            "Tenant",
+            parameters=TENANT_ID,
+            errors=None,
+            responses=ADMIN_ERRORS,
+        ),
+        blueprint="admin",
+        cors=False,
+    ),
+    Route(
+        "PATCH",
+        "/admin/tenants/{tenant}",
+        admin.update_tenant,
+        ADMIN,
+        Operation(
+            "Set some of a tenant's limits (null removes an override)",
+            "Tenant",
+            body="TenantLimits",
+            parameters=TENANT_ID,
+            errors=None,
+            responses=ADMIN_ERRORS,
+        ),
+        blueprint="admin",
+        cors=False,
+    ),
+    Route(
+        "POST",
+        "/admin/tenants/{tenant}/suspend",
+        admin.suspend_tenant,
+        ADMIN,
+        Operation(
+            "Suspend a tenant: its requests are refused, its live rooms end at once",
+            "Tenant",
+            body=object_of(reason="string"),
+            parameters=TENANT_ID,
+            errors=None,
+            responses=ADMIN_ERRORS,
+        ),
+        blueprint="admin",
+        cors=False,
+    ),
+    Route(
+        "POST",
+        "/admin/tenants/{tenant}/resume",
+        admin.resume_tenant,
+        ADMIN,
+        Operation(
+            "Resume a suspended tenant",
+            "Tenant",
+            parameters=TENANT_ID,
+            errors=None,
+            responses=ADMIN_ERRORS,
+        ),
+        blueprint="admin",
+        cors=False,
+    ),
+    Route(
+        "GET",
+        "/admin/audit",
+        admin.admin_audit,
+        ADMIN,
+        Operation(
+            "The whole audit trail, newest first",
+            array_of("entries", "AuditEntry"),
+            parameters=(
+                *AUDIT_QUERY,
+                {"name": "tenant", "in": "query", "required": False, "schema": {"type": "string"}},
+            ),
+            errors=None,
+            responses=ADMIN_ERRORS,
+        ),
+        blueprint="admin",
+        cors=False,
     ),
     Route(
         "GET",
@@ -410,7 +545,13 @@ ROUTES: tuple[Route, ...] = (
 )
 
 #: The blueprints the table's routes are registered on, by name.
-BLUEPRINTS = {"api": api.bp, "health": health.bp, "openapi": openapi.bp, "metrics": metrics.bp}
+BLUEPRINTS = {
+    "api": api.bp,
+    "health": health.bp,
+    "openapi": openapi.bp,
+    "metrics": metrics.bp,
+    "admin": admin.bp,
+}
 
 #: The scope each route of the tenants' API needs: the view's name -> (method, path, scope).
 ROUTE_SCOPES = {
@@ -480,6 +621,16 @@ def route_scopes() -> dict[str, str | None]:
     }
 
 
+def audited_actions() -> dict[str, str]:
+    """The action the audit trail keeps for each audited route of the api blueprint, by
+    endpoint name within it (audit.record_action reads it)."""
+    return {
+        route.name: route.audit
+        for route in ROUTES
+        if route.blueprint == "api" and route.audit is not None
+    }
+
+
 def path_pattern(path: str) -> str:
     """A regular expression for the request paths of a table path (a room name: any text)."""
     parts = PARAMETER.split(path)  # literal, parameter, literal, ...
@@ -512,6 +663,7 @@ def _add_room_name_converter(state) -> None:
 # Register: the converter first (a blueprint's deferred work runs in order), then each route.
 api.bp.record_once(_add_room_name_converter)
 api.bp.before_request(partial(authenticate, route_scopes()))
+api.bp.after_request(partial(audit.record_action, audited_actions()))
 for _route in ROUTES:
     BLUEPRINTS[_route.blueprint].add_url_rule(
         _route.rule, view_func=_route.view, methods=[_route.method]

@@ -27,7 +27,10 @@ def issue_token():
     g.room = fields["room_name"]
     check_identity(fields["participant_identity"])
     check_role(fields["role"], state.settings.role_presets)
-    check_agents(fields["room_config"], state.settings.agent_names_allowed)
+    allowed = state.settings.agent_names_allowed
+    if state.tenants is not None:
+        allowed = state.tenants.agents_allowed(g.tenant)
+    check_agents(fields["room_config"], allowed)
     issued = state.issuer.issue(TokenRequest(**fields), g.tenant, g.quotas)
     if state.metrics is not None:
         state.metrics.token_issued(g.tenant, issued.room_created)
@@ -53,7 +56,8 @@ def load_token_request() -> dict:
 
 
 def check_agents(room_config: dict | None, allowed: tuple[str, ...] | None) -> None:
-    """400 for an agent dispatch outside AGENT_NAMES_ALLOWED (when it is set)."""
+    """400 for an agent dispatch outside `allowed`: the tenant record's agents, else
+    AGENT_NAMES_ALLOWED (when either is set)."""
     if allowed is None:
         return
     refused = {

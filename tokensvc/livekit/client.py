@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import urllib3
 from google.protobuf.message import DecodeError, Message
 from livekit import api
+from livekit.protocol import models
 from livekit.protocol import room as room_pb
 from urllib3.exceptions import (
     ConnectTimeoutError,
@@ -125,6 +126,18 @@ class RoomServiceClient:
             room=room, identity=identity, permission=permission
         )
         return self._call("UpdateParticipant", request, admin_of=room)
+
+    def send_data(self, room: str, data: bytes, topic: str, identities=()) -> None:
+        """Send a reliable data message on `topic` to some participants of `room` (every one
+        when `identities` is empty); LiveKit delivers it to active participants only."""
+        request = room_pb.SendDataRequest(
+            room=room,
+            data=data,
+            kind=models.DataPacket.Kind.RELIABLE,
+            destination_identities=list(identities),
+            topic=topic,
+        )
+        self._call("SendData", request, admin_of=room)
 
     def take_call_count(self) -> int:
         """Return how many calls this thread or greenlet made since the last time it asked, and
@@ -289,6 +302,7 @@ RESPONSES: dict[str, type[Message]] = {
     "RemoveParticipant": room_pb.RemoveParticipantResponse,
     "MutePublishedTrack": room_pb.MuteRoomTrackResponse,
     "UpdateParticipant": api.ParticipantInfo,
+    "SendData": room_pb.SendDataResponse,
 }
 
 

@@ -1,15 +1,20 @@
 """The service's storage (`STORAGE_URL`: the embedded SQLite file or Redis): the ownership
-record (holds), the usage and quota records, tenants' webhooks and the console's tickets. Each
-store has one contract (`contracts.py`) and one module per backend (`sqlite/`, `redis/`); the
-openers pick the backend from the URL. No Flask here.
+record (holds), the usage and quota records, tenants' webhooks, tenants' records, the audit
+trail and the console's tickets. Each store has one contract (`contracts.py`) and one module per
+backend (`sqlite/`, `redis/`); the openers pick the backend from the URL. No Flask here.
 """
 
 from .clock import StorageClock
 from .contracts import (
+    ACTIVE,
     DELIVERY_RETENTION_MS,
     EXTEND_SLACK_MS,
     LISTED_PER_TENANT,
     RETENTION_MS,
+    SUSPENDED,
+    TENANT_LIMITS,
+    AuditEntry,
+    AuditStore,
     Backend,
     Claim,
     ConsoleTicketStore,
@@ -27,15 +32,33 @@ from .contracts import (
     RoomRecord,
     SessionRecord,
     Stats,
+    TenantRecord,
+    TenantStore,
     UsageReport,
     UsageStore,
     WebhookStore,
 )
 from .observed import ObservedHolds
-from .openers import open_console_tickets, open_holds, open_usage, open_webhook_store
+from .openers import (
+    open_audit,
+    open_console_tickets,
+    open_holds,
+    open_tenants,
+    open_usage,
+    open_webhook_store,
+)
 from .sqlite.base import sqlite_path
 
 __all__ = [
+    "ACTIVE",
+    "SUSPENDED",
+    "TENANT_LIMITS",
+    "AuditEntry",
+    "AuditStore",
+    "TenantRecord",
+    "TenantStore",
+    "open_audit",
+    "open_tenants",
     "DELIVERY_RETENTION_MS",
     "EXTEND_SLACK_MS",
     "LISTED_PER_TENANT",

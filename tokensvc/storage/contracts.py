@@ -4,7 +4,7 @@ callers pass durations, never deadlines. Every operation is one atomic step on i
 Flask here.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -220,7 +220,7 @@ class SessionRecord:
 @dataclass(frozen=True)
 class MintCheck:
     """The answer of `check_mint`: the quota refused (None: none) and the count it found, and
-    whether this call reserved a room slot (to release if the token is not issued)."""
+    whether this call reserved the room (to release if the token is not issued)."""
 
     refused: str | None
     count: int = 0
@@ -246,10 +246,18 @@ class UsageStore(Protocol):
     where: str
     clock: StorageClock
 
-    def record(self, facts: EventFacts, default_max_participants: int | None) -> str:
-        """Apply one event: the room, the session, the tenant's live rooms and the room's
-        seats. Return "metered", "over_quota" (a join beyond the room's participant limit: not
-        seated) or "ignored" (a room of no known tenant)."""
+    def record(
+        self,
+        facts: EventFacts,
+        max_participants: int | None,
+        max_rooms: int | None = None,
+        others: Sequence[str] = (),
+    ) -> str:
+        """Apply one event: the room, the session and the seats of the tenant's room life.
+        Return "metered", "over_quota" (a join beyond `max_participants`: not seated),
+        "over_rooms" (a room life first seen while the tenant has `max_rooms` of its `others`
+        names in use: the caller ends it; it is metered until its end) or "ignored" (a room of
+        no known tenant)."""
         ...
 
     def check_mint(
@@ -257,21 +265,23 @@ class UsageStore(Protocol):
         tenant: str,
         name: str,
         identity: str,
+        others: Sequence[str],
         max_rooms: int | None,
         max_participants: int | None,
         reserve_ms: int,
     ) -> MintCheck:
-        """Record the tenant's limits; refuse a seat in a full room (unless `identity` is
-        seated) or a room beyond the tenant's live rooms; else reserve the room for
-        `reserve_ms` when it is not counted yet."""
+        """Refuse a seat in the tenant's full room `name` (unless `identity` is seated), or a
+        room beyond `max_rooms` of the tenant's `others` names (its holds' names) in use; else
+        reserve `name` for `reserve_ms` when it is not in use yet. Nothing else is kept: the
+        limits are the caller's."""
         ...
 
     def release(self, tenant: str, name: str) -> None:
-        """Drop the tenant's reservation of `name` (a room seen live stays counted)."""
+        """Drop the tenant's reservation of `name` (a live life stays in use)."""
         ...
 
-    def live_rooms(self, tenant: str) -> list[str]:
-        """The names the tenant has counted as live or reserved now, sorted."""
+    def rooms_in_use(self, tenant: str, names: Sequence[str]) -> list[str]:
+        """Which of `names` the tenant has in use now (a live life or a reservation), sorted."""
         ...
 
     def usage(self, tenant: str | None, start: int, end: int) -> UsageReport:
@@ -502,6 +512,122 @@ class WebhookStore(Protocol):
 
     def stats(self) -> Stats:
         """The counters, the pending count and the oldest pending delivery's creation time."""
+        ...
+
+    def time_ms(self) -> int:
+        """The storage's clock, shifted, ms."""
+        ...
+
+    def close(self) -> None:
+        """Close what this store opened."""
+        ...
+
+
+#: The limits a tenant's record may set, each overriding the deployment's default: rooms live
+#: at once, participants in one room, webhook endpoints, the agent names it may dispatch.
+TENANT_LIMITS = ("max_rooms", "max_participants", "max_webhook_endpoints", "agents")
+#: A tenant's status.
+ACTIVE, SUSPENDED = "active", "suspended"
+
+
+@dataclass(frozen=True)
+class TenantRecord:
+    """What the operator set for one tenant: each limit (None: the deployment's default), its
+    status and why it is suspended, and when the record was made and last changed (ms)."""
+
+    id: str
+    max_rooms: int | None = None
+    max_participants: int | None = None
+    max_webhook_endpoints: int | None = None
+    agents: tuple[str, ...] | None = None
+    status: str = ACTIVE
+    reason: str = ""
+    created_at: int = 0
+    updated_at: int = 0
+
+    @property
+    def suspended(self) -> bool:
+        """Whether the operator suspended the tenant."""
+        return self.status == SUSPENDED
+
+
+class TenantStore(Protocol):
+    """The operator's records of tenants, on the hold store's backend and clock. A tenant
+    without a record has none of its own: the deployment's defaults apply."""
+
+    @property
+    def backend(self) -> Backend:
+        """Which backend keeps the records."""
+        ...
+
+    where: str
+    clock: StorageClock
+
+    def get(self, tenant: str) -> TenantRecord | None:
+        """The tenant's record, or None."""
+        ...
+
+    def all(self) -> list[TenantRecord]:
+        """Every record, by tenant id."""
+        ...
+
+    def change(
+        self,
+        tenant: str,
+        limits: Mapping[str, int | tuple[str, ...] | None],
+        status: str | None = None,
+        reason: str = "",
+    ) -> TenantRecord:
+        """Set the limits named (TENANT_LIMITS; None removes one) and, when given, the status
+        and its reason, making the record if there is none (one step); the record after."""
+        ...
+
+    def time_ms(self) -> int:
+        """The storage's clock, shifted, ms."""
+        ...
+
+    def close(self) -> None:
+        """Close what this store opened."""
+        ...
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One action, as the audit trail keeps it: its id; when (ms, set by the store); the tenant
+    acted on ("" for none); who acted (`actor`: "tenant" or "operator", with the bearer's
+    subject and bound identity where it has them); what (`action`, on `target`); its outcome
+    ("ok" or the error code); and details as a JSON object's text."""
+
+    id: str
+    at: int
+    tenant: str
+    actor: str
+    subject: str
+    identity: str
+    action: str
+    target: str
+    outcome: str
+    detail: str = "{}"
+
+
+class AuditStore(Protocol):
+    """The audit trail, on the hold store's backend and clock: entries are only added, and each
+    is kept for the retention the store was opened with."""
+
+    @property
+    def backend(self) -> Backend:
+        """Which backend keeps the trail."""
+        ...
+
+    where: str
+    clock: StorageClock
+
+    def add(self, entry: AuditEntry) -> AuditEntry:
+        """Keep `entry` with its time set to the storage's now; the entry as kept."""
+        ...
+
+    def entries(self, tenant: str | None, limit: int) -> list[AuditEntry]:
+        """The newest `limit` entries of `tenant` (None: every tenant's), newest first."""
         ...
 
     def time_ms(self) -> int:

@@ -1,21 +1,32 @@
 """The stores a `STORAGE_URL` names, each on the backend the URL's scheme picks: the hold store
-opens the backend (the SQLite file or the Redis connection), and the usage and webhook stores
-open beside it, on the same backend and clock."""
+opens the backend (the SQLite file or the Redis connection), and the usage, webhook, tenant and
+audit stores open beside it, on the same backend and clock."""
 
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from .contracts import ConsoleTicketStore, HoldStore, UsageStore, WebhookStore
+from .contracts import (
+    AuditStore,
+    ConsoleTicketStore,
+    HoldStore,
+    TenantStore,
+    UsageStore,
+    WebhookStore,
+)
 from .observed import ObservedHolds
+from .redis.audit import RedisAudit
 from .redis.base import RedisConnection
 from .redis.console import RedisConsoleTickets
 from .redis.holds import RedisHolds
+from .redis.tenants import RedisTenants
 from .redis.usage import RedisUsage
 from .redis.webhooks import RedisWebhookStore
+from .sqlite.audit import SqliteAudit
 from .sqlite.base import sqlite_path
 from .sqlite.console import SqliteConsoleTickets
 from .sqlite.holds import SqliteHolds
+from .sqlite.tenants import SqliteTenants
 from .sqlite.usage import SqliteUsage
 from .sqlite.webhooks import SqliteWebhookStore
 
@@ -77,3 +88,21 @@ def open_console_tickets(holds_store: HoldStore) -> ConsoleTicketStore:
     if isinstance(holds_store, RedisHolds):
         return RedisConsoleTickets(holds_store.connection)
     raise TypeError(f"no console ticket store beside a {holds_store.backend} hold store")
+
+
+def open_tenants(holds_store: HoldStore) -> TenantStore:
+    """The tenants' records beside a hold store: the same SQLite file or Redis, the same clock."""
+    if isinstance(holds_store, SqliteHolds):
+        return SqliteTenants(holds_store.path, holds_store.timeout, holds_store.clock)
+    if isinstance(holds_store, RedisHolds):
+        return RedisTenants(holds_store.connection)
+    raise TypeError(f"no tenant store beside a {holds_store.backend} hold store")
+
+
+def open_audit(holds_store: HoldStore, retention_ms: int) -> AuditStore:
+    """The audit trail beside a hold store, keeping each entry `retention_ms`."""
+    if isinstance(holds_store, SqliteHolds):
+        return SqliteAudit(holds_store.path, holds_store.timeout, holds_store.clock, retention_ms)
+    if isinstance(holds_store, RedisHolds):
+        return RedisAudit(holds_store.connection, retention_ms)
+    raise TypeError(f"no audit store beside a {holds_store.backend} hold store")

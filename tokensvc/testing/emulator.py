@@ -138,6 +138,7 @@ METHODS = {
     "RemoveParticipant": Method(room_pb.RoomParticipantIdentity, "roomAdmin"),
     "MutePublishedTrack": Method(room_pb.MuteRoomTrackRequest, "roomAdmin"),
     "UpdateParticipant": Method(room_pb.UpdateParticipantRequest, "roomAdmin"),
+    "SendData": Method(room_pb.SendDataRequest, "roomAdmin"),
 }
 
 
@@ -160,6 +161,8 @@ class LiveKitEmulator:
         self._verified = {}
         self._generation = 0
         self.history: list[RoomLife] = []
+        #: Every SendData request answered, in order (nobody can join to receive them).
+        self.sent_data: list[room_pb.SendDataRequest] = []
         self._lives: dict[str, RoomLife] = {}
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -230,6 +233,7 @@ class LiveKitEmulator:
             self.store.clear()
             self._rivals.clear()
             self.history.clear()
+            self.sent_data.clear()
             self._lives.clear()
             self.calls.clear()
             self.client_ports.clear()
@@ -490,6 +494,15 @@ class LiveKitEmulator:
 
     _get_participant = _remove_participant = _no_participant
     _mute_published_track = _update_participant = _no_participant
+
+    def _send_data(self, request) -> room_pb.SendDataResponse:
+        """SendData: not_found for a room the store does not hold; else kept in `sent_data`
+        (nobody can join the emulator to receive it)."""
+        self._live_room(request.room)
+        if request.room not in self.store:
+            raise TwirpError("not_found", "requested room does not exist")
+        self.sent_data.append(request)
+        return room_pb.SendDataResponse()
 
     def _update_room_metadata(self, request) -> models.Room:
         """UpdateRoomMetadata: replace the live room's metadata; the store follows on change."""

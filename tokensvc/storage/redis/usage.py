@@ -3,11 +3,14 @@
 Per room life `usage:room:<sid>` {tenant, name, started, finished}; per session
 `usage:session:<participant sid>` {room, identity, joined, left, seated, refused}; per room life
 the set `usage:sessions:<sid>`; per tenant the sorted set `usage:rooms:<tenant>` (room sids by
-start) and the sorted set `usage:tenants`; per tenant the hash `quota:rooms:<tenant>` (name ->
-"s:<sid>" live, or "r:<until>" reserved), per room name the hash `quota:seats:<name>`
-(participant sid -> "<room sid>|<identity>") and per tenant `quota:limits:<tenant>`. Every key
-expires the retention after its last write. Scripts read the clock from TIME.
+start) and the sorted set `usage:tenants`. Per (tenant, room name), keyed
+`quota:<kind>:<length of tenant>:<tenant>:<name>`: `live` (the hash of its live lives' sids),
+`seats` (participant sid -> "<room sid>|<identity>") and `reserved` (a token request's
+reservation, expiring with it). Every other key expires the retention after its last write.
+Scripts read the clock from TIME.
 """
+
+from collections.abc import Sequence
 
 from ..contracts import EventFacts, MintCheck, RoomRecord, SessionRecord, UsageReport
 from .base import REDIS_PREFIX, RedisConnection, RedisStore
@@ -42,8 +45,15 @@ class RedisUsage(RedisStore):
         """A key of the usage and quota records."""
         return f"{REDIS_PREFIX}{kind}:{name}"
 
-    def record(self, facts: EventFacts, default_max_participants: int | None) -> str:
-        """One script: the room, the session, the tenant's live rooms, the room's seats."""
+    def record(
+        self,
+        facts: EventFacts,
+        max_participants: int | None,
+        max_rooms: int | None = None,
+        others: Sequence[str] = (),
+    ) -> str:
+        """One script: the room, the session, the room's seats; a life first seen beyond
+        `max_rooms` of the tenant's `others` names in use is "over_rooms"."""
         outcome: bytes = self._run(
             "record",
             [],
@@ -58,9 +68,11 @@ class RedisUsage(RedisStore):
                 facts.identity,
                 facts.joined,
                 self.retention_ms,
-                _limit_text(default_max_participants),
+                _limit_text(max_participants),
+                _limit_text(max_rooms),
                 REDIS_PREFIX,
                 self.clock.shift_ms,
+                *others,
             ],
         )
         return outcome.decode()
@@ -70,43 +82,52 @@ class RedisUsage(RedisStore):
         tenant: str,
         name: str,
         identity: str,
+        others: Sequence[str],
         max_rooms: int | None,
         max_participants: int | None,
         reserve_ms: int,
     ) -> MintCheck:
-        """One script: the limits recorded, the seat and room checks, the reservation."""
+        """One script: the seat and room checks, the reservation."""
         refused, count, reserved = self._run(
             "check_mint",
+            [],
             [
-                self._key("quota:rooms", tenant),
-                self._key("quota:seats", name),
-                self._key("quota:limits", tenant),
-            ],
-            [
+                tenant,
                 name,
                 identity,
                 _limit_text(max_rooms),
                 _limit_text(max_participants),
                 reserve_ms,
-                self.retention_ms,
+                REDIS_PREFIX,
                 self.clock.shift_ms,
+                *others,
             ],
         )
         return MintCheck(refused.decode() or None, int(count), reserved == 1)
 
-    def release(self, tenant: str, name: str) -> None:
-        """Drop the reservation, not a room seen live."""
-        self._run("release", [self._key("quota:rooms", tenant)], [name])
+    @staticmethod
+    def _quota_key(kind: str, tenant: str, name: str) -> str:
+        """The key of a quota record of one tenant's room name (as usage_seats.lua makes it)."""
+        return f"{REDIS_PREFIX}quota:{kind}:{len(tenant.encode())}:{tenant}:{name}"
 
-    def live_rooms(self, tenant: str) -> list[str]:
-        """The names counted live or reserved now."""
+    def release(self, tenant: str, name: str) -> None:
+        """Drop the reservation, not a live life."""
+        self._run("release", [self._quota_key("reserved", tenant, name)], [])
+
+    def rooms_in_use(self, tenant: str, names: Sequence[str]) -> list[str]:
+        """Which of `names` the tenant has in use now (live or reserved), sorted."""
+        unique = sorted(set(names))
         now = self.time_ms()
-        entries = self.client.hgetall(self._key("quota:rooms", tenant))
-        return sorted(
-            name.decode()
-            for name, value in entries.items()
-            if value.startswith(b"s:") or int(value[2:]) > now
-        )
+        pipe = self.client.pipeline(transaction=False)
+        for name in unique:
+            pipe.exists(self._quota_key("live", tenant, name))
+            pipe.get(self._quota_key("reserved", tenant, name))
+        found = pipe.execute()
+        return [
+            name
+            for name, live, until in zip(unique, found[::2], found[1::2], strict=True)
+            if live or (until is not None and int(until) > now)
+        ]
 
     def usage(self, tenant: str | None, start: int, end: int) -> UsageReport:
         """(now, rooms, sessions) of the tenant's (None: every tenant's) room lives that overlap

@@ -1,10 +1,11 @@
 local kind, tenant, name, room_sid, room_started, at, psid, identity, joined, retention,
-      default_max, prefix, shift = unpack(ARGV)
+      max_participants, max_rooms, prefix, shift = unpack(ARGV, 1, 14)
 room_started, at, joined, retention = tonumber(room_started), tonumber(at), tonumber(joined),
                                       tonumber(retention)
 local now = clock(shift)
 local room_key = prefix .. 'usage:room:' .. room_sid
 local found = redis.call('HMGET', room_key, 'tenant', 'started', 'finished')
+local first_sight = not found[1]
 if found[1] then tenant = found[1] end
 if tenant == '' then return 'ignored' end
 local started = room_started
@@ -24,15 +25,25 @@ redis.call('ZREMRANGEBYSCORE', rooms_key, '-inf', now - retention)
 redis.call('PEXPIRE', rooms_key, retention)
 redis.call('ZADD', prefix .. 'usage:tenants', now, tenant)
 redis.call('ZREMRANGEBYSCORE', prefix .. 'usage:tenants', '-inf', now - retention)
-local live_key = prefix .. 'quota:rooms:' .. tenant
-local seats_key = prefix .. 'quota:seats:' .. name
+local live_key = quota_key(prefix, 'live', tenant, name)
+local seats_key = quota_key(prefix, 'seats', tenant, name)
 if not finished then
-  redis.call('HSET', live_key, name, 's:' .. room_sid)
-  redis.call('PEXPIRE', live_key, retention)
-else
-  if redis.call('HGET', live_key, name) == 's:' .. room_sid then
-    redis.call('HDEL', live_key, name)
+  if first_sight and max_rooms ~= '' then
+    local count = 0
+    for i = 15, #ARGV do
+      if ARGV[i] ~= name and in_use(prefix, tenant, ARGV[i], now) then count = count + 1 end
+    end
+    if count >= tonumber(max_rooms) then
+      redis.call('HSET', live_key, room_sid, '1')
+      redis.call('PEXPIRE', live_key, retention)
+      return 'over_rooms'
+    end
   end
+  redis.call('HSET', live_key, room_sid, '1')
+  redis.call('PEXPIRE', live_key, retention)
+  redis.call('DEL', quota_key(prefix, 'reserved', tenant, name))  -- live now: no reservation
+else
+  redis.call('HDEL', live_key, room_sid)
   local entries = redis.call('HGETALL', seats_key)
   for i = 1, #entries, 2 do
     if string.sub(entries[i + 1], 1, #room_sid + 1) == room_sid .. '|' then
@@ -61,8 +72,7 @@ end
 if kind ~= 'participant_joined' or left or finished or session[3] or session[4] then
   return 'metered'
 end
-local limit = redis.call('HGET', prefix .. 'quota:limits:' .. tenant, 'max_participants')
-if not limit then limit = default_max end
+local limit = max_participants
 if limit ~= '' and seated_others(seats_key, identity) >= tonumber(limit) then
   redis.call('HSET', session_key, 'refused', '1')
   return 'over_quota'

@@ -1,9 +1,9 @@
 """Usage and quotas in the ownership record's SQLite file, in its transactions: room lives,
-sessions, the rooms each tenant has live or reserved, and each tenant's limits."""
+sessions, their seats, and the rooms a tenant reserved at a token request."""
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Literal
 
@@ -11,10 +11,14 @@ from ..contracts import EventFacts, MintCheck, RoomRecord, SessionRecord, UsageR
 from .base import SWEEP_INTERVAL_S, statements
 from .holds import SqliteHolds
 
-#: The seats taken in the live lives of a room name (seated, not left, room not finished).
+#: The seats taken in a tenant's live lives of a room name (seated, not left, room not
+#: finished): seats count per (tenant, room life).
 SEATED = """SELECT DISTINCT s.identity FROM usage_sessions s JOIN usage_rooms r
-            ON s.room_sid = r.sid WHERE r.name = ? AND r.finished_at IS NULL
+            ON s.room_sid = r.sid WHERE r.tenant = ? AND r.name = ? AND r.finished_at IS NULL
             AND s.left_at IS NULL AND s.seated = 1"""
+#: Whether a tenant has a live life of a room name.
+LIVE = """SELECT 1 FROM usage_rooms WHERE tenant = ? AND name = ? AND finished_at IS NULL
+          LIMIT 1"""
 
 
 class SqliteUsage:
@@ -53,13 +57,26 @@ class SqliteUsage:
                 db.execute(statement)
             self._ready_for = db
 
-    def record(self, facts: EventFacts, default_max_participants: int | None) -> str:
-        """Apply one event: the room, the session, the tenant's live rooms and the room's
-        seats. Return "metered", "over_quota" (a join beyond the room's participant limit: not
-        seated) or "ignored" (a room of no known tenant)."""
-        return self.holds._retried(self._record, facts, default_max_participants)
+    def record(
+        self,
+        facts: EventFacts,
+        max_participants: int | None,
+        max_rooms: int | None = None,
+        others: Sequence[str] = (),
+    ) -> str:
+        """Apply one event: the room, the session and the room's seats. Return "metered",
+        "over_quota" (a join beyond `max_participants`: not seated), "over_rooms" (a room life
+        first seen while `max_rooms` of the tenant's `others` names are in use) or "ignored"
+        (a room of no known tenant)."""
+        return self.holds._retried(self._record, facts, max_participants, max_rooms, others)
 
-    def _record(self, facts: EventFacts, default_max: int | None) -> str:
+    def _record(
+        self,
+        facts: EventFacts,
+        max_participants: int | None,
+        max_rooms: int | None,
+        others: Sequence[str],
+    ) -> str:
         """One attempt of `record`."""
         with self._write() as db:
             now = self.holds._now()
@@ -82,21 +99,21 @@ class SqliteUsage:
                 "seen_at = excluded.seen_at",
                 (facts.room_sid, tenant, facts.name, started, finished, now),
             )
-            if finished is None:
+            if finished is None:  # live now: the reservation that led here is spent
                 db.execute(
-                    "INSERT INTO quota_rooms (tenant, name, sid, reserved_until) "
-                    "VALUES (?, ?, ?, NULL) ON CONFLICT (tenant, name) DO UPDATE SET "
-                    "sid = excluded.sid, reserved_until = NULL",
-                    (tenant, facts.name, facts.room_sid),
+                    "DELETE FROM quota_reservations WHERE tenant = ? AND name = ?",
+                    (tenant, facts.name),
                 )
-            else:
-                db.execute(
-                    "DELETE FROM quota_rooms WHERE tenant = ? AND name = ? AND sid = ?",
-                    (tenant, facts.name, facts.room_sid),
-                )
+            if (
+                room is None
+                and finished is None
+                and max_rooms is not None
+                and len(self._in_use(db, tenant, others, now)) >= max_rooms
+            ):
+                return "over_rooms"
             if not facts.participant_sid:
                 return "metered"
-            return self._session(db, facts, tenant, finished, default_max)
+            return self._session(db, facts, tenant, finished, max_participants)
 
     def _session(
         self,
@@ -104,7 +121,7 @@ class SqliteUsage:
         facts: EventFacts,
         tenant: str,
         finished: int | None,
-        default_max: int | None,
+        limit: int | None,
     ) -> str:
         """The participant's session: its join and leave times, and on a join its seat."""
         found = db.execute(
@@ -124,9 +141,10 @@ class SqliteUsage:
             and not seated
             and not refused
         ):
-            limit = self._max_participants(db, tenant, default_max)
             others = [
-                row[0] for row in db.execute(SEATED, (facts.name,)) if row[0] != facts.identity
+                row[0]
+                for row in db.execute(SEATED, (tenant, facts.name))
+                if row[0] != facts.identity
             ]
             if limit is not None and len(others) >= limit:
                 refused, outcome = 1, "over_quota"
@@ -141,31 +159,28 @@ class SqliteUsage:
         )
         return outcome
 
-    @staticmethod
-    def _max_participants(
-        db: sqlite3.Connection, tenant: str, default_max: int | None
-    ) -> int | None:
-        """The tenant's participant limit as last recorded at a mint, else the default."""
-        row = db.execute(
-            "SELECT max_participants FROM quota_limits WHERE tenant = ?", (tenant,)
-        ).fetchone()
-        limit: int | None = row[0] if row is not None else default_max
-        return limit
-
     def check_mint(
         self,
         tenant: str,
         name: str,
         identity: str,
+        others: Sequence[str],
         max_rooms: int | None,
         max_participants: int | None,
         reserve_ms: int,
     ) -> MintCheck:
-        """Record the tenant's limits; refuse a seat in a full room (unless `identity` is
-        seated) or a room beyond the tenant's live rooms; else reserve the room for
-        `reserve_ms` when it is not counted yet."""
+        """Refuse a seat in the tenant's full room (unless `identity` is seated) or a room
+        beyond `max_rooms` of the tenant's `others` names in use; else reserve `name` for
+        `reserve_ms` when it is not in use yet."""
         return self.holds._retried(
-            self._check_mint, tenant, name, identity, max_rooms, max_participants, reserve_ms
+            self._check_mint,
+            tenant,
+            name,
+            identity,
+            others,
+            max_rooms,
+            max_participants,
+            reserve_ms,
         )
 
     def _check_mint(
@@ -173,6 +188,7 @@ class SqliteUsage:
         tenant: str,
         name: str,
         identity: str,
+        others: Sequence[str],
         max_rooms: int | None,
         max_participants: int | None,
         reserve_ms: int,
@@ -180,68 +196,57 @@ class SqliteUsage:
         """One attempt of `check_mint`."""
         with self._write() as db:
             now = self.holds._now()
-            db.execute(
-                "INSERT INTO quota_limits (tenant, max_rooms, max_participants) "
-                "VALUES (?, ?, ?) ON CONFLICT (tenant) DO UPDATE SET max_rooms = "
-                "excluded.max_rooms, max_participants = excluded.max_participants "
-                "WHERE max_rooms IS NOT excluded.max_rooms OR max_participants IS NOT "
-                "excluded.max_participants",
-                (tenant, max_rooms, max_participants),
-            )
             if max_participants is not None:
-                others = [row[0] for row in db.execute(SEATED, (name,)) if row[0] != identity]
-                if len(others) >= max_participants:
-                    return MintCheck("max_participants", len(others))
+                seated = [
+                    row[0] for row in db.execute(SEATED, (tenant, name)) if row[0] != identity
+                ]
+                if len(seated) >= max_participants:
+                    return MintCheck("max_participants", len(seated))
             if max_rooms is None:
                 return MintCheck(None)
-            row = db.execute(
-                "SELECT sid, reserved_until FROM quota_rooms WHERE tenant = ? AND name = ?",
-                (tenant, name),
-            ).fetchone()
-            if row is not None and (row[0] is not None or row[1] > now):
-                if row[0] is None:
-                    db.execute(
-                        "UPDATE quota_rooms SET reserved_until = max(reserved_until, ?) "
-                        "WHERE tenant = ? AND name = ?",
-                        (now + reserve_ms, tenant, name),
-                    )
+            if self._in_use(db, tenant, [name], now):
+                db.execute(
+                    "UPDATE quota_reservations SET until = max(until, ?) "
+                    "WHERE tenant = ? AND name = ?",
+                    (now + reserve_ms, tenant, name),
+                )
                 return MintCheck(None)
-            db.execute(
-                "DELETE FROM quota_rooms WHERE tenant = ? AND sid IS NULL AND reserved_until <= ?",
-                (tenant, now),
-            )
-            count: int = db.execute(
-                "SELECT count(*) FROM quota_rooms WHERE tenant = ?", (tenant,)
-            ).fetchone()[0]
+            count = len(self._in_use(db, tenant, [n for n in others if n != name], now))
             if count >= max_rooms:
                 return MintCheck("max_rooms", count)
             db.execute(
-                "INSERT INTO quota_rooms (tenant, name, sid, reserved_until) VALUES "
-                "(?, ?, NULL, ?)",
+                "INSERT INTO quota_reservations (tenant, name, until) VALUES (?, ?, ?) "
+                "ON CONFLICT (tenant, name) DO UPDATE SET until = excluded.until",
                 (tenant, name, now + reserve_ms),
             )
             return MintCheck(None, count, True)
 
+    @staticmethod
+    def _in_use(db: sqlite3.Connection, tenant: str, names: Sequence[str], now: int) -> list[str]:
+        """Which of `names` the tenant has in use: a live life, or a reservation running."""
+        found = []
+        for name in dict.fromkeys(names):
+            live = db.execute(LIVE, (tenant, name)).fetchone()
+            if live is None:
+                live = db.execute(
+                    "SELECT 1 FROM quota_reservations WHERE tenant = ? AND name = ? AND until > ?",
+                    (tenant, name, now),
+                ).fetchone()
+            if live is not None:
+                found.append(name)
+        return found
+
     def release(self, tenant: str, name: str) -> None:
-        """Drop the tenant's reservation of `name` (a room seen live stays counted)."""
+        """Drop the tenant's reservation of `name` (a live life stays in use)."""
         with self._write() as db:
             db.execute(
-                "DELETE FROM quota_rooms WHERE tenant = ? AND name = ? AND sid IS NULL",
-                (tenant, name),
+                "DELETE FROM quota_reservations WHERE tenant = ? AND name = ?", (tenant, name)
             )
 
-    def live_rooms(self, tenant: str) -> list[str]:
-        """The names the tenant has counted as live or reserved now."""
+    def rooms_in_use(self, tenant: str, names: Sequence[str]) -> list[str]:
+        """Which of `names` the tenant has in use now (live or reserved), sorted."""
         with self._read() as db:
-            now = self.holds._now()
-            return [
-                row[0]
-                for row in db.execute(
-                    "SELECT name FROM quota_rooms WHERE tenant = ? AND (sid IS NOT NULL OR "
-                    "reserved_until > ?) ORDER BY name",
-                    (tenant, now),
-                )
-            ]
+            return sorted(self._in_use(db, tenant, names, self.holds._now()))
 
     def usage(self, tenant: str | None, start: int, end: int) -> UsageReport:
         """(the storage's now, rooms, sessions) of the rooms of `tenant` (None: every tenant)
@@ -285,10 +290,7 @@ class SqliteUsage:
             (cutoff,),
         )
         db.execute("DELETE FROM usage_rooms WHERE coalesce(finished_at, seen_at) < ?", (cutoff,))
-        db.execute(
-            "DELETE FROM quota_rooms WHERE sid IS NOT NULL AND sid NOT IN "
-            "(SELECT sid FROM usage_rooms)"
-        )
+        db.execute("DELETE FROM quota_reservations WHERE until < ?", (now,))
 
     def time_ms(self) -> int:
         """The storage's clock, shifted, ms."""

@@ -18,15 +18,10 @@ CREATE TABLE IF NOT EXISTS usage_sessions (
     refused INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS usage_sessions_room ON usage_sessions (room_sid);
-CREATE TABLE IF NOT EXISTS quota_rooms (
+CREATE TABLE IF NOT EXISTS quota_reservations (
     tenant TEXT NOT NULL,
     name TEXT NOT NULL,
-    sid TEXT,
-    reserved_until INTEGER,
+    until INTEGER NOT NULL,
     PRIMARY KEY (tenant, name)
 );
-CREATE TABLE IF NOT EXISTS quota_limits (
-    tenant TEXT PRIMARY KEY,
-    max_rooms INTEGER,
-    max_participants INTEGER
-);
+CREATE INDEX IF NOT EXISTS usage_rooms_live ON usage_rooms (tenant, name, finished_at);

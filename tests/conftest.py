@@ -35,7 +35,7 @@ from support.tokens import (
 )
 from tokensvc import create_app
 from tokensvc.context import service_state
-from tokensvc.processes.worker import Worker
+from tokensvc.processes.worker import Worker, suspended_tenants
 from tokensvc.testing import LiveKitEmulator, LiveKitServer
 from tokensvc.testing.processes import find_free_port
 
@@ -287,11 +287,15 @@ def make_receiver():
 @pytest.fixture
 def make_worker():
     """make_worker(app, paused=None) -> the webhook worker (the delivery engine) of `app`, in a
-    thread of this process; stopped at teardown."""
+    thread of this process, holding `paused(tenant)`'s deliveries (by default the suspended
+    tenants', as the worker process does); stopped at teardown."""
     workers = []
 
     def start(app, paused=None, in_flight=None):
-        workers.append(Worker(service_state(app).tenant_webhooks, paused, in_flight).start())
+        state = service_state(app)
+        if paused is None:  # as the worker process does: a suspended tenant's deliveries wait
+            paused = suspended_tenants(state)
+        workers.append(Worker(state.tenant_webhooks, paused, in_flight).start())
         return workers[-1]
 
     yield start

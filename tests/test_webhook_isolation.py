@@ -99,6 +99,38 @@ def test_a_paused_tenants_deliveries_wait_and_go_once_it_is_not(
     assert len(acme.wait_for(1)) == 1 and acme.received[0].event is not None
 
 
+def test_a_suspended_tenants_deliveries_wait_until_it_is_resumed(
+    make_app, backend, tenants, make_receiver, make_worker
+):
+    """The worker holds the deliveries of a tenant the operator suspended (kept, untried) and
+    sends them once it is resumed; another tenant's go on meanwhile."""
+    admin = {"Authorization": "Bearer " + "operator-" + "0123456789abcdef" * 2}
+    app = make_app(
+        STORAGE_URL=backend, ADMIN_TOKEN=admin["Authorization"][7:], TENANT_RECORD_CACHE="0", **FAST
+    )
+    client = app.test_client()
+    acme, bravo = make_receiver(), make_receiver()
+    acme.secret = subscribe(client, tenants, "acme", acme.url)["secret"]
+    bravo.secret = subscribe(client, tenants, "bravo", bravo.url)["secret"]
+    rooms = {tenant: own_room(client, tenants, tenant) for tenant in ("acme", "bravo")}
+    suspended = client.post(
+        "/admin/tenants/acme/suspend", json={"reason": "unpaid invoice"}, headers=admin
+    )
+    assert suspended.status_code == 200, suspended.json
+    make_worker(app)
+    event(client, "acme", rooms["acme"])
+    event(client, "bravo", rooms["bravo"])
+    assert len(bravo.wait_for(1)) == 1
+    time.sleep(0.5)
+    assert acme.tried == 0
+    store = service_state(app).tenant_webhooks.store
+    (waiting,) = store.deliveries("acme", None, None, 10)
+    assert (waiting.status, waiting.attempts) == ("pending", 0)
+    resumed = client.post("/admin/tenants/acme/resume", headers=admin)
+    assert resumed.status_code == 200, resumed.json
+    assert len(acme.wait_for(1)) == 1 and acme.received[0].event is not None
+
+
 def test_an_endpoint_failing_for_the_period_is_disabled_and_enabled_again(
     make_app, backend, tenants, make_receiver, make_worker
 ):

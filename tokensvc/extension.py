@@ -234,6 +234,7 @@ class TokenService:
         if holds is not None:
             tenant_webhooks = _tenant_webhooks(settings, holds, issuer, metrics)
             tenants = _tenants(settings, holds, issuer, metrics)
+            tenant_webhooks.endpoints_max = tenants.max_webhook_endpoints
             console_tickets = ObservedHolds(
                 open_console_tickets(holds.store), metrics.storage_call if metrics else None
             )

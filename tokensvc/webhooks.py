@@ -30,6 +30,7 @@ import json
 import logging
 import random
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from livekit.protocol import models
@@ -185,9 +186,14 @@ class TenantWebhooks:
 
     # The routes.
 
+    #: The most endpoints a tenant may have, by its plan (`Tenants.max_webhook_endpoints`, set
+    #: by the extension); None: TENANT_WEBHOOK_ENDPOINTS_MAX for every tenant.
+    endpoints_max: Callable[[str], int] | None = None
+
     def subscribe(self, tenant: str, url: str, events, description: str) -> tuple:
         """A new endpoint for the tenant: (Endpoint, its secret). 400 for a refused URL or a
-        field the storage could not keep, 409 past TENANT_WEBHOOK_ENDPOINTS_MAX."""
+        field the storage could not keep, 409 past the tenant's most endpoints (its plan, else
+        TENANT_WEBHOOK_ENDPOINTS_MAX), checked atomically with the insert."""
         _encodable("description", description)
         for event in events or ():
             _encodable("events", event)
@@ -201,12 +207,16 @@ class TenantWebhooks:
         endpoint = Endpoint(
             endpoint_id, tenant, url, chosen, description, 0, self.box.seal(secret, endpoint_id)
         )
-        most = self.settings.tenant_webhook_endpoints_max
+        most = (
+            self.endpoints_max(tenant)
+            if self.endpoints_max is not None
+            else self.settings.tenant_webhook_endpoints_max
+        )
         stored = self.store.add_endpoint(endpoint, most)
         if stored is None:
             raise WebhookEndpointsLimit(
-                f"this tenant has {most} webhook endpoints already "
-                f"(TENANT_WEBHOOK_ENDPOINTS_MAX); delete one first"
+                f"this tenant has {most} webhook endpoints already (its plan's limit, or "
+                f"TENANT_WEBHOOK_ENDPOINTS_MAX); delete one first"
             )
         return stored, secret
 

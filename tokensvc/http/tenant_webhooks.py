@@ -4,7 +4,7 @@ webhooks:write)."""
 from flask import request
 
 from ..context import service_state
-from ..errors import InvalidRequest, WebhookEndpointsLimit
+from ..errors import InvalidRequest
 from ..schemas import (
     WebhookDeliverySchema,
     WebhookEndpointRequestSchema,
@@ -20,26 +20,10 @@ def create_webhook_endpoint():
     only."""
     tenant = require_tenant()
     fields = load_fields(webhook_endpoint_request)
-    check_endpoints_limit(tenant)
     endpoint, secret = tenant_webhooks().subscribe(
         tenant, fields["url"], fields.get("events"), fields["description"]
     )
     return {**webhook_endpoint.dump(endpoint), "secret": secret}, 201
-
-
-def check_endpoints_limit(tenant: str) -> None:
-    """409 when the tenant's record allows fewer endpoints than TENANT_WEBHOOK_ENDPOINTS_MAX
-    and it has that many (the store's own check keeps the setting's limit atomically)."""
-    tenants = service_state().tenants
-    if tenants is None:
-        return
-    most = tenants.max_webhook_endpoints(tenant)
-    if most < service_state().settings.tenant_webhook_endpoints_max and (
-        len(tenant_webhooks().endpoints(tenant)) >= most
-    ):
-        raise WebhookEndpointsLimit(
-            f"this tenant has {most} webhook endpoints already (its plan's limit); delete one first"
-        )
 
 
 def list_webhook_endpoints():

@@ -75,6 +75,12 @@ class ContinuityWatch:
         self.thread.join(5)
 
 
+def suspended_tenants(state):
+    """The predicate that holds a suspended tenant's deliveries, kept, until the operator
+    resumes it (None when the app keeps no tenant records)."""
+    return state.tenants.is_suspended if state.tenants is not None else None
+
+
 def main() -> None:
     """Start the worker from the environment's settings; a setting it cannot run with (or no
     tenant key: no tenant, no webhooks) stops it with one line and exit 4."""
@@ -101,7 +107,7 @@ def main() -> None:
     )
     watch.start()
     try:
-        Worker(state.tenant_webhooks).run()
+        Worker(state.tenant_webhooks, suspended_tenants(state)).run()
     finally:
         watch.stop()
         state.close()

@@ -43,9 +43,11 @@ class NaiveRoomServiceClient(RoomServiceClient):
         return asyncio.run(once())
 
 
-def naive_for_token(room_name: str, holder: str, identity=None, agents=()) -> tuple[str, bool]:
+def naive_for_token(
+    room_name: str, holder: str, identity=None, agents=(), admit=None
+) -> tuple[str, bool]:
     """The room's owner from LiveKit alone: refuse on the store's word, create, check the live
-    room's answer."""
+    room's answer (`admit`, the quota check the service makes before creating, is skipped)."""
     stored = _issuer.rooms.find_room(room_name)
     if stored is not None and holder_of(stored.metadata) != holder:
         raise RoomForbidden(f"room {room_name!r} is not owned by this tenant")

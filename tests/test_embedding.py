@@ -4,7 +4,7 @@ error pages: no name collides, the service's paths answer JSON errors, the host 
 import pytest
 from flask import Blueprint, Flask, request
 
-from support.tokens import BODY, LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET
+from support.tokens import BODY, LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET, WEBHOOK_SECRETS_KEY
 from tokensvc import TokenService
 from tokensvc.context import service_state
 
@@ -18,6 +18,7 @@ def host(livekit, storage_url):
         LIVEKIT_API_KEY=LIVEKIT_KEY,
         LIVEKIT_API_SECRET=LIVEKIT_SECRET,
         AUTH_JWT_SECRET=TENANT_SECRET,
+        TENANT_WEBHOOK_SECRETS_KEY=WEBHOOK_SECRETS_KEY,
         STORAGE_URL=storage_url,
     )
     health, openapi = Blueprint("health", __name__), Blueprint("openapi", __name__)
@@ -111,6 +112,7 @@ def bare_host(livekit, storage_url, **config):
         TOKENSVC_LIVEKIT_API_KEY=LIVEKIT_KEY,
         TOKENSVC_LIVEKIT_API_SECRET=LIVEKIT_SECRET,
         TOKENSVC_AUTH_JWT_SECRET=TENANT_SECRET,
+        TOKENSVC_TENANT_WEBHOOK_SECRETS_KEY=WEBHOOK_SECRETS_KEY,
         TOKENSVC_STORAGE_URL=storage_url,
         **config,
     )

@@ -19,7 +19,7 @@ import pytest
 import tokensvc
 from support.processes import ROOT, base_environment, livekit_settings
 from support.servers import HttpService
-from support.tokens import BODY, TENANT_SECRET, Tenants
+from support.tokens import BODY, TENANT_SECRET, WEBHOOK_SECRETS_KEY, Tenants
 from tokensvc.testing.processes import find_free_port, wait_for_port
 
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -176,6 +176,7 @@ def test_wheel_installs_in_a_fresh_venv_and_embeds(tmp_path, livekit, dist):
     settings = {
         **livekit_settings(livekit),
         "AUTH_JWT_SECRET": TENANT_SECRET,
+        "TENANT_WEBHOOK_SECRETS_KEY": WEBHOOK_SECRETS_KEY,
         "STORAGE_URL": f"sqlite:///{tmp_path}/holds.sqlite3",
     }
     run = subprocess.run(

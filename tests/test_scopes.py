@@ -15,7 +15,14 @@ from flask import Flask
 from support.participants import PUBLISH_REFUSED
 from support.processes import ROOT
 from support.storage import records, storage_calls
-from support.tokens import BODY, LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET, verify_token
+from support.tokens import (
+    BODY,
+    LIVEKIT_KEY,
+    LIVEKIT_SECRET,
+    TENANT_SECRET,
+    WEBHOOK_SECRETS_KEY,
+    verify_token,
+)
 from tokensvc import ConfigError, TokenService
 from tokensvc.context import service_state
 from tokensvc.http.routes import ROUTE_SCOPES
@@ -56,6 +63,11 @@ def request_for(view: str, target: str) -> tuple[str, str, dict | None]:
         ),
         "list_webhook_endpoints": ("GET", "/livekit/webhook-endpoints", None),
         "delete_webhook_endpoint": ("DELETE", "/livekit/webhook-endpoints/ep_x", None),
+        "update_webhook_endpoint": (
+            "PATCH",
+            "/livekit/webhook-endpoints/ep_x",
+            {"enabled": True},
+        ),
         "rotate_webhook_secret": ("POST", "/livekit/webhook-endpoints/ep_x/rotate-secret", None),
         "test_webhook_endpoint": ("POST", "/livekit/webhook-endpoints/ep_x/test", None),
         "list_webhook_deliveries": ("GET", "/livekit/webhook-deliveries", None),
@@ -79,6 +91,7 @@ PARTICIPANT_ROUTES = {"remove_participant", "mute_track", "set_permissions"}
 WEBHOOK_READS = {"list_webhook_endpoints", "list_webhook_deliveries"}
 WEBHOOK_WRITES = {
     "create_webhook_endpoint",
+    "update_webhook_endpoint",
     "delete_webhook_endpoint",
     "rotate_webhook_secret",
     "test_webhook_endpoint",
@@ -117,7 +130,12 @@ ANSWERS = {
     "retry_webhook_delivery": (404, "webhook_delivery_not_found"),
     **{
         view: (404, "webhook_endpoint_not_found")
-        for view in ("delete_webhook_endpoint", "rotate_webhook_secret", "test_webhook_endpoint")
+        for view in (
+            "update_webhook_endpoint",
+            "delete_webhook_endpoint",
+            "rotate_webhook_secret",
+            "test_webhook_endpoint",
+        )
     },
 }
 
@@ -390,6 +408,7 @@ def host_with_cors_keys(request, livekit, storage_url):
             LIVEKIT_API_KEY=LIVEKIT_KEY,
             LIVEKIT_API_SECRET=LIVEKIT_SECRET,
             AUTH_JWT_SECRET=TENANT_SECRET,
+            TENANT_WEBHOOK_SECRETS_KEY=WEBHOOK_SECRETS_KEY,
             STORAGE_URL=storage_url,
             CORS_ALLOWED_ORIGINS=ALLOWED_ORIGIN,
             CORS_ORIGINS="*",

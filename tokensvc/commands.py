@@ -145,11 +145,6 @@ def rekey_command() -> None:
     )
 
 
-#: Every command of the service's own, registered on the app's CLI by the extension (and so
-#: subcommands of `tokensvc` too).
-COMMANDS = (usage_command, storage_command, webhooks_group)
-
-
 def _tenants():
     """The app's operator records, or a ClickException saying why there are none."""
     tenants = service_state().tenants
@@ -270,3 +265,8 @@ def tenants_resume(tenant: str) -> None:
     """Resume a suspended tenant."""
     tenants = _tenants()
     _print(_acting(lambda: tenants.resume(_tenant_id(tenant), CLI_OPERATOR)))
+
+
+#: Every command of the service's own, registered on the app's CLI by the extension (and so
+#: subcommands of `tokensvc` too).
+COMMANDS = (usage_command, storage_command, webhooks_group, tenants_command)

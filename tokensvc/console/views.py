@@ -600,9 +600,9 @@ def livekit_name(tenant: str, room_name: str) -> str:
 
 def own_name(tenant: str, name: str) -> str:
     """The tenant's own name for LiveKit's room name."""
-    ownership = service_state().issuer.ownership
-    if ownership is not None and ownership.per_tenant:
-        return ownership.own_name(tenant, name) or name
+    issuer = service_state().issuer
+    if issuer.ownership is not None and issuer.ownership.per_tenant:
+        return issuer.ownership.own_name(tenant, name) or name
     return name
 
 

@@ -23,7 +23,9 @@ SCOPES = {
     ROOMS_WRITE: "end one of the tenant's rooms",
     PARTICIPANTS_WRITE: "remove, mute and re-permission any participant of the tenant's rooms",
     WEBHOOKS_READ: "list the tenant's webhook endpoints and their deliveries",
-    WEBHOOKS_WRITE: "subscribe, unsubscribe, rotate, test, disable or enable and retry the tenant's webhooks",
+    WEBHOOKS_WRITE: (
+        "subscribe, unsubscribe, rotate, test, disable or enable and retry the tenant's webhooks"
+    ),
     USAGE_READ: "read the tenant's usage",
     CONSOLE_OPEN: "open the tenant's console (its pages then allow what the other scopes allow)",
     AUDIT_READ: "read the tenant's audit trail",

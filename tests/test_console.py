@@ -4,6 +4,7 @@ nothing of another tenant. The real browser and the real LiveKit: tests/test_con
 
 import csv
 import io
+import re
 from urllib.parse import urlsplit
 
 import pytest
@@ -12,6 +13,8 @@ from support.console import console_url, csrf_of, enter
 from tokensvc.context import service_state
 
 FRAMED_BY = "https://app.example"
+ADMIN_TOKEN = "operator-token-" + "0123456789abcdef" * 2
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 @pytest.fixture
@@ -301,3 +304,35 @@ def test_the_csv_is_what_the_usage_route_returns(console_app, tenants):
     assert float(rows[-1]["room_seconds"]) == report["room_seconds"]
     assert {r["from"] for r in rows} == {report["from"]}
     assert [r["room_name"] for r in rows[:-1]] == [r["room_name"] for r in report["rooms"]]
+
+
+def test_the_usage_page_shows_the_quotas_the_tenant_has(make_app, backend, tenants):
+    """The quotas table: the tenant record's limit over the setting's, lowered by the session's
+    JWT's claim, and the rooms in use as the quota counts them (a minted room is reserved)."""
+    app = make_app(STORAGE_URL=backend, QUOTA_MAX_ROOMS="5", ADMIN_TOKEN=ADMIN_TOKEN)
+    api = app.test_client()
+    patched = api.patch("/admin/tenants/acme", json={"max_rooms": 3}, headers=ADMIN)
+    assert patched.status_code == 200, patched.json
+    assert tenants.ask(api, "acme", room="r1").status_code == 200
+    client = app.test_client()
+    enter(client, tenants.headers("acme"))
+    page = client.get("/console/usage")
+    assert page.status_code == 200
+    rows = quota_rows(page.get_data(as_text=True))
+    assert rows["Live rooms at once"] == ("1", "3")
+    lowered = app.test_client()
+    enter(lowered, tenants.headers("acme", max_rooms=2))
+    assert quota_rows(lowered.get("/console/usage").get_data(as_text=True))[
+        "Live rooms at once"
+    ] == ("1", "2")
+
+
+def quota_rows(page: str) -> dict:
+    """{quota: (in use, limit)} from the usage page's quotas table."""
+    table = page.split('id="quotas"')[1].split("</table>")[0]
+    return {
+        name: (use, limit)
+        for name, use, limit in re.findall(
+            r'<th scope="row">([^<]+)</th><td>([^<]*)</td><td>([^<]*)</td>', table
+        )
+    }

@@ -464,12 +464,13 @@ def usage_series(tenant: str, start: int, end: int, step: str) -> dict:
 
 
 def quotas(tenant: str) -> list[dict]:
-    """Each quota of the tenant's (the session's JWT's claims over the settings), with its use
-    now: live rooms counted by the usage records, the fullest live room's participants."""
+    """Each quota of the tenant's (its record's, else the settings', lowered by the session's
+    JWT's claims), with its use now: rooms in use as the quota counts them, the fullest live
+    room's participants."""
     state = service_state()
     rule = state.issuer.usage
-    limits = rule.limits(g.console.quotas)
-    live = rule.store.live_rooms(tenant)
+    limits = rule.limits(tenant, g.console.quotas)
+    live = rule.rooms_in_use(tenant)
     fullest: int | None = None
     try:
         fullest = max(

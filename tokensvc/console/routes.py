@@ -1,6 +1,7 @@
-"""The console's route table (`CONSOLE_ROUTES`): each page and action of the tenant's console,
+"""The console's route tables: `CONSOLE_ROUTES`, each page and action of the tenant's console,
 its method, path (under the console's `/console` prefix), view, the scope it needs and, for a
-page, its place in the navigation.
+page, its place in the navigation; and `OPERATOR_ROUTES`, the operator's console's (under
+`/admin/console`, behind ADMIN_TOKEN).
 
 The console is not part of the JSON API, so it is not in the API's table (tokensvc/http/
 routes.py, which the OpenAPI document and the bearer check read): it has a table of its own, and
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from ..scopes import (
+    AUDIT_READ,
     PARTICIPANTS_WRITE,
     ROOMS_READ,
     ROOMS_WRITE,
@@ -21,7 +23,7 @@ from ..scopes import (
     WEBHOOKS_READ,
     WEBHOOKS_WRITE,
 )
-from . import views
+from . import operator, views
 
 
 @dataclass(frozen=True)
@@ -33,8 +35,12 @@ class Gate:
 
 #: The way in (a ticket) and the static files: no session.
 NO_SESSION = Gate("no session: the ticket or a static file")
-#: Pages every session may see (the start page, leaving).
+#: Pages every session may see (the start page, leaving, the poll that notices a suspension).
 ANY_SESSION = Gate("any console session")
+#: The operator's console: an operator's session (ADMIN_TOKEN signed in).
+OPERATOR_SESSION = Gate("the operator's session (signed in with ADMIN_TOKEN)")
+#: The operator's way in: ADMIN_TOKEN itself, pasted into the form.
+OPERATOR_LOGIN = Gate("the operator's sign-in: the form takes ADMIN_TOKEN")
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,7 @@ CONSOLE_ROUTES: tuple[ConsoleRoute, ...] = (
     ConsoleRoute("GET", "/static/<path:filename>", None, NO_SESSION, name="static"),
     ConsoleRoute("GET", "/", views.start, ANY_SESSION),
     ConsoleRoute("POST", "/leave", views.leave, ANY_SESSION),
+    ConsoleRoute("GET", "/alive", views.alive, ANY_SESSION),
     # Calls: the live rooms, refreshed by htmx from the fragment.
     ConsoleRoute("GET", "/calls", views.calls, ROOMS_READ, page="Calls"),
     ConsoleRoute("GET", "/calls/live", views.calls_live, ROOMS_READ),
@@ -75,8 +82,7 @@ CONSOLE_ROUTES: tuple[ConsoleRoute, ...] = (
     # Usage: the chart, the table per room, the quotas, and the CSV of GET /livekit/usage.
     ConsoleRoute("GET", "/usage", views.usage, USAGE_READ, page="Usage"),
     ConsoleRoute("GET", "/usage.csv", views.usage_csv, USAGE_READ),
-    # Webhooks: endpoints and the delivery log. (Disabling and enabling an endpoint come with
-    # the circuit breaker: `POST /webhooks/endpoints/<endpoint_id>/enable`, webhooks:write.)
+    # Webhooks: endpoints (their status: the circuit breaker's) and the delivery log.
     ConsoleRoute("GET", "/webhooks", views.webhooks, WEBHOOKS_READ, page="Webhooks"),
     ConsoleRoute("POST", "/webhooks/endpoints", views.add_endpoint, WEBHOOKS_WRITE),
     ConsoleRoute(
@@ -89,9 +95,27 @@ CONSOLE_ROUTES: tuple[ConsoleRoute, ...] = (
         "POST", "/webhooks/endpoints/<endpoint_id>/delete", views.delete_endpoint, WEBHOOKS_WRITE
     ),
     ConsoleRoute(
+        "POST",
+        "/webhooks/endpoints/<endpoint_id>/enabled",
+        views.set_endpoint_enabled,
+        WEBHOOKS_WRITE,
+    ),
+    ConsoleRoute(
         "POST", "/webhooks/deliveries/<delivery_id>/retry", views.retry_delivery, WEBHOOKS_WRITE
     ),
-    # Audit (scope audit:read) joins here as a page when the tenants' audit log exists.
+    # Audit: the tenant's own trail, as GET /livekit/audit.
+    ConsoleRoute("GET", "/audit", views.audit, AUDIT_READ, page="Audit"),
+)
+
+#: The operator's console, under /admin/console: 404 without ADMIN_TOKEN (operator.gate).
+OPERATOR_ROUTES: tuple[ConsoleRoute, ...] = (
+    ConsoleRoute("GET", "/login", operator.login_form, OPERATOR_LOGIN),
+    ConsoleRoute("POST", "/login", operator.login, OPERATOR_LOGIN),
+    ConsoleRoute("POST", "/logout", operator.logout, OPERATOR_SESSION),
+    ConsoleRoute("GET", "/", operator.tenants, OPERATOR_SESSION),
+    ConsoleRoute("POST", "/tenants/<tenant>/suspend", operator.suspend, OPERATOR_SESSION),
+    ConsoleRoute("POST", "/tenants/<tenant>/resume", operator.resume, OPERATOR_SESSION),
+    ConsoleRoute("POST", "/tenants/<tenant>/view", operator.view, OPERATOR_SESSION),
 )
 
 #: Each endpoint's scope (or Gate), by endpoint name within the blueprint.
@@ -109,3 +133,9 @@ views.bp.before_request(partial(views.gate, ENDPOINT_SCOPES))
 for _route in CONSOLE_ROUTES:
     if _route.view is not None:
         views.bp.add_url_rule(_route.path, view_func=_route.view, methods=[_route.method])
+operator.bp.before_request(
+    partial(operator.gate, {route.endpoint: route.scope for route in OPERATOR_ROUTES})
+)
+for _route in OPERATOR_ROUTES:
+    assert _route.view is not None
+    operator.bp.add_url_rule(_route.path, view_func=_route.view, methods=[_route.method])

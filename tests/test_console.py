@@ -10,11 +10,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from support.console import console_url, csrf_of, enter
+from support.tokens import ADMIN, ADMIN_TOKEN
 from tokensvc.context import service_state
 
 FRAMED_BY = "https://app.example"
-ADMIN_TOKEN = "operator-token-" + "0123456789abcdef" * 2
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 @pytest.fixture

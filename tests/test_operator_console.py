@@ -11,11 +11,9 @@ import time
 import pytest
 
 from support.console import csrf_of, enter
-from support.tokens import BODY, signed_webhook
+from support.tokens import ADMIN, ADMIN_TOKEN, BODY, signed_webhook
 from tokensvc.context import service_state
 
-ADMIN_TOKEN = "operator-token-" + "0123456789abcdef" * 2
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 LOGIN_CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
 
 

@@ -477,3 +477,48 @@ def test_a_suspended_tenants_open_console_says_so_and_refuses_everything(
     assert two.test_client().post("/admin/tenants/acme/resume", headers=ADMIN).status_code == 200
     assert client.get("/console/webhooks").status_code == 200
     assert client.post("/console/leave", data={"csrf_token": token}).status_code == 200
+
+
+def test_the_consoles_actions_are_audited_as_the_apis(make_app, backend, tenants, livekit):
+    """A change made from the console is an entry of the tenant's trail, as the same change
+    through the API (its action, the JWT's subject, the target, ok), marked `via: console`; a
+    confirmation page or a refused action keeps none; a failed one keeps its error code."""
+    app = make_app(STORAGE_URL=backend, AUTH_TENANT_CLAIM="org")
+    api, acme = app.test_client(), tenants.headers("ops-backend", org="acme")
+    body = {"room_name": "r1", "participant_name": "A", "participant_identity": "a"}
+    assert api.post("/livekit/token", json=body, headers=acme).status_code == 200
+    client = app.test_client()
+    enter(client, acme)
+    token = csrf_of(client.get("/console/calls").get_data(as_text=True))
+    assert (
+        client.post("/console/calls/end", data={"csrf_token": token, "room_name": "r1"}).status_code
+        == 200
+    )
+    assert (
+        client.post("/console/calls/end", data={"room_name": "r1", "confirmed": "yes"}).status_code
+        == 403
+    )
+    assert service_state(app).tenants.audit("acme") == []
+    ended = client.post(
+        "/console/calls/end", data={"csrf_token": token, "room_name": "r1", "confirmed": "yes"}
+    )
+    assert ended.status_code == 303
+    gone = client.post(
+        "/console/webhooks/endpoints/ep_none/delete", data={"csrf_token": token, "confirmed": "yes"}
+    )
+    assert gone.status_code == 404
+    entries = api.get("/livekit/audit", headers=acme).json["entries"]
+    assert [
+        (e["action"], e["actor"], e["subject"], e["target"], e["outcome"], e["detail"])
+        for e in entries
+    ] == [
+        (
+            "webhook_endpoints.delete",
+            "tenant",
+            "ops-backend",
+            "ep_none",
+            "webhook_endpoint_not_found",
+            {"via": "console"},
+        ),
+        ("rooms.end", "tenant", "ops-backend", "r1", "ok", {"via": "console"}),
+    ]

@@ -48,7 +48,8 @@ class ConsoleRoute:
     """One route of the console: `method` on `path` (werkzeug's rule syntax, under /console)
     served by `view` (named `name` when the view is Flask's own), needing `scope`; a page
     named `page` is listed in the navigation, in the table's order, for sessions with its
-    scope."""
+    scope; an action the audit trail keeps names its entry's action (`audit`, as the API's
+    route for the same change names it)."""
 
     method: str
     path: str
@@ -56,6 +57,7 @@ class ConsoleRoute:
     scope: str | Gate
     page: str | None = None
     name: str | None = None
+    audit: str | None = None
 
     @property
     def endpoint(self) -> str:
@@ -75,30 +77,59 @@ CONSOLE_ROUTES: tuple[ConsoleRoute, ...] = (
     # Calls: the live rooms, refreshed by htmx from the fragment.
     ConsoleRoute("GET", "/calls", views.calls, ROOMS_READ, page="Calls"),
     ConsoleRoute("GET", "/calls/live", views.calls_live, ROOMS_READ),
-    ConsoleRoute("POST", "/calls/end", views.end_room, ROOMS_WRITE),
-    ConsoleRoute("POST", "/calls/remove", views.remove_participant, PARTICIPANTS_WRITE),
-    ConsoleRoute("POST", "/calls/mute", views.mute_track, PARTICIPANTS_WRITE),
-    ConsoleRoute("POST", "/calls/role", views.set_role, PARTICIPANTS_WRITE),
+    ConsoleRoute("POST", "/calls/end", views.end_room, ROOMS_WRITE, audit="rooms.end"),
+    ConsoleRoute(
+        "POST",
+        "/calls/remove",
+        views.remove_participant,
+        PARTICIPANTS_WRITE,
+        audit="participants.remove",
+    ),
+    ConsoleRoute(
+        "POST", "/calls/mute", views.mute_track, PARTICIPANTS_WRITE, audit="participants.mute"
+    ),
+    ConsoleRoute(
+        "POST",
+        "/calls/role",
+        views.set_role,
+        PARTICIPANTS_WRITE,
+        audit="participants.permissions",
+    ),
     # Usage: the chart, the table per room, the quotas, and the CSV of GET /livekit/usage.
     ConsoleRoute("GET", "/usage", views.usage, USAGE_READ, page="Usage"),
     ConsoleRoute("GET", "/usage.csv", views.usage_csv, USAGE_READ),
     # Webhooks: endpoints (their status: the circuit breaker's) and the delivery log.
     ConsoleRoute("GET", "/webhooks", views.webhooks, WEBHOOKS_READ, page="Webhooks"),
-    ConsoleRoute("POST", "/webhooks/endpoints", views.add_endpoint, WEBHOOKS_WRITE),
     ConsoleRoute(
-        "POST", "/webhooks/endpoints/<endpoint_id>/rotate", views.rotate_secret, WEBHOOKS_WRITE
+        "POST",
+        "/webhooks/endpoints",
+        views.add_endpoint,
+        WEBHOOKS_WRITE,
+        audit="webhook_endpoints.create",
+    ),
+    ConsoleRoute(
+        "POST",
+        "/webhooks/endpoints/<endpoint_id>/rotate",
+        views.rotate_secret,
+        WEBHOOKS_WRITE,
+        audit="webhook_endpoints.rotate",
     ),
     ConsoleRoute(
         "POST", "/webhooks/endpoints/<endpoint_id>/test", views.test_endpoint, WEBHOOKS_WRITE
     ),
     ConsoleRoute(
-        "POST", "/webhooks/endpoints/<endpoint_id>/delete", views.delete_endpoint, WEBHOOKS_WRITE
+        "POST",
+        "/webhooks/endpoints/<endpoint_id>/delete",
+        views.delete_endpoint,
+        WEBHOOKS_WRITE,
+        audit="webhook_endpoints.delete",
     ),
     ConsoleRoute(
         "POST",
         "/webhooks/endpoints/<endpoint_id>/enabled",
         views.set_endpoint_enabled,
         WEBHOOKS_WRITE,
+        audit="webhook_endpoints.update",
     ),
     ConsoleRoute(
         "POST", "/webhooks/deliveries/<delivery_id>/retry", views.retry_delivery, WEBHOOKS_WRITE
@@ -120,6 +151,8 @@ OPERATOR_ROUTES: tuple[ConsoleRoute, ...] = (
 
 #: Each endpoint's scope (or Gate), by endpoint name within the blueprint.
 ENDPOINT_SCOPES = {route.endpoint: route.scope for route in CONSOLE_ROUTES}
+#: The audit trail's action of each audited endpoint, by endpoint name within the blueprint.
+AUDITED = {route.endpoint: route.audit for route in CONSOLE_ROUTES if route.audit is not None}
 #: The navigation: (endpoint, label, scope) of each page, in order.
 PAGES = tuple(
     (route.endpoint, route.page, route.scope)
@@ -130,6 +163,7 @@ PAGES = tuple(
 # Register: the session gate (it reads each endpoint's scope from the table), then each route
 # (the static files' route is the blueprint's own).
 views.bp.before_request(partial(views.gate, ENDPOINT_SCOPES))
+views.bp.after_request(partial(views.record_action, AUDITED))
 for _route in CONSOLE_ROUTES:
     if _route.view is not None:
         views.bp.add_url_rule(_route.path, view_func=_route.view, methods=[_route.method])

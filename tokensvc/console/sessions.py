@@ -67,7 +67,8 @@ class ConsoleSession:
     """What a console session may do: the tenant's, with its JWT's scopes, roles (None: any),
     bound identity (None: any) and quota claims; until `expires` (epoch seconds); `sid` names
     the session (its CSRF token is derived from it). `operator`: the operator's own session
-    (no tenant), or a tenant's session the operator opened (read-only)."""
+    (no tenant), or a tenant's session the operator opened (read-only). `subject`: the JWT's
+    subject, for the audit trail."""
 
     tenant: str
     scopes: frozenset
@@ -77,6 +78,7 @@ class ConsoleSession:
     sid: str
     quotas: Mapping = field(default_factory=dict)
     operator: bool = False
+    subject: str = ""
 
     def may(self, scope: str) -> bool:
         """Whether the session has `scope`."""
@@ -93,6 +95,7 @@ class ConsoleSession:
             "sid": self.sid,
             "quotas": dict(self.quotas),
             "operator": self.operator,
+            "subject": self.subject,
         }
 
     @classmethod
@@ -108,6 +111,7 @@ class ConsoleSession:
             str(fields["sid"]),
             dict(fields["quotas"]),
             fields.get("operator") is True,
+            str(fields.get("subject") or ""),
         )
 
 

@@ -5,6 +5,7 @@ for the API. The route table (routes.py) registers them and the session gate."""
 
 import csv
 import io
+import logging
 import time
 from datetime import UTC, datetime
 
@@ -42,11 +43,13 @@ from ..schemas import (
     WebhookEndpointSchema,
 )
 from ..scopes import OWN_IDENTITY_SCOPES
-from ..tenants import Tenants
+from ..tenants import TENANT, Actor, Tenants
 from ..usage import DAY_MS, add_up
 from ..webhooks import EVENT_TYPES
 from ..webhooks import STATUSES as DELIVERY_STATUSES
 from .sessions import console_key, csrf_matches, csrf_token, redeem_ticket, seal, unseal
+
+log = logging.getLogger(__name__)
 
 #: The console's blueprint, nested in the service's ("tokensvc.console.<view>").
 bp = Blueprint(
@@ -79,6 +82,9 @@ NOTICES = {
     "disabled": "The endpoint was disabled: its deliveries wait until it is enabled again.",
     "enabled": "The endpoint was enabled: what waited is being sent, oldest first.",
 }
+#: Answers that refuse an action before it acts: the audit trail does not keep them (as the
+#: API's: a refused request writes nothing).
+REFUSALS = frozenset({400, 401, 403, 409, 413, 415})
 #: The audit page's outcome filter that keeps every entry whose outcome is not `ok`.
 NOT_OK = "not-ok"
 
@@ -173,6 +179,7 @@ def render_error(error: HTTPException):
     answer asks it to reload the whole page, which then says why."""
     status = error.code or 500
     code = error.error_code if isinstance(error, ApiError) else None
+    g.error_code = code
     suspension = getattr(g, "suspension", None) if code == TenantSuspended.error_code else None
     response = Response(
         render_template(
@@ -193,6 +200,35 @@ def render_error(error: HTTPException):
 bp.register_error_handler(HTTPException, render_error)
 for _status in default_exceptions:
     bp.register_error_handler(_status, render_error)
+
+
+def record_action(actions: dict, response: Response) -> Response:
+    """After a console request: when its view is one of `actions` (endpoint -> action) and it
+    went ahead (`acting`: confirmed, not refused), keep the audit entry as the API's routes do:
+    the tenant, the JWT's subject and bound identity, what, on what, the outcome (ok or the
+    error code), `via: console`. A failure to keep it is logged; the answer stands."""
+    action = actions.get((request.endpoint or "").rpartition(".")[2])
+    acted, session = g.get("audit"), g.get("console")
+    tenants = service_state().tenants
+    if action is None or acted is None or session is None or tenants is None:
+        return response
+    if response.status_code in REFUSALS:
+        return response
+    outcome = "ok" if response.status_code < 400 else (g.get("error_code") or "internal_error")
+    target, detail = acted
+    actor = Actor(TENANT, session.subject, session.identity or "")
+    try:
+        tenants.add_entry(
+            actor, session.tenant, action, target, outcome, {**detail, "via": "console"}
+        )
+    except ApiError:
+        log.warning("the audit entry of %s could not be kept (the storage failed)", action)
+    return response
+
+
+def acting(target: str, **detail) -> None:
+    """The view goes ahead with its action on `target` (confirmed): the audit trail keeps it."""
+    g.audit = (target, detail)
 
 
 @bp.app_template_filter("console_time")
@@ -357,6 +393,7 @@ def end_room():
     if confirmation is not None:
         return confirmation
     tenant = g.console.tenant
+    acting(room_name)
     service_state().moderator.end_room(tenant, livekit_name(tenant, room_name))
     return redirect(url_for(".calls", notice="ended"), 303)
 
@@ -369,6 +406,7 @@ def remove_participant():
     if confirmation is not None:
         return confirmation
     tenant = g.console.tenant
+    acting(room_name, participant_identity=identity)
     service_state().moderator.remove_participant(tenant, livekit_name(tenant, room_name), identity)
     return redirect(url_for(".calls", notice="removed"), 303)
 
@@ -384,6 +422,7 @@ def mute_track():
     if confirmation is not None:
         return confirmation
     tenant = g.console.tenant
+    acting(room_name, participant_identity=identity)
     service_state().moderator.mute(
         tenant, livekit_name(tenant, room_name), identity, track_sid, None, muted
     )
@@ -405,6 +444,7 @@ def set_role():
     if confirmation is not None:
         return confirmation
     tenant = g.console.tenant
+    acting(room_name, participant_identity=identity)
     service_state().moderator.set_permissions(
         tenant, livekit_name(tenant, room_name), identity, permission(presets[role])
     )
@@ -580,9 +620,11 @@ def add_endpoint():
         loaded = endpoint_request.load(fields)
     except ValidationError as exc:
         raise InvalidRequest(f"the endpoint is invalid: {exc.messages}") from None
+    acting("")
     endpoint, secret = service_state().tenant_webhooks.subscribe(
         g.console.tenant, loaded["url"], loaded.get("events"), loaded["description"]
     )
+    acting(endpoint.id)
     return webhooks({"endpoint_id": endpoint.id, "secret": secret, "new": True}, 201)
 
 
@@ -591,6 +633,7 @@ def rotate_secret(endpoint_id: str):
     confirmation = confirm(f"Rotate the secret of {endpoint_id}? The old one signs for 24 h.")
     if confirmation is not None:
         return confirmation
+    acting(endpoint_id)
     secret = service_state().tenant_webhooks.rotate_secret(g.console.tenant, endpoint_id)
     return webhooks({"endpoint_id": endpoint_id, "secret": secret, "new": False})
 
@@ -606,6 +649,7 @@ def delete_endpoint(endpoint_id: str):
     confirmation = confirm(f"Delete the endpoint {endpoint_id}? Its pending deliveries fail.")
     if confirmation is not None:
         return confirmation
+    acting(endpoint_id)
     service_state().tenant_webhooks.unsubscribe(g.console.tenant, endpoint_id)
     return redirect(url_for(".webhooks", notice="deleted"), 303)
 
@@ -625,6 +669,7 @@ def set_endpoint_enabled(endpoint_id: str):
     confirmation = confirm(question)
     if confirmation is not None:
         return confirmation
+    acting(endpoint_id, enabled=enabled)
     service_state().tenant_webhooks.set_enabled(g.console.tenant, endpoint_id, enabled)
     notice = "enabled" if enabled else "disabled"
     return redirect(url_for(".webhooks", endpoint_id=endpoint_id, notice=notice), 303)
@@ -705,9 +750,9 @@ def livekit_name(tenant: str, room_name: str) -> str:
 
 def own_name(tenant: str, name: str) -> str:
     """The tenant's own name for LiveKit's room name."""
-    ownership = service_state().issuer.ownership
-    if ownership is not None and ownership.per_tenant:
-        return ownership.own_name(tenant, name) or name
+    issuer = service_state().issuer
+    if issuer.ownership is not None and issuer.ownership.per_tenant:
+        return issuer.ownership.own_name(tenant, name) or name
     return name
 
 

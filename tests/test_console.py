@@ -4,11 +4,13 @@ nothing of another tenant. The real browser and the real LiveKit: tests/test_con
 
 import csv
 import io
+import re
 from urllib.parse import urlsplit
 
 import pytest
 
 from support.console import console_url, csrf_of, enter
+from support.tokens import ADMIN, ADMIN_TOKEN
 from tokensvc.context import service_state
 
 FRAMED_BY = "https://app.example"
@@ -301,3 +303,222 @@ def test_the_csv_is_what_the_usage_route_returns(console_app, tenants):
     assert float(rows[-1]["room_seconds"]) == report["room_seconds"]
     assert {r["from"] for r in rows} == {report["from"]}
     assert [r["room_name"] for r in rows[:-1]] == [r["room_name"] for r in report["rooms"]]
+
+
+def test_the_usage_page_shows_the_quotas_the_tenant_has(make_app, backend, tenants):
+    """The quotas table: the tenant record's limit over the setting's, lowered by the session's
+    JWT's claim, and the rooms in use as the quota counts them (a minted room is reserved)."""
+    app = make_app(STORAGE_URL=backend, QUOTA_MAX_ROOMS="5", ADMIN_TOKEN=ADMIN_TOKEN)
+    api = app.test_client()
+    patched = api.patch("/admin/tenants/acme", json={"max_rooms": 3}, headers=ADMIN)
+    assert patched.status_code == 200, patched.json
+    assert tenants.ask(api, "acme", room="r1").status_code == 200
+    client = app.test_client()
+    enter(client, tenants.headers("acme"))
+    page = client.get("/console/usage")
+    assert page.status_code == 200
+    rows = quota_rows(page.get_data(as_text=True))
+    assert rows["Live rooms at once"] == ("1", "3")
+    lowered = app.test_client()
+    enter(lowered, tenants.headers("acme", max_rooms=2))
+    assert quota_rows(lowered.get("/console/usage").get_data(as_text=True))[
+        "Live rooms at once"
+    ] == ("1", "2")
+
+
+def quota_rows(page: str) -> dict:
+    """{quota: (in use, limit)} from the usage page's quotas table."""
+    table = page.split('id="quotas"')[1].split("</table>")[0]
+    return {
+        name: (use, limit)
+        for name, use, limit in re.findall(
+            r'<th scope="row">([^<]+)</th><td>([^<]*)</td><td>([^<]*)</td>', table
+        )
+    }
+
+
+def test_the_audit_page_lists_the_tenants_own_entries_filtered(make_app, backend, tenants):
+    """The audit page lists acme's own entries (its actions and the operator's change of its
+    record), newest first, none of globex's, as GET /livekit/audit does; filtered by action and
+    by outcome; a session without audit:read has no Audit page."""
+    app = make_app(
+        STORAGE_URL=backend, ADMIN_TOKEN=ADMIN_TOKEN, TENANT_WEBHOOKS_ALLOW_PRIVATE="true"
+    )
+    api, acme, globex = app.test_client(), tenants.headers("acme"), tenants.headers("globex")
+    mine = api.post(
+        "/livekit/webhook-endpoints", json={"url": "http://127.0.0.1:9/a"}, headers=acme
+    )
+    theirs = api.post(
+        "/livekit/webhook-endpoints", json={"url": "http://127.0.0.1:9/g"}, headers=globex
+    )
+    assert api.delete("/livekit/webhook-endpoints/we_unknown", headers=acme).status_code == 404
+    assert api.patch("/admin/tenants/acme", json={"max_rooms": 4}, headers=ADMIN).status_code == 200
+    expected = [entry["id"] for entry in api.get("/livekit/audit", headers=acme).json["entries"]]
+    assert len(expected) == 3
+    client = app.test_client()
+    enter(client, acme)
+    page = client.get("/console/audit")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert 'href="/console/audit"' in html.split("</nav>")[0]
+    assert re.findall(r'data-entry="([^"]+)"', html) == expected
+    assert mine.json["id"] in html
+    assert theirs.json["id"] not in html
+    assert "the operator" in html and "max_rooms: 4" in html
+    created = client.get("/console/audit", query_string={"action": "webhook_endpoints.create"})
+    assert re.findall(r'data-action="([^"]+)"', created.get_data(as_text=True)) == [
+        "webhook_endpoints.create"
+    ]
+    failed = client.get("/console/audit", query_string={"outcome": "not-ok"}).get_data(as_text=True)
+    assert re.findall(r'data-outcome="([^"]+)"', failed) == ["webhook_endpoint_not_found"]
+    ok = client.get("/console/audit", query_string={"outcome": "ok"}).get_data(as_text=True)
+    assert set(re.findall(r'data-outcome="([^"]+)"', ok)) == {"ok"}
+    blind = app.test_client()
+    enter(blind, tenants.headers("acme", scope="console:open rooms:read"))
+    assert "/console/audit" not in blind.get("/console/calls").get_data(as_text=True)
+    refused = blind.get("/console/audit")
+    assert refused.status_code == 403
+    assert "audit:read" in refused.get_data(as_text=True)
+
+
+def test_disabling_and_enabling_an_endpoint_from_the_page(console_app, tenants):
+    """Disable asks first; confirmed, the endpoint's status is disabled (as the API lists it,
+    with its reason and time) and the page offers Enable; enabled again, it is enabled.
+    Another tenant's endpoint is a 404 and stays as it was."""
+    acme = tenants.headers("acme")
+    api = console_app.test_client()
+    endpoint = api.post(
+        "/livekit/webhook-endpoints", json={"url": "http://127.0.0.1:9/x"}, headers=acme
+    ).json["id"]
+
+    def status() -> dict:
+        listed = api.get("/livekit/webhook-endpoints", headers=acme).json["endpoints"]
+        return {key: listed[0][key] for key in ("status", "disabled_reason", "disabled_at")}
+
+    client = console_app.test_client()
+    enter(client, acme)
+    page = client.get("/console/webhooks").get_data(as_text=True)
+    assert f'data-endpoint="{endpoint}" data-status="enabled"' in page
+    assert ">Disable<" in page
+    token = csrf_of(page)
+    path = f"/console/webhooks/endpoints/{endpoint}/enabled"
+    asked = client.post(path, data={"csrf_token": token, "enabled": "false"})
+    assert asked.status_code == 200
+    assert "Its deliveries wait until it is enabled" in asked.get_data(as_text=True)
+    assert status()["status"] == "enabled"
+    done = client.post(path, data={"csrf_token": token, "enabled": "false", "confirmed": "yes"})
+    assert done.status_code == 303
+    now = status()
+    assert now["status"] == "disabled"
+    assert now["disabled_reason"] and now["disabled_at"]
+    shown = client.get(done.headers["Location"]).get_data(as_text=True)
+    assert f'data-endpoint="{endpoint}" data-status="disabled"' in shown
+    assert "The endpoint was disabled" in shown
+    assert ">Enable<" in shown and now["disabled_reason"] in shown
+    assert client.post(path, data={"csrf_token": token, "enabled": "maybe"}).status_code == 400
+    enabled = client.post(path, data={"csrf_token": token, "enabled": "true", "confirmed": "yes"})
+    assert enabled.status_code == 303
+    assert status()["status"] == "enabled"
+    other = console_app.test_client()
+    enter(other, tenants.headers("globex"))
+    foreign = other.post(
+        path,
+        data={
+            "csrf_token": csrf_of(other.get("/console/webhooks").get_data(as_text=True)),
+            "enabled": "false",
+            "confirmed": "yes",
+        },
+    )
+    assert foreign.status_code == 404
+    assert status()["status"] == "enabled"
+
+
+def test_a_suspended_tenants_open_console_says_so_and_refuses_everything(
+    make_app, backend, tenants
+):
+    """A session opened before the operator suspends its tenant (on another instance of the
+    same storage): every page, the polled fragment and the poll say so (403 tenant_suspended,
+    the operator's reason; a polled answer asks the page to reload), every action is refused
+    and changes nothing; signing out still works. Resumed, the same session works again."""
+    one, two = (
+        make_app(
+            STORAGE_URL=backend,
+            ADMIN_TOKEN=ADMIN_TOKEN,
+            TENANT_RECORD_CACHE="0",
+            TENANT_WEBHOOKS_ALLOW_PRIVATE="true",
+        )
+        for _ in range(2)
+    )
+    client = one.test_client()
+    enter(client, tenants.headers("acme"))
+    token = csrf_of(client.get("/console/webhooks").get_data(as_text=True))
+    assert client.get("/console/alive", headers={"HX-Request": "true"}).status_code == 204
+    suspended = two.test_client().post(
+        "/admin/tenants/acme/suspend", json={"reason": "invoice 42 unpaid"}, headers=ADMIN
+    )
+    assert suspended.status_code == 200
+    for path in ("/console/", "/console/calls", "/console/usage", "/console/webhooks"):
+        page = client.get(path)
+        assert page.status_code == 403, path
+        html = page.get_data(as_text=True)
+        assert "This tenant is suspended" in html and "tenant_suspended" in html
+        assert "invoice 42 unpaid" in html
+        assert 'href="/console/webhooks"' not in html  # no navigation while suspended
+    for path in ("/console/calls/live", "/console/alive"):
+        polled = client.get(path, headers={"HX-Request": "true"})
+        assert (polled.status_code, polled.headers.get("HX-Refresh")) == (403, "true"), path
+    added = client.post(
+        "/console/webhooks/endpoints",
+        data={"csrf_token": token, "url": "http://127.0.0.1:9/x", "confirmed": "yes"},
+    )
+    assert added.status_code == 403
+    assert "tenant_suspended" in added.get_data(as_text=True)
+    assert service_state(one).tenant_webhooks.endpoints("acme") == []
+    assert two.test_client().post("/admin/tenants/acme/resume", headers=ADMIN).status_code == 200
+    assert client.get("/console/webhooks").status_code == 200
+    assert client.post("/console/leave", data={"csrf_token": token}).status_code == 200
+
+
+def test_the_consoles_actions_are_audited_as_the_apis(make_app, backend, tenants, livekit):
+    """A change made from the console is an entry of the tenant's trail, as the same change
+    through the API (its action, the JWT's subject, the target, ok), marked `via: console`; a
+    confirmation page or a refused action keeps none; a failed one keeps its error code."""
+    app = make_app(STORAGE_URL=backend, AUTH_TENANT_CLAIM="org")
+    api, acme = app.test_client(), tenants.headers("ops-backend", org="acme")
+    body = {"room_name": "r1", "participant_name": "A", "participant_identity": "a"}
+    assert api.post("/livekit/token", json=body, headers=acme).status_code == 200
+    client = app.test_client()
+    enter(client, acme)
+    token = csrf_of(client.get("/console/calls").get_data(as_text=True))
+    assert (
+        client.post("/console/calls/end", data={"csrf_token": token, "room_name": "r1"}).status_code
+        == 200
+    )
+    assert (
+        client.post("/console/calls/end", data={"room_name": "r1", "confirmed": "yes"}).status_code
+        == 403
+    )
+    assert service_state(app).tenants.audit("acme") == []
+    ended = client.post(
+        "/console/calls/end", data={"csrf_token": token, "room_name": "r1", "confirmed": "yes"}
+    )
+    assert ended.status_code == 303
+    gone = client.post(
+        "/console/webhooks/endpoints/ep_none/delete", data={"csrf_token": token, "confirmed": "yes"}
+    )
+    assert gone.status_code == 404
+    entries = api.get("/livekit/audit", headers=acme).json["entries"]
+    assert [
+        (e["action"], e["actor"], e["subject"], e["target"], e["outcome"], e["detail"])
+        for e in entries
+    ] == [
+        (
+            "webhook_endpoints.delete",
+            "tenant",
+            "ops-backend",
+            "ep_none",
+            "webhook_endpoint_not_found",
+            {"via": "console"},
+        ),
+        ("rooms.end", "tenant", "ops-backend", "r1", "ok", {"via": "console"}),
+    ]

@@ -2,8 +2,10 @@
 step from here), on the real livekit-server with two real participants: the calls page lists
 them within 2 s of joining and drops one within 2 s of its leaving, ending the room from the
 page ends it in LiveKit, the usage table is GET /livekit/usage's, a failing endpoint's delivery
-shows its attempts and a retry from the page delivers it; another tenant's session sees none of
-it and the used ticket opens nothing.
+shows its attempts and a retry from the page delivers it, the audit page lists the tenant's
+trail as GET /livekit/audit does; another tenant's session sees none of it and the used ticket
+opens nothing; the operator signs in to /admin/console, suspends the tenant, and the tenant's
+open console says so by itself within 5 s.
 
 With TOKENSVC_CONSOLE_SCREENSHOTS=docs/console the pages' screenshots are saved there (for
 docs/console.md); otherwise in the test's temporary folder."""
@@ -22,7 +24,7 @@ from urllib.request import Request, urlopen
 import pytest
 
 from support.processes import ROOT, unavailable
-from support.tokens import BODY
+from support.tokens import ADMIN, ADMIN_TOKEN, BODY
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -127,6 +129,7 @@ def test_the_console_in_a_browser(
         TENANT_WEBHOOK_RETRY_PERIOD="1",
         ROOM_DEPARTURE_TIMEOUT="1",
         DEV_MODE="true",
+        ADMIN_TOKEN=ADMIN_TOKEN,
     )
     service_url = f"http://127.0.0.1:{free_port}"
     client, acme = app.test_client(), tenants.headers("acme", ttl=900)
@@ -148,6 +151,8 @@ def test_the_console_in_a_browser(
             "CHROMIUM": CHROMIUM,
             "SCREENSHOTS": str(shots),
             "ENDPOINT_ID": endpoint,
+            "OPERATOR_URL": f"{service_url}/admin/console/",
+            "ADMIN_TOKEN": ADMIN_TOKEN,
         }
     )
     try:
@@ -209,7 +214,27 @@ def test_the_console_in_a_browser(
         delivery, attempts = driver.expect("delivered")
         assert int(attempts) >= 1
         assert delivery in {item.id for item in receiver.received}
+        # The audit page: the operator's change of acme's plan, acme's own actions (a refused
+        # one among them), as GET /livekit/audit lists them.
+        for tenant, plan in (("acme", {"max_rooms": 5}), ("globex", {"max_rooms": 2})):
+            assert (
+                client.patch(f"/admin/tenants/{tenant}", json=plan, headers=ADMIN).status_code
+                == 200
+            )
+        assert client.delete("/livekit/webhook-endpoints/we_gone", headers=acme).status_code == 404
+        client.post(f"/livekit/webhook-endpoints/{endpoint}/rotate-secret", headers=acme)
+        audit = client.get("/livekit/audit", headers=acme).json["entries"]
+        driver.tell("audit")
+        assert json.loads(driver.expect("audited")[0]) == [entry["action"] for entry in audit]
         driver.tell("others")
+        driver.expect("checked")
+        driver.tell("operator")
+        suspended_ms = int(driver.expect("suspended")[0])
+        print(f"the open console said suspended {suspended_ms} ms after the operator's click")
+        assert suspended_ms <= 5000
+        refused = client.get("/livekit/rooms", headers=acme)
+        assert (refused.status_code, refused.json["code"]) == (403, "tenant_suspended")
+        driver.tell("finish")
         driver.expect("done")
         driver.finish()
     finally:
@@ -218,4 +243,7 @@ def test_the_console_in_a_browser(
         "calls.png",
         "usage.png",
         "webhooks.png",
+        "audit.png",
+        "operator.png",
+        "suspended.png",
     }

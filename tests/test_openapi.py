@@ -75,12 +75,13 @@ def test_embedded_document_uses_the_prefix(livekit):
 
 
 def test_document_lists_exactly_the_served_routes(app, client):
-    """Every route the service's API serves (app.url_map, HEAD and OPTIONS aside; the console's
-    HTML pages are not the API) is documented, and nothing else is."""
+    """Every route the service's API serves (app.url_map, HEAD and OPTIONS aside; the tenant's
+    and the operator's consoles' HTML pages are not the API) is documented, and nothing else
+    is."""
     served = set()
     for rule in app.url_map.iter_rules():
         if rule.endpoint.startswith("tokensvc.") and not rule.endpoint.startswith(
-            "tokensvc.console."
+            ("tokensvc.console.", "tokensvc.operator.")
         ):
             path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule)
             served |= {(path, method.lower()) for method in rule.methods - {"HEAD", "OPTIONS"}}

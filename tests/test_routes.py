@@ -12,7 +12,7 @@ from werkzeug.routing import Map, Rule
 from support.tokens import BODY
 from tokensvc import TokenService
 from tokensvc.auth import authenticate
-from tokensvc.console.routes import CONSOLE_ROUTES, Gate
+from tokensvc.console.routes import CONSOLE_ROUTES, OPERATOR_ROUTES, Gate
 from tokensvc.context import ROOM_NAME_CONVERTER, service_state
 from tokensvc.http.routes import (
     ROUTES,
@@ -27,14 +27,25 @@ from tokensvc.scopes import SCOPES
 
 def routes_not_in_the_table(app: Flask, prefix: str = "") -> set[tuple[str, str, str]]:
     """(endpoint, rule, method) of each route of the service's blueprints in `app.url_map`
-    (HEAD and OPTIONS aside) that no entry of the API's table or the console's declares."""
-    declared = {
-        (f"tokensvc.{route.blueprint}.{route.name}", prefix + route.rule, route.method)
-        for route in ROUTES
-    } | {
-        (f"tokensvc.console.{route.endpoint}", prefix + "/console" + route.path, route.method)
-        for route in CONSOLE_ROUTES
-    }
+    (HEAD and OPTIONS aside) that no entry of the API's table or the consoles' declares."""
+    declared = (
+        {
+            (f"tokensvc.{route.blueprint}.{route.name}", prefix + route.rule, route.method)
+            for route in ROUTES
+        }
+        | {
+            (f"tokensvc.console.{route.endpoint}", prefix + "/console" + route.path, route.method)
+            for route in CONSOLE_ROUTES
+        }
+        | {
+            (
+                f"tokensvc.operator.{route.endpoint}",
+                prefix + "/admin/console" + route.path,
+                route.method,
+            )
+            for route in OPERATOR_ROUTES
+        }
+    )
     served = {
         (rule.endpoint, rule.rule, method)
         for rule in app.url_map.iter_rules()
@@ -69,8 +80,9 @@ def test_under_a_prefix_too(livekit):
 
 
 def test_every_console_route_is_served_with_a_scope_decision(app):
-    """Each entry of the console's table is served at its endpoint, path and method, and needs
-    a scope the API knows or says why it needs none."""
+    """Each entry of the consoles' tables (the tenant's, the operator's) is served at its
+    endpoint, path and method, and needs a scope the API knows or says why it needs none (the
+    operator's: each says)."""
     served = {
         (rule.endpoint, rule.rule, method)
         for rule in app.url_map.iter_rules()
@@ -81,6 +93,13 @@ def test_every_console_route_is_served_with_a_scope_decision(app):
             served
         )
         assert route.scope in SCOPES or isinstance(route.scope, Gate), route
+    for route in OPERATOR_ROUTES:
+        assert (
+            f"tokensvc.operator.{route.endpoint}",
+            "/admin/console" + route.path,
+            route.method,
+        ) in served
+        assert isinstance(route.scope, Gate), route
 
 
 def test_a_route_outside_the_table_is_found(app):

@@ -17,6 +17,7 @@ from .auth import TenantVerifier, tenant_token_command
 from .commands import COMMANDS
 from .config import ConfigError, Settings, from_app_config, load_settings
 from .console import bp as console_bp
+from .console import operator_bp
 from .context import EXTENSION_KEY, service_state
 from .errors import StorageUnavailable, error_response, http_error_response
 from .http import routes
@@ -45,10 +46,11 @@ DEFAULT_STORAGE_FILE = "tokensvc.sqlite3"
 log = logging.getLogger(__name__)
 
 #: The parent of the service's blueprints (api: token and management routes; health; openapi;
-#: metrics; console: the tenant's console, its routes in tokensvc/console/routes.py), so its
-#: endpoint names ("tokensvc.api.issue_token") cannot collide with a host's.
+#: metrics; console: the tenant's console, and operator: the operator's, their routes in
+#: tokensvc/console/routes.py), so its endpoint names ("tokensvc.api.issue_token") cannot
+#: collide with a host's.
 service_bp = Blueprint("tokensvc", __name__)
-for child in (*routes.BLUEPRINTS.values(), console_bp):
+for child in (*routes.BLUEPRINTS.values(), console_bp, operator_bp):
     service_bp.register_blueprint(child)
 service_bp.after_request(finish_request)
 

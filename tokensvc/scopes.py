@@ -31,6 +31,9 @@ SCOPES = {
     AUDIT_READ: "read the tenant's audit trail",
 }
 
+#: What a read-only console session may do (the operator opens a tenant's console with these).
+READ_SCOPES = frozenset({ROOMS_READ, USAGE_READ, WEBHOOKS_READ, AUDIT_READ})
+
 #: Scopes a bearer bound to an identity (AUTH_IDENTITY_CLAIM) may do without, on its own
 #: identity only: it may leave, mute itself and change its own permissions (within its roles).
 OWN_IDENTITY_SCOPES = frozenset({PARTICIPANTS_WRITE})

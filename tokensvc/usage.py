@@ -283,6 +283,11 @@ class Usage:
         limit = getattr(limits, found.refused)
         raise QuotaExceeded(found.refused, limit)
 
+    def rooms_in_use(self, tenant: str) -> list[str]:
+        """The tenant's rooms in use now, as `max_rooms` counts them (a live life or a
+        reservation), in LiveKit's names."""
+        return self.store.rooms_in_use(tenant, self.ownership.names_of(tenant))
+
     def release(self, tenant: str, name: str) -> None:
         """No token was issued after `check_mint` reserved `name`: the reservation goes."""
         self.store.release(tenant, name)

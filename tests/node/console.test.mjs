@@ -1,7 +1,8 @@
 // The tenant's console in a real headless Chromium, driven step by step by
 // tests/test_console_browser.py over stdin/stdout: each step waits for a line from the test and
 // answers with one. Environment: CONSOLE_URL (acme's one-use URL), OTHER_URL (globex's),
-// CHROMIUM, SCREENSHOTS (a folder), ENDPOINT_ID (acme's failing endpoint).
+// CHROMIUM, SCREENSHOTS (a folder), ENDPOINT_ID (acme's failing endpoint), OPERATOR_URL (the
+// operator's console) and ADMIN_TOKEN.
 import assert from 'node:assert/strict';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
@@ -104,6 +105,14 @@ test('the console shows a tenant its calls, usage and webhooks', { timeout: 1700
     await shoot(page, 'webhooks');
     say('delivered', id, attempts);
 
+    // The audit page: the tenant's own trail, newest first.
+    await told('audit');
+    await page.goto(new URL('audit', page.url()).toString());
+    const actions = await page.evaluate(() => Array.from(document.querySelectorAll('#audit tbody tr'),
+      (row) => row.dataset.action));
+    await shoot(page, 'audit');
+    say('audited', JSON.stringify(actions));
+
     // Another tenant's session sees none of it; the used ticket opens nothing.
     await told('others');
     const other = await browser.newContext();
@@ -123,12 +132,38 @@ test('the console shows a tenant its calls, usage and webhooks', { timeout: 1700
     // At a phone's width every page still fits (wide tables scroll inside themselves).
     const phone = await context.newPage();
     await phone.setViewportSize({ width: 375, height: 700 });
-    for (const path of ['calls', 'usage', 'webhooks']) {
+    for (const path of ['calls', 'usage', 'webhooks', 'audit']) {
       await phone.goto(new URL(path, page.url()).toString());
       const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
       assert.ok(overflow <= 0, `the ${path} page is ${overflow}px wider than a phone`);
     }
     assert.deepEqual(failed, []);
+    say('checked');
+
+    // The operator signs in, suspends acme from the operator's console, and acme's open console
+    // (on its calls page) then says so by itself.
+    await told('operator');
+    const desk = await (await browser.newContext({ viewport: { width: 1100, height: 760 } })).newPage();
+    desk.on('dialog', (dialog) => dialog.accept());
+    await desk.goto(process.env.OPERATOR_URL);
+    assert.match(desk.url(), /\/admin\/console\/login$/);
+    await desk.fill('#admin-token', process.env.ADMIN_TOKEN);
+    await desk.click('form.login button');
+    await desk.waitForSelector('#tenants tr[data-tenant="acme"][data-status="active"]');
+    await page.goto(new URL('calls', page.url()).toString());
+    const acme = desk.locator('#tenants tr[data-tenant="acme"]');
+    await acme.locator('input[name="reason"]').fill('Invoice 1042 is 30 days overdue');
+    started = Date.now();
+    await acme.locator('button', { hasText: 'Suspend' }).click();
+    await desk.waitForSelector('#tenants tr[data-tenant="acme"][data-status="suspended"]');
+    await page.waitForFunction(() => /suspended/.test(document.querySelector('h1').textContent),
+      null, { timeout: 15000, polling: 50 });
+    const suspendedMs = Date.now() - started;
+    assert.match(await page.textContent('main'), /Invoice 1042 is 30 days overdue/);
+    await shoot(desk, 'operator');
+    await shoot(page, 'suspended');
+    say('suspended', suspendedMs);
+    await told('finish');
     say('done');
   } finally {
     await browser.close();

@@ -22,6 +22,10 @@ TENANT_SECRET = "test-tenant-secret-long-enough-for-hs512-" + "0123456789abcdef"
 WEBHOOK_SECRETS_KEY = "dGVzdHMtd2ViaG9vay1zZWNyZXRzLWtleS0zMmJ5dGU="
 
 
+#: The operator's bearer token (ADMIN_TOKEN) in tests, and its Authorization header.
+ADMIN_TOKEN = "operator-token-" + "0123456789abcdef" * 2
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
 BODY = {"room_name": "room-1", "participant_name": "Alice Smith", "participant_identity": "alice"}
 
 

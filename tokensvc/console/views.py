@@ -1,10 +1,11 @@
-"""The console's pages and actions: a tenant's calls, usage and webhooks, server-rendered, each
-action through the operations the API's routes use (moderation.py, webhooks.py, usage.py), so
-ownership and scopes are decided exactly as for the API. The route table (routes.py) registers
-them and the session gate."""
+"""The console's pages and actions: a tenant's calls, usage, webhooks and audit trail,
+server-rendered, each action through the operations the API's routes use (moderation.py,
+webhooks.py, usage.py, tenants.py), so ownership, scopes and suspension are decided exactly as
+for the API. The route table (routes.py) registers them and the session gate."""
 
 import csv
 import io
+import logging
 import time
 from datetime import UTC, datetime
 
@@ -19,6 +20,7 @@ from flask import (
 )
 from marshmallow import ValidationError
 from werkzeug.exceptions import Forbidden, HTTPException, default_exceptions
+from werkzeug.wrappers import Response as BaseResponse
 
 from ..auth import check_target
 from ..context import service_state
@@ -29,6 +31,7 @@ from ..errors import (
     RoleForbidden,
     RoomNotFound,
     ScopeForbidden,
+    TenantSuspended,
     Unauthorized,
 )
 from ..roles import permission
@@ -40,10 +43,13 @@ from ..schemas import (
     WebhookEndpointSchema,
 )
 from ..scopes import OWN_IDENTITY_SCOPES
+from ..tenants import TENANT, Actor, Tenants
 from ..usage import DAY_MS, add_up
 from ..webhooks import EVENT_TYPES
 from ..webhooks import STATUSES as DELIVERY_STATUSES
 from .sessions import console_key, csrf_matches, csrf_token, redeem_ticket, seal, unseal
+
+log = logging.getLogger(__name__)
 
 #: The console's blueprint, nested in the service's ("tokensvc.console.<view>").
 bp = Blueprint(
@@ -73,7 +79,14 @@ NOTICES = {
     "tested": "A webhook.test event was queued.",
     "deleted": "The endpoint was deleted.",
     "retried": "The delivery was queued again.",
+    "disabled": "The endpoint was disabled: its deliveries wait until it is enabled again.",
+    "enabled": "The endpoint was enabled: what waited is being sent, oldest first.",
 }
+#: Answers that refuse an action before it acts: the audit trail does not keep them (as the
+#: API's: a refused request writes nothing).
+REFUSALS = frozenset({400, 401, 403, 409, 413, 415})
+#: The audit page's outcome filter that keeps every entry whose outcome is not `ok`.
+NOT_OK = "not-ok"
 
 
 # The session gate, the headers of every answer, the error pages.
@@ -81,18 +94,23 @@ NOTICES = {
 
 def gate(scopes: dict) -> None:
     """Before each console request: the session from its cookie (401 page without a valid
-    one), the CSRF token of a POST (403), and the scope of the route (`scopes`, by endpoint),
-    as the API's bearer check decides it. The session's tenant, scopes, roles and identity are
-    put where the API's checks read them (`g`)."""
+    one), the CSRF token of a POST (403), whether the tenant is suspended (a page saying so,
+    403 tenant_suspended, on every route but signing out: read as the API's auth hook reads
+    it, on every request), and the scope of the route (`scopes`, by endpoint), as the API's
+    bearer check decides it. A session the operator opened changes nothing, whatever the
+    route. The session's tenant, scopes, roles and identity are put where the API's checks
+    read them (`g`)."""
     from .routes import ANY_SESSION, NO_SESSION
 
-    needed = scopes[request.endpoint.rpartition(".")[2]] if request.endpoint else NO_SESSION
-    g.console = None
+    endpoint = request.endpoint.rpartition(".")[2] if request.endpoint else ""
+    needed = scopes[endpoint] if endpoint else NO_SESSION
+    g.console = g.suspension = None
     if needed is NO_SESSION:
         return
-    key = console_key(service_state().settings)
+    state = service_state()
+    key = console_key(state.settings)
     session = unseal(key, request.cookies.get(COOKIE), time.time())
-    if session is None:
+    if session is None or not session.tenant:
         raise Unauthorized("no console session: open the console again from your product")
     g.console, g.console_key = session, key
     g.tenant, g.scopes, g.roles = session.tenant, session.scopes, session.roles
@@ -101,6 +119,14 @@ def gate(scopes: dict) -> None:
         sent = request.form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER)
         if not csrf_matches(key, session, sent):
             raise Forbidden("the form's CSRF token is missing or wrong: reload the page")
+    if endpoint != "leave" and state.tenants is not None:
+        Tenants.begin_request()
+        record = state.tenants.record(session.tenant)
+        if record is not None and record.suspended:
+            g.suspension = record
+            raise TenantSuspended()
+    if session.operator and request.method == "POST" and endpoint != "leave":
+        raise Forbidden("this console was opened read-only by the operator")
     if needed is ANY_SESSION or (isinstance(needed, str) and may(needed)):
         return
     raise ScopeForbidden(str(needed))
@@ -120,7 +146,11 @@ def console_headers(response: Response) -> Response:
     """Every console answer: who may frame it (CONSOLE_FRAME_ANCESTORS, else nobody), where
     its scripts and styles come from (its own origin only), no referrer (a ticket is in the
     entry URL), never cached."""
-    ancestors = service_state().settings.console_frame_ancestors
+    return page_headers(response, service_state().settings.console_frame_ancestors)
+
+
+def page_headers(response: Response, ancestors) -> Response:
+    """The headers of a console page that `ancestors` (origins; none: nobody) may frame."""
     policy = [
         "default-src 'self'",
         "script-src 'self'",
@@ -143,24 +173,62 @@ def console_headers(response: Response) -> Response:
 
 
 def render_error(error: HTTPException):
-    """An error on a console page, as a page (the API's answers stay JSON)."""
+    """An error on a console page, as a page (the API's answers stay JSON). A suspended
+    tenant's page says so (with the operator's reason: the tenant's audit trail shows it too).
+    When the page's own script polled (htmx) and the session is gone or suspended, the
+    answer asks it to reload the whole page, which then says why."""
     status = error.code or 500
     code = error.error_code if isinstance(error, ApiError) else None
-    return (
+    g.error_code = code
+    suspension = getattr(g, "suspension", None) if code == TenantSuspended.error_code else None
+    response = Response(
         render_template(
             "console/error.html",
             status=status,
             code=code,
             message=error.description,
             signed_out=status == 401,
+            suspension=suspension,
         ),
         status,
     )
+    if request.headers.get("HX-Request") == "true" and (status == 401 or suspension):
+        response.headers["HX-Refresh"] = "true"
+    return response
 
 
 bp.register_error_handler(HTTPException, render_error)
 for _status in default_exceptions:
     bp.register_error_handler(_status, render_error)
+
+
+def record_action(actions: dict, response: Response) -> Response:
+    """After a console request: when its view is one of `actions` (endpoint -> action) and it
+    went ahead (`acting`: confirmed, not refused), keep the audit entry as the API's routes do:
+    the tenant, the JWT's subject and bound identity, what, on what, the outcome (ok or the
+    error code), `via: console`. A failure to keep it is logged; the answer stands."""
+    action = actions.get((request.endpoint or "").rpartition(".")[2])
+    acted, session = g.get("audit"), g.get("console")
+    tenants = service_state().tenants
+    if action is None or acted is None or session is None or tenants is None:
+        return response
+    if response.status_code in REFUSALS:
+        return response
+    outcome = "ok" if response.status_code < 400 else (g.get("error_code") or "internal_error")
+    target, detail = acted
+    actor = Actor(TENANT, session.subject, session.identity or "")
+    try:
+        tenants.add_entry(
+            actor, session.tenant, action, target, outcome, {**detail, "via": "console"}
+        )
+    except ApiError:
+        log.warning("the audit entry of %s could not be kept (the storage failed)", action)
+    return response
+
+
+def acting(target: str, **detail) -> None:
+    """The view goes ahead with its action on `target` (confirmed): the audit trail keeps it."""
+    g.audit = (target, detail)
 
 
 @bp.app_template_filter("console_time")
@@ -172,18 +240,21 @@ def console_time(seconds: int) -> str:
 @bp.context_processor
 def console_context() -> dict:
     """What every console template may use: the session, its CSRF token, the pages it may
-    see, and `may(scope)`."""
+    see, and `may(scope)` (a suspended tenant's: none, nothing)."""
     session = getattr(g, "console", None)
     if session is None:
         return {"session": None, "pages": (), "may": lambda scope: False}
     from .routes import PAGES
 
+    suspended = getattr(g, "suspension", None) is not None
     return {
         "session": session,
         "csrf": csrf_token(g.console_key, session),
         "csrf_field": CSRF_FIELD,
-        "pages": [(endpoint, label) for endpoint, label, scope in PAGES if may(scope)],
-        "may": may,
+        "pages": [
+            (endpoint, label) for endpoint, label, scope in PAGES if may(scope) and not suspended
+        ],
+        "may": (lambda scope: False) if suspended else may,
         "roles_for_session": roles_for_session,
         "notice": NOTICES.get(request.args.get("notice", "")),
     }
@@ -215,18 +286,25 @@ def enter():
             "ask for a new one from your product"
         )
     response = redirect(url_for(".start"), 303)
+    set_session_cookie(response, key, session, now)
+    return response
+
+
+def set_session_cookie(response: BaseResponse, key: bytes, session, now: float) -> None:
+    """Set a tenant's console session on `response`: HttpOnly, on the console's path, Secure
+    (not with DEV_MODE), SameSite=Lax (framed: None, Secure, Partitioned), until it expires."""
+    settings = service_state().settings
     framed = bool(settings.console_frame_ancestors)
     response.set_cookie(
         COOKIE,
         seal(key, session),
         max_age=max(1, session.expires - int(now)),
-        path=url_for(".start"),
+        path=url_for("tokensvc.console.start"),
         secure=framed or not settings.dev_mode,
         httponly=True,
         samesite="None" if framed else "Lax",
         partitioned=framed,
     )
-    return response
 
 
 def start():
@@ -237,6 +315,12 @@ def start():
         if may(scope):
             return redirect(url_for("." + endpoint), 303)
     return render_template("console/empty.html")
+
+
+def alive():
+    """Nothing (204) while the session may go on: every page polls it, so that an open console
+    says so once its tenant is suspended or its session ends (the gate's answer)."""
+    return Response(status=204)
 
 
 def leave():
@@ -309,6 +393,7 @@ def end_room():
     if confirmation is not None:
         return confirmation
     tenant = g.console.tenant
+    acting(room_name)
     service_state().moderator.end_room(tenant, livekit_name(tenant, room_name))
     return redirect(url_for(".calls", notice="ended"), 303)
 
@@ -321,6 +406,7 @@ def remove_participant():
     if confirmation is not None:
         return confirmation
     tenant = g.console.tenant
+    acting(room_name, participant_identity=identity)
     service_state().moderator.remove_participant(tenant, livekit_name(tenant, room_name), identity)
     return redirect(url_for(".calls", notice="removed"), 303)
 
@@ -336,6 +422,7 @@ def mute_track():
     if confirmation is not None:
         return confirmation
     tenant = g.console.tenant
+    acting(room_name, participant_identity=identity)
     service_state().moderator.mute(
         tenant, livekit_name(tenant, room_name), identity, track_sid, None, muted
     )
@@ -357,6 +444,7 @@ def set_role():
     if confirmation is not None:
         return confirmation
     tenant = g.console.tenant
+    acting(room_name, participant_identity=identity)
     service_state().moderator.set_permissions(
         tenant, livekit_name(tenant, room_name), identity, permission(presets[role])
     )
@@ -464,12 +552,13 @@ def usage_series(tenant: str, start: int, end: int, step: str) -> dict:
 
 
 def quotas(tenant: str) -> list[dict]:
-    """Each quota of the tenant's (the session's JWT's claims over the settings), with its use
-    now: live rooms counted by the usage records, the fullest live room's participants."""
+    """Each quota of the tenant's (its record's, else the settings', lowered by the session's
+    JWT's claims), with its use now: rooms in use as the quota counts them, the fullest live
+    room's participants."""
     state = service_state()
     rule = state.issuer.usage
-    limits = rule.limits(g.console.quotas)
-    live = rule.store.live_rooms(tenant)
+    limits = rule.limits(tenant, g.console.quotas)
+    live = rule.rooms_in_use(tenant)
     fullest: int | None = None
     try:
         fullest = max(
@@ -531,9 +620,11 @@ def add_endpoint():
         loaded = endpoint_request.load(fields)
     except ValidationError as exc:
         raise InvalidRequest(f"the endpoint is invalid: {exc.messages}") from None
+    acting("")
     endpoint, secret = service_state().tenant_webhooks.subscribe(
         g.console.tenant, loaded["url"], loaded.get("events"), loaded["description"]
     )
+    acting(endpoint.id)
     return webhooks({"endpoint_id": endpoint.id, "secret": secret, "new": True}, 201)
 
 
@@ -542,6 +633,7 @@ def rotate_secret(endpoint_id: str):
     confirmation = confirm(f"Rotate the secret of {endpoint_id}? The old one signs for 24 h.")
     if confirmation is not None:
         return confirmation
+    acting(endpoint_id)
     secret = service_state().tenant_webhooks.rotate_secret(g.console.tenant, endpoint_id)
     return webhooks({"endpoint_id": endpoint_id, "secret": secret, "new": False})
 
@@ -557,8 +649,30 @@ def delete_endpoint(endpoint_id: str):
     confirmation = confirm(f"Delete the endpoint {endpoint_id}? Its pending deliveries fail.")
     if confirmation is not None:
         return confirmation
+    acting(endpoint_id)
     service_state().tenant_webhooks.unsubscribe(g.console.tenant, endpoint_id)
     return redirect(url_for(".webhooks", notice="deleted"), 303)
+
+
+def set_endpoint_enabled(endpoint_id: str):
+    """Disable an endpoint (its deliveries wait) or enable it again (what waited is sent,
+    oldest first): what PATCH /livekit/webhook-endpoints/{id} `{"enabled"}` does."""
+    wanted = request.form.get("enabled", "")
+    if wanted not in ("true", "false"):
+        raise InvalidRequest("enabled is true or false")
+    enabled = wanted == "true"
+    question = (
+        f"Enable the endpoint {endpoint_id}? What waited for it is sent, oldest first."
+        if enabled
+        else f"Disable the endpoint {endpoint_id}? Its deliveries wait until it is enabled."
+    )
+    confirmation = confirm(question)
+    if confirmation is not None:
+        return confirmation
+    acting(endpoint_id, enabled=enabled)
+    service_state().tenant_webhooks.set_enabled(g.console.tenant, endpoint_id, enabled)
+    notice = "enabled" if enabled else "disabled"
+    return redirect(url_for(".webhooks", endpoint_id=endpoint_id, notice=notice), 303)
 
 
 def retry_delivery(delivery_id: str):
@@ -567,12 +681,48 @@ def retry_delivery(delivery_id: str):
     return redirect(url_for(".webhooks", notice="retried"), 303)
 
 
+# Audit.
+
+
+def audit():
+    """The tenant's audit trail, newest first (as GET /livekit/audit), filtered by action and
+    outcome (`ok`, any other, or one error code)."""
+    entries = service_state().tenants.audit(g.console.tenant)
+    action = request.args.get("action") or ""
+    outcome = request.args.get("outcome") or ""
+    actions = sorted({entry["action"] for entry in entries})
+    outcomes = sorted({entry["outcome"] for entry in entries} - {"ok"})
+    shown = [
+        entry
+        for entry in entries
+        if (not action or entry["action"] == action)
+        and (
+            not outcome
+            or entry["outcome"] == outcome
+            or (outcome == NOT_OK and entry["outcome"] != "ok")
+        )
+    ]
+    for entry in shown:
+        entry["detail_text"] = ", ".join(f"{k}: {v}" for k, v in sorted(entry["detail"].items()))
+    return render_template(
+        "console/audit.html",
+        entries=shown,
+        total=len(entries),
+        actions=actions,
+        outcomes=outcomes,
+        action=action,
+        outcome=outcome,
+        not_ok=NOT_OK,
+    )
+
+
 # What the views share.
 
 
-def confirm(question: str):
+def confirm(question: str, back: str | None = None):
     """None when the form was confirmed; else the page that asks `question` and posts the same
-    form again, confirmed (the page's script asks in a dialog instead, and confirms)."""
+    form again, confirmed (the page's script asks in a dialog instead, and confirms); its
+    Cancel goes `back` (default: the console's start)."""
     if request.form.get(CONFIRMED) == "yes":
         return None
     fields = [(k, v) for k, v in request.form.items(multi=True) if k not in (CSRF_FIELD,)]
@@ -581,7 +731,7 @@ def confirm(question: str):
         question=question,
         action=request.path,
         fields=fields,
-        back=url_for(".start"),
+        back=back or url_for(".start"),
     )
 
 

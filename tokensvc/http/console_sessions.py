@@ -23,6 +23,7 @@ def open_console_session():
         bearer_expiry(),
         "",
         dict(g.quotas),
+        subject=g.get("subject") or "",
     )
     ticket = issue_ticket(state.console_tickets, session)
     return {"url": url_for("tokensvc.console.enter", ticket=ticket, _external=True)}, 201

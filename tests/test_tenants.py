@@ -375,6 +375,29 @@ def test_the_audit_trail_shows_who_did_what(make_app, backend, tenants, livekit)
     assert everything[0]["detail"] == {"max_rooms": 4}
 
 
+def test_every_webhook_endpoint_change_is_audited(make_app, backend, tenants):
+    """Subscribing, disabling, rotating and unsubscribing an endpoint through the API are each
+    in the tenant's audit trail, newest first, under the console's action names."""
+    app = make_app(STORAGE_URL=backend, TENANT_WEBHOOKS_ALLOW_PRIVATE="true")
+    client = app.test_client()
+    acme = tenants.headers("acme")
+    created = client.post(
+        "/livekit/webhook-endpoints", json={"url": "http://127.0.0.1:9/hooks"}, headers=acme
+    )
+    assert created.status_code == 201, created.json
+    path = f"/livekit/webhook-endpoints/{created.json['id']}"
+    assert client.patch(path, json={"enabled": False}, headers=acme).status_code == 200
+    assert client.post(f"{path}/rotate-secret", headers=acme).status_code == 200
+    assert client.delete(path, headers=acme).status_code == 200
+    own = client.get("/livekit/audit", headers=acme).json["entries"]
+    assert [(e["action"], e["outcome"]) for e in own] == [
+        ("webhook_endpoints.delete", "ok"),
+        ("webhook_endpoints.rotate", "ok"),
+        ("webhook_endpoints.update", "ok"),
+        ("webhook_endpoints.create", "ok"),
+    ]
+
+
 def test_a_change_applies_at_once_on_the_instance_that_made_it(make_app, backend, tenants):
     """With records kept 60 s (TENANT_RECORD_CACHE), a limit the operator sets through this
     instance applies to its next request, though the record was read just before."""

@@ -313,6 +313,7 @@ ROUTES: tuple[Route, ...] = (
             body="WebhookEndpointUpdate",
             parameters=ENDPOINT_ID,
         ),
+        audit="webhook_endpoints.update",
     ),
     Route(
         "DELETE",

@@ -635,3 +635,38 @@ def test_no_event_of_another_tenants_participant_reaches_the_holder(app, tenants
     send(client, "track_published", room, participant=agent, track=track, event_id="EV_agent")
     assert {d["event_id"] for d in deliveries(client, tenants)} == {"EV_a", "EV_agent"}
     assert deliveries(client, tenants, "globex") == []
+
+
+def test_a_participant_removed_over_a_quota_is_told_to_its_tenants_webhooks(
+    make_app, backend, tenants, make_receiver, make_worker
+):
+    """A join beyond the room's participants quota is removed by the service, and the holder's
+    endpoints get `participant.removed` with the reason, the quota and its limit, under the
+    holder's room name; LiveKit's own events go on as before."""
+    app = make_app(STORAGE_URL=backend, QUOTA_MAX_PARTICIPANTS="1", **FAST)
+    client = app.test_client()
+    receiver = make_receiver()
+    receiver.secret = subscribe(client, tenants, "acme", receiver.url)["secret"]
+    body = {**BODY, "room_name": "standup"}
+    minted = client.post("/livekit/token", json=body, headers=tenants.headers("acme"))
+    assert minted.status_code == 200, minted.json
+    make_worker(app)
+    send(client, "participant_joined", "standup", participant=member("acme"))
+    second = {**member("acme"), "identity": "acme-second", "sid": "PA_2"}
+    send(client, "participant_joined", "standup", participant=second)
+    assert wait_for(lambda: len(receiver.events()) == 3)
+    removed = [event for event in receiver.events() if event["type"] == "participant.removed"]
+    assert [event["data"] for event in removed] == [
+        {
+            "room": {"name": "standup"},
+            "reason": "quota_exceeded",
+            "quota": "max_participants",
+            "limit": 1,
+            "participant": {"identity": "acme-second", "sid": "PA_2"},
+        }
+    ]
+    assert sorted(event["type"] for event in receiver.events()) == [
+        "participant.removed",
+        "participant_joined",
+        "participant_joined",
+    ]

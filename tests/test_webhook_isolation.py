@@ -124,11 +124,16 @@ def test_a_suspended_tenants_deliveries_wait_until_it_is_resumed(
     time.sleep(0.5)
     assert acme.tried == 0
     store = service_state(app).tenant_webhooks.store
-    (waiting,) = store.deliveries("acme", None, None, 10)
-    assert (waiting.status, waiting.attempts) == ("pending", 0)
+    waiting = store.deliveries("acme", None, None, 10)
+    assert {(d.status, d.attempts) for d in waiting} == {("pending", 0)}
+    # the event, and the room the suspension ended (told once resumed)
+    assert {d.type for d in waiting} == {"participant_joined", "room.ended"}
     resumed = client.post("/admin/tenants/acme/resume", headers=admin)
     assert resumed.status_code == 200, resumed.json
-    assert len(acme.wait_for(1)) == 1 and acme.received[0].event is not None
+    got = acme.wait_for(len(waiting))
+    assert len(got) == len(waiting) and all(item.event is not None for item in got)
+    ended = [item.event for item in got if item.event["type"] == "room.ended"]
+    assert {event["data"]["reason"] for event in ended} == {"tenant_suspended"}
 
 
 def test_an_endpoint_failing_for_the_period_is_disabled_and_enabled_again(

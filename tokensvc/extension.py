@@ -295,6 +295,7 @@ def _tenant_webhooks(settings: Settings, holds, issuer: TokenIssuer, metrics) ->
     webhooks = TenantWebhooks(settings, store)
     assert issuer.ownership is not None  # holds given: the issuer keeps the ownership record
     issuer.ownership.forward = webhooks.on_event
+    issuer.ownership.announce = webhooks.on_service_event
     if settings.tenant_webhooks_allow_private:
         log.warning(
             "starting: TENANT_WEBHOOKS_ALLOW_PRIVATE=true: tenants' webhooks may be sent "

@@ -99,6 +99,7 @@ attribute out of every other module.
 import json
 import logging
 import time
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Protocol
 
@@ -244,6 +245,9 @@ class Ownership:
         self.observe = observe
         self.usage: EventMeter | None = None  # told of each fresh event; set by its owner
         self.tenants: TenantStatus | None = None  # which tenants are suspended; set by its owner
+        #: `announce(holder, kind, room_name, data, event_id)`: the tenants' webhooks told what
+        #: the service did in a holder's room and why (set by its owner).
+        self.announce: Callable[[str, str, str, dict, str], object] | None = None
         margin_ms = settings.hold_margin * 1000
         ttl_ms = settings.token_ttl * 1000
         self.hold_ms = ttl_ms + LIVEKIT_LEEWAY_MS + margin_ms
@@ -528,17 +532,20 @@ class Ownership:
             return "ignored", None
         if kind in RUNNING_EVENTS and self._suspended(hold.holder):
             self._end_room(name, notice("tenant_suspended"), "the tenant is suspended")
+            self.told(hold.holder, "room.ended", name, {"reason": "tenant_suspended"}, event.id)
             return "suspended_ended", hold
         if metered == "over_rooms":
             limit = self.usage.limits_for(hold.holder).max_rooms if self.usage else None
             message = notice("quota_exceeded", quota="max_rooms", limit=limit)
             self._end_room(name, message, "the tenant's rooms quota is reached")
+            why = {"reason": "quota_exceeded", "quota": "max_rooms", "limit": limit}
+            self.told(hold.holder, "room.ended", name, why, event.id)
             return "quota_ended", hold
         if kind == "participant_joined":
             if self._remove_intruder(name, hold.holder, event.participant):
                 outcome = "removed"
             elif metered == "over_quota":
-                self._remove_over_quota(name, hold.holder, event.participant)
+                self._remove_over_quota(name, hold.holder, event.participant, event.id)
                 outcome = "quota_removed"
         return outcome, hold
 
@@ -578,9 +585,22 @@ class Ownership:
         tenant = hold.holder if hold is not None and hold.holder != ANONYMOUS else None
         return self.usage.record(event, tenant)
 
-    def _remove_over_quota(self, name: str, holder: str, participant) -> None:
+    def told(self, holder: str, kind: str, name: str, why: dict, event_id: str) -> None:
+        """Tell the holder's webhooks (`announce`) what the service did in its room `name` and
+        why, under the holder's own name for it; a failure to queue it only logs."""
+        room_name = self.own_name(holder, name)
+        if self.announce is None or holder == ANONYMOUS or room_name is None:
+            return
+        try:
+            self.announce(holder, kind, room_name, why, f"{kind}:{event_id}")
+        except ApiError as exc:
+            log.warning(
+                "room %r: %s was not queued for its tenant (%s)", name, kind, exc.error_code
+            )
+
+    def _remove_over_quota(self, name: str, holder: str, participant, event_id: str) -> None:
         """A join beyond its room's participants quota (with a token minted before the room
-        filled or the quota was lowered): tell it why, then remove it."""
+        filled or the quota was lowered): tell it why, remove it, tell its tenant."""
         log.info(
             "removing a participant from room %r: the room's participants quota is reached", name
         )
@@ -593,6 +613,13 @@ class Ownership:
             self.rooms.remove_participant(name, participant.identity)
         except LiveKitNotFound:
             pass  # it left meanwhile
+        why = {
+            "reason": "quota_exceeded",
+            "quota": "max_participants",
+            "limit": limit,
+            "participant": {"identity": participant.identity, "sid": participant.sid},
+        }
+        self.told(holder, "participant.removed", name, why, event_id)
 
     def _remove_intruder(self, name: str, holder: str, participant) -> bool:
         """A participant that joined a held room with another tenant's `tokensvc.tenant`

@@ -284,6 +284,8 @@ class Tenants:
             except LiveKitNotFound:
                 continue
             ended.append(room.name)
+            why = {"reason": "tenant_suspended"}
+            self.ownership.told(tenant, "room.ended", room.name, why, f"{room.sid}:suspended")
         return ended
 
     def _audited(self, actor: Actor, tenant: str, action: str, act, detail: dict):

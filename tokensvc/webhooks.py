@@ -50,8 +50,8 @@ from .storage import Claim, Endpoint, NewDelivery
 
 log = logging.getLogger(__name__)
 
-#: The LiveKit events a tenant may subscribe to (all by default).
-EVENT_TYPES = (
+#: The LiveKit events a tenant's endpoints get.
+LIVEKIT_EVENT_TYPES = (
     "room_started",
     "room_finished",
     "participant_joined",
@@ -59,6 +59,11 @@ EVENT_TYPES = (
     "track_published",
     "track_unpublished",
 )
+#: What the service itself did in a tenant's room, and why: a participant it removed (over a
+#: quota), a room it ended (over `max_rooms`, or the tenant suspended).
+SERVICE_EVENT_TYPES = ("participant.removed", "room.ended")
+#: The events a tenant may subscribe to (all by default).
+EVENT_TYPES = LIVEKIT_EVENT_TYPES + SERVICE_EVENT_TYPES
 #: The event the test route sends (to one endpoint, whatever it subscribed to).
 TEST_EVENT = "webhook.test"
 #: The event a tenant's other endpoints get when one of its endpoints is disabled.
@@ -285,7 +290,7 @@ class TenantWebhooks:
         """Queue one delivery of a LiveKit event of `holder`'s room (`room_name` in the
         holder's own names) to each of its endpoints that subscribed to the event's type;
         return how many."""
-        if not holder or event.event not in EVENT_TYPES:
+        if not holder or event.event not in LIVEKIT_EVENT_TYPES:
             return 0
         endpoints = [e for e in self.store.endpoints(holder) if event.event in e.events]
         if not endpoints:
@@ -294,6 +299,34 @@ class TenantWebhooks:
         self._deliver(
             [
                 NewDelivery(_delivery_id(), holder, endpoint.id, event.id, event.event, body)
+                for endpoint in endpoints
+            ]
+        )
+        return len(endpoints)
+
+    def on_service_event(
+        self, holder: str, kind: str, room_name: str, data: dict, event_id: str
+    ) -> int:
+        """Queue one delivery of what the service did in `holder`'s room (`kind`, one of
+        SERVICE_EVENT_TYPES; `data` says what and why) to each of its endpoints subscribed to
+        it; how many. `event_id` is the same for every delivery of the one event."""
+        if not holder or kind not in SERVICE_EVENT_TYPES:
+            return 0
+        endpoints = [e for e in self.store.endpoints(holder) if kind in e.events]
+        if not endpoints:
+            return 0
+        body = json.dumps(
+            {
+                "type": kind,
+                "timestamp": rfc3339(self.store.time_ms()),
+                "data": {"room": {"name": room_name}, **data},
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        self._deliver(
+            [
+                NewDelivery(_delivery_id(), holder, endpoint.id, event_id, kind, body)
                 for endpoint in endpoints
             ]
         )

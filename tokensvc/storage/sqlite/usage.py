@@ -211,7 +211,13 @@ class SqliteUsage:
                     (now + reserve_ms, tenant, name),
                 )
                 return MintCheck(None)
-            count = len(self._in_use(db, tenant, [n for n in others if n != name], now))
+            # The names the record holds for the tenant are read in this same transaction, so
+            # that two instances racing for two new names each see the other's.
+            held = [
+                row[0] for row in db.execute("SELECT name FROM holds WHERE holder = ?", (tenant,))
+            ]
+            names = [n for n in [*others, *held] if n != name]
+            count = len(self._in_use(db, tenant, names, now))
             if count >= max_rooms:
                 return MintCheck("max_rooms", count)
             db.execute(

@@ -2,7 +2,13 @@
 
 import pytest
 
-from tokensvc.storage import ObservedHolds, open_holds, open_usage, open_webhook_store
+from tokensvc.storage import (
+    ObservedHolds,
+    open_holds,
+    open_reconcile,
+    open_usage,
+    open_webhook_store,
+)
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -36,3 +42,9 @@ def webhooks(holds):
     store.prepare()
     yield store
     store.close()
+
+
+@pytest.fixture
+def reconcile(holds):
+    """The reconciliation's store beside `holds`."""
+    return open_reconcile(holds)

@@ -118,3 +118,27 @@ def test_the_default_participant_limit_applies_until_a_mint_records_one(usage):
     assert usage.record(joined(usage, "p2", "bob"), 1) == "over_quota"
     usage.check_mint("acme", "room", "alice", None, 5, MINUTE)
     assert usage.record(joined(usage, "p3", "carol"), 1) == "metered"
+
+
+def test_live_lives_list_the_open_sessions_of_unfinished_lives(usage):
+    """Lives not finished, with the sessions still open and the tenant's recorded participants
+    limit; a finished life and a left session are not listed."""
+    from tokensvc.storage import LiveLife
+
+    usage.check_mint("acme", "one", "alice", None, 5, MINUTE)
+    usage.record(started(usage, "r1", "one"), None)
+    usage.record(joined(usage, "p1", "alice", "r1", "one"), None)
+    usage.record(joined(usage, "p2", "bob", "r1", "one"), None)
+    usage.record(joined(usage, "p2", "bob", "r1", "one", kind="participant_left"), None)
+    usage.record(started(usage, "r2", "two", "globex"), None)
+    usage.record(started(usage, "r3", "three"), None)
+    end = usage.time_ms()
+    usage.record(EventFacts("room_finished", "acme", "three", "r3", end, end), None)
+    lives = sorted(usage.live_lives(), key=lambda life: life.sid)
+    assert [(life.sid, life.tenant, life.name, life.max_participants) for life in lives] == [
+        ("r1", "acme", "one", 5),
+        ("r2", "globex", "two", None),
+    ]
+    assert [(s.sid, s.identity, s.left) for s in lives[0].sessions] == [("p1", "alice", None)]
+    assert lives[1].sessions == ()
+    assert isinstance(lives[0], LiveLife)

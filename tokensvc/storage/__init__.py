@@ -17,8 +17,10 @@ from .contracts import (
     EventFacts,
     Hold,
     HoldStore,
+    LiveLife,
     MintCheck,
     NewDelivery,
+    ReconcileStore,
     RoomRecord,
     SessionRecord,
     Stats,
@@ -27,7 +29,7 @@ from .contracts import (
     WebhookStore,
 )
 from .observed import ObservedHolds
-from .openers import open_holds, open_usage, open_webhook_store
+from .openers import open_holds, open_reconcile, open_usage, open_webhook_store
 from .sqlite.base import sqlite_path
 
 __all__ = [
@@ -42,9 +44,11 @@ __all__ = [
     "EventFacts",
     "Hold",
     "HoldStore",
+    "LiveLife",
     "MintCheck",
     "NewDelivery",
     "ObservedHolds",
+    "ReconcileStore",
     "RoomRecord",
     "SessionRecord",
     "Stats",
@@ -53,6 +57,7 @@ __all__ = [
     "UsageStore",
     "WebhookStore",
     "open_holds",
+    "open_reconcile",
     "open_usage",
     "open_webhook_store",
     "sqlite_path",

@@ -6,14 +6,16 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from .contracts import HoldStore, UsageStore, WebhookStore
+from .contracts import HoldStore, ReconcileStore, UsageStore, WebhookStore
 from .observed import ObservedHolds
 from .redis.base import RedisConnection
 from .redis.holds import RedisHolds
+from .redis.reconcile import RedisReconcile
 from .redis.usage import RedisUsage
 from .redis.webhooks import RedisWebhookStore
 from .sqlite.base import sqlite_path
 from .sqlite.holds import SqliteHolds
+from .sqlite.reconcile import SqliteReconcile
 from .sqlite.usage import SqliteUsage
 from .sqlite.webhooks import SqliteWebhookStore
 
@@ -62,3 +64,20 @@ def open_webhook_store(holds_store: HoldStore) -> WebhookStore:
     if isinstance(holds_store, RedisHolds):
         return RedisWebhookStore(holds_store.connection)
     raise TypeError(f"no webhook store beside a {holds_store.backend} hold store")
+
+
+def open_reconcile(
+    holds: ObservedHolds[HoldStore], observe: Any = None
+) -> ObservedHolds[ReconcileStore]:
+    """The reconciliation's store beside a hold store (the sweeper's lease, the watches, the
+    repairs counted), on its backend, connection and clock; every call observed as the
+    record's are, failures turned into 503."""
+    store = holds.store
+    found: ReconcileStore
+    if isinstance(store, SqliteHolds):
+        found = SqliteReconcile(store)
+    elif isinstance(store, RedisHolds):
+        found = RedisReconcile(store.connection)
+    else:
+        raise TypeError(f"no reconciliation store beside a {store.backend} hold store")
+    return ObservedHolds(found, observe)

@@ -250,6 +250,14 @@ class RedisHolds(RedisStore):
         """Redis's TIME, ms."""
         return self.connection.time_ms()
 
+    def recovering_ms(self) -> int:
+        """How long the quarantine still lasts, ms (0: none), on Redis's clock, shifted."""
+        until = self.client.get(self._key("recovering"))
+        if until is None:
+            return 0
+        now = self.connection.time_ms() + self.clock.shift_ms
+        return max(0, int(until) - now)
+
     def durability_problem(self) -> str | None:
         """A `maxmemory-policy` other than noeviction evicts holds under memory pressure (read
         from CONFIG, else from INFO where CONFIG is disabled)."""

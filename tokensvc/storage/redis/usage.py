@@ -5,15 +5,26 @@ Per room life `usage:room:<sid>` {tenant, name, started, finished}; per session
 the set `usage:sessions:<sid>`; per tenant the sorted set `usage:rooms:<tenant>` (room sids by
 start) and the sorted set `usage:tenants`; per tenant the hash `quota:rooms:<tenant>` (name ->
 "s:<sid>" live, or "r:<until>" reserved), per room name the hash `quota:seats:<name>`
-(participant sid -> "<room sid>|<identity>") and per tenant `quota:limits:<tenant>`. Every key
-expires the retention after its last write. Scripts read the clock from TIME.
+(participant sid -> "<room sid>|<identity>") and per tenant `quota:limits:<tenant>`; the set
+`usage:live` of the room lives not finished. Every key but that set expires the retention after
+its last write (a life whose record expired is left out of it when read). Scripts read the
+clock from TIME.
 """
 
-from ..contracts import EventFacts, MintCheck, RoomRecord, SessionRecord, UsageReport
+from ..contracts import (
+    EventFacts,
+    LiveLife,
+    MintCheck,
+    RoomRecord,
+    SessionRecord,
+    UsageReport,
+)
 from .base import REDIS_PREFIX, RedisConnection, RedisStore
 
 #: The Redis sorted set of the tenants with usage (by their last event).
 TENANTS_KEY = REDIS_PREFIX + "usage:tenants"
+#: The Redis set of the room lives not finished.
+LIVE_KEY = REDIS_PREFIX + "usage:live"
 CLOCK = ("clock", "usage_seats")
 
 
@@ -159,6 +170,59 @@ class RedisUsage(RedisStore):
                     )
                 )
         return now, rooms, sessions
+
+    def live_lives(self) -> list[LiveLife]:
+        """The lives not finished with their open sessions, read with a few pipelined round
+        trips; a life whose record expired is dropped from the set."""
+        sids = sorted(sid.decode() for sid in self.client.smembers(LIVE_KEY))
+        pipe = self.client.pipeline(transaction=False)
+        for sid in sids:
+            pipe.hgetall(self._key("usage:room", sid))
+            pipe.smembers(self._key("usage:sessions", sid))
+        found = pipe.execute()
+        rooms, expired = [], []
+        for index, sid in enumerate(sids):
+            room, members = found[2 * index], found[2 * index + 1]
+            if not room or room.get(b"finished"):
+                expired.append(sid)
+                continue
+            rooms.append((sid, room, sorted(m.decode() for m in members)))
+        if expired:
+            self.connection.command("SREM", LIVE_KEY, *expired)
+        pipe = self.client.pipeline(transaction=False)
+        for _, room, members in rooms:
+            pipe.hget(self._key("quota:limits", room[b"tenant"].decode()), "max_participants")
+            for member in members:
+                pipe.hgetall(self._key("usage:session", member))
+        answers = iter(pipe.execute())
+        lives = []
+        for sid, room, members in rooms:
+            limit = next(answers)
+            sessions = []
+            for member in members:
+                session = next(answers)
+                if session and not session.get(b"left"):
+                    joined = session.get(b"joined")
+                    sessions.append(
+                        SessionRecord(
+                            member,
+                            sid,
+                            session[b"identity"].decode(),
+                            int(joined) if joined else None,
+                            None,
+                        )
+                    )
+            lives.append(
+                LiveLife(
+                    sid,
+                    room[b"tenant"].decode(),
+                    room[b"name"].decode(),
+                    int(room[b"started"]),
+                    tuple(sessions),
+                    int(limit) if limit else None,
+                )
+            )
+        return lives
 
     def time_ms(self) -> int:
         """The storage's clock (TIME), shifted, ms."""

@@ -29,7 +29,9 @@ local seats_key = prefix .. 'quota:seats:' .. name
 if not finished then
   redis.call('HSET', live_key, name, 's:' .. room_sid)
   redis.call('PEXPIRE', live_key, retention)
+  redis.call('SADD', prefix .. 'usage:live', room_sid)
 else
+  redis.call('SREM', prefix .. 'usage:live', room_sid)
   if redis.call('HGET', live_key, name) == 's:' .. room_sid then
     redis.call('HDEL', live_key, name)
   end

@@ -139,7 +139,8 @@ def test_a_livekit_event_of_a_held_room_costs_what_the_table_says(
 ):
     """An event of acme's room, its participant's, with one endpoint of acme's subscribed: no
     LiveKit call; room_started 6 storage calls, participant_joined 7, track_published 5. A join
-    of globex's participant: RemoveParticipant, and 4 storage calls (nothing fanned out)."""
+    of globex's participant: RemoveParticipant, and 5 storage calls (the room put under watch;
+    nothing fanned out)."""
     app = make_app(
         STORAGE_URL=backend, METRICS_ENABLED="true", TENANT_WEBHOOKS_ALLOW_PRIVATE="true"
     )
@@ -160,6 +161,6 @@ def test_a_livekit_event_of_a_held_room_costs_what_the_table_says(
     published = event("track_published", participant=alice, track=track)
     assert cost(client, livekit, published) == (0, 5)
     mallory = {"identity": "mallory", "sid": "PA_2", "attributes": {"tokensvc.tenant": "globex"}}
-    assert cost(client, livekit, event("participant_joined", participant=mallory)) == (1, 4)
+    assert cost(client, livekit, event("participant_joined", participant=mallory)) == (1, 5)
     deliveries = client.get("/livekit/webhook-deliveries", headers=acme).json["deliveries"]
     assert len(deliveries) == 3

@@ -132,6 +132,10 @@ class Settings:
         lambda v, k, d: _number(v, k, d, int, 1, 100), 2
     )
     tenant_webhook_workers: int = setting(lambda v, k, d: _number(v, k, d, int, 1, 256), 32)
+    #: The worker's reconciliation with LiveKit: a sweep of every live room, and of the rooms
+    #: under watch, every so many seconds.
+    reconcile_interval: float = setting(lambda v, k, d: _number(v, k, d, float, 0.1, 3600), 10.0)
+    watch_interval: float = setting(lambda v, k, d: _number(v, k, d, float, 0.1, 60), 1.0)
 
     @property
     def rate_limited(self) -> bool:

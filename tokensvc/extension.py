@@ -5,6 +5,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, current_app, request
@@ -25,7 +26,7 @@ from .logs import finish_request, start_request
 from .moderation import Moderator
 from .ratelimit import RateLimits
 from .service import TokenIssuer
-from .storage import ObservedHolds, open_holds, open_usage, open_webhook_store
+from .storage import ObservedHolds, open_holds, open_reconcile, open_usage, open_webhook_store
 from .usage import DAY_MS
 from .webhooks import TenantWebhooks, open_queue
 
@@ -161,6 +162,8 @@ class ServiceState:
     routes_checked: bool = False
     collisions: set[tuple[str, str]] = field(default_factory=set)
     tenant_webhooks: TenantWebhooks | None = None
+    #: The reconciliation's store (the sweeper's lease, the watches, the repairs counted).
+    reconcile_store: Any = None
 
     def close(self) -> None:
         """Close the LiveKit client's pooled connections and the storage's."""
@@ -214,8 +217,12 @@ class TokenService:
             usage_store=usage_store,
         )
         tenant_webhooks = None
+        reconcile_store: Any = None
         if holds is not None:
             tenant_webhooks = _tenant_webhooks(settings, holds, issuer, metrics)
+            reconcile_store = open_reconcile(holds, metrics and metrics.storage_call)
+            assert issuer.ownership is not None
+            issuer.ownership.watches = reconcile_store
         _warn_if_anonymous(settings)
         webhooks = None
         if settings.livekit_configured:
@@ -234,6 +241,7 @@ class TokenService:
             webhooks,
             prefix,
             tenant_webhooks=tenant_webhooks,
+            reconcile_store=reconcile_store,
         )
         app.extensions[EXTENSION_KEY] = state
         app.register_blueprint(service_bp, url_prefix=prefix or None)

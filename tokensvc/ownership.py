@@ -51,8 +51,10 @@ hold asks ListRooms once more first, and records the tenant when LiveKit names i
 | list (GET /livekit/rooms) | 1 (ListRooms of its names); 0 without names | 1 (names_of) |
 | get (GET /livekit/rooms/<name>) | 2 (ListRooms, ListParticipants) | 1 (get) |
 | end (DELETE /livekit/rooms/<name>) | 2 (ListRooms, DeleteRoom) | 2 (get, claim) |
-| remove (DELETE /livekit/participant) | 2 (GetParticipant, RemoveParticipant) | 2 (get, remove) |
+| remove (DELETE /livekit/participant) | 2 (GetParticipant, RemoveParticipant) | 3 (get, ...) |
 | remove, no such participant: 404 | 1 (GetParticipant) | 1 (get) |
+
+The removal's three storage calls: get, remove, and the room put under watch.
 
 LiveKit's webhook, one fresh event of a held room by the holder's participant, with one of the
 holder's endpoints subscribed to it (no endpoint for its type: one call fewer, add_deliveries):
@@ -64,7 +66,8 @@ holder's endpoints subscribed to it (no endpoint for its type: one call fewer, a
 | track_published, track_unpublished | 0 | 5 (checks, get, fan-out) |
 
 The checks are `time_ms` (the age) and `first_seen` (duplicates); the fan-out is `endpoints`
-and `add_deliveries`. Another tenant's participant's join: `RemoveParticipant`, no fan-out.
+and `add_deliveries`. Another tenant's participant's join: `RemoveParticipant`, no fan-out, and
+one more storage call: the room goes under watch (reconcile.py lists it every WATCH_INTERVAL).
 
 LiveKit's webhooks keep the record true (`on_event`): a room that starts or a participant that
 joins or leaves keeps its name's hold alive for a grace past the event; `room_finished` starts
@@ -204,6 +207,8 @@ class Ownership:
         self.room_creations = room_creations
         self.observe = observe
         self.usage: EventMeter | None = None  # told of each fresh event; set by its owner
+        #: The rooms under watch (the reconciliation store, `watch`/`watched`); set by its owner.
+        self.watches = None
         margin_ms = settings.hold_margin * 1000
         ttl_ms = settings.token_ttl * 1000
         self.hold_ms = ttl_ms + LIVEKIT_LEEWAY_MS + margin_ms
@@ -393,8 +398,10 @@ class Ownership:
         self.holds.claim(name, tenant, self.grace_ms, shared=not self.per_tenant)
 
     def remove(self, name: str, identity: str) -> None:
-        """Refuse `identity` tokens for room `name` for a grace (its refreshed tokens' life)."""
+        """Refuse `identity` tokens for room `name` for a grace (its refreshed tokens' life),
+        and watch the room meanwhile (a rejoin over signal only sends no event)."""
         self.holds.remove(name, identity, self.grace_ms)
+        self.watch(name)
 
     def names_of(self, tenant: str) -> list[str]:
         """The LiveKit names the tenant holds: the one list of a tenant's names."""
@@ -474,6 +481,8 @@ class Ownership:
             owner = holder_of(event.room.metadata)
             self.holds.transfer(name, None, owner, self.grace_ms, False)
             hold, outcome = self.holds.get(name), "recorded"
+            if self.holds.recovering_ms():  # a name rebuilt from LiveKit's word: watch it
+                self.watch(name)
         metered = self._meter(event, hold)
         if hold is None:
             return "ignored", None
@@ -523,6 +532,7 @@ class Ownership:
             self.rooms.remove_participant(name, participant.identity)
         except LiveKitNotFound:
             pass  # it left meanwhile
+        self.watch(name)  # its refreshed token can bring it back over signal only
         return True
 
     def _observed(self, kind: str, outcome: str) -> str:
@@ -530,6 +540,76 @@ class Ownership:
         if self.observe is not None:
             self.observe.livekit_event(kind, outcome)
         return outcome
+
+    # The reconciliation with LiveKit (reconcile.py asks; the decisions are taken here).
+
+    def watch(self, name: str) -> None:
+        """Watch room `name` for the life of LiveKit's refreshed tokens (a participant they let
+        back in over signal only sends no event); a storage failure only logs."""
+        if self.watches is None:
+            return
+        try:
+            self.watches.watch(name, REFRESHED_TOKEN_MS + LIVEKIT_LEEWAY_MS)
+        except StorageUnavailable:
+            log.warning("room %r could not be put under watch (storage unavailable)", name)
+
+    def holder(self, name: str) -> str | None:
+        """The record's holder of `name`, or None when it has no record."""
+        hold = self.holds.get(name)
+        return None if hold is None else hold.holder
+
+    def listed(self, name: str) -> Hold | None:
+        """LiveKit lists a live room `name`: its hold lasts at least a grace more and is not
+        gone, whatever the events said; the hold, or None when the record has none."""
+        return self.holds.keep(name, self.grace_ms, False)
+
+    def unlisted(self, name: str) -> bool:
+        """LiveKit no longer lists room `name` (or its node is dead): the grace starts now, as
+        at `room_finished`, unless it started already; whether it started now."""
+        hold = self.holds.get(name)
+        if hold is None or hold.gone:
+            return False
+        self.holds.keep(name, self.grace_ms, True)
+        return True
+
+    def recovering(self) -> bool:
+        """Whether the storage is in its quarantine after a loss (a rebuild from LiveKit)."""
+        return self.holds.recovering_ms() > 0
+
+    def rebuild(self, room) -> str | None:
+        """During a quarantine, a live room LiveKit lists with an owner and no record: it is
+        that owner's, recorded for a grace and watched; the owner, or None (no valid owner in
+        its metadata, or a record appeared meanwhile)."""
+        owner = room_owner(room.metadata)
+        if owner is None or not self.holds.transfer(room.name, None, owner, self.grace_ms, False):
+            return None
+        self.watch(room.name)
+        return owner
+
+    def remove_intruders(self, name: str, holder: str, participants) -> list[tuple[str, str]]:
+        """Remove from `holder`'s room `name` every participant, in any state, of another
+        tenant (`foreign`) or whose identity was removed from the room, and watch the room;
+        [(identity, "foreign" or "removed")] of those removed."""
+        removed = []
+        for participant in participants:
+            if self.foreign(holder, participant):
+                why = "foreign"
+            elif self.holds.removed(name, participant.identity):
+                why = "removed"
+            else:
+                continue
+            try:
+                self.rooms.remove_participant(name, participant.identity)
+            except LiveKitNotFound:
+                continue  # it left meanwhile
+            removed.append((participant.identity, why))
+        if removed:
+            self.watch(name)
+        return removed
+
+    def remove_over_quota(self, name: str, participant) -> None:
+        """A participant the reconciliation found beyond its room's participants quota."""
+        self._remove_over_quota(name, participant)
 
     # Clocks.
 

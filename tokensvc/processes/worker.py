@@ -2,7 +2,8 @@
 
 It reads the same settings as the web process (`create_app`), so it finds the same storage and
 queue, and runs huey's consumer with TENANT_WEBHOOK_WORKERS threads, each making one attempt at
-a time, beside a sweeper thread that hands out again deliveries whose wake-up was lost.
+a time, beside a sweeper thread that hands out again deliveries whose wake-up was lost, and the
+reconciliation with LiveKit (reconcile.py: one sweeper per deployment, under a storage lease).
 SIGTERM stops it gracefully (attempts running finish, within the timeout); a SIGKILL loses
 nothing: a delivery whose attempt was cut short is tried again once its lease runs out. Run
 as many workers as you like, on any hosts that share the storage (Redis for more than one host).
@@ -16,6 +17,7 @@ from huey.consumer import Consumer
 from ..config import ConfigError, exit_on
 from ..context import service_state
 from ..factory import create_app
+from ..reconcile import ReconcileLoop, Reconciler
 from ..webhooks import Sweeper
 
 #: The package's logger by name: run as `python -m`, `__name__` is "__main__", whose lines the
@@ -28,11 +30,14 @@ POLL_MAX_S = 0.1
 
 
 class Worker:
-    """huey's consumer for the deliveries of one app's tenants' webhooks, and the sweeper."""
+    """huey's consumer for the deliveries of one app's tenants' webhooks, the sweeper of lost
+    deliveries, and (given a reconciler) the reconciliation with LiveKit."""
 
-    def __init__(self, webhooks, threads: int):
-        """Make the consumer (`threads` threads) that runs `webhooks.attempt` for each task."""
+    def __init__(self, webhooks, threads: int, reconciler: Reconciler | None = None):
+        """Make the consumer (`threads` threads) that runs `webhooks.attempt` for each task, and
+        the reconciliation loop when given a `reconciler`."""
         self.webhooks = webhooks
+        self.reconcile = ReconcileLoop(reconciler) if reconciler is not None else None
         webhooks.queue.handler = webhooks.attempt
         timeout = webhooks.settings.tenant_webhook_timeout
         self.consumer = QuietConsumer(
@@ -52,19 +57,27 @@ class Worker:
         """Run in background threads (tests, an embedding host); `stop` ends it."""
         self.consumer.start()
         self.sweeper.start()
+        if self.reconcile is not None:
+            self.reconcile.start()
         return self
 
     def stop(self) -> None:
         """Stop, letting running attempts finish."""
+        if self.reconcile is not None:
+            self.reconcile.stop()
         self.sweeper.stop()
         self.consumer.stop(graceful=True)
 
     def run(self) -> None:
         """Run in the foreground until SIGTERM or SIGINT (the worker process)."""
         self.sweeper.start()
+        if self.reconcile is not None:
+            self.reconcile.start()
         try:
             self.consumer.run_with_signals()
         finally:
+            if self.reconcile is not None:
+                self.reconcile.stop()
             self.sweeper.stop()
 
 
@@ -83,6 +96,17 @@ class QuietConsumer(Consumer):
         """huey's own loop, with its handlers for SIGTERM (graceful) and SIGINT."""
         self.signals = True
         self.run()
+
+
+def reconciler_of(state) -> Reconciler | None:
+    """The reconciliation of an app's service state with its LiveKit (None without LiveKit
+    settings or a record)."""
+    issuer = state.issuer
+    if issuer.rooms is None or issuer.ownership is None or issuer.usage is None:
+        return None
+    return Reconciler(
+        state.settings, issuer.ownership, issuer.usage, issuer.rooms, state.reconcile_store
+    )
 
 
 def main() -> None:
@@ -110,8 +134,17 @@ def main() -> None:
         settings.tenant_webhook_workers,
         state.tenant_webhooks.store.where,
     )
+    reconciler = reconciler_of(state)
+    if reconciler is None:
+        log.warning("starting: LiveKit is not configured; no reconciliation with it")
+    else:
+        log.info(
+            "starting: reconciliation with LiveKit every %g s, rooms under watch every %g s",
+            settings.reconcile_interval,
+            settings.watch_interval,
+        )
     try:
-        Worker(state.tenant_webhooks, settings.tenant_webhook_workers).run()
+        Worker(state.tenant_webhooks, settings.tenant_webhook_workers, reconciler).run()
     finally:
         state.close()
     sys.exit(0)

@@ -35,7 +35,7 @@ What one request costs (asserted by tests/test_cost.py on both backends). A toke
 | another's name, hold ran out: 403 | 1 (ListRooms) | 2 (claim, keep or mark_gone) |
 | a new name LiveKit gives another: 403 | 1 (ListRooms) | 4 (claim+lock, get, transfer, unlock) |
 | a new name | 2 (ListRooms, CreateRoom) | 2 (claim+lock, verify+unlock) |
-| a name past its grace, passed on | 2 (as for a new name) | 4 (claim, transfer, then as new) |
+| a name past its grace, passed on | 2 (as for a new name) | 5 (claim, transfer, watch, as new) |
 | with a quota (QUOTA_MAX_*, claims): any case above | as above | 1 more, first (check_mint) |
 | with a quota: refused by it | 0 | 1 (check_mint) |
 
@@ -285,6 +285,7 @@ class Ownership:
             raise self._forbidden(name)
         if not self.holds.transfer(name, hold, holder, self.hold_ms, True):
             raise self._forbidden(name)  # the holder got a token meanwhile
+        self.watch(name)  # a name passed on: watched while a former holder's token could live
         hold = self._claim(name, holder)
         if hold.holder != holder:
             raise self._forbidden(name)

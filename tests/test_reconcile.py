@@ -199,3 +199,46 @@ def test_one_sweeper_sweeps_at_a_time(state, reconciler):
     assert second.holds_lease()
     first.leased_until = 0.0
     assert not first.holds_lease()
+
+
+def test_a_join_no_event_reported_beyond_the_tenants_own_quota_is_removed(
+    make_app, backend, livekit
+):
+    """The operator caps acme at 1 participant in its record (no deployment default): of two
+    participants no event reported, the first is metered, the second is removed, told the
+    record's limit (its session ends at the next sweep, as LiveKit no longer lists it); the
+    room, at its quota, is listed at each sweep after."""
+    admin = "operator-token-" + "0123456789abcdef" * 2
+    app = make_app(STORAGE_URL=backend, ADMIN_TOKEN=admin, TENANT_RECORD_CACHE="0")
+    capped = app.test_client().patch(
+        "/admin/tenants/acme",
+        json={"max_participants": 1},
+        headers={"Authorization": f"Bearer {admin}"},
+    )
+    assert capped.status_code == 200, capped.json
+    state = service_state(app)
+    reconciler = reconciler_of(state)
+    own(state, "room")
+    seat(livekit, "room", "alice")
+    seat(livekit, "room", "bob")
+    livekit.sent_data.clear()
+    done = reconciler.sweep()
+    assert done.repairs == {"session_opened": 2, "quota_removed": 1}
+    assert livekit.participants_of("room") == ["alice"]
+    (told,) = livekit.sent_data
+    assert list(told.destination_identities) == ["bob"]
+    assert json.loads(told.data) == {
+        "code": "quota_exceeded",
+        "quota": "max_participants",
+        "limit": 1,
+    }
+    usage = state.issuer.usage
+    with pytest.raises(Exception) as full:  # alice holds the one seat, bob none
+        usage.check_mint("acme", "room", "carol", {})
+    assert (full.value.error_code, full.value.extra["limit"]) == ("quota_exceeded", 1)
+    assert usage.check_mint("acme", "room", "alice", {}) is False
+    # bob, removed, is no longer listed: his session ends when the room was last seen
+    assert reconciler.sweep().repairs == {"session_closed": 1}
+    again = reconciler.sweep()
+    assert again.repairs == {}
+    assert again.calls.get("ListParticipants") == 1  # the counts agree, but at its quota: listed

@@ -63,7 +63,8 @@ def cost(client, livekit, request, status=200) -> tuple[int, int]:
 def test_each_case_costs_what_the_table_says(measure, livekit):
     """A new name: 2 LiveKit calls and 2 storage calls; the holder's own name: 0 and 1; a name
     another holds: 0 and 1; a name whose hold ran out, its room listed: 1 and 2 (refused); a name
-    whose grace is over, passed on: 2 and 4. Each tenant's first request: 1 more (its record)."""
+    whose grace is over, passed on: 2 and 5 (the name goes under watch). Each tenant's first
+    request: 1 more (its record)."""
     assert measure("acme") == (2, 2 + 1)
     assert measure("acme") == (0, 1)
     assert measure("globex", status=403) == (0, 1 + 1)
@@ -79,7 +80,7 @@ def test_each_case_costs_what_the_table_says(measure, livekit):
     assert measure("globex", status=403) == (1, 2)  # ListRooms, then the grace starts
     hold = holds.get(ROOM)
     holds.clock.advance(hold.until - hold.now + 1)
-    assert measure("globex") == (2, 4)
+    assert measure("globex") == (2, 5)
 
 
 def test_unauthenticated_costs_nothing(make_app, livekit, tenants):
@@ -161,7 +162,8 @@ def test_a_livekit_event_of_a_held_room_costs_what_the_table_says(
 ):
     """An event of acme's room, its participant's, with one endpoint of acme's subscribed: no
     LiveKit call; room_started 6 storage calls, participant_joined 7, track_published 5. A join
-    of globex's participant: RemoveParticipant, and 4 storage calls (nothing fanned out)."""
+    of globex's participant: RemoveParticipant, and 5 storage calls (the room put under watch;
+    nothing fanned out)."""
     app = make_app(
         STORAGE_URL=backend, METRICS_ENABLED="true", TENANT_WEBHOOKS_ALLOW_PRIVATE="true", **CACHED
     )
@@ -182,6 +184,6 @@ def test_a_livekit_event_of_a_held_room_costs_what_the_table_says(
     published = event("track_published", participant=alice, track=track)
     assert cost(client, livekit, published) == (0, 5)
     mallory = {"identity": "mallory", "sid": "PA_2", "attributes": {"tokensvc.tenant": "globex"}}
-    assert cost(client, livekit, event("participant_joined", participant=mallory)) == (1, 4)
+    assert cost(client, livekit, event("participant_joined", participant=mallory)) == (1, 5)
     deliveries = client.get("/livekit/webhook-deliveries", headers=acme).json["deliveries"]
     assert len(deliveries) == 3

@@ -159,6 +159,10 @@ class Settings:
     admin_token: str | None = setting(lambda v, k, d: _text(v, k), secret=True)
     audit_retention: int = setting(lambda v, k, d: _number(v, k, d, int, 1), 90)
     tenant_record_cache: float = setting(lambda v, k, d: _number(v, k, d, float, 0, 60), 1.0)
+    #: The worker's reconciliation with LiveKit: a sweep of every live room, and of the rooms
+    #: under watch, every so many seconds.
+    reconcile_interval: float = setting(lambda v, k, d: _number(v, k, d, float, 0.1, 3600), 10.0)
+    watch_interval: float = setting(lambda v, k, d: _number(v, k, d, float, 0.1, 60), 1.0)
 
     @property
     def rate_limited(self) -> bool:

@@ -5,6 +5,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, current_app, request
@@ -32,6 +33,7 @@ from .storage import (
     open_audit,
     open_console_tickets,
     open_holds,
+    open_reconcile,
     open_tenants,
     open_usage,
     open_webhook_store,
@@ -177,6 +179,8 @@ class ServiceState:
     #: The console's one-use tickets, beside the holds (None without a tenant key).
     console_tickets: ObservedHolds | None = None
     tenants: Tenants | None = None
+    #: The reconciliation's store (the sweeper's lease, the watches, the repairs counted).
+    reconcile_store: Any = None
 
     def close(self) -> None:
         """Close the LiveKit client's pooled connections and the storage's."""
@@ -233,6 +237,7 @@ class TokenService:
             usage_store=usage_store,
         )
         tenant_webhooks = console_tickets = tenants = None
+        reconcile_store: Any = None
         if holds is not None:
             tenant_webhooks = _tenant_webhooks(settings, holds, issuer, metrics)
             tenants = _tenants(settings, holds, issuer, metrics)
@@ -240,6 +245,9 @@ class TokenService:
             console_tickets = ObservedHolds(
                 open_console_tickets(holds.store), metrics.storage_call if metrics else None
             )
+            reconcile_store = open_reconcile(holds, metrics and metrics.storage_call)
+            assert issuer.ownership is not None
+            issuer.ownership.watches = reconcile_store
         _warn_if_anonymous(settings)
         webhooks = None
         if settings.livekit_configured:
@@ -260,6 +268,7 @@ class TokenService:
             tenant_webhooks=tenant_webhooks,
             console_tickets=console_tickets,
             tenants=tenants,
+            reconcile_store=reconcile_store,
         )
         app.extensions[EXTENSION_KEY] = state
         app.register_blueprint(service_bp, url_prefix=prefix or None)

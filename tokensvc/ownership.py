@@ -35,7 +35,7 @@ What one request costs (asserted by tests/test_cost.py on both backends). A toke
 | another's name, hold ran out: 403 | 1 (ListRooms) | 2 (claim, keep or mark_gone) |
 | a new name LiveKit gives another: 403 | 1 (ListRooms) | 4 (claim+lock, get, transfer, unlock) |
 | a new name | 2 (ListRooms, CreateRoom) | 2 (claim+lock, verify+unlock) |
-| a name past its grace, passed on | 2 (as for a new name) | 4 (claim, transfer, then as new) |
+| a name past its grace, passed on | 2 (as for a new name) | 5 (claim, transfer, watch, as new) |
 | with max_rooms: the caller's name, any case | as above | 2 more (names_of, check_mint) |
 | with max_participants alone | as above | 1 more (check_mint) |
 | a new name max_rooms refuses | 1 (ListRooms) | 4 (claim+lock, names_of, check_mint, drop) |
@@ -58,12 +58,13 @@ hold asks ListRooms once more first, and records the tenant when LiveKit names i
 | list (GET /livekit/rooms) | 1 (ListRooms of its names); 0 without names | 1 (names_of) |
 | get (GET /livekit/rooms/<name>) | 2 (ListRooms, ListParticipants) | 1 (get) |
 | end (DELETE /livekit/rooms/<name>) | 2 (ListRooms, DeleteRoom) | 2 (get, claim) |
-| remove (DELETE /livekit/participant) | 2 (GetParticipant, RemoveParticipant) | 2 (get, remove) |
+| remove (DELETE /livekit/participant) | 2 (GetParticipant, RemoveParticipant) | 3 (see below) |
 | remove, no such participant: 404 | 1 (GetParticipant) | 1 (get) |
 
 Each of end, remove, mute and permissions (and a tenant's webhook endpoint created, deleted or
 rotated) keeps one audit entry after it: 1 storage call more, also when it failed while acting
-(a 404); a request refused before acting (400, 403) writes none.
+(a 404); a request refused before acting (400, 403) writes none. The removal's three storage
+calls before its audit entry: get, remove, and the room put under watch.
 
 LiveKit's webhook, one fresh event of a held room by the holder's participant, with one of the
 holder's endpoints subscribed to it (no endpoint for its type: one call fewer, add_deliveries):
@@ -77,7 +78,8 @@ holder's endpoints subscribed to it (no endpoint for its type: one call fewer, a
 The checks are `time_ms` (the age) and `first_seen` (duplicates); the fan-out is `endpoints`
 and `add_deliveries`. With max_rooms, room_started costs one more (names_of: a life beyond the
 tenant's rooms is ended, DeleteRoom); the holder's record is read as for a request (cached).
-Another tenant's participant's join: `RemoveParticipant`, no fan-out.
+Another tenant's participant's join: `RemoveParticipant`, no fan-out, and one more storage
+call: the room goes under watch (reconcile.py lists it every WATCH_INTERVAL).
 
 LiveKit's webhooks keep the record true (`on_event`): a room that starts or a participant that
 joins or leaves keeps its name's hold alive for a grace past the event; `room_finished` starts
@@ -248,6 +250,8 @@ class Ownership:
         #: `announce(holder, kind, room_name, data, event_id)`: the tenants' webhooks told what
         #: the service did in a holder's room and why (set by its owner).
         self.announce: Callable[[str, str, str, dict, str], object] | None = None
+        #: The rooms under watch (the reconciliation store, `watch`/`watched`); set by its owner.
+        self.watches = None
         margin_ms = settings.hold_margin * 1000
         ttl_ms = settings.token_ttl * 1000
         self.hold_ms = ttl_ms + LIVEKIT_LEEWAY_MS + margin_ms
@@ -329,6 +333,7 @@ class Ownership:
             raise self._forbidden(name)
         if not self.holds.transfer(name, hold, holder, self.hold_ms, True):
             raise self._forbidden(name)  # the holder got a token meanwhile
+        self.watch(name)  # a name passed on: watched while a former holder's token could live
         hold = self._claim(name, holder)
         if hold.holder != holder:
             raise self._forbidden(name)
@@ -444,8 +449,10 @@ class Ownership:
         self.holds.claim(name, tenant, self.grace_ms, shared=not self.per_tenant)
 
     def remove(self, name: str, identity: str) -> None:
-        """Refuse `identity` tokens for room `name` for a grace (its refreshed tokens' life)."""
+        """Refuse `identity` tokens for room `name` for a grace (its refreshed tokens' life),
+        and watch the room meanwhile (a rejoin over signal only sends no event)."""
         self.holds.remove(name, identity, self.grace_ms)
+        self.watch(name)
 
     def names_of(self, tenant: str) -> list[str]:
         """The LiveKit names the tenant holds: the one list of a tenant's names."""
@@ -527,6 +534,8 @@ class Ownership:
             owner = holder_of(event.room.metadata)
             self.holds.transfer(name, None, owner, self.grace_ms, False)
             hold, outcome = self.holds.get(name), "recorded"
+            if self.holds.recovering_ms():  # a name rebuilt from LiveKit's word: watch it
+                self.watch(name)
         metered = self._meter(event, hold)
         if hold is None:
             return "ignored", None
@@ -638,6 +647,7 @@ class Ownership:
             self.rooms.remove_participant(name, participant.identity)
         except LiveKitNotFound:
             pass  # it left meanwhile
+        self.watch(name)  # its refreshed token can bring it back over signal only
         return True
 
     def _observed(self, kind: str, outcome: str) -> str:
@@ -652,6 +662,76 @@ class Ownership:
         """The names of the rooms LiveKit lists that the service made (an owner in their
         metadata): a deployment whose LiveKit has any has lived before."""
         return sorted(room.name for room in self.rooms.every_room() if room_owner(room.metadata))
+
+    # The reconciliation with LiveKit (reconcile.py asks; the decisions are taken here).
+
+    def watch(self, name: str) -> None:
+        """Watch room `name` for the life of LiveKit's refreshed tokens (a participant they let
+        back in over signal only sends no event); a storage failure only logs."""
+        if self.watches is None:
+            return
+        try:
+            self.watches.watch(name, REFRESHED_TOKEN_MS + LIVEKIT_LEEWAY_MS)
+        except StorageUnavailable:
+            log.warning("room %r could not be put under watch (storage unavailable)", name)
+
+    def holder(self, name: str) -> str | None:
+        """The record's holder of `name`, or None when it has no record."""
+        hold = self.holds.get(name)
+        return None if hold is None else hold.holder
+
+    def listed(self, name: str) -> Hold | None:
+        """LiveKit lists a live room `name`: its hold lasts at least a grace more and is not
+        gone, whatever the events said; the hold, or None when the record has none."""
+        return self.holds.keep(name, self.grace_ms, False)
+
+    def unlisted(self, name: str) -> bool:
+        """LiveKit no longer lists room `name` (or its node is dead): the grace starts now, as
+        at `room_finished`, unless it started already; whether it started now."""
+        hold = self.holds.get(name)
+        if hold is None or hold.gone:
+            return False
+        self.holds.keep(name, self.grace_ms, True)
+        return True
+
+    def recovering(self) -> bool:
+        """Whether the storage is in its quarantine after a loss (a rebuild from LiveKit)."""
+        return self.holds.recovering_ms() > 0
+
+    def rebuild(self, room) -> str | None:
+        """During a quarantine, a live room LiveKit lists with an owner and no record: it is
+        that owner's, recorded for a grace and watched; the owner, or None (no valid owner in
+        its metadata, or a record appeared meanwhile)."""
+        owner = room_owner(room.metadata)
+        if owner is None or not self.holds.transfer(room.name, None, owner, self.grace_ms, False):
+            return None
+        self.watch(room.name)
+        return owner
+
+    def remove_intruders(self, name: str, holder: str, participants) -> list[tuple[str, str]]:
+        """Remove from `holder`'s room `name` every participant, in any state, of another
+        tenant (`foreign`) or whose identity was removed from the room, and watch the room;
+        [(identity, "foreign" or "removed")] of those removed."""
+        removed = []
+        for participant in participants:
+            if self.foreign(holder, participant):
+                why = "foreign"
+            elif self.holds.removed(name, participant.identity):
+                why = "removed"
+            else:
+                continue
+            try:
+                self.rooms.remove_participant(name, participant.identity)
+            except LiveKitNotFound:
+                continue  # it left meanwhile
+            removed.append((participant.identity, why))
+        if removed:
+            self.watch(name)
+        return removed
+
+    def remove_over_quota(self, name: str, holder: str, participant) -> None:
+        """A participant the reconciliation found beyond its room's participants quota."""
+        self._remove_over_quota(name, holder, participant, f"reconcile:{participant.sid}")
 
     # Clocks.
 

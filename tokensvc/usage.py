@@ -311,6 +311,58 @@ class Usage:
             self.observe.usage_event(event.event, outcome)
         return outcome
 
+    # The reconciliation with LiveKit (reconcile.py): what LiveKit lists settles the record.
+
+    def live_lives(self) -> list:
+        """Every room life the record counts as live, with its open sessions."""
+        return self.store.live_lives()
+
+    def close_session(self, life, session, at: int) -> str:
+        """A session LiveKit no longer lists: it ends at `at` (when it was last seen) and its
+        seat is free."""
+        facts = EventFacts(
+            "participant_left",
+            life.tenant,
+            life.name,
+            life.sid,
+            life.started,
+            at,
+            session.sid,
+            session.identity,
+            session.joined or 0,
+        )
+        # A leave or an end seats nobody: no limit applies.
+        return self.store.record(facts, None)
+
+    def open_session(self, tenant: str, room, participant, at: int) -> str:
+        """A participant LiveKit lists that no event reported: its session starts at its join
+        (LiveKit's time, else `at`) and takes a seat; "over_quota" when the room is full."""
+        joined = participant.joined_at_ms or (
+            participant.joined_at * 1000 + HALF_SECOND_MS if participant.joined_at else at
+        )
+        started = room.creation_time_ms or (
+            room.creation_time * 1000 + HALF_SECOND_MS if room.creation_time else joined
+        )
+        facts = EventFacts(
+            "participant_joined",
+            tenant,
+            room.name,
+            room.sid,
+            started,
+            at,
+            participant.sid,
+            participant.identity,
+            joined,
+        )
+        return self.store.record(facts, self.limits_for(tenant).max_participants)
+
+    def finish_life(self, life, at: int) -> str:
+        """A room life LiveKit no longer lists (or whose node is dead): it ends at `at` (when
+        it was last seen), with its open sessions and seats."""
+        facts = EventFacts("room_finished", life.tenant, life.name, life.sid, life.started, at)
+        # A leave or an end seats nobody: no limit applies.
+        return self.store.record(facts, None)
+
     def report(self, tenant: str, start: int, end: int) -> dict:
         """The tenant's usage over [start, end) (ms), in its own room names."""
         now, rooms, sessions = self.store.usage(tenant, start, end)

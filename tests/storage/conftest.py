@@ -7,6 +7,7 @@ from tokensvc.storage import (
     open_audit,
     open_console_tickets,
     open_holds,
+    open_reconcile,
     open_tenants,
     open_usage,
     open_webhook_store,
@@ -68,3 +69,9 @@ def console_tickets(holds):
     store = ObservedHolds(open_console_tickets(holds.store))
     yield store
     store.close()
+
+
+@pytest.fixture
+def reconcile(holds):
+    """The reconciliation's store beside `holds`."""
+    return open_reconcile(holds)

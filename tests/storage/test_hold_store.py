@@ -168,6 +168,7 @@ def test_a_store_that_lost_its_data_quarantines_shared_names(holds, lose):
     is not; after the grace, shared names are claimed again."""
     holds.store.quarantine_ms = 10 * MINUTE
     holds.claim("room", "acme", MINUTE)
+    assert holds.recovering_ms() == 0
     lose()
     with pytest.raises(StorageRecovering) as refused:
         holds.claim("room", "globex", MINUTE)
@@ -175,6 +176,7 @@ def test_a_store_that_lost_its_data_quarantines_shared_names(holds, lose):
     assert holds.get("room") is None
     assert holds.claim("per-tenant", "globex", MINUTE, shared=False).holder == "globex"
     holds.clock.advance(10 * MINUTE + 1)
+    assert holds.recovering_ms() == 0
     assert holds.claim("room", "globex", MINUTE).holder == "globex"
 
 

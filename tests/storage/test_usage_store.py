@@ -1,7 +1,7 @@
 """The usage store's contract, on both backends: events recorded once whatever their order,
 the tenant's live and reserved rooms, the seats of a room, and the usage report."""
 
-from tokensvc.storage import EventFacts, MintCheck, RoomRecord, SessionRecord
+from tokensvc.storage import EventFacts, LiveLife, MintCheck, RoomRecord, SessionRecord
 
 MINUTE = 60_000
 
@@ -152,3 +152,25 @@ def test_seats_are_the_tenants_own(usage):
     assert usage.record(joined(usage, "a1", "carol", "r2", "room", "acme"), 1) == "metered"
     assert usage.record(joined(usage, "a2", "dave", "r2", "room", "acme"), 1) == "over_quota"
     assert usage.record(joined(usage, "a3", "erin", "r2", "room", "acme"), None) == "metered"
+
+
+def test_live_lives_list_the_open_sessions_of_unfinished_lives(usage):
+    """Lives not finished, with the sessions still open; a finished life and a left session are
+    not listed, nor is a reservation (no life yet)."""
+    usage.check_mint("acme", "four", "alice", [], None, 5, MINUTE)
+    usage.record(started(usage, "r1", "one"), None)
+    usage.record(joined(usage, "p1", "alice", "r1", "one"), 5)
+    usage.record(joined(usage, "p2", "bob", "r1", "one"), 5)
+    usage.record(joined(usage, "p2", "bob", "r1", "one", kind="participant_left"), 5)
+    usage.record(started(usage, "r2", "two", "globex"), None)
+    usage.record(started(usage, "r3", "three"), None)
+    end = usage.time_ms()
+    usage.record(EventFacts("room_finished", "acme", "three", "r3", end, end), None)
+    lives = sorted(usage.live_lives(), key=lambda life: life.sid)
+    assert [(life.sid, life.tenant, life.name) for life in lives] == [
+        ("r1", "acme", "one"),
+        ("r2", "globex", "two"),
+    ]
+    assert [(s.sid, s.identity, s.left) for s in lives[0].sessions] == [("p1", "alice", None)]
+    assert lives[1].sessions == ()
+    assert all(isinstance(life, LiveLife) for life in lives)

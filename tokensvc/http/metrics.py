@@ -194,6 +194,11 @@ def metrics():
         webhooks = CollectorRegistry()
         webhooks.register(WebhookCollector(state.tenant_webhooks))
         text += generate_latest(webhooks)
+    if state.reconcile_store is not None:
+        repairs = CollectorRegistry()
+        # Read unobserved: a scrape is not one of the service's storage calls.
+        repairs.register(RepairCollector(state.reconcile_store.store))
+        text += generate_latest(repairs)
     return Response(text, content_type=CONTENT_TYPE_LATEST)
 
 
@@ -233,3 +238,30 @@ class WebhookCollector:
             "Age of the oldest pending webhook delivery.",
             max(0.0, oldest),
         )
+
+
+class RepairCollector:
+    """The reconciliation's repairs by kind, read from the storage at each scrape (the one
+    sweeper that counts them runs in a worker, on any host)."""
+
+    def __init__(self, store):
+        """Read `store` (the reconciliation store)."""
+        self.store = store
+
+    def collect(self):
+        """The counter family; none when the storage does not answer (logged)."""
+        try:
+            counts = self.store.counts()
+        except Exception as exc:
+            log.warning("metrics: reconciliation figures unavailable (%s)", type(exc).__name__)
+            return
+        repairs = CounterMetricFamily(
+            "tokensvc_reconcile_repairs",
+            "Repairs the reconciliation with LiveKit made, by kind (session_closed, "
+            "session_opened, life_ended, grace_started, foreign_removed, removed_removed, "
+            "quota_removed, name_rebuilt).",
+            labels=["kind"],
+        )
+        for kind, n in sorted(counts.items()):
+            repairs.add_metric([kind], n)
+        yield repairs

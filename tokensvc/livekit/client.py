@@ -50,6 +50,8 @@ SCHEMES = {"ws": "http", "wss": "https", "http": "http", "https": "https"}
 #: nothing is made for a context that never calls (a gevent `threading.local` made its storage
 #: on each new connection's first use, about 5 µs on every such request).
 CALLS: ContextVar[dict[int, int] | None] = ContextVar("tokensvc_livekit_calls", default=None)
+#: The identity (and topic) of the reconciliation's probe: no participant of the service's has it.
+PROBE_IDENTITY = "tokensvc.probe"
 
 
 class RoomServiceClient:
@@ -90,9 +92,29 @@ class RoomServiceClient:
         return list(self._call("ListRooms", room_pb.ListRoomsRequest(names=names)).rooms)
 
     def every_room(self):
-        """Every room LiveKit lists (ListRooms with no names): only `storage init` asks this,
-        to see whether a deployment has an earlier life."""
+        """Every room LiveKit lists (ListRooms with no names): `storage init` (whether a
+        deployment has an earlier life) and the reconciliation's one call per sweep."""
         return list(self._call("ListRooms", room_pb.ListRoomsRequest()).rooms)
+
+    def reaches(self, room: str) -> bool:
+        """Whether the node hosting `room` answers: SendData with no payload to an identity no
+        participant has, routed by LiveKit to that node (the store alone cannot tell: a dead
+        node's rooms and participants stay listed). LiveKit's refusal, 5xx or timeout: False;
+        no connection to LiveKit at all: LiveKitUnreached."""
+        request = room_pb.SendDataRequest(
+            room=room, data=b"", destination_identities=[PROBE_IDENTITY], topic=PROBE_IDENTITY
+        )
+        try:
+            self._call("SendData", request, admin_of=room)
+        except LiveKitUnreached:
+            raise
+        except (LiveKitNotFound, LiveKitUnavailable, LiveKitTimeout):
+            return False
+        except LiveKitError as exc:
+            if getattr(exc, "livekit_status", 0) >= 500:  # LiveKit's own routing failed
+                return False
+            raise
+        return True
 
     def delete_room(self, room: str) -> None:
         """End a room for everyone (DeleteRoom); LiveKitNotFound when there is none."""
@@ -217,7 +239,9 @@ class RoomServiceClient:
             log.warning(
                 "LiveKit at %s answered %s %s to %s", self.host, answer.status, code, method
             )
-            raise LiveKitError(f"LiveKit answered HTTP {answer.status} ({code})")
+            failed = LiveKitError(f"LiveKit answered HTTP {answer.status} ({code})")
+            failed.livekit_status = answer.status  # type: ignore[attr-defined]
+            raise failed
         try:
             return RESPONSES[method].FromString(answer.data)
         except DecodeError:

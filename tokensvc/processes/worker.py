@@ -6,6 +6,8 @@ store, fairly across tenants, and sends up to TENANT_WEBHOOK_IN_FLIGHT of them a
 stops it gracefully (attempts under way finish, within the timeout); a SIGKILL loses nothing: a
 delivery whose attempt was cut short is claimed again once its lease runs out. Run as many
 workers as you like, on any hosts that share the storage (Redis for more than one host).
+Beside it runs the reconciliation with LiveKit (reconcile.py: one sweeper per deployment,
+under a storage lease).
 """
 
 import logging
@@ -16,6 +18,7 @@ from ..config import ConfigError, exit_on
 from ..context import service_state
 from ..extension import check_storage_at_start
 from ..factory import create_app
+from ..reconcile import ReconcileLoop, Reconciler
 from .delivery import DeliveryEngine
 
 #: The package's logger by name: run as `python -m`, `__name__` is "__main__", whose lines the
@@ -24,26 +27,45 @@ log = logging.getLogger("tokensvc.worker")
 
 
 class Worker:
-    """The delivery engine of one app's tenants' webhooks."""
+    """The delivery engine of one app's tenants' webhooks and, given a reconciler, the
+    reconciliation with LiveKit."""
 
-    def __init__(self, webhooks, paused=None, in_flight: int | None = None):
-        """Deliver for `webhooks` (holding the tenants `paused(tenant)` names)."""
+    def __init__(
+        self,
+        webhooks,
+        paused=None,
+        in_flight: int | None = None,
+        reconciler: Reconciler | None = None,
+    ):
+        """Deliver for `webhooks` (holding the tenants `paused(tenant)` names); reconcile with
+        LiveKit through `reconciler` when given."""
         self.webhooks = webhooks
         options = {"paused": paused} if paused is not None else {}
         self.engine = DeliveryEngine(webhooks, in_flight=in_flight, **options)
+        self.reconcile = ReconcileLoop(reconciler) if reconciler is not None else None
 
     def start(self) -> "Worker":
-        """Run in a background thread (tests, an embedding host); `stop` ends it."""
+        """Run in background threads (tests, an embedding host); `stop` ends it."""
         self.engine.start()
+        if self.reconcile is not None:
+            self.reconcile.start()
         return self
 
     def stop(self) -> None:
         """Stop, letting running attempts finish."""
+        if self.reconcile is not None:
+            self.reconcile.stop()
         self.engine.stop()
 
     def run(self) -> None:
         """Run in the foreground until SIGTERM or SIGINT (the worker process)."""
-        self.engine.run(signals=True)
+        if self.reconcile is not None:
+            self.reconcile.start()
+        try:
+            self.engine.run(signals=True)
+        finally:
+            if self.reconcile is not None:
+                self.reconcile.stop()
 
 
 class ContinuityWatch:
@@ -81,6 +103,17 @@ def suspended_tenants(state):
     return state.tenants.is_suspended if state.tenants is not None else None
 
 
+def reconciler_of(state) -> Reconciler | None:
+    """The reconciliation of an app's service state with its LiveKit (None without LiveKit
+    settings or a record)."""
+    issuer = state.issuer
+    if issuer.rooms is None or issuer.ownership is None or issuer.usage is None:
+        return None
+    return Reconciler(
+        state.settings, issuer.ownership, issuer.usage, issuer.rooms, state.reconcile_store
+    )
+
+
 def main() -> None:
     """Start the worker from the environment's settings; a setting it cannot run with (or no
     tenant key: no tenant, no webhooks) stops it with one line and exit 4."""
@@ -105,9 +138,18 @@ def main() -> None:
         settings.tenant_webhook_in_flight,
         state.tenant_webhooks.store.where,
     )
+    reconciler = reconciler_of(state)
+    if reconciler is None:
+        log.warning("starting: LiveKit is not configured; no reconciliation with it")
+    else:
+        log.info(
+            "starting: reconciliation with LiveKit every %g s, rooms under watch every %g s",
+            settings.reconcile_interval,
+            settings.watch_interval,
+        )
     watch.start()
     try:
-        Worker(state.tenant_webhooks, suspended_tenants(state)).run()
+        Worker(state.tenant_webhooks, suspended_tenants(state), reconciler=reconciler).run()
     finally:
         watch.stop()
         state.close()

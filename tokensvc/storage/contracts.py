@@ -1,7 +1,7 @@
 """What each store promises, whatever its backend: one Protocol per store (holds, usage,
-webhooks, console tickets) and the records they exchange. Times are ms on the storage's clock;
-callers pass durations, never deadlines. Every operation is one atomic step on its backend. No
-Flask here.
+webhooks, console tickets, reconciliation) and the records they exchange. Times are ms on the
+storage's clock; callers pass durations, never deadlines. Every operation is one atomic step on
+its backend. No Flask here.
 """
 
 from collections.abc import Callable, Mapping, Sequence
@@ -171,6 +171,11 @@ class HoldStore(Protocol):
         """The storage's clock (unshifted), ms."""
         ...
 
+    def recovering_ms(self) -> int:
+        """How long the quarantine after a detected loss of the store's data still lasts, ms (0:
+        none running): `record_state().quarantine_ms` without looking for an earlier life."""
+        ...
+
     def durability_problem(self) -> str | None:
         """Why this storage may forget holds on its own (Redis evicting keys), or None."""
         ...
@@ -225,6 +230,19 @@ class MintCheck:
     refused: str | None
     count: int = 0
     reserved: bool = False
+
+
+@dataclass(frozen=True)
+class LiveLife:
+    """A room life the usage record counts as live (not finished): its tenant, LiveKit name,
+    start and its sessions still open (no leave). Its tenant's limits are not the store's: the
+    caller asks the tenants' records."""
+
+    sid: str
+    tenant: str
+    name: str
+    started: int
+    sessions: tuple[SessionRecord, ...]
 
 
 #: What `usage` reads: the storage's now, the room lives and their sessions.
@@ -287,6 +305,11 @@ class UsageStore(Protocol):
     def usage(self, tenant: str | None, start: int, end: int) -> UsageReport:
         """(the storage's now, rooms, sessions) of the rooms of `tenant` (None: every tenant)
         whose lives overlap [start, end)."""
+        ...
+
+    def live_lives(self) -> list[LiveLife]:
+        """Every room life of every tenant that is not finished, with its open sessions (what
+        the reconciliation compares with LiveKit's rooms)."""
         ...
 
     def time_ms(self) -> int:
@@ -667,4 +690,52 @@ class ConsoleTicketStore(Protocol):
 
     def close(self) -> None:
         """Close what this store opened."""
+        ...
+
+
+class ReconcileStore(Protocol):
+    """What the reconciliation with LiveKit keeps in the storage, beside the holds and on their
+    clock: the lease that lets one sweeper of the deployment sweep at a time, the rooms under
+    watch (each until a deadline), and the count of repairs by kind (read by every instance's
+    /metrics)."""
+
+    @property
+    def backend(self) -> Backend:
+        """Which backend keeps the records."""
+        ...
+
+    where: str
+    clock: StorageClock
+
+    def lease(self, name: str, owner: str, lease_ms: int) -> bool:
+        """Take the lease `name` for `owner` for `lease_ms`, or renew it when `owner` has it;
+        False while another owner's lease runs."""
+        ...
+
+    def release(self, name: str, owner: str) -> None:
+        """Give the lease up if `owner` still has it."""
+        ...
+
+    def watch(self, name: str, for_ms: int) -> None:
+        """Watch room `name` for at least `for_ms` from now (a later deadline stays)."""
+        ...
+
+    def watched(self) -> list[str]:
+        """The names whose watch has not run out, sorted."""
+        ...
+
+    def count(self, kind: str, n: int = 1) -> None:
+        """Add `n` repairs of `kind`."""
+        ...
+
+    def counts(self) -> dict[str, int]:
+        """The repairs counted so far, by kind."""
+        ...
+
+    def time_ms(self) -> int:
+        """The storage's clock, shifted, ms."""
+        ...
+
+    def close(self) -> None:
+        """Nothing: the hold store closes the shared connection."""
         ...

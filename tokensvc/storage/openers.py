@@ -10,6 +10,7 @@ from .contracts import (
     AuditStore,
     ConsoleTicketStore,
     HoldStore,
+    ReconcileStore,
     TenantStore,
     UsageStore,
     WebhookStore,
@@ -19,6 +20,7 @@ from .redis.audit import RedisAudit
 from .redis.base import RedisConnection
 from .redis.console import RedisConsoleTickets
 from .redis.holds import RedisHolds
+from .redis.reconcile import RedisReconcile
 from .redis.tenants import RedisTenants
 from .redis.usage import RedisUsage
 from .redis.webhooks import RedisWebhookStore
@@ -26,6 +28,7 @@ from .sqlite.audit import SqliteAudit
 from .sqlite.base import sqlite_path
 from .sqlite.console import SqliteConsoleTickets
 from .sqlite.holds import SqliteHolds
+from .sqlite.reconcile import SqliteReconcile
 from .sqlite.tenants import SqliteTenants
 from .sqlite.usage import SqliteUsage
 from .sqlite.webhooks import SqliteWebhookStore
@@ -106,3 +109,20 @@ def open_audit(holds_store: HoldStore, retention_ms: int) -> AuditStore:
     if isinstance(holds_store, RedisHolds):
         return RedisAudit(holds_store.connection, retention_ms)
     raise TypeError(f"no audit store beside a {holds_store.backend} hold store")
+
+
+def open_reconcile(
+    holds: ObservedHolds[HoldStore], observe: Any = None
+) -> ObservedHolds[ReconcileStore]:
+    """The reconciliation's store beside a hold store (the sweeper's lease, the watches, the
+    repairs counted), on its backend, connection and clock; every call observed as the
+    record's are, failures turned into 503."""
+    store = holds.store
+    found: ReconcileStore
+    if isinstance(store, SqliteHolds):
+        found = SqliteReconcile(store)
+    elif isinstance(store, RedisHolds):
+        found = RedisReconcile(store.connection)
+    else:
+        raise TypeError(f"no reconciliation store beside a {store.backend} hold store")
+    return ObservedHolds(found, observe)

@@ -3,10 +3,11 @@
 It speaks Twirp over HTTP as livekit-server does: `POST /twirp/livekit.RoomService/<Method>`
 with protobuf or JSON bodies, HS256 bearer tokens checked for the grant each method needs,
 Twirp JSON errors, `CreateRoom`, `ListRooms` by exact names, `UpdateRoomMetadata`, `DeleteRoom`,
-`ListParticipants` (always empty: nobody can join the emulator) and the participant calls
-(`GetParticipant`, `RemoveParticipant`, `MutePublishedTrack`, `UpdateParticipant`: always
-`not_found`, as the real server answers for an identity that is not in the room), rooms that
-close after `empty_timeout`, and LiveKit's size limits. Switches inject faults (latency, Twirp
+`ListParticipants`, `GetParticipant` and `RemoveParticipant` (of the participants a test seats
+with `add_participant`, in any state: nobody can join the emulator over the wire),
+`MutePublishedTrack` and `UpdateParticipant` (always `not_found`), `SendData` (answered by the
+room's node: `unavailable` once `kill_node` killed it), rooms that close after `empty_timeout`
+unless someone is in them, and LiveKit's size limits. Switches inject faults (latency, Twirp
 errors, a 200 with a malformed body, refused connections), and counters record every call, so
 tests can assert what the service did over the wire.
 
@@ -26,6 +27,11 @@ Two switches reproduce, without timing luck, what the real server does in the wi
 cannot hit on purpose: `race_next_create` (two concurrent creates of one new room: the second
 creator overwrites the store, whichever registered first keeps the live room, so the two views
 disagree) and `add_stored_room` (an entry in the store with no live room, as after a node failure).
+Participants are kept in the store as livekit-server's Redis store keeps them, with the room's
+`num_participants`: `add_participant` seats one (state ACTIVE, or JOINING for one connected over
+signal only; LiveKit sends no event for it), `drop_participant` lets one go silently (as when
+its webhook is lost), and `kill_node` kills the node hosting a room: the live room goes, its
+store entry and participants stay listed, and calls routed to its node fail.
 """
 
 import asyncio
@@ -152,6 +158,8 @@ class LiveKitEmulator:
         self.keys = dict(keys or {"devkey": "secret"})
         self.rooms: dict[str, models.Room] = {}  # live rooms
         self.store: dict[str, models.Room] = {}  # store entries
+        self.participants: dict[str, dict[str, models.ParticipantInfo]] = {}  # by room, identity
+        self.dead: set[str] = set()  # rooms whose node was killed
         self._rivals: dict[str, RivalCreate] = {}
         self.calls: Counter = Counter()
         #: The client's port of each call, in order: one port per connection the caller opened.
@@ -231,6 +239,8 @@ class LiveKitEmulator:
             self._generation += 1
             self.rooms.clear()
             self.store.clear()
+            self.participants.clear()
+            self.dead.clear()
             self._rivals.clear()
             self.history.clear()
             self.sent_data.clear()
@@ -254,6 +264,52 @@ class LiveKitEmulator:
             _check_name(name)
             self._close(name)
             return _copy(self._allocate(request))
+
+    def add_participant(
+        self, room: str, identity: str, state: str = "ACTIVE", attributes: dict | None = None
+    ) -> models.ParticipantInfo:
+        """Seat a participant in the live room `room` (made live from the store, or created
+        empty, as a join's auto-create does), in `state` (ACTIVE, or JOINING: signal only), with
+        `attributes`; replaces one of the same identity (DUPLICATE_IDENTITY). Sends nothing."""
+        with self._lock:
+            if self._live_room(room) is None:
+                stored = self.store.get(room)
+                if stored is None:
+                    self._create_room(room_pb.CreateRoomRequest(name=room))
+                else:
+                    self._make_live(stored)
+            now = time.time()
+            participant = models.ParticipantInfo(
+                sid="PA_" + "".join(secrets.choice(_SID_ALPHABET) for _ in range(12)),
+                identity=identity,
+                state=state,
+                joined_at=int(now),
+                joined_at_ms=int(now * 1000),
+                attributes=attributes or {},
+            )
+            self.participants.setdefault(room, {})[identity] = participant
+            self._count(room)
+            return models.ParticipantInfo.FromString(participant.SerializeToString())
+
+    def drop_participant(self, room: str, identity: str) -> bool:
+        """A participant leaves and no event says so (a lost webhook); whether it was there."""
+        with self._lock:
+            found = self.participants.get(room, {}).pop(identity, None)
+            self._count(room)
+            return found is not None
+
+    def participants_of(self, room: str) -> list[str]:
+        """The identities LiveKit's store lists in `room`, sorted."""
+        with self._lock:
+            return sorted(self.participants.get(room, {}))
+
+    def kill_node(self, room: str) -> None:
+        """Kill the node hosting `room` (SIGKILL): no event; the live room is gone, its store
+        entry (count included) and participants stay listed, calls routed to it fail."""
+        with self._lock:
+            self._end_life(room)
+            self.rooms.pop(room, None)
+            self.dead.add(room)
 
     def race_next_create(self, name: str, rival_metadata: str, live_winner: str = "caller") -> None:
         """Make the next CreateRoom of the missing room `name` race a rival creator (metadata
@@ -482,27 +538,55 @@ class LiveKitEmulator:
         return room_pb.DeleteRoomResponse()
 
     def _list_participants(self, request) -> room_pb.ListParticipantsResponse:
-        """ListParticipants: nobody can join the emulator, so every room is empty."""
+        """ListParticipants: the store's participants of the room, in every state."""
         self._live_room(request.room)
         if request.room not in self.store:
             raise TwirpError("not_found", "requested room does not exist")
-        return room_pb.ListParticipantsResponse()
+        found = self.participants.get(request.room, {}).values()
+        return room_pb.ListParticipantsResponse(participants=list(found))
 
-    def _no_participant(self, request):
-        """A participant call: nobody can join the emulator, so no identity is in any room."""
-        raise TwirpError("not_found", "participant does not exist")
+    def _get_participant(self, request) -> models.ParticipantInfo:
+        """GetParticipant: from the store; not_found for an identity not in the room."""
+        found = self.participants.get(request.room, {}).get(request.identity)
+        if found is None:
+            raise TwirpError("not_found", "participant does not exist")
+        return found
 
-    _get_participant = _remove_participant = _no_participant
-    _mute_published_track = _update_participant = _no_participant
+    def _remove_participant(self, request) -> room_pb.RemoveParticipantResponse:
+        """RemoveParticipant: not_found for an identity the store does not list; routed to the
+        room's node (a dead one fails), which disconnects it."""
+        if request.identity not in self.participants.get(request.room, {}):
+            raise TwirpError("not_found", "participant does not exist")
+        if request.room in self.dead:
+            raise TwirpError("unavailable", "no response from servers")
+        self.participants[request.room].pop(request.identity)
+        self._count(request.room)
+        return room_pb.RemoveParticipantResponse()
 
     def _send_data(self, request) -> room_pb.SendDataResponse:
-        """SendData: not_found for a room the store does not hold; else kept in `sent_data`
-        (nobody can join the emulator to receive it)."""
+        """SendData: not_found for a room the store does not hold; routed to the room's node, so
+        a room no live node hosts fails; else kept in `sent_data` (nobody can join the emulator
+        to receive it)."""
         self._live_room(request.room)
         if request.room not in self.store:
             raise TwirpError("not_found", "requested room does not exist")
+        if request.room in self.dead or request.room not in self.rooms:
+            raise TwirpError("unavailable", "no response from servers")
         self.sent_data.append(request)
         return room_pb.SendDataResponse()
+
+    def _no_participant(self, request):
+        """A participant call the emulator does not apply: no identity is found."""
+        raise TwirpError("not_found", "participant does not exist")
+
+    _mute_published_track = _update_participant = _no_participant
+
+    def _count(self, room: str) -> None:
+        """Write the room's participant count to its live room and store entry (lock held)."""
+        count = len(self.participants.get(room, {}))
+        for view in (self.rooms, self.store):
+            if room in view:
+                view[room].num_participants = count
 
     def _update_room_metadata(self, request) -> models.Room:
         """UpdateRoomMetadata: replace the live room's metadata; the store follows on change."""
@@ -559,15 +643,19 @@ class LiveKitEmulator:
     def _live_room(self, name: str) -> models.Room | None:
         """Return the live room called `name`, closing it first if its time is up (lock held)."""
         room = self.rooms.get(name)
-        if room is not None and _expired(room, time.time() * 1000):
+        if room is not None and not self.participants.get(name) and _expired(room, now_ms()):
             self._close(name)
             return None
         return room
 
     def _expire_rooms(self) -> None:
         """Close every live room nobody joined within its `empty_timeout` (lock held)."""
-        now_ms = time.time() * 1000
-        for name in [name for name, room in self.rooms.items() if _expired(room, now_ms)]:
+        now = now_ms()
+        for name in [
+            name
+            for name, room in self.rooms.items()
+            if not self.participants.get(name) and _expired(room, now)
+        ]:
             self._close(name)
 
     def _record(self, room: models.Room) -> None:
@@ -588,6 +676,8 @@ class LiveKitEmulator:
         self._end_life(name)
         self.rooms.pop(name, None)
         self.store.pop(name, None)
+        self.participants.pop(name, None)
+        self.dead.discard(name)
 
     async def _control(self, request: web.Request) -> web.Response:
         """The emulator's own control API (not part of LiveKit), for out-of-process tests."""
@@ -621,6 +711,11 @@ class LiveKitEmulator:
 
 
 _SID_ALPHABET = string.ascii_letters + string.digits
+
+
+def now_ms() -> float:
+    """The emulator's clock, ms."""
+    return time.time() * 1000
 
 
 def _snake(name: str) -> str:

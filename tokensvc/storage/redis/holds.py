@@ -178,16 +178,14 @@ class RedisHolds(RedisStore):
 
     def record_state(self) -> RecordState:
         """The record's origin and quarantine, and whether any key shows an earlier life."""
-        origin, left = self.client.hget(CONTINUITY_KEY, "origin"), self.client.pttl(RECOVERING_KEY)
+        origin, left = self.client.hget(CONTINUITY_KEY, "origin"), self.recovering_ms()
         empty = True
         for key in self.client.scan_iter(match=REDIS_PREFIX + "*", count=1000):
             text = key.decode()
             if text not in LIFELESS and not text.startswith(LIFELESS_PREFIXES):
                 empty = False
                 break
-        return RecordState(
-            origin is not None, origin.decode() if origin else "", max(0, left), empty
-        )
+        return RecordState(origin is not None, origin.decode() if origin else "", left, empty)
 
     def init_record(self) -> Continuity:
         """Birth the record (origin `init`) and end the quarantine."""
@@ -319,6 +317,14 @@ class RedisHolds(RedisStore):
     def time_ms(self) -> int:
         """Redis's TIME, ms."""
         return self.connection.time_ms()
+
+    def recovering_ms(self) -> int:
+        """How long the quarantine still lasts, ms (0: none): its end, kept on the storage's
+        clock as the scripts read it (Redis's TIME, shifted), less that clock's now."""
+        until = self.client.get(RECOVERING_KEY)
+        if until is None:
+            return 0
+        return max(0, int(until) - (self.connection.time_ms() + self.clock.shift_ms))
 
     def durability_problem(self) -> str | None:
         """A `maxmemory-policy` other than noeviction evicts holds under memory pressure (read

@@ -6,17 +6,27 @@ the set `usage:sessions:<sid>`; per tenant the sorted set `usage:rooms:<tenant>`
 start) and the sorted set `usage:tenants`. Per (tenant, room name), keyed
 `quota:<kind>:<length of tenant>:<tenant>:<name>`: `live` (the hash of its live lives' sids),
 `seats` (participant sid -> "<room sid>|<identity>") and `reserved` (a token request's
-reservation, expiring with it). Every other key expires the retention after its last write.
-Scripts read the clock from TIME.
+reservation, expiring with it); the set `usage:live` of the room lives not finished. Every
+other key but that set expires the retention after its last write (a life whose record expired
+is left out of the set when read). Scripts read the clock from TIME.
 """
 
 from collections.abc import Sequence
 
-from ..contracts import EventFacts, MintCheck, RoomRecord, SessionRecord, UsageReport
+from ..contracts import (
+    EventFacts,
+    LiveLife,
+    MintCheck,
+    RoomRecord,
+    SessionRecord,
+    UsageReport,
+)
 from .base import REDIS_PREFIX, RedisConnection, RedisStore
 
 #: The Redis sorted set of the tenants with usage (by their last event).
 TENANTS_KEY = REDIS_PREFIX + "usage:tenants"
+#: The Redis set of the room lives not finished.
+LIVE_KEY = REDIS_PREFIX + "usage:live"
 CLOCK = ("clock", "usage_seats")
 
 
@@ -180,6 +190,56 @@ class RedisUsage(RedisStore):
                     )
                 )
         return now, rooms, sessions
+
+    def live_lives(self) -> list[LiveLife]:
+        """The lives not finished with their open sessions, read with a few pipelined round
+        trips; a life whose record expired (or finished) is dropped from the set."""
+        sids = sorted(sid.decode() for sid in self.client.smembers(LIVE_KEY))
+        pipe = self.client.pipeline(transaction=False)
+        for sid in sids:
+            pipe.hgetall(self._key("usage:room", sid))
+            pipe.smembers(self._key("usage:sessions", sid))
+        found = pipe.execute()
+        rooms, expired = [], []
+        for index, sid in enumerate(sids):
+            room, members = found[2 * index], found[2 * index + 1]
+            if not room or room.get(b"finished"):
+                expired.append(sid)
+                continue
+            rooms.append((sid, room, sorted(m.decode() for m in members)))
+        if expired:
+            self.connection.command("SREM", LIVE_KEY, *expired)
+        pipe = self.client.pipeline(transaction=False)
+        for _, _, members in rooms:
+            for member in members:
+                pipe.hgetall(self._key("usage:session", member))
+        answers = iter(pipe.execute())
+        lives = []
+        for sid, room, members in rooms:
+            sessions = []
+            for member in members:
+                session = next(answers)
+                if session and not session.get(b"left"):
+                    joined = session.get(b"joined")
+                    sessions.append(
+                        SessionRecord(
+                            member,
+                            sid,
+                            session[b"identity"].decode(),
+                            int(joined) if joined else None,
+                            None,
+                        )
+                    )
+            lives.append(
+                LiveLife(
+                    sid,
+                    room[b"tenant"].decode(),
+                    room[b"name"].decode(),
+                    int(room[b"started"]),
+                    tuple(sessions),
+                )
+            )
+        return lives
 
     def time_ms(self) -> int:
         """The storage's clock (TIME), shifted, ms."""

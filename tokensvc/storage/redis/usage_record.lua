@@ -28,6 +28,7 @@ redis.call('ZREMRANGEBYSCORE', prefix .. 'usage:tenants', '-inf', now - retentio
 local live_key = quota_key(prefix, 'live', tenant, name)
 local seats_key = quota_key(prefix, 'seats', tenant, name)
 if not finished then
+  redis.call('SADD', prefix .. 'usage:live', room_sid)  -- what the reconciliation reads
   if first_sight and max_rooms ~= '' then
     local count = 0
     for i = 15, #ARGV do
@@ -43,6 +44,7 @@ if not finished then
   redis.call('PEXPIRE', live_key, retention)
   redis.call('DEL', quota_key(prefix, 'reserved', tenant, name))  -- live now: no reservation
 else
+  redis.call('SREM', prefix .. 'usage:live', room_sid)
   redis.call('HDEL', live_key, room_sid)
   local entries = redis.call('HGETALL', seats_key)
   for i = 1, #entries, 2 do

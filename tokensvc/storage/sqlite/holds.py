@@ -422,6 +422,11 @@ class SqliteHolds(SqliteDatabase):
         """The host's clock: the embedded store has no other."""
         return int(time.time() * 1000)
 
+    def recovering_ms(self) -> int:
+        """How long the quarantine still lasts, ms (0: none)."""
+        with self._read() as db:
+            return self._meta_ttl(db, "recovering", self._now())
+
     def durability_problem(self) -> str | None:
         """A file on local disk forgets nothing by itself."""
         return None

@@ -7,7 +7,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Literal
 
-from ..contracts import EventFacts, MintCheck, RoomRecord, SessionRecord, UsageReport
+from ..contracts import (
+    EventFacts,
+    LiveLife,
+    MintCheck,
+    RoomRecord,
+    SessionRecord,
+    UsageReport,
+)
 from .base import SWEEP_INTERVAL_S, statements
 from .holds import SqliteHolds
 
@@ -283,6 +290,25 @@ class SqliteUsage:
                     )
                 ]
         return now, rooms, sessions
+
+    def live_lives(self) -> list[LiveLife]:
+        """The lives not finished with their open sessions."""
+        with self._read() as db:
+            rooms = db.execute(
+                "SELECT sid, tenant, name, started_at FROM usage_rooms "
+                "WHERE finished_at IS NULL ORDER BY sid"
+            ).fetchall()
+            sessions: dict[str, list[SessionRecord]] = {}
+            for row in db.execute(
+                "SELECT s.sid, s.room_sid, s.identity, s.joined_at, s.left_at FROM "
+                "usage_sessions s JOIN usage_rooms r ON s.room_sid = r.sid WHERE "
+                "r.finished_at IS NULL AND s.left_at IS NULL ORDER BY s.sid"
+            ):
+                sessions.setdefault(row[1], []).append(SessionRecord(*row))
+        return [
+            LiveLife(sid, tenant, name, started, tuple(sessions.get(sid, ())))
+            for sid, tenant, name, started in rooms
+        ]
 
     def _sweep(self, db: sqlite3.Connection, now: int) -> None:
         """Delete rooms (and their sessions) last seen more than the retention ago."""

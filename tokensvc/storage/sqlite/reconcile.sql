@@ -1,0 +1,14 @@
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS watches (
+    name TEXT PRIMARY KEY,
+    until INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS watches_until ON watches (until);
+CREATE TABLE IF NOT EXISTS repairs (
+    kind TEXT PRIMARY KEY,
+    n INTEGER NOT NULL
+);

@@ -7,7 +7,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
 from types import TracebackType
@@ -125,6 +126,43 @@ class SqliteDatabase:
             if self._connection is not None and self._pid == os.getpid():
                 self._connection.close()
             self._connection = None
+
+
+class InTheRecordsTransactions:
+    """A store kept in the ownership record's own transactions (usage, the reconciliation): it
+    shares the hold store's connection, lock and clock, and makes its tables (`<name>.sql`)
+    once per connection."""
+
+    backend: Literal["sqlite"] = "sqlite"
+
+    def __init__(self, holds: SqliteDatabase, name: str) -> None:
+        """Share `holds`' connection, lock and clock; the tables of `<name>.sql`."""
+        self.holds = holds
+        self.where = holds.where
+        self.clock = holds.clock
+        self._statements = statements(name)
+        self._ready_for: sqlite3.Connection | None = None  # the connection the tables were made on
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction of the record's, with the tables made."""
+        with self.holds._write() as db:
+            self._schema(db)
+            yield db
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read of the record's, with the tables made."""
+        with self.holds._read() as db:
+            self._schema(db)
+            yield db
+
+    def _schema(self, db: sqlite3.Connection) -> None:
+        """Make the tables once per connection."""
+        if self._ready_for is not db:
+            for statement in self._statements:
+                db.execute(statement)
+            self._ready_for = db
 
 
 class Transaction:

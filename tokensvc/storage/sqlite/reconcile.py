@@ -1,48 +1,16 @@
 """The reconciliation's records in the ownership record's SQLite file, in its transactions:
 the sweeper's lease, the rooms under watch, the repairs counted."""
 
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Literal
-
-from .base import statements
+from .base import InTheRecordsTransactions
 from .holds import SqliteHolds
 
 
-class SqliteReconcile:
+class SqliteReconcile(InTheRecordsTransactions):
     """The reconciliation's records beside the holds, on their connection and clock."""
-
-    backend: Literal["sqlite"] = "sqlite"
 
     def __init__(self, holds: SqliteHolds) -> None:
         """Share `holds`' connection, lock and clock."""
-        self.holds = holds
-        self.where = holds.where
-        self.clock = holds.clock
-        self._statements = statements("reconcile")
-        self._ready_for: sqlite3.Connection | None = None
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction of the record's, with the tables made."""
-        with self.holds._write() as db:
-            self._schema(db)
-            yield db
-
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        """A read of the record's, with the tables made."""
-        with self.holds._read() as db:
-            self._schema(db)
-            yield db
-
-    def _schema(self, db: sqlite3.Connection) -> None:
-        """Make the tables once per connection."""
-        if self._ready_for is not db:
-            for statement in self._statements:
-                db.execute(statement)
-            self._ready_for = db
+        super().__init__(holds, "reconcile")
 
     def lease(self, name: str, owner: str, lease_ms: int) -> bool:
         """Take or renew the lease unless another owner's runs."""

@@ -3,9 +3,7 @@ sessions, their seats, and the rooms a tenant reserved at a token request."""
 
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import Literal
+from collections.abc import Sequence
 
 from ..contracts import (
     EventFacts,
@@ -15,7 +13,7 @@ from ..contracts import (
     SessionRecord,
     UsageReport,
 )
-from .base import SWEEP_INTERVAL_S, statements
+from .base import SWEEP_INTERVAL_S, InTheRecordsTransactions
 from .holds import SqliteHolds
 
 #: The seats taken in a tenant's live lives of a room name (seated, not left, room not
@@ -28,41 +26,14 @@ LIVE = """SELECT 1 FROM usage_rooms WHERE tenant = ? AND name = ? AND finished_a
           LIMIT 1"""
 
 
-class SqliteUsage:
+class SqliteUsage(InTheRecordsTransactions):
     """Usage and quotas in the ownership record's SQLite file, in its transactions."""
-
-    backend: Literal["sqlite"] = "sqlite"
 
     def __init__(self, holds: SqliteHolds, retention_ms: int) -> None:
         """Share `holds`' connection, lock and clock."""
-        self.holds = holds
-        self.where = holds.where
-        self.clock = holds.clock
+        super().__init__(holds, "usage")
         self.retention_ms = retention_ms
-        self._statements = statements("usage")
-        self._ready_for: sqlite3.Connection | None = None  # the connection the schema was made on
         self._swept_at = 0.0
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction of the record's, with the usage tables made."""
-        with self.holds._write() as db:
-            self._schema(db)
-            yield db
-
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        """A read of the record's, with the usage tables made."""
-        with self.holds._read() as db:
-            self._schema(db)
-            yield db
-
-    def _schema(self, db: sqlite3.Connection) -> None:
-        """Make the usage tables once per connection."""
-        if self._ready_for is not db:
-            for statement in self._statements:
-                db.execute(statement)
-            self._ready_for = db
 
     def record(
         self,

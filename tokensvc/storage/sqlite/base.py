@@ -130,8 +130,8 @@ class SqliteDatabase:
 
 class InTheRecordsTransactions:
     """A store kept in the ownership record's own transactions (usage, the reconciliation): it
-    shares the hold store's connection, lock and clock, and makes its tables (`<name>.sql`)
-    once per connection."""
+    shares the hold store's connection, lock and clock, and makes its tables (`<name>.sql`) when
+    it is opened and once per connection after."""
 
     backend: Literal["sqlite"] = "sqlite"
 
@@ -142,6 +142,9 @@ class InTheRecordsTransactions:
         self.clock = holds.clock
         self._statements = statements(name)
         self._ready_for: sqlite3.Connection | None = None  # the connection the tables were made on
+        # Made now, not at the first use: a read (a /metrics scrape, say) then writes nothing.
+        with self._write():
+            pass
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

@@ -36,6 +36,8 @@ LUA = Path(__file__).resolve().parent / "token.lua"
 API_KEY = "bench-key"
 API_SECRET = "bench-livekit-secret-0123456789abcdef0123456789"
 TENANT_SECRET = "bench-tenant-secret-0123456789abcdef0123456789ab"
+#: The key sealing tenants' webhook secrets at rest (32 bytes, base64), for the bench only.
+SECRETS_KEY = "YmVuY2gtd2ViaG9vay1zZWNyZXRzLWtleS0zMi1ieXQ="
 TICKS = os.sysconf("SC_CLK_TCK")
 NAIVE_CONFIG = "bench/naive_gunicorn.conf.py"
 #: Row 2 makes a room per request; rooms that close after 2 s keep the LiveKit it shares with the
@@ -240,6 +242,8 @@ class Server:
             "LIVEKIT_API_SECRET": API_SECRET,
             # Unauthenticated rows run with no tenant key at all: the seed's open mode.
             "AUTH_JWT_SECRET": TENANT_SECRET if row.authenticated else "",
+            # Tenants' webhook secrets are sealed at rest: a tenant key needs a sealing key.
+            "TENANT_WEBHOOK_SECRETS_KEY": SECRETS_KEY,
             **service_env,
             **dict(row.env),
         }

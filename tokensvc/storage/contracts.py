@@ -549,6 +549,16 @@ class WebhookStore(Protocol):
 #: The limits a tenant's record may set, each overriding the deployment's default: rooms live
 #: at once, participants in one room, webhook endpoints, the agent names it may dispatch.
 TENANT_LIMITS = ("max_rooms", "max_participants", "max_webhook_endpoints", "agents")
+
+
+def check_limit_names(limits: Mapping[str, object]) -> None:
+    """ValueError naming any limit of `limits` that is not one of TENANT_LIMITS (every
+    backend's `TenantStore.change` refuses those before writing)."""
+    unknown = set(limits) - set(TENANT_LIMITS)
+    if unknown:
+        raise ValueError(f"no such limit: {', '.join(sorted(unknown))}")
+
+
 #: A tenant's status.
 ACTIVE, SUSPENDED = "active", "suspended"
 

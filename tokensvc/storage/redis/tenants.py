@@ -3,7 +3,7 @@ times) and the set `tenants` of their ids. Changes are one script, on the storag
 
 from collections.abc import Mapping
 
-from ..contracts import TENANT_LIMITS, TenantRecord
+from ..contracts import TenantRecord, check_limit_names
 from ..tenant_rows import stored_limit, tenant_from
 from .base import REDIS_PREFIX, RedisConnection, RedisStore
 
@@ -50,9 +50,7 @@ class RedisTenants(RedisStore):
         reason: str = "",
     ) -> TenantRecord:
         """One script: the record made if needed, the limits and status set."""
-        unknown = set(limits) - set(TENANT_LIMITS)
-        if unknown:
-            raise ValueError(f"no such limit: {', '.join(sorted(unknown))}")
+        check_limit_names(limits)
         pairs: list[str | int] = []
         for name, value in limits.items():
             stored = stored_limit(name, value)

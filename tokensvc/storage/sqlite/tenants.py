@@ -4,7 +4,7 @@ process, the holds' clock)."""
 from collections.abc import Mapping
 
 from ..clock import StorageClock
-from ..contracts import TENANT_LIMITS, TenantRecord
+from ..contracts import TenantRecord, check_limit_names
 from ..tenant_rows import TENANT_FIELDS, stored_limit, tenant_from
 from .base import SqliteDatabase
 
@@ -39,9 +39,7 @@ class SqliteTenants(SqliteDatabase):
         reason: str = "",
     ) -> TenantRecord:
         """Set the limits named and the status, making the record if needed (one transaction)."""
-        unknown = set(limits) - set(TENANT_LIMITS)
-        if unknown:
-            raise ValueError(f"no such limit: {', '.join(sorted(unknown))}")
+        check_limit_names(limits)
         return self._retried(self._change, tenant, limits, status, reason)
 
     def _change(

@@ -9,7 +9,7 @@ import jwt
 import pytest
 
 from support.processes import livekit_settings
-from support.tokens import BODY, LIVEKIT_SECRET, TENANT_SECRET, Tenants
+from support.tokens import BODY, LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET, Tenants
 from tokensvc.context import service_state
 
 
@@ -68,3 +68,77 @@ def test_the_work_floor_signs_a_token_livekit_accepts(bench_module):
     assert (claims["sub"], claims["video"]) == (BODY["participant_identity"], {"room": "room-1"})
     wrong = Tenants().headers("acme", secret=LIVEKIT_SECRET)
     assert client.post("/livekit/token", json=BODY, headers=wrong).status_code >= 400
+
+
+def test_the_sweep_rows_hold_rooms_whose_record_agrees_with_livekit(make_app, backend, livekit):
+    """bench/reconcile.py's setup (tokens and LiveKit-signed joins through the service) leaves a
+    record that agrees with LiveKit: at 5 rooms a steady sweep is one ListRooms and a probe per
+    room, no ListParticipants and no repair, as the emulator counts too; its other cases list
+    the one room that disagrees or is watched."""
+    from bench import reconcile
+
+    app = make_app(
+        STORAGE_URL=backend, AUTH_JWT_SECRET=reconcile.TENANT_SECRET, METRICS_ENABLED="true"
+    )
+    state = service_state(app)
+    held = reconcile.hold_rooms(
+        reconcile.test_client_post(app),
+        livekit,
+        [f"room-{n}" for n in range(5)],
+        LIVEKIT_KEY,
+        LIVEKIT_SECRET,
+    )
+    assert {tenant for _, tenant in held} == {f"tenant-{n}" for n in range(5)}
+    assert len(state.issuer.usage.live_lives()) == 5
+    found = dict(
+        reconcile.sweep_cases(app, livekit, [f"room-{n}" for n in range(5)], 2, lambda *_: None)
+    )
+    steady = found["steady state: the record agrees"]
+    assert steady["calls"] == {"ListRooms": 1, "SendData": 5}
+    assert steady["agree"] and steady["repairs"] == {}
+    unreported = found["1 room(s) with a participant never reported"]
+    assert unreported["calls"]["ListParticipants"] == 1
+    assert unreported["repairs"] == {"session_opened": 2}
+    assert found["1 room(s) under watch"]["calls"]["ListParticipants"] == 1
+    assert found["watch sweep, 1 room(s) under watch"]["calls"] == {"ListParticipants": 1}
+    assert all(result["agree"] for result in found.values())
+
+
+def test_the_events_rows_events_are_metered_and_fanned_out(make_app, livekit, tmp_path):
+    """The events bench/reconcile.py posts (its file of pre-signed lines) verify as LiveKit's,
+    are fresh (none a duplicate), and each queues one delivery to its tenant's endpoint."""
+    from bench import reconcile
+
+    app = make_app(
+        AUTH_JWT_SECRET=reconcile.TENANT_SECRET,
+        METRICS_ENABLED="true",
+        TENANT_WEBHOOKS_ALLOW_PRIVATE="true",
+    )
+    client = app.test_client()
+    post = reconcile.test_client_post(app)
+    headers = reconcile.tenant_headers("tenant-0")
+    answer = client.post(
+        "/livekit/webhook-endpoints", json={"url": "http://127.0.0.1:9/hooks"}, headers=headers
+    )
+    assert answer.status_code == 201, answer.json
+    held = reconcile.hold_rooms(post, livekit, ["room-0"], LIVEKIT_KEY, LIVEKIT_SECRET)
+    path = tmp_path / "events.txt"
+    reconcile.Events(held).write(str(path), 6, LIVEKIT_KEY, LIVEKIT_SECRET)
+    lines = path.read_text().splitlines()
+    assert len(lines) == 6
+    for line in lines:
+        auth, body = line.split("\t")
+        headers = {"Authorization": auth, "Content-Type": "application/webhook+json"}
+        assert post("/livekit/webhook", body.encode(), headers) == 200
+    pending = [
+        line
+        for line in client.get("/metrics").get_data(as_text=True).splitlines()
+        if line.startswith("tokensvc_webhook_deliveries_pending ")
+    ]
+    assert pending == ["tokensvc_webhook_deliveries_pending 7.0"]  # the member's join and 6
+    outcomes = [
+        line
+        for line in client.get("/metrics").get_data(as_text=True).splitlines()
+        if line.startswith("tokensvc_livekit_events_total{") and "duplicate" in line
+    ]
+    assert outcomes == []

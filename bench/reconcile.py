@@ -2,8 +2,8 @@
 and 1,000 live rooms, and the LiveKit events one instance takes in with the sweeper running.
 
 Run: `python -m bench.reconcile [--storage sqlite|redis|both] [--rooms 100,1000] [--sweeps 7]
-[--seconds 8] [--rounds 3] [--interval 1] [--only sweep|events]`. Every figure is printed as a
-line while it is measured, and all of them as Markdown tables at the end.
+[--history 4000] [--seconds 8] [--rounds 3] [--interval 1] [--only sweep|events]`. Every figure
+is printed as a line while it is measured, and all of them as Markdown tables at the end.
 
 - The sweep: the service is built in this process (`create_app`) on the LiveKit emulator, which
   runs in a process of its own and is served over HTTP (the sweeper's client makes real calls;
@@ -15,7 +15,8 @@ line while it is measured, and all of them as Markdown tables at the end.
   that keeps every listed room's hold (a name's hold is kept at most once a minute, so one sweep
   in six at the default RECONCILE_INTERVAL); 1% of the rooms with a participant LiveKit lists
   and no event reported (seated afresh before each sweep); 1% of the rooms under watch (an
-  identity removed from them), with the watch sweep that runs every WATCH_INTERVAL. LiveKit
+  identity removed from them), with the watch sweep that runs every WATCH_INTERVAL; the same
+  after --history participants joined and left those rooms (their sessions closed). LiveKit
   calls by method are `Sweep.calls`, checked against the emulator's own counts; storage calls
   are the service's `tokensvc_storage_calls_total`. The tables give medians over the sweeps.
 - Events per second: the service under gunicorn (the shipped gunicorn.conf.py) on the emulator,
@@ -51,7 +52,8 @@ from pathlib import Path
 from statistics import median
 
 import jwt
-from google.protobuf.json_format import MessageToDict
+from google.protobuf.json_format import MessageToDict, Parse
+from livekit import api
 from livekit.protocol import models
 
 from bench.run import children, cpu_seconds
@@ -279,7 +281,9 @@ def summary(runs: list[dict]) -> dict:
     }
 
 
-def sweep_cases(app, livekit, names: list[str], sweeps: int, emit) -> list[tuple[str, dict]]:
+def sweep_cases(
+    app, livekit, names: list[str], sweeps: int, emit, history: int = 0
+) -> list[tuple[str, dict]]:
     """Time the sweeps of the held rooms `names` in each case (see the module's docstring);
     `emit(case, result)` is told of each as it is measured; the (case, result) pairs."""
     state = service_state(app)
@@ -318,7 +322,29 @@ def sweep_cases(app, livekit, names: list[str], sweeps: int, emit) -> list[tuple
         state.issuer.ownership.remove(name, "removed-identity")
     case(f"{some} room(s) under watch", reconciler.sweep)
     case(f"watch sweep, {some} room(s) under watch", reconciler.watch_sweep)
+    if history:
+        past_sessions(state, livekit, names, history)
+        case(f"{some} room(s) under watch, after {history} past sessions", reconciler.sweep)
     return results
+
+
+def past_sessions(state, livekit, names: list[str], count: int) -> None:
+    """`count` participants join and leave the rooms `names` (in turn) as LiveKit's events
+    tell the service (`Ownership.on_event`, what /livekit/webhook calls once it verified an
+    event): the record of each room's life keeps their closed sessions."""
+    rooms = [rendered(livekit.stored_room(name)) for name in names]
+    nonce = secrets.token_hex(3)
+    for number in range(count):
+        index = number % len(names)
+        participant = {
+            "sid": f"PA_past{nonce}{number}",
+            "identity": f"past-{nonce}-{number}",
+            "joinedAt": str(int(time.time())),
+            "attributes": {TENANT_ATTRIBUTE: f"tenant-{index % TENANTS}"},
+        }
+        for kind in ("participant_joined", "participant_left"):
+            event = Parse(event_body(kind, rooms[index], participant), api.WebhookEvent())
+            state.issuer.ownership.on_event(event)
 
 
 def measure_sweep(args, storage: str, storage_url: str, livekit, count: int) -> list:
@@ -359,7 +385,7 @@ def measure_sweep(args, storage: str, storage_url: str, livekit, count: int) -> 
                 flush=True,
             )
 
-        return sweep_cases(app, livekit, names, args.sweeps, emit)
+        return sweep_cases(app, livekit, names, args.sweeps, emit, args.history)
     finally:
         service_state(app).close()
 
@@ -681,6 +707,12 @@ def main() -> None:
     parser.add_argument("--storage", choices=("sqlite", "redis", "both"), default="both")
     parser.add_argument("--rooms", default="100,1000", help="live rooms of the sweep rows")
     parser.add_argument("--sweeps", type=int, default=7, help="timed sweeps per case")
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=4000,
+        help="past sessions (a join and a leave each) in the rooms of the last sweep case",
+    )
     parser.add_argument("--seconds", type=float, default=8, help="each wrk run, events rows")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds, events rows")
     parser.add_argument(

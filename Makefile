@@ -120,15 +120,20 @@ test: install system-packages lint
 
 # make bench takes about 20 minutes (every row, both connection modes), then about 2 more for
 # tenants' webhooks (bench/webhooks.py: delivery latency and throughput, and the token route
-# beside hanging endpoints); a short form:
+# beside hanging endpoints), then about 5 more for the reconciliation with LiveKit
+# (bench/reconcile.py: one sweep at 100 and 1,000 live rooms, and the LiveKit events one
+# instance takes in with the sweeper running, on SQLite and Redis); a short form:
 #   make bench BENCH_ARGS="--rows 1,3,4,5 --modes keep-alive --requests 8000 --rounds 3" \
-#     BENCH_WEBHOOKS_ARGS="--hanging --rounds 2"
+#     BENCH_WEBHOOKS_ARGS="--hanging --rounds 2" \
+#     BENCH_RECONCILE_ARGS="--storage sqlite --sweeps 3 --rounds 1 --seconds 4"
 BENCH_ARGS ?=
 BENCH_WEBHOOKS_ARGS ?=
+BENCH_RECONCILE_ARGS ?=
 bench: install
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) -m bench.run $(BENCH_ARGS)
 	$(PY) -m bench.webhooks $(BENCH_WEBHOOKS_ARGS)
+	$(PY) -m bench.reconcile $(BENCH_RECONCILE_ARGS)
 
 # make soak runs 120 s; make soak SOAK_SECONDS=20 for a short one.
 SOAK_SECONDS ?= 120

@@ -156,12 +156,15 @@ def test_seats_are_the_tenants_own(usage):
 
 def test_live_lives_list_the_open_sessions_of_unfinished_lives(usage):
     """Lives not finished, with the sessions still open; a finished life and a left session are
-    not listed, nor is a reservation (no life yet)."""
+    not listed (also when its join is told after its departure), nor is a reservation (no life
+    yet)."""
     usage.check_mint("acme", "four", "alice", [], None, 5, MINUTE)
     usage.record(started(usage, "r1", "one"), None)
     usage.record(joined(usage, "p1", "alice", "r1", "one"), 5)
     usage.record(joined(usage, "p2", "bob", "r1", "one"), 5)
     usage.record(joined(usage, "p2", "bob", "r1", "one", kind="participant_left"), 5)
+    usage.record(joined(usage, "p3", "carol", "r1", "one", kind="participant_left"), 5)
+    usage.record(joined(usage, "p3", "carol", "r1", "one"), 5)  # its join told late
     usage.record(started(usage, "r2", "two", "globex"), None)
     usage.record(started(usage, "r3", "three"), None)
     end = usage.time_ms()

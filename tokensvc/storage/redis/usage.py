@@ -2,8 +2,9 @@
 
 Per room life `usage:room:<sid>` {tenant, name, started, finished}; per session
 `usage:session:<participant sid>` {room, identity, joined, left, seated, refused}; per room life
-the set `usage:sessions:<sid>`; per tenant the sorted set `usage:rooms:<tenant>` (room sids by
-start) and the sorted set `usage:tenants`. Per (tenant, room name), keyed
+the set `usage:sessions:<sid>` and the set `usage:open:<sid>` of those not ended (what the
+reconciliation reads); per tenant the sorted set `usage:rooms:<tenant>` (room sids by start) and
+the sorted set `usage:tenants`. Per (tenant, room name), keyed
 `quota:<kind>:<length of tenant>:<tenant>:<name>`: `live` (the hash of its live lives' sids),
 `seats` (participant sid -> "<room sid>|<identity>") and `reserved` (a token request's
 reservation, expiring with it); the set `usage:live` of the room lives not finished. Every
@@ -193,12 +194,13 @@ class RedisUsage(RedisStore):
 
     def live_lives(self) -> list[LiveLife]:
         """The lives not finished with their open sessions, read with a few pipelined round
-        trips; a life whose record expired (or finished) is dropped from the set."""
+        trips (a life's open sessions from its own set: the sessions that ended cost nothing);
+        a life whose record expired (or finished) is dropped from the set."""
         sids = sorted(sid.decode() for sid in self.client.smembers(LIVE_KEY))
         pipe = self.client.pipeline(transaction=False)
         for sid in sids:
             pipe.hgetall(self._key("usage:room", sid))
-            pipe.smembers(self._key("usage:sessions", sid))
+            pipe.smembers(self._key("usage:open", sid))
         found = pipe.execute()
         rooms, expired = [], []
         for index, sid in enumerate(sids):

@@ -45,6 +45,7 @@ if not finished then
   redis.call('DEL', quota_key(prefix, 'reserved', tenant, name))  -- live now: no reservation
 else
   redis.call('SREM', prefix .. 'usage:live', room_sid)
+  redis.call('DEL', prefix .. 'usage:open:' .. room_sid)
   redis.call('HDEL', live_key, room_sid)
   local entries = redis.call('HGETALL', seats_key)
   for i = 1, #entries, 2 do
@@ -70,6 +71,13 @@ if kind == 'participant_left' then
     redis.call('HSET', session_key, 'left', left)
   end
   redis.call('HDEL', seats_key, psid)
+end
+local open_key = prefix .. 'usage:open:' .. room_sid  -- what live_lives reads
+if left or finished then
+  redis.call('SREM', open_key, psid)
+else
+  redis.call('SADD', open_key, psid)
+  redis.call('PEXPIRE', open_key, retention)
 end
 if kind ~= 'participant_joined' or left or finished or session[3] or session[4] then
   return 'metered'

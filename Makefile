@@ -118,13 +118,14 @@ test: install system-packages lint
 	server=$$(scripts/livekit-server | tail -n 1) || server=""; \
 	TOKENSVC_LIVEKIT_SERVER="$$server" PYTHON=$(PY) scripts/in-private-network scripts/run-tests
 
-# make bench takes about 20 minutes (every row, both connection modes), then about 2 more for
-# tenants' webhooks (bench/webhooks.py: delivery latency and throughput, and the token route
-# beside hanging endpoints), then about 5 more for the reconciliation with LiveKit
-# (bench/reconcile.py: one sweep at 100 and 1,000 live rooms, and the LiveKit events one
-# instance takes in with the sweeper running, on SQLite and Redis); a short form:
+# make bench takes about 20 minutes (every row, both connection modes), then about 5 more for
+# tenants' webhooks (bench/webhooks.py, on SQLite and Redis: delivery latency, one worker's
+# throughput, noisy neighbours beside a healthy tenant, the token route beside hanging
+# endpoints), then about 5 more for the reconciliation with LiveKit (bench/reconcile.py: one
+# sweep at 100 and 1,000 live rooms, and the LiveKit events one instance takes in with the
+# sweeper running, on SQLite and Redis); a short form:
 #   make bench BENCH_ARGS="--rows 1,3,4,5 --modes keep-alive --requests 8000 --rounds 3" \
-#     BENCH_WEBHOOKS_ARGS="--hanging --rounds 2" \
+#     BENCH_WEBHOOKS_ARGS="--rows throughput,noisy --cpu-seconds 10" \
 #     BENCH_RECONCILE_ARGS="--storage sqlite --sweeps 3 --rounds 1 --seconds 4"
 BENCH_ARGS ?=
 BENCH_WEBHOOKS_ARGS ?=

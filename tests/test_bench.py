@@ -1,9 +1,11 @@
 """The benchmark's own apps (bench/): each answers the token request its row sends, so that
-`make bench` measures what its table says (a broken row shows only as failed requests there)."""
+`make bench` measures what its table says (a broken row shows only as failed requests there);
+the webhook rows' receiver counts only what it verified."""
 
 import importlib
 import json
 import sys
+import time
 
 import jwt
 import pytest
@@ -142,3 +144,24 @@ def test_the_events_rows_events_are_metered_and_fanned_out(make_app, livekit, tm
         if line.startswith("tokensvc_livekit_events_total{") and "duplicate" in line
     ]
     assert outcomes == []
+
+
+def test_the_webhook_receiver_keeps_only_deliveries_it_verified():
+    """bench/receiver.py, which the webhook rows count arrivals with, keeps a delivery signed
+    with its endpoint's secret (the worker's own signing) and refuses one signed with another
+    or for an endpoint it has no secret for."""
+    from bench.receiver import Receiver
+    from tokensvc.webhooks import new_secret, sign
+
+    receiver = Receiver()
+    secret = new_secret()
+    assert receiver.answer("PUT", "/secrets/a", {}, secret.encode())[0] == 204
+    body = json.dumps({"type": "participant_joined", "data": {"participant": {"identity": "x"}}})
+    now = int(time.time())
+    headers = sign("msg_1", now, body, (secret,))
+    assert receiver.answer("POST", "/hooks/a", headers, body.encode())[0] == 200
+    for path, signed in (("/hooks/a", new_secret()), ("/hooks/b", secret)):
+        headers = sign("msg_2", now, body, (signed,))
+        assert receiver.answer("POST", path, headers, body.encode())[0] == 400
+    counts = json.loads(receiver.answer("GET", "/arrivals", {}, b"")[1])
+    assert (list(counts["arrived"]), counts["verified"], counts["refused"]) == (["a/x"], 1, 2)

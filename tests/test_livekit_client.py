@@ -3,6 +3,8 @@
 import multiprocessing
 from concurrent.futures import ThreadPoolExecutor
 
+import jwt
+
 from support.processes import connections_to
 from support.tokens import BODY
 from tokensvc.context import service_state
@@ -100,3 +102,26 @@ def test_close_drops_the_connections(make_app, tenants, livekit):
     body = {**BODY, "room_name": "another-room"}  # a new name: LiveKit is called again
     assert client.post("/livekit/token", json=body, headers=tenants.headers()).status_code == 200
     assert not set(livekit.client_ports[-2:]) & before
+
+
+def test_a_room_admin_token_is_signed_once_and_serves_that_room_alone(make_app, tenants, livekit):
+    """The calls on one room (the sweeper's probes, listings) share one `roomAdmin` token for
+    that room alone, signed again once it is half spent; another room gets its own, and LiveKit
+    (which checks the room claim) accepts each for its room."""
+    app = make_app()
+    for room in ("room-a", "room-b"):
+        body = {**BODY, "room_name": room}
+        assert app.test_client().post("/livekit/token", json=body, headers=tenants.headers())
+    rooms = service_state(app).issuer.rooms
+    bearers = {}
+    for room in ("room-a", "room-b", "room-a"):
+        assert rooms.list_participants(room) == []
+        headers = rooms._admin_headers(room)
+        assert rooms._admin_headers(room) is headers  # kept, not signed again
+        bearer = headers["Authorization"]
+        assert bearers.setdefault(room, bearer) == bearer
+    for room, bearer in bearers.items():
+        claims = jwt.decode(bearer.removeprefix("Bearer "), options={"verify_signature": False})
+        assert (claims["video"]["roomAdmin"], claims["video"]["room"]) == (True, room)
+        assert not {"roomList", "roomCreate"} & set(claims["video"])
+        assert claims["exp"] - claims["nbf"] == 60

@@ -4,7 +4,7 @@ Every call is decided by the token route's ownership rule (`Ownership.owned`, an
 `Ownership.live_rooms` for the list): the service's record, else LiveKit's word on the room's
 owner, failing closed. A room that does not exist
 and a room that is not the tenant's get the same answer (404 `room_not_found`). LiveKit is
-called with the service's own keys, scoped per call: `roomAdmin` on the one room for the
+called with the service's own keys, scoped per room: `roomAdmin` on the one room for the
 participant calls, `roomCreate` for DeleteRoom.
 
 A removal sticks: LiveKit cannot revoke a token and the removed participant holds refreshed

@@ -12,6 +12,7 @@ import shutil
 
 import pytest
 
+from support.cluster import Cluster
 from support.livekit import MEDIA_IP, RealLiveKit, find_livekit_server
 from support.logs import AccessLog
 from support.participants import Call
@@ -216,11 +217,11 @@ def no_secrets_in_logs(caplog):
 @pytest.fixture
 def make_webhooked(make_app, serve):
     """make_webhooked(**settings) -> (app, server): a real livekit-server of its own whose
-    webhooks go to the service, served on a real socket (on `port` when given); stopped at
-    teardown."""
+    webhooks go to the service (or to `hook_port`, a relay in front of it), served on a real
+    socket (on `port` when given); stopped at teardown."""
     servers = []
 
-    def start(port=None, **settings):
+    def start(port=None, hook_port=None, **settings):
         binary, reason = find_livekit_server()
         if binary is None:
             pytest.fail(f"the real livekit-server is not available: {reason}")
@@ -228,7 +229,7 @@ def make_webhooked(make_app, serve):
         webhook = {
             "webhook": {
                 "api_key": LIVEKIT_KEY,
-                "urls": [f"http://127.0.0.1:{port}/livekit/webhook"],
+                "urls": [f"http://127.0.0.1:{hook_port or port}/livekit/webhook"],
             }
         }
         server = LiveKitServer(
@@ -246,6 +247,28 @@ def make_webhooked(make_app, serve):
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def make_cluster():
+    """make_cluster(extra=None, settings=None) -> two real livekit-server nodes on one real
+    redis-server with a gunicorn instance each (`extra` config for both nodes, `settings` for
+    both instances; support/cluster.py); the real parts are required where CI runs."""
+    binary, reason = find_livekit_server()
+    if binary is None:
+        unavailable(f"the real livekit-server is not available: {reason}")
+    redis_binary = shutil.which("redis-server")
+    if redis_binary is None:
+        unavailable("redis-server is not installed (make test installs it)")
+    clusters = []
+
+    def start(extra=None, settings=None):
+        clusters.append(Cluster(binary, redis_binary, extra, settings))
+        return clusters[-1]
+
+    yield start
+    for cluster in clusters:
+        cluster.close()
 
 
 @pytest.fixture

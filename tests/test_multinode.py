@@ -5,16 +5,13 @@ participants land in one room whichever node they join through, and a node kille
 gives none of its rooms to another tenant."""
 
 import json
-import shutil
 import time
 
 import pytest
 from livekit import rtc
 
-from support.cluster import Cluster
-from support.livekit import find_livekit_server, twirp
+from support.livekit import twirp
 from support.participants import join, meet
-from support.processes import unavailable
 from support.racing import Tally, ask_at_once
 from support.tokens import BODY, LIVEKIT_KEY, LIVEKIT_SECRET
 
@@ -22,27 +19,6 @@ ROUNDS = 300
 TENANTS = ("acme", "globex", "initech", "umbrella")
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("media_network")]
-
-
-@pytest.fixture
-def make_cluster():
-    """Start two-node clusters (`extra` config for both nodes); the real parts are required
-    where CI runs."""
-    binary, reason = find_livekit_server()
-    if binary is None:
-        unavailable(f"the real livekit-server is not available: {reason}")
-    redis_binary = shutil.which("redis-server")
-    if redis_binary is None:
-        unavailable("redis-server is not installed (make test installs it)")
-    clusters = []
-
-    def start(extra=None):
-        clusters.append(Cluster(binary, redis_binary, extra))
-        return clusters[-1]
-
-    yield start
-    for cluster in clusters:
-        cluster.close()
 
 
 @pytest.fixture

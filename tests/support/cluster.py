@@ -1,12 +1,14 @@
 """Two real livekit-server nodes sharing a real redis-server, and one gunicorn instance of the
-service per node on the same storage, each node sending its webhooks to both instances."""
+service per node on the same storage, each node sending its webhooks to both instances; worker
+processes on the same storage when a test asks for them."""
 
 import time
+from pathlib import Path
 
 import redis
 
 from support.livekit import MEDIA_IP, twirp
-from support.processes import GunicornProcess, RedisServer
+from support.processes import GunicornProcess, RedisServer, WorkerProcess
 from support.storage import initialise
 from support.tokens import BODY, LIVEKIT_KEY, LIVEKIT_SECRET, TENANT_SECRET
 from tokensvc.testing import LiveKitServer
@@ -16,14 +18,22 @@ from tokensvc.testing.processes import find_free_port
 class Cluster:
     """A redis-server, two livekit-server nodes on it, and one gunicorn instance per node."""
 
-    def __init__(self, binary: str, redis_binary: str, extra: dict | None = None):
+    def __init__(
+        self,
+        binary: str,
+        redis_binary: str,
+        extra: dict | None = None,
+        settings: dict | None = None,
+    ):
         """Start everything, node 1 first (so each node's id in Redis is known); `extra` is
-        merged into both nodes' config. Every node sends its webhooks to both instances, as
-        production should: each event reaches the service twice and counts once."""
+        merged into both nodes' config, `settings` into both instances' environment. Every node
+        sends its webhooks to both instances, as production should: each event reaches the
+        service twice and counts once."""
         self.redis = RedisServer(redis_binary, find_free_port()).start()
         initialise(self.redis.url)
         self.client = redis.Redis.from_url(self.redis.url)
-        self.nodes, self.node_ids, self.services = [], [], []
+        self.nodes, self.node_ids, self.services, self.workers = [], [], [], []
+        self.envs: list[dict] = []
         keys = {LIVEKIT_KEY: LIVEKIT_SECRET}
         service_ports = [find_free_port() for _ in range(2)]
         webhook = {
@@ -55,7 +65,9 @@ class Cluster:
                 "WEB_CONCURRENCY": "2",
                 "ROOM_EMPTY_TIMEOUT": "900",
                 "ROOM_DEPARTURE_TIMEOUT": "900",
+                **(settings or {}),
             }
+            self.envs.append(env)
             self.services.append(GunicornProcess(env, port))
 
     def _new_node_id(self, known: set) -> bytes:
@@ -87,8 +99,18 @@ class Cluster:
             tokens.append((self.nodes[index].ws_url, answer["token"]))
         return tokens
 
+    def start_worker(self, node: int, log: Path) -> WorkerProcess:
+        """A worker process (webhook deliveries and the reconciliation) with the settings of
+        the instance of `node` (its LiveKit URL), logging at INFO to `log`; started."""
+        worker = WorkerProcess({**self.envs[node], "LOG_LEVEL": "INFO"}, log)
+        self.workers.append(worker)
+        worker.wait_started()
+        return worker
+
     def close(self) -> None:
-        """Stop the services, the nodes and Redis."""
+        """Stop the workers, the services, the nodes and Redis."""
+        for worker in self.workers:
+            worker.stop()
         for service in self.services:
             service.close()
         for node in self.nodes:

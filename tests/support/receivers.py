@@ -1,8 +1,10 @@
 """A tenant's webhook receiver for the tests: a threaded HTTP server on loopback that checks
 every request's signature with the `standardwebhooks` package (what a tenant would use) and
 keeps what it got. It can answer 200, answer 500, hang past any timeout, answer 200 only after
-it (late), or be down (connection refused), and come back up on the same port."""
+it (late), or be down (connection refused), and come back up on the same port. And a relay that
+stands between LiveKit's webhooks and the service, and can lose them."""
 
+import http.client
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -140,3 +142,54 @@ class WebhookReceiver:
     def events(self) -> list:
         """The verified events, in the order they arrived."""
         return [item.event for item in self.received if item.event is not None]
+
+
+class WebhookRelay:
+    """Forwards each POST on http://127.0.0.1:<port>/... to the same path on `target_port`,
+    headers and body unchanged, and answers what the target answered; while `dropping`, it
+    answers 200 and forwards nothing, as a webhook lost on the way looks to its sender."""
+
+    def __init__(self, target_port: int):
+        """Listen on a free loopback port."""
+        self.target_port = target_port
+        self.dropping = False
+        self.forwarded = 0
+        self.dropped = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                owner.handle(self)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def handle(self, handler: BaseHTTPRequestHandler) -> None:
+        """Forward one request, or drop it."""
+        body = handler.rfile.read(int(handler.headers.get("Content-Length", 0)))
+        if self.dropping:
+            self.dropped += 1
+            WebhookReceiver._answer(handler, 200, b"")
+            return
+        upstream = http.client.HTTPConnection("127.0.0.1", self.target_port, timeout=30)
+        headers = {k: v for k, v in handler.headers.items() if k.lower() != "connection"}
+        try:
+            upstream.request("POST", handler.path, body, headers)
+            answer = upstream.getresponse()
+            status, data = answer.status, answer.read()
+        finally:
+            upstream.close()
+        self.forwarded += 1
+        WebhookReceiver._answer(handler, status, data)
+
+    def stop(self) -> None:
+        """Stop listening."""
+        self.server.shutdown()
+        self.server.server_close()

@@ -305,7 +305,12 @@ class LiveKitEmulator:
 
     def kill_node(self, room: str) -> None:
         """Kill the node hosting `room` (SIGKILL): no event; the live room is gone, its store
-        entry (count included) and participants stay listed, calls routed to it fail."""
+        entry (count included) and participants stay listed, calls routed to it fail. As on
+        livekit-server 1.13 with two nodes on one Redis (measured): a call routed to the dead
+        node (SendData, RemoveParticipant) fails `unavailable` "no response from servers", there
+        after 3 s, here at once; ListParticipants through a live node lists the dead node's
+        participants as ACTIVE for as long as one looks, and the count stays what the node last
+        wrote, which may lag its participants (0 with two in)."""
         with self._lock:
             self._end_life(room)
             self.rooms.pop(room, None)

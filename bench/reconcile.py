@@ -555,9 +555,9 @@ def measure_events(args, storage: str, storage_url: str, livekit, folder: str) -
         for index in range(TENANTS):
             body = json.dumps({"url": receiver.url}).encode()
             headers = {**tenant_headers(f"tenant-{index}"), "Content-Type": "application/json"}
-            assert service.post("/livekit/webhook-endpoints", body, headers) == 201
+            assert service.status("/livekit/webhook-endpoints", body, headers) == 201
         prefix = f"events-{secrets.token_hex(3)}"
-        held = hold_rooms(service.post, livekit, [f"{prefix}-{n}" for n in range(EVENT_ROOMS)])
+        held = hold_rooms(service.status, livekit, [f"{prefix}-{n}" for n in range(EVENT_ROOMS)])
         events = Events(held)
         path = os.path.join(folder, "events.txt")
         pending = lambda: service.metric("tokensvc_webhook_deliveries_pending")  # noqa: E731

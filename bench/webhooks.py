@@ -60,6 +60,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from statistics import median
@@ -550,6 +551,15 @@ class Gunicorn:
         request = urllib.request.Request(self.url + path, data, headers, method="POST")
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read() or b"{}")
+
+    def status(self, path: str, data: bytes, headers: dict) -> int:
+        """POST `data` and return the answer's HTTP status (an error status too)."""
+        request = urllib.request.Request(self.url + path, data, headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
 
     def metric(self, name: str) -> float:
         """One unlabelled figure of its /metrics."""

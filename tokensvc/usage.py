@@ -40,7 +40,7 @@ from typing import Protocol
 
 from .config import Settings
 from .errors import QuotaExceeded
-from .storage import EventFacts
+from .storage import ROOM_LOST, EventFacts
 
 #: The quotas, by the names the claims default to and the 403 names.
 MAX_ROOMS, MAX_PARTICIPANTS = "max_rooms", "max_participants"
@@ -358,8 +358,10 @@ class Usage:
 
     def finish_life(self, life, at: int) -> str:
         """A room life LiveKit no longer lists (or whose node is dead): it ends at `at` (when
-        it was last seen), with its open sessions and seats."""
-        facts = EventFacts("room_finished", life.tenant, life.name, life.sid, life.started, at)
+        it was last seen), with its open sessions and seats. The end is inferred (ROOM_LOST),
+        not LiveKit's `room_finished`: a join or a `room_started` after it (LiveKit re-hosted
+        the room on a live node, same sid) reopens the life, its start moved on by the gap."""
+        facts = EventFacts(ROOM_LOST, life.tenant, life.name, life.sid, life.started, at)
         # A leave or an end seats nobody: no limit applies.
         return self.store.record(facts, None)
 

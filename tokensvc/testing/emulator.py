@@ -320,9 +320,9 @@ class LiveKitEmulator:
     def rehost(self, room: str) -> models.Room:
         """A live node hosts the killed node's room again, as livekit-server does about 5 s
         after the kill at a CreateRoom or a join through a live node: the same sid, made live
-        from its store entry; calls routed to it answer again. The store's participants stay
-        listed here (the dead node's ones included) until `drop_participant` lets them go.
-        Returns a copy of the room."""
+        from its store entry; calls routed to it answer again. The dead node's participants stay
+        listed beside the new ones, as livekit-server 1.13.5 lists them (measured), until
+        `drop_participant` lets them go. Returns a copy of the room."""
         with self._lock:
             self.dead.discard(room)
             stored = self.store.get(room)

@@ -16,7 +16,10 @@ kept. As the service sees them:
 
 - a tenant's rooms are the names its holds give it (`Ownership.names_of`, the one list); a name
   is in use from the token request that would start its room (a reservation, lasting as long as
-  that token can start it) or its `room_started`, until its `room_finished`;
+  that token can start it) or its `room_started`, until its `room_finished` (or the end the
+  reconciliation infers for a room LiveKit no longer lists or whose node died: a lost end, which
+  a join after it reopens, the life's start moved on by the gap, when LiveKit re-hosts the room
+  with the same sid);
 - a participant is in a room from its `participant_joined` until its `participant_left` or the
   room's end, counted per (tenant, room life): a name another tenant used before starts from
   zero. Tokens minted but not used take no seat: a seat is taken at the join.

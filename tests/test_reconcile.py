@@ -1,14 +1,17 @@
 """The reconciliation with LiveKit, its decisions on the emulator (participants seated without
 any event, signal-only ones, a killed node), on both backends, with the storage's clock moved
-instead of waiting: a dead node stops billing and frees its seats, a participant no event
-reported is metered, a participant of another tenant or a removed identity is removed in any
-state, watched rooms are listed at each watch sweep, a name is rebuilt only during a quarantine,
-and one sweeper of two sweeps."""
+instead of waiting: a dead node stops billing and frees its seats, its room re-hosted by a live
+node meters and seats its new participants, a participant no event reported is metered, a
+participant of another tenant or a removed identity is removed in any state, watched rooms are
+listed at each watch sweep, a name is rebuilt only during a quarantine, and one sweeper of two
+sweeps."""
 
 import json
+import time
 
 import pytest
 
+from support.tokens import signed_webhook
 from tokensvc.context import service_state
 from tokensvc.processes.worker import reconciler_of
 from tokensvc.reconcile import LEASE_NAME, ReconcileLoop
@@ -102,6 +105,96 @@ def test_a_dead_node_stops_billing_and_frees_its_seats(make_app, backend, liveki
     assert state.issuer.ownership.holds.get("room").gone
     again = reconciler.sweep()
     assert again.repairs == {} and again.calls == {"ListRooms": 1}
+
+
+def test_a_room_re_hosted_after_its_node_died_meters_and_seats_its_new_participants(
+    make_app, backend, livekit
+):
+    """A killed node's room ended by the sweeper, then hosted again by a live node (the same
+    sid, its dead participants still listed): a new participant no event reported reopens the
+    life and is metered from its join and seated (quota 2: a third beyond it is removed); the
+    dead node's participants are not opened again, the gap is not billed, and later sweeps
+    probe the room again instead of ending it."""
+    app = make_app(STORAGE_URL=backend, QUOTA_MAX_PARTICIPANTS="2")
+    state = service_state(app)
+    reconciler = reconciler_of(state)
+    own(state, "room")
+    seat(livekit, "room", "alice")
+    seat(livekit, "room", "bob")
+    assert reconciler.sweep().repairs == {"session_opened": 2}
+    usage = state.issuer.usage
+    livekit.kill_node("room")
+    usage.store.clock.advance(MINUTE)
+    assert reconciler.sweep().repairs == {"life_ended": 1, "grace_started": 1}
+    usage.store.clock.advance(10 * MINUTE)
+    before = usage_of(state)["room"]
+    livekit.rehost("room")
+    seat(livekit, "room", "carol")
+    done = reconciler.sweep()
+    assert done.repairs == {"session_opened": 1}
+    assert [s.identity for life in usage.live_lives() for s in life.sessions] == ["carol"]
+    metered = usage_of(state)["room"]
+    usage.store.clock.advance(MINUTE)
+    after = usage_of(state)["room"]
+    grown = after["participant_seconds"] - metered["participant_seconds"]
+    assert 60 <= grown < 61  # carol's minute, she alone
+    assert after["room_seconds"] - before["room_seconds"] < 70  # not the ten minutes lost
+    seat(livekit, "room", "dave")
+    assert reconciler.sweep().repairs == {"session_opened": 1}
+    with pytest.raises(Exception) as full:
+        usage.check_mint("acme", "room", "erin", {})
+    assert full.value.error_code == "quota_exceeded"
+    seat(livekit, "room", "erin")
+    done = reconciler.sweep()
+    assert done.repairs == {"session_opened": 1, "quota_removed": 1}
+    assert done.calls["SendData"] == 1  # probed: its node answers again
+    assert livekit.participants_of("room") == ["alice", "bob", "carol", "dave"]
+    livekit.drop_participant("room", "alice")  # the count is back to what the dead node left
+    livekit.drop_participant("room", "bob")
+    for repairs in ({"session_closed": 1}, {}):  # erin's session, removed, ends first
+        quiet = reconciler.sweep()
+        assert quiet.repairs == repairs and quiet.calls["SendData"] == 1
+    assert [len(life.sessions) for life in usage.live_lives()] == [2]
+
+
+def test_a_re_hosted_room_reopened_by_its_join_event_is_probed_again_not_ended(
+    make_app, backend, livekit
+):
+    """A killed node's room re-hosted with the count its dead node left (its two participants
+    gone, two new ones in): the sweeper takes it for still dead, carol's participant_joined
+    reopens its life, and the next sweep probes it again (its node answers) and opens dave's
+    session instead of ending the life again."""
+    app = make_app(STORAGE_URL=backend)
+    state = service_state(app)
+    reconciler = reconciler_of(state)
+    own(state, "room")
+    seat(livekit, "room", "alice")
+    seat(livekit, "room", "bob")
+    reconciler.sweep()
+    livekit.kill_node("room")
+    assert reconciler.sweep().repairs == {"life_ended": 1, "grace_started": 1}
+    room = livekit.rehost("room")
+    livekit.drop_participant("room", "alice")
+    livekit.drop_participant("room", "bob")
+    carol = seat(livekit, "room", "carol")
+    seat(livekit, "room", "dave")
+    assert reconciler.sweep().repairs == {}  # the same count as at the death: still dead
+    body, headers = signed_webhook(
+        "participant_joined",
+        "room",
+        metadata=room.metadata,
+        room_sid=room.sid,
+        participant={"sid": carol.sid, "identity": "carol", "state": "ACTIVE"},
+        created_at=int(time.time()) + 2,  # after the end, which was when it was last seen
+    )
+    assert app.test_client().post("/livekit/webhook", data=body, headers=headers).status_code == 200
+    assert [s.identity for life in state.issuer.usage.live_lives() for s in life.sessions] == [
+        "carol"
+    ]
+    done = reconciler.sweep()
+    assert done.repairs == {"session_opened": 1} and done.calls["SendData"] == 1
+    (life,) = state.issuer.usage.live_lives()
+    assert sorted(session.identity for session in life.sessions) == ["carol", "dave"]
 
 
 @pytest.mark.parametrize("participant_state", ["JOINING", "ACTIVE"])

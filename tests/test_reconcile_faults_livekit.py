@@ -8,8 +8,9 @@ import time
 import pytest
 from livekit import rtc
 
+from support.livekit import twirp
 from support.receivers import WebhookRelay
-from support.tokens import BODY
+from support.tokens import BODY, LIVEKIT_KEY, LIVEKIT_SECRET
 from tokensvc.context import service_state
 from tokensvc.processes.worker import reconciler_of
 from tokensvc.reconcile import ReconcileLoop
@@ -43,7 +44,9 @@ def test_a_killed_node_stops_usage_and_frees_its_seats_within_two_intervals(
     sends nothing and keeps listing the room and both participants. Measured from the kill:
     acme's usage stops growing within two intervals and 2 s, a third identity is granted a token
     within two intervals, and it joins through the surviving node within two intervals and 2 s;
-    the usage ends no later than the kill and at most an interval (and a probe) before it."""
+    the usage ends no later than the kill and at most an interval (and a probe) before it. That
+    join re-hosts the room (the same sid): the new participant is metered from its join, and
+    the room's quota of 2 holds (a fourth identity takes the last seat, a fifth is refused)."""
     cluster = make_cluster(
         settings={"RECONCILE_INTERVAL": f"{INTERVAL:g}", "QUOTA_MAX_PARTICIPANTS": "2"}
     )
@@ -100,6 +103,17 @@ def test_a_killed_node_stops_usage_and_frees_its_seats_within_two_intervals(
     rejoined = time.monotonic() - killed
     time.sleep(INTERVAL + 1)  # the new participant's own session, as the sweeper sees it
     after = participant_seconds(service, tenants)
+    # The re-hosted room (same sid) keeps its quota of 2: c is seated, d takes the last seat.
+    status, fourth = ask(service, tenants, "acme-d")
+    assert status == 200, fourth
+    call.join("d", cluster.nodes[alive].ws_url, fourth["token"])
+    full = call.wait_for(lambda: ask(service, tenants, "acme-e")[0] == 403, 2 * INTERVAL + 2)
+    listed = twirp(
+        cluster.nodes[alive].ports[0],
+        {LIVEKIT_KEY: LIVEKIT_SECRET},
+        "ListParticipants",
+        {"room": ROOM},
+    ).get("participants", [])
     logs = [worker.output() for worker in workers]
     with capsys.disabled():
         print(
@@ -108,8 +122,12 @@ def test_a_killed_node_stops_usage_and_frees_its_seats_within_two_intervals(
             f"participant joined through the surviving node after {rejoined:.2f} s "
             f"({refused} refused joins first); usage of the two {final:.2f} "
             f"participant-seconds for {truth:.2f} s in truth; {after - final:.2f} more "
-            f"{INTERVAL + 1:g} s after the new join"
+            f"{INTERVAL + 1:g} s after the new join; the re-hosted room lists "
+            f"{sorted(p['identity'] for p in listed)}"
         )
+    # The new participant is metered in the re-hosted room, from its join (not the gap).
+    assert 1.0 <= after - final <= 2 * INTERVAL, (after, final)
+    assert full, "a third participant in the re-hosted room was not refused"
     assert stopped <= 2 * INTERVAL + 2
     assert seats <= 2 * INTERVAL
     assert rejoined <= 2 * INTERVAL + 2

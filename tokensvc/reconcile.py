@@ -26,6 +26,13 @@ rebuilt) are listed every WATCH_INTERVAL for the life of LiveKit's refreshed tok
 participant is out within about two watch intervals. Every repair is counted in the storage by
 kind (`/metrics` shows `tokensvc_reconcile_repairs_total`) and logged once.
 
+The end the reconciliation gives a life is inferred (`Usage.finish_life` records it as lost, not
+as LiveKit's `room_finished`): LiveKit re-hosts a dead node's room on a live node with the same
+sid (a CreateRoom or a join through a live node), and a join after the end reopens the life in
+the record (usage.py). A room whose node was seen dead is not probed again while its count stays
+the same, unless its life is live again: then it is probed as any room that bills; the sessions
+its dead node cut off are not opened again for participants LiveKit still lists.
+
 The sweeper's memory (when each room life was last seen, which rooms' probes failed) is a
 process's: a new sweeper taking the lease over ends a life it never saw at its first sweep.
 """
@@ -81,6 +88,9 @@ class Reconciler:
         self.store = store
         self.last_seen: dict[str, int] = {}  # room sid -> storage ms it was last seen alive
         self.dead: dict[str, int] = {}  # room sid -> its listed count when its node was dead
+        #: room sid -> the participant sids of the sessions its dead node cut off (LiveKit may
+        #: list them after it re-hosts the room: they are not opened again)
+        self.cut_off: dict[str, set[str]] = {}
         #: room name -> (monotonic time its hold was kept, its holder)
         self.kept: dict[str, tuple[float, str]] = {}
 
@@ -93,6 +103,10 @@ class Reconciler:
         listed = {room.name: room for room in self.rooms.every_room()}
         done.called("ListRooms")
         by_sid = {life.sid: life for life in lives}
+        for sid in [sid for sid in self.dead if sid in by_sid]:
+            # Its life ended when its node was seen dead, and it is live again: LiveKit
+            # re-hosted the room on a live node and a join reopened the life. Probe it again.
+            del self.dead[sid]
         alive = self._probe(
             [room for room in listed.values() if self._bills(by_sid.get(room.sid), room)], done
         )
@@ -126,6 +140,8 @@ class Reconciler:
             if room is not None and room.sid == life.sid and alive.get(room.sid, True):
                 continue
             self._end_life(life, now, done)
+            if room is not None and not alive.get(room.sid, True):
+                self.cut_off[life.sid] = {session.sid for session in life.sessions}
             if room is None or not alive.get(room.sid, True):
                 if self.ownership.unlisted(life.name):
                     self._repaired(done, "grace_started", life.name)
@@ -137,6 +153,8 @@ class Reconciler:
         sids = {room.sid for room in listed.values()}
         for sid in [sid for sid in self.dead if sid not in sids]:
             del self.dead[sid]
+        for sid in [sid for sid in self.cut_off if sid not in sids]:
+            del self.cut_off[sid]
         return done
 
     def watch_sweep(self) -> Sweep:
@@ -228,6 +246,7 @@ class Reconciler:
         if not holder:  # no record, or the anonymous namespace: nobody to meter for
             return
         known = {session.sid for session in life.sessions} if life is not None else set()
+        known |= self.cut_off.get(room.sid, set())
         for participant in participants:
             if participant.state != ACTIVE or participant.sid in known:
                 continue

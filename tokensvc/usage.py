@@ -16,7 +16,10 @@ kept. As the service sees them:
 
 - a tenant's rooms are the names its holds give it (`Ownership.names_of`, the one list); a name
   is in use from the token request that would start its room (a reservation, lasting as long as
-  that token can start it) or its `room_started`, until its `room_finished`;
+  that token can start it) or its `room_started`, until its `room_finished` (or the end the
+  reconciliation infers for a room LiveKit no longer lists or whose node died: a lost end, which
+  a join after it reopens, the life's start moved on by the gap, when LiveKit re-hosts the room
+  with the same sid);
 - a participant is in a room from its `participant_joined` until its `participant_left` or the
   room's end, counted per (tenant, room life): a name another tenant used before starts from
   zero. Tokens minted but not used take no seat: a seat is taken at the join.
@@ -40,7 +43,7 @@ from typing import Protocol
 
 from .config import Settings
 from .errors import QuotaExceeded
-from .storage import EventFacts
+from .storage import ROOM_LOST, EventFacts
 
 #: The quotas, by the names the claims default to and the 403 names.
 MAX_ROOMS, MAX_PARTICIPANTS = "max_rooms", "max_participants"
@@ -358,8 +361,10 @@ class Usage:
 
     def finish_life(self, life, at: int) -> str:
         """A room life LiveKit no longer lists (or whose node is dead): it ends at `at` (when
-        it was last seen), with its open sessions and seats."""
-        facts = EventFacts("room_finished", life.tenant, life.name, life.sid, life.started, at)
+        it was last seen), with its open sessions and seats. The end is inferred (ROOM_LOST),
+        not LiveKit's `room_finished`: a join or a `room_started` after it (LiveKit re-hosted
+        the room on a live node, same sid) reopens the life, its start moved on by the gap."""
+        facts = EventFacts(ROOM_LOST, life.tenant, life.name, life.sid, life.started, at)
         # A leave or an end seats nobody: no limit applies.
         return self.store.record(facts, None)
 

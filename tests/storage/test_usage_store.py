@@ -1,7 +1,18 @@
 """The usage store's contract, on both backends: events recorded once whatever their order,
 the tenant's live and reserved rooms, the seats of a room, and the usage report."""
 
-from tokensvc.storage import EventFacts, LiveLife, MintCheck, RoomRecord, SessionRecord
+import sqlite3
+
+from tokensvc.storage import (
+    ROOM_LOST,
+    EventFacts,
+    LiveLife,
+    MintCheck,
+    RoomRecord,
+    SessionRecord,
+    open_holds,
+    open_usage,
+)
 
 MINUTE = 60_000
 
@@ -177,3 +188,122 @@ def test_live_lives_list_the_open_sessions_of_unfinished_lives(usage):
     assert [(s.sid, s.identity, s.left) for s in lives[0].sessions] == [("p1", "alice", None)]
     assert lives[1].sessions == ()
     assert all(isinstance(life, LiveLife) for life in lives)
+
+
+def lost(usage, room="r1", name="room", tenant="acme"):
+    """The reconciliation's inferred end of a life (ROOM_LOST), at the storage's now."""
+    now = usage.time_ms()
+    return EventFacts(ROOM_LOST, tenant, name, room, now, now)
+
+
+def test_a_lost_life_is_reopened_by_a_later_join_without_the_gap(usage):
+    """A life the reconciliation ended (ROOM_LOST) that a join later than its end shows alive
+    (LiveKit re-hosted the room) is live again: its sessions before the end ended then, the
+    join is metered and seated under the quota (the next beyond it refused), the name is in
+    use, and its start moves on by the gap so that its room-seconds leave the dead time out."""
+    begin = started(usage)
+    usage.record(begin, None)
+    before = [joined(usage, "p1", "alice"), joined(usage, "p2", "bob")]
+    for join in before:
+        assert usage.record(join, 2) == "metered"
+    usage.clock.advance(MINUTE)
+    end = lost(usage)
+    assert usage.record(end, None) == "metered"
+    assert usage.live_lives() == []
+    assert usage.rooms_in_use("acme", ["room"]) == []
+    usage.clock.advance(10 * MINUTE)
+    again = joined(usage, "p3", "carol")
+    assert usage.record(again, 2) == "metered"
+    assert usage.rooms_in_use("acme", ["room"]) == ["room"]
+    gap = again.at - end.at  # ten minutes, on the storage's clock
+    (life,) = usage.live_lives()
+    assert (life.sid, life.started) == ("r1", begin.room_started + gap)
+    assert [session.sid for session in life.sessions] == ["p3"]
+    assert usage.check_mint("acme", "room", "erin", [], None, 1, MINUTE).refused
+    assert usage.record(joined(usage, "p4", "dave"), 2) == "metered"
+    assert usage.record(joined(usage, "p5", "erin"), 2) == "over_quota"
+    assert usage.check_mint("acme", "room", "erin", [], None, 2, MINUTE) == MintCheck(
+        "max_participants", 2
+    )
+    usage.clock.advance(MINUTE)
+    now, rooms, sessions = usage.usage("acme", 0, usage.time_ms() + 1)
+    assert rooms == [RoomRecord("r1", "acme", "room", begin.room_started + gap, None)]
+    assert now - rooms[0].started >= 2 * MINUTE  # a minute before the loss, one after
+    assert now - rooms[0].started < 3 * MINUTE
+    left = {session.sid: session.left for session in sessions}
+    assert left == {"p1": end.at, "p2": end.at, "p3": None, "p4": None, "p5": None}
+    assert usage.record(lost(usage), None) == "metered"  # lost again: ends again
+    assert usage.live_lives() == []
+
+
+def test_a_lost_life_is_reopened_by_a_later_room_started(usage):
+    """room_started later than a lost life's end reopens it too (no session to seat)."""
+    usage.record(started(usage), None)
+    usage.record(lost(usage), None)
+    usage.clock.advance(MINUTE)
+    assert usage.record(started(usage), None) == "metered"
+    assert [life.sid for life in usage.live_lives()] == ["r1"]
+
+
+def test_a_life_finished_by_livekit_is_not_reopened(usage):
+    """LiveKit's room_finished ends a life for good: a join later than it is metered but not
+    seated and the life stays finished; so does a lost life whose room_finished came later."""
+    usage.record(started(usage, "r1", "one"), None)
+    end = usage.time_ms()
+    usage.record(EventFacts("room_finished", "acme", "one", "r1", end, end), None)
+    usage.record(started(usage, "r2", "two"), None)
+    usage.record(lost(usage, "r2", "two"), None)
+    usage.clock.advance(MINUTE)
+    end = usage.time_ms()
+    usage.record(EventFacts("room_finished", "acme", "two", "r2", end, end), None)
+    usage.clock.advance(MINUTE)
+    assert usage.record(joined(usage, "p1", "alice", "r1", "one"), 1) == "metered"
+    assert usage.record(joined(usage, "p2", "bob", "r2", "two"), 1) == "metered"
+    assert usage.record(started(usage, "r2", "two"), None) == "metered"
+    assert usage.live_lives() == []
+    assert usage.rooms_in_use("acme", ["one", "two"]) == []
+    assert usage.check_mint("acme", "one", "carol", [], None, 1, MINUTE) == MintCheck(None)
+    _, rooms, _ = usage.usage("acme", 0, usage.time_ms() + 1)
+    assert all(room.finished is not None for room in rooms)
+
+
+def test_a_join_no_later_than_the_lost_end_does_not_reopen(usage):
+    """A join told late, from before the lost end or at it, leaves the lost life ended."""
+    usage.record(started(usage), None)
+    usage.clock.advance(MINUTE)
+    end = lost(usage)
+    usage.record(end, None)
+    for at in (end.at - 1000, end.at):
+        late = EventFacts(
+            "participant_joined", "acme", "room", "r1", end.room_started, at, "p1", "alice", at
+        )
+        assert usage.record(late, 2) == "metered"
+    assert usage.live_lives() == []
+    assert usage.rooms_in_use("acme", ["room"]) == []
+    _, rooms, _ = usage.usage("acme", 0, usage.time_ms() + 1)
+    assert [room.finished for room in rooms] == [end.at]
+
+
+def test_an_earlier_versions_sqlite_file_gets_the_lost_columns(tmp_path):
+    """A file whose usage_rooms predates the lost lives (no `lost`, `lost_ms`) is given them
+    when the store opens it: its lives are kept, and one of them is lost and reopened."""
+    path = tmp_path / "earlier.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE usage_rooms (sid TEXT PRIMARY KEY, tenant TEXT NOT NULL, name TEXT "
+            "NOT NULL, started_at INTEGER NOT NULL, finished_at INTEGER, seen_at INTEGER NOT "
+            "NULL)"
+        )
+        db.execute("INSERT INTO usage_rooms VALUES ('r1', 'acme', 'room', 1000, NULL, 1000)")
+    db.close()
+    holds = open_holds(f"sqlite:///{path}", timeout=2.0)
+    try:
+        usage = open_usage(holds, 0)
+        assert [life.sid for life in usage.live_lives()] == ["r1"]
+        usage.record(lost(usage), None)
+        usage.clock.advance(MINUTE)
+        assert usage.record(joined(usage, "p1", "alice"), 1) == "metered"
+        (life,) = usage.live_lives()
+        assert life.started >= 1000 + MINUTE  # the minute lost is left out
+    finally:
+        holds.close()

@@ -11,6 +11,7 @@ from .contracts import (
     EXTEND_SLACK_MS,
     LISTED_PER_TENANT,
     RETENTION_MS,
+    ROOM_LOST,
     SUSPENDED,
     TENANT_LIMITS,
     AuditEntry,
@@ -54,6 +55,7 @@ from .sqlite.base import sqlite_path
 
 __all__ = [
     "ACTIVE",
+    "ROOM_LOST",
     "SUSPENDED",
     "TENANT_LIMITS",
     "AuditEntry",

@@ -185,9 +185,17 @@ class HoldStore(Protocol):
         ...
 
 
+#: The kind of EventFacts the reconciliation records when it infers a life's end (LiveKit no
+#: longer lists the room, or its node is dead): unlike LiveKit's `room_finished`, which ends a
+#: life for good, a lost life that a later `participant_joined` or `room_started` shows alive
+#: (LiveKit re-hosted the room on a live node, same sid) is reopened.
+ROOM_LOST = "room_lost"
+
+
 @dataclass(frozen=True)
 class EventFacts:
-    """What one LiveKit event says, in the storage's terms. Times in ms (0: not given)."""
+    """What one LiveKit event says, in the storage's terms (`kind`: a LiveKit event's name, or
+    ROOM_LOST). Times in ms (0: not given)."""
 
     kind: str
     tenant: str  # the room name's holder ("" when the record does not know it)
@@ -272,6 +280,10 @@ class UsageStore(Protocol):
         others: Sequence[str] = (),
     ) -> str:
         """Apply one event: the room, the session and the seats of the tenant's room life.
+        A life's first end stays (ROOM_LOST's cleared by a later `room_finished`), except that
+        a lost life that a `participant_joined` or `room_started` later than its end shows
+        alive is reopened: live again, its sessions before the end ended then, its start moved
+        on by the gap (the room-seconds leave the dead time out), the join seated as any.
         Return "metered", "over_quota" (a join beyond `max_participants`: not seated),
         "over_rooms" (a room life first seen while the tenant has `max_rooms` of its `others`
         names in use: the caller ends it; it is metered until its end) or "ignored" (a room of

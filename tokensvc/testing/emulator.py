@@ -30,8 +30,9 @@ disagree) and `add_stored_room` (an entry in the store with no live room, as aft
 Participants are kept in the store as livekit-server's Redis store keeps them, with the room's
 `num_participants`: `add_participant` seats one (state ACTIVE, or JOINING for one connected over
 signal only; LiveKit sends no event for it), `drop_participant` lets one go silently (as when
-its webhook is lost), and `kill_node` kills the node hosting a room: the live room goes, its
-store entry and participants stay listed, and calls routed to its node fail.
+its webhook is lost), `kill_node` kills the node hosting a room: the live room goes, its
+store entry and participants stay listed, and calls routed to its node fail; and `rehost` lets a
+live node host it again with the same sid.
 """
 
 import asyncio
@@ -315,6 +316,19 @@ class LiveKitEmulator:
             self._end_life(room)
             self.rooms.pop(room, None)
             self.dead.add(room)
+
+    def rehost(self, room: str) -> models.Room:
+        """A live node hosts the killed node's room again, as livekit-server does about 5 s
+        after the kill at a CreateRoom or a join through a live node: the same sid, made live
+        from its store entry; calls routed to it answer again. The dead node's participants stay
+        listed beside the new ones, as livekit-server 1.13.5 lists them (measured), until
+        `drop_participant` lets them go. Returns a copy of the room."""
+        with self._lock:
+            self.dead.discard(room)
+            stored = self.store.get(room)
+            if stored is None:
+                raise KeyError(room)
+            return self._make_live(stored)
 
     def race_next_create(self, name: str, rival_metadata: str, live_winner: str = "caller") -> None:
         """Make the next CreateRoom of the missing room `name` race a rival creator (metadata

@@ -1,6 +1,8 @@
 """Usage and quotas in the ownership record's Redis, one script per operation.
 
-Per room life `usage:room:<sid>` {tenant, name, started, finished}; per session
+Per room life `usage:room:<sid>` {tenant, name, started, finished, lost (set while its end is
+one the reconciliation inferred), lost_ms (the time it spent lost before it was reopened, not
+counted: the reported start is `started` + `lost_ms`)}; per session
 `usage:session:<participant sid>` {room, identity, joined, left, seated, refused}; per room life
 the set `usage:sessions:<sid>` and the set `usage:open:<sid>` of those not ended (what the
 reconciliation reads); per tenant the sorted set `usage:rooms:<tenant>` (room sids by start) and
@@ -34,6 +36,11 @@ CLOCK = ("clock", "usage_seats")
 def _limit_text(value: int | None) -> str:
     """A limit as the storage keeps it ("" for none)."""
     return "" if value is None else str(value)
+
+
+def _started(room: dict[bytes, bytes]) -> int:
+    """When a room life started as reported: its start moved on by the time it spent lost."""
+    return int(room[b"started"]) + int(room.get(b"lost_ms") or 0)
 
 
 class RedisUsage(RedisStore):
@@ -165,7 +172,7 @@ class RedisUsage(RedisStore):
                 sid,
                 found[b"tenant"].decode(),
                 found[b"name"].decode(),
-                int(found[b"started"]),
+                _started(found),
                 int(finished) if finished else None,
             )
             if room.finished is None or room.finished >= start:
@@ -237,7 +244,7 @@ class RedisUsage(RedisStore):
                     sid,
                     room[b"tenant"].decode(),
                     room[b"name"].decode(),
-                    int(room[b"started"]),
+                    _started(room),
                     tuple(sessions),
                 )
             )

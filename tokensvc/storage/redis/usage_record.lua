@@ -4,7 +4,7 @@ room_started, at, joined, retention = tonumber(room_started), tonumber(at), tonu
                                       tonumber(retention)
 local now = clock(shift)
 local room_key = prefix .. 'usage:room:' .. room_sid
-local found = redis.call('HMGET', room_key, 'tenant', 'started', 'finished')
+local found = redis.call('HMGET', room_key, 'tenant', 'started', 'finished', 'lost')
 local first_sight = not found[1]
 if found[1] then tenant = found[1] end
 if tenant == '' then return 'ignored' end
@@ -12,9 +12,25 @@ local started = room_started
 if joined > 0 and joined < started then started = joined end
 if found[2] and tonumber(found[2]) < started then started = tonumber(found[2]) end
 local finished = found[3]
-if kind == 'room_finished' and not finished then
+if (kind == 'room_finished' or kind == 'room_lost') and not finished then
   finished = string.format('%d', at)
   redis.call('HSET', room_key, 'finished', finished)
+  if kind == 'room_lost' then redis.call('HSET', room_key, 'lost', '1') end
+elseif kind == 'room_finished' then
+  redis.call('HDEL', room_key, 'lost')  -- LiveKit's own end: final, whenever it comes
+elseif found[4] and finished and (kind == 'participant_joined' or kind == 'room_started')
+    and at > tonumber(finished) then
+  -- Alive again after an end the reconciliation inferred (a re-hosted room): the life goes on
+  -- without the gap, and its sessions before the gap ended with it.
+  redis.call('HINCRBY', room_key, 'lost_ms', string.format('%d', at - tonumber(finished)))
+  for _, member in ipairs(redis.call('SMEMBERS', prefix .. 'usage:sessions:' .. room_sid)) do
+    local member_key = prefix .. 'usage:session:' .. member
+    if redis.call('EXISTS', member_key) == 1 and not redis.call('HGET', member_key, 'left') then
+      redis.call('HSET', member_key, 'left', finished)
+    end
+  end
+  redis.call('HDEL', room_key, 'finished', 'lost')
+  finished = nil
 end
 redis.call('HSET', room_key, 'tenant', tenant, 'name', name, 'started',
            string.format('%d', started))

@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 
 from ..contracts import (
+    ROOM_LOST,
     EventFacts,
     LiveLife,
     MintCheck,
@@ -21,6 +22,17 @@ from .holds import SqliteHolds
 SEATED = """SELECT DISTINCT s.identity FROM usage_sessions s JOIN usage_rooms r
             ON s.room_sid = r.sid WHERE r.tenant = ? AND r.name = ? AND r.finished_at IS NULL
             AND s.left_at IS NULL AND s.seated = 1"""
+#: The kinds that end a life: LiveKit's `room_finished` (final) and ROOM_LOST, an end the
+#: reconciliation inferred (a life LiveKit no longer lists, or on a dead node).
+ENDS = ("room_finished", ROOM_LOST)
+#: The kinds that reopen a lost life when they come after its end (LiveKit re-hosted the room).
+REOPENS = ("participant_joined", "room_started")
+#: The columns an earlier version's `usage_rooms` lacks: whether the life's end was inferred,
+#: and the ms it spent lost before events showed it alive again (not counted).
+ADDED_COLUMNS = {
+    "lost": "INTEGER NOT NULL DEFAULT 0",
+    "lost_ms": "INTEGER NOT NULL DEFAULT 0",
+}
 #: Whether a tenant has a live life of a room name.
 LIVE = """SELECT 1 FROM usage_rooms WHERE tenant = ? AND name = ? AND finished_at IS NULL
           LIMIT 1"""
@@ -34,6 +46,19 @@ class SqliteUsage(InTheRecordsTransactions):
         super().__init__(holds, "usage")
         self.retention_ms = retention_ms
         self._swept_at = 0.0
+
+    def _schema(self, db: sqlite3.Connection) -> None:
+        """The tables, `usage_rooms` given the columns an earlier version's file lacks."""
+        fresh = self._ready_for is not db
+        super()._schema(db)
+        if fresh:
+            have = {row[1] for row in db.execute("PRAGMA table_info(usage_rooms)")}
+            for column, kind in ADDED_COLUMNS.items():
+                if column not in have:
+                    try:
+                        db.execute(f"ALTER TABLE usage_rooms ADD COLUMN {column} {kind}")
+                    except sqlite3.OperationalError:  # another process added it meanwhile
+                        pass
 
     def record(
         self,
@@ -60,7 +85,7 @@ class SqliteUsage(InTheRecordsTransactions):
             now = self.holds._now()
             self._sweep(db, now)
             room = db.execute(
-                "SELECT tenant, started_at, finished_at FROM usage_rooms WHERE sid = ?",
+                "SELECT tenant, started_at, finished_at, lost FROM usage_rooms WHERE sid = ?",
                 (facts.room_sid,),
             ).fetchone()
             tenant: str = room[0] if room is not None else facts.tenant
@@ -68,14 +93,28 @@ class SqliteUsage(InTheRecordsTransactions):
                 return "ignored"
             started = min(t for t in (facts.room_started, facts.joined, room and room[1]) if t)
             finished: int | None = room[2] if room is not None else None
-            if facts.kind == "room_finished" and finished is None:
-                finished = facts.at
+            lost = room[3] if room is not None else 0
+            gap = 0
+            if facts.kind in ENDS and finished is None:
+                finished, lost = facts.at, int(facts.kind == ROOM_LOST)
+            elif facts.kind == "room_finished":
+                lost = 0  # LiveKit's own end: final, whenever it comes
+            elif lost and finished is not None and facts.kind in REOPENS and facts.at > finished:
+                # Alive again after an end the reconciliation inferred (a re-hosted room): the
+                # life goes on without the gap, and its sessions before the gap ended with it.
+                gap = facts.at - finished
+                db.execute(
+                    "UPDATE usage_sessions SET left_at = ? WHERE room_sid = ? AND left_at IS NULL",
+                    (finished, facts.room_sid),
+                )
+                finished, lost = None, 0
             db.execute(
                 "INSERT INTO usage_rooms (sid, tenant, name, started_at, finished_at, "
-                "seen_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sid) DO UPDATE SET "
-                "started_at = excluded.started_at, finished_at = excluded.finished_at, "
-                "seen_at = excluded.seen_at",
-                (facts.room_sid, tenant, facts.name, started, finished, now),
+                "seen_at, lost, lost_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sid) DO "
+                "UPDATE SET started_at = excluded.started_at, finished_at = "
+                "excluded.finished_at, seen_at = excluded.seen_at, lost = excluded.lost, "
+                "lost_ms = lost_ms + excluded.lost_ms",
+                (facts.room_sid, tenant, facts.name, started, finished, now, lost, gap),
             )
             if finished is None:  # live now: the reservation that led here is spent
                 db.execute(
@@ -245,7 +284,7 @@ class SqliteUsage(InTheRecordsTransactions):
             rooms = [
                 RoomRecord(*row)
                 for row in db.execute(
-                    f"SELECT sid, tenant, name, started_at, finished_at FROM usage_rooms "
+                    f"SELECT sid, tenant, name, started_at + lost_ms, finished_at FROM usage_rooms "
                     f"WHERE {where}",
                     parameters,
                 )
@@ -266,7 +305,7 @@ class SqliteUsage(InTheRecordsTransactions):
         """The lives not finished with their open sessions."""
         with self._read() as db:
             rooms = db.execute(
-                "SELECT sid, tenant, name, started_at FROM usage_rooms "
+                "SELECT sid, tenant, name, started_at + lost_ms FROM usage_rooms "
                 "WHERE finished_at IS NULL ORDER BY sid"
             ).fetchall()
             sessions: dict[str, list[SessionRecord]] = {}

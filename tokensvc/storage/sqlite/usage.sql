@@ -4,7 +4,9 @@ CREATE TABLE IF NOT EXISTS usage_rooms (
     name TEXT NOT NULL,
     started_at INTEGER NOT NULL,
     finished_at INTEGER,
-    seen_at INTEGER NOT NULL
+    seen_at INTEGER NOT NULL,
+    lost INTEGER NOT NULL DEFAULT 0,
+    lost_ms INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS usage_rooms_tenant ON usage_rooms (tenant, started_at);
 CREATE INDEX IF NOT EXISTS usage_rooms_name ON usage_rooms (name);

@@ -248,6 +248,20 @@ def test_rooms_that_agree_with_the_record_cost_one_list(state, reconciler, livek
     assert done.repairs == {}
 
 
+def test_a_room_with_participants_and_no_record_costs_no_listing(state, reconciler, livekit):
+    """A room LiveKit lists with participants that the record neither holds nor meters (another
+    client's room on the same LiveKit, or the anonymous namespace): its count disagrees at
+    every sweep, but there is nobody to meter or protect, so it is not listed."""
+    livekit.add_room("theirs", "")
+    seat(livekit, "theirs", "alice", tenant="")
+    own(state, "ours")
+    for _ in range(2):
+        done = reconciler.sweep()
+        assert done.calls == {"ListRooms": 1}
+        assert done.repairs == {}
+    assert usage_of(state) == {}
+
+
 def test_a_held_room_no_longer_listed_starts_its_grace_once(state, reconciler, livekit):
     """A life the record counts live but LiveKit no longer lists (room_finished was lost) ends,
     and the hold's grace starts; the next sweep repairs nothing more."""

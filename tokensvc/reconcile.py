@@ -12,7 +12,8 @@ storage lets one sweep at a time) asks LiveKit every RECONCILE_INTERVAL:
   LiveKit's store, counts and all);
 - for the participants (ListParticipants) only of rooms whose count disagrees with the record,
   rooms under watch, and rooms at their participants quota (the tenant's, asked of `Usage`:
-  its record's, else the settings').
+  its record's, else the settings'), and never of a room the record neither holds nor meters
+  (another client's: nobody to meter or protect).
 
 From that, asking `Ownership` for every decision on who holds what and `Usage` for the record:
 a listed held room's hold lasts a grace more (kept at most once a minute per name); a held room
@@ -128,11 +129,11 @@ class Reconciler:
                     holder = self.ownership.holder(name)
             count = len(life.sessions) if life is not None else 0
             limit = self._limit(life.tenant if life is not None else holder, limits)
-            if (
+            if (holder is not None or life is not None) and (
                 room.num_participants != count
                 or name in watched
                 or (limit is not None and count >= limit)
-            ):
+            ):  # a room with no record and no life (another client's): nothing to settle
                 self._settle(room, life, holder, now, done)
             self.last_seen[room.sid] = now
         for life in lives:

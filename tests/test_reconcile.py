@@ -308,6 +308,27 @@ def test_one_sweeper_sweeps_at_a_time(state, reconciler):
     assert not first.holds_lease()
 
 
+def test_a_sweeper_whose_sweeps_fail_gives_its_lease_to_another(state, reconciler, livekit):
+    """A sweeper that cannot reach LiveKit (every full sweep fails) keeps the lease for one
+    failure, gives it up at the second and stays back for one lease: another sweeper takes it
+    and sweeps."""
+    first, second = ReconcileLoop(reconciler), ReconcileLoop(reconciler_of(state))
+    livekit.faults.error = "unavailable"
+    first.tick()
+    assert (first.sweeps, first.failed) == (0, 1)
+    assert not second.holds_lease()
+    first.next_full = 0.0
+    first.tick()
+    assert (first.failed, first.holds_lease()) == (0, False)
+    livekit.faults.error = None
+    assert second.holds_lease()
+    second.tick()
+    assert second.sweeps == 1
+    first.next_full = 0.0
+    first.tick()
+    assert first.sweeps == 0  # standing back: it did not take the lease again
+
+
 def test_a_join_no_event_reported_beyond_the_tenants_own_quota_is_removed(
     make_app, backend, livekit
 ):

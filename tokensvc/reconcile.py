@@ -54,6 +54,8 @@ LEASE_NAME = "reconcile"
 #: A listed room's hold is kept (a storage write) at most this often per name, seconds: the
 #: grace it extends lasts more than ten minutes.
 KEEP_EVERY_S = 60.0
+#: Full sweeps failed in a row after which a sweeper gives its lease up for one lease.
+FAILED_SWEEPS_TO_STAND_BACK = 2
 #: The probes of one sweep run this many at once.
 PROBES_AT_ONCE = 8
 #: LiveKit's participant states that the events report (WebRTC connected).
@@ -295,6 +297,9 @@ class ReconcileLoop:
         self.lease_ms = int(max(3 * self.interval, 30.0) * 1000)
         self.owner = uuid.uuid4().hex
         self.leased_until = 0.0  # monotonic
+        self.back_until = 0.0  # monotonic: the lease is not taken before
+        self.next_full = 0.0  # monotonic: the next full sweep is due
+        self.failed = 0  # full sweeps failed in a row
         self.sweeps = 0
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, name="reconcile", daemon=True)
@@ -315,7 +320,9 @@ class ReconcileLoop:
 
     def holds_lease(self) -> bool:
         """Take or renew the lease when it is due (a third of it left); whether this process
-        may sweep."""
+        may sweep (not while standing back after failed sweeps)."""
+        if time.monotonic() < self.back_until:
+            return False
         if time.monotonic() < self.leased_until - self.lease_ms / 3000:
             return True
         started = time.monotonic()
@@ -327,21 +334,47 @@ class ReconcileLoop:
         return leased
 
     def _run(self) -> None:
-        """Sweep until stopped; a failed sweep is logged and tried at the next tick."""
-        next_full = 0.0
+        """Sweep until stopped, a watch interval apart."""
         while not self.stopped.is_set():
-            tick = time.monotonic()
-            if self.holds_lease():
-                full = tick >= next_full
-                try:
-                    if full:
-                        next_full = tick + self.interval
-                        self.reconciler.sweep()
-                        self.sweeps += 1
-                    else:
-                        self.reconciler.watch_sweep()
-                except ApiError as exc:
-                    log.warning("reconcile: a sweep failed (%s)", exc.error_code)
-                except Exception as exc:  # never let the thread die
-                    log.warning("reconcile: a sweep failed (%s)", type(exc).__name__)
-            self.stopped.wait(max(0.0, self.watch_interval - (time.monotonic() - tick)))
+            started = time.monotonic()
+            self.tick()
+            self.stopped.wait(max(0.0, self.watch_interval - (time.monotonic() - started)))
+
+    def tick(self) -> None:
+        """One turn: under the lease, a full sweep when one is due, else a watch sweep. A failed
+        sweep is logged and tried at the next turn; after FAILED_SWEEPS_TO_STAND_BACK full sweeps
+        failed in a row (this worker's LiveKit or storage out of reach), the lease is given up
+        for one lease, so that a worker that reaches them sweeps instead."""
+        if not self.holds_lease():
+            return
+        tick = time.monotonic()
+        full = tick >= self.next_full
+        try:
+            if full:
+                self.next_full = tick + self.interval
+                self.reconciler.sweep()
+                self.sweeps += 1
+                self.failed = 0
+            else:
+                self.reconciler.watch_sweep()
+            return
+        except ApiError as exc:
+            log.warning("reconcile: a sweep failed (%s)", exc.error_code)
+        except Exception as exc:  # never let the thread die
+            log.warning("reconcile: a sweep failed (%s)", type(exc).__name__)
+        if not full:
+            return
+        self.failed += 1
+        if self.failed >= FAILED_SWEEPS_TO_STAND_BACK:
+            log.warning(
+                "reconcile: %d sweeps failed in a row; the lease is given up for %d s",
+                self.failed,
+                self.lease_ms // 1000,
+            )
+            self.failed = 0
+            self.leased_until = 0.0
+            self.back_until = time.monotonic() + self.lease_ms / 1000
+            try:
+                self.reconciler.store.release(LEASE_NAME, self.owner)
+            except ApiError:
+                pass

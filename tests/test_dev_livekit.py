@@ -105,7 +105,10 @@ def sockets_of(pid: int) -> set[tuple[str, str, int]]:
     """(protocol, address, port) of every listening TCP and every bound UDP socket of `pid`."""
     inodes = set()
     for fd in os.listdir(f"/proc/{pid}/fd"):
-        target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:  # closed since the listing (a connection): not listening
+            continue
         if target.startswith("socket:["):
             inodes.add(target[8:-1])
     found = set()

@@ -56,14 +56,13 @@ from google.protobuf.json_format import MessageToDict, Parse
 from livekit import api
 from livekit.protocol import models
 
-from bench.run import children, cpu_seconds
+from bench.run import children, cpu_seconds, start_redis
 from bench.webhooks import API_KEY, API_SECRET, TENANT_SECRET, Gunicorn
 from tokensvc import create_app
 from tokensvc.context import service_state
 from tokensvc.processes.worker import reconciler_of
 from tokensvc.roles import TENANT_ATTRIBUTE
 from tokensvc.testing import LiveKitEmulator
-from tokensvc.testing.processes import find_free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA = Path(__file__).resolve().parent / "events.lua"
@@ -678,27 +677,6 @@ def events_table(storage: str, args, results: dict) -> str:
             f"| {result['delivered']:.0f} | {result['sweeps']:g} |"
         )
     return "\n".join(lines)
-
-
-def start_redis() -> tuple[subprocess.Popen, int]:
-    """A redis-server with no persistence on a free loopback port."""
-    port = find_free_port()
-    redis = subprocess.Popen(
-        [
-            shutil.which("redis-server") or "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    wait_for_port(port, redis, 10, "redis-server")
-    return redis, port
 
 
 def main() -> None:

@@ -443,6 +443,19 @@ def targets(rows: dict, mode: str, open_loop: dict) -> str:
     return "\n".join(lines)
 
 
+def start_redis() -> tuple[subprocess.Popen, int]:
+    """A redis-server with no persistence on a free loopback port (Debian's, on PATH): the
+    process and its port."""
+    port = find_free_port()
+    redis = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        + ["--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    wait_for_port(port, redis, 10, "redis-server")
+    return redis, port
+
+
 def main() -> None:
     """Run every row in one go and print the table and the target ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -497,22 +510,7 @@ def main() -> None:
     )
     servers, redis = [], None
     if any(row.storage == "redis" for row in chosen):
-        redis_port = find_free_port()
-        redis = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        wait_for_port(redis_port, redis)
+        redis, redis_port = start_redis()
     redis_url = f"redis://127.0.0.1:{redis_port}/0" if redis else None
     try:
         wait_for_port(port, emulator)

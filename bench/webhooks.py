@@ -68,7 +68,7 @@ from statistics import median
 import jwt
 
 from bench.openloop import percentile
-from bench.run import run_wrk
+from bench.run import run_wrk, start_redis
 from tokensvc import create_app
 from tokensvc.context import service_state
 from tokensvc.roles import TENANT_ATTRIBUTE
@@ -831,20 +831,7 @@ def main() -> None:
 
     storages = args.storages.split(",")
     if "redis" in storages:
-        redis_port = find_free_port()
-        redis = subprocess.Popen(
-            [
-                shutil.which("redis-server") or "redis-server",
-                "--port",
-                str(redis_port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        wait_for_port(redis_port, redis, 10, "redis-server")
+        redis, redis_port = start_redis()
     tables = []
     started = time.monotonic()
     try:
